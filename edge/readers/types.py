@@ -1,0 +1,42 @@
+"""Typed values that leave the reader boundary. No library dict crosses it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class TagRead:
+    """One tag report entry from an RFID reader.
+
+    Timestamps are microseconds since the Unix epoch, as LLRP carries them; when the
+    reader did not send one, the adapter fills in its own receive time.
+    """
+
+    reader: str
+    epc_hex: str
+    """The EPC bank contents as lowercase hex, any length."""
+    antenna: int
+    rssi: float | None
+    first_seen_us: int
+    last_seen_us: int
+    seen_count: int = 1
+
+
+ReaderState = Literal["connecting", "connected", "disconnected", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderEvent:
+    """Something about the reader itself: connection changes, antenna events, errors."""
+
+    reader: str
+    kind: Literal["state", "antenna", "exception", "decode_error", "gpi"]
+    state: ReaderState | None = None
+    detail: str = ""
+    antenna: int | None = None
+    connected: bool | None = None
+
+
+ReaderOutput = TagRead | ReaderEvent

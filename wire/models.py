@@ -1,0 +1,202 @@
+"""Payload models of wire contract v1 (DESIGN.md section 3).
+
+Field names follow GS1 EPCIS 2.0 where one exists, in snake_case. Every model forbids
+unknown fields and bounds its collections, so a payload from the network is either a
+valid value or a ValidationError that names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from wire.topics import ID_PATTERN
+
+WIRE_VERSION = 1
+MAX_BATCH_EVENTS = 1000
+"""Upper bound of events in one EventBatch; the edge sends at most this many per message."""
+MAX_PAYLOAD_BYTES = 1_048_576
+"""Largest MQTT payload either side accepts; a full batch of LLRP passes is about 500 kB."""
+MAX_ACK_BATCHES = 256
+MAX_ANTENNAS = 32
+MAX_READERS = 64
+MAX_TEXT = 256
+MAX_EPC_URI = 200
+
+Action = Literal["OBSERVE", "ADD", "DELETE"]
+Direction = Literal["in", "out"]
+Source = Literal["llrp", "serial"]
+GatewayState = Literal["online", "offline"]
+Severity = Literal["info", "warning", "critical"]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset")
+    value = value.astimezone(UTC)
+    # The contract carries milliseconds; drop anything finer so both sides agree.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+UtcMillis = Annotated[datetime, AfterValidator(_utc)]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+def now_utc() -> datetime:
+    """The current time, UTC, at millisecond precision."""
+    return _utc(datetime.now(UTC))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadEvidence(_Model):
+    """What the reader saw of one tag during one pass or dwell."""
+
+    count: int = Field(ge=1)
+    antennas: list[Annotated[int, Field(ge=0, le=65535)]] = Field(
+        min_length=1, max_length=MAX_ANTENNAS
+    )
+    peak_rssi: float | None = Field(default=None, ge=-200, le=50)
+    first_seen: UtcMillis
+    last_seen: UtcMillis
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReadEvidence:
+        if self.last_seen < self.first_seen:
+            raise ValueError("last_seen is before first_seen")
+        return self
+
+
+class Quantity(_Model):
+    """A class-level identity with a count, from a barcode scan."""
+
+    gtin: Annotated[str, Field(pattern=r"^\d{14}$")]
+    lot: Text | None = None
+    serial: Text | None = None
+    qty: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class Event(_Model):
+    """One business event (an EPCIS ObjectEvent)."""
+
+    event_id: Annotated[str, Field(min_length=3, max_length=MAX_TEXT)]
+    event_time: UtcMillis
+    type: Literal["ObjectEvent"] = "ObjectEvent"
+    action: Action = "OBSERVE"
+    biz_step: Text
+    read_point: Text
+    biz_location: Text | None = None
+    epc: Annotated[str, Field(min_length=9, max_length=MAX_EPC_URI, pattern=r"^urn:epc:")] | None = (
+        None
+    )
+    quantity: Quantity | None = None
+    direction: Direction | None = None
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    reads: ReadEvidence | None = None
+    source: Source
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Event:
+        if (self.epc is None) == (self.quantity is None):
+            raise ValueError("an event carries exactly one of epc and quantity")
+        return self
+
+
+Epoch = Annotated[str, Field(pattern=r"^[0-9a-f]{8,32}$")]
+BatchId = Annotated[str, Field(min_length=3, max_length=MAX_TEXT)]
+
+
+class BatchHeader(_Model):
+    """Who sent a batch and which range of its outbox sequence it covers."""
+
+    version: Literal[1] = WIRE_VERSION
+    batch_id: BatchId
+    site: Id
+    gateway: Id
+    epoch: Epoch
+    seq_first: int = Field(ge=1)
+    seq_last: int = Field(ge=1)
+    sent_at: UtcMillis
+
+    @model_validator(mode="after")
+    def _range(self) -> BatchHeader:
+        if self.seq_last < self.seq_first:
+            raise ValueError("seq_last is below seq_first")
+        return self
+
+
+class EventBatch(BatchHeader):
+    """Events from one gateway, covering a contiguous range of its outbox sequence."""
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class BatchEnvelope(BatchHeader):
+    """An EventBatch with its events left unvalidated.
+
+    The server validates each event on its own, so one invalid event goes to the
+    dead-letter table without rejecting its neighbours.
+    """
+
+    events: list[dict[str, object]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class AckedBatch(_Model):
+    batch_id: BatchId
+    epoch: Epoch
+    seq_first: int = Field(ge=1)
+    seq_last: int = Field(ge=1)
+
+
+class Ack(_Model):
+    """The batches the server has committed; the edge may now delete them."""
+
+    version: Literal[1] = WIRE_VERSION
+    gateway: Id
+    batches: list[AckedBatch] = Field(min_length=1, max_length=MAX_ACK_BATCHES)
+
+
+class ReaderStatus(_Model):
+    name: Text
+    kind: Literal["llrp", "serial"]
+    state: Literal["connecting", "connected", "disconnected", "error"]
+    last_error: Annotated[str, Field(max_length=1000)] | None = None
+    reads_per_s: float = Field(default=0.0, ge=0)
+    antenna_reads_per_s: dict[str, float] = Field(default_factory=dict)
+
+
+class Status(_Model):
+    """Retained gateway status; the last will publishes the same with state offline."""
+
+    version: Literal[1] = WIRE_VERSION
+    gateway: Id
+    site: Id
+    state: GatewayState
+    at: UtcMillis
+    readers: list[ReaderStatus] = Field(default_factory=list, max_length=MAX_READERS)
+    buffer_depth: int = Field(default=0, ge=0)
+    oldest_unacked_age_s: float | None = Field(default=None, ge=0)
+    reads_per_s: float = Field(default=0.0, ge=0)
+
+
+class Alert(_Model):
+    version: Literal[1] = WIRE_VERSION
+    id: int
+    kind: Text
+    severity: Severity
+    subject: Text
+    message: Annotated[str, Field(max_length=2000)]
+    opened_at: UtcMillis
+    site: Id | None = None
+    evidence: dict[str, object] = Field(default_factory=dict)
