@@ -200,6 +200,8 @@ class MqttClient:
             log.info("mqtt %s: connected to %s", self.client_id, self._settings.url)
             await self._after_connect()
             await self._disconnected.wait()
+            if self._closing:
+                return
             log.warning("mqtt %s: connection to %s lost", self.client_id, self._settings.url)
             self._drop_socket()
             await asyncio.sleep(BACKOFF_INITIAL_S)

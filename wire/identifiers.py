@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from epcpy import ConvertException, epc_pure_identity_to_scheme, hex_to_tag_encodable
 from epcpy.epc_schemes import SGTIN
+from epcpy.epc_schemes.sgtin import SGTINFilterValue
 
 EPC_CACHE_SIZE = 65_536
 MAX_EPC_HEX = 124
@@ -65,8 +66,6 @@ def sgtin96_hex(urn: str, filter_value: int = 1) -> str:
     Raises:
         IdentifierError: the URN is not an SGTIN that fits 96 bits.
     """
-    from epcpy.epc_schemes.sgtin import SGTINFilterValue
-
     try:
         sgtin = SGTIN.from_epc_uri(urn)
         out: str = sgtin.hex(

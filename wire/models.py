@@ -20,7 +20,7 @@ from pydantic import (
 
 from wire.topics import ID_PATTERN
 
-WIRE_VERSION = 1
+WIRE_VERSION: Literal[1] = 1
 MAX_BATCH_EVENTS = 1000
 """Upper bound of events in one EventBatch; the edge sends at most this many per message."""
 MAX_PAYLOAD_BYTES = 1_048_576
@@ -97,9 +97,9 @@ class Event(_Model):
     biz_step: Text
     read_point: Text
     biz_location: Text | None = None
-    epc: Annotated[str, Field(min_length=9, max_length=MAX_EPC_URI, pattern=r"^urn:epc:")] | None = (
-        None
-    )
+    epc: (
+        Annotated[str, Field(min_length=9, max_length=MAX_EPC_URI, pattern=r"^urn:epc:")] | None
+    ) = None
     quantity: Quantity | None = None
     direction: Direction | None = None
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -120,7 +120,7 @@ BatchId = Annotated[str, Field(min_length=3, max_length=MAX_TEXT)]
 class BatchHeader(_Model):
     """Who sent a batch and which range of its outbox sequence it covers."""
 
-    version: Literal[1] = WIRE_VERSION
+    version: Literal[1] = 1
     batch_id: BatchId
     site: Id
     gateway: Id
@@ -162,7 +162,7 @@ class AckedBatch(_Model):
 class Ack(_Model):
     """The batches the server has committed; the edge may now delete them."""
 
-    version: Literal[1] = WIRE_VERSION
+    version: Literal[1] = 1
     gateway: Id
     batches: list[AckedBatch] = Field(min_length=1, max_length=MAX_ACK_BATCHES)
 
@@ -179,7 +179,7 @@ class ReaderStatus(_Model):
 class Status(_Model):
     """Retained gateway status; the last will publishes the same with state offline."""
 
-    version: Literal[1] = WIRE_VERSION
+    version: Literal[1] = 1
     gateway: Id
     site: Id
     state: GatewayState
@@ -191,7 +191,7 @@ class Status(_Model):
 
 
 class Alert(_Model):
-    version: Literal[1] = WIRE_VERSION
+    version: Literal[1] = 1
     id: int
     kind: Text
     severity: Severity

@@ -110,7 +110,8 @@ def decode(frame: Frame) -> Decoded:
             f"cannot decode LLRP message type {frame.msg_type}: {err}", frame.msg_type, frame.raw
         ) from err
     name = msg.getName()
-    assert msg.msgdict is not None and name is not None
+    assert msg.msgdict is not None
+    assert name is not None
     return Decoded(frame=frame, name=name, body=dict(msg.msgdict[name]))
 
 
