@@ -154,7 +154,8 @@ class MqttClient:
         if self._connected.is_set():
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._disconnected.wait(), timeout=2.0)
+                async with asyncio.timeout(2.0):
+                    await self._disconnected.wait()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -173,7 +174,8 @@ class MqttClient:
         Raises:
             TimeoutError: not connected within ``timeout`` seconds.
         """
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
 
     def on_connect(self, callback: OnConnect) -> None:
         """Run ``callback`` after every successful (re)connect."""
@@ -222,7 +224,10 @@ class MqttClient:
             self._loop.add_reader(self._sock, self._read)
             if self._client.want_write():
                 self._loop.add_writer(self._sock, self._write)
-        await asyncio.wait_for(self._connect_result, CONNECT_TIMEOUT_S)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # that lands in the same loop turn as the result (CPython gh-86296).
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await self._connect_result
 
     def _blocking_connect(self, host: str, port: int, keepalive: int) -> MQTTErrorCode:
         # Socket callbacks fire during connect() on the executor thread; they are ignored
@@ -384,7 +389,8 @@ class MqttClient:
         future: asyncio.Future[None] = self._loop.create_future()
         self._pending[info.mid] = future
         try:
-            await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError as err:
             self._pending.pop(info.mid, None)
             raise MqttPublishTimeout(f"no PUBACK for {topic} within {timeout}s") from err
@@ -403,7 +409,8 @@ class MqttClient:
             raise MqttNotConnected(f"subscribe to {topic_filter} failed: {paho.error_string(rc)}")
         future: asyncio.Future[None] = self._loop.create_future()
         self._pending[mid] = future
-        await asyncio.wait_for(future, timeout)
+        async with asyncio.timeout(timeout):
+            await future
 
     async def messages(self) -> AsyncIterator[Message]:
         """Every message received on any subscription, in arrival order."""

@@ -186,6 +186,9 @@ class Status(_Model):
     at: UtcMillis
     readers: list[ReaderStatus] = Field(default_factory=list, max_length=MAX_READERS)
     buffer_depth: int = Field(default=0, ge=0)
+    buffer_full: bool = False
+    """The outbox reached its bound and refuses new events (an alarm; see edge.buffer)."""
+    events_refused: int = Field(default=0, ge=0)
     oldest_unacked_age_s: float | None = Field(default=None, ge=0)
     reads_per_s: float = Field(default=0.0, ge=0)
 

@@ -1,0 +1,517 @@
+"""The durable edge outbox: every business event lives here until the server acknowledges it.
+
+Storage is one SQLite file in WAL mode with ``synchronous=FULL``, reached through aiosqlite.
+It holds three things: a ``meta`` table (schema version, gateway, epoch, next sequence
+number), the ``events`` table (sequence number, event JSON, the wall time it was appended)
+and nothing else. It is the only durable store on the edge (DESIGN.md section 4).
+
+Durability point. ``append`` is synchronous and cheap: it gives the event its id, turns it
+into JSON and puts it on a pending list. A flusher task owned by the outbox commits the
+pending list in one transaction at most ``commit_interval_ms`` after the first pending
+append, or sooner when ``flush_threshold`` events are pending. An event is *committed*
+(survives a crash or power loss) once a flush that included it has returned; ``flush()``
+forces one. Only committed events are ever handed to the publisher, so nothing leaves the
+box that is not on its disk first.
+
+Identity. Event ids are ``{gateway}:{epoch}:{seq}``. The epoch is a random hex id made
+when the file is created; a replaced disk gets a new epoch, so ids stay unique forever. The
+sequence number increases by one per event and is never reused, even after the events
+holding the highest numbers were acknowledged and deleted: the next number is kept in
+``meta`` and committed with the events that used it.
+
+Capacity policy. The outbox holds at most ``max_events`` events (committed plus pending).
+When it is full it *keeps the oldest and refuses new ones*: ``append`` raises
+``OutboxFull``, ``full`` turns true (health and status report it) and an error is logged
+once. The oldest unacknowledged events are receipts and shipments that have physically
+happened; dropping them silently would corrupt stock, while a refused new read is visible
+and alarmed, and the portal reads it again if the goods are still there.
+
+One process at a time. Two agents on one file would hand out the same sequence numbers,
+and the server would then skip the second event with a given id as a duplicate. An
+exclusive ``flock`` on ``{path}.lock`` makes a second opener fail with ``OutboxLocked``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import aiosqlite
+
+from wire.models import Event
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+DEFAULT_COMMIT_INTERVAL_MS: Final = 200
+DEFAULT_MAX_EVENTS: Final = 5_000_000
+DEFAULT_FLUSH_THRESHOLD: Final = 2_000
+"""Pending events that trigger a commit before the interval is over."""
+MAX_READ_BATCH: Final = 1_000
+"""Most events one ``next_batch`` call returns (the wire's MAX_BATCH_EVENTS)."""
+FLUSH_RETRY_S: Final = 1.0
+"""Pause before the flusher retries a failed commit (disk full, I/O error)."""
+EPOCH_BYTES: Final = 8
+"""The epoch is 16 hex digits: 64 random bits."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+class OutboxError(Exception):
+    """Base of the outbox's errors: the file cannot be opened, read or written."""
+
+
+class OutboxLocked(OutboxError):
+    """Another process has the outbox open."""
+
+
+class OutboxFull(OutboxError):
+    """The outbox holds ``max_events`` events; the new event was refused, none was dropped."""
+
+
+CommitListener = Callable[[], None]
+
+
+class Outbox:
+    """A durable, bounded, ordered store of events waiting for the server's Ack.
+
+    Build one with ``Outbox.open(...)``; it is usable only inside that context.
+    """
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        gateway: str,
+        epoch: str,
+        next_seq: int,
+        depth: int,
+        *,
+        commit_interval_ms: int,
+        max_events: int,
+        flush_threshold: int,
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.gateway = gateway
+        self.epoch = epoch
+        self._next_seq = next_seq
+        self._committed_depth = depth
+        self._commit_interval_s = commit_interval_ms / 1000
+        self.max_events = max_events
+        self._flush_threshold = flush_threshold
+        self._prefix = f"{gateway}:{epoch}:"
+        self._pending: list[tuple[int, str, float]] = []
+        self._lock = asyncio.Lock()
+        self._has_pending = asyncio.Event()
+        self._threshold_reached = asyncio.Event()
+        self._listeners: list[CommitListener] = []
+        self._full = False
+        self.refused = 0
+        """Events refused because the outbox was full, since it was opened."""
+        self.last_committed_seq = next_seq - 1
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        path: Path | str,
+        gateway: str,
+        *,
+        commit_interval_ms: int = DEFAULT_COMMIT_INTERVAL_MS,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        flush_threshold: int = DEFAULT_FLUSH_THRESHOLD,
+    ) -> AsyncIterator[Outbox]:
+        """Open (or create) the outbox at ``path`` and run its flusher until the context ends.
+
+        Leaving the context commits whatever is pending, also on cancellation.
+
+        Args:
+            path: the SQLite file; its directory must exist.
+            gateway: this gateway's id, the first part of every event id.
+            commit_interval_ms: longest time an appended event waits for its commit.
+            max_events: capacity (committed plus pending events).
+            flush_threshold: pending events that trigger an early commit.
+
+        Raises:
+            OutboxLocked: another process has this outbox open.
+            OutboxError: the file cannot be opened, is not an outbox, or belongs to
+                another gateway.
+        """
+        if commit_interval_ms <= 0 or max_events <= 0 or flush_threshold <= 0:
+            raise ValueError("commit_interval_ms, max_events and flush_threshold must be > 0")
+        path = Path(path)
+        lock_fd = _lock(path)
+        try:
+            db = await _connect(path)
+            try:
+                outbox = await cls._load(
+                    db,
+                    path,
+                    gateway,
+                    commit_interval_ms=commit_interval_ms,
+                    max_events=max_events,
+                    flush_threshold=flush_threshold,
+                )
+                flusher = asyncio.create_task(outbox._flush_loop(), name=f"outbox-flush:{path}")
+                try:
+                    yield outbox
+                finally:
+                    flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flusher
+                    # A cancelled agent must still keep its reads: flush() runs to the end.
+                    await outbox.flush()
+            finally:
+                await db.close()
+        finally:
+            os.close(lock_fd)
+
+    @classmethod
+    async def _load(
+        cls,
+        db: aiosqlite.Connection,
+        path: Path,
+        gateway: str,
+        *,
+        commit_interval_ms: int,
+        max_events: int,
+        flush_threshold: int,
+    ) -> Outbox:
+        try:
+            await db.executescript(_SCHEMA)
+            meta = await _read_meta(db)
+            if not meta:
+                meta = {
+                    "schema": str(SCHEMA_VERSION),
+                    "gateway": gateway,
+                    "epoch": secrets.token_hex(EPOCH_BYTES),
+                    "next_seq": "1",
+                }
+                await db.execute("BEGIN IMMEDIATE")
+                await db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
+                await db.execute("COMMIT")
+                log.info("outbox %s created with epoch %s", path, meta["epoch"])
+            async with db.execute("SELECT COUNT(*), MAX(seq) FROM events") as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.Error as err:
+            raise OutboxError(f"outbox {path}: cannot read: {err}") from err
+        if meta.get("schema") != str(SCHEMA_VERSION):
+            raise OutboxError(
+                f"outbox {path}: schema {meta.get('schema')!r}, this build reads {SCHEMA_VERSION}"
+            )
+        if meta.get("gateway") != gateway:
+            raise OutboxError(
+                f"outbox {path} belongs to gateway {meta.get('gateway')!r}, not {gateway!r}; "
+                f"let it drain under its own id or move it away"
+            )
+        depth, max_seq = (row[0], row[1]) if row is not None else (0, None)
+        try:
+            next_seq = max(int(meta["next_seq"]), (max_seq or 0) + 1)
+        except (KeyError, ValueError) as err:
+            raise OutboxError(f"outbox {path}: damaged meta table: {err}") from err
+        log.info(
+            "outbox %s open: epoch %s, %d unacknowledged events, next seq %d",
+            path,
+            meta["epoch"],
+            depth,
+            next_seq,
+        )
+        return cls(
+            db,
+            path,
+            gateway,
+            meta["epoch"],
+            next_seq,
+            depth,
+            commit_interval_ms=commit_interval_ms,
+            max_events=max_events,
+            flush_threshold=flush_threshold,
+        )
+
+    # -- writing ----------------------------------------------------------------------
+
+    def append(self, build: Callable[[str], Event]) -> str:
+        """Give a new event its id, build it and queue it for the next commit.
+
+        Cheap and synchronous: no I/O happens here. The event is durable once the next
+        flush returns (at most ``commit_interval_ms`` later).
+
+        Args:
+            build: called once with the new event id; returns the event carrying it.
+
+        Returns:
+            The event id.
+
+        Raises:
+            OutboxFull: the outbox holds ``max_events`` events; nothing was queued.
+        """
+        if self._committed_depth + len(self._pending) >= self.max_events:
+            self.refused += 1
+            if not self._full:
+                self._full = True
+                log.error(
+                    "ALARM outbox %s is full (%d events): refusing new events and keeping the "
+                    "oldest until the server acknowledges some",
+                    self.path,
+                    self.max_events,
+                )
+            raise OutboxFull(f"outbox {self.path} is full ({self.max_events} events)")
+        seq = self._next_seq
+        event_id = f"{self._prefix}{seq}"
+        body = build(event_id).model_dump_json()
+        # Only now is the number used: a failing build must not leave a gap.
+        self._next_seq = seq + 1
+        self._pending.append((seq, body, time.time()))
+        self._has_pending.set()
+        if len(self._pending) >= self._flush_threshold:
+            self._threshold_reached.set()
+        return event_id
+
+    async def flush(self) -> int:
+        """Commit every pending event now.
+
+        The commit runs to its end even if the caller is cancelled meanwhile (the
+        cancellation is raised afterwards), so a transaction is never left half done.
+
+        Returns:
+            How many events this call committed.
+
+        Raises:
+            OutboxError: the commit failed; the events stay pending and are retried.
+        """
+        return await _complete(self._flush())
+
+    async def _flush(self) -> int:
+        async with self._lock:
+            rows, self._pending = self._pending, []
+            self._threshold_reached.clear()
+            if not rows:
+                self._has_pending.clear()
+                return 0
+            next_seq = rows[-1][0] + 1
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                await self._db.executemany(
+                    "INSERT INTO events(seq, body, created_at) VALUES (?, ?, ?)", rows
+                )
+                await self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(next_seq),)
+                )
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                # Put them back in front, in order, so the retry commits the same ids.
+                self._pending[:0] = rows
+                raise OutboxError(f"outbox {self.path}: commit failed: {err}") from err
+            self._committed_depth += len(rows)
+            self.last_committed_seq = rows[-1][0]
+            if not self._pending:
+                self._has_pending.clear()
+        for listener in self._listeners:
+            listener()
+        return len(rows)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._has_pending.wait()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set (gh-86296), and the owner would wait forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._commit_interval_s):
+                    await self._threshold_reached.wait()
+            try:
+                await self.flush()
+            except OutboxError as err:
+                log.error("%s; retrying in %.1fs", err, FLUSH_RETRY_S)
+                await asyncio.sleep(FLUSH_RETRY_S)
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call ``listener`` (synchronously, on the loop) after every commit that added events."""
+        self._listeners.append(listener)
+
+    # -- reading and acknowledging ----------------------------------------------------
+
+    async def next_batch(self, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        """Committed events with a sequence number above ``after_seq``, oldest first.
+
+        Args:
+            after_seq: the highest sequence number already taken (e.g. in flight).
+            limit: most events to return, 1..MAX_READ_BATCH.
+
+        Returns:
+            ``(seq, event_json)`` pairs.
+        """
+        if not 1 <= limit <= MAX_READ_BATCH:
+            raise ValueError(f"limit must be 1..{MAX_READ_BATCH}, got {limit}")
+        async with self._lock:
+            try:
+                async with self._db.execute(
+                    "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ) as cursor:
+                    rows = await cursor.fetchall()
+            except sqlite3.Error as err:
+                raise OutboxError(f"outbox {self.path}: read failed: {err}") from err
+        return [(int(seq), str(body)) for seq, body in rows]
+
+    async def ack(self, epoch: str, seq_first: int, seq_last: int) -> int:
+        """Delete the events ``seq_first..seq_last`` of ``epoch`` the server has committed.
+
+        An epoch other than this outbox's deletes nothing (it belongs to an earlier disk).
+
+        Returns:
+            How many events were deleted (0 for a repeated Ack).
+
+        Raises:
+            OutboxError: the delete failed; the events stay and will be sent again.
+        """
+        if epoch != self.epoch or seq_last < seq_first:
+            return 0
+        return await _complete(self._ack(seq_first, seq_last))
+
+    async def _ack(self, seq_first: int, seq_last: int) -> int:
+        async with self._lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                cursor = await self._db.execute(
+                    "DELETE FROM events WHERE seq BETWEEN ? AND ?", (seq_first, seq_last)
+                )
+                deleted = cursor.rowcount
+                await cursor.close()
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                raise OutboxError(f"outbox {self.path}: delete failed: {err}") from err
+            self._committed_depth -= deleted
+        if self._full and self.depth() < self.max_events:
+            self._full = False
+            log.warning("outbox %s accepts events again (%d held)", self.path, self.depth())
+        return deleted
+
+    # -- health -----------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Events held: committed and still unacknowledged, plus pending."""
+        return self._committed_depth + len(self._pending)
+
+    @property
+    def pending(self) -> int:
+        """Events appended but not yet committed."""
+        return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        """True from the first refused event until an Ack makes room again."""
+        return self._full
+
+    async def oldest_age_s(self) -> float | None:
+        """Seconds since the oldest held event was appended; None when the outbox is empty."""
+        async with self._lock:
+            try:
+                async with self._db.execute(
+                    "SELECT created_at FROM events ORDER BY seq LIMIT 1"
+                ) as cursor:
+                    row = await cursor.fetchone()
+            except sqlite3.Error as err:
+                raise OutboxError(f"outbox {self.path}: read failed: {err}") from err
+        if row is not None:
+            oldest: float = row[0]
+        elif self._pending:
+            oldest = self._pending[0][2]
+        else:
+            return None
+        # The wall clock may step back (NTP); an age is never negative.
+        return max(0.0, time.time() - oldest)
+
+    async def storage_modes(self) -> tuple[str, int]:
+        """``(journal_mode, synchronous)`` in effect, for health checks and tests."""
+        async with self._lock:
+            async with self._db.execute("PRAGMA journal_mode") as cursor:
+                journal = await cursor.fetchone()
+            async with self._db.execute("PRAGMA synchronous") as cursor:
+                synchronous = await cursor.fetchone()
+        if journal is None or synchronous is None:
+            raise OutboxError(f"outbox {self.path}: PRAGMA returned no row")
+        return str(journal[0]), int(synchronous[0])
+
+
+async def _complete(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end even when the caller is cancelled, then let the cancel through.
+
+    A cancelled ``await`` on an aiosqlite call does not stop the call on its thread, so
+    giving up half way would leave a transaction open and every later BEGIN would fail.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outbox write failed during cancellation: %s", task.exception())
+        raise
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise OutboxError(f"outbox {path}: cannot create {lock_path}: {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise OutboxLocked(f"outbox {path} is open in another process") from err
+    return fd
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    try:
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as err:
+        raise OutboxError(f"outbox {path}: cannot open: {err}") from err
+    try:
+        async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+            row = await cursor.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise OutboxError(f"outbox {path}: the file system does not support WAL mode")
+        # FULL: a commit is on the disk when COMMIT returns, also across a power cut.
+        await db.execute("PRAGMA synchronous=FULL")
+    except (sqlite3.Error, OutboxError) as err:
+        await db.close()
+        if isinstance(err, OutboxError):
+            raise
+        raise OutboxError(f"outbox {path}: cannot open: {err}") from err
+    return db
+
+
+async def _read_meta(db: aiosqlite.Connection) -> dict[str, str]:
+    async with db.execute("SELECT key, value FROM meta") as cursor:
+        return {str(key): str(value) for key, value in await cursor.fetchall()}

@@ -1,0 +1,326 @@
+"""From raw tag reads at a dock door to one business event per pass.
+
+A *pass* is the time a tag spends in a portal's field: it starts at the tag's first read on
+any of the portal's antennas and ends once the tag has not been read for
+``departure_timeout_s``. Its reads collapse into one ``Event``.
+
+Direction. Each side of the door (outside antennas, inside antennas) gets the read-count
+weighted mean time of its reads, its *centroid*. A tag carried inwards is read mostly
+outside early and mostly inside late, so the outside centroid comes first: direction
+``in``; the reverse is ``out``. Centroids are sturdier than the first and last read alone,
+which one stray read through the door frame can flip. No direction (``None``) is given
+when only one side saw the tag (goods staged beside the door), when there were fewer than
+``min_reads`` reads, or when the centroids are closer than ``MIN_SEPARATION`` of the pass
+length (a tag parked in the doorway, read by both sides all the time).
+
+Confidence is how strongly the reads support the direction given, 0..1: the product of a
+support term, ``1 - 0.5 ** min(outside reads, inside reads)`` (one read per side is a coin
+toss made good, five per side is near certain), and a separation term, the centroid gap as
+a fraction of the pass length, full at ``FULL_SEPARATION``. A pass without a direction has
+confidence 0.
+
+Business step: ``receiving`` for in, ``shipping`` for out, ``other`` for none (the server
+records the sighting but moves no stock on it).
+
+Time. Evidence times (first/last seen, centroids, ``event_time`` = last seen) are the
+reader's timestamps. Departure is judged on the host's monotonic clock, passed in by the
+caller with each read and each ``tick``, because a reader clock that is off by minutes
+must not end (or never end) every pass. Nothing here sleeps or reads a clock, so the
+tracker is pure and tested without waiting.
+
+Hot path: per read, a dict lookup for the side, an ordered-dict lookup and move for the tag,
+and a few integer operations. Models are built only when a pass ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from edge.config import PortalSettings
+from edge.readers.types import TagRead
+from wire.identifiers import epc_urn
+from wire.models import Direction, Event, ReadEvidence
+
+log = logging.getLogger(__name__)
+
+MAX_TRACKED_TAGS: Final = 20_000
+"""Tags one portal follows at once; beyond it the least recently read pass ends early."""
+MAX_PASS_S: Final = 300.0
+"""A pass longer than this (a tag left in the field) ends and a new one starts."""
+MIN_SEPARATION: Final = 0.15
+"""Centroid gap, as a fraction of the pass length, below which no direction is given."""
+FULL_SEPARATION: Final = 0.35
+"""Centroid gap at which the separation term of the confidence reaches 1."""
+RSSI_RANGE: Final = (-200.0, 50.0)
+"""Peak RSSI outside this range (dBm) is a reader quirk and is left out of the evidence."""
+
+BIZ_STEPS: Final[dict[Direction | None, str]] = {
+    "in": "receiving",
+    "out": "shipping",
+    None: "other",
+}
+SOURCE: Final = "llrp"
+
+_RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
+_OUTSIDE: Final = 0
+_INSIDE: Final = 1
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """One tag's finished pass through a portal."""
+
+    read_point: str
+    epc_hex: str
+    direction: Direction | None
+    confidence: float
+    count: int
+    antennas: tuple[int, ...]
+    peak_rssi: float | None
+    first_seen_us: int
+    last_seen_us: int
+
+    def to_event(self, event_id: str) -> Event:
+        """The business event for this pass.
+
+        Raises:
+            IdentifierError: the EPC is not hex or too long to be an EPC bank.
+        """
+        return Event(
+            event_id=event_id,
+            event_time=_utc(self.last_seen_us),
+            action="OBSERVE",
+            biz_step=BIZ_STEPS[self.direction],
+            read_point=self.read_point,
+            epc=epc_urn(self.epc_hex),
+            direction=self.direction,
+            confidence=self.confidence,
+            reads=ReadEvidence(
+                count=self.count,
+                antennas=list(self.antennas),
+                peak_rssi=self.peak_rssi,
+                first_seen=_utc(self.first_seen_us),
+                last_seen=_utc(self.last_seen_us),
+            ),
+            source=SOURCE,
+        )
+
+
+def judge(
+    outside_reads: int,
+    outside_time_sum: int,
+    inside_reads: int,
+    inside_time_sum: int,
+    first_us: int,
+    last_us: int,
+    min_reads: int,
+) -> tuple[Direction | None, float]:
+    """Direction and confidence of a pass from its per-side read counts and time sums.
+
+    Args:
+        outside_reads: reads on outside antennas (weights of the time sum).
+        outside_time_sum: sum over those reads of read time times weight, in µs.
+        inside_reads: as ``outside_reads`` for the inside antennas.
+        inside_time_sum: as ``outside_time_sum`` for the inside antennas.
+        first_us: the pass's first read time.
+        last_us: the pass's last read time.
+        min_reads: fewest reads that may carry a direction.
+    """
+    if outside_reads + inside_reads < min_reads or not outside_reads or not inside_reads:
+        return None, 0.0
+    span = last_us - first_us
+    if span <= 0:
+        return None, 0.0
+    gap = (inside_time_sum / inside_reads - outside_time_sum / outside_reads) / span
+    if abs(gap) < MIN_SEPARATION:
+        return None, 0.0
+    support = 1.0 - 0.5 ** min(outside_reads, inside_reads)
+    separation = min(1.0, abs(gap) / FULL_SEPARATION)
+    return ("in" if gap > 0 else "out"), round(support * separation, 3)
+
+
+class _Track:
+    """What a portal knows of one tag during its current pass (mutable, one per tag)."""
+
+    __slots__ = (
+        "antennas",
+        "count",
+        "first_us",
+        "in_n",
+        "in_t",
+        "last_us",
+        "out_n",
+        "out_t",
+        "peak_rssi",
+        "seen_at",
+        "started_at",
+    )
+
+    def __init__(self, now: float, first_us: int) -> None:
+        self.started_at = now
+        self.seen_at = now
+        self.first_us = first_us
+        self.last_us = first_us
+        self.count = 0
+        self.out_n = 0
+        self.out_t = 0
+        self.in_n = 0
+        self.in_t = 0
+        self.peak_rssi: float | None = None
+        self.antennas: set[int] = set()
+
+
+class PassTracker:
+    """Per-tag pass tracking for one portal.
+
+    Feed it every read of the portal's reader with ``observe`` and call ``tick``
+    regularly (every 100-200 ms); ``tick`` returns the passes that have ended.
+
+    Args:
+        portal: the door: its read point, reader and the antennas on each side.
+        max_tracked: most tags followed at once.
+        max_pass_s: longest pass before it is ended and a new one begins.
+    """
+
+    def __init__(
+        self,
+        portal: PortalSettings,
+        *,
+        max_tracked: int = MAX_TRACKED_TAGS,
+        max_pass_s: float = MAX_PASS_S,
+    ) -> None:
+        if max_tracked < 1:
+            raise ValueError("max_tracked must be at least 1")
+        self.portal = portal
+        self.read_point = portal.read_point
+        self.reader = portal.reader
+        self._side = {antenna: _OUTSIDE for antenna in portal.outside_antennas}
+        self._side.update({antenna: _INSIDE for antenna in portal.inside_antennas})
+        self._timeout = portal.departure_timeout_s
+        self._min_reads = portal.min_reads
+        self._max_tracked = max_tracked
+        self._max_pass_s = max_pass_s
+        # Ordered by the host time of each tag's latest read: departures sit at the front.
+        self._tracks: OrderedDict[str, _Track] = OrderedDict()
+        self._ended: list[Pass] = []
+        self.evicted = 0
+        """Passes ended early because ``max_tracked`` tags were in the field."""
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def observe(self, read: TagRead, now: float) -> bool:
+        """Add one read; ``now`` is the host's monotonic time in seconds.
+
+        Returns:
+            False when the read's antenna is not one of this portal's (nothing changed).
+        """
+        side = self._side.get(read.antenna)
+        if side is None:
+            return False
+        epc = read.epc_hex
+        first_us = read.first_seen_us
+        last_us = read.last_seen_us
+        if last_us < first_us:
+            first_us, last_us = last_us, first_us
+        tracks = self._tracks
+        track = tracks.get(epc)
+        if track is not None and now - track.started_at >= self._max_pass_s:
+            self._ended.append(self._finish(epc, tracks.pop(epc)))
+            track = None
+        if track is None:
+            if len(tracks) >= self._max_tracked:
+                # Full: the pass read least recently is the one closest to departing anyway.
+                old_epc, old_track = tracks.popitem(last=False)
+                self._ended.append(self._finish(old_epc, old_track))
+                self.evicted += 1
+            track = tracks[epc] = _Track(now, first_us)
+        else:
+            tracks.move_to_end(epc)
+            track.seen_at = now
+            if first_us < track.first_us:
+                track.first_us = first_us
+        if last_us > track.last_us:
+            track.last_us = last_us
+        weight = read.seen_count if read.seen_count > 0 else 1
+        moment = (first_us + last_us) // 2 * weight
+        track.count += weight
+        if side == _OUTSIDE:
+            track.out_n += weight
+            track.out_t += moment
+        else:
+            track.in_n += weight
+            track.in_t += moment
+        rssi = read.rssi
+        if (
+            rssi is not None
+            and _RSSI_LOW <= rssi <= _RSSI_HIGH
+            and (track.peak_rssi is None or rssi > track.peak_rssi)
+        ):
+            track.peak_rssi = rssi
+        track.antennas.add(read.antenna)
+        return True
+
+    def tick(self, now: float) -> list[Pass]:
+        """End and return the passes of tags not read for ``departure_timeout_s`` by ``now``.
+
+        Also returns passes ended early since the last tick (capacity, maximum length).
+        """
+        ended, self._ended = self._ended, []
+        tracks = self._tracks
+        deadline = now - self._timeout
+        while tracks:
+            epc, track = next(iter(tracks.items()))
+            if track.seen_at > deadline:
+                break
+            del tracks[epc]
+            ended.append(self._finish(epc, track))
+        return ended
+
+    def drain(self) -> list[Pass]:
+        """End every pass now (shutdown: what was read is kept, not dropped)."""
+        ended, self._ended = self._ended, []
+        ended.extend(self._finish(epc, track) for epc, track in self._tracks.items())
+        self._tracks.clear()
+        return ended
+
+    def _finish(self, epc: str, track: _Track) -> Pass:
+        direction, confidence = judge(
+            track.out_n,
+            track.out_t,
+            track.in_n,
+            track.in_t,
+            track.first_us,
+            track.last_us,
+            self._min_reads,
+        )
+        return Pass(
+            read_point=self.read_point,
+            epc_hex=epc,
+            direction=direction,
+            confidence=confidence,
+            count=track.count,
+            antennas=tuple(sorted(track.antennas)),
+            peak_rssi=track.peak_rssi,
+            first_seen_us=track.first_us,
+            last_seen_us=track.last_us,
+        )
+
+
+__all__ = [
+    "BIZ_STEPS",
+    "MAX_PASS_S",
+    "MAX_TRACKED_TAGS",
+    "Pass",
+    "PassTracker",
+    "judge",
+]
