@@ -1,0 +1,166 @@
+"""The `stockgate` command line (typer). Commands parse arguments and hand over at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stockgate.settings import ConfigError
+
+app = typer.Typer(
+    help="stockgate: RFID and barcode edge gateway with a central stock ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+server_app = typer.Typer(help="The central server (ingest, ledger, API).", no_args_is_help=False)
+sim_app = typer.Typer(help="Simulated readers, scanners and scenarios.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+app.add_typer(sim_app, name="sim")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="TOML config file.", exists=False, dir_okay=False),
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run(main: Coroutine[Any, Any, int | None]) -> None:
+    """Run a coroutine until it ends or Ctrl-C; exit with its status."""
+    try:
+        code = asyncio.run(main)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds and print the stock table."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="API port (0 = any free port).")] = 8000,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Run broker, server, a simulated dock door and an edge agent on this machine."""
+    from stockgate.demo import run_demo
+
+    _setup_logging(log_level)
+    _run(run_demo(duration=duration, api_port=port))
+
+
+@server_app.callback(invoke_without_command=True)
+def server(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="server.toml")] = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the server: `stockgate server --config server.toml`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        typer.echo("error: --config FILE is required", err=True)
+        raise typer.Exit(2)
+    from server.app import run_server
+    from server.config import ServerSettings
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(run_server(settings))
+
+
+@server_app.command("check-ledger")
+def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
+    """Rebuild balances from the ledger and report any difference (exit 1 if any)."""
+    from server.app import check_ledger_command
+    from server.config import ServerSettings
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(check_ledger_command(settings))
+
+
+@app.command()
+def edge(
+    config: ConfigOption,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate the config, try each reader, exit.")
+    ] = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run an edge agent: `stockgate edge --config edge.toml`."""
+    from edge.agent import run_edge
+    from edge.check import check_edge
+    from edge.config import EdgeSettings
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(EdgeSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    if check:
+        _run(check_edge(settings))
+    _run(run_edge(settings))
+
+
+@sim_app.command("reader")
+def sim_reader(
+    port: Annotated[int, typer.Option(help="TCP port to listen on (127.0.0.1).")] = 5084,
+    antennas: Annotated[int, typer.Option(min=1, max=8)] = 4,
+    population: Annotated[int, typer.Option(min=0, max=100_000)] = 100,
+    rate: Annotated[float, typer.Option(help="Tag reads per second.", min=1)] = 500.0,
+    log_level: LogLevel = "info",
+) -> None:
+    """Serve one simulated LLRP reader reading a static population (shelf mode)."""
+    from firmware_sim.cli import serve_shelf_reader
+
+    _setup_logging(log_level)
+    _run(serve_shelf_reader(port=port, antennas=antennas, population=population, rate=rate))
+
+
+@sim_app.command("scenario")
+def sim_scenario(
+    file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    port: Annotated[int, typer.Option(help="TCP port of the simulated reader.")] = 5084,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run a scenario file against a simulated dock-door reader; prints its ground truth."""
+    from firmware_sim.cli import run_scenario_file
+
+    _setup_logging(log_level)
+    _run(run_scenario_file(file, port=port))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    with contextlib.suppress(KeyboardInterrupt):
+        app()
