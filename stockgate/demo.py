@@ -1,0 +1,301 @@
+"""`stockgate demo`: the whole system on one machine, driven by a scenario with a known truth.
+
+Everything runs in this process and on loopback: an embedded broker (amqtt) on a free
+port, the server on a fresh SQLite file, a simulated LLRP dock door (firmware-sim, real
+LLRP over TCP on a free port) and an edge agent connected to both. The bundled ``demo``
+scenario moves pallets through the door. Progress is read back through the public HTTP
+API, the same way an operator would, so what the terminal shows is what the API serves.
+
+With ``--duration`` the demo waits until the edge holds no open pass and no unacknowledged
+event, prints stock by item and location beside the scenario's ground truth, and exits 0
+only when they agree. The duration must leave room for the whole scenario plus the
+edge's departure timeout; a shorter one is refused up front rather than ending with a
+table that cannot match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from edge.agent import EdgeAgent
+from edge.config import EdgeSettings
+from firmware_sim.reader import ReaderSimulator
+from firmware_sim.scenario import (
+    GroundTruth,
+    Scenario,
+    ScenarioEvent,
+    bundled_scenario,
+    load_scenario,
+    run_scenario,
+)
+from server.app import Server
+from server.config import ServerSettings
+from stockgate.broker import EmbeddedBroker
+from stockgate.settings import load
+
+GATEWAY_ID = "gw-demo-1"
+SETTLE_MARGIN_S = 6.0
+"""Time after the last pass for the departure timeout, the commit, the batch and its Ack."""
+SETTLE_TIMEOUT_S = 30.0
+PROGRESS_INTERVAL_S = 2.0
+INVENTORY_TIMEOUT_S = 15.0
+
+Stock = dict[tuple[str, str], int]
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def server_settings(
+    scenario: Scenario, broker_url: str, workdir: Path, api_port: int, keys: dict[str, str]
+) -> ServerSettings:
+    return load(
+        ServerSettings,
+        mqtt={"url": broker_url},
+        database={"url": f"sqlite+aiosqlite:///{workdir / 'stockgate.db'}"},
+        api={
+            "host": "127.0.0.1",
+            "port": api_port,
+            "keys": [
+                {"key": key, "role": role, "name": f"demo-{role}"} for role, key in keys.items()
+            ],
+        },
+        read_points=[
+            {
+                "id": scenario.read_point,
+                "inbound_location": scenario.inbound_location,
+                "outbound": "ship",
+            }
+        ],
+    )
+
+
+def edge_settings(
+    scenario: Scenario, broker_url: str, workdir: Path, reader_port: int
+) -> EdgeSettings:
+    door = scenario.reader
+    return load(
+        EdgeSettings,
+        gateway={"id": GATEWAY_ID, "site": scenario.site},
+        mqtt={"url": broker_url},
+        buffer={"path": str(workdir / "edge-outbox.db")},
+        llrp=[{"name": door.name, "host": "127.0.0.1", "port": reader_port, "keepalive_s": 5}],
+        portals=[
+            {
+                "read_point": scenario.read_point,
+                "reader": door.name,
+                "outside_antennas": list(door.outside_antennas),
+                "inside_antennas": list(door.inside_antennas),
+            }
+        ],
+        status={"interval_s": 2},
+    )
+
+
+async def fetch_stock(api: httpx.AsyncClient) -> Stock:
+    """Stock by (GTIN, location) as the API serves it (every page)."""
+    stock: Stock = {}
+    offset = 0
+    while True:
+        response = await api.get("/api/v1/stock", params={"limit": 1000, "offset": offset})
+        response.raise_for_status()
+        page: dict[str, Any] = response.json()
+        for row in page["items"]:
+            stock[(row["gtin"], row["location"])] = int(row["on_hand"])
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            return stock
+
+
+async def staged_units_moved(api: httpx.AsyncClient, truth: GroundTruth) -> list[str]:
+    """EPCs of staged units the server knows as units (a staged unit must never move)."""
+    moved = []
+    for urn in sorted(truth.staged):
+        response = await api.get(f"/api/v1/units/{urn}")
+        if response.status_code != httpx.codes.NOT_FOUND:
+            moved.append(urn)
+    return moved
+
+
+def stock_table(actual: Stock, truth: GroundTruth, names: dict[str, str]) -> tuple[str, bool]:
+    """A table of stock by item and location beside the ground truth, and whether they agree."""
+    expected = truth.stock
+    keys = sorted(set(actual) | set(expected))
+    header = f"{'GTIN':<16}{'item':<36}{'location':<18}{'on hand':>8}{'expected':>10}"
+    lines = [header, "-" * len(header)]
+    agree = True
+    for gtin, location in keys:
+        got, want = actual.get((gtin, location), 0), expected.get((gtin, location), 0)
+        mark = "" if got == want else "   <-- differs"
+        agree = agree and got == want
+        name = names.get(gtin, "")[:34]
+        lines.append(f"{gtin:<16}{name:<36}{location:<18}{got:>8}{want:>10}{mark}")
+    return "\n".join(lines), agree
+
+
+class _Progress:
+    """Prints scenario steps and what the server has applied, as the API reports it."""
+
+    def __init__(self, out: TextIO, started: float) -> None:
+        self._out = out
+        self._started = started
+
+    def say(self, text: str) -> None:
+        self._out.write(f"[{time.monotonic() - self._started:6.1f}s] {text}\n")
+        self._out.flush()
+
+    def scenario_event(self, event: ScenarioEvent) -> None:
+        if event.kind == "pass_start":
+            self.say(f"pallet {event.pallet} moving {event.direction} through the door")
+        elif event.kind == "pass_end":
+            self.say(f"pallet {event.pallet} has left the read zone")
+        elif event.kind == "staged_start":
+            self.say(f"pallet {event.pallet} staged on the {event.side} side of the door")
+        elif event.kind == "done":
+            self.say("scenario finished; waiting for the last passes to settle")
+
+    async def watch(self, api: httpx.AsyncClient, agent: EdgeAgent) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            with contextlib.suppress(httpx.HTTPError):
+                response = await api.get("/api/v1/movements", params={"limit": 1})
+                stock = await fetch_stock(api)
+                if response.is_success:
+                    units = sum(stock.values())
+                    outbox = agent.outbox.depth() if agent.outbox is not None else 0
+                    line = (
+                        f"edge: {agent.reads} reads, {agent.passes} passes | "
+                        f"outbox {outbox} | server: {units} units on hand"
+                    )
+                    if line != last:
+                        self.say(line)
+                        last = line
+
+
+async def _settled(agent: EdgeAgent, deadline: float) -> bool:
+    """True once the edge holds no open pass and no event waiting for an Ack."""
+    while time.monotonic() < deadline:
+        outbox = agent.outbox
+        open_passes = sum(len(tracker) for tracker in agent.trackers)
+        if outbox is not None and open_passes == 0 and outbox.depth() == 0:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def run_demo(
+    duration: float | None,
+    api_port: int = 8000,
+    *,
+    out: TextIO | None = None,
+    scenario_path: Path | None = None,
+    on_ready: Callable[[str, dict[str, str]], None] | None = None,
+) -> int:
+    """Run the demo; the exit status is 0 when the final stock matches the ground truth."""
+    import sys
+
+    out = out or sys.stdout
+    scenario = load_scenario(scenario_path or bundled_scenario("demo"))
+    truth = scenario.ground_truth()
+    needed = scenario.duration_s + SETTLE_MARGIN_S
+    if duration is not None and duration < needed:
+        out.write(
+            f"error: --duration must be at least {needed:.0f} s: the scenario takes "
+            f"{scenario.duration_s:.0f} s and the last pass needs time to settle\n"
+        )
+        return 2
+    if api_port and not _port_free(api_port):
+        out.write(f"port {api_port} is taken; the API will listen on a free port instead\n")
+        api_port = 0
+    started = time.monotonic()
+    progress = _Progress(out, started)
+    workdir = Path(tempfile.mkdtemp(prefix="stockgate-demo-"))
+    keys = {"admin": secrets.token_urlsafe(24), "viewer": secrets.token_urlsafe(24)}
+    names = {item.gtin: item.name for item in scenario.items}
+
+    async with (
+        EmbeddedBroker() as broker,
+        ReaderSimulator(
+            antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
+        ) as sim,
+    ):
+        server = Server(server_settings(scenario, broker.url, workdir, api_port, keys))
+        agent = EdgeAgent(edge_settings(scenario, broker.url, workdir, sim.port))
+        ready = asyncio.Event()
+        stop_edge = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            server_task = tasks.create_task(server.run(ready), name="demo-server")
+            await ready.wait()
+            base_url = f"http://127.0.0.1:{server.api_port}"
+            out.write(
+                f"stockgate demo — scenario {scenario.name!r}: {scenario.description}\n"
+                f"  API        {base_url}/api/v1  (OpenAPI: {base_url}/docs)\n"
+                f"  admin key  {keys['admin']}\n"
+                f"  viewer key {keys['viewer']}\n"
+                f"  try: curl -H 'Authorization: Bearer {keys['viewer']}' {base_url}/api/v1/stock\n"
+                f"  broker {broker.url}, simulated reader 127.0.0.1:{sim.port}, data in {workdir}\n"
+            )
+            out.flush()
+            if on_ready is not None:
+                on_ready(base_url, keys)
+            edge_task = tasks.create_task(agent.run(stop_edge), name="demo-edge")
+            await sim.wait_inventory(INVENTORY_TIMEOUT_S)
+            progress.say(
+                f"edge agent connected to reader {scenario.reader.name}; inventory running"
+            )
+            headers = {"Authorization": f"Bearer {keys['viewer']}"}
+            async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+                watcher = tasks.create_task(progress.watch(api, agent), name="demo-progress")
+                await run_scenario(scenario, sim, progress.scenario_event)
+                settled = await _settled(agent, time.monotonic() + SETTLE_TIMEOUT_S)
+                if not settled:
+                    progress.say("the edge did not settle in time; the table may be incomplete")
+                actual = await fetch_stock(api)
+                table, agree = stock_table(actual, truth, names)
+                moved = await staged_units_moved(api, truth)
+                out.write("\nStock by item and location (API) vs the scenario's ground truth:\n")
+                out.write(table + "\n")
+                out.write(
+                    f"staged pallet(s): {len(truth.staged)} units read on one side only, "
+                    f"{len(moved)} of them in the ledger (must be 0)\n"
+                )
+                agree = agree and not moved
+                out.write(
+                    "stock matches the ground truth\n"
+                    if agree
+                    else "stock DIFFERS from the ground truth\n"
+                )
+                out.flush()
+                if duration is None:
+                    progress.say("the API keeps serving; press Ctrl-C to stop")
+                    await asyncio.Event().wait()
+                else:
+                    remaining = started + duration - time.monotonic()
+                    if remaining > 0:
+                        await asyncio.sleep(remaining)
+                watcher.cancel()
+            stop_edge.set()
+            await edge_task
+            server_task.cancel()
+    return 0 if agree else 1
