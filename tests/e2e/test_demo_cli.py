@@ -1,0 +1,70 @@
+"""`stockgate demo --duration 30`, run as a user runs it: a separate process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+STOCKGATE = Path(sys.executable).parent / "stockgate"
+DEMO_TIMEOUT_S = 90
+
+
+def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
+    proc = subprocess.Popen(
+        [str(STOCKGATE), "demo", "--duration", "30", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    api: str | None = None
+    key: str | None = None
+    answers: dict[str, int] = {}
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if match := re.search(r"API\s+(http://\S+)/api/v1", line):
+                api = match.group(1)
+            if match := re.search(r"viewer key\s+(\S+)", line):
+                key = match.group(1)
+            if api and key and not answers and "has left the read zone" in line:
+                # While it runs, the API answers with the key the demo printed.
+                headers = {"Authorization": f"Bearer {key}"}
+                for route in ("/api/v1/stock", "/api/v1/movements"):
+                    answers[route] = httpx.get(api + route, headers=headers, timeout=5).status_code
+            assert time.monotonic() < deadline, "demo ran too long:\n" + "".join(lines)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output
+    assert answers == {"/api/v1/stock": 200, "/api/v1/movements": 200}, output
+    assert "stock matches the ground truth" in output
+    table = re.findall(r"^(\d{14})\s.*\s(wh1\.\S+)\s+(\d+)\s+(\d+)\s*$", output, re.MULTILINE)
+    assert table, output
+    assert all(on_hand == expected for _, _, on_hand, expected in table), output
+    assert "0 of them in the ledger" in output
+
+
+def test_demo_refuses_a_duration_too_short_for_its_scenario() -> None:
+    result = subprocess.run(
+        [str(STOCKGATE), "demo", "--duration", "5", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--duration must be at least" in result.stdout
