@@ -41,10 +41,15 @@ def _setup_logging(level: str) -> None:
 
 def _run(main: Coroutine[Any, Any, int | None]) -> None:
     """Run a coroutine until it ends or Ctrl-C; exit with its status."""
+    from server.errors import ServerError
+
     try:
         code = asyncio.run(main)
-    except ConfigError as err:
+    except (ConfigError, ServerError) as err:
         typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    except OSError as err:
+        typer.echo(f"error: {err.strerror or err}", err=True)
         raise typer.Exit(2) from err
     except KeyboardInterrupt:
         code = 130

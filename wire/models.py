@@ -7,7 +7,7 @@ valid value or a ValidationError that names the field.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -30,6 +30,9 @@ MAX_ANTENNAS = 32
 MAX_READERS = 64
 MAX_TEXT = 256
 MAX_EPC_URI = 200
+MAX_COUNT_LINES = 1000
+"""Most lines (distinct item, lot, serial, expiry) one cycle count event lists."""
+COUNT_STEP = "cycle_counting"
 
 Action = Literal["OBSERVE", "ADD", "DELETE"]
 Direction = Literal["in", "out"]
@@ -41,7 +44,10 @@ Severity = Literal["info", "warning", "critical"]
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError("timestamp is outside the range a UTC time can hold") from err
     # The contract carries milliseconds; drop anything finer so both sides agree.
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
@@ -85,10 +91,18 @@ class Quantity(_Model):
     lot: Text | None = None
     serial: Text | None = None
     qty: int = Field(default=1, ge=1, le=1_000_000)
+    expiry: date | None = None
+    """GS1 AI 17 (use by / expiry date), when the barcode carries one."""
 
 
 class Event(_Model):
-    """One business event (an EPCIS ObjectEvent)."""
+    """One business event (an EPCIS ObjectEvent).
+
+    It identifies what it is about in exactly one way: one tagged unit (``epc``), one
+    barcode ``quantity``, or, for a cycle count (``biz_step`` ``cycle_counting``, action
+    ``OBSERVE``), ``quantities``: everything counted at ``biz_location``, one line per
+    item, lot, serial and expiry; an empty list says the location was counted empty.
+    """
 
     event_id: Annotated[str, Field(min_length=3, max_length=MAX_TEXT)]
     event_time: UtcMillis
@@ -101,6 +115,7 @@ class Event(_Model):
         Annotated[str, Field(min_length=9, max_length=MAX_EPC_URI, pattern=r"^urn:epc:")] | None
     ) = None
     quantity: Quantity | None = None
+    quantities: list[Quantity] | None = Field(default=None, max_length=MAX_COUNT_LINES)
     direction: Direction | None = None
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
     reads: ReadEvidence | None = None
@@ -108,8 +123,20 @@ class Event(_Model):
 
     @model_validator(mode="after")
     def _one_identity(self) -> Event:
-        if (self.epc is None) == (self.quantity is None):
-            raise ValueError("an event carries exactly one of epc and quantity")
+        given = (self.epc, self.quantity, self.quantities)
+        if sum(value is not None for value in given) != 1:
+            raise ValueError(
+                "an event carries exactly one of epc and quantity (or quantities, for a count)"
+            )
+        if self.quantities is not None and (
+            self.biz_step != COUNT_STEP or self.action != "OBSERVE" or self.direction is not None
+        ):
+            raise ValueError(
+                f"quantities belong to a count: biz_step {COUNT_STEP!r}, action 'OBSERVE', "
+                "no direction"
+            )
+        if self.quantities is not None and self.biz_location is None:
+            raise ValueError("a count names the location it counted (biz_location)")
         return self
 
 

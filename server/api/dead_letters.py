@@ -1,0 +1,36 @@
+"""``GET /api/v1/dead-letters``: what ingest could not use, newest first (operator+)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from server.api.auth import Context, Operator
+from server.api.params import DEFAULT_PAGE, Limit
+from server.queries import list_dead_letters
+from server.views import DeadLetterView
+
+router = APIRouter(prefix="/api/v1", tags=["dead letters"])
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterView]
+    next_before_id: int | None
+    """Pass as ``before_id`` for the next (older) page; null on the last page."""
+
+
+@router.get("/dead-letters", response_model=DeadLetterPage)
+async def get_dead_letters(
+    context: Context,
+    _: Operator,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> DeadLetterPage:
+    """Dead letters (payloads may hold gateway data, so viewers do not see them)."""
+    async with context.store.read("listing dead letters") as conn:
+        found = await list_dead_letters(conn, before_id, limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
+    return DeadLetterPage(items=found, next_before_id=found[-1].id if more else None)

@@ -1,0 +1,73 @@
+"""``GET /api/v1/movements``: ledger rows newest first, with cursor pagination."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+
+from server.api.auth import Context, Viewer
+from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
+from server.api.params import DEFAULT_PAGE, Epc, Gtin, Limit, Location, Sku, as_utc, gtin14
+from server.queries import MovementQuery, movements
+from server.views import MovementView
+
+router = APIRouter(prefix="/api/v1", tags=["movements"])
+MAX_RANGE = timedelta(days=366)
+"""Widest ``since``..``until`` window one query may ask for."""
+
+
+class MovementPage(BaseModel):
+    items: list[MovementView]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page; null on the last page."""
+
+
+@router.get("/movements", response_model=MovementPage)
+async def get_movements(
+    context: Context,
+    _: Viewer,
+    epc: Epc = None,
+    gtin: Gtin = None,
+    sku: Sku = None,
+    location: Location = None,
+    since: Annotated[datetime | None, Query(description="Inclusive; no offset means UTC.")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive; no offset means UTC.")] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)] = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> MovementPage:
+    """Ledger rows newest first (event time, then id).
+
+    ``since``/``until`` bound the event time; when both are given ``since`` must be before
+    ``until`` and the window at most 366 days. ``location`` matches rows whose from or to
+    location is in its subtree.
+    """
+    start, end = as_utc(since, "since"), as_utc(until, "until")
+    if start is not None and end is not None:
+        if start >= end:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "since must be before until")
+        if end - start > MAX_RANGE:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"since..until spans more than {MAX_RANGE.days} days; narrow it",
+            )
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except CursorError as err:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {err}") from err
+    query = MovementQuery(
+        epc=epc,
+        gtin=gtin14(gtin),
+        sku=sku,
+        location=location,
+        since=start,
+        until=end,
+        after=after,
+        limit=limit,
+    )
+    async with context.store.read("listing movements") as conn:
+        rows, more = await movements(conn, query)
+    next_cursor = encode_cursor(rows[-1].event_time, rows[-1].id) if more and rows else None
+    return MovementPage(items=rows, next_cursor=next_cursor)

@@ -1,0 +1,239 @@
+"""Composition root of the server: store, MQTT, ingest and the HTTP API in one TaskGroup.
+
+Start-up order: (the embedded broker, if ``[mqtt] url = "embedded"``), open the store and
+run ``upgrade head``, connect MQTT, subscribe to events and statuses (QoS 1), and serve the
+API on a socket bound here (so port 0 works and the bound port is known at once). Shutdown
+is cancellation: the API stops accepting and drains, MQTT disconnects cleanly, the engine
+is disposed.
+
+MQTT session: the server connects with ``clean_start=False`` and a stable client id
+(``[mqtt] client_id``, default ``stockgate-server``), so the broker queues QoS 1 batches
+published while the server is down and delivers them on reconnect instead of waiting for
+each edge's re-send timer. That is a speed-up, not the guarantee: paho acknowledges a
+message to the broker before it is committed, so a crash can lose the broker's copy; the
+edge keeps every event until the server's Ack and re-sends. Two server instances must not
+share a client id (the broker would disconnect one for the other); give each instance its
+own ``[mqtt] client_id`` and set ``[ingest] shared_subscription = true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from server.api import create_app
+from server.check import check_ledger
+from server.config import ServerSettings
+from server.errors import PublishFailed, ServerError
+from server.ingest import Ingestor, Publisher
+from server.metrics import Metrics
+from server.status import StatusRecorder
+from server.store import Store
+from stockgate.broker import EmbeddedBroker
+from stockgate.mqtt import Message, MqttClient, MqttError
+from stockgate.settings import MqttSettings
+from wire import topics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIENT_ID = "stockgate-server"
+API_BACKLOG = 2048
+API_DRAIN_S = 5
+SUBSCRIBE_TIMEOUT_S = 10.0
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its signal handlers: the process owner decides how we stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(API_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _publisher(client: MqttClient) -> Publisher:
+    async def publish(topic: str, payload: bytes) -> None:
+        try:
+            await client.publish(topic, payload, qos=1)
+        except MqttError as err:
+            raise PublishFailed(f"publish to {topic} failed: {err}") from err
+
+    return publish
+
+
+class Server:
+    """One server instance.
+
+    Args:
+        settings: the validated server config.
+        mqtt_url_override: broker URL to use instead of ``[mqtt] url`` (the demo's broker).
+    """
+
+    def __init__(self, settings: ServerSettings, *, mqtt_url_override: str | None = None) -> None:
+        self.settings = settings
+        self._mqtt_url_override = mqtt_url_override
+        self.api_port: int | None = None
+        """The port the API listens on, once ``run`` has bound it."""
+        self.mqtt_url: str | None = None
+        self.store: Store | None = None
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Run until cancelled.
+
+        Args:
+            ready: set once the schema is migrated, the API socket listens, and MQTT is
+                connected with both subscriptions acknowledged.
+
+        Raises:
+            StoreError: the database cannot be reached or migrated.
+            OSError: the API address cannot be bound.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            mqtt = await self._mqtt_settings(stack)
+            store = Store.open(self.settings.database)
+            stack.push_async_callback(store.close)
+            await store.migrate()
+            self.store = store
+            metrics = Metrics()
+
+            client_id = mqtt.client_id or DEFAULT_CLIENT_ID
+            client = await stack.enter_async_context(MqttClient(mqtt, client_id, clean_start=False))
+            ingestor = Ingestor(store, self.settings, _publisher(client), metrics)
+            recorder = StatusRecorder(store, self.settings.ingest, metrics)
+            subscriptions = (self._events_filter(), topics.STATUS_SUBSCRIPTION)
+            for topic_filter in subscriptions:
+                await client.subscribe(topic_filter, qos=1)
+
+            app = create_app(store, self.settings, metrics, mqtt_connected=lambda: client.connected)
+            sock = _listen(self.settings.api.host, self.settings.api.port)
+            stack.callback(sock.close)
+            self.api_port = int(sock.getsockname()[1])
+            api = _EmbeddedUvicorn(
+                uvicorn.Config(
+                    app,
+                    log_level="warning",
+                    lifespan="off",
+                    timeout_graceful_shutdown=API_DRAIN_S,
+                    access_log=False,
+                )
+            )
+            log.info(
+                "server up: API on http://%s:%d, broker %s",
+                self.settings.api.host,
+                self.api_port,
+                mqtt.url,
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._serve_api(api, sock), name="server-api")
+                group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")
+                group.create_task(
+                    self._announce_ready(client, subscriptions, ready), name="server-ready"
+                )
+
+    async def _mqtt_settings(self, stack: contextlib.AsyncExitStack) -> MqttSettings:
+        url = self._mqtt_url_override or self.settings.mqtt.url
+        if url == "embedded":
+            broker = await stack.enter_async_context(
+                EmbeddedBroker(self.settings.embedded_broker.port)
+            )
+            url = broker.url
+        self.mqtt_url = url
+        return self.settings.mqtt.model_copy(update={"url": url})
+
+    def _events_filter(self) -> str:
+        if self.settings.ingest.shared_subscription:
+            return topics.SHARED_EVENTS_SUBSCRIPTION
+        return topics.EVENTS_SUBSCRIPTION
+
+    @staticmethod
+    async def _announce_ready(
+        client: MqttClient, subscriptions: tuple[str, ...], ready: asyncio.Event | None
+    ) -> None:
+        while True:
+            await client.wait_connected()
+            try:
+                # Subscribing again is harmless and waits for the broker's SUBACK.
+                for topic_filter in subscriptions:
+                    await client.subscribe(topic_filter, qos=1, timeout=SUBSCRIBE_TIMEOUT_S)
+            except (MqttError, TimeoutError) as err:
+                log.warning("subscribing failed (%s); waiting for the next connection", err)
+                await asyncio.sleep(0.5)
+                continue
+            break
+        if ready is not None:
+            ready.set()
+
+    @staticmethod
+    async def _serve_api(api: uvicorn.Server, sock: socket.socket) -> None:
+        serving = asyncio.create_task(api.serve(sockets=[sock]), name="server-api-serve")
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            # Let uvicorn close its listener and drain connections instead of dying mid-way.
+            api.should_exit = True
+            await serving
+            raise
+
+    @staticmethod
+    async def _consume(client: MqttClient, ingestor: Ingestor, recorder: StatusRecorder) -> None:
+        async for message in client.messages():
+            await Server._dispatch(message, ingestor, recorder)
+
+    @staticmethod
+    async def _dispatch(message: Message, ingestor: Ingestor, recorder: StatusRecorder) -> None:
+        try:
+            if message.topic.endswith("/events"):
+                await ingestor.handle(message.topic, message.payload)
+            elif message.topic.endswith("/status"):
+                await recorder.handle(message.topic, message.payload)
+            else:
+                log.debug("ignoring message on %s", message.topic)
+        except Exception:
+            log.exception("unexpected error handling a message on %s", message.topic[:200])
+
+
+async def run_server(
+    settings: ServerSettings,
+    *,
+    mqtt_url_override: str | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run a server until cancelled (see ``Server.run``)."""
+    await Server(settings, mqtt_url_override=mqtt_url_override).run(ready)
+
+
+async def check_ledger_command(settings: ServerSettings) -> int:
+    """``stockgate server check-ledger``: print differences; exit status 1 if any, 2 on error."""
+    store = Store.open(settings.database)
+    try:
+        problems = await check_ledger(store)
+    except ServerError as err:
+        print(f"error: {err}")
+        return 2
+    finally:
+        await store.close()
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} balance(s) disagree with the ledger")
+        return 1
+    print("balances agree with the ledger")
+    return 0

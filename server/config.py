@@ -1,0 +1,165 @@
+"""Server settings: the keys of DESIGN.md section 6 plus bounded tuning knobs.
+
+Decisions written down here:
+
+- ``[[api.keys]]`` must hold at least one key, and every key must be at least
+  ``MIN_API_KEY_LENGTH`` characters long. The DESIGN.md example key ``"change-me"`` is a
+  placeholder and is refused on purpose (STYLE.md section 7: refuse to start on a default
+  secret). Generate a key with ``python -c 'import secrets; print(secrets.token_urlsafe(24))'``.
+- A key's ``name`` is what the ledger and the alerts record as the actor of a write; it
+  defaults to ``"<role>-<n>"`` (n counting from 1 in file order).
+- ``[[read_points]]`` say what a pass at a read point means. An event whose ``read_point``
+  is not listed goes to the dead-letter table with the reason ``unknown read point`` (nothing
+  is guessed). A read point may name the ``site`` it belongs to; a batch from another site
+  that names it is dead-lettered too.
+- ``[mqtt] url = "embedded"`` makes ``stockgate server`` start the in-process broker on
+  ``[embedded_broker] port`` (loopback only); the demo passes its own broker's URL instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from stockgate.settings import FileSettings, MqttSettings, Section
+from wire.models import MAX_PAYLOAD_BYTES
+from wire.topics import ID_PATTERN
+
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[Role, int] = {"viewer": 0, "operator": 1, "admin": 2}
+MIN_API_KEY_LENGTH = 12
+MAX_API_KEY_LENGTH = 256
+MAX_API_KEYS = 1000
+MAX_READ_POINTS = 10_000
+
+LOCATION_PATTERN = r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,7}$"
+"""A location id: dotted path from site to bin, e.g. ``wh1.dock.1`` (at most 8 levels)."""
+MAX_LOCATION_LENGTH = 128
+LocationId = Annotated[
+    str, Field(pattern=LOCATION_PATTERN, min_length=1, max_length=MAX_LOCATION_LENGTH)
+]
+ReadPointId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")]
+
+Outbound = Literal["ship", "ignore"]
+"""What an outbound pass (direction ``out``) at a read point means: ``ship`` takes the goods
+out of the site; ``ignore`` records the event (its id) with no stock effect."""
+
+
+class DatabaseSettings(Section):
+    """``[database]``: SQLite (the default) or PostgreSQL through asyncpg."""
+
+    url: str = Field(
+        default="sqlite+aiosqlite:///stockgate.db",
+        pattern=r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://",
+    )
+    pool_size: int = Field(default=5, ge=1, le=100)
+    """Connections kept open to PostgreSQL (SQLite uses one file and ignores it)."""
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long a SQLite writer waits for another writer's lock before giving up."""
+    echo: bool = False
+
+
+class ApiKeySettings(Section):
+    """``[[api.keys]]``: one bearer key and the role it grants."""
+
+    key: SecretStr
+    role: Role
+    name: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @field_validator("key")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"API key is shorter than {MIN_API_KEY_LENGTH} characters; placeholders such "
+                "as the example 'change-me' are refused. Generate a key with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        if len(secret) > MAX_API_KEY_LENGTH:
+            raise ValueError(f"API key is longer than {MAX_API_KEY_LENGTH} characters")
+        if not secret.isascii() or not secret.isprintable() or " " in secret:
+            raise ValueError("API key must be printable ASCII without spaces")
+        return value
+
+
+class ApiSettings(Section):
+    """``[api]``: where the HTTP API listens and who may use it."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(default=8000, ge=0, le=65535)
+    """0 binds any free port (the bound port is reported once the server is up)."""
+    keys: list[ApiKeySettings] = Field(default_factory=list, max_length=MAX_API_KEYS)
+
+    @model_validator(mode="after")
+    def _keys_usable(self) -> ApiSettings:
+        if not self.keys:
+            raise ValueError(
+                "at least one [[api.keys]] entry (key and role) is required; the server "
+                "does not run an API nobody may use"
+            )
+        secrets = [entry.key.get_secret_value() for entry in self.keys]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two [[api.keys]] entries hold the same key")
+        names = self.key_names()
+        if len(set(names)) != len(names):
+            raise ValueError("two [[api.keys]] entries share a name")
+        return self
+
+    def key_names(self) -> list[str]:
+        """The actor name of each key, in file order."""
+        return [entry.name or f"{entry.role}-{index}" for index, entry in enumerate(self.keys, 1)]
+
+
+class ReadPointSettings(Section):
+    """``[[read_points]]``: what a pass at one read point means for stock."""
+
+    id: ReadPointId
+    inbound_location: LocationId
+    """Where a pass with direction ``in`` receives the goods."""
+    outbound: Outbound = "ship"
+    site: str | None = Field(default=None, pattern=ID_PATTERN)
+    """The site the read point belongs to; when set, other sites' batches may not name it."""
+
+
+class IngestSettings(Section):
+    """``[ingest]``: how the server takes batches off the broker."""
+
+    shared_subscription: bool = False
+    """Subscribe as ``$share/stockgate/...`` so N server instances split the batches."""
+    dead_letter_payload_bytes: int = Field(default=65_536, ge=1024, le=MAX_PAYLOAD_BYTES)
+    """Payload bytes kept per dead letter (the rest is cut; its full size is recorded)."""
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per batch on a transient database error before leaving it to the edge's resend."""
+
+
+class EmbeddedBrokerSettings(Section):
+    """``[embedded_broker]``: the in-process broker used when ``[mqtt] url = "embedded"``."""
+
+    port: int = Field(default=1883, ge=1, le=65535)
+
+
+class ServerSettings(FileSettings):
+    """The whole server config file."""
+
+    mqtt: MqttSettings = MqttSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    api: ApiSettings
+    read_points: list[ReadPointSettings] = Field(default_factory=list, max_length=MAX_READ_POINTS)
+    ingest: IngestSettings = IngestSettings()
+    embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
+
+    @model_validator(mode="after")
+    def _read_points_unique(self) -> ServerSettings:
+        seen: set[str] = set()
+        for point in self.read_points:
+            if point.id in seen:
+                raise ValueError(f"read point {point.id!r} is defined twice in [[read_points]]")
+            seen.add(point.id)
+        return self
+
+    def read_point_table(self) -> dict[str, ReadPointSettings]:
+        """Read points by id."""
+        return {point.id: point for point in self.read_points}

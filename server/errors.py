@@ -1,0 +1,25 @@
+"""The server's exception tree.
+
+``ServerError`` is the root. Storage problems are ``StoreError`` (wrapping SQLAlchemy's
+``DBAPIError`` with ``raise ... from``); ``TransientStoreError`` marks the kind worth a retry
+(a lock, a deadlock, a dropped connection). ``PublishFailed`` is what a publisher raises when
+an Ack or alert did not reach the broker; the edge re-sends, so the server only logs it.
+"""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """Base of every error the server raises on purpose."""
+
+
+class StoreError(ServerError):
+    """The database refused or failed an operation."""
+
+
+class TransientStoreError(StoreError):
+    """A database failure that may pass on retry (lock, deadlock, lost connection)."""
+
+
+class PublishFailed(ServerError):
+    """A message (Ack, alert) could not be published; the caller logs and moves on."""

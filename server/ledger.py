@@ -1,0 +1,329 @@
+"""Applying a batch's events to the store, inside the caller's transaction.
+
+Exactly once, also with several server instances on one PostgreSQL: the first statement
+inserts the batch's event ids into ``seen_events`` with ``ON CONFLICT DO NOTHING RETURNING``.
+The ids that come back are the ones this transaction owns; a concurrent transaction
+inserting the same id waits on the unique index and then gets nothing back, so it skips
+them. Everything else (ledger rows, balances, units, items, locations, alerts) is written
+with one multi-row statement per table, so a batch costs a handful of round trips however
+many events it holds.
+
+Balances are increments (``on_hand = on_hand + excluded.on_hand``), so concurrent batches
+commute. A unit's row is only overwritten by a newer event (``ON CONFLICT DO UPDATE ...
+WHERE`` on event time, then event id), which keeps "last writer by event time" true even
+when two instances race on one unit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import rules
+from server.alerting import open_alerts
+from server.config import ReadPointSettings
+from server.dialect import bytewise, upsert
+from server.errors import StoreError
+from server.rules.items import identify
+from server.rules.model import ItemKey, Plan, StockState, UnitState
+from server.schema import balances, items, ledger, locations, seen_events, units
+from server.views import AlertView
+from wire.models import Event
+
+LOCATION_KINDS = ("site", "zone")
+"""Kind of a location by depth: ``wh1`` is a site, ``wh1.dock`` a zone, deeper ids bins."""
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying one batch did."""
+
+    applied: int = 0
+    duplicates: int = 0
+    movements: int = 0
+    alerts: list[AlertView] = field(default_factory=list)
+    new_locations: set[str] = field(default_factory=set)
+    """Locations created; add them to ``Store.known_locations`` once the commit succeeded."""
+
+
+def ancestors(location: str) -> list[str]:
+    """``wh1.dock.1`` -> ``["wh1", "wh1.dock", "wh1.dock.1"]``."""
+    parts = location.split(".")
+    return [".".join(parts[: depth + 1]) for depth in range(len(parts))]
+
+
+def location_kind(location: str) -> str:
+    depth = location.count(".")
+    return LOCATION_KINDS[depth] if depth < len(LOCATION_KINDS) else "bin"
+
+
+async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
+    """Record ``event_ids`` as seen; returns those that were not seen before."""
+    if not event_ids:
+        return set()
+    statement = upsert(conn, seen_events).on_conflict_do_nothing().returning(seen_events.c.event_id)
+    result = await conn.execute(
+        statement, [{"event_id": event_id, "seen_at": now} for event_id in event_ids]
+    )
+    return set(result.scalars())
+
+
+async def _load_items(conn: AsyncConnection, keys: Sequence[ItemKey]) -> dict[str, int]:
+    gtins = sorted({key.gtin for key in keys if key.gtin is not None})
+    skus = sorted({key.sku for key in keys if key.gtin is None})
+    conditions: list[sa.ColumnElement[bool]] = []
+    if gtins:
+        conditions.append(items.c.gtin.in_(gtins))
+    if skus:
+        conditions.append(sa.and_(items.c.gtin.is_(None), items.c.sku.in_(skus)))
+    if not conditions:
+        return {}
+    rows = await conn.execute(
+        sa.select(items.c.id, items.c.gtin, items.c.sku).where(sa.or_(*conditions))
+    )
+    return {row.gtin if row.gtin is not None else row.sku: row.id for row in rows}
+
+
+async def _load_units(conn: AsyncConnection, epcs: Sequence[str]) -> dict[str, UnitState]:
+    if not epcs:
+        return {}
+    rows = await conn.execute(
+        sa.select(
+            units.c.epc,
+            items.c.gtin,
+            items.c.sku,
+            units.c.location_id,
+            units.c.status,
+            units.c.last_event_time,
+            units.c.last_event_id,
+        )
+        .join(items, items.c.id == units.c.item_id)
+        .where(units.c.epc.in_(epcs))
+    )
+    return {
+        row.epc: UnitState(
+            epc=row.epc,
+            item=row.gtin if row.gtin is not None else row.sku,
+            location=row.location_id,
+            status=row.status,
+            last_event_time=row.last_event_time,
+            last_event_id=row.last_event_id,
+        )
+        for row in rows
+    }
+
+
+async def _ensure_items(
+    conn: AsyncConnection,
+    new_items: Mapping[str, ItemKey],
+    item_ids: dict[str, int],
+    now: datetime,
+) -> None:
+    missing = [key for ref, key in new_items.items() if ref not in item_ids]
+    if not missing:
+        return
+    # Another instance may create the same item concurrently: DO NOTHING, then read back.
+    statement = upsert(conn, items).on_conflict_do_nothing()
+    await conn.execute(
+        statement,
+        [
+            {
+                "sku": key.sku,
+                "gtin": key.gtin,
+                "name": key.name,
+                "reviewed": False,
+                "created_at": now,
+            }
+            for key in missing
+        ],
+    )
+    item_ids.update(await _load_items(conn, missing))
+    # A GTIN whose placeholder SKU is already some other item's real SKU: use a prefix.
+    clashing = [key for key in missing if key.ref not in item_ids and key.gtin is not None]
+    if clashing:
+        await conn.execute(
+            statement,
+            [
+                {
+                    "sku": f"gtin:{key.gtin}",
+                    "gtin": key.gtin,
+                    "name": key.name,
+                    "reviewed": False,
+                    "created_at": now,
+                }
+                for key in clashing
+            ],
+        )
+        item_ids.update(await _load_items(conn, clashing))
+    still = [key.ref for key in missing if key.ref not in item_ids]
+    if still:
+        raise StoreError(f"could not create items {still[:5]}: SKU already taken")
+
+
+async def _ensure_locations(
+    conn: AsyncConnection, wanted: set[str], known: set[str], now: datetime
+) -> set[str]:
+    unknown = {
+        location for target in wanted for location in ancestors(target) if location not in known
+    }
+    if not unknown:
+        return set()
+    # Parents first, so the self-referencing foreign key holds row by row.
+    ordered = sorted(unknown, key=lambda loc: (loc.count("."), loc))
+    await conn.execute(
+        upsert(conn, locations).on_conflict_do_nothing(),
+        [
+            {
+                "id": location,
+                "parent": location.rpartition(".")[0] or None,
+                "kind": location_kind(location),
+                "created_at": now,
+            }
+            for location in ordered
+        ],
+    )
+    return unknown
+
+
+async def _write_plan(
+    conn: AsyncConnection,
+    plan: Plan,
+    item_ids: dict[str, int],
+    known_locations: set[str],
+    actor: str,
+    now: datetime,
+    result: Applied,
+) -> None:
+    await _ensure_items(conn, plan.new_items, item_ids, now)
+    wanted = {
+        location
+        for movement in plan.movements
+        for location in (movement.from_location, movement.to_location)
+        if location is not None
+    } | {unit.location for unit in plan.units.values() if unit.location is not None}
+    result.new_locations = await _ensure_locations(conn, wanted, known_locations, now)
+
+    if plan.movements:
+        # RETURNING makes SQLAlchemy send multi-row INSERTs ("insertmanyvalues") rather than
+        # one execution per row, which is what asyncpg's executemany does.
+        await conn.execute(
+            ledger.insert().returning(ledger.c.id),
+            [
+                {
+                    "event_id": movement.event_id,
+                    "event_time": movement.event_time,
+                    "recorded_at": now,
+                    "item_id": item_ids[movement.item.ref],
+                    "epc": movement.epc,
+                    "from_location": movement.from_location,
+                    "to_location": movement.to_location,
+                    "quantity": movement.quantity,
+                    "kind": movement.kind,
+                    "reason": movement.reason,
+                    "actor": actor,
+                    "read_point": movement.read_point,
+                }
+                for movement in plan.movements
+            ],
+        )
+        deltas: dict[tuple[int, str], int] = defaultdict(int)
+        for movement in plan.movements:
+            item_id = item_ids[movement.item.ref]
+            if movement.from_location is not None:
+                deltas[(item_id, movement.from_location)] -= movement.quantity
+            if movement.to_location is not None:
+                deltas[(item_id, movement.to_location)] += movement.quantity
+        insert = upsert(conn, balances)
+        # Sorted, so concurrent PostgreSQL transactions lock balance rows in one order.
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[balances.c.item_id, balances.c.location_id],
+                set_={"on_hand": balances.c.on_hand + insert.excluded.on_hand},
+            ),
+            [
+                {"item_id": item_id, "location_id": location, "on_hand": delta}
+                for (item_id, location), delta in sorted(deltas.items())
+            ],
+        )
+
+    if plan.units:
+        insert = upsert(conn, units)
+        newer = sa.or_(
+            units.c.last_event_time < insert.excluded.last_event_time,
+            sa.and_(
+                units.c.last_event_time == insert.excluded.last_event_time,
+                bytewise(conn, units.c.last_event_id)
+                < bytewise(conn, insert.excluded.last_event_id),
+            ),
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[units.c.epc],
+                set_={
+                    "item_id": insert.excluded.item_id,
+                    "location_id": insert.excluded.location_id,
+                    "status": insert.excluded.status,
+                    "last_event_time": insert.excluded.last_event_time,
+                    "last_event_id": insert.excluded.last_event_id,
+                },
+                where=newer,
+            ).returning(units.c.epc),
+            [
+                {
+                    "epc": unit.epc,
+                    "item_id": item_ids[unit.item],
+                    "location_id": unit.location,
+                    "status": unit.status,
+                    "last_event_time": unit.last_event_time,
+                    "last_event_id": unit.last_event_id,
+                }
+                for unit in sorted(plan.units.values(), key=lambda u: u.epc)
+            ],
+        )
+
+
+async def apply_events(
+    conn: AsyncConnection,
+    events: Sequence[Event],
+    read_points: Mapping[str, ReadPointSettings],
+    *,
+    known_locations: set[str],
+    actor: str,
+    site: str | None,
+    now: datetime,
+) -> Applied:
+    """Apply the events not applied before, inside the caller's transaction.
+
+    Args:
+        conn: a connection in a transaction the caller commits.
+        events: validated events whose read points are all in ``read_points``.
+        read_points: the configured read points by id.
+        known_locations: location ids known to exist (read only here).
+        actor: recorded on every ledger row (the gateway id).
+        site: recorded on the alerts raised.
+        now: the recording time.
+    """
+    result = Applied()
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    fresh_ids = await claim_events(conn, list(unique), now)
+    fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]
+    result.applied = len(fresh)
+    result.duplicates = len(events) - len(fresh)
+    if not fresh:
+        return result
+    keys = [identify(event) for event in fresh]
+    item_ids = await _load_items(conn, keys)
+    epcs = sorted({event.epc for event in fresh if event.epc is not None})
+    state = StockState(units=await _load_units(conn, epcs), known_items=frozenset(item_ids))
+    plan = rules.plan(fresh, state, read_points)
+    await _write_plan(conn, plan, item_ids, known_locations, actor, now, result)
+    result.movements = len(plan.movements)
+    result.alerts = await open_alerts(conn, plan.alerts, site, now)
+    return result

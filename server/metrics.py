@@ -1,0 +1,71 @@
+"""Prometheus metrics of one server (a registry per instance, never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+DEAD_LETTER_KINDS = (
+    "topic",
+    "size",
+    "json",
+    "envelope",
+    "mismatch",
+    "event",
+    "read_point",
+    "status",
+)
+"""Bounded label values of ``stockgate_dead_letters_total`` (never the free-text reason)."""
+BATCH_OUTCOMES = ("applied", "duplicate", "rejected", "failed")
+
+
+class Metrics:
+    """The counters ingest and the API update, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_applied = Counter(
+            "stockgate_events_applied",
+            "Events applied to the ledger (first delivery).",
+            registry=self.registry,
+        )
+        self.events_duplicate = Counter(
+            "stockgate_events_duplicate",
+            "Events skipped because their id was applied before (redelivery).",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "stockgate_dead_letters",
+            "Messages or events put in the dead-letter table, by kind of problem.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "stockgate_batches",
+            "Event batches handled, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.acks_failed = Counter(
+            "stockgate_acks_failed",
+            "Acks that could not be published (the edge re-sends; the retry is a duplicate).",
+            registry=self.registry,
+        )
+        self.statuses = Counter(
+            "stockgate_gateway_statuses",
+            "Gateway status messages recorded.",
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "stockgate_batch_seconds",
+            "Time to validate, apply and commit one batch.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        for kind in DEAD_LETTER_KINDS:
+            self.dead_letters.labels(kind=kind)
+        for outcome in BATCH_OUTCOMES:
+            self.batches.labels(outcome=outcome)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,71 @@
+"""Decoding MQTT payloads into wire models, with errors that say what was wrong. No I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from wire.models import MAX_PAYLOAD_BYTES
+
+MAX_ERRORS_SHOWN = 5
+VALIDATION_ERRORS = (ValidationError, ValueError, OverflowError)
+"""What validating a wire model can raise: a timestamp far out of range makes the UTC
+conversion raise OverflowError, which pydantic lets through unwrapped."""
+
+
+class PayloadError(ValueError):
+    """A payload the server cannot use.
+
+    Args:
+        kind: bounded category for metrics (``size``, ``json``, ``envelope``, ...).
+        reason: what was wrong, for people (stored with the dead letter).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def describe(err: Exception) -> str:
+    """A one-line account of a validation error: ``where: what; where: what``."""
+    if not isinstance(err, ValidationError):
+        return f"{type(err).__name__}: {err}"
+    problems = err.errors(include_url=False, include_input=False)
+    parts = []
+    for problem in problems[:MAX_ERRORS_SHOWN]:
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        parts.append(f"{where}: {problem['msg']}")
+    if len(problems) > MAX_ERRORS_SHOWN:
+        parts.append(f"and {len(problems) - MAX_ERRORS_SHOWN} more")
+    return "; ".join(parts)
+
+
+def control_characters(text: str) -> bool:
+    """True if ``text`` holds C0 control characters or DEL (NUL cannot be stored at all)."""
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+
+def decode_json(payload: bytes, limit: int = MAX_PAYLOAD_BYTES) -> Any:
+    """Parse a bounded JSON payload.
+
+    Raises:
+        PayloadError: larger than ``limit`` bytes, or not UTF-8 JSON.
+    """
+    if len(payload) > limit:
+        raise PayloadError("size", f"payload of {len(payload)} bytes exceeds {limit} bytes")
+    try:
+        # The contract is UTF-8; json.loads(bytes) would also guess UTF-16/32.
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PayloadError(
+            "json", f"payload is not JSON: not UTF-8 ({err.reason} at byte {err.start})"
+        ) from err
+    try:
+        return json.loads(text)
+    except RecursionError as err:
+        raise PayloadError("json", "payload is not JSON: nested too deeply") from err
+    except ValueError as err:
+        raise PayloadError("json", f"payload is not JSON: {err}") from err

@@ -1,0 +1,233 @@
+"""The read side: bounded queries the API serves. Callers validate and bound the inputs.
+
+A location filter means the location and its subtree: ``wh1`` matches ``wh1`` and anything
+under ``wh1.``. Location ids are compared bytewise (see ``server.schema``), so the subtree is
+the half-open range ``["wh1.", "wh1/")`` (``/`` is the character after ``.``) and an index on
+the column serves it on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.alerting import alert_view
+from server.schema import alerts, balances, dead_letters, gateways, items, ledger, units
+from server.views import (
+    AlertView,
+    DeadLetterView,
+    GatewayView,
+    ItemView,
+    MovementView,
+    StockRow,
+    UnitView,
+)
+
+AlertFilter = Literal["open", "unacknowledged", "acknowledged", "closed", "all"]
+
+
+def in_subtree(column: sa.ColumnElement[str], location: str) -> sa.ColumnElement[bool]:
+    """``column`` is ``location`` or lies under it."""
+    return sa.or_(
+        column == location,
+        sa.and_(column >= f"{location}.", column < f"{location}/"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StockQuery:
+    gtin: str | None = None
+    sku: str | None = None
+    location: str | None = None
+    include_zero: bool = False
+    limit: int = 100
+    offset: int = 0
+
+
+async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow], int]:
+    """On hand per item and location, and how many rows match in all."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.gtin is not None:
+        conditions.append(items.c.gtin == query.gtin)
+    if query.sku is not None:
+        conditions.append(items.c.sku == query.sku)
+    if query.location is not None:
+        conditions.append(in_subtree(balances.c.location_id, query.location))
+    if not query.include_zero:
+        conditions.append(balances.c.on_hand != 0)
+    joined = balances.join(items, items.c.id == balances.c.item_id)
+    rows = await conn.execute(
+        sa.select(
+            items.c.sku,
+            items.c.gtin,
+            items.c.name,
+            items.c.reviewed,
+            balances.c.location_id.label("location"),
+            balances.c.on_hand,
+        )
+        .select_from(joined)
+        .where(*conditions)
+        .order_by(items.c.sku, balances.c.location_id)
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(joined).where(*conditions))
+    return [StockRow.model_validate(row._mapping) for row in rows], int(total or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class MovementQuery:
+    epc: str | None = None
+    gtin: str | None = None
+    sku: str | None = None
+    location: str | None = None
+    since: datetime | None = None
+    """Inclusive lower bound of event time."""
+    until: datetime | None = None
+    """Exclusive upper bound of event time."""
+    after: tuple[datetime, int] | None = None
+    """Keyset position: only rows strictly older than (event_time, id)."""
+    limit: int = 100
+
+
+_MOVEMENT_COLUMNS = (
+    ledger.c.id,
+    ledger.c.event_id,
+    ledger.c.event_time,
+    ledger.c.recorded_at,
+    ledger.c.kind,
+    items.c.sku,
+    items.c.gtin,
+    ledger.c.epc,
+    ledger.c.from_location,
+    ledger.c.to_location,
+    ledger.c.quantity,
+    ledger.c.reason,
+    ledger.c.actor,
+    ledger.c.read_point,
+)
+
+
+async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[MovementView], bool]:
+    """Ledger rows newest first (event time, then id), and whether more follow."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.epc is not None:
+        conditions.append(ledger.c.epc == query.epc)
+    if query.gtin is not None:
+        conditions.append(items.c.gtin == query.gtin)
+    if query.sku is not None:
+        conditions.append(items.c.sku == query.sku)
+    if query.location is not None:
+        conditions.append(
+            sa.or_(
+                in_subtree(ledger.c.from_location, query.location),
+                in_subtree(ledger.c.to_location, query.location),
+            )
+        )
+    if query.since is not None:
+        conditions.append(ledger.c.event_time >= query.since)
+    if query.until is not None:
+        conditions.append(ledger.c.event_time < query.until)
+    if query.after is not None:
+        at, last_id = query.after
+        conditions.append(
+            sa.or_(
+                ledger.c.event_time < at,
+                sa.and_(ledger.c.event_time == at, ledger.c.id < last_id),
+            )
+        )
+    rows = await conn.execute(
+        sa.select(*_MOVEMENT_COLUMNS)
+        .select_from(ledger.join(items, items.c.id == ledger.c.item_id))
+        .where(*conditions)
+        .order_by(ledger.c.event_time.desc(), ledger.c.id.desc())
+        .limit(query.limit + 1)
+    )
+    found = [MovementView.model_validate(row._mapping) for row in rows]
+    return found[: query.limit], len(found) > query.limit
+
+
+async def unit(conn: AsyncConnection, epc: str, history_limit: int) -> UnitView | None:
+    """A unit with its item and its newest ``history_limit`` ledger rows."""
+    row = (
+        await conn.execute(
+            sa.select(
+                units.c.epc,
+                units.c.status,
+                units.c.location_id,
+                units.c.last_event_time,
+                units.c.last_event_id,
+                items.c.id.label("item_id"),
+                items.c.sku,
+                items.c.gtin,
+                items.c.name,
+                items.c.reviewed,
+            )
+            .join(items, items.c.id == units.c.item_id)
+            .where(units.c.epc == epc)
+        )
+    ).first()
+    if row is None:
+        return None
+    history, _ = await movements(conn, MovementQuery(epc=epc, limit=history_limit))
+    return UnitView(
+        epc=row.epc,
+        status=row.status,
+        location=row.location_id,
+        item=ItemView(
+            id=row.item_id, sku=row.sku, gtin=row.gtin, name=row.name, reviewed=row.reviewed
+        ),
+        last_event_time=row.last_event_time,
+        last_event_id=row.last_event_id,
+        history=history,
+    )
+
+
+def _alert_condition(state: AlertFilter) -> Sequence[sa.ColumnElement[bool]]:
+    table: dict[AlertFilter, Sequence[sa.ColumnElement[bool]]] = {
+        "open": (alerts.c.closed_at.is_(None),),
+        "unacknowledged": (alerts.c.closed_at.is_(None), alerts.c.acknowledged_at.is_(None)),
+        "acknowledged": (alerts.c.closed_at.is_(None), alerts.c.acknowledged_at.is_not(None)),
+        "closed": (alerts.c.closed_at.is_not(None),),
+        "all": (),
+    }
+    return table[state]
+
+
+async def list_alerts(
+    conn: AsyncConnection, state: AlertFilter, kind: str | None, limit: int
+) -> list[AlertView]:
+    """Alerts newest first."""
+    conditions = list(_alert_condition(state))
+    if kind is not None:
+        conditions.append(alerts.c.kind == kind)
+    rows = await conn.execute(
+        sa.select(alerts)
+        .where(*conditions)
+        .order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
+        .limit(limit)
+    )
+    return [alert_view(row) for row in rows]
+
+
+async def list_gateways(conn: AsyncConnection, limit: int) -> list[GatewayView]:
+    rows = await conn.execute(sa.select(gateways).order_by(gateways.c.id).limit(limit))
+    return [GatewayView.model_validate(row._mapping) for row in rows]
+
+
+async def list_dead_letters(
+    conn: AsyncConnection, before_id: int | None, limit: int
+) -> list[DeadLetterView]:
+    """Dead letters newest first, optionally only those with an id below ``before_id``."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if before_id is not None:
+        conditions.append(dead_letters.c.id < before_id)
+    rows = await conn.execute(
+        sa.select(dead_letters).where(*conditions).order_by(dead_letters.c.id.desc()).limit(limit)
+    )
+    return [DeadLetterView.model_validate(row._mapping) for row in rows]

@@ -1,0 +1,242 @@
+"""The server's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+The Alembic migrations in ``server/migrations/versions`` create exactly these tables; a test
+compares the migrated database with this metadata so the two cannot drift apart.
+
+Invariants the code relies on:
+
+- ``ledger`` is append-only: corrections are new rows, never edits (DESIGN.md section 5).
+- ``balances`` equals the ledger summed per item and location (``server.check``).
+- ``seen_events`` holds every applied event id forever; it is what makes "applied exactly
+  once" hold across redeliveries and across server instances.
+- At most one alert per (kind, subject) is open (partial unique index ``uq_alerts_open``).
+- Location ids are compared bytewise (SQLite's default, PostgreSQL's "C" collation), so the
+  subtree of ``wh1`` is exactly the range ``["wh1.", "wh1/")`` and an index can serve it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from server.config import MAX_LOCATION_LENGTH
+
+UNIT_STATUSES = ("in_stock", "in_transit", "shipped", "missing")
+LEDGER_KINDS = ("receipt", "shipment", "transfer", "count_adjustment", "loss")
+SEVERITIES = ("info", "warning", "critical")
+
+MAX_EVENT_ID = 256
+MAX_EPC = 200
+MAX_READ_POINT = 256
+MAX_TOPIC = 512
+MAX_REASON = 2000
+MAX_MESSAGE = 2000
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as an aware UTC ``datetime``.
+
+    SQLite has no time zones, so the value is stored as naive UTC text (fixed width, so text
+    order is time order); PostgreSQL stores ``timestamptz``. Naive input is refused rather
+    than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("refusing a naive datetime; the store keeps UTC only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def big_id() -> sa.types.TypeEngine[int]:
+    """A 64-bit surrogate key; SQLite needs plain INTEGER for its rowid alias."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def location_id() -> sa.types.TypeEngine[str]:
+    """A location id column compared bytewise (see the module docstring)."""
+    return sa.String(MAX_LOCATION_LENGTH).with_variant(
+        sa.String(MAX_LOCATION_LENGTH, collation="C"), "postgresql"
+    )
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("sku", sa.String(64), nullable=False, unique=True),
+    sa.Column("gtin", sa.String(14), nullable=True, unique=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("reviewed", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+locations = sa.Table(
+    "locations",
+    metadata,
+    sa.Column("id", location_id(), primary_key=True),
+    sa.Column("parent", location_id(), sa.ForeignKey("locations.id"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(MAX_EVENT_ID), nullable=True),
+    sa.Column("event_time", UtcDateTime(), nullable=False),
+    sa.Column("recorded_at", UtcDateTime(), nullable=False),
+    sa.Column("item_id", big_id(), sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("epc", sa.String(MAX_EPC), nullable=True),
+    sa.Column("from_location", location_id(), sa.ForeignKey("locations.id"), nullable=True),
+    sa.Column("to_location", location_id(), sa.ForeignKey("locations.id"), nullable=True),
+    sa.Column("quantity", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(256), nullable=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("read_point", sa.String(MAX_READ_POINT), nullable=True),
+    sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    sa.CheckConstraint("from_location IS NOT NULL OR to_location IS NOT NULL", name="has_location"),
+    sa.CheckConstraint(
+        "kind IN ('receipt', 'shipment', 'transfer', 'count_adjustment', 'loss')",
+        name="kind_known",
+    ),
+    sa.Index("ix_ledger_time", "event_time", "id"),
+    sa.Index("ix_ledger_epc", "epc", "event_time", "id"),
+    sa.Index("ix_ledger_item", "item_id", "event_time", "id"),
+    sa.Index("ix_ledger_from", "from_location", "event_time", "id"),
+    sa.Index("ix_ledger_to", "to_location", "event_time", "id"),
+    sa.Index("ix_ledger_event_id", "event_id"),
+)
+
+balances = sa.Table(
+    "balances",
+    metadata,
+    sa.Column("item_id", big_id(), sa.ForeignKey("items.id"), primary_key=True),
+    sa.Column("location_id", location_id(), sa.ForeignKey("locations.id"), primary_key=True),
+    sa.Column("on_hand", sa.BigInteger(), nullable=False),
+    sa.Index("ix_balances_location", "location_id"),
+)
+
+units = sa.Table(
+    "units",
+    metadata,
+    sa.Column("epc", sa.String(MAX_EPC), primary_key=True),
+    sa.Column("item_id", big_id(), sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("location_id", location_id(), sa.ForeignKey("locations.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("last_event_time", UtcDateTime(), nullable=False),
+    sa.Column("last_event_id", sa.String(MAX_EVENT_ID), nullable=False),
+    sa.CheckConstraint(
+        "status IN ('in_stock', 'in_transit', 'shipped', 'missing')", name="status_known"
+    ),
+    sa.Index("ix_units_item", "item_id"),
+    sa.Index("ix_units_location", "location_id"),
+)
+
+seen_events = sa.Table(
+    "seen_events",
+    metadata,
+    sa.Column("event_id", sa.String(MAX_EVENT_ID), primary_key=True),
+    sa.Column("seen_at", UtcDateTime(), nullable=False),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(256), nullable=False),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("gateway", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("seq_first", sa.BigInteger(), nullable=False),
+    sa.Column("seq_last", sa.BigInteger(), nullable=False),
+    sa.Column("events", sa.Integer(), nullable=False),
+    sa.Column("applied", sa.Integer(), nullable=False),
+    sa.Column("duplicates", sa.Integer(), nullable=False),
+    sa.Column("dead_letters", sa.Integer(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_batches_gateway", "gateway", "received_at"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("topic", sa.String(MAX_TOPIC), nullable=False),
+    sa.Column("gateway", sa.String(64), nullable=True),
+    sa.Column("event_id", sa.String(MAX_EVENT_ID), nullable=True),
+    sa.Column("reason", sa.String(MAX_REASON), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("payload_bytes", sa.Integer(), nullable=False),
+    sa.Column("truncated", sa.Boolean(), nullable=False),
+    sa.Index("ix_dead_letters_received", "received_at", "id"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("site", sa.String(64), nullable=True),
+    sa.Column("message", sa.String(MAX_MESSAGE), nullable=False),
+    sa.Column("evidence", sa.JSON(), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("acknowledged_at", UtcDateTime(), nullable=True),
+    sa.Column("acknowledged_by", sa.String(128), nullable=True),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
+    sa.CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity_known"),
+    sa.Index(
+        "uq_alerts_open",
+        "kind",
+        "subject",
+        unique=True,
+        sqlite_where=sa.text("closed_at IS NULL"),
+        postgresql_where=sa.text("closed_at IS NULL"),
+    ),
+    sa.Index("ix_alerts_opened", "opened_at", "id"),
+)
+
+gateways = sa.Table(
+    "gateways",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status", sa.JSON(), nullable=False),
+    sa.Column("status_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime(), nullable=False),
+)

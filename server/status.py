@@ -1,0 +1,153 @@
+"""Gateway status: the last ``Status`` of each gateway, and the ``gateway_offline`` alert.
+
+Statuses are applied in the order they arrive, not by their ``at``: a gateway's last will is
+written when it connects, so the ``offline`` status the broker publishes when it dies
+carries an ``at`` older than the ``online`` ones before it, yet it is the newest news. The
+broker delivers one publisher's messages in order, and a retained status replayed at
+(re)subscribe is the latest one there is, so arrival order is the truth. An ``offline``
+status opens a ``gateway_offline`` alert; the next ``online`` one closes it. An empty payload
+is how a retained status is cleared and is not an error. Anything else that does not
+validate is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from server.alerting import close_alerts, open_alerts
+from server.config import IngestSettings
+from server.dead_letters import DeadLetter, insert_dead_letters
+from server.dialect import upsert
+from server.errors import StoreError
+from server.metrics import Metrics
+from server.payloads import VALIDATION_ERRORS, PayloadError, decode_json, describe
+from server.rules.alerts import GATEWAY_OFFLINE
+from server.schema import gateways
+from server.store import Store
+from server.views import AlertView
+from wire import topics
+from wire.models import Status, now_utc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    outcome: str
+    """``recorded``, ``cleared`` (empty retained message), ``rejected`` or ``failed``."""
+    gateway: str | None = None
+    reason: str | None = None
+    alerts: tuple[AlertView, ...] = ()
+
+
+class StatusRecorder:
+    """Stores each gateway's latest status.
+
+    Args:
+        store: the database.
+        ingest: dead-letter payload bound.
+        metrics: counters to update.
+        clock: the server's time, recorded as ``last_seen``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        ingest: IngestSettings,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self._store = store
+        self._ingest = ingest
+        self._metrics = metrics
+        self._clock = clock
+
+    async def handle(self, topic: str, payload: bytes) -> StatusResult:
+        """Take one message from ``stockgate/v1/+/+/status``. Never raises for bad input."""
+        gateway: str | None = None
+        try:
+            site, gateway, kind = topics.parse_gateway_topic(topic)
+            if kind != "status":
+                raise PayloadError("topic", f"topic {topic!r} is not a status topic")
+            if not payload:
+                return StatusResult("cleared", gateway)
+            status = self._status(payload)
+            if status.site != site or status.gateway != gateway:
+                raise PayloadError(
+                    "mismatch",
+                    f"status says site {status.site!r} gateway {status.gateway!r} but was "
+                    f"published on the topic of site {site!r} gateway {gateway!r}",
+                )
+        except topics.TopicError as err:
+            return await self._reject(topic, payload, None, PayloadError("topic", str(err)))
+        except PayloadError as err:
+            return await self._reject(topic, payload, gateway, err)
+        return await self._record(status)
+
+    @staticmethod
+    def _status(payload: bytes) -> Status:
+        data = decode_json(payload)
+        try:
+            return Status.model_validate(data)
+        except VALIDATION_ERRORS as err:
+            raise PayloadError("status", f"not a valid gateway status: {describe(err)}") from err
+
+    async def _record(self, status: Status) -> StatusResult:
+        now = self._clock()
+        opened: list[AlertView] = []
+        try:
+            async with self._store.begin(f"recording status of {status.gateway}") as conn:
+                insert = upsert(conn, gateways)
+                values = {
+                    "id": status.gateway,
+                    "site": status.site,
+                    "state": status.state,
+                    "status": status.model_dump(mode="json"),
+                    "status_at": status.at,
+                    "last_seen": now,
+                }
+                await conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[gateways.c.id],
+                        set_={key: insert.excluded[key] for key in values if key != "id"},
+                    ),
+                    values,
+                )
+                if status.state == "offline":
+                    opened = await open_alerts(
+                        conn,
+                        [
+                            GATEWAY_OFFLINE.raise_(
+                                status.gateway,
+                                {"site": status.site, "at": status.at.isoformat()},
+                            )
+                        ],
+                        status.site,
+                        now,
+                    )
+                else:
+                    await close_alerts(conn, GATEWAY_OFFLINE.kind, status.gateway, now)
+        except StoreError as err:
+            log.error("status of %s not recorded: %s", status.gateway, err)
+            return StatusResult("failed", status.gateway, reason=str(err))
+        self._metrics.statuses.inc()
+        return StatusResult("recorded", status.gateway, alerts=tuple(opened))
+
+    async def _reject(
+        self, topic: str, payload: bytes, gateway: str | None, err: PayloadError
+    ) -> StatusResult:
+        self._metrics.dead_letters.labels(kind="status").inc()
+        log.warning("dead letter on %r: %s", topic[:200], err.reason)
+        letter = DeadLetter(topic=topic, reason=err.reason, payload=payload, gateway=gateway)
+        try:
+            async with self._store.begin("recording a dead letter") as conn:
+                await insert_dead_letters(
+                    conn, [letter], self._clock(), self._ingest.dead_letter_payload_bytes
+                )
+        except StoreError as store_err:
+            log.error("dead letter not stored (%s): %s", store_err, err.reason)
+        return StatusResult("rejected", gateway, reason=err.reason)

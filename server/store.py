@@ -1,0 +1,219 @@
+"""The database handle: engine set-up, migrations, transactions and error translation.
+
+One ``Store`` per process, built from ``[database]`` and passed down (no global engine).
+SQLite runs in WAL mode with ``synchronous=FULL``: an Ack tells the edge it may delete the
+events, so a committed batch must survive a power cut. PostgreSQL needs nothing special;
+several server instances may share it (see ``server.ledger`` for how writes stay correct).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.config import DatabaseSettings
+from server.errors import StoreError, TransientStoreError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+"""Execution option naming the SQLite BEGIN mode of a connection's transactions."""
+WAL_ATTEMPTS = 100
+WAL_RETRY_S = 0.05
+MIGRATION_LOCK_ID = 0x5709_6A7E
+"""PostgreSQL advisory lock held while migrating, so N instances starting together queue."""
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the server's migrations, optionally bound to a connection."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _sqlite_pragmas(busy_timeout_s: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Python's sqlite3 begins transactions only before DML, so DDL and the reads before a
+        # write would run outside any transaction. Turn that off and emit BEGIN ourselves
+        # (``_sqlite_begin``), as SQLAlchemy's SQLite documentation recommends.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # journal_mode=WAL is stored in the file and set once by Store.migrate.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+    # could otherwise fail at once with SQLITE_BUSY when another writer got in between.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def translate(err: SQLAlchemyError, doing: str) -> StoreError:
+    """Turn a SQLAlchemy error into our tree; the caller raises it ``from err``."""
+    transient = isinstance(err, OperationalError) or (
+        isinstance(err, DBAPIError) and err.connection_invalidated
+    )
+    # PostgreSQL reports deadlocks and serialization failures by SQLSTATE class 40.
+    sqlstate = getattr(getattr(err, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith("40"):
+        transient = True
+    kind = TransientStoreError if transient else StoreError
+    detail = str(err.orig) if isinstance(err, DBAPIError) and err.orig is not None else str(err)
+    return kind(f"database error while {doing}: {detail.splitlines()[0] if detail else err}")
+
+
+class Store:
+    """The server's database.
+
+    Args:
+        engine: an async engine on SQLite (aiosqlite) or PostgreSQL (asyncpg).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._known_locations: set[str] = set()
+
+    @classmethod
+    def open(cls, settings: DatabaseSettings) -> Store:
+        """Build the engine for ``[database]``; nothing connects until first use."""
+        url = sa.engine.make_url(settings.url)
+        kwargs: dict[str, Any] = {"echo": settings.echo, "pool_pre_ping": True}
+        if url.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"timeout": settings.busy_timeout_s}
+        else:
+            kwargs["pool_size"] = settings.pool_size
+            kwargs["connect_args"] = {"timeout": settings.connect_timeout_s}
+        engine = create_async_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(settings.busy_timeout_s))
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def known_locations(self) -> set[str]:
+        """Location ids this process has seen in the table (a cache; rows are never deleted)."""
+        return self._known_locations
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (Alembic ``upgrade``), in one transaction.
+
+        Raises:
+            StoreError: the database is unreachable or a migration failed.
+        """
+        try:
+            if self.dialect == "sqlite":
+                await self._use_wal()
+            async with self._writer() as conn:
+                await conn.run_sync(_upgrade, revision)
+        except SQLAlchemyError as err:
+            raise translate(err, "migrating the schema") from err
+        except OSError as err:
+            raise StoreError(f"cannot reach the database to migrate it: {err}") from err
+
+    async def _use_wal(self) -> None:
+        # Switching to WAL needs the file to itself and does not wait for the busy timeout,
+        # so retry (bounded) while another connection is busy; it is a no-op once set.
+        for attempt in range(1, WAL_ATTEMPTS + 1):
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if driver is None:
+                    raise StoreError("the SQLite connection is closed")
+                try:
+                    # The driver connection: a PRAGMA outside any transaction (BEGIN is ours).
+                    async with driver.execute("PRAGMA journal_mode=WAL") as cur:
+                        row = await cur.fetchone()
+                except sqlite3.OperationalError as err:
+                    if attempt == WAL_ATTEMPTS:
+                        raise StoreError(f"cannot switch SQLite to WAL mode: {err}") from err
+                    await asyncio.sleep(WAL_RETRY_S)
+                    continue
+            if row is None or str(row[0]).lower() != "wal":
+                raise StoreError(f"SQLite refused WAL mode (journal mode is {row!r})")
+            return
+
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("database ping failed: %s", err)
+            return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self, doing: str) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction; committed on success, rolled back on error.
+
+        Raises:
+            StoreError: (or ``TransientStoreError``) the database failed; ``doing`` names the
+                operation in the message.
+        """
+        try:
+            async with self._writer() as conn:
+                yield conn
+        except SQLAlchemyError as err:
+            raise translate(err, doing) from err
+        except OSError as err:
+            raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
+
+    @contextlib.asynccontextmanager
+    async def read(self, doing: str) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (no explicit transaction).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as err:
+            raise translate(err, doing) from err
+        except OSError as err:
+            raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
