@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy wire edge server stockgate bench -p firmware_sim
+	$(BIN)/mypy -p wire -p edge -p server -p stockgate -p bench -p firmware_sim
 
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest

@@ -25,7 +25,7 @@ class ConfigError(Exception):
 class Section(BaseModel):
     """Base of every config table: unknown keys are an error, values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class FileSettings(BaseSettings):
@@ -39,6 +39,7 @@ class FileSettings(BaseSettings):
         frozen=True,
         env_prefix="STOCKGATE_",
         env_nested_delimiter="__",
+        use_attribute_docstrings=True,
     )
 
     @classmethod
@@ -95,11 +96,19 @@ class MqttSettings(Section):
     """``[mqtt]``: the broker. ``mqtts://`` turns TLS on."""
 
     url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^(mqtts?://[^/\s]+|embedded)$")
+    """Broker address, `mqtt://host:port` or `mqtts://host:port` (TLS); the server also
+    takes `embedded` (an in-process broker, single machine only)."""
     username: str | None = None
+    """Broker user; each gateway should have its own (see deploy/mosquitto.acl)."""
     password: str | None = None
+    """Broker password; prefer the environment (`STOCKGATE_MQTT__PASSWORD`) to the file."""
     ca_file: Path | None = None
+    """CA certificate for `mqtts://`; the system store when unset."""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    """MQTT keepalive; the broker publishes the last will after 1.5 times this."""
     client_id: str | None = Field(default=None, max_length=64)
+    """MQTT client id; defaults to one derived from the gateway id (edge) or
+    `stockgate-server` (server)."""
 
     @property
     def host(self) -> str:
