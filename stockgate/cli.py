@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -39,12 +40,34 @@ def _setup_logging(level: str) -> None:
     )
 
 
+async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None:
+    """Run ``main``; SIGTERM (systemd's stop) cancels it, so it shuts down as on Ctrl-C."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if terminated:
+            return 0
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def _run(main: Coroutine[Any, Any, int | None]) -> None:
-    """Run a coroutine until it ends or Ctrl-C; exit with its status."""
+    """Run a coroutine until it ends, Ctrl-C or SIGTERM; exit with its status."""
     from server.errors import ServerError
 
     try:
-        code = asyncio.run(main)
+        code = asyncio.run(_until_terminated(main))
     except (ConfigError, ServerError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
