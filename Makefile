@@ -14,15 +14,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Mosquitto is a real part of the tests; install it when it is missing and we may.
+## Mosquitto and PostgreSQL are real parts of the tests; install what is missing when we may.
+## (A PostgreSQL that is installed but not running is fine: the tests start a private one.)
+APT_PACKAGES = $(strip \
+  $(if $(or $(wildcard /usr/sbin/mosquitto),$(shell command -v mosquitto)),,mosquitto) \
+  $(if $(or $(wildcard /usr/bin/mosquitto_pub),$(shell command -v mosquitto_pub)),,mosquitto-clients) \
+  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto through apt"; \
+	    echo "installing through apt: $(APT_PACKAGES)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $(APT_PACKAGES) >/dev/null; \
 	  else \
-	    echo "mosquitto is missing: install it (apt-get install mosquitto mosquitto-clients)" >&2; exit 1; \
+	    echo "missing system packages: $(APT_PACKAGES) (apt-get install them)" >&2; exit 1; \
 	  fi; \
 	fi
 
