@@ -13,8 +13,17 @@ passes still open live in memory only; a crash (not a clean stop) loses those pa
 Keeping every raw read on disk would cost a write per read on the hot path for passes
 that the portal reads again anyway while the goods are still in the field.
 
-Serial scanners (``[[scanners]]``) are not read by this build; a configured one is named
-in a warning at start so nobody waits for its scans.
+Read points (``edge.readpoints``): each read goes through its reader's software filter,
+then to every read point of that reader: portals (passes with direction, optionally only
+inside photo-eye windows, with a light stack), zones (arrive/depart) and cooldown
+de-duplication. Health (``edge.monitor``) turns reader states, antenna reports and the
+outbox's fill and age into issues listed in the status; it runs every status interval
+whether or not the broker is there. Metrics are served on ``[metrics]`` when set.
+
+Serial scanners: one ``SerialScanner`` per ``[[scanners]]`` runs beside the readers, with
+a ``ScanSession`` (``edge.scanning``) that turns its scans into events by the scanner's
+location and mode; each event is appended to the outbox as soon as its scan arrives (a
+count when its END is scanned). A count still open at a stop is not sent, and said so.
 """
 
 from __future__ import annotations
@@ -31,9 +40,13 @@ from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
 from edge.config import EdgeSettings
-from edge.pipeline import Pass, PassTracker
+from edge.health import CpuMeter, IssueBoard, rss_bytes
+from edge.metrics import MetricsServer, registry_for
+from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
-from edge.readers.types import ReaderEvent, TagRead
+from edge.readers.types import ReaderEvent, ScanRead, TagRead
+from edge.readpoints import Finished, ReadPoints, gpi_ports
+from edge.scanning import ScanEvent, ScanSession
 from edge.status import RateMeter, StatusReporter, last_will
 from stockgate.mqtt import MqttClient
 from wire.identifiers import IdentifierError
@@ -58,16 +71,27 @@ class Reader(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    def __aiter__(self) -> AsyncIterator[TagRead | ReaderEvent]: ...
+    def __aiter__(self) -> AsyncIterator[TagRead | ScanRead | ReaderEvent]: ...
 
     def status(self) -> ReaderStatus: ...
+
+
+def serial_scanners(settings: EdgeSettings) -> dict[str, Reader]:
+    """One serial barcode scanner per ``[[scanners]]`` table."""
+    from edge.readers.serial_scanner import SerialScanner
+
+    return {scanner.name: SerialScanner(scanner) for scanner in settings.scanners}
 
 
 def llrp_readers(settings: EdgeSettings) -> dict[str, Reader]:
     """One LLRP reader per ``[[llrp]]`` table."""
     from edge.readers.llrp import LlrpReader
 
-    return {reader.name: LlrpReader(reader) for reader in settings.llrp}
+    ports = gpi_ports(settings)
+    return {
+        reader.name: LlrpReader(reader, gpi_ports=ports.get(reader.name, ()))
+        for reader in settings.llrp
+    }
 
 
 class EdgeAgent:
@@ -85,10 +109,19 @@ class EdgeAgent:
         self.site = settings.gateway.site
         self.gateway = settings.gateway.id
         self._readers = dict(readers) if readers is not None else None
-        self.trackers = [PassTracker(portal) for portal in settings.portals]
-        self._by_reader: dict[str, list[PassTracker]] = {}
-        for tracker in self.trackers:
-            self._by_reader.setdefault(tracker.reader, []).append(tracker)
+        self.issues = IssueBoard()
+        """Health issues listed in the status (the gateway's alerts)."""
+        self.points = ReadPoints(settings, self.issues)
+        self.trackers = self.points.trackers
+        """Every read point (portals, zones, de-duplication), in config order."""
+        self.monitor = HealthMonitor(settings, self.issues)
+        self.reads_by_reader: Counter[str] = Counter()
+        self.oldest_age_s: float | None = None
+        """Age of the oldest unacknowledged event at the last health check."""
+        self.publisher: Publisher | None = None
+        self._client: MqttClient | None = None
+        self._cpu = CpuMeter()
+        self._started = 0.0
         self.reads = 0
         """Tag reads received from every reader."""
         self.ignored_reads = 0
@@ -104,7 +137,15 @@ class EdgeAgent:
         self.readers: dict[str, Reader] = {}
         """The readers of the current run."""
         self._outbox: Outbox | None = None
+        self.metrics_server: MetricsServer | None = None
+        """Serving ``/metrics`` while the agent runs (``[metrics] port`` set)."""
         self._rate: RateMeter | None = None
+        self.sessions = {scanner.name: ScanSession(scanner) for scanner in settings.scanners}
+        """One scan session per ``[[scanners]]``: location, mode and open count."""
+        self.scans = 0
+        """Well-formed scans received from every scanner."""
+        self.scan_events = 0
+        """Events from scans stored in the outbox."""
 
     @property
     def outbox(self) -> Outbox | None:
@@ -118,14 +159,11 @@ class EdgeAgent:
             OutboxError: the outbox cannot be opened (locked, damaged, other gateway).
         """
         settings = self.settings
-        if settings.scanners:
-            log.warning(
-                "serial scanners %s are configured, but this build does not read serial "
-                "scanners yet: their scans are not collected",
-                ", ".join(scanner.name for scanner in settings.scanners),
-            )
         readers = self._readers if self._readers is not None else llrp_readers(settings)
+        readers = {**readers, **serial_scanners(settings)}
         self.readers = readers
+        self._started = self.clock()
+        self.monitor.start(readers, self._started)
         for tracker in self.trackers:
             if tracker.reader not in readers:
                 log.warning(
@@ -147,6 +185,7 @@ class EdgeAgent:
             MqttClient(settings.mqtt, client_id, will=last_will(self.site, self.gateway)) as client,
         ):
             self._outbox = outbox
+            self._client = client
             publisher = Publisher(
                 outbox,
                 client,
@@ -155,7 +194,10 @@ class EdgeAgent:
                 batch_size=buffer.batch_size,
                 max_in_flight=buffer.max_in_flight,
                 resend_after_s=buffer.resend_after_s,
+                drain_rate_per_s=buffer.drain_rate_per_s,
             )
+            self.publisher = publisher
+            self.points.attach_lights(readers, lambda: client.connected)
             reporter = StatusReporter(
                 client,
                 site=self.site,
@@ -173,6 +215,8 @@ class EdgeAgent:
             )
             try:
                 async with contextlib.AsyncExitStack() as stack:
+                    if settings.metrics.port is not None:
+                        await self._serve_metrics(stack)
                     for name, reader in readers.items():
                         await stack.enter_async_context(reader)
                         log.info("reader %s started", name)
@@ -184,13 +228,26 @@ class EdgeAgent:
                         running.append(tasks.create_task(self._tick(), name="pass-tick"))
                         running.append(tasks.create_task(publisher.run(), name="publisher"))
                         running.append(tasks.create_task(reporter.run(), name="status"))
+                        running.append(tasks.create_task(self._health(), name="health"))
+                        running.extend(
+                            tasks.create_task(lights.run(), name=f"lights:{read_point}")
+                            for read_point, lights in self.points.lights.items()
+                        )
                         await (stop.wait() if stop is not None else loop.create_future())
                         log.info("edge agent %s stopping", self.gateway)
                         for task in running:
                             task.cancel()
             finally:
                 # Readers are closed: nothing new arrives. Keep what was read.
-                self._store(p for tracker in self.trackers for p in tracker.drain())
+                self._store(self.points.drain())
+                for name, session in self.sessions.items():
+                    if session.counted_lines:
+                        log.warning(
+                            "scanner %s: count at %s not sent (no END before the stop): %d lines",
+                            name,
+                            session.location,
+                            session.counted_lines,
+                        )
                 try:
                     await outbox.flush()
                 except OutboxError as err:
@@ -206,24 +263,56 @@ class EdgeAgent:
                 self._outbox = None
 
     async def _read(self, name: str, reader: Reader) -> None:
-        trackers = self._by_reader.get(name, [])
+        route = self.points.read
+        counts = self.reads_by_reader
         clock = asyncio.get_running_loop().time
         async for item in reader:
             if isinstance(item, TagRead):
                 self.reads += 1
-                now = clock()
-                seen = False
-                for tracker in trackers:
-                    if tracker.observe(item, now):
-                        seen = True
-                if not seen:
+                counts[name] += 1
+                if not route(name, item, clock()):
                     self.ignored_reads += 1
+            elif isinstance(item, ScanRead):
+                self._scanned(name, item)
             else:
                 self._reader_event(name, item)
         log.warning("reader %s: its read stream ended", name)
 
+    def _scanned(self, name: str, read: ScanRead) -> None:
+        session = self.sessions.get(name)
+        if session is None:
+            log.warning("scanner %s: no [[scanners]] table names it; scan ignored", name)
+            return
+        self.scans += 1
+        outcome = session.handle(read)
+        if outcome.notice is not None:
+            self.reader_events["scan_notice"] += 1
+            self._last_error[name] = f"scan: {outcome.notice}"[:1000]
+            log.warning("scanner %s: %s (scan %r)", name, outcome.notice, read.raw[:80])
+        for event in outcome.events:
+            self._store_scan(name, event)
+
+    def _store_scan(self, name: str, event: ScanEvent) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            return
+        try:
+            outbox.append(event.to_event)
+        except OutboxFull:
+            self.refused += 1
+            return
+        except ValidationError as err:
+            # A scan that parsed but does not fit the wire contract: a bug, said loudly.
+            self.reader_events["scan_refused"] += 1
+            log.error("scanner %s: %s event not stored: %s", name, event.biz_step, err)
+            return
+        self.scan_events += 1
+
     def _reader_event(self, name: str, event: ReaderEvent) -> None:
         self.reader_events[event.kind] += 1
+        now = self.clock()
+        self.points.reader_event(event, now)
+        self.monitor.reader_event(event, now)
         if event.kind == "state":
             log.info("reader %s: %s %s", name, event.state, event.detail)
         elif event.kind == "antenna":
@@ -234,23 +323,71 @@ class EdgeAgent:
         elif event.kind in ("exception", "decode_error"):
             self._last_error[name] = f"{event.kind}: {event.detail}"[:1000]
             log.warning("reader %s: %s: %s", name, event.kind, event.detail)
+        elif event.kind == "gpi":
+            log.info("reader %s: %s", name, event.detail)
         else:
             log.debug("reader %s: %s %s", name, event.kind, event.detail)
+
+    def clock(self) -> float:
+        """The agent's monotonic clock (the event loop's)."""
+        return asyncio.get_running_loop().time()
+
+    @property
+    def mqtt_connected(self) -> bool:
+        """Whether the broker link is up now."""
+        return self._client is not None and self._client.connected
 
     async def _tick(self) -> None:
         clock = asyncio.get_running_loop().time
         while True:
             await asyncio.sleep(TICK_S)
-            now = clock()
-            for tracker in self.trackers:
-                ended = tracker.tick(now)
-                if ended:
-                    self._store(ended)
+            ended = self.points.tick(clock())
+            if ended:
+                self._store(ended)
 
-    def _store(self, passes: Iterable[Pass]) -> None:
+    async def _health(self) -> None:
+        # Health is judged with the broker away too: that is when the backlog ages.
+        while True:
+            await asyncio.sleep(self.settings.status.interval_s)
+            await self.check_health()
+
+    async def check_health(self) -> float | None:
+        """Evaluate readers and outbox into health issues; returns the oldest event's age."""
+        outbox = self._outbox
+        oldest = None
+        if outbox is not None:
+            try:
+                oldest = await outbox.oldest_age_s()
+            except OutboxError as err:
+                log.warning("health: %s", err)
+        self.oldest_age_s = oldest
+        statuses = {name: self._reader_status(name, r) for name, r in self.readers.items()}
+        self.monitor.evaluate_readers(statuses, self.clock())
+        if outbox is not None:
+            self.monitor.evaluate_outbox(outbox.depth(), outbox.full, oldest)
+        return oldest
+
+    async def _serve_metrics(self, stack: contextlib.AsyncExitStack) -> None:
+        metrics = self.settings.metrics
+        server = MetricsServer(registry_for(self), metrics.host, metrics.port or 0)
+        try:
+            await stack.enter_async_context(server)
+        except OSError as err:
+            # Metrics are for watching; a taken port must not stop the reads.
+            log.error("metrics not served on %s:%s: %s", metrics.host, metrics.port, err)
+            return
+        self.metrics_server = server
+
+    def _store(self, passes: Iterable[Finished]) -> None:
         outbox = self._outbox
         if outbox is None:
             return
+        try:
+            self._append(passes, outbox)
+        finally:
+            self.monitor.check_depth(outbox.depth(), outbox.full)
+
+    def _append(self, passes: Iterable[Finished], outbox: Outbox) -> None:
         for finished in passes:
             try:
                 outbox.append(finished.to_event)
@@ -261,7 +398,7 @@ class EdgeAgent:
             except (IdentifierError, ValidationError) as err:
                 self.bad_passes += 1
                 log.warning(
-                    "portal %s: pass of tag %r dropped: %s",
+                    "read point %s: event of tag %r dropped: %s",
                     finished.read_point,
                     finished.epc_hex[:40],
                     err,
@@ -272,13 +409,8 @@ class EdgeAgent:
     async def status(self) -> Status:
         """The current online status of this gateway."""
         outbox = self._outbox
-        depth, oldest = 0, None
-        if outbox is not None:
-            depth = outbox.depth()
-            try:
-                oldest = await outbox.oldest_age_s()
-            except OutboxError as err:
-                log.warning("status: %s", err)
+        oldest = await self.check_health()
+        depth = outbox.depth() if outbox is not None else 0
         rate = 0.0
         if self._rate is not None:
             rate = self._rate.rate(self.reads, asyncio.get_running_loop().time())
@@ -293,6 +425,12 @@ class EdgeAgent:
             events_refused=self.refused,
             oldest_unacked_age_s=oldest,
             reads_per_s=round(rate, 1),
+            buffer_age_alarm=self.monitor.backlog_alarm,
+            unread_windows=sum(self.points.unread_windows.values()),
+            issues=self.issues.issues(self.clock()),
+            cpu_percent=self._cpu.percent(),
+            rss_bytes=rss_bytes(),
+            uptime_s=round(max(0.0, self.clock() - self._started), 1),
         )
 
     def _reader_status(self, name: str, reader: Reader) -> ReaderStatus:

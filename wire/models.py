@@ -66,6 +66,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Reason = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
 class ReadEvidence(_Model):
     """What the reader saw of one tag during one pass or dwell."""
 
@@ -76,6 +79,14 @@ class ReadEvidence(_Model):
     peak_rssi: float | None = Field(default=None, ge=-200, le=50)
     first_seen: UtcMillis
     last_seen: UtcMillis
+    outside_count: int | None = Field(default=None, ge=0)
+    """Portal passes: reads on the antennas facing out (the direction's evidence)."""
+    inside_count: int | None = Field(default=None, ge=0)
+    """Portal passes: reads on the antennas facing in."""
+    reason: Reason | None = None
+    """Why a portal pass has no direction: ``one_side``, ``too_few_reads``,
+    ``no_separation`` or ``parked`` (read on both sides for longer than the door's
+    ``max_dwell_s``)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ReadEvidence:
@@ -201,6 +212,35 @@ class ReaderStatus(_Model):
     last_error: Annotated[str, Field(max_length=1000)] | None = None
     reads_per_s: float = Field(default=0.0, ge=0)
     antenna_reads_per_s: dict[str, float] = Field(default_factory=dict)
+    antennas_disconnected: list[Annotated[int, Field(ge=0, le=65535)]] = Field(
+        default_factory=list, max_length=MAX_ANTENNAS
+    )
+    """Antennas the reader last reported as disconnected (AntennaEvent)."""
+    exceptions: int = Field(default=0, ge=0)
+    """Reader exception events (ReaderExceptionEvent, report buffer warnings) since start."""
+
+
+MAX_ISSUES = 128
+
+
+class HealthIssue(_Model):
+    """A condition on a gateway that deserves an alert, listed while it lasts.
+
+    The gateway cannot publish on the alerts topic (server to all), so it lists its
+    problems in its retained status; the server opens an alert per ``(kind, subject)``
+    that appears and closes it when a later status no longer lists it.
+    """
+
+    kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    """e.g. ``reader_down``, ``antenna_disconnected``, ``reader_exception``,
+    ``outbox_filling``, ``outbox_full``, ``outbox_backlog_old``, ``unread_window``."""
+    subject: Text
+    """What it is about: a reader name, ``reader/antenna N``, a read point, ``outbox``."""
+    severity: Severity
+    message: Annotated[str, Field(max_length=1000)]
+    since: UtcMillis
+    count: int = Field(default=1, ge=1)
+    """How often it happened while listed (repeating events such as unread windows)."""
 
 
 class Status(_Model):
@@ -218,6 +258,16 @@ class Status(_Model):
     events_refused: int = Field(default=0, ge=0)
     oldest_unacked_age_s: float | None = Field(default=None, ge=0)
     reads_per_s: float = Field(default=0.0, ge=0)
+    buffer_age_alarm: bool = False
+    """The oldest unacknowledged event is older than the edge's ``[buffer] max_age_s``."""
+    unread_windows: int = Field(default=0, ge=0)
+    """Photo-eye read windows that closed with no read (a pallet went through unread)."""
+    issues: list[HealthIssue] = Field(default_factory=list, max_length=MAX_ISSUES)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    """Process CPU use since the previous status, in percent of one core."""
+    rss_bytes: int | None = Field(default=None, ge=0)
+    """Resident memory of the process."""
+    uptime_s: float | None = Field(default=None, ge=0)
 
 
 class Alert(_Model):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from wire.barcodes import Scan
+
 
 @dataclass(frozen=True, slots=True)
 class TagRead:
@@ -37,6 +39,26 @@ class ReaderEvent:
     detail: str = ""
     antenna: int | None = None
     connected: bool | None = None
+    gpi_port: int | None = None
+    """For ``gpi`` events: the input that changed."""
+    gpi_high: bool | None = None
+    """For ``gpi`` events: its new level (True: high, e.g. a photo-eye blocked)."""
+    at_us: int | None = None
+    """When the reader says it happened (µs since the Unix epoch), if it said."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRead:
+    """One well-formed scan from a barcode scanner (malformed ones are ReaderEvents)."""
+
+    reader: str
+    """The scanner's name."""
+    scan: Scan
+    raw: bytes
+    """The line as received, terminator removed (for logs and evidence)."""
+    seen_us: int
+    """Host wall-clock time the line completed, microseconds since the Unix epoch."""
 
 
 ReaderOutput = TagRead | ReaderEvent
+ScannerOutput = ScanRead | ReaderEvent

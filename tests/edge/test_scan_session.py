@@ -1,0 +1,173 @@
+"""ScanSession: a scanner's location and mode, and the events its scans make."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+from typing import Any
+
+import pytest
+
+from edge.config import ScannerSettings
+from edge.readers.types import ScanRead
+from edge.scanning import ScanEvent, ScanSession
+from wire.barcodes import Command, CommandScan, ItemScan, LocationScan, Scan
+from wire.models import Event, Quantity
+
+GTIN_A = "09506000016924"
+GTIN_B = "05901234123457"
+T0 = 1_795_000_000_000_000
+_clock = itertools.count(T0, 1000)
+
+
+def session(**extra: Any) -> ScanSession:
+    values: dict[str, Any] = {"name": "hand-1", "port": "/dev/ttyACM0", "read_point": "wh1.aisle.3"}
+    values.update(extra)
+    return ScanSession(ScannerSettings(**values))
+
+
+def read(scan: Scan) -> ScanRead:
+    return ScanRead("hand-1", scan, b"raw", next(_clock))
+
+
+def loc(location: str) -> ScanRead:
+    return read(LocationScan(location))
+
+
+def cmd(command: Command) -> ScanRead:
+    return read(CommandScan(command))
+
+
+def item(gtin: str = GTIN_A, **fields: Any) -> ScanRead:
+    return read(ItemScan(gtin, **fields))
+
+
+def run(s: ScanSession, *reads: ScanRead) -> tuple[list[ScanEvent], list[str]]:
+    events: list[ScanEvent] = []
+    notices: list[str] = []
+    for r in reads:
+        outcome = s.handle(r)
+        events += outcome.events
+        if outcome.notice is not None:
+            notices.append(outcome.notice)
+    return events, notices
+
+
+def wire(event: ScanEvent, n: int = 1) -> Event:
+    return event.to_event(f"gw-1:00ff00ff:{n}")
+
+
+def test_receive_is_the_default_and_records_where_and_what() -> None:
+    s = session()
+    scan = item(lot="L1", expiry=date(2027, 5, 31), qty=6)
+    [event], notices = run(s, scan)
+    assert notices == []
+    e = wire(event)
+    assert (e.biz_step, e.direction, e.action, e.source) == ("receiving", "in", "OBSERVE", "serial")
+    assert (e.read_point, e.biz_location) == ("wh1.aisle.3", "wh1.aisle.3")
+    assert e.quantity == Quantity(gtin=GTIN_A, lot="L1", expiry=date(2027, 5, 31), qty=6)
+    assert int(e.event_time.timestamp() * 1000) == scan.seen_us // 1000
+
+
+def test_location_labels_and_modes_shape_the_events() -> None:
+    s = session()
+    events, notices = run(
+        s,
+        loc("wh1.aisle.3.bin.1"),
+        item(),
+        cmd(Command.PICK),
+        item(GTIN_B),
+        cmd(Command.MOVE),
+        loc("wh1.aisle.9"),
+        item(serial="S1"),
+    )
+    assert notices == []
+    shapes = [(e.biz_step, e.direction, e.biz_location) for e in map(wire, events)]
+    assert shapes == [
+        ("receiving", "in", "wh1.aisle.3.bin.1"),
+        ("picking", "out", "wh1.aisle.3.bin.1"),
+        ("storing", None, "wh1.aisle.9"),
+    ]
+    assert (s.mode, s.location) == ("move", "wh1.aisle.9")
+
+
+def test_a_count_becomes_one_event_listing_everything_seen() -> None:
+    s = session()
+    events, notices = run(
+        s,
+        cmd(Command.COUNT),
+        loc("wh1.aisle.3.bin.2"),
+        item(),
+        item(),
+        item(qty=10),
+        item(lot="L2"),
+        item(GTIN_B, serial="S1"),
+        item(GTIN_B, serial="S2"),
+        item(GTIN_B, serial="S1"),  # a double scan of one unit
+    )
+    assert events == []
+    assert notices == [f"serial S1 of GTIN {GTIN_B} scanned twice: counted once"]
+    assert s.counted_lines == 4
+    end = cmd(Command.END)
+    [count], notices = run(s, end)
+    assert notices == []
+    e = wire(count)
+    assert (e.biz_step, e.action, e.direction) == ("cycle_counting", "OBSERVE", None)
+    assert e.biz_location == "wh1.aisle.3.bin.2"
+    assert (e.quantity, e.epc) == (None, None)
+    assert e.quantities is not None
+    assert {(q.gtin, q.lot, q.serial, q.qty) for q in e.quantities} == {
+        (GTIN_A, None, None, 12),
+        (GTIN_A, "L2", None, 1),
+        (GTIN_B, None, "S1", 1),
+        (GTIN_B, None, "S2", 1),
+    }
+    assert int(e.event_time.timestamp() * 1000) == end.seen_us // 1000
+    # Still counting: the next END closes a new, empty count of the same location.
+    [empty], _ = run(s, cmd(Command.END))
+    assert wire(empty).quantities == []
+    assert s.mode == "count"
+
+
+def test_a_count_left_without_end_is_abandoned_and_said_so() -> None:
+    s = session(default_mode="count")
+    events, notices = run(s, item(), item(GTIN_B), loc("wh1.b"), item(), cmd(Command.RECEIVE))
+    assert events == []
+    assert notices == [
+        "count at wh1.aisle.3 abandoned (location wh1.b scanned before END): 2 lines, 2 units "
+        "not sent",
+        "count at wh1.b abandoned (mode switched to receive before END): 1 lines, 1 units not sent",
+    ]
+    assert s.counted_lines == 0
+
+
+def test_count_command_during_a_count_keeps_it_and_end_outside_is_refused() -> None:
+    s = session()
+    _, notices = run(s, cmd(Command.END))
+    assert notices == ["END scanned in receive mode, not in a count: ignored"]
+    events, notices = run(s, cmd(Command.COUNT), item(), cmd(Command.COUNT), cmd(Command.END))
+    assert notices == []
+    [count] = events
+    assert count.quantities is not None
+    assert [q.qty for q in count.quantities] == [1]
+
+
+def test_a_count_is_bounded_in_lines() -> None:
+    s = ScanSession(
+        ScannerSettings(name="h", port="/dev/x", read_point="wh1.a", default_mode="count"),
+        max_lines=2,
+    )
+    _, notices = run(s, item(lot="1"), item(lot="2"), item(lot="3"), item(lot="1"))
+    assert len(notices) == 1
+    assert "holds 2 lines" in notices[0]
+    [count], _ = run(s, cmd(Command.END))
+    assert count.quantities is not None
+    assert sorted((q.lot, q.qty) for q in count.quantities) == [("1", 2), ("2", 1)]
+    with pytest.raises(ValueError, match="max_lines"):
+        ScanSession(ScannerSettings(name="h", port="/dev/x", read_point="wh1.a"), max_lines=0)
+
+
+def test_a_count_line_total_is_bounded() -> None:
+    s = session(default_mode="count")
+    _, notices = run(s, item(qty=999_999), item(qty=2))
+    assert notices == [f"count of GTIN {GTIN_A} would exceed 1000000: scan not counted"]

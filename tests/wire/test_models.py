@@ -1,0 +1,128 @@
+"""The wire Event's identities: one EPC, one quantity, or a cycle count's quantities."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from wire.models import MAX_COUNT_LINES, Event, EventBatch, Quantity
+
+GTIN = "09506000016924"
+WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def event(**fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "event_id": "gw-1:00ff00ff:1",
+        "event_time": WHEN,
+        "biz_step": "receiving",
+        "read_point": "wh1.aisle.3",
+        "source": "serial",
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+def count(**fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "biz_step": "cycle_counting",
+        "biz_location": "wh1.aisle.3.bin.2",
+        "quantities": [{"gtin": GTIN, "qty": 4}, {"gtin": GTIN, "lot": "L7", "qty": 2}],
+    }
+    values.update(fields)
+    return event(**values)
+
+
+def test_a_count_lists_its_quantities_and_survives_json() -> None:
+    counted = count()
+    assert counted.quantities is not None
+    assert [(q.lot, q.qty) for q in counted.quantities] == [(None, 4), ("L7", 2)]
+    again = Event.model_validate_json(counted.model_dump_json())
+    assert again == counted
+
+
+def test_an_empty_count_says_the_location_was_empty() -> None:
+    assert count(quantities=[]).quantities == []
+
+
+def test_quantity_carries_an_expiry_date() -> None:
+    scanned = event(quantity={"gtin": GTIN, "lot": "L1", "expiry": "2027-05-31", "qty": 3})
+    assert scanned.quantity == Quantity(gtin=GTIN, lot="L1", expiry=date(2027, 5, 31), qty=3)
+    assert '"expiry":"2027-05-31"' in scanned.model_dump_json()
+
+
+def test_existing_identities_still_validate() -> None:
+    assert event(quantity={"gtin": GTIN}).quantity is not None
+    tagged = event(epc="urn:epc:id:sgtin:0614141.107346.1", source="llrp", direction="in")
+    assert tagged.epc is not None
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({}, "exactly one of epc and quantity"),
+        (
+            {"epc": "urn:epc:id:sgtin:0614141.107346.1", "quantity": {"gtin": GTIN}},
+            "exactly one of epc and quantity",
+        ),
+        (
+            {
+                "biz_step": "cycle_counting",
+                "biz_location": "wh1.a",
+                "quantity": {"gtin": GTIN},
+                "quantities": [],
+            },
+            "exactly one of epc and quantity",
+        ),
+        ({"quantities": [{"gtin": GTIN}], "biz_location": "wh1.a"}, "belong to a count"),
+        (
+            {
+                "biz_step": "cycle_counting",
+                "biz_location": "wh1.a",
+                "quantities": [],
+                "direction": "in",
+            },
+            "belong to a count",
+        ),
+        (
+            {
+                "biz_step": "cycle_counting",
+                "biz_location": "wh1.a",
+                "quantities": [],
+                "action": "ADD",
+            },
+            "belong to a count",
+        ),
+        ({"biz_step": "cycle_counting", "quantities": []}, "names the location"),
+        (
+            {
+                "biz_step": "cycle_counting",
+                "biz_location": "wh1.a",
+                "quantities": [{"gtin": GTIN}] * (MAX_COUNT_LINES + 1),
+            },
+            "at most 1000",
+        ),
+        ({"quantity": {"gtin": GTIN, "expiry": "2027-02-30"}}, "expiry"),
+    ],
+)
+def test_invalid_identities_are_refused_with_a_reason(fields: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        event(**fields)
+
+
+def test_a_batch_carries_counts_beside_other_events() -> None:
+    batch = EventBatch(
+        batch_id="b-1",
+        site="wh1",
+        gateway="gw-1",
+        epoch="00ff00ff",
+        seq_first=1,
+        seq_last=2,
+        sent_at=WHEN,
+        events=[count(), event(event_id="gw-1:00ff00ff:2", quantity={"gtin": GTIN})],
+    )
+    again = EventBatch.model_validate_json(batch.model_dump_json())
+    assert again.events[0].biz_step == "cycle_counting"
