@@ -3,6 +3,10 @@
 The config itself was validated when it was loaded (the command never gets here with a
 bad key). Each check is bounded in time and independent of the others, so one dead
 reader does not hide the state of the rest. Exit status 0 only when every check passed.
+
+A reader passes when its whole handshake (ROSpec, EPC mask and photo-eye inputs
+included) is accepted and it has the GPI inputs and GPO outputs the portals on it use
+(photo-eyes, light stacks).
 """
 
 from __future__ import annotations
@@ -42,11 +46,51 @@ async def check_broker(
     return CheckResult(subject, True, "connected")
 
 
-async def check_llrp(settings: LlrpSettings, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
-    """Connect, run the whole handshake (ROSpec included), then stop politely."""
+def gpio_needs(settings: EdgeSettings, reader: str) -> tuple[list[int], list[int]]:
+    """GPI inputs and GPO outputs the portals on ``reader`` use."""
+    gpis: set[int] = set()
+    gpos: set[int] = set()
+    for portal in settings.portals:
+        if portal.reader != reader:
+            continue
+        if portal.gpi_port is not None:
+            gpis.add(portal.gpi_port)
+        if portal.lights is not None:
+            lights = portal.lights
+            gpos.update(p for p in (lights.accepted, lights.unexpected, lights.offline) if p)
+    return sorted(gpis), sorted(gpos)
+
+
+def _gpio_problem(caps_gpis: int, caps_gpos: int, gpis: list[int], gpos: list[int]) -> str:
+    missing = []
+    beyond_in = [p for p in gpis if p > caps_gpis]
+    beyond_out = [p for p in gpos if p > caps_gpos]
+    if beyond_in:
+        missing.append(f"GPI {beyond_in} configured, the reader has {caps_gpis} GPIs")
+    if beyond_out:
+        missing.append(f"GPO {beyond_out} configured, the reader has {caps_gpos} GPOs")
+    return "; ".join(missing)
+
+
+async def check_llrp(
+    settings: LlrpSettings,
+    timeout: float = CHECK_TIMEOUT_S,
+    *,
+    gpis: list[int] | None = None,
+    gpos: list[int] | None = None,
+) -> CheckResult:
+    """Connect, run the whole handshake (ROSpec included), then stop politely.
+
+    Args:
+        settings: the reader.
+        timeout: longest the handshake may take.
+        gpis: GPI inputs the config uses on this reader (switched on in the handshake).
+        gpos: GPO outputs the config uses on this reader.
+    """
     subject = f"reader {settings.name} ({settings.host}:{settings.port})"
     last = "no answer"
-    async with LlrpReader(settings) as reader:
+    gpis, gpos = gpis or [], gpos or []
+    async with LlrpReader(settings, gpi_ports=gpis) as reader:
         try:
             async with asyncio.timeout(timeout):
                 async for item in reader:
@@ -60,6 +104,14 @@ async def check_llrp(settings: LlrpSettings, timeout: float = CHECK_TIMEOUT_S) -
                                 f"; {caps.max_antennas} antennas, manufacturer "
                                 f"{caps.manufacturer}, model {caps.model}, firmware {caps.firmware}"
                             )
+                            problem = _gpio_problem(caps.gpis, caps.gpos, gpis, gpos)
+                            if problem:
+                                return CheckResult(subject, False, f"{detail}; {problem}")
+                            if gpis or gpos:
+                                detail += f"; GPI {gpis} and GPO {gpos} available"
+                            down = reader.antennas_disconnected
+                            if down:
+                                detail += f"; antennas {down} report disconnected"
                         return CheckResult(subject, True, detail)
                     if item.detail:
                         last = item.detail
@@ -81,7 +133,17 @@ def check_scanner(settings: ScannerSettings) -> CheckResult:
 async def run_checks(settings: EdgeSettings, timeout: float = CHECK_TIMEOUT_S) -> list[CheckResult]:
     async with asyncio.TaskGroup() as group:
         broker = group.create_task(check_broker(settings.mqtt, settings.gateway.id, timeout))
-        readers = [group.create_task(check_llrp(reader, timeout)) for reader in settings.llrp]
+        readers = [
+            group.create_task(
+                check_llrp(
+                    reader,
+                    timeout,
+                    gpis=gpio_needs(settings, reader.name)[0],
+                    gpos=gpio_needs(settings, reader.name)[1],
+                )
+            )
+            for reader in settings.llrp
+        ]
     results = [broker.result(), *(task.result() for task in readers)]
     results += [check_scanner(scanner) for scanner in settings.scanners]
     return results

@@ -166,9 +166,12 @@ class ZoneSettings(Section):
     """``[[zones]]``: a shelf or area reader; a tag arrives when read, departs when gone."""
 
     read_point: str = Field(min_length=1, max_length=128)
-    """Read point id of the zone; arrivals carry it as their ``biz_location``."""
+    """Read point id of the zone's reader."""
     reader: str
     """Name of the ``[[llrp]]`` reader whose antennas cover the zone."""
+    location: str | None = Field(default=None, min_length=1, max_length=128)
+    """Where tags that arrive are (``biz_location`` of arrivals, e.g. ``wh1.aisle.3.bin.2``);
+    unset, the server takes the read point's ``inbound_location``."""
     antennas: list[Antenna] = Field(default_factory=list, max_length=32)
     """The antennas covering the zone; empty means every antenna of the reader."""
     departure_timeout_s: float = Field(default=30.0, gt=0, le=86_400)

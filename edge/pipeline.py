@@ -10,8 +10,12 @@ outside early and mostly inside late, so the outside centroid comes first: direc
 ``in``; the reverse is ``out``. Centroids are sturdier than the first and last read alone,
 which one stray read through the door frame can flip. No direction (``None``) is given
 when only one side saw the tag (goods staged beside the door), when there were fewer than
-``min_reads`` reads, or when the centroids are closer than ``MIN_SEPARATION`` of the pass
-length (a tag parked in the doorway, read by both sides all the time).
+``min_reads`` reads, when the centroids are closer than ``MIN_SEPARATION`` of the pass
+length, or when the tag was *parked in the doorway*: the periods in which each side read
+it overlap by more than the portal's ``max_dwell_s`` (both sides kept reading it, so it
+sat between them; a pallet that waits on one side and then crosses is read by one side
+at a time and keeps its direction). The evidence says which (``reason``) and how many
+reads each side had.
 
 Confidence is how strongly the reads support the direction given, 0..1: the product of a
 support term, ``1 - 0.5 ** min(outside reads, inside reads)`` (one read per side is a coin
@@ -68,6 +72,7 @@ SOURCE: Final = "llrp"
 _RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
 _OUTSIDE: Final = 0
 _INSIDE: Final = 1
+_NEVER: Final = 1 << 62
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -88,6 +93,10 @@ class Pass:
     peak_rssi: float | None
     first_seen_us: int
     last_seen_us: int
+    outside_count: int | None = None
+    inside_count: int | None = None
+    reason: str | None = None
+    """Why there is no direction (see the module docstring); None when there is one."""
 
     def to_event(self, event_id: str) -> Event:
         """The business event for this pass.
@@ -110,6 +119,9 @@ class Pass:
                 peak_rssi=self.peak_rssi,
                 first_seen=_utc(self.first_seen_us),
                 last_seen=_utc(self.last_seen_us),
+                outside_count=self.outside_count,
+                inside_count=self.inside_count,
+                reason=self.reason,
             ),
             source=SOURCE,
         )
@@ -148,6 +160,15 @@ def judge(
     return ("in" if gap > 0 else "out"), round(support * separation, 3)
 
 
+def no_direction_reason(outside_reads: int, inside_reads: int, min_reads: int) -> str:
+    """Why ``judge`` gave no direction, for the evidence."""
+    if outside_reads + inside_reads < min_reads:
+        return "too_few_reads"
+    if not outside_reads or not inside_reads:
+        return "one_side"
+    return "no_separation"
+
+
 class _Track:
     """What a portal knows of one tag during its current pass (mutable, one per tag)."""
 
@@ -155,9 +176,13 @@ class _Track:
         "antennas",
         "count",
         "first_us",
+        "in_first",
+        "in_last",
         "in_n",
         "in_t",
         "last_us",
+        "out_first",
+        "out_last",
         "out_n",
         "out_t",
         "peak_rssi",
@@ -175,6 +200,11 @@ class _Track:
         self.out_t = 0
         self.in_n = 0
         self.in_t = 0
+        # Each side's first and last read time, for the parked-in-the-doorway test.
+        self.out_first = _NEVER
+        self.out_last = -1
+        self.in_first = _NEVER
+        self.in_last = -1
         self.peak_rssi: float | None = None
         self.antennas: set[int] = set()
 
@@ -207,6 +237,7 @@ class PassTracker:
         self._side.update({antenna: _INSIDE for antenna in portal.inside_antennas})
         self._timeout = portal.departure_timeout_s
         self._min_reads = portal.min_reads
+        self._max_dwell_us = round(portal.max_dwell_s * 1_000_000)
         self._max_tracked = max_tracked
         self._max_pass_s = max_pass_s
         # Ordered by the host time of each tag's latest read: departures sit at the front.
@@ -257,9 +288,17 @@ class PassTracker:
         if side == _OUTSIDE:
             track.out_n += weight
             track.out_t += moment
+            if first_us < track.out_first:
+                track.out_first = first_us
+            if last_us > track.out_last:
+                track.out_last = last_us
         else:
             track.in_n += weight
             track.in_t += moment
+            if first_us < track.in_first:
+                track.in_first = first_us
+            if last_us > track.in_last:
+                track.in_last = last_us
         rssi = read.rssi
         if (
             rssi is not None
@@ -294,15 +333,24 @@ class PassTracker:
         return ended
 
     def _finish(self, epc: str, track: _Track) -> Pass:
-        direction, confidence = judge(
-            track.out_n,
-            track.out_t,
-            track.in_n,
-            track.in_t,
-            track.first_us,
-            track.last_us,
-            self._min_reads,
-        )
+        both_sides = min(track.out_last, track.in_last) - max(track.out_first, track.in_first)
+        reason: str | None = None
+        if track.out_n and track.in_n and both_sides > self._max_dwell_us:
+            direction: Direction | None = None
+            confidence = 0.0
+            reason = "parked"
+        else:
+            direction, confidence = judge(
+                track.out_n,
+                track.out_t,
+                track.in_n,
+                track.in_t,
+                track.first_us,
+                track.last_us,
+                self._min_reads,
+            )
+            if direction is None:
+                reason = no_direction_reason(track.out_n, track.in_n, self._min_reads)
         return Pass(
             read_point=self.read_point,
             epc_hex=epc,
@@ -313,6 +361,9 @@ class PassTracker:
             peak_rssi=track.peak_rssi,
             first_seen_us=track.first_us,
             last_seen_us=track.last_us,
+            outside_count=track.out_n,
+            inside_count=track.in_n,
+            reason=reason,
         )
 
 
@@ -323,4 +374,5 @@ __all__ = [
     "Pass",
     "PassTracker",
     "judge",
+    "no_direction_reason",
 ]

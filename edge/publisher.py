@@ -15,6 +15,12 @@ published while the link was down are gone.
 With the broker down nothing is lost and nothing spins: events pile up in the outbox,
 the send loop waits for the connection, and the in-flight window refills once it is back.
 
+Drain rate. Everything sent (first sends and re-sends) goes through a token bucket of
+``drain_rate_per_s`` events per second (bursts of one batch or one second's worth), so
+after an outage the backlog drains in order at a bounded pace instead of flooding the
+broker and the server, which may be taking the backlog of many gateways at once. Live
+traffic (a busy portal makes a few hundred events a minute) never meets the limit.
+
 The publisher is the one consumer of the client's ``messages()``; it acts on its Ack
 topic and drops anything else, so it should be the client's only subscriber.
 """
@@ -31,6 +37,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError
+from edge.ratelimit import TokenBucket
 from stockgate.mqtt import MqttClient, MqttError, MqttNotConnected
 from wire import topics
 from wire.models import MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES, Ack, BatchHeader, now_utc
@@ -75,6 +82,7 @@ class Publisher:
         batch_size: most events per message (1..MAX_BATCH_EVENTS).
         max_in_flight: most batches sent and not acknowledged.
         resend_after_s: send a batch again when its Ack has not come by then.
+        drain_rate_per_s: most events per second sent; 0 is no limit.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class Publisher:
         batch_size: int = 500,
         max_in_flight: int = 8,
         resend_after_s: float = 10.0,
+        drain_rate_per_s: float = 0.0,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
@@ -102,6 +111,13 @@ class Publisher:
         self._max_in_flight = max_in_flight
         self._resend_after_s = resend_after_s
         self._in_flight: dict[str, InFlight] = {}
+        self._bucket = (
+            TokenBucket(drain_rate_per_s, max(drain_rate_per_s, batch_size))
+            if drain_rate_per_s > 0
+            else None
+        )
+        self.throttled_s = 0.0
+        """Time the send loop waited for the drain rate so far."""
         self._high_seq = 0
         """Highest outbox sequence number taken into a batch by this process."""
         self._wake = asyncio.Event()
@@ -194,6 +210,8 @@ class Publisher:
             await self._send(batch)
 
     async def _send(self, batch: InFlight) -> None:
+        if self._bucket is not None:
+            self.throttled_s += await self._bucket.acquire(len(batch.bodies))
         payload = self._payload(batch)
         await self._client.publish(
             self.events_topic, payload, qos=1, retain=False, timeout=PUBLISH_TIMEOUT_S

@@ -24,7 +24,11 @@ When it is full it *keeps the oldest and refuses new ones*: ``append`` raises
 ``OutboxFull``, ``full`` turns true (health and status report it) and an error is logged
 once. The oldest unacknowledged events are receipts and shipments that have physically
 happened; dropping them silently would corrupt stock, while a refused new read is visible
-and alarmed, and the portal reads it again if the goods are still there.
+and alarmed, and the portal reads it again if the goods are still there. The agent raises
+an earlier alarm at ``[buffer] alarm_ratio`` of the bound (``edge.monitor``), so the
+refusing starts only after someone has been told. Age is bounded the same way: an
+oldest event older than ``[buffer] max_age_s`` raises an alarm and is kept, never deleted
+for its age.
 
 One process at a time. Two agents on one file would hand out the same sequence numbers,
 and the server would then skip the second event with a given id as a duplicate. An
@@ -123,6 +127,8 @@ class Outbox:
         self._flush_threshold = flush_threshold
         self._prefix = f"{gateway}:{epoch}:"
         self._pending: list[tuple[int, str, float]] = []
+        self._flushing = 0
+        """Events taken off ``_pending`` by a commit still running (counted in the depth)."""
         self._lock = asyncio.Lock()
         self._has_pending = asyncio.Event()
         self._threshold_reached = asyncio.Event()
@@ -269,7 +275,7 @@ class Outbox:
         Raises:
             OutboxFull: the outbox holds ``max_events`` events; nothing was queued.
         """
-        if self._committed_depth + len(self._pending) >= self.max_events:
+        if self.depth() >= self.max_events:
             self.refused += 1
             if not self._full:
                 self._full = True
@@ -313,6 +319,7 @@ class Outbox:
                 self._has_pending.clear()
                 return 0
             next_seq = rows[-1][0] + 1
+            self._flushing = len(rows)
             try:
                 await self._db.execute("BEGIN IMMEDIATE")
                 await self._db.executemany(
@@ -328,6 +335,8 @@ class Outbox:
                 # Put them back in front, in order, so the retry commits the same ids.
                 self._pending[:0] = rows
                 raise OutboxError(f"outbox {self.path}: commit failed: {err}") from err
+            finally:
+                self._flushing = 0
             self._committed_depth += len(rows)
             self.last_committed_seq = rows[-1][0]
             if not self._pending:
@@ -418,7 +427,7 @@ class Outbox:
 
     def depth(self) -> int:
         """Events held: committed and still unacknowledged, plus pending."""
-        return self._committed_depth + len(self._pending)
+        return self._committed_depth + self._flushing + len(self._pending)
 
     @property
     def pending(self) -> int:

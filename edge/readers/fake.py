@@ -113,6 +113,30 @@ def connection_close() -> bytes:
     return tlv(257)
 
 
+def gpi_event(port: int, high: bool) -> bytes:
+    """GPIEvent: a GPI input changed level (e.g. a photo-eye blocked: high)."""
+    return tlv(248, struct.pack("!HB", port, 0x80 if high else 0))
+
+
+def gpo_writes(frame: Frame) -> list[tuple[int, bool]]:
+    """The ``(port, high)`` pairs of the GPOWriteData in a SET_READER_CONFIG (for tests).
+
+    Parsed here because sllurp keeps only the last of several parameters of one kind.
+    """
+    body = frame.raw[HEADER_LEN + _FIXED_FIELDS[SET_READER_CONFIG] :]
+    writes = []
+    offset = 0
+    while offset + 4 <= len(body):
+        param_type, length = struct.unpack_from("!HH", body, offset)
+        if length < 4:
+            break
+        if param_type & 0x3FF == 219 and length >= 7:
+            port, flags = struct.unpack_from("!HB", body, offset + 4)
+            writes.append((port, bool(flags & 0x80)))
+        offset += length
+    return writes
+
+
 def reader_event(*events: bytes, msg_id: int = 0, timestamp_us: int | None = None) -> bytes:
     """READER_EVENT_NOTIFICATION with a UTCTimestamp and the given event parameters."""
     stamp = time.time_ns() // 1000 if timestamp_us is None else timestamp_us

@@ -10,6 +10,13 @@ only a framing error (an impossible header: the stream is lost) drops the connec
 
 Reads leave through a bounded queue; when it is full the read loop waits, so the
 reader's TCP send buffer fills up instead of reads being dropped.
+
+Health. The client keeps what the reader said about its antennas (GET_READER_CONFIG at
+each connect, then AntennaEvents) and counts reader exception events; ``status()``
+reports both. GPI inputs given at construction are switched on at each handshake (their
+level changes come out as ``gpi`` ReaderEvents); ``write_gpo`` sets outputs while the
+reader is connected. Ports beyond what the reader says it has are left out with a warning
+instead of failing the handshake, so a wrong port number never stops the reads.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Final, NoReturn
 
@@ -35,12 +42,13 @@ from edge.readers.llrp_codec import (
     LlrpFramer,
     LlrpFramingError,
     decode,
-    encode,
 )
 from edge.readers.llrp_reports import (
     MAX_DETAIL,
     LlrpError,
+    LlrpStatusError,
     ReaderCapabilities,
+    antenna_states,
     capabilities,
     check_status,
     notification,
@@ -77,6 +85,7 @@ _NOTIFICATION = "READER_EVENT_NOTIFICATION"
 _ERROR_MESSAGE = "ERROR_MESSAGE"
 _ERROR_MESSAGE_TYPE = 100
 _DELETE_ROSPEC_RESPONSE_TYPE = 31
+_SET_READER_CONFIG_RESPONSE = "SET_READER_CONFIG_RESPONSE"
 
 
 class LlrpHandshakeError(LlrpError):
@@ -200,7 +209,7 @@ class _Link:
         Raises:
             LlrpConnectionLost: the socket is gone.
         """
-        data = encode(request.message(next(self._ids) if msg_id is None else msg_id))
+        data = request.encode(next(self._ids) if msg_id is None else msg_id)
         try:
             self._writer.write(data)
             async with asyncio.timeout(self._send_timeout):
@@ -238,13 +247,27 @@ class LlrpReader:
     Args:
         settings: the ``[[llrp]]`` table of this reader.
         queue_size: reads and events held for the consumer before the read loop waits.
+        gpi_ports: GPI inputs to switch on (photo-eyes); their changes become events.
     """
 
-    def __init__(self, settings: LlrpSettings, *, queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        settings: LlrpSettings,
+        *,
+        queue_size: int = 10_000,
+        gpi_ports: Iterable[int] = (),
+    ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self._settings = settings
         self.name = settings.name
+        self.gpi_ports = tuple(sorted(set(gpi_ports)))
+        self._antennas: dict[int, bool] = {}
+        """Antenna id -> connected, as the reader last said."""
+        self.exceptions = 0
+        """Reader exception events (ReaderExceptionEvent, report buffer trouble) so far."""
+        self.gpo_writes = 0
+        """GPO writes sent to the reader."""
         self._queue: asyncio.Queue[ReaderOutput | _End] = asyncio.Queue(queue_size)
         self._log = _ReaderLog(logger, {"reader": settings.name})
         self._state: ReaderState = "disconnected"
@@ -318,7 +341,40 @@ class LlrpReader:
             last_error=self._last_error,
             reads_per_s=round(sum(rates.values()), 3),
             antenna_reads_per_s={str(a): round(r, 3) for a, r in sorted(rates.items())},
+            antennas_disconnected=self.antennas_disconnected,
+            exceptions=self.exceptions,
         )
+
+    @property
+    def antennas_disconnected(self) -> list[int]:
+        """Antennas the reader last reported as disconnected."""
+        return sorted(a for a, up in self._antennas.items() if not up)
+
+    async def write_gpo(self, writes: Sequence[tuple[int, bool]]) -> bool:
+        """Set GPO outputs, ``(port, high)`` pairs; False when the reader cannot take it now.
+
+        Sent on the live connection without waiting for the answer (the read loop checks
+        the response's status and logs a refusal). Ports beyond the reader's GPO count are
+        left out with a warning.
+        """
+        link = self._link
+        if link is None or not link.ready or not link.usable or self._stopping:
+            return False
+        caps = self.capabilities
+        usable = [(p, h) for p, h in writes if caps is None or p <= caps.gpos]
+        if len(usable) != len(writes):
+            skipped = sorted({p for p, _ in writes} - {p for p, _ in usable})
+            gpos = caps.gpos if caps is not None else "?"
+            self._log.warning("GPO ports %s are beyond the reader's %s GPOs", skipped, gpos)
+        if not usable:
+            return False
+        try:
+            await link.send(requests.gpo_write(usable))
+        except (LlrpError, OSError) as err:
+            self._log.info("GPO write not sent: %s", err)
+            return False
+        self.gpo_writes += 1
+        return True
 
     # --- connection loop ----------------------------------------------------------
 
@@ -388,8 +444,22 @@ class LlrpReader:
             caps.firmware,
             caps.max_antennas,
         )
-        await self._request(link, requests.GET_READER_CONFIG)
-        await self._request(link, requests.set_reader_config(settings.keepalive_s))
+        config = await self._request(link, requests.GET_READER_CONFIG)
+        states = antenna_states(config.body)
+        if states:
+            self._antennas = states
+            down = self.antennas_disconnected
+            if down:
+                self._log.warning("antennas %s are disconnected", down)
+        gpis = [port for port in self.gpi_ports if port <= caps.gpis]
+        if len(gpis) != len(self.gpi_ports):
+            problem = (
+                f"GPI ports {sorted(set(self.gpi_ports) - set(gpis))} are beyond the "
+                f"reader's {caps.gpis} GPIs: those photo-eyes are not watched"
+            )
+            self._log.warning("%s", problem)
+            await self._emit_one(ReaderEvent(self.name, "exception", detail=problem))
+        await self._request(link, requests.set_reader_config(settings.keepalive_s, gpis))
         link.idle_limit = WATCHDOG_KEEPALIVES * settings.keepalive_s
         await link.send(requests.ENABLE_EVENTS_AND_REPORTS)
         await self._request(link, requests.DELETE_ALL_ACCESSSPECS)
@@ -423,6 +493,7 @@ class LlrpReader:
             )
         if note.connection_attempt != "Success":
             raise LlrpHandshakeError(f"reader refused the connection: {note.connection_attempt}")
+        self._note(note.events)
         await self._emit_all(note.events)
 
     async def _request(self, link: _Link, request: requests.Request) -> Decoded:
@@ -494,7 +565,14 @@ class LlrpReader:
                 self._log.warning(
                     "reader reports a connection attempt: %s", note.connection_attempt
                 )
+            self._note(note.events)
             await self._emit_all(note.events)
+        elif name == _SET_READER_CONFIG_RESPONSE:
+            # Only GPO writes send SET_READER_CONFIG outside the handshake.
+            try:
+                check_status(name, decoded.body)
+            except LlrpStatusError as err:
+                self._log.warning("reader refused a GPO write: %s", err)
         elif name == _ERROR_MESSAGE:
             try:
                 check_status(_ERROR_MESSAGE, decoded.body)
@@ -534,6 +612,14 @@ class LlrpReader:
             )
         detail = f"message type {frame.msg_type}, {len(frame.raw)} bytes: {err}"
         await self._emit_one(ReaderEvent(self.name, "decode_error", detail=detail[:MAX_DETAIL]))
+
+    def _note(self, events: Iterable[ReaderEvent]) -> None:
+        """Keep antenna states and count exceptions for ``status()``."""
+        for event in events:
+            if event.kind == "antenna" and event.antenna is not None:
+                self._antennas[event.antenna] = bool(event.connected)
+            elif event.kind == "exception":
+                self.exceptions += 1
 
     # --- output -------------------------------------------------------------------
 

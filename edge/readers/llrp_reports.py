@@ -136,6 +136,21 @@ def capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
     )
 
 
+def antenna_states(body: Mapping[str, Any]) -> dict[int, bool]:
+    """Antenna id -> connected, from a GET_READER_CONFIG_RESPONSE body (empty if absent)."""
+    props = body.get("AntennaProperties")
+    if isinstance(props, Mapping):
+        props = [props]
+    states: dict[int, bool] = {}
+    for prop in props if isinstance(props, list) else ():
+        if not isinstance(prop, Mapping):
+            continue
+        antenna = prop.get("AntennaID")
+        if isinstance(antenna, int) and not isinstance(antenna, bool) and antenna > 0:
+            states[antenna] = bool(prop.get("AntennaConnected", True))
+    return states
+
+
 # --- tag reports (the hot path) -------------------------------------------------------
 
 
@@ -230,8 +245,16 @@ def _exception(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
 
 
 def _gpi(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
-    level = "high" if value.get("GPIEvent") else "low"
-    return ReaderEvent(reader, "gpi", detail=f"GPI {value.get('GPIPortNumber')} {level}")
+    high = bool(value.get("GPIEvent"))
+    port = value.get("GPIPortNumber")
+    number = port if isinstance(port, int) and not isinstance(port, bool) else None
+    return ReaderEvent(
+        reader,
+        "gpi",
+        detail=f"GPI {port} {'high' if high else 'low'}",
+        gpi_port=number,
+        gpi_high=high,
+    )
 
 
 def _buffer_warning(reader: str, value: Mapping[str, Any]) -> ReaderEvent:

@@ -21,17 +21,33 @@ The ROSpec comes from sllurp's builder (``LLRPROSpec``) with three changes:
   plan configured on the reader stay in force; the edge config has no keys for them.
   Singulation is session 1 (tags are re-read after their session-1 persistence, so a
   portal sees a tag on both sides of the door) with a tag population estimate of 32.
+* **Reader-side EPC mask.** With ``epc_mask`` set, every antenna's C1G2InventoryCommand
+  carries one C1G2Filter whose C1G2TagInventoryMask selects the EPC bank (MB 1) at bit
+  ``epc_mask_pointer`` (32 by default: the first EPC bit, after CRC-16 and PC). No filter
+  action parameter is sent, so the reader applies the LLRP default for a state-unaware
+  filter: tags that match are inventoried, the others are not singulated at all. This
+  takes tags of other companies off the air (less RF time, fewer reports); the software
+  prefix filters (``[llrp.filter]``) remain for what the reader cannot express.
+
+GPIO. Photo-eyes on GPI ports are switched on in SET_READER_CONFIG (GPIPortCurrentState
+with GPIConfig set, one per port, and the GPIEvent notification on), so the reader sends
+a READER_EVENT_NOTIFICATION with a GPIEvent on every level change. Lights on GPO ports are
+set with SET_READER_CONFIG carrying GPOWriteData; sllurp 3.0.5 has no encoder for that
+parameter (it silently leaves it out), so ``gpo_write`` builds those bytes itself from the
+LLRP 1.0.1 layout (TLV 219: u16 port, then a byte whose top bit is the level).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sllurp.llrp_proto import LLRPROSpec
 
 from edge.config import LlrpSettings
+from edge.readers.llrp_codec import HEADER, HEADER_LEN, encode
 from edge.readers.llrp_reports import LlrpError
 
 ROSPEC_ID = 1
@@ -42,6 +58,11 @@ REQUEST_ALL = 0
 KEEPALIVE_PERIODIC = 1
 SESSION = 1
 TAG_POPULATION = 32
+LLRP_VERSION = 1
+SET_READER_CONFIG_TYPE = 3
+GPO_WRITE_DATA_TYPE = 219
+EPC_BANK = 1
+MAX_GPO_WRITES = 64
 
 TAG_REPORT_CONTENT: Mapping[str, bool] = {
     "EnableROSpecID": False,
@@ -77,6 +98,8 @@ class Request:
     name: str
     body: Mapping[str, Any] = field(default_factory=dict)
     expects_response: bool = True
+    raw: tuple[int, bytes] | None = None
+    """``(message type, body bytes)`` of a message sllurp cannot encode; ``body`` unused."""
 
     @property
     def response(self) -> str:
@@ -86,6 +109,13 @@ class Request:
     def message(self, msg_id: int) -> dict[str, Any]:
         """The dict ``llrp_codec.encode`` takes, with a message id."""
         return {self.name: {**self.body, "ID": msg_id}}
+
+    def encode(self, msg_id: int) -> bytes:
+        """The whole LLRP message with ``msg_id``."""
+        if self.raw is None:
+            return encode(self.message(msg_id))
+        msg_type, body = self.raw
+        return HEADER.pack((LLRP_VERSION << 10) | msg_type, HEADER_LEN + len(body), msg_id) + body
 
 
 GET_READER_CAPABILITIES = Request("GET_READER_CAPABILITIES", {"RequestedData": REQUEST_ALL})
@@ -98,19 +128,58 @@ ENABLE_OUR_ROSPEC = Request("ENABLE_ROSPEC", {"ROSpecID": ROSPEC_ID})
 KEEPALIVE_ACK = Request("KEEPALIVE_ACK", expects_response=False)
 
 
-def set_reader_config(keepalive_s: float) -> Request:
-    """SET_READER_CONFIG: periodic KEEPALIVE and the reader events we pass on."""
-    return Request(
-        "SET_READER_CONFIG",
-        {
-            "ResetToFactoryDefaults": False,
-            "ReaderEventNotificationSpec": {"EventNotificationState": dict(EVENT_NOTIFICATIONS)},
-            "KeepaliveSpec": {
-                "KeepaliveTriggerType": KEEPALIVE_PERIODIC,
-                "TimeInterval": max(1, round(keepalive_s * 1000)),
-            },
+def set_reader_config(keepalive_s: float, gpi_ports: Iterable[int] = ()) -> Request:
+    """SET_READER_CONFIG: periodic KEEPALIVE, the reader events we pass on, GPI inputs.
+
+    Args:
+        keepalive_s: KEEPALIVE interval asked of the reader.
+        gpi_ports: GPI inputs to switch on; with any, GPIEvent notifications are on too.
+    """
+    ports = sorted(set(gpi_ports))
+    events = dict(EVENT_NOTIFICATIONS)
+    body: dict[str, Any] = {
+        "ResetToFactoryDefaults": False,
+        "KeepaliveSpec": {
+            "KeepaliveTriggerType": KEEPALIVE_PERIODIC,
+            "TimeInterval": max(1, round(keepalive_s * 1000)),
         },
-    )
+    }
+    if ports:
+        events["GPIEvent"] = True
+        body["GPIPortCurrentState"] = [
+            {"GPIPortNum": port, "GPIConfig": True, "GPIState": 0} for port in ports
+        ]
+    body["ReaderEventNotificationSpec"] = {"EventNotificationState": events}
+    return Request("SET_READER_CONFIG", body)
+
+
+def _tlv(param_type: int, value: bytes) -> bytes:
+    return struct.pack("!HH", param_type, 4 + len(value)) + value
+
+
+def gpo_write(writes: Sequence[tuple[int, bool]]) -> Request:
+    """SET_READER_CONFIG setting GPO outputs: ``(port, high)`` pairs, applied in order.
+
+    Raises:
+        ValueError: no write, too many, or a port outside 1..65535.
+    """
+    if not 1 <= len(writes) <= MAX_GPO_WRITES:
+        raise ValueError(f"a GPO write sets 1..{MAX_GPO_WRITES} ports, got {len(writes)}")
+    params = []
+    for port, high in writes:
+        if not 1 <= port <= 0xFFFF:
+            raise ValueError(f"GPO port {port} outside 1..65535")
+        params.append(_tlv(GPO_WRITE_DATA_TYPE, struct.pack("!HB", port, 0x80 if high else 0)))
+    # The fixed field: ResetToFactoryDefaults (top bit) off.
+    return Request("SET_READER_CONFIG", raw=(SET_READER_CONFIG_TYPE, b"\x00" + b"".join(params)))
+
+
+def epc_filter(mask_hex: str, pointer: int) -> dict[str, Any]:
+    """The C1G2Filter selecting tags whose EPC bank holds ``mask_hex`` at bit ``pointer``."""
+    return {
+        "T": 0,
+        "C1G2TagInventoryMask": {"MB": EPC_BANK, "Pointer": pointer, "TagMask": mask_hex.lower()},
+    }
 
 
 def inventory_antennas(configured: Sequence[int], max_antennas: int) -> list[int]:
@@ -158,6 +227,10 @@ def rospec(settings: LlrpSettings, max_antennas: int) -> dict[str, Any]:
     )
     for config in spec["AISpec"][0]["InventoryParameterSpec"][0]["AntennaConfiguration"]:
         del config["RFTransmitter"]
+        if settings.epc_mask:
+            config["C1G2InventoryCommand"][0]["C1G2Filter"] = [
+                epc_filter(settings.epc_mask, settings.epc_mask_pointer)
+            ]
     stop, n = report_triggers(settings.report_every_n_tags, settings.report_timeout_ms)
     spec["AISpec"][0]["AISpecStopTrigger"] = stop
     spec["ROReportSpec"]["ROReportTrigger"] = "Upon_N_Tags_Or_End_Of_AISpec"
