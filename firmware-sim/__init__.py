@@ -1,7 +1,12 @@
 """Simulators that speak the real protocols, and the scenarios that drive them.
 
-* ``reader.ReaderSimulator``: an LLRP 1.0.1 reader on TCP (an Impinj R420 look-alike).
-* ``portal``: the physical model of a dock door, pallets passing, staged pallets, shelves.
-* ``scenario``: declarative TOML scenarios with a known ground truth.
+* ``reader.ReaderSimulator``: an LLRP 1.0.1 reader on TCP (an Impinj R420 look-alike),
+  one ``session.Session`` per client, ROSpecs run by ``inventory``, triggers read by
+  ``llrp_triggers``, faults from ``faults``, recorded reports replayed from ``replay``.
+* ``portal``: the physical model of a dock door, pallets passing, photo-eyes, staged
+  pallets, shelves.
+* ``scanner.ScannerSimulator``: a barcode scanner on a pseudo-terminal (the line format
+  is ``wire.barcodes``).
+* ``scenario``: declarative TOML scenarios; ``truth``: their ground truth.
 * ``probe.LlrpProbe``: a minimal conformant LLRP client to drive and observe a reader.
 """

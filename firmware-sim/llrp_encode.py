@@ -123,13 +123,18 @@ class ParamType(IntEnum):
     ROSPEC = 177
     LLRP_CONFIGURATION_STATE_VALUE = 217
     IDENTIFICATION = 218
+    GPO_WRITE_DATA = 219
     KEEPALIVE_SPEC = 220
     ANTENNA_PROPERTIES = 221
+    GPI_PORT_CURRENT_STATE = 225
     RO_REPORT_SPEC = 237
     TAG_REPORT_CONTENT_SELECTOR = 238
     TAG_REPORT_DATA = 240
     EPC_DATA = 241
     READER_EVENT_NOTIFICATION_DATA = 246
+    GPI_EVENT = 248
+    ROSPEC_EVENT = 249
+    AISPEC_EVENT = 254
     ANTENNA_EVENT = 255
     CONNECTION_ATTEMPT_EVENT = 256
     CONNECTION_CLOSE_EVENT = 257
@@ -354,6 +359,36 @@ def encode_antenna_event(msg_id: int, utc_us: int, antenna: int, connected: bool
     return _reader_event(msg_id, utc_us, tlv(ParamType.ANTENNA_EVENT, body))
 
 
+class RoSpecEventType(IntEnum):
+    """ROSpecEvent EventType (LLRP 1.0.1 §16.2.7.6.3)."""
+
+    START = 0
+    END = 1
+    PREEMPTION = 2
+
+
+def encode_rospec_event(
+    msg_id: int, utc_us: int, event: RoSpecEventType, rospec_id: int, preempting_id: int = 0
+) -> bytes:
+    """READER_EVENT_NOTIFICATION with UTCTimestamp and ROSpecEvent."""
+    body = struct.pack("!BII", event, rospec_id, preempting_id)
+    return _reader_event(msg_id, utc_us, tlv(ParamType.ROSPEC_EVENT, body))
+
+
+def encode_aispec_event(msg_id: int, utc_us: int, rospec_id: int, spec_index: int) -> bytes:
+    """READER_EVENT_NOTIFICATION with UTCTimestamp and AISpecEvent End_of_AISpec."""
+    _checked(spec_index, 1, 0xFFFF, "spec index")
+    body = struct.pack("!BIH", 0, rospec_id, spec_index)
+    return _reader_event(msg_id, utc_us, tlv(ParamType.AISPEC_EVENT, body))
+
+
+def encode_gpi_event(msg_id: int, utc_us: int, port: int, high: bool) -> bytes:
+    """READER_EVENT_NOTIFICATION with UTCTimestamp and GPIEvent (the port's new level)."""
+    _checked(port, 1, 0xFFFF, "GPI port")
+    body = struct.pack("!HB", port, 0x80 if high else 0)
+    return _reader_event(msg_id, utc_us, tlv(ParamType.GPI_EVENT, body))
+
+
 def encode_connection_close(msg_id: int, utc_us: int) -> bytes:
     """READER_EVENT_NOTIFICATION with ConnectionCloseEvent: the reader is hanging up."""
     return _reader_event(msg_id, utc_us, tlv(ParamType.CONNECTION_CLOSE_EVENT))
@@ -459,7 +494,7 @@ def _rf_mode_table(profile: ReaderProfile) -> bytes:
     return tlv(ParamType.UHF_C1G2_RF_MODE_TABLE, b"".join(entries))
 
 
-def _regulatory_capabilities(profile: ReaderProfile) -> bytes:
+def _regulatory_capabilities(profile: ReaderProfile, rf_mode_table: bool = True) -> bytes:
     powers = [
         tlv(ParamType.TRANSMIT_POWER_LEVEL_TABLE_ENTRY, _U16U16.pack(index, value))
         for index, value in enumerate(profile.tx_power_centi_dbm, start=1)
@@ -473,7 +508,9 @@ def _regulatory_capabilities(profile: ReaderProfile) -> bytes:
     )
     band = tlv(
         ParamType.UHF_BAND_CAPABILITIES,
-        b"".join(powers) + frequency_information + _rf_mode_table(profile),
+        b"".join(powers)
+        + frequency_information
+        + (_rf_mode_table(profile) if rf_mode_table else b""),
     )
     head = _U16U16.pack(profile.country_code, profile.communications_standard)
     return tlv(ParamType.REGULATORY_CAPABILITIES, head + band)
@@ -490,6 +527,8 @@ def encode_capabilities_response(
     profile: ReaderProfile,
     antennas: int,
     requested: CapabilitySet = CapabilitySet.ALL,
+    *,
+    rf_mode_table: bool = True,
 ) -> bytes:
     """GET_READER_CAPABILITIES_RESPONSE shaped like an Impinj R420's.
 
@@ -498,6 +537,8 @@ def encode_capabilities_response(
         profile: identity and tables to report.
         antennas: MaxNumberOfAntennaSupported (1..8 for a simulator).
         requested: which capability sets the client asked for.
+        rf_mode_table: False leaves the UHFC1G2RFModeTable out (a fault some readers
+            show, and one that kills sllurp's client).
     """
     _checked(antennas, 1, 0xFFFF, "antenna count")
     everything = requested is CapabilitySet.ALL
@@ -507,7 +548,7 @@ def encode_capabilities_response(
     if everything or requested is CapabilitySet.LLRP:
         parts.append(_llrp_capabilities(profile))
     if everything or requested is CapabilitySet.REGULATORY:
-        parts.append(_regulatory_capabilities(profile))
+        parts.append(_regulatory_capabilities(profile, rf_mode_table))
     if everything or requested is CapabilitySet.AIR_PROTOCOL:
         parts.append(_c1g2_llrp_capabilities(profile))
     return message(MsgType.GET_READER_CAPABILITIES_RESPONSE, msg_id, b"".join(parts))
@@ -541,6 +582,8 @@ class ConfigSet(IntEnum):
     RO_REPORT_SPEC = 4
     LLRP_CONFIGURATION_STATE_VALUE = 7
     KEEPALIVE_SPEC = 8
+    GPI_PORT_CURRENT_STATE = 9
+    GPO_WRITE_DATA = 10
 
 
 def encode_reader_config_response(
@@ -551,6 +594,8 @@ def encode_reader_config_response(
     report_spec: ReportSpec,
     keepalive_ms: int,
     requested: int = ConfigSet.ALL,
+    gpis: Sequence[tuple[int, bool]] = (),
+    gpos: Sequence[tuple[int, bool]] = (),
 ) -> bytes:
     """GET_READER_CONFIG_RESPONSE: identification, antennas, report spec, keepalive.
 
@@ -562,6 +607,8 @@ def encode_reader_config_response(
         keepalive_ms: KEEPALIVE period; 0 means keepalives are off.
         requested: RequestedData; 0 is everything, other values pick one part (parts
             the simulator does not model come back absent, with status Success).
+        gpis: (port, level) of the GPI ports to report (GPIPortCurrentState).
+        gpos: (port, level) of the GPO ports to report (GPOWriteData).
     """
 
     def wanted(part: ConfigSet) -> bool:
@@ -584,6 +631,14 @@ def encode_reader_config_response(
         periodic = 1 if keepalive_ms > 0 else 0
         interval = _checked(keepalive_ms, 0, MAX_MSG_ID, "keepalive ms")
         parts.append(tlv(ParamType.KEEPALIVE_SPEC, struct.pack("!BI", periodic, interval)))
+    if wanted(ConfigSet.GPI_PORT_CURRENT_STATE):
+        for port, high in gpis:
+            body = struct.pack("!HBB", port, 0x80, 1 if high else 0)  # enabled; 0 low, 1 high
+            parts.append(tlv(ParamType.GPI_PORT_CURRENT_STATE, body))
+    if wanted(ConfigSet.GPO_WRITE_DATA):
+        for port, high in gpos:
+            body = struct.pack("!HB", port, 0x80 if high else 0)
+            parts.append(tlv(ParamType.GPO_WRITE_DATA, body))
     return message(MsgType.GET_READER_CONFIG_RESPONSE, msg_id, b"".join(parts))
 
 

@@ -33,6 +33,17 @@ from firmware_sim.llrp_encode import (
     Status,
     StatusCode,
 )
+from firmware_sim.llrp_triggers import (
+    AiSpec,
+    RoSpecStop,
+    StartSpec,
+    StopSpec,
+    TriggerError,
+    children,
+    parse_triggers,
+)
+from firmware_sim.llrp_triggers import AiSpecStop as AiSpecStop
+from firmware_sim.llrp_triggers import StartTrigger as StartTrigger
 
 MAX_REQUEST_FRAME: Final = 256 * 1024
 """Largest request a simulated reader accepts; client requests are a few hundred bytes."""
@@ -58,24 +69,6 @@ def _parameter_error(description: str) -> RequestError:
     return RequestError(Status(StatusCode.PARAMETER_ERROR, description))
 
 
-class StartTrigger(IntEnum):
-    """ROSpecStartTriggerType."""
-
-    NULL = 0
-    IMMEDIATE = 1
-    PERIODIC = 2
-    GPI = 3
-
-
-class AiSpecStop(IntEnum):
-    """AISpecStopTriggerType."""
-
-    NULL = 0
-    DURATION = 1
-    GPI_WITH_TIMEOUT = 2
-    TAG_OBSERVATION = 3
-
-
 class RoSpecState(IntEnum):
     """ROSpec CurrentState."""
 
@@ -91,21 +84,48 @@ class RoSpec:
     rospec_id: int
     priority: int
     current_state: RoSpecState
-    start_trigger: StartTrigger
-    stop_duration_ms: int | None
-    """ROSpecStopTrigger Duration; None when the ROSpec runs until stopped."""
-    antennas: tuple[int, ...]
-    """Antenna ids of all AISpecs; (0,) means every antenna."""
-    aispec_stop: AiSpecStop
-    aispec_duration_ms: int
-    """AISpec Duration, or the TagObservationTrigger timeout (0: none)."""
-    aispec_tag_count: int
-    """TagObservationTrigger NumberOfTags (0: none)."""
+    start: StartSpec
+    stop: StopSpec
+    aispecs: tuple[AiSpec, ...]
     inventory_parameter_spec_id: int
+    """The first AISpec's InventoryParameterSpecID."""
     report: ReportSpec | None
     """The ROSpec's own ROReportSpec; None means the reader's default applies."""
     raw: bytes = field(repr=False)
     """The ROSpec parameter bytes, kept to answer GET_ROSPECS."""
+
+    @property
+    def start_trigger(self) -> StartTrigger:
+        return self.start.kind
+
+    @property
+    def stop_duration_ms(self) -> int | None:
+        """ROSpecStopTrigger Duration; None when the ROSpec has no duration."""
+        return self.stop.duration_ms if self.stop.kind is RoSpecStop.DURATION else None
+
+    @property
+    def antennas(self) -> tuple[int, ...]:
+        """Antenna ids of all AISpecs; (0,) means every antenna."""
+        ids = tuple(dict.fromkeys(a for spec in self.aispecs for a in spec.antennas))
+        return (ALL_ANTENNAS,) if ALL_ANTENNAS in ids else ids
+
+    @property
+    def aispec_stop(self) -> AiSpecStop:
+        return self.aispecs[0].stop.kind
+
+    @property
+    def aispec_duration_ms(self) -> int:
+        """The first AISpec's Duration, or its TagObservationTrigger timeout (0: none)."""
+        stop = self.aispecs[0].stop
+        if stop.observation is not None and stop.kind is AiSpecStop.TAG_OBSERVATION:
+            return stop.observation.timeout_ms
+        return stop.duration_ms
+
+    @property
+    def aispec_tag_count(self) -> int:
+        """The first AISpec's TagObservationTrigger NumberOfTags (0: none)."""
+        observation = self.aispecs[0].stop.observation
+        return observation.n_tags if observation is not None else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +153,10 @@ class ReaderConfigRequest(Request):
     requested: int
     antenna: int
     """0 asks about every antenna."""
+    gpi_port: int = 0
+    """0 asks about every GPI port."""
+    gpo_port: int = 0
+    """0 asks about every GPO port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +167,10 @@ class SetReaderConfig(Request):
     report: ReportSpec | None
     events: Mapping[str, bool]
     """EventNotificationState changes by sllurp's event name (e.g. "AntennaEvent")."""
+    gpo_writes: tuple[tuple[int, bool], ...] = ()
+    """GPOWriteData parameters in order: (GPOPortNumber, GPOData)."""
+    gpi_config: tuple[tuple[int, bool], ...] = ()
+    """GPIPortCurrentState parameters: (GPIPortNum, GPIConfig), i.e. port on or off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +224,6 @@ def _mapping(value: object, what: str) -> Mapping[str, Any]:
     return value
 
 
-_START_NAMES = {"Null": 0, "Immediate": 1, "Periodic": 2, "GPI": 3}
-_ROSPEC_STOP_NAMES = {"Null": 0, "Duration": 1, "GPI with timeout": 2}
-_AISPEC_STOP_NAMES = {"Null": 0, "Duration": 1, "GPI with timeout": 2, "Tag observation": 3}
 _REPORT_TRIGGER_NAMES = {
     "None": 0,
     "Upon_N_Tags_Or_End_Of_AISpec": 1,
@@ -265,7 +290,10 @@ def _reader_config(frame: Frame, body: bytes) -> Request:
         raise _field_error("AntennaID/RequestedData missing")
     # LLRP 1.0.1 §16.1.4: AntennaID (u16), RequestedData (u8), GPI/GPO port numbers.
     antenna, requested = struct.unpack_from("!HB", body)
-    return ReaderConfigRequest(frame.msg_type, frame.msg_id, requested, antenna)
+    gpi = gpo = 0
+    if len(body) >= 7:
+        gpi, gpo = struct.unpack_from("!HH", body, 3)
+    return ReaderConfigRequest(frame.msg_type, frame.msg_id, requested, antenna, gpi, gpo)
 
 
 def _events(spec: object) -> dict[str, bool]:
@@ -298,80 +326,61 @@ def _set_reader_config(frame: Frame, body: bytes) -> Request:
         if "ReaderEventNotificationSpec" in params
         else {}
     )
-    return SetReaderConfig(frame.msg_type, frame.msg_id, reset, keepalive_ms, report, events)
+    gpo = _port_flags(body[1:], _GPO_WRITE_DATA, "GPOWriteData")
+    gpi = _port_flags(body[1:], _GPI_PORT_CURRENT_STATE, "GPIPortCurrentState")
+    return SetReaderConfig(
+        frame.msg_type, frame.msg_id, reset, keepalive_ms, report, events, gpo, gpi
+    )
 
 
-def _aispecs(rospec: Mapping[str, Any]) -> tuple[tuple[int, ...], AiSpecStop, int, int, int]:
-    aispecs = rospec.get("AISpec")
-    if not isinstance(aispecs, list) or not aispecs:
-        raise RequestError(Status(StatusCode.MISSING_PARAMETER, "ROSpec has no AISpec"))
-    antennas: list[int] = []
-    for aispec in aispecs:
-        ids = _mapping(aispec, "AISpec").get("AntennaID")
-        if not isinstance(ids, list) or not ids:
-            raise _field_error("AISpec has no AntennaID")
-        antennas.extend(_int(a, "AISpec AntennaID", 0, 0xFFFF) for a in ids)
-    first = _mapping(aispecs[0], "AISpec")
-    stop = first.get("AISpecStopTrigger") or {}
-    stop = _mapping(stop, "AISpecStopTrigger")
-    kind_value = _enum_value(stop.get("AISpecStopTriggerType", 0), _AISPEC_STOP_NAMES, "stop")
+_GPO_WRITE_DATA: Final = 219
+_GPI_PORT_CURRENT_STATE: Final = 225
+
+
+def _port_flags(body: bytes, param_type: int, what: str) -> tuple[tuple[int, bool], ...]:
+    # Read from the TLVs: sllurp keeps only the last of several, and cannot read
+    # GPOWriteData written by anyone but itself.
+    found = []
     try:
-        kind = AiSpecStop(kind_value)
-    except ValueError as err:
-        raise _field_error(f"AISpecStopTriggerType {kind_value} unknown") from err
-    duration = _int(stop.get("DurationTriggerValue", 0), "AISpec DurationTriggerValue")
-    tag_count = 0
-    observation = stop.get("TagObservationTrigger")
-    if kind is AiSpecStop.TAG_OBSERVATION and isinstance(observation, Mapping):
-        tag_count = _int(observation.get("NumberOfTags", 0), "NumberOfTags", 0, 0xFFFF)
-        duration = _int(observation.get("Timeout", 0), "TagObservationTrigger Timeout")
-    inventory_specs = first.get("InventoryParameterSpec") or [{}]
-    ips = _mapping(inventory_specs[0], "InventoryParameterSpec")
-    ips_id = _int(ips.get("InventoryParameterSpecID", 1), "InventoryParameterSpecID", 0, 0xFFFF)
-    unique = tuple(dict.fromkeys(antennas))
-    if ALL_ANTENNAS in unique:
-        unique = (ALL_ANTENNAS,)
-    return unique, kind, duration, tag_count, ips_id
+        for kind, value in children(body, "SET_READER_CONFIG"):
+            if kind == param_type:
+                if len(value) < 3:
+                    raise _parameter_error(f"{what} is shorter than 3 bytes")
+                port, flags = struct.unpack_from("!HB", value)
+                found.append((port, bool(flags & 0x80)))
+    except TriggerError as err:
+        raise RequestError(err.status) from err
+    return tuple(found)
 
 
 def parse_rospec(param: bytes) -> RoSpec:
     """Read one ROSpec parameter (TLV type 177, whole).
+
+    Triggers are read from the bytes (``llrp_triggers``); the rest with sllurp.
 
     Raises:
         RequestError: the parameter is not a ROSpec or lacks what inventory needs.
     """
     if len(param) < 4 or (struct.unpack_from("!H", param)[0] & 0x3FF) != ParamType.ROSPEC:
         raise _parameter_error("ADD_ROSPEC does not start with a ROSpec parameter")
+    try:
+        triggers = parse_triggers(param)
+    except TriggerError as err:
+        raise RequestError(err.status) from err
     decoded = _params(param, "ROSpec")
     rospec = _mapping(decoded.get("ROSpec"), "ROSpec")
     rospec_id = _int(rospec.get("ROSpecID"), "ROSpecID")
     priority = _int(rospec.get("Priority", 0), "Priority", 0, 7)
     state_value = _int(rospec.get("CurrentState", 0), "CurrentState", 0, 2)
-    boundary = _mapping(rospec.get("ROBoundarySpec"), "ROBoundarySpec")
-    start = _mapping(boundary.get("ROSpecStartTrigger"), "ROSpecStartTrigger")
-    start_value = _enum_value(start.get("ROSpecStartTriggerType", 0), _START_NAMES, "start")
-    try:
-        start_trigger = StartTrigger(start_value)
-    except ValueError as err:
-        raise _field_error(f"ROSpecStartTriggerType {start_value} unknown") from err
-    stop = _mapping(boundary.get("ROSpecStopTrigger") or {}, "ROSpecStopTrigger")
-    stop_kind = _enum_value(stop.get("ROSpecStopTriggerType", 0), _ROSPEC_STOP_NAMES, "stop")
-    stop_duration: int | None = None
-    if stop_kind == 1:
-        stop_duration = _int(stop.get("DurationTriggerValue", 0), "ROSpec DurationTriggerValue")
-    antennas, ai_stop, ai_duration, ai_tags, ips_id = _aispecs(rospec)
     report = _report_spec(rospec["ROReportSpec"]) if "ROReportSpec" in rospec else None
     return RoSpec(
         rospec_id=rospec_id,
         priority=priority,
         current_state=RoSpecState(state_value),
-        start_trigger=start_trigger,
-        stop_duration_ms=stop_duration,
-        antennas=antennas,
-        aispec_stop=ai_stop,
-        aispec_duration_ms=ai_duration,
-        aispec_tag_count=ai_tags,
-        inventory_parameter_spec_id=ips_id,
+        start=triggers.start,
+        stop=triggers.stop,
+        aispecs=triggers.aispecs,
+        inventory_parameter_spec_id=triggers.aispecs[0].inventory_parameter_spec_id,
         report=report,
         raw=param,
     )

@@ -111,6 +111,10 @@ class DockDoor:
         inside_x_m: position of the inside antennas along the path (> 0).
         approach_m: how far from the door a passing pallet starts and ends.
         rf: read chance and RSSI against distance.
+        photo_eye_gpi: GPI port of the photo-eye across the door (None: no photo-eye).
+            Its beam is broken, and the input high, while a pallet is in the door.
+        pallet_half_length_m: half the length of a pallet along the path; the beam is
+            broken while the pallet's centre is this close to the door.
     """
 
     outside_antennas: tuple[int, ...] = (1,)
@@ -119,6 +123,8 @@ class DockDoor:
     inside_x_m: float = 0.5
     approach_m: float = 2.5
     rf: RfModel = field(default_factory=RfModel)
+    photo_eye_gpi: int | None = None
+    pallet_half_length_m: float = 0.6
 
     def __post_init__(self) -> None:
         if not self.outside_antennas or not self.inside_antennas:
@@ -132,6 +138,10 @@ class DockDoor:
             raise SimConfigError("outside antennas need x < 0 and inside antennas x > 0")
         if self.approach_m <= max(-self.outside_x_m, self.inside_x_m):
             raise SimConfigError("approach_m must lie beyond the antennas")
+        if self.photo_eye_gpi is not None and not 1 <= self.photo_eye_gpi <= 0xFFFF:
+            raise SimConfigError(f"photo_eye_gpi {self.photo_eye_gpi} must be a port from 1")
+        if not 0.05 <= self.pallet_half_length_m < self.approach_m:
+            raise SimConfigError("pallet_half_length_m must be in 0.05..approach_m")
 
     @property
     def antennas(self) -> tuple[int, ...]:
@@ -177,6 +187,13 @@ class FieldThing(Protocol):
 
     def finished(self, t: float) -> bool:
         """True once the thing can never be read again (the field then drops it)."""
+
+
+class GpiSource(Protocol):
+    """Something that drives GPI inputs (a pallet breaking a photo-eye's beam)."""
+
+    def gpi_ports(self, t: float) -> Iterable[int]:
+        """The GPI ports this thing holds high at time ``t``."""
 
 
 def _check_tags(epcs: Sequence[str]) -> tuple[str, ...]:
@@ -270,6 +287,23 @@ class PalletPass:
 
     def finished(self, t: float) -> bool:
         return t > self.end
+
+    def in_door(self, t: float) -> bool:
+        """True while the pallet breaks the photo-eye's beam across the door."""
+        if t < self.start or t > self.end:
+            return False
+        return abs(self.centre_x(t)) <= self.door.pallet_half_length_m
+
+    def door_window(self) -> tuple[float, float]:
+        """Times (from, to) the pallet is in the door (beam broken)."""
+        half = self.door.pallet_half_length_m
+        approach = self.door.approach_m
+        v = self.speed_mps
+        return self.start + (approach - half) / v, self.start + (approach + half) / v
+
+    def gpi_ports(self, t: float) -> Iterable[int]:
+        port = self.door.photo_eye_gpi
+        return (port,) if port is not None and self.in_door(t) else ()
 
 
 class StagedPallet:
@@ -406,6 +440,16 @@ class TagField:
 
     def __iter__(self) -> Iterator[FieldThing]:
         return iter(list(self._things))
+
+    def gpi_high(self, t: float) -> set[int]:
+        """GPI ports the things in the field hold high at time ``t``."""
+        high: set[int] = set()
+        for thing in self._things:
+            # getattr, not isinstance on a runtime Protocol: this runs every few ms.
+            ports = getattr(thing, "gpi_ports", None)
+            if ports is not None:
+                high.update(ports(t))
+        return high
 
     def observe(
         self, t: float, dt: float, antennas: Collection[int], rng: random.Random

@@ -33,9 +33,34 @@ from firmware_sim.llrp_encode import (
     ContentSelector,
     MsgType,
     ParamType,
+    ReportSpec,
     StatusCode,
     message,
+    report_spec_param,
+    tlv,
 )
+from firmware_sim.llrp_triggers import (
+    AISPEC,
+    AISPEC_STOP_TRIGGER,
+    GPI_TRIGGER_VALUE,
+    INVENTORY_PARAMETER_SPEC,
+    PERIODIC_TRIGGER_VALUE,
+    RO_BOUNDARY_SPEC,
+    ROSPEC,
+    ROSPEC_START_TRIGGER,
+    ROSPEC_STOP_TRIGGER,
+    TAG_OBSERVATION_TRIGGER,
+    UTC_TIMESTAMP,
+    AiSpecStop,
+    AiStopSpec,
+    GpiTrigger,
+    RoSpecStop,
+    StartSpec,
+    StartTrigger,
+    StopSpec,
+)
+
+_NULL_AI = AiSpecStop.NULL
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +160,8 @@ class LlrpProbe:
         self.reports = 0
         self.report_sizes: list[int] = []
         """TagReportData entries in each report, in arrival order."""
+        self.report_raw: list[bytes] = []
+        """Each RO_ACCESS_REPORT as received (the last ``MAX_QUEUED`` of them)."""
         self.keepalives = 0
         self.events: list[Frame] = []
         """READER_EVENT_NOTIFICATIONs after the greeting, as received."""
@@ -220,6 +247,9 @@ class LlrpProbe:
     def _dispatch(self, frame: Frame) -> None:
         if frame.msg_type == MsgType.RO_ACCESS_REPORT:
             reads = _reads(decode(frame).body)
+            self.report_raw.append(frame.raw)
+            if len(self.report_raw) > MAX_QUEUED:
+                del self.report_raw[0]
             self.reports += 1
             self.report_sizes.append(len(reads))
             self.reads.extend(reads)
@@ -322,6 +352,36 @@ class LlrpProbe:
         """Delete every ROSpec; reports the reader sends first are collected."""
         await self.call("DELETE_ROSPEC", {"ROSpecID": 0})
 
+    async def add_rospec(self, param: bytes, *, enable: bool = True) -> None:
+        """ADD_ROSPEC of a raw ROSpec parameter (see ``rospec_param``), then ENABLE_ROSPEC.
+
+        Raises:
+            ProbeError: the reader refused either.
+        """
+        (rospec_id,) = struct.unpack_from("!I", param, 4)
+        added = await self.request(
+            raw_request(MsgType.ADD_ROSPEC, self.next_id(), param), MsgType.ADD_ROSPEC_RESPONSE
+        )
+        if added.status is not StatusCode.SUCCESS:
+            raise ProbeError(f"ADD_ROSPEC: {added.status.name} {added.description}")
+        if enable:
+            await self.call("ENABLE_ROSPEC", {"ROSpecID": rospec_id})
+
+    async def enable_events(self, **states: bool) -> None:
+        """SET_READER_CONFIG turning reader events on or off (sllurp's event names)."""
+        await self.call(
+            "SET_READER_CONFIG",
+            {"ReaderEventNotificationSpec": {"EventNotificationState": dict(states)}},
+        )
+
+    def event_data(self) -> list[dict[str, Any]]:
+        """The ReaderEventNotificationData of every event after the greeting, in order."""
+        out = []
+        for frame in self.events:
+            data = decode(frame).body.get("ReaderEventNotificationData", {})
+            out.append({k: v for k, v in data.items() if k != "UTCTimestamp"})
+        return out
+
     def counts(self) -> Counter[tuple[str, int]]:
         """Reads received by (EPC hex, antenna): the sum of TagSeenCount (1 if absent)."""
         counts: Counter[tuple[str, int]] = Counter()
@@ -333,3 +393,74 @@ class LlrpProbe:
 def raw_request(msg_type: int, msg_id: int, body: bytes = b"") -> bytes:
     """A whole request sllurp cannot encode (e.g. GET_ROSPECS), for ``request``."""
     return message(msg_type, msg_id, body)
+
+
+# --- ROSpecs with any trigger (sllurp's builder makes only Immediate/Null/Duration) -------------
+
+
+def _gpi_param(gpi: GpiTrigger, param_type: int) -> bytes:
+    return tlv(param_type, struct.pack("!HBI", gpi.port, 0x80 if gpi.event else 0, gpi.timeout_ms))
+
+
+def rospec_param(
+    rospec_id: int = 1,
+    *,
+    start: StartSpec | None = None,
+    stop: StopSpec | None = None,
+    aispecs: tuple[tuple[tuple[int, ...], AiStopSpec], ...] = (((0,), AiStopSpec(_NULL_AI)),),
+    report: ReportSpec | None = None,
+    gpi_param_type: int = GPI_TRIGGER_VALUE,
+) -> bytes:
+    """A whole ROSpec parameter (TLV 177) with the given triggers, built byte by byte.
+
+    Args:
+        rospec_id: the ROSpecID.
+        start: the start trigger (Immediate by default).
+        stop: the stop trigger (Null by default).
+        aispecs: (antenna ids, stop trigger) of each AISpec.
+        report: the ROSpec's ROReportSpec (None: the reader's default applies).
+        gpi_param_type: 181 as LLRP says, or 180 to send GPITriggerValue as sllurp does.
+    """
+    start = start or StartSpec(StartTrigger.IMMEDIATE)
+    stop = stop or StopSpec(RoSpecStop.NULL)
+    start_body = struct.pack("!B", start.kind)
+    if start.periodic is not None:
+        periodic = struct.pack("!II", start.periodic.offset_ms, start.periodic.period_ms)
+        if start.periodic.utc_start_us is not None:
+            periodic += tlv(UTC_TIMESTAMP, struct.pack("!Q", start.periodic.utc_start_us))
+        start_body += tlv(PERIODIC_TRIGGER_VALUE, periodic)
+    if start.gpi is not None:
+        start_body += _gpi_param(start.gpi, gpi_param_type)
+    stop_body = struct.pack("!BI", stop.kind, stop.duration_ms)
+    if stop.gpi is not None:
+        stop_body += _gpi_param(stop.gpi, gpi_param_type)
+    boundary = tlv(
+        RO_BOUNDARY_SPEC,
+        tlv(ROSPEC_START_TRIGGER, start_body) + tlv(ROSPEC_STOP_TRIGGER, stop_body),
+    )
+    parts = [struct.pack("!IBB", rospec_id, 0, 0), boundary]
+    for index, (antennas, ai_stop) in enumerate(aispecs, start=1):
+        ai_body = struct.pack("!BI", ai_stop.kind, ai_stop.duration_ms)
+        if ai_stop.gpi is not None:
+            ai_body += _gpi_param(ai_stop.gpi, gpi_param_type)
+        if ai_stop.observation is not None:
+            o = ai_stop.observation
+            ai_body += tlv(
+                TAG_OBSERVATION_TRIGGER,
+                struct.pack("!BBHHHI", o.kind, 0, o.n_tags, o.n_attempts, o.t_ms, o.timeout_ms),
+            )
+        ips = tlv(INVENTORY_PARAMETER_SPEC, struct.pack("!HB", index, 1))
+        head = struct.pack(f"!H{len(antennas)}H", len(antennas), *antennas)
+        parts.append(tlv(AISPEC, head + tlv(AISPEC_STOP_TRIGGER, ai_body) + ips))
+    if report is not None:
+        parts.append(report_spec_param(report))
+    return tlv(ROSPEC, b"".join(parts))
+
+
+def gpo_write_config(msg_id: int, writes: tuple[tuple[int, bool], ...]) -> bytes:
+    """SET_READER_CONFIG carrying GPOWriteData (sllurp cannot encode that parameter)."""
+    body = b"\x00" + b"".join(
+        tlv(ParamType.GPO_WRITE_DATA, struct.pack("!HB", port, 0x80 if high else 0))
+        for port, high in writes
+    )
+    return message(MsgType.SET_READER_CONFIG, msg_id, body)

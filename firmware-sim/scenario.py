@@ -1,72 +1,123 @@
-"""Declarative dock-door scenarios: TOML in, a timeline of pallets and a ground truth out.
+"""Declarative warehouse scenarios: TOML in, a timeline and a ground truth out.
 
-A scenario names a site, a read point (one dock door) and its reader's antennas, the
-items (GTINs), the pallets (cases of items; each case gets an SGTIN-96 tag), the passes
-through the door (when, which pallet, in or out, how fast) and pallets staged beside
-the door. ``Scenario.ground_truth()`` says what a correct system must end up with;
-``run_scenario`` plays the timeline into a ``ReaderSimulator``'s field in real time.
+A scenario names a site, its dock doors (a read point, the reader at it and which of its
+antennas face where), the items (GTINs), the pallets (cases of items; each case gets an
+SGTIN-96 tag), the passes through the doors (when, which pallet, in or out, how fast),
+pallets staged beside a door, handheld counts and scans, and faults at given times.
+``Scenario.ground_truth()`` says what a correct system must end up with (``truth``);
+``run_scenario`` plays the timeline into reader and scanner simulators.
 
-Times in a scenario are seconds from its start. Real seconds are used throughout (no
-acceleration): the edge's departure timeouts and the reports' UTC timestamps have to
-agree with the wall clock.
+Times are seconds from the scenario's start. ``run_scenario`` plays them in real time by
+default; ``speed`` > 1 plays them faster (times divided, pallets driven faster), for
+benchmarks whose edge timeouts are scaled to match.
 
-Example (the bundled ``small.toml`` is a complete one)::
+Tables (every key is checked; unknown keys are errors that name the key):
 
-    name = "small"
-    site = "wh1"
-    read_point = "wh1.dock.1"
-    inbound_location = "wh1.receiving"
+* top level: ``name``, ``site``, ``read_point``, ``inbound_location`` (the first door),
+  ``seed``, ``min_gap_s``, ``description``;
+* ``[reader]`` and ``[portal]``: the first door's reader (``name``, ``antennas`` 1..8,
+  ``outside_antennas``, ``inside_antennas``, ``photo_eye_gpi``) and its geometry/RF;
+* ``[[doors]]``: more doors, each with ``read_point``, ``inbound_location``, a
+  ``[doors.reader]`` and optionally a ``[doors.portal]``;
+* ``[[items]]``: ``id``, ``name``, ``company_prefix``, ``item_reference``, ``known``
+  (false: not in the server's item master, so moving it raises ``unknown_item``);
+* ``[[pallets]]``: ``id`` and ``cases = [{ item, count }]``;
+* ``[[passes]]``: ``at_s``, ``pallet``, ``direction`` (in/out), ``speed_mps``, ``door``
+  (a read point; the first door by default);
+* ``[[staged]]``: ``pallet``, ``side``, ``from_s``, ``until_s``, ``read_probability``,
+  ``door``;
+* ``[[scanners]]``: ``name``, ``read_point`` (where it starts), ``prefix``, ``suffix``,
+  ``terminator`` (cr, lf, crlf, tab), ``aim_ids``, ``char_rate``; a scenario with scans
+  and no scanner gets ``handheld-1`` at the first door's inbound location;
+* ``[[counts]]``: a shelf count with a handheld: ``at_s``, ``scanner``, ``location``,
+  ``missing = [{ item, count }]`` (cases that went missing: the last ones by serial),
+  ``extra = [{ gtin, count }]`` (cases found that the system does not hold), ``gap_s``
+  between scans, ``datamatrix``. The handheld scans CMD:COUNT, the location, one
+  GS1 label (GTIN + serial) per case on the shelf, the extras, CMD:END;
+* ``[[scans]]``: any scan sequence: ``at_s``, ``scanner``, ``gap_s`` and ``codes``, each
+  one of ``{ command }``, ``{ location }``, ``{ item, serial, lot, expiry, count,
+  symbology }``, ``{ gtin, count, symbology }`` or ``{ raw }`` (text sent as is);
+* ``[[faults]]``: ``at_s``, ``kind`` and the fault's parameters; ``reader`` (a reader's
+  name, the first door's by default) for reader faults (``faults.FAULTS``), or
+  ``scanner`` for scanner faults (garbage, partial_line, long_line, unplug).
 
-    [reader]
-    outside_antennas = [1]
-    inside_antennas = [2]
-
-    [[items]]
-    id = "soap"
-    name = "Soap 500 ml"
-    company_prefix = "0614141"
-    item_reference = "812345"
-
-    [[pallets]]
-    id = "P1"
-    cases = [{ item = "soap", count = 4 }]
-
-    [[passes]]
-    at_s = 0.0
-    pallet = "P1"
-    direction = "in"
+The bundled ``small.toml`` is a complete example; ``rough_day.toml`` uses every table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from firmware_sim.errors import ScenarioError, SimConfigError
+from firmware_sim.errors import ScenarioError, SimConfigError, SimError
+from firmware_sim.faults import Fault, make_fault
 from firmware_sim.portal import Direction, DockDoor, PalletPass, RfModel, Side, StagedPallet
+from firmware_sim.profile import R420
 from firmware_sim.reader import ReaderSimulator
+from firmware_sim.scanner import (
+    ScannerSimulator,
+    ScannerStyle,
+    Symbol,
+    check_scanner_fault,
+    parse_terminator,
+)
+from firmware_sim.truth import (
+    Book,
+    BookError,
+    CountTruth,
+    ExpectedAlert,
+    GroundTruth,
+    UnitInfo,
+)
+from wire.barcodes import LOCATION_PATTERN, BarcodeError, Command, parse_barcode
 from wire.identifiers import IdentifierError, sgtin96_hex
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "CountTruth",
+    "ExpectedAlert",
+    "GroundTruth",
+    "PlannedScan",
+    "Scenario",
+    "ScenarioEvent",
+    "ScenarioRun",
+    "Unit",
+    "bundled_scenario",
+    "gs1_check_digit",
+    "load_scenario",
+    "parse_scenario",
+    "run_scenario",
+]
+
 SCENARIO_DIR: Final = Path(__file__).resolve().parent / "scenarios"
 MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_CASES: Final = 20_000
+MAX_SCANS: Final = 20_000
 CASE_FILTER_VALUE: Final = 2
 """SGTIN filter value 2: "full case for transport"."""
 LEAD_S: Final = 0.05
 """Gap between ``run_scenario`` being called and the scenario's time 0."""
 ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEFAULT_SCANNER: Final = "handheld-1"
+MAX_SPEED: Final = 100.0
+PARTIAL_LINE_TIMEOUT_S: Final = 2.0
+"""The edge's default ``line_timeout_s``: unterminated fault bytes spoil the next scan of
+their scanner if it comes within this; later, the edge has dropped them already."""
+REPLUG_MARGIN_S: Final = 0.1
+"""Scans this long after an unplug's delay still count as lost (the replug races them)."""
 
 
 class _Model(BaseModel):
@@ -80,6 +131,8 @@ class ReaderSpec(_Model):
     antennas: int = Field(default=2, ge=1, le=8)
     outside_antennas: tuple[int, ...] = Field(default=(1,), min_length=1, max_length=8)
     inside_antennas: tuple[int, ...] = Field(default=(2,), min_length=1, max_length=8)
+    photo_eye_gpi: int | None = Field(default=None, ge=1, le=R420.gpis)
+    """GPI port of a photo-eye across the door (high while a pallet is in the door)."""
 
     @model_validator(mode="after")
     def _antennas_fit(self) -> ReaderSpec:
@@ -113,6 +166,16 @@ class PortalSpec(_Model):
     rssi_noise_db: float = Field(default=1.5, ge=0, le=20)
 
 
+class DoorSpec(_Model):
+    """``[[doors]]``: another dock door with its own reader."""
+
+    read_point: str = Field(min_length=1, max_length=128)
+    inbound_location: str = Field(min_length=1, max_length=128)
+    reader: ReaderSpec
+    portal: PortalSpec | None = None
+    """None: the first door's ``[portal]``."""
+
+
 class ItemSpec(_Model):
     """``[[items]]``: a trade item; its GTIN comes from company prefix + item reference."""
 
@@ -121,6 +184,8 @@ class ItemSpec(_Model):
     company_prefix: str = Field(pattern=r"^\d{6,12}$")
     item_reference: str = Field(pattern=r"^\d{1,7}$")
     """Indicator digit first, then the item reference proper (13 digits with the prefix)."""
+    known: bool = True
+    """False: the server's item master lacks it (its movements raise ``unknown_item``)."""
 
     @model_validator(mode="after")
     def _thirteen_digits(self) -> ItemSpec:
@@ -151,17 +216,19 @@ class PalletSpec(_Model):
 
 
 class PassSpec(_Model):
-    """``[[passes]]``: a pallet driven through the door."""
+    """``[[passes]]``: a pallet driven through a door."""
 
     at_s: float = Field(ge=0, le=86_400)
     """When the pallet starts moving, ``portal.approach_m`` from the door."""
     pallet: str
     direction: Direction
     speed_mps: float = Field(default=3.0, ge=0.2, le=10)
+    door: str | None = None
+    """The door's read point; None is the first door."""
 
 
 class StagedSpec(_Model):
-    """``[[staged]]``: a pallet parked beside the door, read now and then by one side."""
+    """``[[staged]]``: a pallet parked beside a door, read now and then by one side."""
 
     pallet: str
     side: Side
@@ -169,6 +236,104 @@ class StagedSpec(_Model):
     until_s: float | None = Field(default=None, ge=0, le=86_400)
     """When it goes away; None means the end of the scenario's passes."""
     read_probability: float = Field(default=0.02, gt=0, le=1)
+    door: str | None = None
+
+
+class ScannerSpec(_Model):
+    """``[[scanners]]``: a handheld barcode scanner and how it frames its lines."""
+
+    name: str = Field(default=DEFAULT_SCANNER, pattern=ID_PATTERN)
+    read_point: str = Field(pattern=LOCATION_PATTERN, max_length=128)
+    """Where the scanner works until a location label is scanned."""
+    prefix: str = Field(default="", max_length=16)
+    suffix: str = Field(default="", max_length=16)
+    terminator: Literal["cr", "lf", "crlf", "tab"] = "cr"
+    aim_ids: bool = True
+    char_rate: float = Field(default=960.0, ge=0, le=1_000_000)
+
+    def style(self) -> ScannerStyle:
+        return ScannerStyle(
+            prefix=self.prefix,
+            suffix=self.suffix,
+            terminator=parse_terminator(self.terminator),
+            aim_ids=self.aim_ids,
+            char_rate=self.char_rate,
+        )
+
+
+class ItemCount(_Model):
+    item: str
+    count: int = Field(ge=1, le=10_000)
+
+
+class GtinCount(_Model):
+    gtin: str = Field(pattern=r"^(\d{8}|\d{12,14})$")
+    count: int = Field(ge=1, le=10_000)
+
+
+class CountSpec(_Model):
+    """``[[counts]]``: a handheld count of one location."""
+
+    at_s: float = Field(ge=0, le=86_400)
+    location: str = Field(pattern=LOCATION_PATTERN, max_length=128)
+    scanner: str = DEFAULT_SCANNER
+    missing: tuple[ItemCount, ...] = Field(default=(), max_length=100)
+    """Cases of these items that are not on the shelf (the last ones by serial)."""
+    extra: tuple[GtinCount, ...] = Field(default=(), max_length=100)
+    """Cases found on the shelf that the system does not hold there."""
+    gap_s: float = Field(default=1.0, ge=0.05, le=30)
+    datamatrix: bool = False
+
+
+Symbology = Literal["gs1-128", "datamatrix", "ean13", "upca"]
+
+
+class CodeSpec(_Model):
+    """One barcode in ``[[scans]]``: exactly one of command, location, item, gtin, raw."""
+
+    command: str | None = None
+    location: str | None = None
+    item: str | None = None
+    gtin: str | None = None
+    raw: str | None = Field(default=None, min_length=1, max_length=512)
+    serial: int | str | None = None
+    lot: str | None = Field(default=None, max_length=20)
+    expiry: date | None = None
+    count: int | None = Field(default=None, ge=1, le=1_000_000)
+    symbology: Symbology | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CodeSpec:
+        given = [k for k in ("command", "location", "item", "gtin", "raw") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                f"a code needs exactly one of command, location, item, gtin, raw; got {given}"
+            )
+        return self
+
+
+class ScanSpec(_Model):
+    """``[[scans]]``: a sequence of scans, one every ``gap_s``."""
+
+    at_s: float = Field(ge=0, le=86_400)
+    scanner: str = DEFAULT_SCANNER
+    gap_s: float = Field(default=1.0, ge=0.05, le=30)
+    codes: tuple[CodeSpec, ...] = Field(min_length=1, max_length=1000)
+
+
+class FaultAt(BaseModel):
+    """``[[faults]]``: a fault at a time; other keys are the fault's parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at_s: float = Field(ge=0, le=86_400)
+    kind: str = Field(min_length=1, max_length=64)
+    reader: str | None = None
+    scanner: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,23 +349,31 @@ class Unit:
 
 
 @dataclass(frozen=True, slots=True)
-class GroundTruth:
-    """What a correct system knows after the scenario.
+class Door:
+    """A dock door of the scenario, resolved."""
 
-    Attributes:
-        stock: units on hand by (GTIN-14, location); locations with none are left out.
-        received: EPC URNs of every unit that passed "in".
-        shipped: EPC URNs of every unit that passed "out".
-        staged: EPC URNs of units on staged pallets (they move nothing).
-    """
-
-    stock: dict[tuple[str, str], int]
-    received: set[str]
-    shipped: set[str]
-    staged: set[str]
+    read_point: str
+    inbound_location: str
+    reader: ReaderSpec
+    model: DockDoor
+    portal: PortalSpec
 
 
-EventKind = Literal["pass_start", "pass_end", "staged_start", "staged_end", "done"]
+@dataclass(frozen=True, slots=True)
+class PlannedScan:
+    """One scan the scenario makes: when, by which scanner, of what."""
+
+    at_s: float
+    scanner: str
+    symbol: Symbol
+    source: str
+    """Which table entry it comes from (``counts[0]``, ``scans[2]``)."""
+    fate: Literal["ok", "spoiled", "lost"] = "ok"
+    """``spoiled``: sent, but glued to a fault's unterminated bytes (a malformed line);
+    ``lost``: not sent, the scanner is unplugged. Neither moves stock."""
+
+
+EventKind = Literal["pass_start", "pass_end", "staged_start", "staged_end", "scan", "fault", "done"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +389,10 @@ class ScenarioEvent:
     direction: Direction | None = None
     side: Side | None = None
     index: int = -1
-    """Position in ``passes`` or ``staged``."""
+    """Position in ``passes``, ``staged``, ``faults`` or the scan plan."""
+    target: str = ""
+    """The door's read point, the scanner or the reader the event concerns."""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,12 +402,47 @@ class ScenarioRun:
     started_utc_us: int
     started_monotonic: float
     events: tuple[ScenarioEvent, ...]
+    speed: float = 1.0
 
 
 def gs1_check_digit(digits: str) -> str:
     """The GS1 mod-10 check digit of ``digits`` (weights 3,1,3,... from the right)."""
     total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
     return str((10 - total % 10) % 10)
+
+
+def _rf(portal: PortalSpec) -> RfModel:
+    return RfModel(
+        p0=portal.p0,
+        d0_m=portal.d0_m,
+        min_probability=portal.min_probability,
+        rssi_near_dbm=portal.rssi_near_dbm,
+        rssi_far_dbm=portal.rssi_far_dbm,
+        far_m=portal.far_m,
+        rssi_noise_db=portal.rssi_noise_db,
+    )
+
+
+def _dock_door(reader: ReaderSpec, portal: PortalSpec, where: str) -> DockDoor:
+    try:
+        door = DockDoor(
+            outside_antennas=reader.outside_antennas,
+            inside_antennas=reader.inside_antennas,
+            outside_x_m=portal.outside_x_m,
+            inside_x_m=portal.inside_x_m,
+            approach_m=portal.approach_m,
+            rf=_rf(portal),
+            photo_eye_gpi=reader.photo_eye_gpi,
+        )
+    except SimConfigError as err:
+        raise ValueError(f"{where}: {err}") from err
+    low, high = door.read_zone_m()
+    if portal.approach_m < max(-low, high) + portal.spread_m:
+        raise ValueError(
+            f"{where}.approach_m: {portal.approach_m} m starts pallets inside the read zone"
+            f" ({low:.2f}..{high:.2f} m); make it at least {max(-low, high) + portal.spread_m:.2f}"
+        )
+    return door
 
 
 class Scenario(_Model):
@@ -242,25 +453,35 @@ class Scenario(_Model):
     site: str = Field(pattern=ID_PATTERN)
     read_point: str = Field(min_length=1, max_length=128)
     inbound_location: str = Field(min_length=1, max_length=128)
-    """Where an "in" pass puts the cases (the read point's inbound location)."""
+    """Where an "in" pass through the first door puts the cases."""
     seed: int = Field(default=1, ge=0, le=2**63)
     min_gap_s: float = Field(default=2.5, ge=0, le=600)
-    """Least time between one pallet leaving the read zone and the next entering it."""
+    """Least time between one pallet leaving a door's read zone and the next entering it."""
     reader: ReaderSpec = ReaderSpec()
     portal: PortalSpec = PortalSpec()
+    doors: tuple[DoorSpec, ...] = Field(default=(), max_length=63)
     items: tuple[ItemSpec, ...] = Field(min_length=1, max_length=1000)
-    pallets: tuple[PalletSpec, ...] = Field(min_length=1, max_length=1000)
-    passes: tuple[PassSpec, ...] = Field(default=(), max_length=1000)
+    pallets: tuple[PalletSpec, ...] = Field(min_length=1, max_length=2000)
+    passes: tuple[PassSpec, ...] = Field(default=(), max_length=5000)
     staged: tuple[StagedSpec, ...] = Field(default=(), max_length=100)
+    scanners: tuple[ScannerSpec, ...] = Field(default=(), max_length=64)
+    counts: tuple[CountSpec, ...] = Field(default=(), max_length=100)
+    scans: tuple[ScanSpec, ...] = Field(default=(), max_length=1000)
+    faults: tuple[FaultAt, ...] = Field(default=(), max_length=1000)
 
     _units: dict[str, tuple[Unit, ...]] = PrivateAttr(default_factory=dict)
-    _door: DockDoor = PrivateAttr(default_factory=DockDoor)
+    _doors: dict[str, Door] = PrivateAttr(default_factory=dict)
     _windows: tuple[tuple[float, float], ...] = PrivateAttr(default=())
     _duration_s: float = PrivateAttr(default=0.0)
+    _scanners: dict[str, ScannerSpec] = PrivateAttr(default_factory=dict)
+    _faults: tuple[Fault | None, ...] = PrivateAttr(default=())
+    """The checked reader fault of each ``faults`` entry (None for scanner faults)."""
+    _truth: GroundTruth | None = PrivateAttr(default=None)
+    _plan: tuple[PlannedScan, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        self._door = self._make_door()
+        self._doors = self._make_doors()
         self._units = self._make_units()
         self._check_passes()
         self._windows = tuple(self._pass(i).read_window() for i in range(len(self.passes)))
@@ -271,44 +492,60 @@ class Scenario(_Model):
                 raise ValueError(f"staged[{i}].pallet: unknown pallet {staged.pallet!r}")
             if any(p.pallet == staged.pallet for p in self.passes):
                 raise ValueError(f"staged[{i}].pallet: {staged.pallet!r} also passes the door")
+            self._door_of(staged.door, f"staged[{i}].door")
             if staged.until_s is None and not self.passes:
                 raise ValueError(f"staged[{i}].until_s: required when there are no passes")
             until = staged.until_s if staged.until_s is not None else end
             if until < staged.from_s:
                 raise ValueError(f"staged[{i}].until_s: before from_s")
             end = max(end, until)
+        self._scanners = self._make_scanners()
+        self._faults = self._make_faults()
+        self._truth, self._plan = self._play()
+        if self._plan:
+            end = max(end, self._plan[-1].at_s)
+        if self.faults:
+            end = max(end, max(f.at_s for f in self.faults))
         self._duration_s = end
         return self
 
-    def _make_door(self) -> DockDoor:
-        p = self.portal
+    # --- validation ------------------------------------------------------------------------
+
+    def _make_doors(self) -> dict[str, Door]:
+        doors: dict[str, Door] = {}
+        readers: set[str] = set()
+        specs = [(self.read_point, self.inbound_location, self.reader, self.portal, "portal")]
+        for i, extra in enumerate(self.doors):
+            specs.append(
+                (
+                    extra.read_point,
+                    extra.inbound_location,
+                    extra.reader,
+                    extra.portal or self.portal,
+                    f"doors[{i}].portal",
+                )
+            )
+        for i, (read_point, inbound, reader, portal, where) in enumerate(specs):
+            key = "read_point" if i == 0 else f"doors[{i - 1}].read_point"
+            if read_point in doors:
+                raise ValueError(f"{key}: door {read_point!r} is defined twice")
+            if reader.name in readers:
+                raise ValueError(f"{key}: reader {reader.name!r} serves two doors")
+            readers.add(reader.name)
+            doors[read_point] = Door(
+                read_point, inbound, reader, _dock_door(reader, portal, where), portal
+            )
+        return doors
+
+    def _door_of(self, read_point: str | None, where: str) -> Door:
+        if read_point is None:
+            return self._doors[self.read_point]
         try:
-            rf = RfModel(
-                p0=p.p0,
-                d0_m=p.d0_m,
-                min_probability=p.min_probability,
-                rssi_near_dbm=p.rssi_near_dbm,
-                rssi_far_dbm=p.rssi_far_dbm,
-                far_m=p.far_m,
-                rssi_noise_db=p.rssi_noise_db,
-            )
-            door = DockDoor(
-                outside_antennas=self.reader.outside_antennas,
-                inside_antennas=self.reader.inside_antennas,
-                outside_x_m=p.outside_x_m,
-                inside_x_m=p.inside_x_m,
-                approach_m=p.approach_m,
-                rf=rf,
-            )
-        except SimConfigError as err:
-            raise ValueError(f"portal: {err}") from err
-        low, high = door.read_zone_m()
-        if p.approach_m < max(-low, high) + p.spread_m:
+            return self._doors[read_point]
+        except KeyError:
             raise ValueError(
-                f"portal.approach_m: {p.approach_m} m starts pallets inside the read zone"
-                f" ({low:.2f}..{high:.2f} m); make it at least {max(-low, high) + p.spread_m:.2f}"
-            )
-        return door
+                f"{where}: no door {read_point!r}; doors are {sorted(self._doors)}"
+            ) from None
 
     def _make_units(self) -> dict[str, tuple[Unit, ...]]:
         items: dict[str, ItemSpec] = {}
@@ -352,6 +589,7 @@ class Scenario(_Model):
             p = self.passes[i]
             if p.pallet not in self._units:
                 raise ValueError(f"passes[{i}].pallet: unknown pallet {p.pallet!r}")
+            self._door_of(p.door, f"passes[{i}].door")
             if p.direction is Direction.IN:
                 if p.pallet in inside:
                     raise ValueError(
@@ -367,44 +605,248 @@ class Scenario(_Model):
                 del inside[p.pallet]
 
     def _check_gaps(self) -> None:
-        order = sorted(range(len(self.passes)), key=lambda k: self._windows[k][0])
-        for before, after in itertools.pairwise(order):
-            gap = self._windows[after][0] - self._windows[before][1]
-            if gap < self.min_gap_s:
-                earlier = f"pallet {self.passes[before].pallet!r} (passes[{before}])"
-                when = (
-                    f"while {earlier} is still in it"
-                    if gap < 0
-                    else f"only {gap:.2f} s after {earlier} left it"
-                )
-                raise ValueError(
-                    f"passes[{after}].at_s: pallet {self.passes[after].pallet!r} enters the read"
-                    f" zone {when}; min_gap_s is {self.min_gap_s}"
-                )
+        by_door: dict[str, list[int]] = {}
+        for i, p in enumerate(self.passes):
+            by_door.setdefault(p.door or self.read_point, []).append(i)
+        for indexes in by_door.values():
+            order = sorted(indexes, key=lambda k: self._windows[k][0])
+            for before, after in itertools.pairwise(order):
+                gap = self._windows[after][0] - self._windows[before][1]
+                if gap < self.min_gap_s:
+                    earlier = f"pallet {self.passes[before].pallet!r} (passes[{before}])"
+                    when = (
+                        f"while {earlier} is still in it"
+                        if gap < 0
+                        else f"only {gap:.2f} s after {earlier} left it"
+                    )
+                    raise ValueError(
+                        f"passes[{after}].at_s: pallet {self.passes[after].pallet!r} enters the"
+                        f" read zone {when}; min_gap_s is {self.min_gap_s}"
+                    )
 
-    def _pass(self, index: int, t0: float = 0.0) -> PalletPass:
+    def _make_scanners(self) -> dict[str, ScannerSpec]:
+        scanners: dict[str, ScannerSpec] = {}
+        for i, spec in enumerate(self.scanners):
+            if spec.name in scanners:
+                raise ValueError(f"scanners[{i}].name: scanner {spec.name!r} is defined twice")
+            try:
+                spec.style()
+            except SimConfigError as err:
+                raise ValueError(f"scanners[{i}]: {err}") from err
+            scanners[spec.name] = spec
+        if not scanners and (self.counts or self.scans):
+            default = ScannerSpec(name=DEFAULT_SCANNER, read_point=self.inbound_location)
+            scanners[default.name] = default
+        return scanners
+
+    def _make_faults(self) -> tuple[Fault | None, ...]:
+        faults: list[Fault | None] = []
+        readers = {door.reader.name for door in self._doors.values()}
+        for i, spec in enumerate(self.faults):
+            where = f"faults[{i}]"
+            if spec.scanner is not None:
+                if spec.reader is not None:
+                    raise ValueError(f"{where}: a fault is for a reader or a scanner, not both")
+                if spec.scanner not in self._scanners:
+                    raise ValueError(f"{where}.scanner: no scanner {spec.scanner!r}")
+                try:
+                    check_scanner_fault(spec.kind, **spec.params)
+                except SimConfigError as err:
+                    raise ValueError(f"{where}: {err}") from err
+                faults.append(None)
+                continue
+            if spec.reader is not None and spec.reader not in readers:
+                raise ValueError(f"{where}.reader: no reader {spec.reader!r} in {sorted(readers)}")
+            try:
+                faults.append(make_fault(spec.kind, **spec.params))
+            except SimConfigError as err:
+                raise ValueError(f"{where}: {err}") from err
+        return tuple(faults)
+
+    def _codes(self, index: int, spec: ScanSpec) -> list[Symbol]:
+        items = {item.id: item for item in self.items}
+        symbols = []
+        for j, code in enumerate(spec.codes):
+            where = f"scans[{index}].codes[{j}]"
+            try:
+                symbols.append(self._symbol(code, items))
+            except (SimConfigError, BarcodeError, KeyError) as err:
+                raise ValueError(f"{where}: {err}") from err
+        return symbols
+
+    @staticmethod
+    def _symbol(code: CodeSpec, items: Mapping[str, ItemSpec]) -> Symbol:
+        if code.command is not None:
+            return Symbol.command(code.command)
+        if code.location is not None:
+            return Symbol.location(code.location)
+        if code.raw is not None:
+            return Symbol(code.raw)
+        if code.item is not None:
+            if code.item not in items:
+                raise SimConfigError(f"unknown item {code.item!r}")
+            gtin = items[code.item].gtin
+        else:
+            assert code.gtin is not None
+            gtin = code.gtin
+        if code.symbology in ("ean13", "upca"):
+            if code.serial is not None or code.lot or code.expiry or code.count:
+                raise SimConfigError(f"a {code.symbology} carries only a GTIN")
+            return Symbol.ean13(gtin) if code.symbology == "ean13" else Symbol.upca(gtin)
+        return Symbol.gs1(
+            gtin,
+            lot=code.lot,
+            expiry=code.expiry,
+            serial=None if code.serial is None else str(code.serial),
+            count=code.count,
+            datamatrix=code.symbology == "datamatrix",
+        )
+
+    def _count_symbols(self, index: int, spec: CountSpec, book: Book) -> list[Symbol]:
+        where = f"counts[{index}]"
+        items = {item.id: item for item in self.items}
+        present = book.units_at(spec.location)
+        for missing in spec.missing:
+            if missing.item not in items:
+                raise ValueError(f"{where}.missing: unknown item {missing.item!r}")
+            gtin = items[missing.item].gtin
+            mine = [u for u in present if u.gtin == gtin]
+            if len(mine) < missing.count:
+                raise ValueError(
+                    f"{where}.missing: {missing.count} cases of {missing.item!r} missing, but"
+                    f" only {len(mine)} are at {spec.location} at {spec.at_s:g} s"
+                )
+            gone = {u.urn for u in mine[len(mine) - missing.count :]}
+            present = [u for u in present if u.urn not in gone]
+        symbols = [Symbol.command(Command.COUNT), Symbol.location(spec.location)]
+        try:
+            for unit in present:
+                symbols.append(
+                    Symbol.gs1(unit.gtin, serial=str(unit.serial), datamatrix=spec.datamatrix)
+                )
+            for extra in spec.extra:
+                symbols.append(
+                    Symbol.gs1(extra.gtin, count=extra.count, datamatrix=spec.datamatrix)
+                )
+        except SimConfigError as err:
+            raise ValueError(f"{where}.extra: {err}") from err
+        symbols.append(Symbol.command(Command.END))
+        return symbols
+
+    def _play(self) -> tuple[GroundTruth, tuple[PlannedScan, ...]]:
+        """Replay the timeline through a ``Book``; the truth and every scan to make."""
+        known = {item.gtin for item in self.items if item.known}
+        units = [UnitInfo(u.urn, u.gtin, u.serial) for u in self.units]
+        book = Book(known, units)
+        for spec in self._scanners.values():
+            book.handheld(spec.name, spec.read_point)
+        # (time, order, seq, what): passes before scans at the same instant.
+        queue: list[tuple[float, int, int, tuple[Any, ...]]] = []
+        seq = itertools.count()
+        for i, p in enumerate(self.passes):
+            heapq.heappush(queue, (p.at_s, 0, next(seq), ("pass", i)))
+        for i, count in enumerate(self.counts):
+            if count.scanner not in self._scanners:
+                raise ValueError(f"counts[{i}].scanner: no scanner {count.scanner!r}")
+            heapq.heappush(queue, (count.at_s, 1, next(seq), ("count", i)))
+        for i, scans in enumerate(self.scans):
+            if scans.scanner not in self._scanners:
+                raise ValueError(f"scans[{i}].scanner: no scanner {scans.scanner!r}")
+            for j, symbol in enumerate(self._codes(i, scans)):
+                at = scans.at_s + j * scans.gap_s
+                heapq.heappush(
+                    queue, (at, 1, next(seq), ("scan", scans.scanner, symbol, f"scans[{i}]"))
+                )
+        for i, fault in enumerate(self.faults):
+            if fault.scanner is not None:
+                heapq.heappush(queue, (fault.at_s, 1, next(seq), ("scanner_fault", i)))
+        plan: list[PlannedScan] = []
+        spoil_until: dict[str, float] = {}
+        unplugged_until: dict[str, float] = {}
+        while queue:
+            at, _, _, what = heapq.heappop(queue)
+            try:
+                if what[0] == "pass":
+                    p = self.passes[what[1]]
+                    door = self._door_of(p.door, "")
+                    for unit in self._units[p.pallet]:
+                        if p.direction is Direction.IN:
+                            book.receive(unit.urn, door.inbound_location)
+                        else:
+                            book.ship(unit.urn)
+                elif what[0] == "count":
+                    spec = self.counts[what[1]]
+                    for j, symbol in enumerate(self._count_symbols(what[1], spec, book)):
+                        item = ("scan", spec.scanner, symbol, f"counts[{what[1]}]")
+                        heapq.heappush(queue, (at + j * spec.gap_s, 1, next(seq), item))
+                elif what[0] == "scanner_fault":
+                    fault = self.faults[what[1]]
+                    name = fault.scanner
+                    assert name is not None
+                    if fault.kind in ("garbage", "partial_line"):
+                        spoil_until[name] = at + PARTIAL_LINE_TIMEOUT_S
+                    elif fault.kind == "unplug":
+                        delay = float(fault.params.get("delay_s", 0.5))
+                        unplugged_until[name] = at + delay + REPLUG_MARGIN_S
+                else:
+                    _, scanner, symbol, source = what
+                    if len(plan) >= MAX_SCANS:
+                        raise ValueError(f"more than {MAX_SCANS} scans in the scenario")
+                    if at <= unplugged_until.get(scanner, -1.0):
+                        plan.append(PlannedScan(at, scanner, symbol, source, "lost"))
+                        continue
+                    if at <= spoil_until.pop(scanner, -1.0):
+                        plan.append(PlannedScan(at, scanner, symbol, source, "spoiled"))
+                        continue
+                    plan.append(PlannedScan(at, scanner, symbol, source))
+                    try:
+                        scan = parse_barcode(f"{symbol.symbology or ''}{symbol.content}")
+                    except BarcodeError:
+                        continue  # a malformed scan moves nothing
+                    book.scan(scanner, scan, at)
+            except BookError as err:
+                source = f"passes[{what[1]}]" if what[0] == "pass" else str(what[-1])
+                if what[0] == "count":
+                    source = f"counts[{what[1]}]"
+                raise ValueError(f"{source} at {at:g} s: {err}") from err
+        staged = {u.urn for s in self.staged for u in self._units[s.pallet]}
+        return book.truth(staged), tuple(plan)
+
+    def _pass(self, index: int, t0: float = 0.0, speed: float = 1.0) -> PalletPass:
         p = self.passes[index]
+        door = self._door_of(p.door, f"passes[{index}].door")
         return PalletPass(
-            self._door,
+            door.model,
             [u.epc_hex for u in self._units[p.pallet]],
-            start=t0 + p.at_s,
+            start=t0 + p.at_s / speed,
             direction=p.direction,
-            speed_mps=p.speed_mps,
+            speed_mps=min(20.0, p.speed_mps * speed),
             layout_seed=f"{self.seed}:{index}",
-            spread_m=self.portal.spread_m,
-            lateral_m=self.portal.lateral_m,
+            spread_m=door.portal.spread_m,
+            lateral_m=door.portal.lateral_m,
         )
 
     # --- public view -----------------------------------------------------------------------
 
     @property
     def door(self) -> DockDoor:
-        """The dock door model of this scenario."""
-        return self._door
+        """The dock door model of the first door."""
+        return self._doors[self.read_point].model
+
+    @property
+    def all_doors(self) -> tuple[Door, ...]:
+        """Every door, the first one first."""
+        return tuple(self._doors.values())
+
+    @property
+    def scanner_specs(self) -> tuple[ScannerSpec, ...]:
+        """Every scanner the scenario uses (with the default one if it made one)."""
+        return tuple(self._scanners.values())
 
     @property
     def duration_s(self) -> float:
-        """Wall time the scenario needs: until the last pallet has left the read zone."""
+        """Wall time the scenario needs: until the last pallet has left the read zone,
+        the last scan and the last fault."""
         return self._duration_s
 
     @property
@@ -427,39 +869,41 @@ class Scenario(_Model):
         """Scenario times (from, to) outside which pass ``index`` cannot be read."""
         return self._windows[index]
 
+    def scan_plan(self) -> tuple[PlannedScan, ...]:
+        """Every scan the scenario makes, in time order."""
+        return self._plan
+
     def ground_truth(self) -> GroundTruth:
-        """Stock by (GTIN, location) and the units received, shipped and staged."""
-        stock: Counter[tuple[str, str]] = Counter()
-        received: set[str] = set()
-        shipped: set[str] = set()
-        for p in sorted(self.passes, key=lambda p: p.at_s):
-            for unit in self._units[p.pallet]:
-                key = (unit.gtin, self.inbound_location)
-                if p.direction is Direction.IN:
-                    stock[key] += 1
-                    received.add(unit.urn)
-                else:
-                    stock[key] -= 1
-                    shipped.add(unit.urn)
-        staged = {u.urn for s in self.staged for u in self._units[s.pallet]}
-        return GroundTruth(
-            stock={key: n for key, n in stock.items() if n},
-            received=received,
-            shipped=shipped,
-            staged=staged,
-        )
+        """Stock by (GTIN, location), units received, shipped, staged and missing, the
+        alerts that must fire and every count (see ``truth``)."""
+        assert self._truth is not None
+        return self._truth
 
     def timeline(self) -> list[ScenarioEvent]:
         """The scenario's events in time order."""
         events: list[ScenarioEvent] = []
         for i, p in enumerate(self.passes):
-            events.append(ScenarioEvent(p.at_s, "pass_start", p.pallet, p.direction, None, i))
+            door = p.door or self.read_point
+            events.append(ScenarioEvent(p.at_s, "pass_start", p.pallet, p.direction, None, i, door))
             end = self._windows[i][1]
-            events.append(ScenarioEvent(end, "pass_end", p.pallet, p.direction, None, i))
+            events.append(ScenarioEvent(end, "pass_end", p.pallet, p.direction, None, i, door))
         for i, s in enumerate(self.staged):
             until = s.until_s if s.until_s is not None else self._duration_s
-            events.append(ScenarioEvent(s.from_s, "staged_start", s.pallet, None, s.side, i))
-            events.append(ScenarioEvent(until, "staged_end", s.pallet, None, s.side, i))
+            door = s.door or self.read_point
+            events.append(ScenarioEvent(s.from_s, "staged_start", s.pallet, None, s.side, i, door))
+            events.append(ScenarioEvent(until, "staged_end", s.pallet, None, s.side, i, door))
+        for i, planned in enumerate(self._plan):
+            text = f"{planned.symbol.symbology or ''}{planned.symbol.content}"
+            if planned.fate != "ok":
+                text += f" ({planned.fate})"
+            events.append(
+                ScenarioEvent(planned.at_s, "scan", index=i, target=planned.scanner, detail=text)
+            )
+        for i, fault in enumerate(self.faults):
+            target = fault.scanner or fault.reader or self.reader.name
+            checked = self._faults[i]
+            detail = checked.describe() if checked is not None else fault.kind
+            events.append(ScenarioEvent(fault.at_s, "fault", index=i, target=target, detail=detail))
         events.sort(key=lambda e: e.at_s)
         events.append(ScenarioEvent(self._duration_s, "done"))
         return events
@@ -515,7 +959,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def bundled_scenario(name: str) -> Path:
-    """Path of a scenario shipped with the package (``"demo"``, ``"small"``).
+    """Path of a scenario shipped with the package (``"demo"``, ``"small"``, ...).
 
     Raises:
         ScenarioError: no such bundled scenario.
@@ -527,61 +971,147 @@ def bundled_scenario(name: str) -> Path:
     return path
 
 
+# --- running ---------------------------------------------------------------------------------
+
+
+def _readers(
+    scenario: Scenario, sims: ReaderSimulator | Mapping[str, ReaderSimulator]
+) -> dict[str, ReaderSimulator]:
+    if isinstance(sims, ReaderSimulator):
+        sims = {scenario.reader.name: sims}
+    readers = dict(sims)
+    for door in scenario.all_doors:
+        sim = readers.get(door.reader.name)
+        if sim is None:
+            raise ScenarioError(
+                f"scenario {scenario.name!r} needs reader {door.reader.name!r} (door"
+                f" {door.read_point}); given {sorted(readers)}"
+            )
+        needed = max(door.model.antennas)
+        if sim.antennas < needed:
+            raise ScenarioError(
+                f"scenario {scenario.name!r} needs {needed} antennas, {sim.name!r} has"
+                f" {sim.antennas}"
+            )
+        gpi = door.reader.photo_eye_gpi
+        if gpi is not None and gpi > sim.profile.gpis:
+            raise ScenarioError(f"reader {sim.name!r} has no GPI {gpi} for the photo-eye")
+    return readers
+
+
+def _scanners(
+    scenario: Scenario, scanners: ScannerSimulator | Mapping[str, ScannerSimulator] | None
+) -> dict[str, ScannerSimulator]:
+    if isinstance(scanners, ScannerSimulator):
+        scanners = {scanners.name: scanners}
+    given = dict(scanners or {})
+    needed = {p.scanner for p in scenario.scan_plan()} | {
+        f.scanner for f in scenario.faults if f.scanner
+    }
+    missing = sorted(needed - set(given))
+    if missing:
+        raise ScenarioError(
+            f"scenario {scenario.name!r} scans with {missing}; pass a ScannerSimulator for each"
+        )
+    return given
+
+
 async def run_scenario(
     scenario: Scenario,
-    sim: ReaderSimulator,
+    sim: ReaderSimulator | Mapping[str, ReaderSimulator],
     progress: Callable[[ScenarioEvent], None] | None = None,
+    *,
+    scanners: ScannerSimulator | Mapping[str, ScannerSimulator] | None = None,
+    speed: float = 1.0,
 ) -> ScenarioRun:
-    """Play a scenario into a simulator's field in real time.
+    """Play a scenario into simulators' fields, scanners and fault injectors.
 
-    Time 0 is now (plus ``LEAD_S``). Returns when the last pallet has left the read zone
-    (``scenario.duration_s``); what it put into the field is taken out again, also when
-    cancelled. Inventory is the client's business: reads happen only while a client
-    has inventory running (see ``ReaderSimulator.wait_inventory``).
+    Time 0 is now (plus ``LEAD_S``). Returns at ``scenario.duration_s`` (divided by
+    ``speed``); what it put into the fields is taken out again, also when cancelled.
+    Inventory is the client's business: reads happen only while a client has inventory
+    running (see ``ReaderSimulator.wait_inventory``).
+
+    Args:
+        scenario: the scenario.
+        sim: the reader of the first door, or every door's reader by reader name.
+        progress: called with each event as it happens.
+        scanners: the scanners the scenario scans with, by name (or the only one).
+        speed: 1 is real time; 2 plays twice as fast (pallets move twice as fast too).
 
     Raises:
-        ScenarioError: the simulator lacks antennas the scenario's door uses.
+        ScenarioError: a reader or scanner is missing or lacks what the scenario needs.
     """
-    needed = max(scenario.door.antennas)
-    if sim.antennas < needed:
-        raise ScenarioError(
-            f"scenario {scenario.name!r} needs {needed} antennas, {sim.name!r} has {sim.antennas}"
-        )
-    t0 = sim.now() + LEAD_S
-    started_utc_us = time.time_ns() // 1000 + round((t0 - sim.now()) * 1_000_000)
-    things: list[PalletPass | StagedPallet] = [
-        scenario._pass(i, t0) for i in range(len(scenario.passes))
-    ]
+    if not 0.01 <= speed <= MAX_SPEED:
+        raise ScenarioError(f"speed {speed} outside 0.01..{MAX_SPEED}")
+    readers = _readers(scenario, sim)
+    hands = _scanners(scenario, scanners)
+    first = readers[scenario.reader.name]
+    t0 = first.now() + LEAD_S
+    started_utc_us = time.time_ns() // 1000 + round((t0 - first.now()) * 1_000_000)
+    placed: list[tuple[ReaderSimulator, PalletPass | StagedPallet]] = []
+    for i, p in enumerate(scenario.passes):
+        door = scenario._door_of(p.door, "")
+        placed.append((readers[door.reader.name], scenario._pass(i, t0, speed)))
     for i, staged in enumerate(scenario.staged):
+        door = scenario._door_of(staged.door, "")
         until = staged.until_s if staged.until_s is not None else scenario.duration_s
-        things.append(
-            StagedPallet(
-                scenario.door,
-                [u.epc_hex for u in scenario.pallet_units(staged.pallet)],
-                side=staged.side,
-                start=t0 + staged.from_s,
-                end=t0 + until,
-                read_probability=staged.read_probability,
-            )
+        staged_pallet = StagedPallet(
+            door.model,
+            [u.epc_hex for u in scenario.pallet_units(staged.pallet)],
+            side=staged.side,
+            start=t0 + staged.from_s / speed,
+            end=t0 + until / speed,
+            read_probability=staged.read_probability,
         )
+        placed.append((readers[door.reader.name], staged_pallet))
         logger.debug("staged[%d] %s on the %s side", i, staged.pallet, staged.side)
     events = scenario.timeline()
-    for thing in things:
-        sim.field.add(thing)
+    plan = scenario.scan_plan()
+    for reader, thing in placed:
+        reader.field.add(thing)
     try:
-        for event in events:
-            await asyncio.sleep(max(0.0, t0 + event.at_s - sim.now()))
-            logger.info(
-                "scenario %s t=%.2f %s %s %s",
-                scenario.name,
-                event.at_s,
-                event.kind,
-                event.pallet,
-                event.direction or event.side or "",
-            )
-            if progress is not None:
-                progress(event)
+        async with asyncio.TaskGroup() as tasks:
+            for event in events:
+                await asyncio.sleep(max(0.0, t0 + event.at_s / speed - first.now()))
+                logger.info(
+                    "scenario %s t=%.2f %s %s %s",
+                    scenario.name,
+                    event.at_s,
+                    event.kind,
+                    event.pallet or event.target,
+                    event.direction or event.side or event.detail,
+                )
+                if event.kind == "scan":
+                    planned = plan[event.index]
+                    if planned.fate == "lost":
+                        logger.info("scan lost: %s is unplugged", planned.scanner)
+                    else:
+                        await hands[planned.scanner].scan(planned.symbol)
+                elif event.kind == "fault":
+                    _inject(scenario, event.index, readers, hands, tasks)
+                if progress is not None:
+                    progress(event)
+    except* SimError as group:
+        raise ScenarioError(f"scenario {scenario.name!r}: {group.exceptions[0]}") from group
     finally:
-        for thing in things:
-            sim.field.discard(thing)
-    return ScenarioRun(started_utc_us, t0, tuple(events))
+        for reader, thing in placed:
+            reader.field.discard(thing)
+    return ScenarioRun(started_utc_us, t0, tuple(events), speed)
+
+
+def _inject(
+    scenario: Scenario,
+    index: int,
+    readers: Mapping[str, ReaderSimulator],
+    hands: Mapping[str, ScannerSimulator],
+    tasks: asyncio.TaskGroup,
+) -> None:
+    spec = scenario.faults[index]
+    if spec.scanner is not None:
+        # A replug waits out its delay; the timeline goes on meanwhile.
+        tasks.create_task(hands[spec.scanner].inject(spec.kind, **spec.params))
+        return
+    fault = scenario._faults[index]
+    assert fault is not None
+    reader = readers[spec.reader or scenario.reader.name]
+    reader.inject(fault.kind, **{k: v for k, v in fault.params.items() if v is not None})

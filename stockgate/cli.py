@@ -161,32 +161,121 @@ def edge(
     _run(run_edge(settings))
 
 
+FaultOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fault",
+        help="KIND[,NAME=VALUE...][@SECONDS]: a simulated fault (repeatable); "
+        "`stockgate sim faults` lists the kinds.",
+    ),
+]
+
+
 @sim_app.command("reader")
 def sim_reader(
     port: Annotated[int, typer.Option(help="TCP port to listen on (127.0.0.1).")] = 5084,
     antennas: Annotated[int, typer.Option(min=1, max=8)] = 4,
     population: Annotated[int, typer.Option(min=0, max=100_000)] = 100,
     rate: Annotated[float, typer.Option(help="Tag reads per second.", min=1)] = 500.0,
+    fault: FaultOption = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Captures JSON whose RO_ACCESS_REPORTs are replayed after each handshake."
+        ),
+    ] = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve one simulated LLRP reader reading a static population (shelf mode)."""
     from firmware_sim.cli import serve_shelf_reader
 
     _setup_logging(log_level)
-    _run(serve_shelf_reader(port=port, antennas=antennas, population=population, rate=rate))
+    _run(
+        serve_shelf_reader(
+            port=port,
+            antennas=antennas,
+            population=population,
+            rate=rate,
+            faults=fault or [],
+            replay=replay,
+        )
+    )
 
 
 @sim_app.command("scenario")
 def sim_scenario(
     file: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
-    port: Annotated[int, typer.Option(help="TCP port of the simulated reader.")] = 5084,
+    port: Annotated[
+        int, typer.Option(help="TCP port of the first door's reader; other doors use the next.")
+    ] = 5084,
+    fault: FaultOption = None,
+    speed: Annotated[
+        float, typer.Option(help="1 plays in real time; 2 twice as fast.", min=0.01, max=100)
+    ] = 1.0,
+    scanner_dir: Annotated[Path, typer.Option(help="Folder for the scanners' pty links.")] = Path(
+        "tmp"
+    ),
     log_level: LogLevel = "info",
 ) -> None:
-    """Run a scenario file against a simulated dock-door reader; prints its ground truth."""
+    """Run a scenario file against simulated dock-door readers; prints its ground truth."""
     from firmware_sim.cli import run_scenario_file
 
     _setup_logging(log_level)
-    _run(run_scenario_file(file, port=port))
+    _run(
+        run_scenario_file(file, port=port, faults=fault or [], speed=speed, scanner_dir=scanner_dir)
+    )
+
+
+@sim_app.command("scanner")
+def sim_scanner(
+    link: Annotated[
+        Path, typer.Option(help="Stable path (a symlink to the pty) for the edge to open.")
+    ] = Path("tmp/scanner-1"),
+    scans: Annotated[
+        Path | None, typer.Option(help="File of barcodes, one per line, to scan.")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Scan a built-in receive-and-count session.")] = False,
+    loops: Annotated[int, typer.Option(help="Times to scan the sequence (0: forever).", min=0)] = 1,
+    prefix: Annotated[str, typer.Option(help="Characters before each scan.")] = "",
+    suffix: Annotated[str, typer.Option(help="Characters after each scan.")] = "",
+    terminator: Annotated[str, typer.Option(help="cr, lf, crlf or tab.")] = "cr",
+    aim_ids: Annotated[bool, typer.Option(help="Send AIM symbology identifiers.")] = True,
+    gap: Annotated[
+        tuple[float, float], typer.Option(help="Shortest and longest pause between scans (s).")
+    ] = (0.5, 3.0),
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait before the first scan.", min=0)
+    ] = 2.0,
+    fault: FaultOption = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Open a simulated barcode scanner on a pseudo-terminal and print its path."""
+    from firmware_sim.cli import run_scanner
+
+    _setup_logging(log_level)
+    _run(
+        run_scanner(
+            link=link,
+            scans=scans,
+            demo=demo,
+            loops=loops,
+            prefix=prefix,
+            suffix=suffix,
+            terminator=terminator,
+            aim_ids=aim_ids,
+            gap_s=gap,
+            faults=fault or [],
+            start_delay_s=wait,
+        )
+    )
+
+
+@sim_app.command("faults")
+def sim_faults() -> None:
+    """List the faults simulated readers and scanners can show."""
+    from firmware_sim.cli import describe_faults
+
+    typer.echo(describe_faults())
 
 
 def main() -> None:  # pragma: no cover - console entry

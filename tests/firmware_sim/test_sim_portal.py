@@ -206,3 +206,21 @@ def test_reads_are_counted_per_tag_and_antenna() -> None:
 def test_impossible_setups_are_refused(make: object) -> None:
     with pytest.raises(SimConfigError):
         make()  # type: ignore[operator]
+
+
+def test_a_photo_eye_is_blocked_while_the_pallet_is_in_the_door() -> None:
+    door = DockDoor(photo_eye_gpi=2, pallet_half_length_m=0.6)
+    pallet = PalletPass(door, epcs(3), start=10.0, direction=Direction.OUT, speed_mps=2.0)
+    enter, leave = pallet.door_window()
+    assert leave - enter == pytest.approx(1.2 / 2.0)
+    field = TagField([pallet, ShelfPopulation(epcs(2, 100), reads_per_s=10)])
+    steps = [10.0 + i * 0.01 for i in range(400)]
+    blocked = [t for t in steps if field.gpi_high(t) == {2}]
+    assert not [t for t in steps if field.gpi_high(t) not in (set(), {2})]
+    assert blocked[0] == pytest.approx(enter, abs=0.011)
+    assert blocked[-1] == pytest.approx(leave, abs=0.011)
+    assert not TagField(
+        [PalletPass(DockDoor(), epcs(1), start=0, direction=Direction.IN, speed_mps=1)]
+    ).gpi_high(2.5)
+    with pytest.raises(SimConfigError):
+        DockDoor(photo_eye_gpi=0)

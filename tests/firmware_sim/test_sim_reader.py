@@ -408,3 +408,27 @@ def test_impossible_simulators_are_refused(kwargs: dict[str, Any]) -> None:
 def test_port_before_serving_is_an_error() -> None:
     with pytest.raises(SimConfigError, match="not serving"):
         _ = ReaderSimulator().port
+
+
+async def test_two_readers_in_one_process_each_sustain_2000_reads_per_second() -> None:
+    # A capability check with a generous floor, not a benchmark: each reader is asked for
+    # 3,000 reads/s of a large population; a client must decode >= 2,000/s from each.
+    window_s = 2.0
+    async with (
+        ReaderSimulator(antennas=4, name="a", seed=21, field=shelf(epcs(5000), 3000)) as sim1,
+        ReaderSimulator(
+            antennas=4, name="b", seed=22, field=shelf(epcs(5000, 10**6), 3000)
+        ) as sim2,
+        LlrpProbe("127.0.0.1", sim1.port) as probe1,
+        LlrpProbe("127.0.0.1", sim2.port) as probe2,
+    ):
+        await asyncio.gather(probe1.start_inventory(), probe2.start_inventory())
+        await until(lambda: probe1.reports > 2 and probe2.reports > 2, "both readers reporting")
+        before = [sum(p.counts().values()) for p in (probe1, probe2)]
+        await asyncio.sleep(window_s)
+        after = [sum(p.counts().values()) for p in (probe1, probe2)]
+        await asyncio.gather(probe1.stop_inventory(), probe2.stop_inventory())
+    for start, end in zip(before, after, strict=True):
+        assert (end - start) / window_s >= 2000
+    assert probe1.counts() == sim1.emitted
+    assert probe2.counts() == sim2.emitted

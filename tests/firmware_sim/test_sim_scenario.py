@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from firmware_sim.cli import run_scenario_file, serve_shelf_reader
 from firmware_sim.errors import ScenarioError
 from firmware_sim.llrp_encode import ContentSelector
-from firmware_sim.probe import LlrpProbe, ProbeRead
+from firmware_sim.probe import LlrpProbe
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import (
     ScenarioEvent,
@@ -23,6 +23,7 @@ from firmware_sim.scenario import (
     parse_scenario,
     run_scenario,
 )
+from tests.firmware_sim.support import direction_of, passes_of
 from wire.identifiers import epc_urn, gtin_of
 
 DEPARTURE_TIMEOUT_S = 2.0
@@ -143,34 +144,6 @@ def test_a_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
 # --- a real run, checked against what the simulator emitted -----------------------------------
 
 
-def passes_of(reads: list[ProbeRead]) -> dict[str, list[list[ProbeRead]]]:
-    """Each tag's reads split into passes by a quiet gap longer than the departure timeout."""
-    by_tag: dict[str, list[ProbeRead]] = defaultdict(list)
-    for read in reads:
-        by_tag[read.epc_hex].append(read)
-    passes: dict[str, list[list[ProbeRead]]] = {}
-    for epc, tag_reads in by_tag.items():
-        tag_reads.sort(key=lambda r: r.first_seen_us or 0)
-        groups: list[list[ProbeRead]] = [[tag_reads[0]]]
-        for read in tag_reads[1:]:
-            last = max(r.last_seen_us or 0 for r in groups[-1])
-            if (read.first_seen_us or 0) - last > DEPARTURE_TIMEOUT_S * 1e6:
-                groups.append([])
-            groups[-1].append(read)
-        passes[epc] = groups
-    return passes
-
-
-def direction_of(group: list[ProbeRead], outside: int, inside: int) -> str | None:
-    first = min(group, key=lambda r: r.first_seen_us or 0).antenna
-    last = max(group, key=lambda r: r.last_seen_us or 0).antenna
-    if (first, last) == (outside, inside):
-        return "in"
-    if (first, last) == (inside, outside):
-        return "out"
-    return None
-
-
 async def test_a_run_of_the_small_scenario_matches_its_ground_truth() -> None:
     scenario = load_scenario(SMALL)
     truth = scenario.ground_truth()
@@ -194,12 +167,12 @@ async def test_a_run_of_the_small_scenario_matches_its_ground_truth() -> None:
     shipped: set[str] = set()
     seen_one_sided: set[str] = set()
     stock: Counter[tuple[str, str]] = Counter()
-    for epc, groups in passes_of(probe.reads).items():
+    for epc, groups in passes_of(probe.reads, DEPARTURE_TIMEOUT_S).items():
         urn = urn_of[epc]
         gtin = gtin_of(epc_urn(epc))
         assert gtin is not None
         for group in groups:
-            direction = direction_of(group, outside, inside)
+            direction = direction_of(group, {outside}, {inside})
             if direction == "in":
                 received.add(urn)
                 stock[(gtin, scenario.inbound_location)] += 1

@@ -1,0 +1,258 @@
+"""The ground truth of a scenario: what a correct system must end up with (pure).
+
+A ``Book`` replays a scenario's timeline — dock-door passes and handheld scans — and keeps
+what is on hand per item (GTIN-14) and location, where each tagged unit is, and which
+alerts must fire. Scans mean what ``wire.barcodes`` and the edge's scan sessions say:
+
+* ``CMD:RECEIVE`` / ``CMD:PICK`` / ``CMD:MOVE`` / ``CMD:COUNT`` switch the scanner's mode;
+  ``LOC:<id>`` sets its location; a scanner starts in receive mode at its read point.
+* receive: each item scan adds its quantity (AI 30/37, else 1) at the location;
+* pick: each item scan takes its quantity from the location;
+* move: a serialized unit (AI 21 matching a tagged case) moves to the location; a scan
+  without a known serial moves nothing (the scanner does not know where it came from);
+* count: item scans are collected (a serial scanned twice is one unit) and ``CMD:END``
+  sets on hand at the location to what was counted, item by item, including zero for an
+  item the system had there and nobody scanned. Units not found become ``missing``.
+
+Alerts that must fire, as (kind, subject):
+
+* ``("unknown_item", gtin)``: stock of a GTIN that is not in the item master moved
+  (received through a door, or counted/received by a scanner);
+* ``("count_discrepancy", "<gtin>@<location>")``: a count found a different quantity
+  than the system held.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from wire.barcodes import MODE_OF, Command, CommandScan, ItemScan, LocationScan, Mode, Scan
+
+UNKNOWN_ITEM: Final = "unknown_item"
+COUNT_DISCREPANCY: Final = "count_discrepancy"
+
+
+class ExpectedAlert(NamedTuple):
+    """An alert a correct server raises: its kind and its subject."""
+
+    kind: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountTruth:
+    """One closed count: what the system held and what was found, per GTIN."""
+
+    at_s: float
+    scanner: str
+    location: str
+    expected: dict[str, int]
+    counted: dict[str, int]
+
+    @property
+    def discrepancies(self) -> dict[str, int]:
+        """GTIN -> counted minus expected, where they differ."""
+        gtins = set(self.expected) | set(self.counted)
+        diff = {g: self.counted.get(g, 0) - self.expected.get(g, 0) for g in gtins}
+        return {g: d for g, d in sorted(diff.items()) if d}
+
+
+@dataclass(frozen=True, slots=True)
+class GroundTruth:
+    """What a correct system knows after the scenario.
+
+    Attributes:
+        stock: on hand by (GTIN-14, location); locations with none are left out.
+        received: EPC URNs of every unit that passed "in".
+        shipped: EPC URNs of every unit that passed "out".
+        staged: EPC URNs of units on staged pallets (they move nothing).
+        missing: EPC URNs of units a count did not find (and that stayed lost).
+        alerts: alerts that must fire, each once, in the order they arise.
+        counts: every closed count, in time order.
+    """
+
+    stock: dict[tuple[str, str], int]
+    received: set[str]
+    shipped: set[str]
+    staged: set[str]
+    missing: set[str] = field(default_factory=set)
+    alerts: tuple[ExpectedAlert, ...] = ()
+    counts: tuple[CountTruth, ...] = ()
+
+    @property
+    def units_shipped(self) -> int:
+        return len(self.shipped)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInfo:
+    urn: str
+    gtin: str
+    serial: int
+
+
+@dataclass(slots=True)
+class _Handheld:
+    location: str
+    mode: Mode = "receive"
+    counting: dict[str, int] = field(default_factory=dict)
+    """GTIN -> quantity scanned without a serial, in the open count."""
+    serials: set[tuple[str, str]] = field(default_factory=set)
+    """(GTIN, serial) scanned in the open count."""
+
+
+class BookError(ValueError):
+    """The timeline asks for something impossible (the message says what)."""
+
+
+class Book:
+    """The expected state while a scenario's timeline plays (see the module docstring).
+
+    Args:
+        known_gtins: the item master the server holds.
+        units: every tagged case of the scenario.
+    """
+
+    def __init__(self, known_gtins: Iterable[str], units: Iterable[UnitInfo]) -> None:
+        self.known = frozenset(known_gtins)
+        self.stock: Counter[tuple[str, str]] = Counter()
+        self.unit_at: dict[str, str | None] = {}
+        self.units = {u.urn: u for u in units}
+        self.by_serial = {(u.gtin, str(u.serial)): u.urn for u in self.units.values()}
+        self.received: set[str] = set()
+        self.shipped: set[str] = set()
+        self.missing: set[str] = set()
+        self.alerts: dict[ExpectedAlert, None] = {}
+        self.counts: list[CountTruth] = []
+        self._handhelds: dict[str, _Handheld] = {}
+
+    def _moved(self, gtin: str) -> None:
+        if gtin not in self.known:
+            self.alerts.setdefault(ExpectedAlert(UNKNOWN_ITEM, gtin))
+
+    # --- dock doors ----------------------------------------------------------------------
+
+    def receive(self, urn: str, location: str) -> None:
+        unit = self.units[urn]
+        if self.unit_at.get(urn) is not None:
+            raise BookError(f"unit {urn} comes in while in stock at {self.unit_at[urn]}")
+        self.unit_at[urn] = location
+        self.stock[(unit.gtin, location)] += 1
+        self.received.add(urn)
+        self.missing.discard(urn)
+        self._moved(unit.gtin)
+
+    def ship(self, urn: str) -> None:
+        unit = self.units[urn]
+        where = self.unit_at.get(urn)
+        if where is None:
+            state = "missing" if urn in self.missing else "not in stock"
+            raise BookError(f"unit {urn} ships while {state}")
+        self.stock[(unit.gtin, where)] -= 1
+        self.unit_at[urn] = None
+        self.shipped.add(urn)
+
+    def units_at(self, location: str) -> list[UnitInfo]:
+        """Tagged units at ``location`` now, by GTIN and serial."""
+        here = [self.units[u] for u, at in self.unit_at.items() if at == location]
+        return sorted(here, key=lambda u: (u.gtin, u.serial))
+
+    # --- handheld scans ------------------------------------------------------------------
+
+    def handheld(self, scanner: str, location: str) -> None:
+        """Declare a scanner and where it starts."""
+        self._handhelds[scanner] = _Handheld(location)
+
+    def scan(self, scanner: str, scan: Scan, at_s: float) -> None:
+        """Apply one scan (see the module docstring).
+
+        Raises:
+            BookError: an undeclared scanner.
+        """
+        try:
+            hand = self._handhelds[scanner]
+        except KeyError:
+            raise BookError(f"no scanner {scanner!r}") from None
+        if isinstance(scan, LocationScan):
+            hand.location = scan.location
+        elif isinstance(scan, CommandScan):
+            self._command(scanner, hand, scan.command, at_s)
+        elif isinstance(scan, ItemScan):
+            self._item(hand, scan)
+
+    def _command(self, scanner: str, hand: _Handheld, command: Command, at_s: float) -> None:
+        if command is Command.END:
+            if hand.mode == "count":
+                self._close_count(scanner, hand, at_s)
+            return
+        if command is Command.COUNT and hand.mode == "count":
+            return
+        hand.mode = MODE_OF[command]
+        hand.counting.clear()
+        hand.serials.clear()
+
+    def _item(self, hand: _Handheld, item: ItemScan) -> None:
+        urn = self.by_serial.get((item.gtin, item.serial)) if item.serial else None
+        where = hand.location
+        if hand.mode == "count":
+            if item.serial is not None:
+                hand.serials.add((item.gtin, item.serial))
+            else:
+                hand.counting[item.gtin] = hand.counting.get(item.gtin, 0) + item.qty
+            return
+        if hand.mode == "receive":
+            self.stock[(item.gtin, where)] += item.qty
+            if urn is not None:
+                self.unit_at[urn] = where
+            self._moved(item.gtin)
+        elif hand.mode == "pick":
+            self.stock[(item.gtin, where)] -= item.qty
+            if urn is not None:
+                self.unit_at[urn] = None
+        elif urn is not None:  # move: only a known unit has a known origin
+            before = self.unit_at.get(urn)
+            if before is not None:
+                self.stock[(item.gtin, before)] -= 1
+            self.stock[(item.gtin, where)] += 1
+            self.unit_at[urn] = where
+
+    def _close_count(self, scanner: str, hand: _Handheld, at_s: float) -> None:
+        location = hand.location
+        counted: Counter[str] = Counter(hand.counting)
+        for gtin, _ in hand.serials:
+            counted[gtin] += 1
+        expected = {g: n for (g, loc), n in self.stock.items() if loc == location and n}
+        for gtin in sorted(set(expected) | set(counted)):
+            if counted.get(gtin, 0) != expected.get(gtin, 0):
+                self.alerts.setdefault(ExpectedAlert(COUNT_DISCREPANCY, f"{gtin}@{location}"))
+            if counted.get(gtin, 0):
+                self._moved(gtin)
+            self.stock[(gtin, location)] = counted.get(gtin, 0)
+        found = {self.by_serial.get(key) for key in hand.serials}
+        for unit in self.units_at(location):
+            if unit.urn not in found:
+                self.unit_at[unit.urn] = None
+                self.missing.add(unit.urn)
+        for urn in found:
+            if urn is not None:
+                self.unit_at[urn] = location
+                self.missing.discard(urn)
+        self.counts.append(
+            CountTruth(at_s, scanner, location, dict(sorted(expected.items())), dict(counted))
+        )
+        hand.counting.clear()
+        hand.serials.clear()
+
+    def truth(self, staged: set[str]) -> GroundTruth:
+        return GroundTruth(
+            stock={key: n for key, n in sorted(self.stock.items()) if n},
+            received=set(self.received),
+            shipped=set(self.shipped),
+            staged=set(staged),
+            missing=set(self.missing),
+            alerts=tuple(self.alerts),
+            counts=tuple(self.counts),
+        )
