@@ -1,7 +1,8 @@
 """Composition root of the server: store, MQTT, ingest and the HTTP API in one TaskGroup.
 
 Start-up order: (the embedded broker, if ``[mqtt] url = "embedded"``), open the store and
-run ``upgrade head``, connect MQTT, subscribe to events and statuses (QoS 1), and serve the
+run ``upgrade head``, write ``[[read_points]]`` to the read point table (config wins; see
+``server.read_points``), connect MQTT, subscribe to events and statuses (QoS 1), and serve the
 API on a socket bound here (so port 0 works and the bound port is known at once). Shutdown
 is cancellation: the API stops accepting and drains, MQTT disconnects cleanly, the engine
 is disposed.
@@ -26,14 +27,19 @@ from collections.abc import Generator
 
 import uvicorn
 
+from server.alert_relay import AlertRelay
+from server.alert_sweeps import AlertSweeper
 from server.api import create_app
-from server.check import check_ledger
+from server.check import ledger_report
 from server.config import ServerSettings
 from server.errors import PublishFailed, ServerError
-from server.ingest import Ingestor, Publisher
+from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
+from server.read_points import ReadPointCatalog
 from server.status import StatusRecorder
 from server.store import Store
+from server.stream import StreamFeed
+from server.webhooks import WebhookDispatcher
 from stockgate.broker import EmbeddedBroker
 from stockgate.mqtt import Message, MqttClient, MqttError
 from stockgate.settings import MqttSettings
@@ -45,6 +51,11 @@ DEFAULT_CLIENT_ID = "stockgate-server"
 API_BACKLOG = 2048
 API_DRAIN_S = 5
 SUBSCRIBE_TIMEOUT_S = 10.0
+PIPELINE_DEPTH = 32
+"""Checked batches waiting for the database at most (then reading from MQTT waits)."""
+GROUP_MAX_BATCHES = 32
+GROUP_MAX_EVENTS = 16_000
+"""Most batches and events applied in one transaction."""
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -111,18 +122,56 @@ class Server:
             store = Store.open(self.settings.database)
             stack.push_async_callback(store.close)
             await store.migrate()
+            # Read points as data: the config's are written to the table (config wins).
+            read_points = ReadPointCatalog(store, self.settings.read_points)
+            await read_points.seed()
             self.store = store
             metrics = Metrics()
 
             client_id = mqtt.client_id or DEFAULT_CLIENT_ID
             client = await stack.enter_async_context(MqttClient(mqtt, client_id, clean_start=False))
-            ingestor = Ingestor(store, self.settings, _publisher(client), metrics)
-            recorder = StatusRecorder(store, self.settings.ingest, metrics)
+            # Alert delivery: the relay (MQTT + webhook outbox), the webhook sender, the
+            # periodic condition checks, the live stream (see their modules).
+            webhooks = WebhookDispatcher(
+                store, self.settings.alerts, self.settings.webhooks, registry=metrics.registry
+            )
+            relay = AlertRelay(
+                store,
+                _publisher(client),
+                self.settings.alerts,
+                self.settings.webhooks,
+                on_deliveries=webhooks.poke,
+            )
+            sweeper = AlertSweeper(store, self.settings.alerts, on_alerts=relay.poke)
+            feed = StreamFeed(store, self.settings.stream)
+            stack.push_async_callback(feed.close)
+            ingestor = Ingestor(
+                store,
+                self.settings,
+                _publisher(client),
+                metrics,
+                read_points=read_points,
+                relay=relay,
+            )
+            recorder = StatusRecorder(
+                store,
+                self.settings.ingest,
+                metrics,
+                alerts=self.settings.alerts,
+                on_alerts=relay.poke,
+            )
             subscriptions = (self._events_filter(), topics.STATUS_SUBSCRIPTION)
             for topic_filter in subscriptions:
                 await client.subscribe(topic_filter, qos=1)
 
-            app = create_app(store, self.settings, metrics, mqtt_connected=lambda: client.connected)
+            app = create_app(
+                store,
+                self.settings,
+                metrics,
+                mqtt_connected=lambda: client.connected,
+                read_points=read_points,
+                stream_feed=feed,
+            )
             sock = _listen(self.settings.api.host, self.settings.api.port)
             stack.callback(sock.close)
             self.api_port = int(sock.getsockname()[1])
@@ -142,7 +191,11 @@ class Server:
                 mqtt.url,
             )
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._serve_api(api, sock), name="server-api")
+                group.create_task(self._serve_api(api, sock, feed), name="server-api")
+                group.create_task(relay.run(), name="server-alert-relay")
+                group.create_task(sweeper.run(), name="server-alert-sweeps")
+                if self.settings.webhooks:
+                    group.create_task(webhooks.run(), name="server-webhooks")
                 group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")
                 group.create_task(
                     self._announce_ready(client, subscriptions, ready), name="server-ready"
@@ -182,26 +235,57 @@ class Server:
             ready.set()
 
     @staticmethod
-    async def _serve_api(api: uvicorn.Server, sock: socket.socket) -> None:
+    async def _serve_api(api: uvicorn.Server, sock: socket.socket, feed: StreamFeed) -> None:
         serving = asyncio.create_task(api.serve(sockets=[sock]), name="server-api-serve")
         try:
             await asyncio.shield(serving)
         except asyncio.CancelledError:
-            # Let uvicorn close its listener and drain connections instead of dying mid-way.
+            # Let uvicorn close its listener and drain connections instead of dying mid-way;
+            # live streams never end on their own, so end them first.
             api.should_exit = True
+            await feed.close()
             await serving
             raise
 
     @staticmethod
     async def _consume(client: MqttClient, ingestor: Ingestor, recorder: StatusRecorder) -> None:
-        async for message in client.messages():
-            await Server._dispatch(message, ingestor, recorder)
+        # Two stages on one loop: messages are checked here while the batches checked before
+        # are committed by ``_apply``, which takes all that queued up in one transaction.
+        prepared: asyncio.Queue[Prepared] = asyncio.Queue(PIPELINE_DEPTH)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(Server._apply(ingestor, prepared), name="server-ingest-apply")
+            async for message in client.messages():
+                await Server._dispatch(message, ingestor, recorder, prepared)
 
     @staticmethod
-    async def _dispatch(message: Message, ingestor: Ingestor, recorder: StatusRecorder) -> None:
+    async def _apply(ingestor: Ingestor, prepared: asyncio.Queue[Prepared]) -> None:
+        while True:
+            group = [await prepared.get()]
+            events = group[0].count
+            while (
+                not prepared.empty()
+                and len(group) < GROUP_MAX_BATCHES
+                and events < GROUP_MAX_EVENTS
+            ):
+                group.append(prepared.get_nowait())
+                events += group[-1].count
+            try:
+                await ingestor.apply(group)
+            except Exception:
+                log.exception("unexpected error applying %d batch(es)", len(group))
+
+    @staticmethod
+    async def _dispatch(
+        message: Message,
+        ingestor: Ingestor,
+        recorder: StatusRecorder,
+        prepared: asyncio.Queue[Prepared],
+    ) -> None:
         try:
             if message.topic.endswith("/events"):
-                await ingestor.handle(message.topic, message.payload)
+                checked = await ingestor.prepare(message.topic, message.payload)
+                if isinstance(checked, Prepared):
+                    await prepared.put(checked)
             elif message.topic.endswith("/status"):
                 await recorder.handle(message.topic, message.payload)
             else:
@@ -224,16 +308,19 @@ async def check_ledger_command(settings: ServerSettings) -> int:
     """``stockgate server check-ledger``: print differences; exit status 1 if any, 2 on error."""
     store = Store.open(settings.database)
     try:
-        problems = await check_ledger(store)
+        report = await ledger_report(store)
     except ServerError as err:
         print(f"error: {err}")
         return 2
     finally:
         await store.close()
-    for line in problems:
+    for line in report.lines:
         print(line)
-    if problems:
-        print(f"{len(problems)} balance(s) disagree with the ledger")
+    if report.balances:
+        print(f"{len(report.balances)} balance(s) disagree with the ledger")
+    if report.reversals:
+        print(f"{len(report.reversals)} reversal(s) do not mirror the row they reverse")
+    if report.lines:
         return 1
     print("balances agree with the ledger")
     return 0

@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from server.alert_settings import MAX_WEBHOOKS, AlertSettings, StreamSettings, Webhooks
+from server.operations_settings import OperationsSettings, OrdersSettings
 from stockgate.settings import FileSettings, MqttSettings, Section
 from wire.models import MAX_PAYLOAD_BYTES
 from wire.topics import ID_PATTERN
@@ -40,6 +42,10 @@ LocationId = Annotated[
     str, Field(pattern=LOCATION_PATTERN, min_length=1, max_length=MAX_LOCATION_LENGTH)
 ]
 ReadPointId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")]
+SITE_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+"""A site id: the first segment of a location id."""
+SiteId = Annotated[str, Field(pattern=SITE_PATTERN)]
+MAX_KEY_SITES = 1000
 
 Outbound = Literal["ship", "ignore"]
 """What an outbound pass (direction ``out``) at a read point means: ``ship`` takes the goods
@@ -67,6 +73,8 @@ class ApiKeySettings(Section):
     key: SecretStr
     role: Role
     name: str | None = Field(default=None, pattern=ID_PATTERN)
+    sites: list[SiteId] = Field(default_factory=list, max_length=MAX_KEY_SITES)
+    """Sites (first segment of location ids) this key may see and change; empty = all."""
 
     @field_validator("key")
     @classmethod
@@ -82,6 +90,13 @@ class ApiKeySettings(Section):
             raise ValueError(f"API key is longer than {MAX_API_KEY_LENGTH} characters")
         if not secret.isascii() or not secret.isprintable() or " " in secret:
             raise ValueError("API key must be printable ASCII without spaces")
+        return value
+
+    @field_validator("sites")
+    @classmethod
+    def _sites_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a site is listed twice in sites")
         return value
 
 
@@ -150,6 +165,11 @@ class ServerSettings(FileSettings):
     read_points: list[ReadPointSettings] = Field(default_factory=list, max_length=MAX_READ_POINTS)
     ingest: IngestSettings = IngestSettings()
     embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
+    alerts: AlertSettings = AlertSettings()
+    webhooks: Webhooks = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+    stream: StreamSettings = StreamSettings()
+    operations: OperationsSettings = OperationsSettings()
+    orders: OrdersSettings = OrdersSettings()
 
     @model_validator(mode="after")
     def _read_points_unique(self) -> ServerSettings:

@@ -20,6 +20,18 @@ For each message:
 A database failure rolls the batch back and sends no Ack; transient ones (locks, deadlocks)
 are retried ``[ingest] max_attempts`` times, then the edge's own re-send brings the batch
 back later. Nothing here raises for bad input, so one bad message never stops the loop.
+
+Throughput (the server keeps up with many gateways on one core):
+
+- ``prepare`` (steps 1 and 2) and ``apply`` (steps 3 and 4) are separate, so the composition
+  root checks the next messages while the database commits the previous ones, and hands
+  ``apply`` every batch that queued up meanwhile: they share one transaction (one commit,
+  one fsync), and their Acks go out after that commit, one message per gateway. If the
+  shared transaction fails for a reason that is not transient, each batch is retried in a
+  transaction of its own, so one batch the database refuses cannot hold back the others.
+- A well-formed batch (the common case) is parsed and validated in one call
+  (``EventBatch.model_validate_json``); only when that fails, or an event needs a dead
+  letter, does the per-event path above run, so the outcome is the same either way.
 """
 
 from __future__ import annotations
@@ -28,11 +40,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.alert_relay import AlertRelay
 from server.config import ReadPointSettings, ServerSettings
 from server.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.errors import PublishFailed, StoreError, TransientStoreError
@@ -45,11 +60,22 @@ from server.payloads import (
     decode_json,
     describe,
 )
+from server.read_points import ReadPointCatalog
+from server.rules import Policy, location_problem
 from server.schema import MAX_EVENT_ID, batches
 from server.store import Store
 from server.views import AlertView
 from wire import topics
-from wire.models import Ack, AckedBatch, Alert, BatchEnvelope, Event, now_utc
+from wire.models import (
+    MAX_ACK_BATCHES,
+    MAX_PAYLOAD_BYTES,
+    Ack,
+    AckedBatch,
+    BatchEnvelope,
+    Event,
+    EventBatch,
+    now_utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +105,25 @@ class IngestResult:
     alerts: tuple[AlertView, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message that passed the whole-message checks, with its events checked one by one."""
+
+    topic: str
+    header: EventBatch | BatchEnvelope
+    events: list[Event]
+    """The events to apply."""
+    letters: list[DeadLetter]
+    """The events that became dead letters."""
+    seconds: float
+    """Time spent preparing it."""
+
+    @property
+    def count(self) -> int:
+        """Events the message held."""
+        return len(self.header.events)
+
+
 class Ingestor:
     """Applies event batches exactly once and acknowledges them after the commit.
 
@@ -88,6 +133,10 @@ class Ingestor:
         publish: sends Acks and alerts (QoS 1).
         metrics: counters to update.
         clock: the recording time (UTC); tests may fix it.
+        relay: delivers alert changes (MQTT, webhooks); default: one of its own over
+            ``publish`` and ``settings``.
+        read_points: the read point table (``server.read_points``); None: the config's
+            ``[[read_points]]`` as they are.
     """
 
     def __init__(
@@ -98,64 +147,146 @@ class Ingestor:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime] = now_utc,
+        relay: AlertRelay | None = None,
+        read_points: ReadPointCatalog | None = None,
     ) -> None:
         self._store = store
-        self._read_points: dict[str, ReadPointSettings] = settings.read_point_table()
+        self._read_points: Mapping[str, ReadPointSettings] = settings.read_point_table()
+        self._catalog = read_points
+        self._policy = Policy.from_settings(settings)
         self._ingest = settings.ingest
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
+        self._relay = relay or AlertRelay(
+            store, publish, settings.alerts, settings.webhooks, clock=clock
+        )
 
     async def handle(self, topic: str, payload: bytes) -> IngestResult:
         """Take one message from ``stockgate/v1/+/+/events``. Never raises for bad input."""
-        started = time.perf_counter()
-        try:
-            result = await self._handle(topic, payload)
-        finally:
-            self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._metrics.batches.labels(outcome=result.outcome).inc()
+        prepared = await self.prepare(topic, payload)
+        if isinstance(prepared, IngestResult):
+            return prepared
+        [result] = await self.apply([prepared])
         return result
 
-    async def _handle(self, topic: str, payload: bytes) -> IngestResult:
+    async def prepare(self, topic: str, payload: bytes) -> Prepared | IngestResult:
+        """Steps 1 and 2 for one message: a ``Prepared`` batch, or the rejection.
+
+        Writes to the database only to keep a rejected message as a dead letter. Never
+        raises for bad input.
+        """
+        started = time.perf_counter()
         gateway: str | None = None
         try:
             site, gateway, kind = topics.parse_gateway_topic(topic)
             if kind != "events":
                 raise PayloadError("topic", f"topic {topic!r} is not an events topic")
-            envelope = self._envelope(payload)
-            if envelope.site != site or envelope.gateway != gateway:
-                raise PayloadError(
-                    "mismatch",
-                    f"batch says site {envelope.site!r} gateway {envelope.gateway!r} but was "
-                    f"published on the topic of site {site!r} gateway {gateway!r}",
-                )
+            if self._catalog is not None:
+                # The read point table as data (API changes included); cached, see read_points.
+                self._read_points = await self._catalog.table()
+            header, events, letters = self._checked(topic, payload, site, gateway)
         except topics.TopicError as err:
-            return await self._reject(topic, payload, None, PayloadError("topic", str(err)))
+            result = await self._reject(topic, payload, None, PayloadError("topic", str(err)))
         except PayloadError as err:
-            return await self._reject(topic, payload, gateway, err)
+            result = await self._reject(topic, payload, gateway, err)
+        else:
+            return Prepared(topic, header, events, letters, time.perf_counter() - started)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._metrics.batches.labels(outcome=result.outcome).inc()
+        return result
 
-        events, letters = self._split(topic, envelope)
+    async def apply(self, group: Sequence[Prepared]) -> list[IngestResult]:
+        """Steps 3 and 4 for prepared batches: one transaction, then their Acks.
+
+        Returns:
+            One result per batch, in order.
+        """
+        started = time.perf_counter()
         now = self._clock()
-        applied = await self._commit(envelope, events, letters, now)
-        if applied is None:
-            return IngestResult(
-                "failed", envelope.batch_id, reason="database failure; no Ack, edge re-sends"
+        done = await self._commit(group, now)
+        acked = await self._ack(group, done)
+        await self._relay_alerts(done)
+        elapsed = time.perf_counter() - started
+        results: list[IngestResult] = []
+        for prepared, applied, ack in zip(group, done, acked, strict=True):
+            batch_id = prepared.header.batch_id
+            if applied is None:
+                result = IngestResult(
+                    "failed", batch_id, reason="database failure; no Ack, edge re-sends"
+                )
+            else:
+                self._metrics.events_applied.inc(applied.applied)
+                self._metrics.events_duplicate.inc(applied.duplicates)
+                duplicate = applied.applied == 0 and applied.duplicates > 0 and not prepared.letters
+                result = IngestResult(
+                    "duplicate" if duplicate else "applied",
+                    batch_id,
+                    applied=applied.applied,
+                    duplicates=applied.duplicates,
+                    dead_letters=len(prepared.letters),
+                    movements=applied.movements,
+                    acked=ack,
+                    alerts=tuple(applied.alerts),
+                )
+            self._metrics.batch_seconds.observe(prepared.seconds + elapsed)
+            self._metrics.batches.labels(outcome=result.outcome).inc()
+            results.append(result)
+        return results
+
+    def _checked(
+        self, topic: str, payload: bytes, site: str, gateway: str
+    ) -> tuple[EventBatch | BatchEnvelope, list[Event], list[DeadLetter]]:
+        """The batch header, the events to apply and the dead letters of one message.
+
+        Raises:
+            PayloadError: the whole message is unusable.
+        """
+        batch = self._whole_batch(payload)
+        if (
+            batch is not None
+            and batch.site == site
+            and batch.gateway == gateway
+            and not any(self._problem(event, site) for event in batch.events)
+        ):
+            return batch, list(batch.events), []
+        # Something in it is wrong: the per-event path says what, and keeps the rest.
+        envelope = self._envelope(payload)
+        if envelope.site != site or envelope.gateway != gateway:
+            raise PayloadError(
+                "mismatch",
+                f"batch says site {envelope.site!r} gateway {envelope.gateway!r} but was "
+                f"published on the topic of site {site!r} gateway {gateway!r}",
             )
-        self._metrics.events_applied.inc(applied.applied)
-        self._metrics.events_duplicate.inc(applied.duplicates)
-        acked = await self._ack(envelope)
-        await self._publish_alerts(envelope.site, applied.alerts)
-        duplicate = applied.applied == 0 and applied.duplicates > 0 and not letters
-        return IngestResult(
-            "duplicate" if duplicate else "applied",
-            envelope.batch_id,
-            applied=applied.applied,
-            duplicates=applied.duplicates,
-            dead_letters=len(letters),
-            movements=applied.movements,
-            acked=acked,
-            alerts=tuple(applied.alerts),
-        )
+        events, letters = self._split(topic, envelope)
+        return envelope, events, letters
+
+    @staticmethod
+    def _whole_batch(payload: bytes) -> EventBatch | None:
+        """The whole batch parsed and validated in one call, or None if anything is wrong."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return None
+        try:
+            return EventBatch.model_validate_json(payload)
+        except VALIDATION_ERRORS:
+            return None
+
+    def _problem(self, event: Event, site: str) -> tuple[str, str] | None:
+        """Why a valid event cannot be applied: (reason, dead-letter kind), or None."""
+        if control_characters(event.event_id) or control_characters(event.epc or ""):
+            # Identities are stored and compared verbatim; NUL cannot be stored.
+            return "invalid event: event_id or epc holds control characters", "event"
+        point = self._read_points.get(event.read_point)
+        if point is None:
+            return f"unknown read point {event.read_point!r}", "read_point"
+        if point.site is not None and point.site != site:
+            return (
+                f"read point {event.read_point!r} belongs to site {point.site!r}, not {site!r}",
+                "read_point",
+            )
+        if (problem := location_problem(event)) is not None:
+            return f"invalid event: {problem}", "event"
+        return None
 
     @staticmethod
     def _envelope(payload: bytes) -> BatchEnvelope:
@@ -177,24 +308,11 @@ class Ingestor:
             except VALIDATION_ERRORS as err:
                 reason, kind = f"invalid event: {describe(err)}", "event"
             else:
-                point = self._read_points.get(event.read_point)
-                if control_characters(event.event_id) or control_characters(event.epc or ""):
-                    # Identities are stored and compared verbatim; NUL cannot be stored.
-                    reason, kind = (
-                        "invalid event: event_id or epc holds control characters",
-                        "event",
-                    )
-                elif point is None:
-                    reason, kind = f"unknown read point {event.read_point!r}", "read_point"
-                elif point.site is not None and point.site != envelope.site:
-                    reason, kind = (
-                        f"read point {event.read_point!r} belongs to site {point.site!r}, "
-                        f"not {envelope.site!r}",
-                        "read_point",
-                    )
-                else:
+                problem = self._problem(event, envelope.site)
+                if problem is None:
                     events.append(event)
                     continue
+                reason, kind = problem
             self._metrics.dead_letters.labels(kind=kind).inc()
             log.warning("dead letter from %s: %s", envelope.gateway, reason)
             letters.append(
@@ -208,100 +326,114 @@ class Ingestor:
             )
         return events, letters
 
-    async def _commit(
-        self,
-        envelope: BatchEnvelope,
-        events: list[Event],
-        letters: list[DeadLetter],
-        now: datetime,
-    ) -> Applied | None:
+    async def _commit(self, group: Sequence[Prepared], now: datetime) -> list[Applied | None]:
+        """Apply ``group`` in one transaction; None for a batch that could not be applied."""
         attempts = self._ingest.max_attempts
+        names = ", ".join(prepared.header.batch_id for prepared in group[:3])
+        doing = f"applying batch {names}" + (
+            f" and {len(group) - 3} more" if len(group) > 3 else ""
+        )
         for attempt in range(1, attempts + 1):
             try:
-                async with self._store.begin(f"applying batch {envelope.batch_id}") as conn:
-                    applied = await apply_events(
-                        conn,
-                        events,
-                        self._read_points,
-                        known_locations=self._store.known_locations,
-                        actor=envelope.gateway,
-                        site=envelope.site,
-                        now=now,
-                    )
-                    await insert_dead_letters(
-                        conn, letters, now, self._ingest.dead_letter_payload_bytes
-                    )
-                    await conn.execute(
-                        batches.insert().values(
-                            batch_id=printable(envelope.batch_id, MAX_EVENT_ID),
-                            site=envelope.site,
-                            gateway=envelope.gateway,
-                            epoch=envelope.epoch,
-                            seq_first=envelope.seq_first,
-                            seq_last=envelope.seq_last,
-                            events=len(envelope.events),
-                            applied=applied.applied,
-                            duplicates=applied.duplicates,
-                            dead_letters=len(letters),
-                            received_at=now,
-                        )
-                    )
+                async with self._store.begin(doing) as conn:
+                    done = [await self._write(conn, prepared, now) for prepared in group]
             except TransientStoreError as err:
                 if attempt == attempts:
-                    log.error(
-                        "batch %s not applied after %d tries: %s", envelope.batch_id, attempts, err
-                    )
-                    return None
-                log.warning("batch %s: %s; retrying", envelope.batch_id, err)
+                    log.error("%s failed after %d tries: %s", doing, attempts, err)
+                    return [None] * len(group)
+                log.warning("%s: %s; retrying", doing, err)
                 await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
                 continue
             except StoreError as err:
-                log.error("batch %s not applied: %s", envelope.batch_id, err)
-                return None
+                if len(group) == 1:
+                    log.error("batch %s not applied: %s", names, err)
+                    return [None]
+                # One of them may be what the database refuses: each on its own.
+                log.warning("%s failed (%s); applying each batch alone", doing, err)
+                return [(await self._commit([prepared], now))[0] for prepared in group]
             # Only after the commit: a rolled-back location insert must not be cached.
-            self._store.known_locations.update(applied.new_locations)
-            return applied
-        return None
+            for applied in done:
+                self._store.known_locations.update(applied.new_locations)
+            return list(done)
+        return [None] * len(group)
 
-    async def _ack(self, envelope: BatchEnvelope) -> bool:
-        ack = Ack(
-            gateway=envelope.gateway,
-            batches=[
-                AckedBatch(
-                    batch_id=envelope.batch_id,
-                    epoch=envelope.epoch,
-                    seq_first=envelope.seq_first,
-                    seq_last=envelope.seq_last,
-                )
-            ],
+    async def _write(self, conn: AsyncConnection, prepared: Prepared, now: datetime) -> Applied:
+        """One batch's rows, inside the caller's transaction."""
+        header = prepared.header
+        applied = await apply_events(
+            conn,
+            prepared.events,
+            self._read_points,
+            known_locations=self._store.known_locations,
+            actor=header.gateway,
+            site=header.site,
+            now=now,
+            policy=self._policy,
         )
-        try:
-            await self._publish(
-                topics.ack(envelope.site, envelope.gateway), ack.model_dump_json().encode()
+        await insert_dead_letters(
+            conn, prepared.letters, now, self._ingest.dead_letter_payload_bytes
+        )
+        await conn.execute(
+            batches.insert().values(
+                batch_id=printable(header.batch_id, MAX_EVENT_ID),
+                site=header.site,
+                gateway=header.gateway,
+                epoch=header.epoch,
+                seq_first=header.seq_first,
+                seq_last=header.seq_last,
+                events=prepared.count,
+                applied=applied.applied,
+                duplicates=applied.duplicates,
+                dead_letters=len(prepared.letters),
+                received_at=now,
             )
-        except PublishFailed as err:
-            # Committed already; the edge re-sends and gets a duplicate's Ack then.
-            self._metrics.acks_failed.inc()
-            log.warning("ack of batch %s not sent: %s", envelope.batch_id, err)
-            return False
-        return True
+        )
+        return applied
 
-    async def _publish_alerts(self, site: str, opened: list[AlertView]) -> None:
-        for alert in opened:
-            message = Alert(
-                id=alert.id,
-                kind=alert.kind,
-                severity=alert.severity,
-                subject=alert.subject,
-                message=alert.message,
-                opened_at=alert.opened_at,
-                site=site,
-                evidence=alert.evidence,
-            )
-            try:
-                await self._publish(topics.alerts(site), message.model_dump_json().encode())
-            except PublishFailed as err:
-                log.warning("alert %d not published: %s", alert.id, err)
+    async def _ack(self, group: Sequence[Prepared], done: Sequence[Applied | None]) -> list[bool]:
+        """Ack the applied batches: one message per gateway (several batches each)."""
+        by_gateway: dict[tuple[str, str], list[int]] = {}
+        for index, (prepared, applied) in enumerate(zip(group, done, strict=True)):
+            if applied is not None:
+                header = prepared.header
+                by_gateway.setdefault((header.site, header.gateway), []).append(index)
+        acked = [False] * len(group)
+        for (site, gateway), indexes in by_gateway.items():
+            for start in range(0, len(indexes), MAX_ACK_BATCHES):
+                chunk = indexes[start : start + MAX_ACK_BATCHES]
+                ack = Ack(
+                    gateway=gateway,
+                    batches=[
+                        AckedBatch(
+                            batch_id=group[i].header.batch_id,
+                            epoch=group[i].header.epoch,
+                            seq_first=group[i].header.seq_first,
+                            seq_last=group[i].header.seq_last,
+                        )
+                        for i in chunk
+                    ],
+                )
+                try:
+                    await self._publish(topics.ack(site, gateway), ack.model_dump_json().encode())
+                except PublishFailed as err:
+                    # Committed already; the edge re-sends and gets a duplicate's Ack then.
+                    self._metrics.acks_failed.inc(len(chunk))
+                    log.warning("ack of %d batch(es) of %s not sent: %s", len(chunk), gateway, err)
+                    continue
+                for i in chunk:
+                    acked[i] = True
+        return acked
+
+    async def _relay_alerts(self, done: Sequence[Applied | None]) -> None:
+        if not any(applied is not None and applied.alerts for applied in done):
+            # Updates of open alerts: the relay's own loop picks them up within moments.
+            self._relay.poke()
+            return
+        # New alerts go out at once, after the Acks (the edge is not kept waiting).
+        try:
+            await self._relay.flush()
+        except StoreError as err:
+            log.warning("alerts of these batches left to the relay loop: %s", err)
 
     async def _reject(
         self, topic: str, payload: bytes, gateway: str | None, err: PayloadError

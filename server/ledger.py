@@ -25,13 +25,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import rules
-from server.alerting import open_alerts
+from server.alerting import clear_alert, open_alerts
 from server.config import ReadPointSettings
+from server.count_basis import load_counts, units_where
 from server.dialect import bytewise, upsert
 from server.errors import StoreError
-from server.rules.items import identify
+from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
+from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState
+from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import balances, items, ledger, locations, seen_events, units
+from server.sites import site_of
 from server.views import AlertView
 from wire.models import Event
 
@@ -92,30 +96,7 @@ async def _load_items(conn: AsyncConnection, keys: Sequence[ItemKey]) -> dict[st
 async def _load_units(conn: AsyncConnection, epcs: Sequence[str]) -> dict[str, UnitState]:
     if not epcs:
         return {}
-    rows = await conn.execute(
-        sa.select(
-            units.c.epc,
-            items.c.gtin,
-            items.c.sku,
-            units.c.location_id,
-            units.c.status,
-            units.c.last_event_time,
-            units.c.last_event_id,
-        )
-        .join(items, items.c.id == units.c.item_id)
-        .where(units.c.epc.in_(epcs))
-    )
-    return {
-        row.epc: UnitState(
-            epc=row.epc,
-            item=row.gtin if row.gtin is not None else row.sku,
-            location=row.location_id,
-            status=row.status,
-            last_event_time=row.last_event_time,
-            last_event_id=row.last_event_id,
-        )
-        for row in rows
-    }
+    return await units_where(conn, units.c.epc.in_(epcs))
 
 
 async def _ensure_items(
@@ -227,6 +208,8 @@ async def _write_plan(
                     "reason": movement.reason,
                     "actor": actor,
                     "read_point": movement.read_point,
+                    "note": movement.note,
+                    "reverses": movement.reverses,
                 }
                 for movement in plan.movements
             ],
@@ -270,6 +253,7 @@ async def _write_plan(
                     "status": insert.excluded.status,
                     "last_event_time": insert.excluded.last_event_time,
                     "last_event_id": insert.excluded.last_event_id,
+                    "site": insert.excluded.site,
                 },
                 where=newer,
             ).returning(units.c.epc),
@@ -281,6 +265,8 @@ async def _write_plan(
                     "status": unit.status,
                     "last_event_time": unit.last_event_time,
                     "last_event_id": unit.last_event_id,
+                    # A state made without a site (API operations) takes its location's.
+                    "site": unit.site or (site_of(unit.location) if unit.location else None),
                 }
                 for unit in sorted(plan.units.values(), key=lambda u: u.epc)
             ],
@@ -296,6 +282,7 @@ async def apply_events(
     actor: str,
     site: str | None,
     now: datetime,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Applied:
     """Apply the events not applied before, inside the caller's transaction.
 
@@ -307,6 +294,7 @@ async def apply_events(
         actor: recorded on every ledger row (the gateway id).
         site: recorded on the alerts raised.
         now: the recording time.
+        policy: what the rules take from the config (travel times, orders, picks).
     """
     result = Applied()
     unique: dict[str, Event] = {}
@@ -318,12 +306,54 @@ async def apply_events(
     result.duplicates = len(events) - len(fresh)
     if not fresh:
         return result
-    keys = [identify(event) for event in fresh]
+    counts = await load_counts(conn, fresh)
+    keys = [key for event in fresh for key in event_items(event)]
+    keys.extend(counts.items.values())
     item_ids = await _load_items(conn, keys)
-    epcs = sorted({event.epc for event in fresh if event.epc is not None})
-    state = StockState(units=await _load_units(conn, epcs), known_items=frozenset(item_ids))
-    plan = rules.plan(fresh, state, read_points)
+    epcs = sorted({event.epc for event in fresh if event.epc is not None} - set(counts.units))
+    loaded = counts.units | await _load_units(conn, epcs)
+    book = await load_order_book(conn, item_ids)
+    with_orders = "with_orders" in (policy.unexpected_receipts, policy.unexpected_shipments)
+    state = StockState(
+        units=loaded,
+        known_items=frozenset(item_ids),
+        counts=counts.bases,
+        orders=book,
+        ordering_sites=await load_ordering_sites(conn) if with_orders else frozenset(),
+    )
+    plan = rules.plan(fresh, state, read_points, policy)
+    await _write_plan(conn, plan, item_ids, known_locations, actor, now, result)
+    overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
+    result.movements = len(plan.movements)
+    for kind, subject in plan.cleared:
+        await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)
+    result.alerts = await open_alerts(conn, [*plan.alerts, *overfilled], site, now)
+    return result
+
+
+async def write_plan(
+    conn: AsyncConnection,
+    plan: Plan,
+    item_ids: dict[str, int],
+    *,
+    known_locations: set[str],
+    actor: str,
+    now: datetime,
+) -> Applied:
+    """Write a plan made outside ingest (API stock operations) the way ingest writes its own.
+
+    Ledger rows, balances and unit states go through the same statements as a batch's, so
+    ``check-ledger`` and the "newest event wins" rule for units hold for both.
+
+    Args:
+        conn: a connection in a transaction the caller commits.
+        plan: movements and unit states; ``plan.new_items`` must be empty.
+        item_ids: database id of every item the plan names, by ``ItemKey.ref``.
+        known_locations: location ids known to exist (read only here).
+        actor: recorded on every ledger row (the API key's name).
+        now: the recording time.
+    """
+    result = Applied()
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result)
     result.movements = len(plan.movements)
-    result.alerts = await open_alerts(conn, plan.alerts, site, now)
     return result

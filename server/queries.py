@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerting import alert_view
 from server.schema import alerts, balances, dead_letters, gateways, items, ledger, units
+from server.schema_orders import order_positions
+from server.sites import in_sites, site_of
 from server.views import (
     AlertView,
     DeadLetterView,
@@ -47,6 +49,8 @@ class StockQuery:
     include_zero: bool = False
     limit: int = 100
     offset: int = 0
+    sites: frozenset[str] = frozenset()
+    """Only locations of these sites (empty: every site)."""
 
 
 async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow], int]:
@@ -58,9 +62,22 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
         conditions.append(items.c.sku == query.sku)
     if query.location is not None:
         conditions.append(in_subtree(balances.c.location_id, query.location))
+    if query.sites:
+        conditions.append(in_sites(balances.c.location_id, query.sites))
+    figures = {
+        figure: sa.func.coalesce(order_positions.c[figure], 0)
+        for figure in ("on_order", "allocated", "in_transit")
+    }
     if not query.include_zero:
-        conditions.append(balances.c.on_hand != 0)
-    joined = balances.join(items, items.c.id == balances.c.item_id)
+        # A row with nothing on hand still matters while open orders expect or hold goods.
+        conditions.append(sa.or_(balances.c.on_hand != 0, *(f != 0 for f in figures.values())))
+    joined = balances.join(items, items.c.id == balances.c.item_id).outerjoin(
+        order_positions,
+        sa.and_(
+            order_positions.c.item_id == balances.c.item_id,
+            order_positions.c.location_id == balances.c.location_id,
+        ),
+    )
     rows = await conn.execute(
         sa.select(
             items.c.sku,
@@ -69,6 +86,7 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
             items.c.reviewed,
             balances.c.location_id.label("location"),
             balances.c.on_hand,
+            *(value.label(figure) for figure, value in figures.items()),
         )
         .select_from(joined)
         .where(*conditions)
@@ -93,6 +111,8 @@ class MovementQuery:
     after: tuple[datetime, int] | None = None
     """Keyset position: only rows strictly older than (event_time, id)."""
     limit: int = 100
+    sites: frozenset[str] = frozenset()
+    """Only rows from or to a location of these sites (empty: every site)."""
 
 
 _MOVEMENT_COLUMNS = (
@@ -110,6 +130,8 @@ _MOVEMENT_COLUMNS = (
     ledger.c.reason,
     ledger.c.actor,
     ledger.c.read_point,
+    ledger.c.note,
+    ledger.c.reverses,
 )
 
 
@@ -127,6 +149,13 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
             sa.or_(
                 in_subtree(ledger.c.from_location, query.location),
                 in_subtree(ledger.c.to_location, query.location),
+            )
+        )
+    if query.sites:
+        conditions.append(
+            sa.or_(
+                in_sites(ledger.c.from_location, query.sites),
+                in_sites(ledger.c.to_location, query.sites),
             )
         )
     if query.since is not None:
@@ -152,8 +181,14 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
     return found[: query.limit], len(found) > query.limit
 
 
-async def unit(conn: AsyncConnection, epc: str, history_limit: int) -> UnitView | None:
-    """A unit with its item and its newest ``history_limit`` ledger rows."""
+async def unit(
+    conn: AsyncConnection, epc: str, history_limit: int, sites: frozenset[str] = frozenset()
+) -> UnitView | None:
+    """A unit with its item and its newest ``history_limit`` ledger rows.
+
+    With ``sites``, only the rows touching those sites, and None when the unit is not at one
+    of them and has no such row.
+    """
     row = (
         await conn.execute(
             sa.select(
@@ -174,7 +209,9 @@ async def unit(conn: AsyncConnection, epc: str, history_limit: int) -> UnitView 
     ).first()
     if row is None:
         return None
-    history, _ = await movements(conn, MovementQuery(epc=epc, limit=history_limit))
+    history, _ = await movements(conn, MovementQuery(epc=epc, limit=history_limit, sites=sites))
+    if sites and not history and (row.location_id is None or site_of(row.location_id) not in sites):
+        return None
     return UnitView(
         epc=row.epc,
         status=row.status,

@@ -98,6 +98,14 @@ items = sa.Table(
     sa.Column("name", sa.String(256), nullable=False),
     sa.Column("reviewed", sa.Boolean(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # Master data (revision 0002, nullable: items created by ingest have none of it yet).
+    sa.Column("category", sa.String(64), sa.ForeignKey("item_categories.code"), nullable=True),
+    sa.Column("unit", sa.String(16), nullable=True),
+    sa.Column("inventory_type", sa.String(32), nullable=True),
+    sa.Column("reorder_point", sa.BigInteger(), nullable=True),
+    sa.Column("reorder_quantity", sa.BigInteger(), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_items_category", "category"),
 )
 
 locations = sa.Table(
@@ -107,6 +115,10 @@ locations = sa.Table(
     sa.Column("parent", location_id(), sa.ForeignKey("locations.id"), nullable=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # Master data (revision 0002).
+    sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_locations_parent", "parent"),
 )
 
 ledger = sa.Table(
@@ -125,6 +137,9 @@ ledger = sa.Table(
     sa.Column("reason", sa.String(256), nullable=True),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("read_point", sa.String(MAX_READ_POINT), nullable=True),
+    # API stock operations (revision 0002): a free-text note, and the row a reversal cancels.
+    sa.Column("note", sa.String(1000), nullable=True),
+    sa.Column("reverses", big_id(), sa.ForeignKey("ledger.id"), nullable=True),
     sa.CheckConstraint("quantity > 0", name="quantity_positive"),
     sa.CheckConstraint("from_location IS NOT NULL OR to_location IS NOT NULL", name="has_location"),
     sa.CheckConstraint(
@@ -137,6 +152,13 @@ ledger = sa.Table(
     sa.Index("ix_ledger_from", "from_location", "event_time", "id"),
     sa.Index("ix_ledger_to", "to_location", "event_time", "id"),
     sa.Index("ix_ledger_event_id", "event_id"),
+    sa.Index(
+        "uq_ledger_reverses",
+        "reverses",
+        unique=True,
+        sqlite_where=sa.text("reverses IS NOT NULL"),
+        postgresql_where=sa.text("reverses IS NOT NULL"),
+    ),
 )
 
 balances = sa.Table(
@@ -157,6 +179,8 @@ units = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("last_event_time", UtcDateTime(), nullable=False),
     sa.Column("last_event_id", sa.String(MAX_EVENT_ID), nullable=False),
+    # The site of the unit's newest event (revision 0003), kept when it leaves.
+    sa.Column("site", sa.String(64), nullable=True),
     sa.CheckConstraint(
         "status IN ('in_stock', 'in_transit', 'shipped', 'missing')", name="status_known"
     ),
@@ -218,6 +242,10 @@ alerts = sa.Table(
     sa.Column("acknowledged_at", UtcDateTime(), nullable=True),
     sa.Column("acknowledged_by", sa.String(128), nullable=True),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
+    # Alert updates (revision 0004): when it last changed while open, and how often it was
+    # raised (NULL on rows from before: read as 1).
+    sa.Column("updated_at", UtcDateTime(), nullable=True),
+    sa.Column("count", sa.Integer(), nullable=True),
     sa.CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity_known"),
     sa.Index(
         "uq_alerts_open",
@@ -240,3 +268,9 @@ gateways = sa.Table(
     sa.Column("status_at", UtcDateTime(), nullable=False),
     sa.Column("last_seen", UtcDateTime(), nullable=False),
 )
+
+# Tables of the issue-5 features live in their own modules on this same metadata; imported
+# last so they can import ``metadata`` from here.
+from server import schema_alerts as _schema_alerts  # noqa: E402,F401
+from server import schema_master as _schema_master  # noqa: E402,F401
+from server import schema_orders as _schema_orders  # noqa: E402,F401

@@ -5,9 +5,10 @@ written when it connects, so the ``offline`` status the broker publishes when it
 carries an ``at`` older than the ``online`` ones before it, yet it is the newest news. The
 broker delivers one publisher's messages in order, and a retained status replayed at
 (re)subscribe is the latest one there is, so arrival order is the truth. An ``offline``
-status opens a ``gateway_offline`` alert; the next ``online`` one closes it. An empty payload
-is how a retained status is cleared and is not an error. Anything else that does not
-validate is dead-lettered.
+status opens a ``gateway_offline`` alert; the next ``online`` one closes it and reconciles
+the gateway's health alerts (``server.gateway_health``: readers, antennas, outbox). An
+empty payload is how a retained status is cleared and is not an error. Anything else that
+does not validate is dead-lettered.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from server.alerting import close_alerts, open_alerts
+from server.alert_settings import AlertSettings
+from server.alerting import close_alerts, open_alerts, reconcile
 from server.config import IngestSettings
 from server.dead_letters import DeadLetter, insert_dead_letters
 from server.dialect import upsert
 from server.errors import StoreError
+from server.gateway_health import health_alerts, subject_prefix
 from server.metrics import Metrics
 from server.payloads import VALIDATION_ERRORS, PayloadError, decode_json, describe
-from server.rules.alerts import GATEWAY_OFFLINE
+from server.rules.alerts import GATEWAY_HEALTH_KINDS, GATEWAY_OFFLINE
 from server.schema import gateways
 from server.store import Store
 from server.views import AlertView
@@ -51,6 +54,8 @@ class StatusRecorder:
         ingest: dead-letter payload bound.
         metrics: counters to update.
         clock: the server's time, recorded as ``last_seen``.
+        alerts: thresholds of the gateway health alerts (``server.gateway_health``).
+        on_alerts: called after a commit that may have changed alerts (wakes the relay).
     """
 
     def __init__(
@@ -60,11 +65,15 @@ class StatusRecorder:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime] = now_utc,
+        alerts: AlertSettings | None = None,
+        on_alerts: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._ingest = ingest
         self._metrics = metrics
         self._clock = clock
+        self._alerts = alerts if alerts is not None else AlertSettings()
+        self._on_alerts = on_alerts
 
     async def handle(self, topic: str, payload: bytes) -> StatusResult:
         """Take one message from ``stockgate/v1/+/+/status``. Never raises for bad input."""
@@ -131,10 +140,24 @@ class StatusRecorder:
                     )
                 else:
                     await close_alerts(conn, GATEWAY_OFFLINE.kind, status.gateway, now)
+                    # Readers, antennas, outbox: what this snapshot shows holds, the rest
+                    # of this gateway's health alerts clear.
+                    await reconcile(
+                        conn,
+                        kinds=GATEWAY_HEALTH_KINDS,
+                        holding=health_alerts(status, self._alerts),
+                        now=now,
+                        subject_prefix=subject_prefix(status.gateway),
+                        site=status.site,
+                        min_update_s=self._alerts.min_update_s,
+                        reason="the gateway's status no longer shows it",
+                    )
         except StoreError as err:
             log.error("status of %s not recorded: %s", status.gateway, err)
             return StatusResult("failed", status.gateway, reason=str(err))
         self._metrics.statuses.inc()
+        if self._on_alerts is not None:
+            self._on_alerts()
         return StatusResult("recorded", status.gateway, alerts=tuple(opened))
 
     async def _reject(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, field_validator
 
 from server.rules.model import LedgerKind, Severity, UnitStatus
 
@@ -25,7 +25,13 @@ class ItemView(View):
 
 
 class StockRow(View):
-    """On hand of one item at one location."""
+    """On hand of one item at one location, and what open orders add to it.
+
+    ``on_order``: not yet received on open purchase orders receiving here; ``allocated``:
+    not yet shipped on open sales and transfer orders shipping from here; ``in_transit``:
+    shipped on open transfer orders to here, not yet received (shown, not in available).
+    The order figures are now's; a listing as of a past time shows them as 0.
+    """
 
     sku: str
     gtin: str | None
@@ -33,6 +39,15 @@ class StockRow(View):
     reviewed: bool
     location: str
     on_hand: int
+    on_order: int = 0
+    allocated: int = 0
+    in_transit: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def available(self) -> int:
+        """On hand + on order - allocated."""
+        return self.on_hand + self.on_order - self.allocated
 
 
 class MovementView(View):
@@ -52,6 +67,10 @@ class MovementView(View):
     reason: str | None
     actor: str
     read_point: str | None
+    note: str | None = None
+    """What the person who recorded an API stock operation wrote about it."""
+    reverses: int | None = None
+    """Set on a reversal: the id of the row it cancels (same kind, locations swapped)."""
 
 
 class UnitView(View):
@@ -78,6 +97,16 @@ class AlertView(View):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     closed_at: datetime | None
+    updated_at: datetime | None = None
+    """When it last changed while open (None: not since it opened)."""
+    count: int = 1
+    """How often it was raised while open."""
+
+    @field_validator("count", mode="before")
+    @classmethod
+    def _count_of_old_rows(cls, value: object) -> object:
+        # Rows from before revision 0004 have no count: they were raised once.
+        return 1 if value is None else value
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -1,4 +1,12 @@
-"""Bearer API keys with roles: viewers read, operators and admins also write."""
+"""Bearer API keys with roles and sites: viewers read, operators and admins also write.
+
+Roles: ``viewer`` reads; ``operator`` also changes stock (and orders, alerts); ``admin``
+also changes master data. A key with ``sites = [...]`` sees and changes only those sites:
+lists are narrowed to them (``server.sites.in_sites``), and a request that names a
+location, read point or row of another site gets 403 (``check_locations``,
+``check_site``). Global master data (items, item categories) is not of any site: reading it
+needs a viewer key, changing it an admin key without a site restriction (``GlobalAdmin``).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +18,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.api.context import ApiContext, Principal, get_context
 from server.config import ROLE_RANK, Role
+from server.sites import site_of
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `[[api.keys]]`.")
 
 
-def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+def require(role: Role, *, all_sites: bool = False) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits keys of ``role`` or a higher one.
 
     Missing or unknown keys get 401 (with ``WWW-Authenticate: Bearer``); a known key with
-    too low a role gets 403.
+    too low a role gets 403, and so does a key restricted to sites when ``all_sites``.
     """
 
     async def dependency(
@@ -43,6 +52,11 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 status.HTTP_403_FORBIDDEN,
                 f"a {principal.role} key may not do this; it needs {role} or higher",
             )
+        if all_sites and principal.sites:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "a key restricted to sites may not do this; it needs a key for all sites",
+            )
         return principal
 
     return dependency
@@ -51,4 +65,30 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+GlobalAdmin = Annotated[Principal, Depends(require("admin", all_sites=True))]
+"""An admin key without a site restriction (global master data)."""
 Context = Annotated[ApiContext, Depends(get_context)]
+
+
+def check_site(principal: Principal, site: str | None, what: str = "site") -> None:
+    """403 unless ``principal`` may see and change ``site``.
+
+    Args:
+        principal: the caller.
+        site: a site id; None stands for something of no site (only keys for all sites).
+        what: names the thing in the message (``"location 'wh2.a'"``).
+    """
+    if principal.allows(site):
+        return
+    shown = f"{what} of site {site!r}" if site is not None else f"{what} of no site"
+    raise HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        f"this key is restricted to sites {sorted(principal.sites)}; {shown} is outside them",
+    )
+
+
+def check_locations(principal: Principal, *locations: str | None) -> None:
+    """403 unless ``principal`` may touch the site of every location given (None skipped)."""
+    for location in locations:
+        if location is not None:
+            check_site(principal, site_of(location), f"location {location!r}")

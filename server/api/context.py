@@ -16,10 +16,16 @@ from server.store import Store
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who made a request: the key's name (recorded as actor) and its role."""
+    """Who made a request: the key's name (recorded as actor), its role and its sites."""
 
     name: str
     role: Role
+    sites: frozenset[str] = frozenset()
+    """The sites the key may see and change; empty means every site."""
+
+    def allows(self, site: str | None) -> bool:
+        """Whether the key may see and change ``site`` (None: something of no site)."""
+        return not self.sites or site in self.sites
 
 
 class KeyRing:
@@ -27,7 +33,10 @@ class KeyRing:
 
     def __init__(self, api: ApiSettings) -> None:
         self._entries = [
-            (entry.key.get_secret_value().encode(), Principal(name, entry.role))
+            (
+                entry.key.get_secret_value().encode(),
+                Principal(name, entry.role, frozenset(entry.sites)),
+            )
             for entry, name in zip(api.keys, api.key_names(), strict=True)
         ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from server.api.auth import Context, Operator
@@ -24,11 +24,20 @@ class DeadLetterPage(BaseModel):
 @router.get("/dead-letters", response_model=DeadLetterPage)
 async def get_dead_letters(
     context: Context,
-    _: Operator,
+    principal: Operator,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> DeadLetterPage:
-    """Dead letters (payloads may hold gateway data, so viewers do not see them)."""
+    """Dead letters (payloads may hold gateway data, so viewers do not see them).
+
+    A dead letter cannot always be put down to a site (its topic may be what was wrong), so
+    only keys for all sites see them.
+    """
+    if principal.sites:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "dead letters cannot all be put down to a site; only keys for all sites see them",
+        )
     async with context.store.read("listing dead letters") as conn:
         found = await list_dead_letters(conn, before_id, limit + 1)
     more = len(found) > limit

@@ -6,11 +6,26 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from server.api import adjustments as adjustments_api
+from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, errors, gateways, health, movements, stock, units
+from server.api import categories as categories_api
+from server.api import items as items_api
+from server.api import locations as locations_api
+from server.api import purchase_orders as purchase_orders_api
+from server.api import read_points as read_points_api
+from server.api import refusals as refusals_api
+from server.api import reversals as reversals_api
+from server.api import sales_orders as sales_orders_api
+from server.api import stream as stream_api
+from server.api import transfer_orders as transfer_orders_api
+from server.api import transfers as transfers_api
 from server.api.context import ApiContext, KeyRing
 from server.config import ServerSettings
 from server.metrics import Metrics
+from server.read_points import ReadPointCatalog
 from server.store import Store
+from server.stream import StreamFeed
 
 API_VERSION = "1"
 
@@ -21,6 +36,8 @@ def create_app(
     metrics: Metrics | None = None,
     *,
     mqtt_connected: Callable[[], bool] | None = None,
+    read_points: ReadPointCatalog | None = None,
+    stream_feed: StreamFeed | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -29,6 +46,10 @@ def create_app(
         settings: API keys come from ``[[api.keys]]``.
         metrics: what ``/metrics`` exposes (pass ingest's; a fresh set when None).
         mqtt_connected: reports the MQTT link for ``/healthz``; None leaves MQTT out.
+        read_points: ingest's read point catalog, told when the API changes read points;
+            None: one of the app's own (no ingest in this process).
+        stream_feed: what ``GET /api/v1/stream`` serves; None: one of the app's own over
+            ``store`` (the caller closes a feed it passes when it shuts down).
     """
     app = FastAPI(
         title="stockgate",
@@ -44,6 +65,27 @@ def create_app(
         mqtt_connected=mqtt_connected,
     )
     errors.install(app)
+    refusals_api.install(app)
+    app.state.read_points = (
+        read_points if read_points is not None else ReadPointCatalog(store, settings.read_points)
+    )
+    for master in (
+        items_api,
+        categories_api,
+        locations_api,
+        read_points_api,
+        adjustments_api,
+        transfers_api,
+        reversals_api,
+    ):
+        app.include_router(master.router)
     for module in (health, stock, movements, units, alerts, gateways, dead_letters):
         app.include_router(module.router)
+    app.state.stream_feed = (
+        stream_feed if stream_feed is not None else StreamFeed(store, settings.stream)
+    )
+    for delivery in (alert_kinds_api, stream_api):
+        app.include_router(delivery.router)
+    for orders in (purchase_orders_api, sales_orders_api, transfer_orders_api):
+        app.include_router(orders.router)
     return app

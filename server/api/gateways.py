@@ -18,8 +18,8 @@ class GatewayList(BaseModel):
 
 
 @router.get("/gateways", response_model=GatewayList)
-async def get_gateways(context: Context, _: Viewer) -> GatewayList:
-    """Every gateway that has reported a status (at most 1000), by id."""
+async def get_gateways(context: Context, principal: Viewer) -> GatewayList:
+    """Every gateway that has reported a status (at most 1000), by id; of the key's sites."""
     async with context.store.read("listing gateways") as conn:
         found = await list_gateways(conn, MAX_PAGE)
-    return GatewayList(items=found)
+    return GatewayList(items=[gateway for gateway in found if principal.allows(gateway.site)])

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from server.api.auth import Context, Viewer
+from server.api.auth import Context, Viewer, check_locations
 from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
 from server.api.params import DEFAULT_PAGE, Epc, Gtin, Limit, Location, Sku, as_utc, gtin14
 from server.queries import MovementQuery, movements
@@ -28,7 +28,7 @@ class MovementPage(BaseModel):
 @router.get("/movements", response_model=MovementPage)
 async def get_movements(
     context: Context,
-    _: Viewer,
+    principal: Viewer,
     epc: Epc = None,
     gtin: Gtin = None,
     sku: Sku = None,
@@ -44,6 +44,7 @@ async def get_movements(
     ``until`` and the window at most 366 days. ``location`` matches rows whose from or to
     location is in its subtree.
     """
+    check_locations(principal, location)
     start, end = as_utc(since, "since"), as_utc(until, "until")
     if start is not None and end is not None:
         if start >= end:
@@ -66,6 +67,7 @@ async def get_movements(
         until=end,
         after=after,
         limit=limit,
+        sites=principal.sites,
     )
     async with context.store.read("listing movements") as conn:
         rows, more = await movements(conn, query)

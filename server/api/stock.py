@@ -1,15 +1,17 @@
-"""``GET /api/v1/stock``: on hand by item and location."""
+"""``GET /api/v1/stock``: on hand by item and location, now or as of a past time."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from server.api.auth import Context, Viewer
-from server.api.params import DEFAULT_PAGE, Gtin, Limit, Location, Sku, gtin14
+from server.api.auth import Context, Viewer, check_locations
+from server.api.params import DEFAULT_PAGE, Gtin, Limit, Location, Sku, as_utc, gtin14
 from server.queries import StockQuery, stock
+from server.stock_history import stock_as_of
 from server.views import StockRow
 
 router = APIRouter(prefix="/api/v1", tags=["stock"])
@@ -27,7 +29,7 @@ class StockPage(BaseModel):
 @router.get("/stock", response_model=StockPage)
 async def get_stock(
     context: Context,
-    _: Viewer,
+    principal: Viewer,
     gtin: Gtin = None,
     sku: Sku = None,
     location: Location = None,
@@ -36,8 +38,19 @@ async def get_stock(
     ] = False,
     limit: Limit = DEFAULT_PAGE,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    as_of: Annotated[
+        datetime | None,
+        Query(
+            description="On hand as of this time (inclusive), summed from the ledger; "
+            "no offset means UTC. Default: now (the maintained balances)."
+        ),
+    ] = None,
 ) -> StockPage:
-    """On hand per item and location; ``location`` includes its subtree."""
+    """On hand per item and location; ``location`` includes its subtree.
+
+    A key restricted to sites sees only their locations.
+    """
+    check_locations(principal, location)
     query = StockQuery(
         gtin=gtin14(gtin),
         sku=sku,
@@ -45,7 +58,12 @@ async def get_stock(
         include_zero=include_zero,
         limit=limit,
         offset=offset,
+        sites=principal.sites,
     )
+    when = as_utc(as_of, "as_of")
     async with context.store.read("listing stock") as conn:
-        rows, total = await stock(conn, query)
+        if when is None:
+            rows, total = await stock(conn, query)
+        else:
+            rows, total = await stock_as_of(conn, query, when)
     return StockPage(items=rows, total=total, limit=limit, offset=offset)

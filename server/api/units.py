@@ -21,13 +21,17 @@ router = APIRouter(prefix="/api/v1", tags=["units"])
 )
 async def get_unit(
     context: Context,
-    _: Viewer,
+    principal: Viewer,
     epc: Annotated[str, Path(min_length=9, max_length=200, pattern=EPC_PATTERN)],
     history_limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> UnitView:
-    """The unit's current status and location, its item, and its newest ledger rows."""
+    """The unit's current status and location, its item, and its newest ledger rows.
+
+    A key restricted to sites sees a unit that is at one of them or has moved through one
+    (and only those rows of its history).
+    """
     async with context.store.read("reading a unit") as conn:
-        found = await unit(conn, epc, history_limit)
+        found = await unit(conn, epc, history_limit, principal.sites)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no unit with EPC {epc!r}")
     return found

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from server.rules.model import ItemKey
@@ -18,6 +19,7 @@ from wire.identifiers import gtin_of
 from wire.models import Event
 
 UNIDENTIFIED_SKU_PREFIX = "epc:"
+EPC_ITEM_CACHE = 8192
 _SCHEME = re.compile(r"^[a-z0-9-]{1,16}$")
 
 
@@ -38,15 +40,34 @@ def gtin_item(gtin: str) -> ItemKey:
     return ItemKey(gtin=gtin, sku=gtin, name=f"Unreviewed item {gtin}")
 
 
+NO_ITEM = ItemKey(gtin=None, sku="", name="")
+"""Stands in as ``RuleInput.item`` for a count that lists no lines (counted empty)."""
+
+
+def event_items(event: Event) -> list[ItemKey]:
+    """Every item an event names: one, or for a count one per distinct GTIN it lists."""
+    if event.quantities is not None:
+        gtins = dict.fromkeys(line.gtin for line in event.quantities)
+        return [gtin_item(gtin) for gtin in gtins]
+    return [identify(event)]
+
+
 def identify(event: Event) -> ItemKey:
     """The item an event is about (see the module docstring for non-GTIN EPCs)."""
     if event.quantity is not None:
         return gtin_item(event.quantity.gtin)
     assert event.epc is not None  # Event's validator guarantees exactly one identity
-    gtin = gtin_of(event.epc)
+    return epc_item(event.epc)
+
+
+@functools.lru_cache(maxsize=EPC_ITEM_CACHE)
+def epc_item(epc: str) -> ItemKey:
+    """The item of an EPC (cached: ingest asks for each event's item more than once, and
+    decoding an SGTIN is the dearest part of it)."""
+    gtin = gtin_of(epc)
     if gtin is not None:
         return gtin_item(gtin)
-    scheme = epc_scheme(event.epc)
+    scheme = epc_scheme(epc)
     return ItemKey(
         gtin=None,
         sku=f"{UNIDENTIFIED_SKU_PREFIX}{scheme}",

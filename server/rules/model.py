@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from server.config import ReadPointSettings
+from server.rules.policy import DEFAULT_POLICY, Policy
+from wire.models import Event
 
 UnitStatus = Literal["in_stock", "in_transit", "shipped", "missing"]
 LedgerKind = Literal["receipt", "shipment", "transfer", "count_adjustment", "loss"]
@@ -40,6 +44,9 @@ class UnitState:
     status: UnitStatus
     last_event_time: datetime
     last_event_id: str
+    site: str | None = None
+    """The site of that event; kept when the unit leaves (shipped, missing, in transit), so
+    a later sighting elsewhere can be judged against it (``impossible_movement``)."""
 
     def is_older_than(self, event_time: datetime, event_id: str) -> bool:
         """True when an event at (event_time, event_id) is newer than this state."""
@@ -60,6 +67,10 @@ class Movement:
     kind: LedgerKind
     read_point: str | None
     reason: str | None = None
+    note: str | None = None
+    """Free text a person gave with an API stock operation."""
+    reverses: int | None = None
+    """The ledger row id this row cancels (a reversal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,59 @@ class AlertSpec:
     subject: str
     message: str
     evidence: Mapping[str, Any]
+    site: str | None = None
+    """The site it concerns; None: the caller's site (or none)."""
+
+
+OrderKind = Literal["purchase", "sales", "transfer"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLine:
+    """A line of an open order, as the store had it before the batch (``server.order_book``).
+
+    ``location`` is where a purchase order receives and where sales and transfer orders ship
+    from; ``destination`` is where a transfer order receives.
+    """
+
+    line_id: int
+    order_id: int
+    kind: OrderKind
+    number: str
+    line_no: int
+    item: str
+    """The ``ItemKey.ref`` of the line's item."""
+    item_id: int
+    location: str
+    destination: str | None
+    quantity: int
+    received: int
+    shipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineDelta:
+    """What a batch adds to one order line's received and shipped counters."""
+
+    line_id: int
+    received: int = 0
+    shipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CountBasis:
+    """What a cycle count is compared with, besides the units at its location.
+
+    Args:
+        location: the counted location.
+        loose: per ``ItemKey.ref``, the quantity held there without an EPC (barcode stock)
+            as of the count's event time, from the ledger.
+        items: the keys of the items in ``loose``.
+    """
+
+    location: str
+    loose: Mapping[str, int]
+    items: Mapping[str, ItemKey]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +148,13 @@ class StockState:
 
     units: Mapping[str, UnitState]
     known_items: frozenset[str]
+    counts: Mapping[str, CountBasis] = field(default_factory=dict)
+    """Per event id of a cycle count in the batch; its location's units are in ``units``."""
+    orders: tuple[OpenLine, ...] = ()
+    """Open order lines of the items the batch names."""
+    ordering_sites: frozenset[tuple[Literal["in", "out"], str]] = frozenset()
+    """(direction, site) of sites with an open order receiving there (``in``) or shipping
+    from there (``out``), whatever the item."""
 
 
 @dataclass(slots=True)
@@ -95,3 +166,73 @@ class Plan:
     """Final state of each unit whose state changed (newer than what the store had)."""
     new_items: dict[str, ItemKey] = field(default_factory=dict)
     alerts: list[AlertSpec] = field(default_factory=list)
+    cleared: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, subject) of open alerts whose condition the batch ended (a clean count)."""
+    order_updates: list[LineDelta] = field(default_factory=list)
+    """What the batch's receipts and shipments add to open order lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """What the batch has planned so far, for rules that look past their own event (counts).
+
+    ``units`` and ``movements`` are the planner's live containers (read only here): unit
+    states as of the events before this one, and the movements planned for them.
+    """
+
+    units: Mapping[str, UnitState]
+    movements: Sequence[Movement]
+    counts: Mapping[str, CountBasis]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInput:
+    """Everything a rule may look at for one event."""
+
+    event: Event
+    read_point: ReadPointSettings
+    item: ItemKey
+    """The event's item (a count names many: see ``event.quantities``)."""
+    unit: UnitState | None
+    """The unit's state before this event (None: never seen, or not a tagged event)."""
+    site: str | None = None
+    """The site the event happened at (``server.rules.policy.event_site``)."""
+    policy: Policy = DEFAULT_POLICY
+    batch: BatchView | None = None
+
+    @property
+    def late(self) -> bool:
+        """The event is older than the unit's newest known event."""
+        return self.unit is not None and not self.unit.is_older_than(
+            self.event.event_time, self.event.event_id
+        )
+
+    def evidence(self) -> dict[str, object]:
+        evidence: dict[str, object] = {
+            "event_id": self.event.event_id,
+            "event_time": self.event.event_time.isoformat(),
+            "read_point": self.event.read_point,
+        }
+        if self.event.epc is not None:
+            evidence["epc"] = self.event.epc
+        if self.item.gtin is not None:
+            evidence["gtin"] = self.item.gtin
+        if self.late:
+            evidence["late"] = True
+        return evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one rule does for one event."""
+
+    movements: tuple[Movement, ...] = ()
+    units: tuple[UnitState, ...] = ()
+    """Unit states after the event; each applies only if newer than the unit's state."""
+    alerts: tuple[AlertSpec, ...] = ()
+    cleared: tuple[tuple[str, str], ...] = ()
+    """(kind, subject) of open alerts whose condition this event ended."""
+
+
+Effect = Callable[[RuleInput], Outcome]
+"""A rule's pure function: one event in, its effects out."""

@@ -3,7 +3,8 @@
 A rule is chosen by what the event identifies (a tagged unit or a barcode quantity), its
 direction, and, for outbound passes, what the read point's ``outbound`` setting says. An
 event that no rule takes (direction null, or ``outbound = "ignore"``) has no stock effect;
-its id is still recorded so a redelivery is a no-op.
+its id is still recorded so a redelivery is a no-op. Business steps with rules of their
+own (moves, picks, counts: ``server.rules.steps``) are looked up before these passes.
 
 Decisions written down here (DESIGN.md section 4, "order does not matter"):
 
@@ -26,7 +27,7 @@ Decisions written down here (DESIGN.md section 4, "order does not matter"):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,56 +38,26 @@ from server.rules.alerts import (
     UNIT_NOT_IN_STOCK,
     UNKNOWN_ITEM,
 )
-from server.rules.items import epc_scheme, identify
-from server.rules.model import AlertSpec, ItemKey, Movement, Plan, StockState, UnitState
+from server.rules.items import NO_ITEM, epc_scheme, event_items
+from server.rules.model import (
+    AlertSpec,
+    BatchView,
+    Effect,
+    ItemKey,
+    Movement,
+    Outcome,
+    Plan,
+    RuleInput,
+    StockState,
+    UnitState,
+)
+from server.rules.orders import OrderBook
+from server.rules.policy import DEFAULT_POLICY, Policy, event_site
+from server.rules.steps import StepRule, step_rule_for
+from server.rules.units import lifecycle_alerts
 from wire.models import Direction, Event
 
 Identity = Literal["epc", "quantity"]
-
-
-@dataclass(frozen=True, slots=True)
-class RuleInput:
-    """Everything a rule may look at for one event."""
-
-    event: Event
-    read_point: ReadPointSettings
-    item: ItemKey
-    unit: UnitState | None
-    """The unit's state before this event (None: never seen, or not a tagged event)."""
-
-    @property
-    def late(self) -> bool:
-        """The event is older than the unit's newest known event."""
-        return self.unit is not None and not self.unit.is_older_than(
-            self.event.event_time, self.event.event_id
-        )
-
-    def evidence(self) -> dict[str, object]:
-        evidence: dict[str, object] = {
-            "event_id": self.event.event_id,
-            "event_time": self.event.event_time.isoformat(),
-            "read_point": self.event.read_point,
-        }
-        if self.event.epc is not None:
-            evidence["epc"] = self.event.epc
-        if self.item.gtin is not None:
-            evidence["gtin"] = self.item.gtin
-        if self.late:
-            evidence["late"] = True
-        return evidence
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one rule does for one event."""
-
-    movement: Movement | None = None
-    unit: UnitState | None = None
-    """The unit's state after the event; applied only if the event is the unit's newest."""
-    alerts: tuple[AlertSpec, ...] = ()
-
-
-Effect = Callable[[RuleInput], Outcome]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +70,9 @@ class StockRule:
         direction: the pass direction the rule takes.
         outbound: for outbound rules, the read point ``outbound`` setting it applies to.
         effect: the pure function that turns the event into effects.
+        sighting: whether a shipped unit seen by the event raises ``unit_seen_after_shipped``
+            (not for passes: an inbound pass is a return, an outbound one is reported as
+            ``unit_not_in_stock``).
     """
 
     name: str
@@ -106,11 +80,12 @@ class StockRule:
     direction: Direction
     outbound: Outbound | None
     effect: Effect
+    sighting: bool = False
 
 
 def _movement(
     inp: RuleInput,
-    kind: Literal["receipt", "shipment"],
+    kind: Literal["receipt", "shipment", "transfer"],
     quantity: int,
     source: str | None,
     target: str | None,
@@ -139,12 +114,23 @@ def _unit_after(
         status=status,
         last_event_time=inp.event.event_time,
         last_event_id=inp.event.event_id,
+        site=inp.site,
     )
 
 
 def receive_unit(inp: RuleInput) -> Outcome:
-    """An inbound pass of a tagged unit: receipt into the read point's inbound location."""
+    """An inbound pass of a tagged unit: receipt into the read point's inbound location.
+
+    A unit in transit (shipped on a transfer order) is moved from its transit location
+    instead, which counts it as received on the transfer order.
+    """
     target = inp.read_point.inbound_location
+    unit = inp.unit
+    if unit is not None and unit.status == "in_transit" and unit.location and not inp.late:
+        return Outcome(
+            movements=(_movement(inp, "transfer", 1, unit.location, target),),
+            units=(_unit_after(inp, target, "in_stock"),),
+        )
     alerts: tuple[AlertSpec, ...] = ()
     if inp.unit is not None and inp.unit.status == "in_stock":
         alerts = (
@@ -156,8 +142,8 @@ def receive_unit(inp: RuleInput) -> Outcome:
             ),
         )
     return Outcome(
-        movement=_movement(inp, "receipt", 1, None, target),
-        unit=_unit_after(inp, target, "in_stock"),
+        movements=(_movement(inp, "receipt", 1, None, target),),
+        units=(_unit_after(inp, target, "in_stock"),),
         alerts=alerts,
     )
 
@@ -182,8 +168,8 @@ def ship_unit(inp: RuleInput) -> Outcome:
             ),
         )
     return Outcome(
-        movement=_movement(inp, "shipment", 1, source, None),
-        unit=_unit_after(inp, None, "shipped"),
+        movements=(_movement(inp, "shipment", 1, source, None),),
+        units=(_unit_after(inp, None, "shipped"),),
         alerts=alerts,
     )
 
@@ -192,8 +178,10 @@ def receive_quantity(inp: RuleInput) -> Outcome:
     """An inbound barcode scan: receipt of its quantity into the inbound location."""
     assert inp.event.quantity is not None
     return Outcome(
-        movement=_movement(
-            inp, "receipt", inp.event.quantity.qty, None, inp.read_point.inbound_location
+        movements=(
+            _movement(
+                inp, "receipt", inp.event.quantity.qty, None, inp.read_point.inbound_location
+            ),
         )
     )
 
@@ -202,8 +190,10 @@ def ship_quantity(inp: RuleInput) -> Outcome:
     """An outbound barcode scan: shipment of its quantity from the inbound location."""
     assert inp.event.quantity is not None
     return Outcome(
-        movement=_movement(
-            inp, "shipment", inp.event.quantity.qty, inp.read_point.inbound_location, None
+        movements=(
+            _movement(
+                inp, "shipment", inp.event.quantity.qty, inp.read_point.inbound_location, None
+            ),
         )
     )
 
@@ -220,9 +210,16 @@ _RULES_BY_KEY: Mapping[tuple[Identity, Direction, Outbound | None], StockRule] =
 }
 
 
-def rule_for(event: Event, read_point: ReadPointSettings) -> StockRule | None:
-    """The rule that takes ``event`` at ``read_point``, or None (no stock effect)."""
-    if event.direction is None:
+def rule_for(event: Event, read_point: ReadPointSettings) -> StockRule | StepRule | None:
+    """The rule that takes ``event`` at ``read_point``, or None (no stock effect).
+
+    Business steps with a rule of their own (``server.rules.steps``: counts, picks, moves)
+    come first; other events are passes, chosen by identity, direction and outbound.
+    """
+    step = step_rule_for(event)
+    if step is not None:
+        return step
+    if event.direction is None or event.quantities is not None:
         return None
     identity: Identity = "epc" if event.epc is not None else "quantity"
     outbound = read_point.outbound if event.direction == "out" else None
@@ -240,11 +237,16 @@ def plan(
     events: Iterable[Event],
     state: StockState,
     read_points: Mapping[str, ReadPointSettings],
+    policy: Policy = DEFAULT_POLICY,
 ) -> Plan:
     """The effects of ``events`` on a store in ``state``. Pure: no I/O, no clock.
 
     Events are taken in event-time order (ties by event id) so a unit's state inside one
-    batch evolves as it would have in real time.
+    batch evolves as it would have in real time. Each rule's outcome then passes the order
+    book (``server.rules.orders``), which counts receipts and shipments against open order
+    lines and turns shipments on transfer orders into stock in transit. A tagged event with
+    no rule (no direction, a departure) moves nothing, but a known unit's life cycle is
+    still checked (``server.rules.units``).
 
     Raises:
         KeyError: an event names a read point missing from ``read_points`` (the caller
@@ -253,23 +255,54 @@ def plan(
     result = Plan()
     units = dict(state.units)
     known = set(state.known_items)
+    book = OrderBook(state.orders, policy, state.ordering_sites)
+    batch = BatchView(units=units, movements=result.movements, counts=state.counts)
     for event in sorted(events, key=lambda e: (e.event_time, e.event_id)):
         read_point = read_points[event.read_point]
+        site = event_site(read_point)
+        unit = units.get(event.epc) if event.epc else None
         rule = rule_for(event, read_point)
         if rule is None:
+            if unit is not None:
+                result.alerts.extend(lifecycle_alerts(event, unit, site, policy, sighting=True))
             continue
-        item = identify(event)
-        inp = RuleInput(event, read_point, item, units.get(event.epc) if event.epc else None)
-        if item.ref not in known:
-            known.add(item.ref)
-            result.new_items[item.ref] = item
-            result.alerts.append(_new_item_alert(item, inp))
-        outcome = rule.effect(inp)
-        if outcome.movement is not None:
-            result.movements.append(outcome.movement)
-        result.alerts.extend(outcome.alerts)
-        new = outcome.unit
-        if new is not None and not inp.late:
-            units[new.epc] = new
-            result.units[new.epc] = new
+        keys = event_items(event)
+        item = keys[0] if keys else NO_ITEM
+        inp = RuleInput(event, read_point, item, unit, site=site, policy=policy, batch=batch)
+        for key in keys:
+            if key.ref not in known:
+                known.add(key.ref)
+                result.new_items[key.ref] = key
+                result.alerts.append(_new_item_alert(key, inp))
+        if unit is not None:
+            result.alerts.extend(
+                lifecycle_alerts(event, unit, site, policy, sighting=rule.sighting)
+            )
+        outcome = book.settle(inp, rule.effect(inp))
+        result.movements.extend(outcome.movements)
+        for alert in outcome.alerts:
+            _add_alert(result, alert)
+        for cleared in outcome.cleared:
+            _clear_alert(result, cleared)
+        for new in outcome.units:
+            current = units.get(new.epc)
+            if current is None or current.is_older_than(new.last_event_time, new.last_event_id):
+                units[new.epc] = new
+                result.units[new.epc] = new
+    result.order_updates = book.deltas()
     return result
+
+
+def _add_alert(result: Plan, alert: AlertSpec) -> None:
+    # A later event raising what an earlier one cleared: it holds again.
+    key = (alert.kind, alert.subject)
+    if key in result.cleared:
+        result.cleared.remove(key)
+    result.alerts.append(alert)
+
+
+def _clear_alert(result: Plan, key: tuple[str, str]) -> None:
+    # A later event ending what an earlier one raised: the batch ends with it cleared.
+    result.alerts[:] = [alert for alert in result.alerts if (alert.kind, alert.subject) != key]
+    if key not in result.cleared:
+        result.cleared.append(key)

@@ -33,7 +33,8 @@ T = TypeVar("T")
 
 TABLES = (
     "items, locations, ledger, balances, units, seen_events, batches, dead_letters, alerts, "
-    "gateways"
+    "gateways, item_categories, read_points, alert_events, webhook_deliveries, "
+    "orders, order_lines, order_positions"
 )
 
 
@@ -167,3 +168,14 @@ def batches() -> Batches:
 @pytest.fixture
 def probe(store: Store) -> Probe:
     return Probe(store)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database (dropped afterwards), for tests that start real
+    server processes on it (they migrate it themselves)."""
+    name = await _create_pg_database(migrate=False)
+    try:
+        yield _pg_url(name)
+    finally:
+        await _drop_pg_database(name)

@@ -179,3 +179,27 @@ class Probe:
     async def count(self, table: sa.Table) -> int:
         async with self.store.engine.connect() as conn:
             return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+# Keys restricted to sites (``[[api.keys]] sites``), beside the three of ``make_settings``.
+WH1_OPERATOR_KEY = "wh1-operator-key-0123456789"
+WH1_ADMIN_KEY = "wh1-admin-key-0123456789"
+WH2_VIEWER_KEY = "wh2-viewer-key-0123456789"
+
+
+def make_scoped_settings(database_url: str, **overrides: Any) -> ServerSettings:
+    """``make_settings`` plus keys restricted to sites wh1 (operator, admin) and wh2 (viewer)."""
+    keys = [
+        {"key": VIEWER_KEY, "role": "viewer", "name": "alice"},
+        {"key": OPERATOR_KEY, "role": "operator", "name": "olga"},
+        {"key": ADMIN_KEY, "role": "admin"},
+        {"key": WH1_OPERATOR_KEY, "role": "operator", "name": "wh1-olga", "sites": ["wh1"]},
+        {"key": WH1_ADMIN_KEY, "role": "admin", "name": "wh1-adam", "sites": ["wh1"]},
+        {"key": WH2_VIEWER_KEY, "role": "viewer", "name": "wh2-vera", "sites": ["wh2"]},
+    ]
+    api = {"host": "127.0.0.1", "port": 0, "keys": keys}
+    return make_settings(database_url, api=api, **overrides)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

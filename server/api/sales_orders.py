@@ -1,0 +1,28 @@
+"""``/api/v1/sales-orders``: goods allocated at a location, shipped against through the dock.
+
+Sales orders: the list, read and change routes come from ``server.api.order_routes``; this
+module adds the create route, whose body is this kind's (``server.orders.OrderIn``).
+"""
+
+from __future__ import annotations
+
+from fastapi import status
+
+from server.api.auth import Context, Operator
+from server.api.order_routes import REFUSALS, create, order_router
+from server.orders import OrderIn, OrderView
+from server.rules.orders import SALES
+
+router = order_router(SALES)
+
+
+@router.post(
+    "",
+    response_model=OrderView,
+    status_code=status.HTTP_201_CREATED,
+    responses=REFUSALS,
+    name="create_sales_order",
+)
+async def create_sales_order(context: Context, principal: Operator, body: OrderIn) -> OrderView:
+    """Create a sales order with its lines, as a draft or open at once."""
+    return await create(context, principal, SALES, body)

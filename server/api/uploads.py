@@ -1,0 +1,43 @@
+"""Reading an uploaded CSV body: ``text/csv`` only, at most ``MAX_IMPORT_BYTES``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+
+from server.csv_import import MAX_IMPORT_BYTES
+
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": f"UTF-8 CSV with a header row, at most {MAX_IMPORT_BYTES} bytes.",
+    }
+}
+"""OpenAPI description of the body the import routes read themselves."""
+
+
+async def read_upload(request: Request) -> bytes:
+    """The request body, refused with 415 unless text/csv and 413 past the size limit."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("text/csv", "text/plain"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "send the file as the request body with Content-Type: text/csv",
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {MAX_IMPORT_BYTES} bytes"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        # Counted as it arrives, so a body without (or lying about) Content-Length is bounded.
+        if len(body) > MAX_IMPORT_BYTES:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"the file is larger than {MAX_IMPORT_BYTES} bytes",
+            )
+    return bytes(body)
