@@ -303,10 +303,12 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
         status={"interval_s": 0.5},
     )
     seen: list[Message] = []
+    seen_at: list[float] = []
 
     async def record(observer: MqttClient) -> None:
         async for message in observer.messages():
             seen.append(message)
+            seen_at.append(time.monotonic())
 
     async with (
         FakeLlrpReader(max_antennas=2) as fake,
@@ -362,12 +364,16 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
     assert {row["kind"] for row in rows} == {"receipt"}
     assert agent.publisher is not None
     assert agent.publisher.throttled_s > 0, "the drain went through the rate limit"
-    # The backlog went out oldest first: batches in their first sending are in order.
-    firsts: list[int] = []
-    for message in seen[first_after:]:
-        seq_first = json.loads(message.payload)["seq_first"]
-        if seq_first not in firsts:
-            firsts.append(seq_first)
+    # The backlog went out oldest first. The observer reconnects on its own schedule and
+    # may miss the first batches of the drain (they come again after resend_after_s), so
+    # judge the order inside one resend period from the first batch it saw: every message
+    # there is a first sending.
+    after = list(zip(seen_at[first_after:], seen[first_after:], strict=True))
+    assert after, "the observer saw nothing after the outage"
+    window_end = after[0][0] + settings.buffer.resend_after_s
+    firsts = [json.loads(m.payload)["seq_first"] for t, m in after if t < window_end]
+    assert len(firsts) >= 3, "too few batches to judge the order"
     assert firsts == sorted(firsts)
-    assert firsts[-1] > 1000
+    assert len(set(firsts)) == len(firsts)
+    assert max(json.loads(m.payload)["seq_last"] for _, m in after) >= 1100
     assert recorder.done()
