@@ -133,7 +133,7 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def migrate(self, revision: str = "heads") -> None:
+    async def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` (Alembic ``upgrade``), in one transaction.
 
         Raises:

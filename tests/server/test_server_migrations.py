@@ -18,19 +18,8 @@ from server.config import DatabaseSettings
 from server.schema import metadata
 from server.store import Store, alembic_config
 
-TABLES = {
-    "alembic_version",
-    "alerts",
-    "balances",
-    "batches",
-    "dead_letters",
-    "gateways",
-    "items",
-    "ledger",
-    "locations",
-    "seen_events",
-    "units",
-}
+TABLES = {*metadata.tables, "alembic_version"}
+"""Every table the definitions hold, plus Alembic's own."""
 
 
 def _schema_diff(connection: sa.Connection) -> list[Any]:
