@@ -190,9 +190,33 @@ async def publish_and_collect_acks(mqtt_url: str, gateway: str) -> tuple[set[str
     return sent, acked
 
 
+WARM_UP_GATEWAY = "gw0"
+WARM_UP_GTIN = "10614141123459"
+
+
+async def until_both_subscribed(instances: list[Instance], mqtt_url: str) -> int:
+    """Send one-event batches until each instance has applied one; returns how many."""
+    batches = Batches(gateway=WARM_UP_GATEWAY)
+    async with MqttClient(MqttSettings(url=mqtt_url), "edge-warm-up") as edge:
+        await edge.wait_connected(10)
+        for sent in range(1, 201):
+            payload = batches.payload([batches.event(gtin=WARM_UP_GTIN, qty=1)])
+            await edge.publish(f"stockgate/v1/wh1/{WARM_UP_GATEWAY}/events", payload)
+            await asyncio.sleep(0.05)
+            counts = [await asyncio.to_thread(instance.metrics) for instance in instances]
+            applied = [count.get("stockgate_events_applied_total", 0) for count in counts]
+            # Both took some, and none is still on its way (so the stream starts clean).
+            if all(applied) and sum(applied) == sent:
+                return sent
+    raise AssertionError("an instance never took a batch of the shared subscription")
+
+
 async def test_two_instances_apply_a_shared_stream_exactly_once(
     instances: list[Instance], mosquitto: Any, pg_url: str
 ) -> None:
+    # Healthy means connected; wait until both also hold the shared subscription.
+    warm_up = await until_both_subscribed(instances, mosquitto.url)
+    before = [await asyncio.to_thread(instance.metrics) for instance in instances]
     gateways = [f"gw{n}" for n in range(1, GATEWAYS + 1)]
     results = await asyncio.gather(*(publish_and_collect_acks(mosquitto.url, g) for g in gateways))
     distinct = {k: v for g in gateways for k, v in edge_stream(g)[1].items()}
@@ -203,25 +227,33 @@ async def test_two_instances_apply_a_shared_stream_exactly_once(
     dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn)
     try:
-        ledger_rows = await conn.fetchval("SELECT count(*) FROM ledger")
-        distinct_ledger_events = await conn.fetchval("SELECT count(DISTINCT event_id) FROM ledger")
-        seen = await conn.fetchval("SELECT count(*) FROM seen_events")
-        received = await conn.fetchval("SELECT sum(quantity) FROM ledger WHERE kind = 'receipt'")
+        stream = "event_id NOT LIKE 'gw0:%'"
+        ledger_rows = await conn.fetchval(f"SELECT count(*) FROM ledger WHERE {stream}")
+        distinct_ledger_events = await conn.fetchval(
+            f"SELECT count(DISTINCT event_id) FROM ledger WHERE {stream}"
+        )
+        seen = await conn.fetchval(f"SELECT count(*) FROM seen_events WHERE {stream}")
+        received = await conn.fetchval(
+            f"SELECT sum(quantity) FROM ledger WHERE kind = 'receipt' AND {stream}"
+        )
         on_hand = await conn.fetchval("SELECT sum(on_hand) FROM balances")
         units = await conn.fetchval("SELECT count(*) FROM units")
     finally:
         await conn.close()
-    per_instance = [await asyncio.to_thread(instance.metrics) for instance in instances]
+    after = [await asyncio.to_thread(instance.metrics) for instance in instances]
+
+    def delta(name: str) -> list[float]:
+        return [a[name] - b[name] for a, b in zip(after, before, strict=True)]
 
     for sent, acked in results:
         assert acked >= sent  # every batch acked, re-sends included
     quantity_events = sum(1 for event in distinct.values() if "quantity" in event)
     assert ledger_rows == distinct_ledger_events == seen == len(distinct)
     expected = quantity_events * 3 + (len(distinct) - quantity_events)
-    assert received == on_hand == expected
+    assert received == expected
+    assert on_hand == expected + warm_up
     assert units == len(distinct) - quantity_events
-    applied = [m["stockgate_events_applied_total"] for m in per_instance]
-    duplicates = [m["stockgate_events_duplicate_total"] for m in per_instance]
+    applied = delta("stockgate_events_applied_total")
     assert sum(applied) == len(distinct)
-    assert sum(duplicates) == sent_events - len(distinct)
+    assert sum(delta("stockgate_events_duplicate_total")) == sent_events - len(distinct)
     assert all(count > 0 for count in applied), f"one instance applied nothing: {applied}"
