@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` (``make bench``) writes BENCHMARKS.md and results.json."""

@@ -1,0 +1,281 @@
+"""``python -m bench``: run the benchmarks, write ``BENCHMARKS.md`` and ``bench/results.json``.
+
+Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s and the
+broker ceiling broker.raw_msgs_per_s, measured in the same run on the same Mosquitto) and
+``api`` (api.* over ``--ledger-rows`` ledger rows). One Mosquitto is started for the run.
+A figure that misses its target is followed by an untimed profiling pass whose report
+goes to ``bench/profiles/`` (``--no-profile`` skips it).
+
+``--quick`` runs tiny sizes to check that every benchmark works; its table is printed and
+written only where ``--results``/``--markdown`` say, so it never replaces the real figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from bench import api, edge, edge_memory, llrp_stream, machine, report, server
+from bench.broker import Mosquitto
+from bench.figures import Figure
+
+BENCH_DIR: Final = Path(__file__).resolve().parent
+REPO: Final = BENCH_DIR.parent
+GROUPS: Final = ("edge", "server", "api")
+DEFAULT_LEDGER_ROWS: Final = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    edge_reads: int
+    edge_repeats: int
+    edge_crowded_field: int
+    edge_warmup_cycles: int
+    buffered_events: int
+    batches_per_gateway: int
+    raw_messages: int
+    ledger_rows: int
+    api_samples: int
+
+
+FULL: Final = Sizes(
+    edge_reads=200_000,
+    edge_repeats=5,
+    edge_crowded_field=edge.CROWDED_FIELD,
+    edge_warmup_cycles=llrp_stream.WARMUP_CYCLES,
+    buffered_events=1_000_000,
+    batches_per_gateway=25,
+    raw_messages=1_000,
+    ledger_rows=DEFAULT_LEDGER_ROWS,
+    api_samples=100,
+)
+QUICK: Final = Sizes(
+    edge_reads=3_000,
+    edge_repeats=1,
+    edge_crowded_field=1_000,
+    edge_warmup_cycles=2,
+    buffered_events=3_000,
+    batches_per_gateway=1,
+    raw_messages=8,
+    ledger_rows=30_000,
+    api_samples=5,
+)
+PROFILE_EDGE_READS: Final = 100_000
+PROFILE_BATCHES_PER_GATEWAY: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    sizes: Sizes
+    workdir: Path
+    broker: Mosquitto
+    profiles: Path | None
+
+
+def _with_profile(figure: Figure, path: Path) -> Figure:
+    return dataclasses.replace(figure, detail={**figure.detail, "profile": _shown(path)})
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def run_edge(ctx: Context) -> list[Figure]:
+    sizes = ctx.sizes
+    figures = edge.throughput(
+        sizes.edge_reads,
+        sizes.edge_repeats,
+        ctx.workdir,
+        crowded_field=sizes.edge_crowded_field,
+        warmup_cycles=sizes.edge_warmup_cycles,
+    )
+    if ctx.profiles is not None:
+        for index, figure in enumerate(figures):
+            if figure.met is False:
+                field_tags = sizes.edge_crowded_field if figure.key.endswith("10k_tags") else 100
+                out = ctx.profiles / f"{figure.key}.txt"
+                edge.profile(PROFILE_EDGE_READS, field_tags, ctx.workdir, out)
+                figures[index] = _with_profile(figure, out)
+    figures.append(edge_memory.memory(sizes.buffered_events, ctx.workdir, ctx.broker.url))
+    return figures
+
+
+def run_server(ctx: Context) -> list[Figure]:
+    figure, payloads = server.server_events(
+        ctx.broker.url, ctx.workdir, ctx.sizes.batches_per_gateway
+    )
+    # The same payloads, repeated until there are enough to time the broker alone.
+    rounds = max(1, -(-ctx.sizes.raw_messages // len(payloads)))
+    raw = server.broker_raw(ctx.broker.host, ctx.broker.port, payloads, ctx.workdir, rounds=rounds)
+    ceiling = raw.value * server.BATCH_EVENTS
+    figure = dataclasses.replace(
+        figure,
+        detail={**figure.detail, "share_of_broker_ceiling": round(figure.value / ceiling, 4)},
+    )
+    if ctx.profiles is not None and figure.met is False:
+        out = ctx.profiles / f"{figure.key}.txt"
+        server.profile(ctx.broker.url, ctx.workdir, PROFILE_BATCHES_PER_GATEWAY, out)
+        figure = _with_profile(figure, out)
+    return [figure, raw]
+
+
+def run_api(ctx: Context) -> list[Figure]:
+    out = ctx.profiles / "api.queries.txt" if ctx.profiles is not None else None
+    figures = api.latency(
+        ctx.broker.url,
+        ctx.workdir,
+        ctx.sizes.ledger_rows,
+        ctx.sizes.api_samples,
+        explain_to=out,
+    )
+    return [
+        _with_profile(figure, out)
+        if out is not None and figure.detail.get("profile") is not None
+        else figure
+        for figure in figures
+    ]
+
+
+RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
+    "edge": run_edge,
+    "server": run_server,
+    "api": run_api,
+}
+
+
+def _groups(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in GROUPS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--only takes a comma-separated list of {', '.join(GROUPS)}; got {text!r}"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from err
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"must be at least 3, got {value}")
+    return value
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--only", type=_groups, default=list(GROUPS), help="groups to run: edge,server,api"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument(
+        "--ledger-rows",
+        type=_positive,
+        default=None,
+        help=f"ledger rows for the api group (default {DEFAULT_LEDGER_ROWS:,}; quick: "
+        f"{QUICK.ledger_rows:,})",
+    )
+    parser.add_argument("--results", type=Path, default=None, help="results.json to write")
+    parser.add_argument("--markdown", type=Path, default=None, help="BENCHMARKS.md to write")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="scratch directory (default: a new temp dir)"
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no profiling pass after a missed target"
+    )
+    return parser.parse_args(argv)
+
+
+def _clear_profiles(profiles: Path, group: str) -> None:
+    """Remove a group's old profiles: a figure that now meets its target has none."""
+    for prefix in report.GROUP_PREFIXES[group]:
+        for old in profiles.glob(f"{prefix}*.txt"):
+            old.unlink()
+
+
+def _load() -> list[float] | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.ledger_rows is not None:
+        sizes = dataclasses.replace(sizes, ledger_rows=args.ledger_rows)
+    results_path = args.results or (None if args.quick else BENCH_DIR / "results.json")
+    markdown_path = args.markdown or (None if args.quick else REPO / "BENCHMARKS.md")
+    profiles = None if (args.no_profile or args.quick) else BENCH_DIR / "profiles"
+    own_workdir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="stockgate-bench-")) if own_workdir else args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, object] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "quick": args.quick,
+        "ledger_rows": sizes.ledger_rows if "api" in args.only else None,
+        "sizes": dataclasses.asdict(sizes),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    figures: list[Figure] = []
+    group_meta: dict[str, dict[str, object]] = {}
+    started = time.monotonic()
+    try:
+        with Mosquitto(workdir) as broker:
+            ctx = Context(sizes, workdir, broker, profiles)
+            for group in GROUPS:
+                if group not in args.only:
+                    continue
+                print(f"bench: {group} ...", file=sys.stderr, flush=True)
+                if profiles is not None:
+                    _clear_profiles(profiles, group)
+                began = time.monotonic()
+                info: dict[str, object] = {
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "load_before": _load(),
+                }
+                got = RUNNERS[group](ctx)
+                info["seconds"] = round(time.monotonic() - began, 1)
+                info["load_after"] = _load()
+                group_meta[group] = info
+                figures.extend(got)
+                for figure in got:
+                    print(
+                        f"bench:   {figure.key} = {figure.value:,} {figure.unit}"
+                        f" (target {figure.target or '-'}, met {figure.met})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    previous = report.load_previous(results_path) if results_path is not None else {}
+    merged = report.merge(previous, figures, args.only, meta, group_meta)
+    if results_path is not None and markdown_path is not None:
+        report.write(merged, results_path, markdown_path)
+        print(f"bench: wrote {results_path} and {markdown_path}", file=sys.stderr)
+    else:
+        if results_path is not None or markdown_path is not None:
+            print("bench: give both --results and --markdown to write files", file=sys.stderr)
+        print(report.markdown(merged))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

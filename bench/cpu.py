@@ -1,0 +1,72 @@
+"""Pinning a measurement to one core, and the statistics the figures use."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+SAMPLE_S: Final = 0.25
+"""How long CPU usage is sampled to find the idlest core."""
+
+
+def _idle_ticks() -> dict[int, int]:
+    """Idle plus iowait ticks per CPU, from /proc/stat (empty where it is not readable)."""
+    try:
+        lines = Path("/proc/stat").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return {}
+    ticks: dict[int, int] = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu" and len(fields) >= 5:
+            ticks[int(name[3:])] = int(fields[3]) + int(fields[4])
+    return ticks
+
+
+def idlest_cpu(allowed: set[int]) -> int:
+    """The allowed CPU that was idle most over the last ``SAMPLE_S`` seconds.
+
+    Other work on the machine (it may be shared) then disturbs the pinned run least.
+    """
+    before = _idle_ticks()
+    time.sleep(SAMPLE_S)
+    after = _idle_ticks()
+    idle = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
+    return max(sorted(allowed), key=lambda cpu: idle[cpu])
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[int | None]:
+    """Run the block on one CPU, the idlest one; yields its number (None: cannot pin).
+
+    Threads started inside the block (aiosqlite's worker) inherit the pinning, so the whole
+    measured path shares one core, as on a small edge box.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    allowed = os.sched_getaffinity(0)
+    cpu = idlest_cpu(allowed)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct`` percentile by the nearest-rank method (p99 of 1,000 samples: the 990th)."""
+    if not values:
+        raise ValueError("no samples")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return float(ordered[int(rank) - 1])

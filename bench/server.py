@@ -1,0 +1,399 @@
+"""Server figures: events per second from MQTT to committed ledger and Ack, and the broker ceiling.
+
+``server.events_per_s``: a real Mosquitto, the server as its own process (``stockgate
+server``, SQLite file), and edge-like publishers in this process: ``GATEWAYS`` gateways,
+each with its own MQTT connection (``stockgate.mqtt.MqttClient``), publishing pre-built
+EventBatch payloads of ``BATCH_EVENTS`` events with QoS 1 on its events topic and keeping
+at most ``WINDOW`` batches unacknowledged (the edge's ``max_in_flight`` default), exactly
+as the edge publisher does. The clock runs from the first publish to the last Ack. A
+warm-up (untimed) creates the items and locations first. Afterwards the ledger, the seen
+event ids and the balances are checked against what was sent.
+
+``broker.raw_msgs_per_s``: the same payloads through the same Mosquitto with no server:
+``mosquitto_pub -l`` (one message per line, QoS 1) to a ``mosquitto_sub`` (QoS 1); the
+clock runs from starting ``mosquitto_pub`` to the last message arriving at the subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from bench.figures import Figure, Target
+from bench.profiling import write_text
+from bench.server_proc import ServerProcess
+from edge.publisher import batch_id
+from server.check import check_ledger
+from server.config import DatabaseSettings
+from server.store import Store
+from stockgate.mqtt import MqttClient
+from stockgate.settings import MqttSettings
+from wire import topics
+from wire.models import Ack, BatchHeader, Event, ReadEvidence
+
+SITE: Final = "wh1"
+GATEWAYS: Final = 4
+WINDOW: Final = 8
+BATCH_EVENTS: Final = 500
+WARMUP_BATCHES: Final = 2
+"""Per gateway, untimed: creates items (``ITEMS`` GTINs) and locations."""
+ITEMS: Final = 200
+SHIP_SHARE: Final = 5
+"""One event in ``SHIP_SHARE`` is a shipment of a unit received earlier; the rest receipts."""
+SHIP_LAG_BATCHES: Final = WINDOW + 2
+"""A shipment ships a unit received this many batches earlier on the same gateway, so the
+receipt is committed before the shipment arrives (at most ``WINDOW`` are unacknowledged)."""
+EVENTS_TARGET: Final = 20_000.0
+BASE_TIME: Final = datetime(2024, 11, 25, 8, 0, tzinfo=UTC)
+EPOCH: Final = "b3e7c0de5eed0001"
+ACK_TIMEOUT_S: Final = 300.0
+RAW_TIMEOUT_S: Final = 300.0
+SUB_READY_TIMEOUT_S: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    gateway: str
+    topic: str
+    batch_id: str
+    events: int
+    receipts: int
+    shipments: int
+    payload: bytes
+
+
+def gateway_name(number: int) -> str:
+    return f"gw-dock-{number}"
+
+
+def read_points() -> list[dict[str, object]]:
+    """One dock door per gateway, all receiving into the site's receiving area."""
+    return [
+        {"id": f"{SITE}.dock.{n}", "inbound_location": f"{SITE}.receiving", "outbound": "ship"}
+        for n in range(1, GATEWAYS + 1)
+    ]
+
+
+def _sgtin(item: int, serial: int) -> str:
+    return f"urn:epc:id:sgtin:0614141.{100_000 + item}.{serial}"
+
+
+def _payload(gateway: str, seq_first: int, bodies: list[str]) -> tuple[str, bytes]:
+    """An EventBatch as the edge publisher builds it (header JSON with the events spliced in)."""
+    seq_last = seq_first + len(bodies) - 1
+    identity = batch_id(gateway, EPOCH, seq_first, seq_last)
+    header = BatchHeader(
+        batch_id=identity,
+        site=SITE,
+        gateway=gateway,
+        epoch=EPOCH,
+        seq_first=seq_first,
+        seq_last=seq_last,
+        sent_at=BASE_TIME,
+    ).model_dump_json()
+    payload = b"".join((header[:-1].encode(), b',"events":[', ",".join(bodies).encode(), b"]}"))
+    return identity, payload
+
+
+def _gateway_batches(number: int, batches: int) -> Iterator[Batch]:
+    """The batches of one gateway: receipts of new units, and shipments of older ones."""
+    gateway = gateway_name(number)
+    topic = topics.events(SITE, gateway)
+    read_point = f"{SITE}.dock.{number}"
+    seq = 0
+    received: list[list[str]] = []
+    for index in range(batches):
+        shippable = received[index - SHIP_LAG_BATCHES] if index >= SHIP_LAG_BATCHES else []
+        bodies: list[str] = []
+        mine: list[str] = []
+        receipts = shipments = 0
+        for slot in range(BATCH_EVENTS):
+            seq += 1
+            at = BASE_TIME + timedelta(milliseconds=seq * 40 + number)
+            ship = bool(shippable) and slot % SHIP_SHARE == 0
+            if ship:
+                epc = shippable.pop()
+                shipments += 1
+            else:
+                epc = _sgtin(seq % ITEMS, number * 100_000_000 + seq)
+                mine.append(epc)
+                receipts += 1
+            event = Event(
+                event_id=f"{gateway}:{EPOCH}:{seq}",
+                event_time=at,
+                biz_step="shipping" if ship else "receiving",
+                read_point=read_point,
+                epc=epc,
+                direction="out" if ship else "in",
+                confidence=0.97,
+                reads=ReadEvidence(
+                    count=42,
+                    antennas=[1, 2],
+                    peak_rssi=-44.0,
+                    first_seen=at - timedelta(seconds=3),
+                    last_seen=at,
+                ),
+                source="llrp",
+            )
+            bodies.append(event.model_dump_json())
+        received.append(mine)
+        identity, payload = _payload(gateway, seq - BATCH_EVENTS + 1, bodies)
+        yield Batch(gateway, topic, identity, BATCH_EVENTS, receipts, shipments, payload)
+
+
+def build_batches(per_gateway: int, gateways: int = GATEWAYS) -> list[list[Batch]]:
+    """``per_gateway`` batches for each of ``gateways`` gateways (warm-up included)."""
+    return [list(_gateway_batches(n, per_gateway)) for n in range(1, gateways + 1)]
+
+
+@dataclass(slots=True)
+class _Run:
+    first_publish: float = 0.0
+    last_ack: float = 0.0
+    acked: int = 0
+
+
+async def _publish_gateway(
+    settings: MqttSettings, batches: list[Batch], run: _Run, *, timed: bool
+) -> None:
+    """One edge's publisher: a window of ``WINDOW`` unacknowledged batches, Acks free it."""
+    if not batches:
+        return
+    gateway = batches[0].gateway
+    window = asyncio.Semaphore(WINDOW)
+    outstanding = {batch.batch_id for batch in batches}
+    async with MqttClient(settings, f"bench-{gateway}") as client:
+        await client.wait_connected(timeout=10)
+        await client.subscribe(topics.ack(SITE, gateway), qos=1)
+
+        async def receive() -> None:
+            async for message in client.messages():
+                ack = Ack.model_validate_json(message.payload)
+                for acked in ack.batches:
+                    if acked.batch_id in outstanding:
+                        outstanding.discard(acked.batch_id)
+                        run.acked += 1
+                        run.last_ack = time.perf_counter()
+                        window.release()
+                if not outstanding:
+                    return
+
+        async with asyncio.timeout(ACK_TIMEOUT_S), asyncio.TaskGroup() as tasks:
+            tasks.create_task(receive(), name=f"acks-{gateway}")
+            for batch in batches:
+                await window.acquire()
+                if timed and not run.first_publish:
+                    run.first_publish = time.perf_counter()
+                await client.publish(batch.topic, batch.payload, qos=1)
+
+
+async def _publish_all(mqtt_url: str, batches: list[list[Batch]], *, timed: bool) -> _Run:
+    settings = MqttSettings(url=mqtt_url)
+    run = _Run()
+    async with asyncio.TaskGroup() as tasks:
+        for mine in batches:
+            tasks.create_task(_publish_gateway(settings, mine, run, timed=timed))
+    return run
+
+
+async def _check_store(database: Path) -> list[str]:
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{database}"))
+    try:
+        return await check_ledger(store)
+    finally:
+        await store.close()
+
+
+def _count(database: Path, sql: str) -> int:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0])
+
+
+def server_events(
+    mqtt_url: str,
+    workdir: Path,
+    batches_per_gateway: int,
+    profile_to: Path | None = None,
+    *,
+    warmup_batches: int = WARMUP_BATCHES,
+) -> tuple[Figure, list[bytes]]:
+    """``server.events_per_s``; also returns the timed payloads for the broker ceiling."""
+    all_batches = build_batches(warmup_batches + batches_per_gateway)
+    warmup = [mine[:warmup_batches] for mine in all_batches]
+    timed = [mine[warmup_batches:] for mine in all_batches]
+    database = workdir / "server-events.db"
+    for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)
+    with ServerProcess(
+        workdir,
+        mqtt_url=mqtt_url,
+        database=database,
+        read_points=read_points(),
+        profile_to=profile_to,
+    ):
+        asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
+        run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
+    flat = [batch for mine in timed for batch in mine]
+    events = sum(batch.events for batch in flat)
+    if run.acked != len(flat):
+        raise RuntimeError(f"{run.acked} Acks for {len(flat)} batches")
+    seconds = run.last_ack - run.first_publish
+    sent = [batch for mine in all_batches for batch in mine]
+    ledger_rows = _count(database, "SELECT COUNT(*) FROM ledger")
+    seen = _count(database, "SELECT COUNT(*) FROM seen_events")
+    if ledger_rows != sum(b.events for b in sent) or seen != ledger_rows:
+        raise RuntimeError(f"ledger holds {ledger_rows} rows and {seen} event ids; sent more")
+    problems = asyncio.run(_check_store(database))
+    if problems:
+        raise RuntimeError(f"balances disagree with the ledger: {problems[:3]}")
+    rate = events / seconds
+    figure = Figure(
+        key="server.events_per_s",
+        value=round(rate, 1),
+        unit="events/s",
+        how=(
+            f"{len(flat)} EventBatch payloads of {BATCH_EVENTS} pass events (4 in 5 receipts "
+            f"of new SGTIN units, 1 in 5 shipments of units received earlier; {ITEMS} GTINs) "
+            f"from {GATEWAYS} edge-like publishers (own MQTT connections, QoS 1, at most "
+            f"{WINDOW} batches unacknowledged each) through Mosquitto to `stockgate server` "
+            "(its own process, SQLite file in WAL mode with synchronous=FULL); timed from the "
+            "first publish to the last Ack, after an untimed warm-up; then the ledger rows, "
+            "seen event ids and balances (check-ledger) were verified."
+        ),
+        target=Target(">=", EVENTS_TARGET),
+        detail={
+            "events": events,
+            "batches": len(flat),
+            "seconds": round(seconds, 3),
+            "receipts": sum(b.receipts for b in flat),
+            "shipments": sum(b.shipments for b in flat),
+            "ledger_rows_after": ledger_rows,
+            "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
+            "profile": str(profile_to) if profile_to is not None else None,
+        },
+    )
+    return figure, [batch.payload for batch in flat]
+
+
+# --- the broker ceiling ---------------------------------------------------------------------
+
+
+RAW_TOPIC: Final = "bench/raw"
+READY_TOPIC: Final = "bench/ready"
+
+
+async def _raw_run(host: str, port: int, payloads: list[bytes], workdir: Path) -> float:
+    lines = workdir / "raw-payloads.txt"
+    with lines.open("wb") as out:
+        for payload in payloads:
+            if b"\n" in payload:
+                raise ValueError("a payload holds a newline; mosquitto_pub -l cannot send it")
+            out.write(payload + b"\n")
+    connect = ["-h", host, "-p", str(port), "-q", "1"]
+    sub = await asyncio.create_subprocess_exec(
+        "mosquitto_sub",
+        *connect,
+        "-t",
+        RAW_TOPIC,
+        "-t",
+        READY_TOPIC,
+        "-F",
+        "%t %l",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert sub.stdout is not None
+    try:
+        # Subscribed once a ready probe comes back; probes repeat until one does.
+        async with asyncio.timeout(SUB_READY_TIMEOUT_S):
+            while True:
+                probe = await asyncio.create_subprocess_exec(
+                    "mosquitto_pub", *connect, "-t", READY_TOPIC, "-m", "ready"
+                )
+                await probe.wait()
+                try:
+                    async with asyncio.timeout(0.3):
+                        line = await sub.stdout.readline()
+                except TimeoutError:
+                    continue
+                if line.startswith(READY_TOPIC.encode()):
+                    break
+        expected = sum(len(payload) for payload in payloads)
+        received = count = 0
+        started = time.perf_counter()
+        with lines.open("rb") as source:
+            pub = await asyncio.create_subprocess_exec(
+                "mosquitto_pub", *connect, "-t", RAW_TOPIC, "-l", stdin=source
+            )
+        async with asyncio.timeout(RAW_TIMEOUT_S):
+            while count < len(payloads):
+                line = await sub.stdout.readline()
+                if not line:
+                    raise RuntimeError("mosquitto_sub ended early")
+                topic, _, size = line.decode().strip().partition(" ")
+                if topic == RAW_TOPIC:
+                    count += 1
+                    received += int(size)
+            seconds = time.perf_counter() - started
+            await pub.wait()
+        if received != expected:
+            raise RuntimeError(f"subscriber got {received} payload bytes, {expected} were sent")
+        return seconds
+    finally:
+        if sub.returncode is None:
+            sub.terminate()
+        await sub.wait()
+        lines.unlink(missing_ok=True)
+
+
+def broker_raw(
+    host: str, port: int, payloads: list[bytes], workdir: Path, *, rounds: int = 1
+) -> Figure:
+    """``broker.raw_msgs_per_s``: the server benchmark's payloads, broker only.
+
+    The payloads are sent ``rounds`` times over, so there are enough messages to time.
+    """
+    messages = payloads * rounds
+    seconds = asyncio.run(_raw_run(host, port, messages, workdir))
+    rate = len(messages) / seconds
+    events_rate = rate * BATCH_EVENTS
+    return Figure(
+        key="broker.raw_msgs_per_s",
+        value=round(rate, 1),
+        unit="msgs/s",
+        how=(
+            f"The {len(payloads):,} payloads of server.events_per_s, sent {rounds} times over "
+            f"({len(messages):,} messages), through the same Mosquitto with no server: "
+            "`mosquitto_pub -l -q 1` (one message per line) to `mosquitto_sub -q 1`, timed from "
+            "starting mosquitto_pub to the last message at the subscriber (every byte counted). "
+            f"The ceiling: {events_rate:,.0f} events/s equivalent."
+        ),
+        detail={
+            "messages": len(messages),
+            "distinct_payloads": len(payloads),
+            "seconds": round(seconds, 3),
+            "events_per_s_equivalent": round(events_rate, 1),
+        },
+    )
+
+
+def profile(mqtt_url: str, workdir: Path, batches_per_gateway: int, out: Path) -> Path:
+    """Run the server benchmark again (untimed) with the server under cProfile."""
+    stats = workdir / "server-events.pstats"
+    figure, _ = server_events(mqtt_url, workdir, batches_per_gateway, profile_to=stats)
+    return write_text(
+        stats,
+        out,
+        "stockgate server: MQTT batches to ledger and Ack",
+        f"The server.events_per_s workload ({figure.detail.get('events')} events) with the "
+        f"server process under cProfile ({figure.value:,.0f} events/s with the profiler on). "
+        "The whole process is included (start-up, warm-up, the API idle); look at "
+        "server.ingest and below. Main thread only: SQLite statements execute on aiosqlite's "
+        "thread, whose waits show up as the event loop's select/poll time.",
+    )

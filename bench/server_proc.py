@@ -1,0 +1,179 @@
+"""The stockgate server as a separate process, the way an operator runs it.
+
+``ServerProcess`` writes a ``server.toml``, runs ``stockgate server --config server.toml``
+with the same Python, waits for ``/healthz`` to answer 200 (database reachable, MQTT
+connected) and stops it with SIGINT (the CLI's clean shutdown). With ``profile_to`` set, the
+server runs under cProfile (``bench.run_profiled``) and leaves its statistics there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import httpx
+
+from bench.broker import free_port
+
+REPO: Final = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 30.0
+API_KEY: Final = "bench-viewer-key-0123456789"
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not become healthy in time."""
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string for the characters used here.
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def server_toml(
+    *,
+    mqtt_url: str,
+    database: Path,
+    api_port: int,
+    read_points: Sequence[Mapping[str, object]],
+    client_id: str = "stockgate-server-bench",
+) -> str:
+    """A ``server.toml`` for the benchmark (one viewer key, the given read points)."""
+    lines = [
+        "[mqtt]",
+        f"url = {_toml_value(mqtt_url)}",
+        f"client_id = {_toml_value(client_id)}",
+        "[database]",
+        f"url = {_toml_value(f'sqlite+aiosqlite:///{database}')}",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {api_port}",
+        "[[api.keys]]",
+        f"key = {_toml_value(API_KEY)}",
+        'role = "viewer"',
+        'name = "bench"',
+    ]
+    for point in read_points:
+        lines.append("[[read_points]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in point.items())
+    return "\n".join(lines) + "\n"
+
+
+class ServerProcess:
+    """``stockgate server`` in a child process.
+
+    Args:
+        workdir: where the config and the log go.
+        mqtt_url: the broker.
+        database: the SQLite file (created and migrated by the server if new).
+        read_points: ``[[read_points]]`` tables.
+        profile_to: run under cProfile and write the statistics to this file.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        mqtt_url: str,
+        database: Path,
+        read_points: Sequence[Mapping[str, object]],
+        profile_to: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "server.toml"
+        self.log = workdir / "server.log"
+        self.database = database
+        self.profile_to = profile_to
+        self.config.write_text(
+            server_toml(
+                mqtt_url=mqtt_url,
+                database=database,
+                api_port=self.port,
+                read_points=read_points,
+                # Its own MQTT session: a previous server's queued messages must not reach it.
+                client_id=f"stockgate-server-bench-{uuid.uuid4().hex[:8]}",
+            ),
+            encoding="utf-8",
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the server and wait until ``/healthz`` says ok.
+
+        Raises:
+            ServerStartError: it exited or was not healthy within ``START_TIMEOUT_S``.
+        """
+        if self.profile_to is not None:
+            entry = [sys.executable, "-m", "bench.run_profiled", "--out", str(self.profile_to)]
+        else:
+            entry = [sys.executable, "-c", "from stockgate.cli import main; main()"]
+        command = [*entry, "server", "--config", str(self.config), "--log-level", "warning"]
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServerStartError(
+                    f"server exited with {self._proc.returncode}; see {self.log}:\n"
+                    + self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
+                )
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ServerStartError(f"server not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
+
+    def stop(self) -> None:
+        """Stop the server with SIGINT (clean shutdown), killing it if it hangs."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
