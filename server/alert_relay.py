@@ -31,14 +31,14 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.alert_settings import AlertSettings, Change, WebhookSettings, webhook_names
+from server.alert_settings import AlertSettings, WebhookSettings, webhook_names
 from server.dialect import upsert
 from server.errors import PublishFailed, StoreError
 from server.schema_alerts import alert_events, webhook_deliveries
 from server.store import Store
 from server.views import AlertState
 from wire import topics
-from wire.models import Alert, UtcMillis, now_utc
+from wire.models import Alert, AlertChange, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,9 @@ class AlertNotice(Alert):
     increases with every change the server records (repeats carry the same one).
     """
 
-    change: Change
+    change: AlertChange
     event_id: int
     state: AlertState
-    updated_at: UtcMillis | None = None
-    closed_at: UtcMillis | None = None
-    acknowledged_at: UtcMillis | None = None
-    acknowledged_by: str | None = None
-    count: int = 1
 
 
 def notice(event_id: int, change: str, snapshot: dict[str, Any]) -> AlertNotice:

@@ -14,14 +14,15 @@ Decisions written down here:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, field_validator
 
 from stockgate.settings import Section
+from wire.models import AlertChange
 from wire.topics import ID_PATTERN
 
-Change = Literal["opened", "updated", "cleared", "acknowledged"]
+Change = AlertChange
 ALL_CHANGES: tuple[Change, ...] = ("opened", "updated", "cleared", "acknowledged")
 MIN_WEBHOOK_SECRET = 16
 MAX_WEBHOOK_SECRET = 256

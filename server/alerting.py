@@ -40,9 +40,10 @@ from server.rules.model import AlertSpec, Severity
 from server.schema import MAX_MESSAGE, alerts
 from server.schema_alerts import alert_events
 from server.views import AlertView
+from wire.models import AlertChange as ChangeKind
 from wire.models import now_utc
 
-Change = Literal["opened", "updated", "cleared", "acknowledged"]
+Change = ChangeKind
 MAX_SUBJECT = 256
 MAX_EVIDENCE_BYTES = 16_384
 """Evidence larger than this (as JSON) is replaced by a note saying so."""

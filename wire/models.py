@@ -39,6 +39,8 @@ Direction = Literal["in", "out"]
 Source = Literal["llrp", "serial"]
 GatewayState = Literal["online", "offline"]
 Severity = Literal["info", "warning", "critical"]
+AlertChange = Literal["opened", "updated", "cleared", "acknowledged"]
+AlertState = Literal["open", "acknowledged", "closed"]
 
 
 def _utc(value: datetime) -> datetime:
@@ -280,3 +282,14 @@ class Alert(_Model):
     opened_at: UtcMillis
     site: Id | None = None
     evidence: dict[str, object] = Field(default_factory=dict)
+    change: AlertChange | None = None
+    """On the alerts topic: what happened to the alert in this message."""
+    event_id: int | None = None
+    """On the alerts topic: increases with every change the server records."""
+    state: AlertState | None = None
+    updated_at: UtcMillis | None = None
+    closed_at: UtcMillis | None = None
+    acknowledged_at: UtcMillis | None = None
+    acknowledged_by: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    count: int = Field(default=1, ge=1)
+    """How often the condition was seen while the alert was open."""

@@ -34,7 +34,7 @@ from wire import topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
-SETTLE_TIMEOUT_S = 30.0
+SETTLE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -80,10 +80,10 @@ async def stack(mosquitto, tmp_path: Path) -> AsyncIterator[Stack]:
             await observer.subscribe(topics.ack(scenario.site, "gw-demo-1"))
             recorder = tasks.create_task(_record(observer, seen))
             server_task = tasks.create_task(server.run(ready))
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(60):
                 await ready.wait()
             edge_task = tasks.create_task(agent.run(stop))
-            await sim.wait_inventory(15)
+            await sim.wait_inventory(60)
             headers = {"Authorization": f"Bearer {keys['admin']}"}
             base_url = f"http://127.0.0.1:{server.api_port}"
             async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
