@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, MutableMapping, Sequence
 from types import TracebackType
-from typing import Any, Final, NoReturn
+from typing import Any, NoReturn
 
 from edge.config import LlrpSettings
 from edge.readers import llrp_rospec as requests
@@ -54,7 +54,7 @@ from edge.readers.llrp_reports import (
     notification,
     tag_reads,
 )
-from edge.readers.types import ReaderEvent, ReaderOutput, ReaderState, TagRead
+from edge.readers.types import OutputQueue, ReaderEvent, ReaderOutput, ReaderState, TagRead
 from wire.models import ReaderStatus
 
 __all__ = [
@@ -137,13 +137,6 @@ class ReadRates:
         self._rates = {a: c / elapsed for a, c in self._counts.items()} if elapsed > 0 else {}
         self._counts = {}
         self._started = now
-
-
-class _End:
-    """Queued when the reader stops, to wake an iterator waiting on an empty queue."""
-
-
-_END: Final = _End()
 
 
 class _Link:
@@ -268,14 +261,13 @@ class LlrpReader:
         """Reader exception events (ReaderExceptionEvent, report buffer trouble) so far."""
         self.gpo_writes = 0
         """GPO writes sent to the reader."""
-        self._queue: asyncio.Queue[ReaderOutput | _End] = asyncio.Queue(queue_size)
+        self._queue: OutputQueue[ReaderOutput] = OutputQueue(queue_size)
         self._log = _ReaderLog(logger, {"reader": settings.name})
         self._state: ReaderState = "disconnected"
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._link: _Link | None = None
         self._stopping = False
-        self._closed = False
         self._rates = ReadRates(now=time.monotonic())
         self.capabilities: ReaderCapabilities | None = None
         """What the reader said of itself at the last handshake."""
@@ -309,27 +301,15 @@ class LlrpReader:
             if self._link is not None:
                 self._link.abort()
             self._state = "disconnected"
-            self._closed = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(
-                    ReaderEvent(self.name, "state", state="disconnected", detail="stopped")
-                )
-                self._queue.put_nowait(_END)
+            self._queue.close(
+                ReaderEvent(self.name, "state", state="disconnected", detail="stopped")
+            )
 
     def __aiter__(self) -> LlrpReader:
         return self
 
     async def __anext__(self) -> ReaderOutput:
-        queue = self._queue
-        if self._closed and queue.empty():
-            raise StopAsyncIteration
-        item = await queue.get()
-        if isinstance(item, _End):
-            # Leave it for any other iterator waiting on the same reader.
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(item)
-            raise StopAsyncIteration
-        return item
+        return await self._queue.next()
 
     def status(self) -> ReaderStatus:
         """The reader's state and read rates, for the gateway status message."""

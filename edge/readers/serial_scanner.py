@@ -35,7 +35,7 @@ import serial
 from edge.config import ScannerSettings
 from edge.readers.backoff import Backoff
 from edge.readers.barcode import LineFramer, MalformedScan, Overlong, parse_scan, show
-from edge.readers.types import ReaderEvent, ReaderState, ScannerOutput, ScanRead
+from edge.readers.types import OutputQueue, ReaderEvent, ReaderState, ScannerOutput, ScanRead
 from edge.status import RateMeter
 from wire.models import ReaderStatus
 
@@ -81,13 +81,6 @@ class _ScannerLog(logging.LoggerAdapter[logging.Logger]):
         return f"scanner {name}: {msg}", kwargs
 
 
-class _End:
-    """Queued when the scanner stops, to wake an iterator waiting on an empty queue."""
-
-
-_END: Final = _End()
-
-
 class SerialScanner:
     """A barcode scanner on a serial port: an async context manager and iterator of scans.
 
@@ -105,12 +98,11 @@ class SerialScanner:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self._settings = settings
         self.name = settings.name
-        self._queue: asyncio.Queue[ScannerOutput | _End] = asyncio.Queue(queue_size)
+        self._queue: OutputQueue[ScannerOutput] = OutputQueue(queue_size)
         self._log = _ScannerLog(logger, {"reader": settings.name})
         self._state: ReaderState = "disconnected"
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
         self._malformed_here = 0
         self._rate = RateMeter(time.monotonic())
         self.scans = 0
@@ -139,26 +131,13 @@ class SerialScanner:
             if not task.cancelled() and task.exception() is not None:
                 self._log.error("port task ended with %r", task.exception())
         self._state = "disconnected"
-        self._closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(
-                ReaderEvent(self.name, "state", state="disconnected", detail="stopped")
-            )
-            self._queue.put_nowait(_END)
+        self._queue.close(ReaderEvent(self.name, "state", state="disconnected", detail="stopped"))
 
     def __aiter__(self) -> SerialScanner:
         return self
 
     async def __anext__(self) -> ScannerOutput:
-        queue = self._queue
-        if self._closed and queue.empty():
-            raise StopAsyncIteration
-        item = await queue.get()
-        if isinstance(item, _End):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(item)
-            raise StopAsyncIteration
-        return item
+        return await self._queue.next()
 
     @property
     def state(self) -> ReaderState:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from wire.barcodes import Scan
 
@@ -62,3 +64,45 @@ class ScanRead:
 
 ReaderOutput = TagRead | ReaderEvent
 ScannerOutput = ScanRead | ReaderEvent
+
+
+T = TypeVar("T")
+
+
+class _End:
+    """Queued when a reader stops, to wake an iterator waiting on an empty queue."""
+
+
+_END: Final = _End()
+
+
+class OutputQueue(asyncio.Queue[T | _End], Generic[T]):
+    """A reader's bounded output. ``put`` waits while it is full (back-pressure up to the
+    device); ``close`` queues a last item and the end, and ``next`` ends once drained."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.closed = False
+
+    def close(self, last: T) -> None:
+        """No more output after ``last`` (both are dropped if the queue is full)."""
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.put_nowait(last)
+            self.put_nowait(_END)
+
+    async def next(self) -> T:
+        """The next item.
+
+        Raises:
+            StopAsyncIteration: the reader was closed and everything was read.
+        """
+        if self.closed and self.empty():
+            raise StopAsyncIteration
+        item = await self.get()
+        if isinstance(item, _End):
+            # Leave it for any other iterator waiting on the same reader.
+            with contextlib.suppress(asyncio.QueueFull):
+                self.put_nowait(item)
+            raise StopAsyncIteration
+        return item
