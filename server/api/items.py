@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.api.uploads import CSV_BODY, read_upload
+from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
 from server.csv_import import ImportSummary, export_items, import_items
 from server.masterdata import (
     CATEGORY_PATTERN,
@@ -94,22 +94,14 @@ async def get_items(
 )
 async def export_items_csv(context: Context, _: Viewer) -> StreamingResponse:
     """Every item as CSV (the columns an import takes)."""
-    return StreamingResponse(
-        export_items(context.store),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="items.csv"'},
-    )
+    return csv_download(export_items(context.store), "items.csv")
 
 
 @router.post(
     "/items.csv",
     response_model=ImportSummary,
     openapi_extra=CSV_BODY,
-    responses={
-        413: {"description": "The file is too large."},
-        415: {"description": "Not sent as text/csv."},
-        422: {"description": "Errors by row and field; nothing was applied."},
-    },
+    responses=CSV_IMPORT_RESPONSES,
 )
 async def import_items_csv(
     context: Context,

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from server.api.auth import Admin, Context, Viewer, check_locations
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit, Location
-from server.api.uploads import CSV_BODY, read_upload
+from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
 from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.csv_import import ImportSummary, export_locations, import_locations
 from server.masterdata import (
@@ -75,22 +75,14 @@ async def get_locations(
 )
 async def export_locations_csv(context: Context, principal: Viewer) -> StreamingResponse:
     """Every location of the key's sites as CSV (the columns an import takes)."""
-    return StreamingResponse(
-        export_locations(context.store, principal.sites),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="locations.csv"'},
-    )
+    return csv_download(export_locations(context.store, principal.sites), "locations.csv")
 
 
 @router.post(
     "/locations.csv",
     response_model=ImportSummary,
     openapi_extra=CSV_BODY,
-    responses={
-        413: {"description": "The file is too large."},
-        415: {"description": "Not sent as text/csv."},
-        422: {"description": "Errors by row and field; nothing was applied."},
-    },
+    responses=CSV_IMPORT_RESPONSES,
 )
 async def import_locations_csv(
     context: Context,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import HTTPException, Request, status
+from fastapi.responses import StreamingResponse
 
 from server.csv_import import MAX_IMPORT_BYTES
 
@@ -41,3 +43,22 @@ async def read_upload(request: Request) -> bytes:
                 f"the file is larger than {MAX_IMPORT_BYTES} bytes",
             )
     return bytes(body)
+
+
+CSV_IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The file is too large."},
+    415: {"description": "Not sent as text/csv."},
+    422: {"description": "Errors by row and field; nothing was applied."},
+}
+"""The refusals every CSV import route documents."""
+
+
+def csv_download(
+    chunks: AsyncIterator[str] | AsyncIterator[bytes], filename: str
+) -> StreamingResponse:
+    """A CSV export streamed as a file download."""
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
