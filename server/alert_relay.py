@@ -182,8 +182,11 @@ class AlertRelay:
                 await self.flush()
             except StoreError as err:
                 log.warning("alert relay: %s", err)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands in the same loop turn as a poke (CPython gh-86296).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.relay_interval_s)
+                async with asyncio.timeout(self._settings.relay_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _round(self) -> tuple[int, int]:

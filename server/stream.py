@@ -160,7 +160,9 @@ class Subscription:
             StreamEnded: the stream was ended.
         """
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
+            # Not wait_for, which can swallow a cancellation on 3.11 (gh-86296).
+            async with asyncio.timeout(timeout):
+                item = await self._queue.get()
         except TimeoutError:
             return None
         if item is None:

@@ -186,8 +186,10 @@ class WebhookDispatcher:
                 except StoreError as err:
                     log.warning("webhooks: %s", err)
                     pause = IDLE_POLL_S
+                # Not wait_for, which can swallow a cancellation on 3.11 (gh-86296).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), pause)
+                    async with asyncio.timeout(pause):
+                        await self._wake.wait()
                 self._wake.clear()
 
     def _client(self) -> httpx.AsyncClient:

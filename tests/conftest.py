@@ -4,14 +4,19 @@ PostgreSQL server for the store tests (the machine's, or a private one started h
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -26,6 +31,32 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Generator[None, None, None]:
+    """On a timeout, print where every asyncio task is waiting, then fail as usual.
+
+    pytest-timeout prints thread stacks, and for an async test those show only the loop
+    idling in ``select``; the stuck ``await`` is in one of the tasks.
+    """
+    yield
+    handler = signal.getsignal(signal.SIGALRM)
+    if not callable(handler):
+        return  # the thread method, or no timeout for this test
+
+    def dump_tasks_first(signum: int, frame: FrameType | None) -> None:
+        __tracebackhide__ = True
+        try:
+            tasks = asyncio.all_tasks(asyncio.get_running_loop())
+        except RuntimeError:
+            tasks = set()
+        for task in sorted(tasks, key=lambda t: t.get_name()):
+            print(f"--- asyncio task {task.get_name()}:", file=sys.stderr)
+            task.print_stack(limit=12, file=sys.stderr)
+        handler(signum, frame)
+
+    signal.signal(signal.SIGALRM, dump_tasks_first)
 
 
 PG_HOST_ENV, PG_PORT_ENV = "STOCKGATE_TEST_PG_HOST", "STOCKGATE_TEST_PG_PORT"
