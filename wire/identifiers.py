@@ -12,9 +12,13 @@ from functools import lru_cache
 
 from epcpy import ConvertException, epc_pure_identity_to_scheme, hex_to_tag_encodable
 from epcpy.epc_schemes import SGTIN
-from epcpy.epc_schemes.sgtin import SGTINFilterValue
+from epcpy.epc_schemes.sgtin import SGTIN_REGEX, SGTINFilterValue
+from epcpy.utils.common import replace_uri_escapes, verify_gs3a3_component
 
 EPC_CACHE_SIZE = 65_536
+SGTIN_URN_PREFIX = "urn:epc:id:sgtin:"
+MAX_SGTIN_SERIAL = 20
+"""Characters in an SGTIN serial (TDS); epcpy checks the same."""
 MAX_EPC_HEX = 124
 """496 bits, the largest EPC bank a Gen2 tag can hold."""
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -45,13 +49,35 @@ def epc_urn(epc_hex: str) -> str:
     return uri
 
 
-@lru_cache(maxsize=EPC_CACHE_SIZE)
 def gtin_of(urn: str) -> str | None:
-    """The 14-digit GTIN of an SGTIN URN; None for any other kind of EPC."""
-    if not urn.startswith("urn:epc:id:sgtin:"):
+    """The 14-digit GTIN of an SGTIN URN; None for any other kind of EPC.
+
+    Every unit of a product has its own serial, so the GTIN is decoded (and cached) once
+    per company prefix and item reference; each URN still passes epcpy's own SGTIN checks
+    (the URN pattern, GS3A3 characters, 1..20 serial characters).
+    """
+    if not urn.startswith(SGTIN_URN_PREFIX):
+        return None
+    company, _, rest = urn[len(SGTIN_URN_PREFIX) :].partition(".")
+    item_reference, dot, serial = rest.partition(".")
+    if not dot or SGTIN_REGEX.fullmatch(urn) is None:
+        return None
+    gtin = _class_gtin(company, item_reference)
+    if gtin is None:
         return None
     try:
-        scheme = epc_pure_identity_to_scheme(urn)
+        verify_gs3a3_component(serial)
+    except ConvertException:
+        return None
+    if not 1 <= len(replace_uri_escapes(serial)) <= MAX_SGTIN_SERIAL:
+        return None
+    return gtin
+
+
+@lru_cache(maxsize=EPC_CACHE_SIZE)
+def _class_gtin(company: str, item_reference: str) -> str | None:
+    try:
+        scheme = epc_pure_identity_to_scheme(f"{SGTIN_URN_PREFIX}{company}.{item_reference}.0")
     except (ConvertException, ValueError, KeyError, IndexError, AttributeError):
         return None
     if not isinstance(scheme, SGTIN):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from epcpy import ConvertException
+from epcpy.epc_schemes import SGTIN
 
-from wire.identifiers import EPC_CACHE_SIZE, IdentifierError, epc_urn, raw_urn
+from wire.identifiers import EPC_CACHE_SIZE, IdentifierError, epc_urn, gtin_of, raw_urn
 
 # SGTIN, SSCC, GRAI, GIAI and GID: the 96-bit examples of the GS1 EPC Tag Data Standard;
 # SGLN: its 96-bit encoding of urn:epc:id:sgln:0614141.12345.400.
@@ -51,3 +53,27 @@ def test_decoding_is_cached_and_bounded() -> None:
     hits = epc_urn.cache_info().hits
     epc_urn("3074257bf7194e4000001a85")
     assert epc_urn.cache_info().hits == hits + 1
+
+
+@pytest.mark.parametrize(
+    "urn",
+    [
+        "urn:epc:id:sgtin:0614141.812345.6789",
+        "urn:epc:id:sgtin:0614141.812345.A%2Fb-c",  # an escaped character in the serial
+        "urn:epc:id:sgtin:0614141.812345.1.2",  # a dot is a serial character
+        "urn:epc:id:sgtin:0614141.812345.123456789012345678901",  # 21 characters
+        "urn:epc:id:sgtin:0614141.812345.",  # no serial
+        "urn:epc:id:sgtin:0614141.812345.a#b",  # not a GS3A3 character
+        "urn:epc:id:sgtin:0614141.81234.6789",  # prefix and reference are 12 digits
+        "urn:epc:id:sgtin:0614141.812345",  # no serial part at all
+        "urn:epc:id:sscc:0614141.1234567890",
+    ],
+)
+def test_gtin_of_agrees_with_epcpy_on_every_urn(urn: str) -> None:
+    # gtin_of decodes once per product and checks each serial; the answer must be
+    # epcpy's own, valid serial or not.
+    try:
+        expected = SGTIN(urn).gtin()
+    except ConvertException:
+        expected = None
+    assert gtin_of(urn) == expected
