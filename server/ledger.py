@@ -28,7 +28,7 @@ from server import rules
 from server.alerting import clear_alert, open_alerts
 from server.config import ReadPointSettings
 from server.count_basis import load_counts, units_where
-from server.dialect import bytewise, upsert
+from server.dialect import bytewise, execute_many, upsert
 from server.errors import StoreError
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
 from server.rules.items import event_items
@@ -171,6 +171,30 @@ async def _ensure_locations(
     return unknown
 
 
+def _unit_upsert(conn: AsyncConnection) -> sa.Insert:
+    """A unit's state, replaced only by a newer event (by time, then event id)."""
+    insert = upsert(conn, units)
+    newer = sa.or_(
+        units.c.last_event_time < insert.excluded.last_event_time,
+        sa.and_(
+            units.c.last_event_time == insert.excluded.last_event_time,
+            bytewise(conn, units.c.last_event_id) < bytewise(conn, insert.excluded.last_event_id),
+        ),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[units.c.epc],
+        set_={
+            "item_id": insert.excluded.item_id,
+            "location_id": insert.excluded.location_id,
+            "status": insert.excluded.status,
+            "last_event_time": insert.excluded.last_event_time,
+            "last_event_id": insert.excluded.last_event_id,
+            "site": insert.excluded.site,
+        },
+        where=newer,
+    )
+
+
 async def _write_plan(
     conn: AsyncConnection,
     plan: Plan,
@@ -190,10 +214,10 @@ async def _write_plan(
     result.new_locations = await _ensure_locations(conn, wanted, known_locations, now)
 
     if plan.movements:
-        # RETURNING makes SQLAlchemy send multi-row INSERTs ("insertmanyvalues") rather than
-        # one execution per row, which is what asyncpg's executemany does.
-        await conn.execute(
-            ledger.insert().returning(ledger.c.id),
+        await execute_many(
+            conn,
+            "ledger rows",
+            lambda _: ledger.insert(),
             [
                 {
                     "event_id": movement.event_id,
@@ -235,28 +259,10 @@ async def _write_plan(
         )
 
     if plan.units:
-        insert = upsert(conn, units)
-        newer = sa.or_(
-            units.c.last_event_time < insert.excluded.last_event_time,
-            sa.and_(
-                units.c.last_event_time == insert.excluded.last_event_time,
-                bytewise(conn, units.c.last_event_id)
-                < bytewise(conn, insert.excluded.last_event_id),
-            ),
-        )
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[units.c.epc],
-                set_={
-                    "item_id": insert.excluded.item_id,
-                    "location_id": insert.excluded.location_id,
-                    "status": insert.excluded.status,
-                    "last_event_time": insert.excluded.last_event_time,
-                    "last_event_id": insert.excluded.last_event_id,
-                    "site": insert.excluded.site,
-                },
-                where=newer,
-            ).returning(units.c.epc),
+        await execute_many(
+            conn,
+            "unit states",
+            _unit_upsert,
             [
                 {
                     "epc": unit.epc,
