@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import sqlite
 
 from server.config import DatabaseSettings
-from server.schema import metadata
+from server.schema import UtcDateTime, metadata
 from server.store import Store, alembic_config
 
 TABLES = {*metadata.tables, "alembic_version"}
@@ -87,3 +89,32 @@ async def test_concurrent_migrations_do_not_collide(fresh_database_url: str) -> 
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2024, 11, 25, 8, 0, tzinfo=UTC),
+        datetime(2024, 11, 25, 8, 0, 0, 40_000, tzinfo=UTC),
+        datetime(2024, 1, 1, 1, 0, 0, 123_000, tzinfo=timezone(timedelta(hours=2))),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_timestamps_are_stored_as_sqlalchemy_would_store_them(value: datetime) -> None:
+    # UtcDateTime formats SQLite text itself (for speed); rows written before, and every
+    # range query, rely on SQLAlchemy's DATETIME text, so the two must agree exactly.
+    dialect = sqlite.dialect()
+    column = UtcDateTime()
+    fast = column.bind_processor(dialect)
+    standard = column.impl_instance.dialect_impl(dialect).bind_processor(dialect)
+    assert fast is not None
+    assert standard is not None
+    assert fast(value) == standard(column.process_bind_param(value, dialect))
+
+
+def test_a_naive_timestamp_is_refused_on_the_fast_path_too() -> None:
+    fast = UtcDateTime().bind_processor(sqlite.dialect())
+    assert fast is not None
+    with pytest.raises(ValueError, match="naive"):
+        fast(datetime(2024, 11, 25, 8, 0))
