@@ -63,16 +63,16 @@ class StockQuery:
 
 
 async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow], int]:
-    """On hand per item and location, and how many rows match in all."""
+    """On hand per item and location, and how many rows match in all.
+
+    Rows come in SKU, then location order; a location filter is planned as for
+    ``movements`` (small subtrees through the location index, large ones not).
+    """
     conditions: list[sa.ColumnElement[bool]] = []
     if query.gtin is not None:
         conditions.append(items.c.gtin == query.gtin)
     if query.sku is not None:
         conditions.append(items.c.sku == query.sku)
-    if query.location is not None:
-        conditions.append(in_subtree(balances.c.location_id, query.location))
-    if query.sites:
-        conditions.append(in_sites(balances.c.location_id, query.sites))
     figures = {
         figure: sa.func.coalesce(order_positions.c[figure], 0)
         for figure in ("on_order", "allocated", "in_transit")
@@ -80,12 +80,25 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
     if not query.include_zero:
         # A row with nothing on hand still matters while open orders expect or hold goods.
         conditions.append(sa.or_(balances.c.on_hand != 0, *(f != 0 for f in figures.values())))
+    # The page and the count want different plans for a large subtree: the page walks
+    # items in SKU order and stops after it (the location index would have every row of
+    # the subtree sorted); the count reads the subtree's range of that index.
+    page_conditions, count_conditions = list(conditions), list(conditions)
+    if query.location is not None:
+        large = await _subtree(conn, query.location) is None
+        location = _unindexed(balances.c.location_id) if large else balances.c.location_id
+        page_conditions.append(in_subtree(location, query.location))
+        count_conditions.append(in_subtree(balances.c.location_id, query.location))
+    if query.sites:
+        page_conditions.append(in_sites(_unindexed(balances.c.location_id), query.sites))
+        count_conditions.append(in_sites(balances.c.location_id, query.sites))
+    positions = sa.and_(
+        order_positions.c.item_id == balances.c.item_id,
+        order_positions.c.location_id == balances.c.location_id,
+    )
+    # Items first: the page is read in SKU order (SQLite keeps this join order).
     joined = balances.join(items, items.c.id == balances.c.item_id).outerjoin(
-        order_positions,
-        sa.and_(
-            order_positions.c.item_id == balances.c.item_id,
-            order_positions.c.location_id == balances.c.location_id,
-        ),
+        order_positions, positions
     )
     rows = await conn.execute(
         sa.select(
@@ -98,12 +111,20 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
             *(value.label(figure) for figure, value in figures.items()),
         )
         .select_from(joined)
-        .where(*conditions)
+        .where(*page_conditions)
         .order_by(items.c.sku, balances.c.location_id)
         .limit(query.limit)
         .offset(query.offset)
     )
-    total = await conn.scalar(sa.select(sa.func.count()).select_from(joined).where(*conditions))
+    # Every balance has its item (a foreign key), so only an item filter needs the join.
+    counted = (
+        joined
+        if query.gtin is not None or query.sku is not None
+        else balances.outerjoin(order_positions, positions)
+    )
+    total = await conn.scalar(
+        sa.select(sa.func.count()).select_from(counted).where(*count_conditions)
+    )
     return [StockRow.model_validate(row._mapping) for row in rows], int(total or 0)
 
 
@@ -180,7 +201,6 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
         else:
             branches = [
                 sa.select(ledger.c.id)
-                .select_from(joined)
                 .where(column == location, *conditions)
                 .order_by(*newest_first)
                 .limit(query.limit + 1)
@@ -206,10 +226,11 @@ def _movement_conditions(query: MovementQuery) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     if query.epc is not None:
         conditions.append(ledger.c.epc == query.epc)
+    # On the ledger's own columns, so that a location branch reads its index alone.
     if query.gtin is not None:
-        conditions.append(items.c.gtin == query.gtin)
+        conditions.append(ledger.c.item_id == _item_id(items.c.gtin == query.gtin))
     if query.sku is not None:
-        conditions.append(items.c.sku == query.sku)
+        conditions.append(ledger.c.item_id == _item_id(items.c.sku == query.sku))
     if query.sites:
         # A key's sites are large subtrees: the time index serves them best (see above).
         conditions.append(
@@ -231,6 +252,11 @@ def _movement_conditions(query: MovementQuery) -> list[sa.ColumnElement[bool]]:
             )
         )
     return conditions
+
+
+def _item_id(condition: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    """The id of the item ``condition`` names (SKU and GTIN are unique)."""
+    return sa.select(items.c.id).where(condition).scalar_subquery()
 
 
 async def _subtree(conn: AsyncConnection, location: str) -> list[str] | None:

@@ -294,6 +294,14 @@ class OrderBook:
             else:
                 self._arrive(movement)
                 movements.append(movement)
+        unchanged = (
+            len(movements) == len(outcome.movements)
+            and all(new is old for new, old in zip(movements, outcome.movements, strict=True))
+            and len(alerts) == len(outcome.alerts)
+            and all(units[unit.epc] is unit for unit in outcome.units)
+        )
+        if unchanged:
+            return outcome
         return replace(
             outcome, movements=tuple(movements), units=tuple(units.values()), alerts=tuple(alerts)
         )
@@ -384,7 +392,12 @@ class OrderBook:
                     site=site,
                 )
             )
-        out.append(replace(movement, quantity=movement.quantity - sum(m.quantity for m in out)))
+        # (Most receipts are not split at all: keep the movement itself, no copy.)
+        out.append(
+            replace(movement, quantity=movement.quantity - sum(m.quantity for m in out))
+            if out
+            else movement
+        )
         return out
 
     def _arrive(self, movement: Movement) -> None:

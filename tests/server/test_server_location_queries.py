@@ -1,4 +1,4 @@
-"""Movement history by location: the planned query returns exactly what a plain filter would.
+"""Movements and stock by location: the planned queries return what a plain filter would.
 
 ``server.queries.movements`` answers a location filter in one of two shapes (a branch per
 location of a small subtree, or a walk of the time index for a large one). Both must give
@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import BASE_TIME
 
-from server.queries import SUBTREE_BRANCH_LOCATIONS, MovementQuery, movements
-from server.schema import items, ledger, locations
+from server.queries import SUBTREE_BRANCH_LOCATIONS, MovementQuery, StockQuery, movements, stock
+from server.schema import balances, items, ledger, locations
 from server.store import Store
 
 SMALL_AISLE = [f"wh1.a01.b{n:02d}" for n in range(1, 6)]
@@ -156,3 +156,63 @@ async def test_location_history_pages_match_a_plain_filter(
     assert await every_page(store, query) == want
     if location in ("wh1.a01", "wh1.a02", "wh1") and not extra:
         assert len(want) > 30, "the data exercise this plan over several pages"
+
+
+@pytest.fixture
+async def on_hand(store: Store, history: list[dict[str, object]]) -> dict[tuple[str, str], int]:
+    """Balances of several items at every place (some zero), beside the history."""
+    rng = random.Random(11)
+    skus = [f"sku-{n:02d}" for n in range(12)]
+    figures: dict[tuple[str, str], int] = {}
+    async with store.begin("test balances") as conn:
+        await conn.execute(
+            items.insert(),
+            [
+                {"sku": sku, "gtin": None, "name": sku, "reviewed": True, "created_at": BASE_TIME}
+                for sku in skus
+            ],
+        )
+        item_ids = {sku: id_ for sku, id_ in await conn.execute(sa.select(items.c.sku, items.c.id))}
+        rows = []
+        for sku in skus:
+            for place in PLACES:
+                if rng.random() < 0.7:
+                    figures[(sku, place)] = rng.choice([0, 1, 5, 12])
+                    rows.append(
+                        {
+                            "item_id": item_ids[sku],
+                            "location_id": place,
+                            "on_hand": figures[(sku, place)],
+                        }
+                    )
+        await conn.execute(balances.insert(), rows)
+    return figures
+
+
+@pytest.mark.parametrize("location", ["wh1.a01", "wh1.a01.b03", "wh1.a02", "wh1", "wh2", "wh3"])
+@pytest.mark.parametrize("sites", [frozenset(), frozenset({"wh1"})], ids=["any", "wh1-key"])
+async def test_stock_by_location_pages_match_a_plain_filter(
+    store: Store, on_hand: dict[tuple[str, str], int], location: str, sites: frozenset[str]
+) -> None:
+    want = sorted(
+        (sku, place, figure)
+        for (sku, place), figure in on_hand.items()
+        if figure != 0
+        and in_subtree(place, location)
+        and (not sites or any(in_subtree(place, site) for site in sites))
+    )
+    got: list[tuple[str, str, int]] = []
+    offset = 0
+    for _ in range(len(on_hand) + 1):
+        async with store.read("test") as conn:
+            page, total = await stock(
+                conn, StockQuery(location=location, sites=sites, limit=9, offset=offset)
+            )
+        assert total == len(want)
+        got.extend((row.sku, row.location, row.on_hand) for row in page)
+        offset += len(page)
+        if not page:
+            break
+    assert got == want
+    if location in ("wh1.a01", "wh1.a02"):
+        assert len(want) > 18, "the data span several pages"
