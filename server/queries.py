@@ -175,7 +175,8 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
 
     A location filter (the location and its subtree, as the source or the destination)
     is planned here rather than left to the database, whose choice over 10 million rows
-    was an OR of four index ranges and a sort of every row of the subtree:
+    was an OR of four index ranges and a sort of every row of the subtree. With an EPC,
+    GTIN or SKU filter that index serves and the location only filters; otherwise:
 
     - A subtree of at most ``SUBTREE_BRANCH_LOCATIONS`` locations (a bin, an aisle): one
       branch per location and side, each an index scan already in time order that stops
@@ -189,31 +190,35 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
     joined = ledger.join(items, items.c.id == ledger.c.item_id)
     newest_first = (ledger.c.event_time.desc(), ledger.c.id.desc())
     statement = sa.select(*_MOVEMENT_COLUMNS).select_from(joined)
-    if query.location is not None:
+    # A unit's or an item's history is short next to a location's: its own index (in
+    # time order) serves it, and the location only filters.
+    keyed = (query.epc, query.gtin, query.sku) != (None, None, None)
+    subtree = None
+    if query.location is not None and not keyed:
         subtree = await _subtree(conn, query.location)
-        if subtree is None:
-            conditions.append(
-                sa.or_(
-                    in_subtree(_unindexed(ledger.c.from_location), query.location),
-                    in_subtree(_unindexed(ledger.c.to_location), query.location),
-                )
+    if query.location is not None and subtree is None:
+        conditions.append(
+            sa.or_(
+                in_subtree(_unindexed(ledger.c.from_location), query.location),
+                in_subtree(_unindexed(ledger.c.to_location), query.location),
             )
-        else:
-            branches = [
-                sa.select(ledger.c.id)
-                .where(column == location, *conditions)
-                .order_by(*newest_first)
-                .limit(query.limit + 1)
-                .subquery()
-                .select()
-                for location in subtree
-                for column in (ledger.c.from_location, ledger.c.to_location)
-            ]
-            if not branches:
-                return [], False
-            # UNION, not UNION ALL: a move within the subtree is found from both sides.
-            ids = sa.union(*branches).subquery()
-            statement = statement.join(ids, ids.c.id == ledger.c.id)
+        )
+    elif subtree is not None:
+        branches = [
+            sa.select(ledger.c.id)
+            .where(column == location, *conditions)
+            .order_by(*newest_first)
+            .limit(query.limit + 1)
+            .subquery()
+            .select()
+            for location in subtree
+            for column in (ledger.c.from_location, ledger.c.to_location)
+        ]
+        if not branches:
+            return [], False
+        # UNION, not UNION ALL: a move within the subtree is found from both sides.
+        ids = sa.union(*branches).subquery()
+        statement = statement.join(ids, ids.c.id == ledger.c.id)
     rows = await conn.execute(
         statement.where(*conditions).order_by(*newest_first).limit(query.limit + 1)
     )
