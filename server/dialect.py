@@ -20,6 +20,11 @@ def upsert(conn: AsyncConnection, table: sa.Table) -> Upsert:
     return sqlite.insert(table)
 
 
+def from_excluded(insert: Upsert, *columns: str) -> dict[str, Any]:
+    """An upsert's ``SET``: each of ``columns`` takes the value the row was inserted with."""
+    return {column: insert.excluded[column] for column in columns}
+
+
 def bytewise(conn: AsyncConnection, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     """``column`` compared by code point, as Python compares strings.
 

@@ -28,7 +28,7 @@ from server import rules
 from server.alerting import clear_alert, open_alerts
 from server.config import ReadPointSettings
 from server.count_basis import load_counts, units_where
-from server.dialect import bytewise, execute_many, upsert
+from server.dialect import bytewise, execute_many, from_excluded, upsert
 from server.errors import StoreError
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
 from server.rules.items import event_items
@@ -183,14 +183,9 @@ def _unit_upsert(conn: AsyncConnection) -> sa.Insert:
     )
     return insert.on_conflict_do_update(
         index_elements=[units.c.epc],
-        set_={
-            "item_id": insert.excluded.item_id,
-            "location_id": insert.excluded.location_id,
-            "status": insert.excluded.status,
-            "last_event_time": insert.excluded.last_event_time,
-            "last_event_id": insert.excluded.last_event_id,
-            "site": insert.excluded.site,
-        },
+        set_=from_excluded(
+            insert, "item_id", "location_id", "status", "last_event_time", "last_event_id", "site"
+        ),
         where=newer,
     )
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.config import MAX_READ_POINTS, ReadPointSettings
-from server.dialect import upsert
+from server.dialect import from_excluded, upsert
 from server.errors import StoreError
 from server.ledger import ancestors, location_kind
 from server.masterdata import IN_CHUNK, missing_locations
@@ -249,13 +249,9 @@ async def seed_read_points(
     await conn.execute(
         insert.on_conflict_do_update(
             index_elements=[read_points.c.id],
-            set_={
-                "site": insert.excluded.site,
-                "inbound_location": insert.excluded.inbound_location,
-                "definition": insert.excluded.definition,
-                "source": insert.excluded.source,
-                "updated_at": insert.excluded.updated_at,
-            },
+            set_=from_excluded(
+                insert, "site", "inbound_location", "definition", "source", "updated_at"
+            ),
         ),
         changed,
     )
