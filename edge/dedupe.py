@@ -16,23 +16,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from edge.config import DedupeSettings
+from edge.evidence import tag_event
 from edge.readers.types import TagRead
-from wire.identifiers import epc_urn
-from wire.models import Event, ReadEvidence
+from wire.models import Event
 
 MAX_KEYS: Final = 100_000
 """Keys remembered at once; beyond it the oldest is forgotten (it may report early)."""
-RSSI_RANGE: Final = (-200.0, 50.0)
-SOURCE: Final = "llrp"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,24 +46,16 @@ class Sighting:
         Raises:
             IdentifierError: the EPC is not hex or too long to be an EPC bank.
         """
-        rssi = self.rssi
-        if rssi is not None and not RSSI_RANGE[0] <= rssi <= RSSI_RANGE[1]:
-            rssi = None
-        return Event(
-            event_id=event_id,
-            event_time=_utc(self.last_seen_us),
-            action="OBSERVE",
-            biz_step=self.biz_step,
+        return tag_event(
+            event_id,
             read_point=self.read_point,
-            epc=epc_urn(self.epc_hex),
-            reads=ReadEvidence(
-                count=self.count,
-                antennas=[self.antenna],
-                peak_rssi=rssi,
-                first_seen=_utc(self.first_seen_us),
-                last_seen=_utc(self.last_seen_us),
-            ),
-            source=SOURCE,
+            epc_hex=self.epc_hex,
+            biz_step=self.biz_step,
+            count=self.count,
+            antennas=(self.antenna,),
+            peak_rssi=self.rssi,
+            first_seen_us=self.first_seen_us,
+            last_seen_us=self.last_seen_us,
         )
 
 

@@ -41,13 +41,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from edge.config import PortalSettings
+from edge.evidence import RSSI_RANGE, tag_event
 from edge.readers.types import TagRead
-from wire.identifiers import epc_urn
-from wire.models import Direction, Event, ReadEvidence
+from wire.models import Direction, Event
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +58,16 @@ MIN_SEPARATION: Final = 0.15
 """Centroid gap, as a fraction of the pass length, below which no direction is given."""
 FULL_SEPARATION: Final = 0.35
 """Centroid gap at which the separation term of the confidence reaches 1."""
-RSSI_RANGE: Final = (-200.0, 50.0)
-"""Peak RSSI outside this range (dBm) is a reader quirk and is left out of the evidence."""
 
 BIZ_STEPS: Final[dict[Direction | None, str]] = {
     "in": "receiving",
     "out": "shipping",
     None: "other",
 }
-SOURCE: Final = "llrp"
-
 _RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
 _OUTSIDE: Final = 0
 _INSIDE: Final = 1
 _NEVER: Final = 1 << 62
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,26 +94,23 @@ class Pass:
         Raises:
             IdentifierError: the EPC is not hex or too long to be an EPC bank.
         """
-        return Event(
-            event_id=event_id,
-            event_time=_utc(self.last_seen_us),
-            action="OBSERVE",
-            biz_step=BIZ_STEPS[self.direction],
+        return tag_event(
+            event_id,
             read_point=self.read_point,
-            epc=epc_urn(self.epc_hex),
+            epc_hex=self.epc_hex,
+            biz_step=BIZ_STEPS[self.direction],
+            count=self.count,
+            antennas=self.antennas,
+            peak_rssi=self.peak_rssi,
+            first_seen_us=self.first_seen_us,
+            last_seen_us=self.last_seen_us,
+            evidence={
+                "outside_count": self.outside_count,
+                "inside_count": self.inside_count,
+                "reason": self.reason,
+            },
             direction=self.direction,
             confidence=self.confidence,
-            reads=ReadEvidence(
-                count=self.count,
-                antennas=list(self.antennas),
-                peak_rssi=self.peak_rssi,
-                first_seen=_utc(self.first_seen_us),
-                last_seen=_utc(self.last_seen_us),
-                outside_count=self.outside_count,
-                inside_count=self.inside_count,
-                reason=self.reason,
-            ),
-            source=SOURCE,
         )
 
 

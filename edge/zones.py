@@ -22,25 +22,17 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from edge.config import ZoneSettings
+from edge.evidence import RSSI_RANGE, tag_event
 from edge.readers.types import TagRead
-from wire.identifiers import epc_urn
-from wire.models import Event, ReadEvidence
+from wire.models import Event
 
 log = logging.getLogger(__name__)
 
 MAX_ZONE_TAGS: Final = 100_000
 """Tags one zone follows at once; beyond it the least recently read one departs early."""
-RSSI_RANGE: Final = (-200.0, 50.0)
-SOURCE: Final = "llrp"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _utc(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +56,17 @@ class ZoneEvent:
         Raises:
             IdentifierError: the EPC is not hex or too long to be an EPC bank.
         """
-        return Event(
-            event_id=event_id,
-            event_time=_utc(self.last_seen_us),
-            action="OBSERVE",
-            biz_step=self.biz_step,
+        return tag_event(
+            event_id,
             read_point=self.read_point,
+            epc_hex=self.epc_hex,
+            biz_step=self.biz_step,
+            count=self.count,
+            antennas=self.antennas,
+            peak_rssi=self.peak_rssi,
+            first_seen_us=self.first_seen_us,
+            last_seen_us=self.last_seen_us,
             biz_location=self.location if self.kind == "arrive" else None,
-            epc=epc_urn(self.epc_hex),
-            reads=ReadEvidence(
-                count=self.count,
-                antennas=list(self.antennas),
-                peak_rssi=self.peak_rssi,
-                first_seen=_utc(self.first_seen_us),
-                last_seen=_utc(self.last_seen_us),
-            ),
-            source=SOURCE,
         )
 
 
