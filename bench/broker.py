@@ -9,6 +9,7 @@ on the same port.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -55,6 +56,18 @@ def mosquitto_binary() -> str:
     if not Path(binary).exists():
         raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
     return binary
+
+
+def end_process(proc: subprocess.Popen[bytes], signal_number: int, timeout_s: float) -> None:
+    """Send ``signal_number`` and wait; kill the process if it has not exited in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal_number)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
 
 
 class Mosquitto:
@@ -106,14 +119,8 @@ class Mosquitto:
     def stop(self) -> None:
         """Stop the broker (terminate, then kill if it does not exit)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        if proc is not None:
+            end_process(proc, signal.SIGTERM, STOP_TIMEOUT_S)
 
     def __enter__(self) -> Mosquitto:
         self.start()

@@ -22,7 +22,7 @@ from typing import Final
 
 import httpx
 
-from bench.broker import free_port
+from bench.broker import end_process, free_port
 
 REPO: Final = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S: Final = 60.0
@@ -157,14 +157,8 @@ class ServerProcess:
     def stop(self) -> None:
         """Stop the server with SIGINT (clean shutdown), killing it if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        if proc is not None:
+            end_process(proc, signal.SIGINT, STOP_TIMEOUT_S)
 
     def __enter__(self) -> ServerProcess:
         self.start()
