@@ -383,10 +383,21 @@ def broker_raw(
     )
 
 
+class ProfileError(RuntimeError):
+    """The profiling pass produced no statistics."""
+
+
 def profile(mqtt_url: str, workdir: Path, batches_per_gateway: int, out: Path) -> Path:
     """Run the server benchmark again (untimed) with the server under cProfile."""
     stats = workdir / "server-events.pstats"
+    stats.unlink(missing_ok=True)
     figure, _ = server_events(mqtt_url, workdir, batches_per_gateway, profile_to=stats)
+    if not stats.exists():
+        log = workdir / "server.log"
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else ""
+        raise ProfileError(
+            f"the profiled server wrote no statistics to {stats}; its log ends:\n{tail}"
+        )
     return write_text(
         stats,
         out,
