@@ -1,8 +1,8 @@
 """Run the ``stockgate`` command line under cProfile and save the statistics on exit.
 
 ``python -m bench.run_profiled --out FILE -- server --config server.toml`` is
-``stockgate server --config server.toml`` with a profiler; stopping it with SIGINT (Ctrl-C)
-ends the command cleanly and writes ``FILE`` (``pstats`` format).
+``stockgate server --config server.toml`` with a profiler; stopping it with SIGTERM (or
+Ctrl-C) ends the command cleanly and writes ``FILE`` (``pstats`` format).
 """
 
 from __future__ import annotations

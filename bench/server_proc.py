@@ -2,8 +2,10 @@
 
 ``ServerProcess`` writes a ``server.toml``, runs ``stockgate server --config server.toml``
 with the same Python, waits for ``/healthz`` to answer 200 (database reachable, MQTT
-connected) and stops it with SIGINT (the CLI's clean shutdown). With ``profile_to`` set, the
-server runs under cProfile (``bench.run_profiled``) and leaves its statistics there.
+connected) and stops it with SIGTERM (systemd's stop; the CLI shuts down cleanly on it).
+Not SIGINT: a process started in the background by a non-interactive shell inherits SIGINT
+ignored, and the server would then never stop. With ``profile_to`` set, the server runs
+under cProfile (``bench.run_profiled``) and leaves its statistics there.
 """
 
 from __future__ import annotations
@@ -155,10 +157,10 @@ class ServerProcess:
         raise ServerStartError(f"server not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
 
     def stop(self) -> None:
-        """Stop the server with SIGINT (clean shutdown), killing it if it hangs."""
+        """Stop the server with SIGTERM (clean shutdown), killing it if it hangs."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            end_process(proc, signal.SIGINT, STOP_TIMEOUT_S)
+            end_process(proc, signal.SIGTERM, STOP_TIMEOUT_S)
 
     def __enter__(self) -> ServerProcess:
         self.start()

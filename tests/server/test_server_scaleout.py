@@ -21,6 +21,7 @@ import httpx
 import pytest
 from server_helpers import VIEWER_KEY, Batches, sgtin
 
+from bench.broker import end_process
 from stockgate.broker import free_loopback_port
 from stockgate.mqtt import MqttClient
 from stockgate.settings import MqttSettings
@@ -107,14 +108,9 @@ class Instance:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        if proc is not None:
+            # SIGTERM, as systemd stops it (SIGINT may be ignored when run in the background).
+            end_process(proc, signal.SIGTERM, STOP_TIMEOUT_S)
 
 
 @pytest.fixture
