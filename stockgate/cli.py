@@ -107,7 +107,7 @@ def server(
     if config is None:
         typer.echo("error: --config FILE is required", err=True)
         raise typer.Exit(2)
-    from server.app import run_server
+    from server.app import run_server, tune_gc
     from server.config import ServerSettings
     from stockgate.settings import load
 
@@ -117,6 +117,7 @@ def server(
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    tune_gc()
     _run(run_server(settings))
 
 
