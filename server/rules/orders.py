@@ -248,16 +248,29 @@ class OrderBook:
                 _Line(line, line.received, line.shipped)
             )
         self._touched: dict[int, _Line] = {}
+        # No open line to count against and no unexpected-goods alert to raise: ``settle``
+        # can only hand back what it was given (the common case with no orders in use).
+        self._idle = not self._by_item and not any(
+            self._may_alert(direction) for direction in ("in", "out")
+        )
 
     def _lines(self, kind: OrderKind, item: str, where: Callable[[OpenLine], bool]) -> list[_Line]:
         return [line for line in self._by_item.get((kind, item), ()) if where(line.line)]
 
+    def _unexpected(self, direction: Literal["in", "out"]) -> str:
+        if direction == "in":
+            return self._policy.unexpected_receipts
+        return self._policy.unexpected_shipments
+
+    def _may_alert(self, direction: Literal["in", "out"]) -> bool:
+        """Whether an unexpected receipt (in) or shipment (out) could be alerted anywhere."""
+        setting = self._unexpected(direction)
+        if setting == "with_orders":
+            return any(kind == direction for kind, _ in self._ordering_sites)
+        return setting == "always"
+
     def _alerts_unexpected(self, direction: Literal["in", "out"], site: str) -> bool:
-        setting = (
-            self._policy.unexpected_receipts
-            if direction == "in"
-            else self._policy.unexpected_shipments
-        )
+        setting = self._unexpected(direction)
         if setting == "with_orders":
             return (direction, site) in self._ordering_sites
         return setting == "always"
@@ -280,7 +293,7 @@ class OrderBook:
 
     def settle(self, inp: RuleInput, outcome: Outcome) -> Outcome:
         """Count ``outcome``'s movements against open lines; may split and redirect them."""
-        if not outcome.movements:
+        if not outcome.movements or self._idle:
             return outcome
         movements: list[Movement] = []
         units = {unit.epc: unit for unit in outcome.units}
