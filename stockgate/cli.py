@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from stockgate.logs import LogFormat
+from stockgate.logs import setup as setup_logging
 from stockgate.settings import ConfigError
 
 app = typer.Typer(
@@ -32,12 +32,27 @@ ConfigOption = Annotated[
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
 
+_log_format = LogFormat.TEXT
+"""Set by the root ``--log-format`` option, before any command runs."""
+
+
+@app.callback()
+def _root(
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="text, or json: one JSON object per line (for log shippers).",
+        ),
+    ] = LogFormat.TEXT,
+) -> None:
+    global _log_format
+    _log_format = log_format
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(level, _log_format)
 
 
 async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None:
