@@ -27,9 +27,9 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from edge.config import LlrpSettings
 from edge.readers import llrp_rospec as requests
@@ -54,7 +54,14 @@ from edge.readers.llrp_reports import (
     notification,
     tag_reads,
 )
-from edge.readers.types import OutputQueue, ReaderEvent, ReaderOutput, ReaderState, TagRead
+from edge.readers.types import (
+    DeviceLog,
+    OutputQueue,
+    ReaderEvent,
+    ReaderOutput,
+    ReaderState,
+    TagRead,
+)
 from wire.models import ReaderStatus
 
 __all__ = [
@@ -98,17 +105,6 @@ class LlrpConnectionLost(LlrpError):
 
 class LlrpWatchdogError(LlrpError):
     """Nothing arrived from the reader for longer than the watchdog allows."""
-
-
-class _ReaderLog(logging.LoggerAdapter[logging.Logger]):
-    """Puts the reader name in front of every message and into ``record.reader``."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        name = self.extra["reader"] if self.extra else "?"
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), "reader": name}
-        return f"reader {name}: {msg}", kwargs
 
 
 class ReadRates:
@@ -262,7 +258,7 @@ class LlrpReader:
         self.gpo_writes = 0
         """GPO writes sent to the reader."""
         self._queue: OutputQueue[ReaderOutput] = OutputQueue(queue_size)
-        self._log = _ReaderLog(logger, {"reader": settings.name})
+        self._log = DeviceLog(logger, "reader", settings.name)
         self._state: ReaderState = "disconnected"
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None

@@ -26,16 +26,22 @@ import contextlib
 import errno
 import logging
 import time
-from collections.abc import MutableMapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import serial
 
 from edge.config import ScannerSettings
 from edge.readers.backoff import Backoff
 from edge.readers.barcode import LineFramer, MalformedScan, Overlong, parse_scan, show
-from edge.readers.types import OutputQueue, ReaderEvent, ReaderState, ScannerOutput, ScanRead
+from edge.readers.types import (
+    DeviceLog,
+    OutputQueue,
+    ReaderEvent,
+    ReaderState,
+    ScannerOutput,
+    ScanRead,
+)
 from edge.status import RateMeter
 from wire.models import ReaderStatus
 
@@ -70,17 +76,6 @@ class ScannerDisconnected(ScannerError):
     """The open port failed: the scanner was unplugged or the tty hung up."""
 
 
-class _ScannerLog(logging.LoggerAdapter[logging.Logger]):
-    """Puts the scanner name in front of every message and into ``record.reader``."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        name = self.extra["reader"] if self.extra else "?"
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), "reader": name}
-        return f"scanner {name}: {msg}", kwargs
-
-
 class SerialScanner:
     """A barcode scanner on a serial port: an async context manager and iterator of scans.
 
@@ -99,7 +94,7 @@ class SerialScanner:
         self._settings = settings
         self.name = settings.name
         self._queue: OutputQueue[ScannerOutput] = OutputQueue(queue_size)
-        self._log = _ScannerLog(logger, {"reader": settings.name})
+        self._log = DeviceLog(logger, "scanner", settings.name)
         self._state: ReaderState = "disconnected"
         self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from wire.barcodes import Scan
 
@@ -106,3 +108,21 @@ class OutputQueue(asyncio.Queue[T | _End], Generic[T]):
                 self.put_nowait(item)
             raise StopAsyncIteration
         return item
+
+
+class DeviceLog(logging.LoggerAdapter[logging.Logger]):
+    """Puts ``{kind} {name}:`` in front of every message and the name into ``record.reader``.
+
+    ``DeviceLog(logger, "reader", "dock1")``: every line of a reader or scanner names it.
+    """
+
+    def __init__(self, logger: logging.Logger, kind: str, name: str) -> None:
+        super().__init__(logger, {"reader": name})
+        self._prefix = f"{kind} {name}: "
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        name = self.extra["reader"] if self.extra else "?"
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), "reader": name}
+        return f"{self._prefix}{msg}", kwargs
