@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 START_TIMEOUT_S: Final = 10.0
 STOP_TIMEOUT_S: Final = 5.0
@@ -70,7 +70,47 @@ def end_process(proc: subprocess.Popen[bytes], signal_number: int, timeout_s: fl
         proc.wait(timeout=timeout_s)
 
 
-class Mosquitto:
+class ChildProcess:
+    """A process this one starts and must stop: ``start`` in a subclass, SIGTERM to stop.
+
+    ``stop`` sends SIGTERM (the clean shutdown of Mosquitto and of ``stockgate``; SIGINT
+    may be ignored in a process a background shell started) and kills the process if it
+    has not exited within ``stop_timeout_s``. A context manager: started on entry,
+    stopped on exit.
+    """
+
+    stop_timeout_s: float = STOP_TIMEOUT_S
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL if it does not exit in time)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            end_process(proc, signal.SIGTERM, self.stop_timeout_s)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Mosquitto(ChildProcess):
     """A Mosquitto process that can be stopped and started again on one port.
 
     Args:
@@ -79,6 +119,7 @@ class Mosquitto:
     """
 
     def __init__(self, workdir: Path, port: int = 0) -> None:
+        super().__init__()
         self.binary = mosquitto_binary()
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -93,11 +134,6 @@ class Mosquitto:
             f"log_dest file {self.log}\n",
             encoding="utf-8",
         )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
         """Start the broker and wait until it listens.
@@ -115,21 +151,3 @@ class Mosquitto:
         if not wait_listening(self.port, START_TIMEOUT_S, self.host):
             self.stop()
             raise BrokerError(f"mosquitto did not listen on {self.port}; see {self.log}")
-
-    def stop(self) -> None:
-        """Stop the broker (terminate, then kill if it does not exit)."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            end_process(proc, signal.SIGTERM, STOP_TIMEOUT_S)
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

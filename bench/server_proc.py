@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 import httpx
 
-from bench.broker import end_process, free_port
+from bench.broker import ChildProcess, free_port
 
 REPO: Final = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
+"""The server drains the API and its queue on SIGTERM; more than the broker needs."""
 API_KEY: Final = "bench-viewer-key-0123456789"
 
 
@@ -78,7 +77,7 @@ def server_toml(
     return "\n".join(lines) + "\n"
 
 
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """``stockgate server`` in a child process.
 
     Args:
@@ -89,6 +88,8 @@ class ServerProcess:
         profile_to: run under cProfile and write the statistics to this file.
     """
 
+    stop_timeout_s = STOP_TIMEOUT_S
+
     def __init__(
         self,
         workdir: Path,
@@ -98,6 +99,7 @@ class ServerProcess:
         read_points: Sequence[Mapping[str, object]],
         profile_to: Path | None = None,
     ) -> None:
+        super().__init__()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "server.toml"
@@ -115,11 +117,6 @@ class ServerProcess:
             ),
             encoding="utf-8",
         )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
         """Start the server and wait until ``/healthz`` says ok.
@@ -155,21 +152,3 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise ServerStartError(f"server not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
-
-    def stop(self) -> None:
-        """Stop the server with SIGTERM (clean shutdown), killing it if it hangs."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            end_process(proc, signal.SIGTERM, STOP_TIMEOUT_S)
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
