@@ -84,8 +84,10 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
     # items in SKU order and stops after it (the location index would have every row of
     # the subtree sorted); the count reads the subtree's range of that index.
     page_conditions, count_conditions = list(conditions), list(conditions)
+    # An item filter reads that item's balances by key; a location only filters them.
+    keyed = query.gtin is not None or query.sku is not None
     if query.location is not None:
-        large = await _subtree(conn, query.location) is None
+        large = not keyed and await _subtree(conn, query.location) is None
         location = _unindexed(balances.c.location_id) if large else balances.c.location_id
         page_conditions.append(in_subtree(location, query.location))
         count_conditions.append(in_subtree(balances.c.location_id, query.location))
@@ -117,11 +119,7 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
         .offset(query.offset)
     )
     # Every balance has its item (a foreign key), so only an item filter needs the join.
-    counted = (
-        joined
-        if query.gtin is not None or query.sku is not None
-        else balances.outerjoin(order_positions, positions)
-    )
+    counted = joined if keyed else balances.outerjoin(order_positions, positions)
     total = await conn.scalar(
         sa.select(sa.func.count()).select_from(counted).where(*count_conditions)
     )
@@ -218,7 +216,9 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
             return [], False
         # UNION, not UNION ALL: a move within the subtree is found from both sides.
         ids = sa.union(*branches).subquery()
+        # Every branch applied the conditions already.
         statement = statement.join(ids, ids.c.id == ledger.c.id)
+        conditions = []
     rows = await conn.execute(
         statement.where(*conditions).order_by(*newest_first).limit(query.limit + 1)
     )
