@@ -64,6 +64,15 @@ class DatabaseSettings(Section):
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """How long a SQLite writer waits for another writer's lock before giving up."""
+    sqlite_cache_mb: int = Field(default=64, ge=2, le=4096)
+    """SQLite page cache per connection (SQLite's own default is 2 MB). Ingest touches a
+    page of each ledger and unit index per item and location every batch; once those stop
+    fitting, every insert reads its page back from the OS."""
+    sqlite_checkpoint_mb: int = Field(default=64, ge=1, le=4096)
+    """WAL size at which a commit copies the WAL back into the database file (SQLite's
+    default is 4 MB). A page written by many commits is copied (and fsynced) once per
+    checkpoint, so a larger WAL costs the writer less; the WAL file is trimmed back to this
+    size after each checkpoint."""
     echo: bool = False
 
 

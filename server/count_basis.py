@@ -14,7 +14,7 @@ A batch without counts costs nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,9 +48,11 @@ def _key(gtin: str | None, sku: str, name: str) -> ItemKey:
 async def units_where(
     conn: AsyncConnection,
     condition: sa.ColumnElement[bool],
+    params: Mapping[str, object] | None = None,
     found: dict[str, ItemKey] | None = None,
 ) -> dict[str, UnitState]:
-    """Unit states matching ``condition``; adds their items' keys to ``found`` if given."""
+    """Unit states matching ``condition`` (with its bound ``params``); adds their items'
+    keys to ``found`` if given."""
     rows = await conn.execute(
         sa.select(
             units.c.epc,
@@ -64,7 +66,8 @@ async def units_where(
             units.c.site,
         )
         .join(items, items.c.id == units.c.item_id)
-        .where(condition)
+        .where(condition),
+        dict(params or {}),
     )
     result: dict[str, UnitState] = {}
     for row in rows:
@@ -131,7 +134,7 @@ async def load_counts(conn: AsyncConnection, events: Iterable[Event]) -> CountLo
     if not counts:
         return load
     places = sorted({event.biz_location for event in counts if event.biz_location})
-    load.units.update(await units_where(conn, units.c.location_id.in_(places), load.items))
+    load.units.update(await units_where(conn, units.c.location_id.in_(places), found=load.items))
     candidates = sorted(
         {
             epc
@@ -142,7 +145,7 @@ async def load_counts(conn: AsyncConnection, events: Iterable[Event]) -> CountLo
         }
     )
     for chunk in _chunks(candidates):
-        load.units.update(await units_where(conn, units.c.epc.in_(chunk), load.items))
+        load.units.update(await units_where(conn, units.c.epc.in_(chunk), found=load.items))
     for event in counts:
         assert event.biz_location is not None
         loose: dict[str, int] = {}

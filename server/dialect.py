@@ -1,7 +1,10 @@
-"""The one place that knows SQLite and PostgreSQL spell upserts with different classes."""
+"""The one place that knows how SQLite and PostgreSQL differ: upserts, collation, list
+parameters."""
 
 from __future__ import annotations
 
+import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +39,30 @@ def bytewise(conn: AsyncConnection, column: sa.ColumnElement[str]) -> sa.ColumnE
     return column
 
 
+def one_of(
+    conn: AsyncConnection, column: sa.ColumnElement[str], name: str, values: Sequence[str]
+) -> tuple[sa.ColumnElement[bool], dict[str, Any]]:
+    """``column IN values`` with the whole list bound as one parameter, and that parameter.
+
+    A list of hundreds of values (a batch's EPCs or event ids) would otherwise become as
+    many parameters, each rendered and bound one by one in Python when the statement runs.
+    PostgreSQL takes an array (``= ANY``); SQLite a JSON array read by ``json_each``, whose
+    values drive lookups in ``column``'s index (the query plan says ``LIST SUBQUERY``).
+    """
+    if conn.dialect.name == "postgresql":
+        array = sa.bindparam(name, type_=postgresql.ARRAY(sa.String()))
+        return column == sa.any_(array), {name: list(values)}
+    listed = sa.func.json_each(sa.bindparam(name, type_=sa.String())).table_valued("value")
+    return column.in_(sa.select(listed.c.value)), {name: json.dumps(list(values))}
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     sql: str
-    names: tuple[str, ...]
-    """Parameter names in placeholder order."""
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    """SQLAlchemy's own bind processor of each parameter (None: passed as is)."""
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    """A row's values in placeholder order."""
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """SQLAlchemy's own bind processor of each placeholder that has one, by position."""
 
 
 _prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
@@ -79,12 +99,18 @@ async def execute_many(
         names = tuple(compiled.positiontup or ())
         if not names:
             raise ValueError(f"execute_many needs a positional paramstyle ({name})")
-        processors = tuple(
+        processors = (
             compiled.binds[bind].type.dialect_impl(dialect).bind_processor(dialect)
             for bind in names
         )
-        prepared = _Prepared(compiled.string, names, processors)
+        prepared = _Prepared(
+            compiled.string,
+            operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],),
+            tuple((i, p) for i, p in enumerate(processors) if p is not None),
+        )
         _prepared[cache_key] = prepared
-    pairs = tuple(zip(prepared.names, prepared.processors, strict=True))
-    params = [tuple(row[n] if p is None else p(row[n]) for n, p in pairs) for row in rows]
-    await conn.exec_driver_sql(prepared.sql, params)
+    # Column by column: the loops run in C, and only the columns with a processor call one.
+    columns = list(zip(*map(prepared.values, rows), strict=True))
+    for position, processor in prepared.processed:
+        columns[position] = tuple(map(processor, columns[position]))
+    await conn.exec_driver_sql(prepared.sql, list(zip(*columns, strict=True)))

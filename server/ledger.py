@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,7 +29,7 @@ from server import rules
 from server.alerting import clear_alert, open_alerts
 from server.config import ReadPointSettings
 from server.count_basis import load_counts, units_where
-from server.dialect import bytewise, execute_many, from_excluded, upsert
+from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
 from server.errors import StoreError
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
 from server.rules.items import event_items
@@ -67,9 +68,23 @@ def location_kind(location: str) -> str:
 
 
 async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
-    """Record ``event_ids`` as seen; returns those that were not seen before."""
+    """Record ``event_ids`` (distinct) as seen; returns those that were not seen before."""
     if not event_ids:
         return set()
+    if conn.dialect.name == "sqlite":
+        # One writer: the transaction holds SQLite's write lock, so the ids seen before
+        # (usually none) cannot change between this read and the insert of the others.
+        condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
+        seen = await conn.execute(sa.select(seen_events.c.event_id).where(condition), params)
+        fresh = set(event_ids).difference(seen.scalars())
+        await execute_many(
+            conn,
+            "seen events",
+            lambda _: seen_events.insert(),
+            [{"event_id": event_id, "seen_at": now} for event_id in fresh],
+        )
+        return fresh
+    # Several instances: the insert itself decides, and returns the ids this one won.
     statement = upsert(conn, seen_events).on_conflict_do_nothing().returning(seen_events.c.event_id)
     result = await conn.execute(
         statement, [{"event_id": event_id, "seen_at": now} for event_id in event_ids]
@@ -81,14 +96,19 @@ async def _load_items(conn: AsyncConnection, keys: Sequence[ItemKey]) -> dict[st
     gtins = sorted({key.gtin for key in keys if key.gtin is not None})
     skus = sorted({key.sku for key in keys if key.gtin is None})
     conditions: list[sa.ColumnElement[bool]] = []
+    params: dict[str, Any] = {}
     if gtins:
-        conditions.append(items.c.gtin.in_(gtins))
+        by_gtin, gtin_params = one_of(conn, items.c.gtin, "gtins", gtins)
+        conditions.append(by_gtin)
+        params |= gtin_params
     if skus:
-        conditions.append(sa.and_(items.c.gtin.is_(None), items.c.sku.in_(skus)))
+        by_sku, sku_params = one_of(conn, items.c.sku, "skus", skus)
+        conditions.append(sa.and_(items.c.gtin.is_(None), by_sku))
+        params |= sku_params
     if not conditions:
         return {}
     rows = await conn.execute(
-        sa.select(items.c.id, items.c.gtin, items.c.sku).where(sa.or_(*conditions))
+        sa.select(items.c.id, items.c.gtin, items.c.sku).where(sa.or_(*conditions)), params
     )
     return {row.gtin if row.gtin is not None else row.sku: row.id for row in rows}
 
@@ -96,7 +116,8 @@ async def _load_items(conn: AsyncConnection, keys: Sequence[ItemKey]) -> dict[st
 async def _load_units(conn: AsyncConnection, epcs: Sequence[str]) -> dict[str, UnitState]:
     if not epcs:
         return {}
-    return await units_where(conn, units.c.epc.in_(epcs))
+    condition, params = one_of(conn, units.c.epc, "epcs", epcs)
+    return await units_where(conn, condition, params)
 
 
 async def _ensure_items(

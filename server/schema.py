@@ -16,6 +16,7 @@ Invariants the code relies on:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,8 @@ MAX_READ_POINT = 256
 MAX_TOPIC = 512
 MAX_REASON = 2000
 MAX_MESSAGE = 2000
+UTC_TEXT_CACHE = 4096
+"""Timestamp texts kept (``_sqlite_utc_text``): a few ingest groups' worth."""
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -75,8 +78,14 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=UTC_TEXT_CACHE)
 def _sqlite_utc_text(value: datetime | None) -> str | None:
-    """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, the fixed-width text of SQLite timestamps."""
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, the fixed-width text of SQLite timestamps.
+
+    Cached: an ingest transaction binds its recording time on every ledger row and seen
+    event id, and an event's time on its ledger row and its unit. Equal aware datetimes
+    are the same instant, whatever their offset, so they share one text.
+    """
     if value is None:
         return None
     if value.tzinfo is None:

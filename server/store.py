@@ -2,8 +2,11 @@
 
 One ``Store`` per process, built from ``[database]`` and passed down (no global engine).
 SQLite runs in WAL mode with ``synchronous=FULL``: an Ack tells the edge it may delete the
-events, so a committed batch must survive a power cut. PostgreSQL needs nothing special;
-several server instances may share it (see ``server.ledger`` for how writes stay correct).
+events, so a committed batch must survive a power cut. Its page cache and checkpoint size
+are ``[database] sqlite_cache_mb`` and ``sqlite_checkpoint_mb`` (both larger than SQLite's
+defaults, which made ingest re-read index pages and checkpoint every couple of commits).
+PostgreSQL needs nothing special; several server instances may share it (see
+``server.ledger`` for how writes stay correct).
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 
 
-def _sqlite_pragmas(busy_timeout_s: float) -> Any:
+def _sqlite_pragmas(settings: DatabaseSettings) -> Any:
+    cache_kib = settings.sqlite_cache_mb * 1024
+    checkpoint_bytes = settings.sqlite_checkpoint_mb * 1024 * 1024
+
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Python's sqlite3 begins transactions only before DML, so DDL and the reads before a
         # write would run outside any transaction. Turn that off and emit BEGIN ourselves
@@ -65,7 +71,13 @@ def _sqlite_pragmas(busy_timeout_s: float) -> Any:
             # journal_mode=WAL is stored in the file and set once by Store.migrate.
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(settings.busy_timeout_s * 1000)}")
+            # A negative cache_size is in KiB; wal_autocheckpoint counts pages.
+            cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
+            cursor.execute("PRAGMA page_size")
+            page_size = int(cursor.fetchone()[0])
+            cursor.execute(f"PRAGMA wal_autocheckpoint={max(1, checkpoint_bytes // page_size)}")
+            cursor.execute(f"PRAGMA journal_size_limit={checkpoint_bytes}")
         finally:
             cursor.close()
 
@@ -119,7 +131,7 @@ class Store:
             kwargs["connect_args"] = {"timeout": settings.connect_timeout_s}
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(settings.busy_timeout_s))
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(settings))
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return cls(engine)
 

@@ -65,6 +65,9 @@ def gtin_of(urn: str) -> str | None:
     gtin = _class_gtin(company, item_reference)
     if gtin is None:
         return None
+    if serial.isascii() and serial.isdigit() and len(serial) <= MAX_SGTIN_SERIAL:
+        # Digits are GS3A3 characters that need no escape: the common serial, settled.
+        return gtin
     try:
         verify_gs3a3_component(serial)
     except ConvertException:

@@ -35,6 +35,7 @@ def epc_scheme(urn: str) -> str:
     return scheme if _SCHEME.match(scheme) else "unknown"
 
 
+@functools.lru_cache(maxsize=EPC_ITEM_CACHE)
 def gtin_item(gtin: str) -> ItemKey:
     """The key of a GTIN's item; a new one gets the GTIN as placeholder SKU and name."""
     return ItemKey(gtin=gtin, sku=gtin, name=f"Unreviewed item {gtin}")

@@ -22,7 +22,7 @@ from server_helpers import (
 
 from server import schema
 from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.ingest import Ingestor, Prepared
 from server.metrics import Metrics
 from server.store import Store
 from wire.models import MAX_PAYLOAD_BYTES, Ack
@@ -105,6 +105,32 @@ async def test_same_batch_concurrently_applies_once(
     assert all(result.acked for result in results)
     assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 20}
     assert await probe.count(schema.ledger) == 20
+
+
+async def test_overlapping_batches_in_one_transaction_apply_each_event_once(
+    ingestor: Ingestor, batches: Batches, probe: Probe, publisher: RecordingPublisher
+) -> None:
+    # The server commits every batch that queued up in one transaction: an event re-sent
+    # in a later batch of the same group is a duplicate of the earlier one, not fresh.
+    events = [batches.event(epc=sgtin(n)) for n in range(1, 5)]
+    first = batches.payload(events[:3])
+    resent = batches.payload(events[:3])
+    overlapping = batches.payload(events[1:])
+    group = [
+        await ingestor.prepare(batches.topic, payload) for payload in (first, resent, overlapping)
+    ]
+    assert all(isinstance(prepared, Prepared) for prepared in group)
+    results = await ingestor.apply([p for p in group if isinstance(p, Prepared)])
+
+    assert [(r.outcome, r.applied, r.duplicates) for r in results] == [
+        ("applied", 3, 0),
+        ("duplicate", 0, 3),
+        ("applied", 1, 2),
+    ]
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 4}
+    assert await probe.count(schema.ledger) == 4
+    assert await probe.count(schema.seen_events) == 4
+    assert len(publisher.on(batches.ack_topic)) == 1  # one Ack message for the gateway
 
 
 async def test_one_invalid_event_is_dead_lettered_and_the_rest_apply(

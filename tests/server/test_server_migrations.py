@@ -14,6 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import ValidationError
 from sqlalchemy.dialects import sqlite
 
 from server.config import DatabaseSettings
@@ -49,6 +50,38 @@ async def test_fresh_sqlite_file_migrates_to_head(tmp_path: Path) -> None:
     assert tables == TABLES
     assert revision == ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert journal == "wal"
+
+
+async def test_sqlite_connections_get_the_configured_cache_and_checkpoint(
+    tmp_path: Path,
+) -> None:
+    settings = DatabaseSettings(
+        url=f"sqlite+aiosqlite:///{tmp_path / 'tuned.db'}",
+        sqlite_cache_mb=16,
+        sqlite_checkpoint_mb=8,
+    )
+    store = Store.open(settings)
+    try:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            pragmas = {
+                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("cache_size", "wal_autocheckpoint", "journal_size_limit", "page_size")
+            }
+    finally:
+        await store.close()
+    assert pragmas["cache_size"] == -16 * 1024  # KiB
+    assert pragmas["wal_autocheckpoint"] == 8 * 1024 * 1024 // pragmas["page_size"]
+    assert pragmas["journal_size_limit"] == 8 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("sqlite_cache_mb", 1), ("sqlite_cache_mb", 5000), ("sqlite_checkpoint_mb", 0)],
+)
+def test_sqlite_tuning_out_of_range_is_refused(key: str, value: int) -> None:
+    with pytest.raises(ValidationError, match=key):
+        DatabaseSettings.model_validate({key: value})
 
 
 @pytest.fixture

@@ -62,6 +62,10 @@ def test_decoding_is_cached_and_bounded() -> None:
         "urn:epc:id:sgtin:0614141.812345.A%2Fb-c",  # an escaped character in the serial
         "urn:epc:id:sgtin:0614141.812345.1.2",  # a dot is a serial character
         "urn:epc:id:sgtin:0614141.812345.123456789012345678901",  # 21 characters
+        "urn:epc:id:sgtin:0614141.812345.12345678901234567890",  # 20 digits
+        "urn:epc:id:sgtin:0614141.812345.0",
+        "urn:epc:id:sgtin:0614141.812345.007",  # leading zeros
+        "urn:epc:id:sgtin:0614141.812345.\u0661\u0662",  # digits, but not ASCII ones
         "urn:epc:id:sgtin:0614141.812345.",  # no serial
         "urn:epc:id:sgtin:0614141.812345.a#b",  # not a GS3A3 character
         "urn:epc:id:sgtin:0614141.81234.6789",  # prefix and reference are 12 digits
