@@ -192,6 +192,15 @@ async def _ensure_locations(
     return unknown
 
 
+def _balance_upsert(conn: AsyncConnection) -> sa.Insert:
+    """A balance moved by a delta (increments commute between concurrent batches)."""
+    insert = upsert(conn, balances)
+    return insert.on_conflict_do_update(
+        index_elements=[balances.c.item_id, balances.c.location_id],
+        set_={"on_hand": balances.c.on_hand + insert.excluded.on_hand},
+    )
+
+
 def _unit_upsert(conn: AsyncConnection) -> sa.Insert:
     """A unit's state, replaced only by a newer event (by time, then event id)."""
     insert = upsert(conn, units)
@@ -261,13 +270,11 @@ async def _write_plan(
                 deltas[(item_id, movement.from_location)] -= movement.quantity
             if movement.to_location is not None:
                 deltas[(item_id, movement.to_location)] += movement.quantity
-        insert = upsert(conn, balances)
         # Sorted, so concurrent PostgreSQL transactions lock balance rows in one order.
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[balances.c.item_id, balances.c.location_id],
-                set_={"on_hand": balances.c.on_hand + insert.excluded.on_hand},
-            ),
+        await execute_many(
+            conn,
+            "balance deltas",
+            _balance_upsert,
             [
                 {"item_id": item_id, "location_id": location, "on_hand": delta}
                 for (item_id, location), delta in sorted(deltas.items())

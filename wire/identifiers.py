@@ -19,6 +19,8 @@ EPC_CACHE_SIZE = 65_536
 SGTIN_URN_PREFIX = "urn:epc:id:sgtin:"
 MAX_SGTIN_SERIAL = 20
 """Characters in an SGTIN serial (TDS); epcpy checks the same."""
+_DIGITS_SGTIN = re.compile(rf"urn:epc:id:sgtin:[0-9]+\.[0-9]+\.[0-9]{{1,{MAX_SGTIN_SERIAL}}}")
+"""An SGTIN URN of ASCII digits only, with a serial of at most ``MAX_SGTIN_SERIAL``."""
 MAX_EPC_HEX = 124
 """496 bits, the largest EPC bank a Gen2 tag can hold."""
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -60,13 +62,13 @@ def gtin_of(urn: str) -> str | None:
         return None
     company, _, rest = urn[len(SGTIN_URN_PREFIX) :].partition(".")
     item_reference, dot, serial = rest.partition(".")
-    if not dot or SGTIN_REGEX.fullmatch(urn) is None:
+    # The common URN is ASCII digits throughout: it matches epcpy's pattern by
+    # construction, and a digit is a GS3A3 character that needs no escape.
+    digits = _DIGITS_SGTIN.fullmatch(urn) is not None
+    if not dot or (not digits and SGTIN_REGEX.fullmatch(urn) is None):
         return None
     gtin = _class_gtin(company, item_reference)
-    if gtin is None:
-        return None
-    if serial.isascii() and serial.isdigit() and len(serial) <= MAX_SGTIN_SERIAL:
-        # Digits are GS3A3 characters that need no escape: the common serial, settled.
+    if gtin is None or digits:
         return gtin
     try:
         verify_gs3a3_component(serial)
