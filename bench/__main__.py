@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmarks, write ``BENCHMARKS.md`` and ``bench/results.json``.
 
-Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s and the
-broker ceiling broker.raw_msgs_per_s, measured in the same run on the same Mosquitto) and
+Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s, with two
+baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on the same
+Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
 ``api`` (api.* over ``--ledger-rows`` ledger rows). One Mosquitto is started for the run.
 A figure that misses its target is followed by an untimed profiling pass whose report
 goes to ``bench/profiles/`` (``--no-profile`` skips it).
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import api, edge, edge_memory, llrp_stream, machine, report, server
+from bench import api, edge, edge_memory, llrp_stream, machine, report, server, sqlite_floor
 from bench.broker import Mosquitto
 from bench.figures import Figure
 
@@ -121,9 +122,16 @@ def run_server(ctx: Context) -> list[Figure]:
     rounds = max(1, -(-ctx.sizes.raw_messages // len(payloads)))
     raw = server.broker_raw(ctx.broker.host, ctx.broker.port, payloads, ctx.workdir, rounds=rounds)
     ceiling = raw.value * server.BATCH_EVENTS
+    floor = sqlite_floor.raw_events(
+        ctx.workdir, ctx.sizes.batches_per_gateway, warmup_batches=server.WARMUP_BATCHES
+    )
     figure = dataclasses.replace(
         figure,
-        detail={**figure.detail, "share_of_broker_ceiling": round(figure.value / ceiling, 4)},
+        detail={
+            **figure.detail,
+            "share_of_broker_ceiling": round(figure.value / ceiling, 4),
+            "share_of_sqlite_floor": round(figure.value / floor.value, 4),
+        },
     )
     if ctx.profiles is not None and figure.met is False:
         out = ctx.profiles / f"{figure.key}.txt"
@@ -134,7 +142,7 @@ def run_server(ctx: Context) -> list[Figure]:
             print(f"bench: profiling pass failed: {err}", file=sys.stderr)
         else:
             figure = _with_profile(figure, out)
-    return [figure, raw]
+    return [figure, raw, floor]
 
 
 def run_api(ctx: Context) -> list[Figure]:

@@ -17,7 +17,7 @@ from bench.figures import Figure, fmt
 
 GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "edge": ("edge.",),
-    "server": ("server.", "broker."),
+    "server": ("server.", "broker.", "sqlite."),
     "api": ("api.",),
 }
 ORDER: Final = (
@@ -27,6 +27,7 @@ ORDER: Final = (
     "edge.rss_mb_1m_buffered",
     "server.events_per_s",
     "broker.raw_msgs_per_s",
+    "sqlite.raw_events_per_s",
     "api.movements_p99_ms",
     "api.stock_p99_ms",
 )

@@ -110,7 +110,7 @@ async def _load_items(conn: AsyncConnection, keys: Sequence[ItemKey]) -> dict[st
     rows = await conn.execute(
         sa.select(items.c.id, items.c.gtin, items.c.sku).where(sa.or_(*conditions)), params
     )
-    return {row.gtin if row.gtin is not None else row.sku: row.id for row in rows}
+    return {gtin if gtin is not None else sku: item_id for item_id, gtin, sku in rows}
 
 
 async def _load_units(conn: AsyncConnection, epcs: Sequence[str]) -> dict[str, UnitState]:

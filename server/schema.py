@@ -36,8 +36,9 @@ MAX_READ_POINT = 256
 MAX_TOPIC = 512
 MAX_REASON = 2000
 MAX_MESSAGE = 2000
+SQLITE_UTC_TEXT_LENGTH = len("2024-11-25 08:00:00.000000")
 UTC_TEXT_CACHE = 4096
-"""Timestamp texts kept (``_sqlite_utc_text``): a few ingest groups' worth."""
+"""Timestamp texts kept (``sqlite_utc_text``): a few ingest groups' worth."""
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -65,8 +66,28 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             # The text SQLAlchemy's SQLite DATETIME writes, made in one C call instead of
             # two Python layers: ingest stores three timestamps per event.
-            return _sqlite_utc_text
+            return sqlite_utc_text
         return super().bind_processor(dialect)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None] | None:
+        standard = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return standard
+
+        def from_sqlite_text(value: Any) -> datetime | None:
+            # The naive UTC text ``sqlite_utc_text`` writes, read with its offset by one
+            # C call: the standard way (parse, then ``replace(tzinfo=...)`` in Python) cost
+            # more than the rest of a row. Anything else goes the standard way.
+            if isinstance(value, str) and len(value) == SQLITE_UTC_TEXT_LENGTH:
+                try:
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:
+                    pass
+            return standard(value) if standard is not None else value
+
+        return from_sqlite_text
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -79,7 +100,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
 
 @functools.lru_cache(maxsize=UTC_TEXT_CACHE)
-def _sqlite_utc_text(value: datetime | None) -> str | None:
+def sqlite_utc_text(value: datetime | None) -> str | None:
     """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, the fixed-width text of SQLite timestamps.
 
     Cached: an ingest transaction binds its recording time on every ledger row and seen

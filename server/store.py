@@ -57,10 +57,22 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 
 
-def _sqlite_pragmas(settings: DatabaseSettings) -> Any:
-    cache_kib = settings.sqlite_cache_mb * 1024
+def sqlite_pragmas(settings: DatabaseSettings, page_size: int) -> list[str]:
+    """The PRAGMAs every SQLite connection of the store runs (a file of ``page_size``)."""
     checkpoint_bytes = settings.sqlite_checkpoint_mb * 1024 * 1024
+    return [
+        # journal_mode=WAL is stored in the file and set once by Store.migrate.
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={int(settings.busy_timeout_s * 1000)}",
+        # A negative cache_size is in KiB; wal_autocheckpoint counts pages.
+        f"PRAGMA cache_size=-{settings.sqlite_cache_mb * 1024}",
+        f"PRAGMA wal_autocheckpoint={max(1, checkpoint_bytes // page_size)}",
+        f"PRAGMA journal_size_limit={checkpoint_bytes}",
+    ]
 
+
+def _sqlite_on_connect(settings: DatabaseSettings) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Python's sqlite3 begins transactions only before DML, so DDL and the reads before a
         # write would run outside any transaction. Turn that off and emit BEGIN ourselves
@@ -68,16 +80,10 @@ def _sqlite_pragmas(settings: DatabaseSettings) -> Any:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # journal_mode=WAL is stored in the file and set once by Store.migrate.
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(settings.busy_timeout_s * 1000)}")
-            # A negative cache_size is in KiB; wal_autocheckpoint counts pages.
-            cursor.execute(f"PRAGMA cache_size=-{cache_kib}")
             cursor.execute("PRAGMA page_size")
             page_size = int(cursor.fetchone()[0])
-            cursor.execute(f"PRAGMA wal_autocheckpoint={max(1, checkpoint_bytes // page_size)}")
-            cursor.execute(f"PRAGMA journal_size_limit={checkpoint_bytes}")
+            for pragma in sqlite_pragmas(settings, page_size):
+                cursor.execute(pragma)
         finally:
             cursor.close()
 
@@ -131,7 +137,7 @@ class Store:
             kwargs["connect_args"] = {"timeout": settings.connect_timeout_s}
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(settings))
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return cls(engine)
 

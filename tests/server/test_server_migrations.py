@@ -146,6 +146,37 @@ def test_sqlite_timestamps_are_stored_as_sqlalchemy_would_store_them(value: date
     assert fast(value) == standard(column.process_bind_param(value, dialect))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-11-25 08:00:00.040000",  # what the store writes
+        "0999-01-02 03:04:05.000006",
+        "9999-12-31 23:59:59.999999",
+        "2024-11-25 08:00:00",  # SQLite's CURRENT_TIMESTAMP: refused both ways
+        "2024-11-25",
+        None,
+    ],
+)
+def test_sqlite_timestamps_are_read_as_sqlalchemy_would_read_them(text: str | None) -> None:
+    # UtcDateTime parses SQLite text itself (for speed); the value must be the one the
+    # standard DATETIME processor and process_result_value give together.
+    dialect = sqlite.dialect()
+    column = UtcDateTime()
+    fast = column.dialect_impl(dialect).result_processor(dialect, None)
+    standard = column.impl_instance.dialect_impl(dialect).result_processor(dialect, None)
+    assert fast is not None
+    assert standard is not None
+    try:
+        expected = column.process_result_value(standard(text), dialect)
+    except TypeError:
+        with pytest.raises(TypeError):
+            fast(text)
+        return
+    read = fast(text)
+    assert read == expected
+    assert read is None or read.tzinfo is UTC
+
+
 def test_a_naive_timestamp_is_refused_on_the_fast_path_too() -> None:
     fast = UtcDateTime().bind_processor(sqlite.dialect())
     assert fast is not None
