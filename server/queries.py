@@ -77,23 +77,20 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
         figure: sa.func.coalesce(order_positions.c[figure], 0)
         for figure in ("on_order", "allocated", "in_transit")
     }
+    page_conditions = list(conditions)
     if not query.include_zero:
         # A row with nothing on hand still matters while open orders expect or hold goods.
-        conditions.append(sa.or_(balances.c.on_hand != 0, *(f != 0 for f in figures.values())))
+        page_conditions.append(sa.or_(balances.c.on_hand != 0, *(f != 0 for f in figures.values())))
+    # An item filter reads that item's balances by key; a location only filters them.
+    keyed = query.gtin is not None or query.sku is not None
+    large = (
+        query.location is not None and not keyed and await _subtree(conn, query.location) is None
+    )
     # The page and the count want different plans for a large subtree: the page walks
     # items in SKU order and stops after it (the location index would have every row of
     # the subtree sorted); the count reads the subtree's range of that index.
-    page_conditions, count_conditions = list(conditions), list(conditions)
-    # An item filter reads that item's balances by key; a location only filters them.
-    keyed = query.gtin is not None or query.sku is not None
-    if query.location is not None:
-        large = not keyed and await _subtree(conn, query.location) is None
-        location = _unindexed(balances.c.location_id) if large else balances.c.location_id
-        page_conditions.append(in_subtree(location, query.location))
-        count_conditions.append(in_subtree(balances.c.location_id, query.location))
-    if query.sites:
-        page_conditions.append(in_sites(_unindexed(balances.c.location_id), query.sites))
-        count_conditions.append(in_sites(balances.c.location_id, query.sites))
+    unindexed = _unindexed(balances.c.location_id)
+    page_conditions += _places(query, unindexed if large else balances.c.location_id, unindexed)
     positions = sa.and_(
         order_positions.c.item_id == balances.c.item_id,
         order_positions.c.location_id == balances.c.location_id,
@@ -119,11 +116,55 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
         .offset(query.offset)
     )
     # Every balance has its item (a foreign key), so only an item filter needs the join.
-    counted = joined if keyed else balances.outerjoin(order_positions, positions)
-    total = await conn.scalar(
-        sa.select(sa.func.count()).select_from(counted).where(*count_conditions)
-    )
-    return [StockRow.model_validate(row._mapping) for row in rows], int(total or 0)
+    held = balances.join(items, items.c.id == balances.c.item_id) if keyed else balances
+    count_conditions = [
+        *conditions,
+        *_places(query, balances.c.location_id, balances.c.location_id),
+    ]
+    if query.include_zero:
+        total = await _count(conn, held, count_conditions)
+    else:
+        # Counted in two parts that add up to the page's condition: the rows with goods on
+        # hand (no join), and those with none that an open order still names, found from
+        # the order positions (few) and looked up in balances by key. One count joining
+        # the order positions to every balance row cost several times as much over a site.
+        total = await _count(conn, held, [*count_conditions, balances.c.on_hand != 0])
+        ordered: sa.FromClause = order_positions
+        if keyed:
+            ordered = order_positions.join(items, items.c.id == order_positions.c.item_id)
+        nothing_held = (
+            sa.select(balances.c.item_id).where(positions, balances.c.on_hand == 0).exists()
+        )
+        total += await _count(
+            conn,
+            ordered,
+            [
+                *conditions,
+                *_places(query, order_positions.c.location_id, order_positions.c.location_id),
+                sa.or_(*(order_positions.c[figure] != 0 for figure in figures)),
+                nothing_held,
+            ],
+        )
+    return [StockRow.model_validate(row._mapping) for row in rows], total
+
+
+def _places(
+    query: StockQuery, subtree_column: sa.ColumnElement[str], sites_column: sa.ColumnElement[str]
+) -> list[sa.ColumnElement[bool]]:
+    """The location and site conditions of ``query``, each on the column given for it."""
+    found: list[sa.ColumnElement[bool]] = []
+    if query.location is not None:
+        found.append(in_subtree(subtree_column, query.location))
+    if query.sites:
+        found.append(in_sites(sites_column, query.sites))
+    return found
+
+
+async def _count(
+    conn: AsyncConnection, selectable: sa.FromClause, conditions: Sequence[sa.ColumnElement[bool]]
+) -> int:
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(selectable).where(*conditions))
+    return int(total or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +244,7 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
         )
     elif subtree is not None:
         branches = [
-            sa.select(ledger.c.id)
+            sa.select(ledger.c.event_time, ledger.c.id)
             .where(column == location, *conditions)
             .order_by(*newest_first)
             .limit(query.limit + 1)
@@ -214,8 +255,16 @@ async def movements(conn: AsyncConnection, query: MovementQuery) -> tuple[list[M
         ]
         if not branches:
             return [], False
-        # UNION, not UNION ALL: a move within the subtree is found from both sides.
-        ids = sa.union(*branches).subquery()
+        # UNION, not UNION ALL: a move within the subtree is found from both sides. The
+        # page is cut from the merged (time, id) pairs, which the location indexes hold,
+        # so only its rows are read from the ledger, not every branch's.
+        merged = sa.union(*branches)
+        page = merged.selected_columns
+        ids = (
+            merged.order_by(page.event_time.desc(), page.id.desc())
+            .limit(query.limit + 1)
+            .subquery()
+        )
         # Every branch applied the conditions already.
         statement = statement.join(ids, ids.c.id == ledger.c.id)
         conditions = []

@@ -214,7 +214,7 @@ balances = sa.Table(
     sa.Column("item_id", big_id(), sa.ForeignKey("items.id"), primary_key=True),
     sa.Column("location_id", location_id(), sa.ForeignKey("locations.id"), primary_key=True),
     sa.Column("on_hand", sa.BigInteger(), nullable=False),
-    sa.Index("ix_balances_location", "location_id"),
+    sa.Index("ix_balances_location_held", "location_id", "on_hand"),
 )
 
 units = sa.Table(

@@ -18,6 +18,7 @@ from server_helpers import BASE_TIME
 
 from server.queries import SUBTREE_BRANCH_LOCATIONS, MovementQuery, StockQuery, movements, stock
 from server.schema import balances, items, ledger, locations
+from server.schema_orders import order_positions
 from server.store import Store
 
 SMALL_AISLE = [f"wh1.a01.b{n:02d}" for n in range(1, 6)]
@@ -160,7 +161,9 @@ async def test_location_history_pages_match_a_plain_filter(
 
 @pytest.fixture
 async def on_hand(store: Store, history: list[dict[str, object]]) -> dict[tuple[str, str], int]:
-    """Balances of several items at every place (some zero), beside the history."""
+    """Balances of several items at every place (some zero), beside the history; order
+    positions on some of them (also where nothing is on hand) and on some places with no
+    balance row, keyed in ``ORDERED``."""
     rng = random.Random(11)
     skus = [f"sku-{n:02d}" for n in range(12)]
     figures: dict[tuple[str, str], int] = {}
@@ -186,18 +189,45 @@ async def on_hand(store: Store, history: list[dict[str, object]]) -> dict[tuple[
                         }
                     )
         await conn.execute(balances.insert(), rows)
+        positions = []
+        ORDERED.clear()
+        for sku in skus:
+            for place in PLACES:
+                if rng.random() < 0.25:
+                    on_order, allocated, in_transit = (rng.choice([0, 0, 3]) for _ in range(3))
+                    ORDERED[(sku, place)] = on_order + allocated + in_transit
+                    positions.append(
+                        {
+                            "item_id": item_ids[sku],
+                            "location_id": place,
+                            "on_order": on_order,
+                            "allocated": allocated,
+                            "in_transit": in_transit,
+                        }
+                    )
+        await conn.execute(order_positions.insert(), positions)
     return figures
+
+
+ORDERED: dict[tuple[str, str], int] = {}
+"""Open order figures (any nonzero means an order names the place) by (sku, place)."""
 
 
 @pytest.mark.parametrize("location", ["wh1.a01", "wh1.a01.b03", "wh1.a02", "wh1", "wh2", "wh3"])
 @pytest.mark.parametrize("sites", [frozenset(), frozenset({"wh1"})], ids=["any", "wh1-key"])
+@pytest.mark.parametrize("include_zero", [False, True], ids=["held", "all"])
 async def test_stock_by_location_pages_match_a_plain_filter(
-    store: Store, on_hand: dict[tuple[str, str], int], location: str, sites: frozenset[str]
+    store: Store,
+    on_hand: dict[tuple[str, str], int],
+    location: str,
+    sites: frozenset[str],
+    include_zero: bool,
 ) -> None:
+    # A balance row is listed while something is on hand or an open order names it.
     want = sorted(
         (sku, place, figure)
         for (sku, place), figure in on_hand.items()
-        if figure != 0
+        if (include_zero or figure != 0 or ORDERED.get((sku, place), 0) != 0)
         and in_subtree(place, location)
         and (not sites or any(in_subtree(place, site) for site in sites))
     )
@@ -206,7 +236,14 @@ async def test_stock_by_location_pages_match_a_plain_filter(
     for _ in range(len(on_hand) + 1):
         async with store.read("test") as conn:
             page, total = await stock(
-                conn, StockQuery(location=location, sites=sites, limit=9, offset=offset)
+                conn,
+                StockQuery(
+                    location=location,
+                    sites=sites,
+                    include_zero=include_zero,
+                    limit=9,
+                    offset=offset,
+                ),
             )
         assert total == len(want)
         got.extend((row.sku, row.location, row.on_hand) for row in page)
@@ -216,3 +253,6 @@ async def test_stock_by_location_pages_match_a_plain_filter(
     assert got == want
     if location in ("wh1.a01", "wh1.a02"):
         assert len(want) > 18, "the data span several pages"
+    if location == "wh1" and not include_zero:
+        # The data hold what the count's second part is for: nothing on hand, on order.
+        assert any(on_hand[(sku, place)] == 0 for sku, place, _ in want)
