@@ -177,7 +177,7 @@ def _groups(per_gateway: list[list[Batch]]) -> Iterator[list[Batch]]:
         yield [mine[index] for mine in per_gateway]
 
 
-async def _migrate(database: Path, settings: DatabaseSettings) -> None:
+async def _migrate(settings: DatabaseSettings) -> None:
     store = Store.open(settings)
     try:
         await store.migrate()
@@ -191,7 +191,7 @@ def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) 
     for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{database}")
-    asyncio.run(_migrate(database, settings))
+    asyncio.run(_migrate(settings))
     all_batches = build_batches(warmup_batches + batches_per_gateway)
     conn = sqlite3.connect(database, isolation_level=None)
     try:
@@ -211,8 +211,9 @@ def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) 
     finally:
         conn.close()
     events = sum(tx.events for tx in timed)
-    if ledger_rows != sum(tx.events for tx in transactions):
-        raise RuntimeError(f"ledger holds {ledger_rows} rows; more were written")
+    written = sum(tx.events for tx in transactions)
+    if ledger_rows != written:
+        raise RuntimeError(f"ledger holds {ledger_rows} rows, {written} were written")
     return Figure(
         key="sqlite.raw_events_per_s",
         value=round(events / seconds, 1),
