@@ -19,7 +19,9 @@ EPC_CACHE_SIZE = 65_536
 SGTIN_URN_PREFIX = "urn:epc:id:sgtin:"
 MAX_SGTIN_SERIAL = 20
 """Characters in an SGTIN serial (TDS); epcpy checks the same."""
-_DIGITS_SGTIN = re.compile(rf"urn:epc:id:sgtin:[0-9]+\.[0-9]+\.[0-9]{{1,{MAX_SGTIN_SERIAL}}}")
+_DIGITS_SGTIN = re.compile(
+    rf"{re.escape(SGTIN_URN_PREFIX)}[0-9]+\.[0-9]+\.[0-9]{{1,{MAX_SGTIN_SERIAL}}}"
+)
 """An SGTIN URN of ASCII digits only, with a serial of at most ``MAX_SGTIN_SERIAL``."""
 MAX_EPC_HEX = 124
 """496 bits, the largest EPC bank a Gen2 tag can hold."""
@@ -55,8 +57,9 @@ def gtin_of(urn: str) -> str | None:
     """The 14-digit GTIN of an SGTIN URN; None for any other kind of EPC.
 
     Every unit of a product has its own serial, so the GTIN is decoded (and cached) once
-    per company prefix and item reference; each URN still passes epcpy's own SGTIN checks
-    (the URN pattern, GS3A3 characters, 1..20 serial characters).
+    per company prefix and item reference. Each URN is held to epcpy's own SGTIN checks
+    (the URN pattern, GS3A3 characters, 1..20 serial characters): by epcpy itself, or, for
+    a URN of ASCII digits only, by one pattern that admits nothing epcpy refuses.
     """
     if not urn.startswith(SGTIN_URN_PREFIX):
         return None

@@ -118,11 +118,11 @@ class DeviceLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self, logger: logging.Logger, kind: str, name: str) -> None:
         super().__init__(logger, {"reader": name})
+        self._name = name
         self._prefix = f"{kind} {name}: "
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        name = self.extra["reader"] if self.extra else "?"
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), "reader": name}
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), "reader": self._name}
         return f"{self._prefix}{msg}", kwargs
