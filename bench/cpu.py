@@ -59,6 +59,30 @@ def one_core() -> Iterator[int | None]:
         os.sched_setaffinity(0, allowed)
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user and system) each thread of process ``pid`` has used, by thread id.
+
+    Read from ``/proc/PID/task/*/stat``; empty where that is not readable. A thread that
+    ends while it is read is left out.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return used
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces:
+        # state is field 3, utime field 14 and stime field 15 (proc(5)).
+        fields = stat.rpartition(")")[2].split()
+        used[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
 from bench.profiling import write_text
 from bench.server_proc import ServerProcess
@@ -237,9 +238,12 @@ def server_events(
         database=database,
         read_points=read_points(),
         profile_to=profile_to,
-    ):
+    ) as process:
         asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
+        assert process.pid is not None
+        cpu_before, wall_before = thread_cpu_seconds(process.pid), time.perf_counter()
         run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
+        cpu = _cpu_use(process.pid, cpu_before, time.perf_counter() - wall_before)
     flat = [batch for mine in timed for batch in mine]
     events = sum(batch.events for batch in flat)
     if run.acked != len(flat):
@@ -277,9 +281,28 @@ def server_events(
             "ledger_rows_after": ledger_rows,
             "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
             "profile": str(profile_to) if profile_to is not None else None,
+            **cpu,
         },
     )
     return figure, [batch.payload for batch in flat]
+
+
+def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, float]:
+    """The server process's CPU use over the timed part, in cores (1.0: one core busy).
+
+    ``event_loop_thread_cores`` is its main thread (MQTT, validation, rules, SQLAlchemy);
+    ``other_threads_cores`` the rest, mostly aiosqlite's thread inside SQLite. Their sum
+    near 1.0 with both below it says the two take turns (the GIL and ``await``), so the
+    second core barely helps.
+    """
+    after = thread_cpu_seconds(pid)
+    used = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
+    main = used.get(pid, 0.0)
+    return {
+        "server_cpu_cores": round(sum(used.values()) / wall_s, 3),
+        "event_loop_thread_cores": round(main / wall_s, 3),
+        "other_threads_cores": round((sum(used.values()) - main) / wall_s, 3),
+    }
 
 
 # --- the broker ceiling ---------------------------------------------------------------------

@@ -12,6 +12,11 @@ when every gateway has one waiting).
 
 Nothing else runs: no MQTT, no JSON, no validation, no rules, no SQLAlchemy; every row is
 built before the clock starts. So the server can at best approach this figure.
+
+The same rows are then written once more into a fresh file with ``synchronous=OFF``
+(detail ``synchronous_off_events_per_s``): no fsync at all, so what is left is SQLite's CPU
+work on this machine. It says whether a figure out of reach is a matter of the disk (and of
+durability settings) or of the CPU.
 """
 
 from __future__ import annotations
@@ -185,18 +190,23 @@ async def _migrate(settings: DatabaseSettings) -> None:
         await store.close()
 
 
-def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) -> Figure:
-    """Write the server workload's rows with sqlite3 alone and time the timed part."""
-    database = workdir / "sqlite-raw.db"
+def _timed_writes(
+    workdir: Path, name: str, all_batches: list[list[Batch]], warmup_batches: int, *extra: str
+) -> tuple[list[_Transaction], float, int]:
+    """Write every transaction into a fresh file ``name``, ``extra`` pragmas after the server's.
+
+    Returns:
+        The timed transactions, their seconds, and the ledger rows written in all.
+    """
+    database = workdir / name
     for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{database}")
     asyncio.run(_migrate(settings))
-    all_batches = build_batches(warmup_batches + batches_per_gateway)
     conn = sqlite3.connect(database, isolation_level=None)
     try:
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        for pragma in sqlite_pragmas(settings, page_size):
+        for pragma in (*sqlite_pragmas(settings, page_size), *extra):
             conn.execute(pragma)
         item_ids = _seed(conn, all_batches)
         transactions = [_rows(group, item_ids) for group in _groups(all_batches)]
@@ -210,10 +220,26 @@ def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) 
         ledger_rows = int(conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
     finally:
         conn.close()
-    events = sum(tx.events for tx in timed)
     written = sum(tx.events for tx in transactions)
     if ledger_rows != written:
         raise RuntimeError(f"ledger holds {ledger_rows} rows, {written} were written")
+    return timed, seconds, ledger_rows
+
+
+def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) -> Figure:
+    """Write the server workload's rows with sqlite3 alone and time the timed part.
+
+    A second pass writes the same into another file with ``synchronous=OFF`` (no fsync at
+    all): what SQLite costs on this CPU alone, durability aside.
+    """
+    all_batches = build_batches(warmup_batches + batches_per_gateway)
+    timed, seconds, ledger_rows = _timed_writes(
+        workdir, "sqlite-raw.db", all_batches, warmup_batches
+    )
+    events = sum(tx.events for tx in timed)
+    _, unsynced_s, _ = _timed_writes(
+        workdir, "sqlite-raw-nosync.db", all_batches, warmup_batches, "PRAGMA synchronous=OFF"
+    )
     return Figure(
         key="sqlite.raw_events_per_s",
         value=round(events / seconds, 1),
@@ -226,7 +252,8 @@ def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) 
             "events) per transaction: read the seen ids and units named, insert seen ids, "
             "ledger rows, balance deltas, unit states and batch records, commit; after the "
             "same warm-up, rows built before the clock started. The database floor: no MQTT, "
-            "validation, rules or SQLAlchemy."
+            "validation, rules or SQLAlchemy. Then the same again into a fresh file with "
+            "synchronous=OFF (no fsync): the CPU's share alone."
         ),
         detail={
             "events": events,
@@ -234,6 +261,7 @@ def raw_events(workdir: Path, batches_per_gateway: int, *, warmup_batches: int) 
             "events_per_transaction": GATEWAYS * BATCH_EVENTS,
             "seconds": round(seconds, 3),
             "ledger_rows_after": ledger_rows,
+            "synchronous_off_events_per_s": round(events / unsynced_s, 1),
         },
     )
 

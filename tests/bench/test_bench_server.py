@@ -36,6 +36,11 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert figure.key == "server.events_per_s"
     assert figure.value > 0
     assert figure.detail["events"] == server.GATEWAYS * server.BATCH_EVENTS
+    # The server process worked while it was timed, on its event loop thread above all.
+    assert figure.detail["event_loop_thread_cores"] > 0
+    assert figure.detail["server_cpu_cores"] == pytest.approx(
+        figure.detail["event_loop_thread_cores"] + figure.detail["other_threads_cores"], abs=0.002
+    )
     assert len(payloads) == server.GATEWAYS
     raw = server.broker_raw(mosquitto.host, mosquitto.port, payloads, tmp_path)
     assert raw.key == "broker.raw_msgs_per_s"
@@ -83,8 +88,11 @@ def test_sqlite_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitt
     assert floor.detail["events"] == figure.detail["events"]
     served, raw = tmp_path / "server-events.db", tmp_path / "sqlite-raw.db"
     assert any(row[7] == "shipment" for row in _rows(raw, SAME_ROWS["ledger"]))
+    unsynced = tmp_path / "sqlite-raw-nosync.db"
+    assert floor.detail["synchronous_off_events_per_s"] > 0
     for table, sql in SAME_ROWS.items():
         assert _rows(raw, sql) == _rows(served, sql), table
+        assert _rows(unsynced, sql) == _rows(served, sql), table
 
 
 def test_bench_broker_starts_and_stops(tmp_path: Path) -> None:

@@ -1,0 +1,44 @@
+"""CPU use per thread, as the server benchmark reads it from /proc."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from bench.cpu import thread_cpu_seconds
+
+SPIN_S = 0.3
+
+
+def test_thread_cpu_seconds_charges_the_thread_that_worked() -> None:
+    spun, release = threading.Event(), threading.Event()
+    worker_ids: list[int] = []
+
+    def spin() -> None:
+        worker_ids.append(threading.get_native_id())
+        until = time.thread_time() + SPIN_S
+        while time.thread_time() < until:
+            pass
+        spun.set()
+        release.wait(10)  # alive (and in /proc) until it has been read
+
+    before = thread_cpu_seconds(os.getpid())
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        assert spun.wait(10)
+        after = thread_cpu_seconds(os.getpid())
+    finally:
+        release.set()
+        worker.join()
+    [worker_id] = worker_ids
+    main_id = threading.get_native_id()
+    assert worker_id not in before
+    # Clock ticks (1/100 s) round each figure down.
+    assert after[worker_id] >= SPIN_S - 0.05
+    assert after[main_id] - before[main_id] < SPIN_S / 2
+
+
+def test_thread_cpu_seconds_of_no_process_is_empty() -> None:
+    assert thread_cpu_seconds(2**22 + 12345) == {}
