@@ -269,7 +269,8 @@ def server_events(
             f"{WINDOW} batches unacknowledged each) through Mosquitto to `stockgate server` "
             "(its own process, SQLite file in WAL mode with synchronous=FULL); timed from the "
             "first publish to the last Ack, after an untimed warm-up; then the ledger rows, "
-            "seen event ids and balances (check-ledger) were verified."
+            "seen event ids and balances (check-ledger) were verified. The server process's "
+            "CPU use over the timed part, per thread from /proc, is in the details (cores)."
         ),
         target=Target(">=", EVENTS_TARGET),
         detail={
