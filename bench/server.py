@@ -298,11 +298,11 @@ def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, flo
     """
     after = thread_cpu_seconds(pid)
     used = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
-    main = used.get(pid, 0.0)
+    total, main = sum(used.values()), used.get(pid, 0.0)
     return {
-        "server_cpu_cores": round(sum(used.values()) / wall_s, 3),
+        "server_cpu_cores": round(total / wall_s, 3),
         "event_loop_thread_cores": round(main / wall_s, 3),
-        "other_threads_cores": round((sum(used.values()) - main) / wall_s, 3),
+        "other_threads_cores": round((total - main) / wall_s, 3),
     }
 
 
