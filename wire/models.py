@@ -135,6 +135,9 @@ class Event(_Model):
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
     reads: ReadEvidence | None = None
     source: Source
+    group: Text | None = None
+    """Portal passes: the id of the group (a pallet or a cart) of tags that crossed the same
+    read point together; every event of one group carries the same id, unique per gateway."""
 
     @model_validator(mode="after")
     def _one_identity(self) -> Event:
