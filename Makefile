@@ -42,8 +42,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy -p wire -p edge -p server -p stockgate -p bench -p firmware_sim
 
+## Two workers: most tests wait on sockets, brokers and databases rather than the CPU, and
+## every test isolates itself (free ports, temp dirs, a database of its own).
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest
 
