@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WHEELHOUSE := $(VENV)/wheelhouse
 DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest bench system-deps clean
@@ -12,6 +13,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Wheels of every runtime dependency (and the build backend), so the packaging tests
+	@# install `stockgate[edge]` / `[server]` into fresh venvs offline (tests/packaging).
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet -w $(WHEELHOUSE) '.[edge,server]' 'setuptools>=68' wheel
+	rm -rf $(WHEELHOUSE)/stockgate-*.whl build
 	touch $(STAMP)
 
 ## Mosquitto and PostgreSQL are real parts of the tests; install what is missing when we may.
@@ -19,7 +25,8 @@ $(STAMP): pyproject.toml
 APT_PACKAGES = $(strip \
   $(if $(or $(wildcard /usr/sbin/mosquitto),$(shell command -v mosquitto)),,mosquitto) \
   $(if $(or $(wildcard /usr/bin/mosquitto_pub),$(shell command -v mosquitto_pub)),,mosquitto-clients) \
-  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
+  $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+  $(if $(or $(wildcard /usr/bin/systemd-analyze),$(shell command -v systemd-analyze)),,systemd))
 system-deps:
 	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
 from edge.config import EdgeSettings
 from edge.health import CpuMeter, IssueBoard, rss_bytes
+from edge.host import HostProbe
 from edge.metrics import MetricsServer, registry_for
 from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
@@ -48,9 +49,10 @@ from edge.readers.types import ReaderEvent, ScanRead, TagRead
 from edge.readpoints import Finished, ReadPoints, gpi_ports
 from edge.scanning import ScanEvent, ScanSession
 from edge.status import RateMeter, StatusReporter, last_will
+from stockgate import software_version
 from stockgate.mqtt import MqttClient
 from wire.identifiers import IdentifierError
-from wire.models import MAX_READERS, ReaderStatus, Status, now_utc
+from wire.models import MAX_ANTENNAS, MAX_READERS, ConfigRejection, ReaderStatus, Status, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +96,38 @@ def llrp_readers(settings: EdgeSettings) -> dict[str, Reader]:
     }
 
 
+def reader_antennas(settings: EdgeSettings) -> dict[str, list[int]]:
+    """The antennas the config uses, per reader: its ``antennas``, else its read points'."""
+    used: dict[str, set[int]] = {}
+    for portal in settings.portals:
+        used.setdefault(portal.reader, set()).update(
+            (*portal.outside_antennas, *portal.inside_antennas)
+        )
+    for zone in settings.zones:
+        used.setdefault(zone.reader, set()).update(zone.antennas)
+    for dedupe in settings.dedupe:
+        used.setdefault(dedupe.reader, set()).update(dedupe.antennas)
+    for reader in settings.llrp:
+        if reader.antennas:
+            used[reader.name] = set(reader.antennas)
+    return {name: sorted(found)[:MAX_ANTENNAS] for name, found in used.items() if found}
+
+
 class EdgeAgent:
     """The edge agent for one gateway.
 
     Args:
         settings: the validated edge config.
         readers: readers by name, instead of building one per ``[[llrp]]`` (tests, sims).
+        host: where the board's facts (disk, temperature, throttling) are read.
     """
 
     def __init__(
-        self, settings: EdgeSettings, *, readers: Mapping[str, Reader] | None = None
+        self,
+        settings: EdgeSettings,
+        *,
+        readers: Mapping[str, Reader] | None = None,
+        host: HostProbe | None = None,
     ) -> None:
         self.settings = settings
         self.site = settings.gateway.site
@@ -146,6 +170,13 @@ class EdgeAgent:
         """Well-formed scans received from every scanner."""
         self.scan_events = 0
         """Events from scans stored in the outbox."""
+        self._host = host if host is not None else HostProbe()
+        self._software_version = software_version()
+        self._antennas = reader_antennas(settings)
+        self.config_version: int | None = None
+        """The remote configuration version running (None: the local file alone)."""
+        self.config_rejected: ConfigRejection | None = None
+        """The last remote configuration refused, until a later one applies."""
 
     @property
     def outbox(self) -> Outbox | None:
@@ -411,6 +442,7 @@ class EdgeAgent:
         outbox = self._outbox
         oldest = await self.check_health()
         depth = outbox.depth() if outbox is not None else 0
+        throttling = self._host.throttling()
         rate = 0.0
         if self._rate is not None:
             rate = self._rate.rate(self.reads, asyncio.get_running_loop().time())
@@ -431,14 +463,25 @@ class EdgeAgent:
             cpu_percent=self._cpu.percent(),
             rss_bytes=rss_bytes(),
             uptime_s=round(max(0.0, self.clock() - self._started), 1),
+            software_version=self._software_version,
+            config_version=self.config_version,
+            config_rejected=self.config_rejected,
+            disk_free_bytes=self._host.disk_free_bytes(self.settings.buffer.path),
+            cpu_temp_c=self._host.cpu_temp_c(),
+            throttled=throttling.now if throttling is not None else None,
+            throttled_since_boot=throttling.since_boot if throttling is not None else None,
         )
 
     def _reader_status(self, name: str, reader: Reader) -> ReaderStatus:
         status = reader.status()
+        update: dict[str, object] = {}
         error = self._last_error.get(name)
         if status.last_error is None and error is not None:
-            status = status.model_copy(update={"last_error": error})
-        return status
+            update["last_error"] = error
+        antennas = self._antennas.get(name)
+        if antennas and not status.antennas:
+            update["antennas"] = antennas
+        return status.model_copy(update=update) if update else status
 
 
 async def run_edge(

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from stockgate import software_version
 from stockgate.mqtt import MqttClient, MqttError, Will
 from wire import topics
 from wire.models import Status, now_utc
@@ -29,16 +30,27 @@ OFFLINE_PUBLISH_TIMEOUT_S: Final = 3.0
 Snapshot = Callable[[], Awaitable[Status]]
 
 
-def offline_status(site: str, gateway: str) -> Status:
-    """The status a gateway leaves behind when it goes away."""
-    return Status(gateway=gateway, site=site, state="offline", at=now_utc())
+def offline_status(site: str, gateway: str, config_version: int | None = None) -> Status:
+    """The status a gateway leaves behind when it goes away (with what it runs)."""
+    return Status(
+        gateway=gateway,
+        site=site,
+        state="offline",
+        at=now_utc(),
+        software_version=software_version(),
+        config_version=config_version,
+    )
 
 
-def last_will(site: str, gateway: str) -> Will:
-    """The MQTT last will: the offline status, retained, on the gateway's status topic."""
+def last_will(site: str, gateway: str, config_version: int | None = None) -> Will:
+    """The MQTT last will: the offline status, retained, on the gateway's status topic.
+
+    The will is fixed when the client is built, so its ``config_version`` is the one of
+    the start; the server keeps the last online status's version beside it.
+    """
     return Will(
         topic=topics.status(site, gateway),
-        payload=offline_status(site, gateway).model_dump_json().encode(),
+        payload=offline_status(site, gateway, config_version).model_dump_json().encode(),
         qos=1,
         retain=True,
     )
@@ -70,6 +82,7 @@ class StatusReporter:
         gateway: this gateway's id.
         interval_s: time between two status messages while connected.
         snapshot: builds the current online status.
+        config_version: the remote config version running, for the offline status.
     """
 
     def __init__(
@@ -80,6 +93,7 @@ class StatusReporter:
         gateway: str,
         interval_s: float,
         snapshot: Snapshot,
+        config_version: Callable[[], int | None] | None = None,
     ) -> None:
         self._client = client
         self.site = site
@@ -87,6 +101,7 @@ class StatusReporter:
         self.topic = topics.status(site, gateway)
         self._interval_s = interval_s
         self._snapshot = snapshot
+        self._config_version = config_version
         self._wake = asyncio.Event()
         self.published = 0
 
@@ -102,6 +117,10 @@ class StatusReporter:
                     await self._wake.wait()
 
     async def _on_connect(self) -> None:
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Publish a status now (e.g. a remote config was applied or refused)."""
         self._wake.set()
 
     async def publish_now(self) -> bool:
@@ -123,7 +142,8 @@ class StatusReporter:
         When it is not reachable the broker has already published the last will, or will
         once the keepalive runs out.
         """
-        payload = offline_status(self.site, self.gateway).model_dump_json().encode()
+        version = self._config_version() if self._config_version is not None else None
+        payload = offline_status(self.site, self.gateway, version).model_dump_json().encode()
         try:
             await self._client.publish(
                 self.topic, payload, qos=1, retain=True, timeout=OFFLINE_PUBLISH_TIMEOUT_S

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stockgate import software_version
 from stockgate.logs import LogFormat
 from stockgate.logs import setup as setup_logging
 from stockgate.settings import ConfigError
@@ -36,6 +37,12 @@ _log_format = LogFormat.TEXT
 """Set by the root ``--log-format`` option, before any command runs."""
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"stockgate {software_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     log_format: Annotated[
@@ -46,6 +53,15 @@ def _root(
             help="text, or json: one JSON object per line (for log shippers).",
         ),
     ] = LogFormat.TEXT,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the software version and exit.",
+        ),
+    ] = False,
 ) -> None:
     global _log_format
     _log_format = log_format
@@ -77,13 +93,17 @@ async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _run(main: Coroutine[Any, Any, int | None]) -> None:
-    """Run a coroutine until it ends, Ctrl-C or SIGTERM; exit with its status."""
-    from server.errors import ServerError
+def _run(main: Coroutine[Any, Any, int | None], errors: tuple[type[Exception], ...] = ()) -> None:
+    """Run a coroutine until it ends, Ctrl-C or SIGTERM; exit with its status.
 
+    ``errors`` are the caller's own refusals (e.g. ``ServerError``), reported in one line
+    with status 2 like a config error. Each command passes its own, so an edge command
+    never imports the server's modules (a gateway installs only ``stockgate[edge]``).
+    """
+    refusals: tuple[type[Exception], ...] = (ConfigError, *errors)
     try:
         code = asyncio.run(_until_terminated(main))
-    except (ConfigError, ServerError) as err:
+    except refusals as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     except OSError as err:
@@ -104,10 +124,11 @@ def demo(
     log_level: LogLevel = "warning",
 ) -> None:
     """Run broker, server, a simulated dock door and an edge agent on this machine."""
+    from server.errors import ServerError
     from stockgate.demo import run_demo
 
     _setup_logging(log_level)
-    _run(run_demo(duration=duration, api_port=port))
+    _run(run_demo(duration=duration, api_port=port), (ServerError,))
 
 
 @server_app.callback(invoke_without_command=True)
@@ -124,6 +145,7 @@ def server(
         raise typer.Exit(2)
     from server.app import run_server, tune_gc
     from server.config import ServerSettings
+    from server.errors import ServerError
     from stockgate.settings import load
 
     _setup_logging(log_level)
@@ -133,7 +155,7 @@ def server(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     tune_gc()
-    _run(run_server(settings))
+    _run(run_server(settings), (ServerError,))
 
 
 @server_app.command("check-ledger")
@@ -141,6 +163,7 @@ def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     """Rebuild balances from the ledger and report any difference (exit 1 if any)."""
     from server.app import check_ledger_command
     from server.config import ServerSettings
+    from server.errors import ServerError
     from stockgate.settings import load
 
     _setup_logging(log_level)
@@ -149,7 +172,7 @@ def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    _run(check_ledger_command(settings))
+    _run(check_ledger_command(settings), (ServerError,))
 
 
 @app.command()

@@ -226,6 +226,11 @@ class ReaderStatus(_Model):
     """Antennas the reader last reported as disconnected (AntennaEvent)."""
     exceptions: int = Field(default=0, ge=0)
     """Reader exception events (ReaderExceptionEvent, report buffer warnings) since start."""
+    antennas: list[Annotated[int, Field(ge=0, le=65535)]] = Field(
+        default_factory=list, max_length=MAX_ANTENNAS
+    )
+    """The antennas the gateway's config uses on this reader (empty: all it has, or none
+    named, e.g. a scanner)."""
 
 
 MAX_ISSUES = 128
@@ -276,6 +281,60 @@ class Status(_Model):
     rss_bytes: int | None = Field(default=None, ge=0)
     """Resident memory of the process."""
     uptime_s: float | None = Field(default=None, ge=0)
+    software_version: Annotated[str, Field(max_length=64)] | None = None
+    """The gateway's stockgate release (``stockgate --version``); ``version`` above is the
+    format of this message, not the software."""
+    config_version: int | None = Field(default=None, ge=1)
+    """The remote configuration version the gateway runs (``GatewayConfig``); None: only
+    its local config file."""
+    config_rejected: ConfigRejection | None = None
+    """The last remote configuration the gateway refused, and why; None once a later one
+    applied."""
+    disk_free_bytes: int | None = Field(default=None, ge=0)
+    """Free space on the file system of the outbox."""
+    cpu_temp_c: float | None = Field(default=None, ge=-100, le=200)
+    """CPU temperature where the board reports one (``/sys/class/thermal``)."""
+    throttled: list[ThrottleFlag] | None = None
+    """Raspberry Pi firmware conditions now (under-voltage, frequency capped, throttled,
+    soft temperature limit); None where the board does not report them."""
+    throttled_since_boot: list[ThrottleFlag] | None = None
+    """The same conditions, as having happened at any time since boot."""
+
+
+ThrottleFlag = Literal["under_voltage", "arm_freq_capped", "throttled", "soft_temp_limit"]
+
+
+class ConfigRejection(_Model):
+    """A remote configuration a gateway refused."""
+
+    config_version: int | None = Field(default=None, ge=1)
+    """Its version, when the message said one."""
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    at: UtcMillis
+
+
+MAX_CONFIG_BYTES = 262_144
+"""Largest remote configuration message either side accepts."""
+
+
+class GatewayConfig(_Model):
+    """Remote tuning of one gateway, on its ``config`` topic (retained, QoS 1).
+
+    ``settings`` holds tables of the edge's own config models (read points' antennas and
+    sides, filters, thresholds, dedupe and zone settings, reader tuning); the edge
+    validates them against its settings models merged over its local file, which stays
+    the source of identity, credentials and the broker address (``edge.remote_config``).
+    The wire checks only the envelope: the edge is the judge of its own settings.
+    """
+
+    version: Literal[1] = 1
+    gateway: Id
+    site: Id
+    config_version: int = Field(ge=1)
+    """Increases by one with every change the server records for this gateway."""
+    issued_at: UtcMillis
+    issued_by: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    settings: dict[str, object] = Field(max_length=16)
 
 
 class Alert(_Model):
