@@ -50,9 +50,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy -p wire -p edge -p server -p stockgate -p bench -p firmware_sim
 
 ## Two workers: most tests wait on sockets, brokers and databases rather than the CPU, and
-## every test isolates itself (free ports, temp dirs, a database of its own).
+## every test isolates itself (free ports, temp dirs, a database of its own). Tests marked
+## xdist_group share one worker (e.g. the installers' venvs, built once per module).
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest
 

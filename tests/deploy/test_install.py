@@ -26,6 +26,9 @@ from stockgate.settings import MqttSettings
 from wire import topics
 from wire.models import Status
 
+# One worker builds the venvs of this module once (``make pytest`` runs --dist loadgroup).
+pytestmark = [pytest.mark.xdist_group("deploy-installers")]
+
 REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = Path(sys.prefix) / "wheelhouse"
 INSTALL_TIMEOUT_S = 300
