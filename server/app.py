@@ -34,6 +34,10 @@ from server.api import create_app
 from server.check import ledger_report
 from server.config import ServerSettings
 from server.errors import PublishFailed, ServerError
+from server.history_check import history_report, rebuild_history
+from server.history_follow import LedgerFollower
+from server.history_influx import InfluxSink
+from server.history_rollups import RollupSink
 from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
@@ -109,6 +113,10 @@ class Server:
         """The port the API listens on, once ``run`` has bound it."""
         self.mqtt_url: str | None = None
         self.store: Store | None = None
+        self.followers: list[LedgerFollower] = []
+        """The history followers, once ``run`` has made them."""
+        self.influx_sink: InfluxSink | None = None
+        """The history followers, once ``run`` has made them."""
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Run until cancelled.
@@ -200,10 +208,30 @@ class Server:
                 group.create_task(sweeper.run(), name="server-alert-sweeps")
                 if self.settings.webhooks:
                     group.create_task(webhooks.run(), name="server-webhooks")
+                for follower in self._followers(store, metrics):
+                    group.create_task(follower.run(), name=f"server-history-{follower.name}")
+                if self.influx_sink is not None:
+                    group.create_task(
+                        self.influx_sink.run_samples(store), name="server-history-samples"
+                    )
                 group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")
                 group.create_task(
                     self._announce_ready(client, subscriptions, ready), name="server-ready"
                 )
+
+    def _followers(self, store: Store, metrics: Metrics) -> list[LedgerFollower]:
+        """The ledger followers this instance runs (each works only while it holds the
+        lease of its cursor, so every instance may run them)."""
+        history = self.settings.history
+        if not history.enabled:
+            return []
+        followers = [LedgerFollower(store, RollupSink(), history)]
+        if self.settings.influxdb is not None:
+            sink = InfluxSink(self.settings.influxdb)
+            self.influx_sink = sink
+            followers.append(LedgerFollower(store, sink, history))
+        self.followers = followers
+        return followers
 
     async def _mqtt_settings(self, stack: contextlib.AsyncExitStack) -> MqttSettings:
         url = self._mqtt_url_override or self.settings.mqtt.url
@@ -347,4 +375,46 @@ async def check_ledger_command(settings: ServerSettings) -> int:
     if report.lines:
         return 1
     print("balances agree with the ledger")
+    return 0
+
+
+async def rebuild_history_command(settings: ServerSettings) -> int:
+    """``stockgate server rebuild-history``: empty the rollups and follow the ledger again."""
+    store = Store.open(settings.database)
+    try:
+        await store.migrate()
+        position = await rebuild_history(
+            store,
+            settings.history,
+            progress=lambda at, target: print(f"rebuilding history: {at} / {target} ledger rows"),
+        )
+    except ServerError as err:
+        print(f"error: {err}")
+        return 2
+    finally:
+        await store.close()
+    print(f"history rebuilt from the ledger up to row {position}")
+    return 0
+
+
+async def check_history_command(settings: ServerSettings) -> int:
+    """``stockgate server check-history``: print differences; exit 1 if any, 2 on error."""
+    store = Store.open(settings.database)
+    try:
+        report = await history_report(store)
+    except ServerError as err:
+        print(f"error: {err}")
+        return 2
+    finally:
+        await store.close()
+    for line in report.lines:
+        print(line)
+    if report.lines:
+        print(f"{len(report.lines)} history bucket(s) disagree with the ledger")
+        return 1
+    behind = report.newest - report.position
+    print(
+        f"history agrees with the ledger up to row {report.position}"
+        + (f" ({behind} newer row(s) not followed yet)" if behind > 0 else "")
+    )
     return 0

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from server.alert_settings import MAX_WEBHOOKS, AlertSettings, StreamSettings, Webhooks
+from server.history_settings import HistorySettings, InfluxSettings
 from server.operations_settings import OperationsSettings, OrdersSettings
 from stockgate.settings import FileSettings, MqttSettings, Section
 from wire.models import MAX_PAYLOAD_BYTES
@@ -179,6 +180,9 @@ class ServerSettings(FileSettings):
     stream: StreamSettings = StreamSettings()
     operations: OperationsSettings = OperationsSettings()
     orders: OrdersSettings = OrdersSettings()
+    history: HistorySettings = HistorySettings()
+    influxdb: InfluxSettings | None = None
+    """The InfluxDB history sink; absent: no sink (the SQL rollups still follow)."""
 
     @model_validator(mode="after")
     def _read_points_unique(self) -> ServerSettings:

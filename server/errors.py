@@ -23,3 +23,12 @@ class TransientStoreError(StoreError):
 
 class PublishFailed(ServerError):
     """A message (Ack, alert) could not be published; the caller logs and moves on."""
+
+
+class SinkUnavailable(ServerError):
+    """A history sink (InfluxDB) did not take a write; the follower keeps its position and
+    tries again later, so nothing is lost."""
+
+
+class LeaseLost(ServerError):
+    """Another instance took a history follower's lease; this instance stops following."""

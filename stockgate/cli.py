@@ -175,6 +175,34 @@ def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     _run(check_ledger_command(settings), (ServerError,))
 
 
+def _server_settings(config: Path, log_level: str) -> Any:
+    from server.config import ServerSettings
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        return load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
+@server_app.command("rebuild-history")
+def rebuild_history(config: ConfigOption, log_level: LogLevel = "warning") -> None:
+    """Rebuild the history rollups from the ledger (safe while servers run)."""
+    from server.app import rebuild_history_command
+
+    _run(rebuild_history_command(_server_settings(config, log_level)))
+
+
+@server_app.command("check-history")
+def check_history(config: ConfigOption, log_level: LogLevel = "warning") -> None:
+    """Compare the history rollups with the ledger and report any difference (exit 1 if any)."""
+    from server.app import check_history_command
+
+    _run(check_history_command(_server_settings(config, log_level)))
+
+
 @app.command()
 def edge(
     config: ConfigOption,

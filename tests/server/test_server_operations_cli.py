@@ -126,7 +126,9 @@ async def test_check_ledger_exits_0_when_balances_agree_and_1_naming_what_was_ta
             sa.select(schema.ledger.c.id).where(schema.ledger.c.reverses.is_not(None))
         )
         assert reversal is not None
-        # Bypassing the API: a reversal that sends the unit somewhere else.
+        # Bypassing the API and the database's own guard (migration 0010 makes ledger rows
+        # append-only): a reversal that sends the unit somewhere else.
+        await conn.exec_driver_sql("DROP TRIGGER ledger_append_only_update")
         await conn.execute(
             sa.update(schema.ledger)
             .where(schema.ledger.c.id == reversal)

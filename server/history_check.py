@@ -1,0 +1,278 @@
+"""Checking the rollups against the ledger, and rebuilding them from it.
+
+``check_history`` sums the ledger in SQL, independently of the Python that builds the
+rollups (``server.history_rollups``), up to the rollups follower's position, and compares
+every bucket, in one snapshot (a transaction; REPEATABLE READ on PostgreSQL), so it agrees
+while ingest and the follower keep writing. ``rebuild_history`` empties the rollups and
+sets the position back to 0 in one transaction; the follower (this command's or a running
+server's, whichever holds the lease) then builds them again from the first ledger row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.dialect import upsert
+from server.history_follow import LedgerFollower, cursor_position, last_ledger_id, utc_now
+from server.history_rollups import ROLLUPS, RollupSink, clear_rollups
+from server.history_settings import HistorySettings
+from server.schema import items, ledger
+from server.schema_history import history_cursors, history_movements, history_stock_daily
+from server.store import Store, translate
+
+log = logging.getLogger(__name__)
+
+REBUILD_WAIT_S = 0.5
+"""How often ``rebuild_history`` looks at the position while another instance follows."""
+
+
+def _bucket(conn: AsyncConnection, column: Any, period: str) -> sa.ColumnElement[Any]:
+    """The UTC hour or day start of a ledger timestamp, comparable with ``_stored``."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.date_trunc(period, sa.func.timezone("UTC", column))
+    text = sa.type_coerce(column, sa.String)
+    if period == "hour":
+        return sa.func.substr(text, 1, 13).concat(":00:00.000000")
+    return sa.func.substr(text, 1, 10).concat(" 00:00:00.000000")
+
+
+def _stored(conn: AsyncConnection, column: Any) -> sa.ColumnElement[Any]:
+    """A rollup's bucket column in the form ``_bucket`` gives."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.timezone("UTC", column)
+    return sa.type_coerce(column, sa.String)
+
+
+def _site(conn: AsyncConnection, column: Any) -> sa.ColumnElement[Any]:
+    if conn.dialect.name == "postgresql":
+        return sa.func.split_part(column, ".", 1)
+    dot = sa.func.instr(column, ".")
+    return sa.case((dot > 0, sa.func.substr(column, 1, dot - 1)), else_=column)
+
+
+def _movement_differences(conn: AsyncConnection, position: int) -> sa.Select[Any]:
+    upto = ledger.c.id <= position
+    parts: list[sa.Select[Any]] = []
+    for period in ("hour", "day"):
+        for column, side in ((ledger.c.from_location, "out"), (ledger.c.to_location, "in")):
+            parts.append(
+                sa.select(
+                    sa.literal(period).label("period"),
+                    _bucket(conn, ledger.c.event_time, period).label("bucket"),
+                    column.label("location"),
+                    sa.literal(side).label("side"),
+                    sa.func.coalesce(ledger.c.read_point, "").label("read_point"),
+                    ledger.c.item_id,
+                    ledger.c.kind,
+                    sa.literal(1).label("ledger_count"),
+                    ledger.c.quantity.label("ledger_quantity"),
+                    sa.literal(0).label("rollup_count"),
+                    sa.literal(0).label("rollup_quantity"),
+                ).where(upto, column.is_not(None))
+            )
+    rollup = history_movements.c
+    parts.append(
+        sa.select(
+            rollup.period,
+            _stored(conn, rollup.bucket),
+            rollup.location,
+            rollup.side,
+            rollup.read_point,
+            rollup.item_id,
+            rollup.kind,
+            sa.literal(0),
+            sa.literal(0),
+            rollup.count,
+            rollup.quantity,
+        )
+    )
+    deltas = sa.union_all(*parts).subquery("deltas")
+    keys = [deltas.c[name] for name in ("period", "bucket", "location", "side", "read_point")]
+    keys += [deltas.c.item_id, deltas.c.kind]
+    sums = [
+        sa.func.sum(deltas.c[name])
+        for name in ("ledger_count", "ledger_quantity", "rollup_count", "rollup_quantity")
+    ]
+    return (
+        sa.select(*keys, *sums)
+        .group_by(*keys)
+        .having(sa.or_(sums[0] != sums[2], sums[1] != sums[3]))
+        .order_by(*keys)
+    )
+
+
+def _stock_differences(conn: AsyncConnection, position: int) -> sa.Select[Any]:
+    source = _site(conn, ledger.c.from_location)
+    target = _site(conn, ledger.c.to_location)
+    crossing = sa.and_(ledger.c.id <= position, source.is_distinct_from(target))
+    day = _bucket(conn, ledger.c.event_time, "day")
+    parts: list[sa.Select[Any]] = [
+        sa.select(
+            target.label("site"),
+            ledger.c.item_id,
+            day.label("day"),
+            ledger.c.quantity.label("ledger_in"),
+            sa.literal(0).label("ledger_out"),
+            sa.literal(0).label("rollup_in"),
+            sa.literal(0).label("rollup_out"),
+        ).where(crossing, ledger.c.to_location.is_not(None)),
+        sa.select(
+            source,
+            ledger.c.item_id,
+            day,
+            sa.literal(0),
+            ledger.c.quantity,
+            sa.literal(0),
+            sa.literal(0),
+        ).where(crossing, ledger.c.from_location.is_not(None)),
+    ]
+    stock = history_stock_daily.c
+    parts.append(
+        sa.select(
+            stock.site,
+            stock.item_id,
+            _stored(conn, stock.day),
+            sa.literal(0),
+            sa.literal(0),
+            stock.quantity_in,
+            stock.quantity_out,
+        )
+    )
+    deltas = sa.union_all(*parts).subquery("deltas")
+    keys = [deltas.c.site, deltas.c.item_id, deltas.c.day]
+    sums = [
+        sa.func.sum(deltas.c[name])
+        for name in ("ledger_in", "ledger_out", "rollup_in", "rollup_out")
+    ]
+    return (
+        sa.select(*keys, *sums)
+        .group_by(*keys)
+        .having(sa.or_(sums[0] != sums[2], sums[1] != sums[3]))
+        .order_by(*keys)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReport:
+    """What ``check-history`` found: one line per bucket that disagrees."""
+
+    position: int
+    """The rollups follower's position: ledger rows up to it were compared."""
+    newest: int
+    """The newest ledger id at the time of the check."""
+    movements: list[str]
+    stock: list[str]
+
+    @property
+    def lines(self) -> list[str]:
+        return [*self.movements, *self.stock]
+
+
+@asynccontextmanager
+async def _snapshot(store: Store) -> AsyncIterator[AsyncConnection]:
+    try:
+        async with store.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
+    except SQLAlchemyError as err:
+        raise translate(err, "checking the history against the ledger") from err
+
+
+def _when(value: Any) -> str:
+    return str(value)[:16]
+
+
+async def history_report(store: Store) -> HistoryReport:
+    """Compare the rollups with the ledger rows the follower has handed over.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    async with _snapshot(store) as conn:
+        position = await conn.scalar(
+            sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
+        )
+        position = int(position) if position is not None else 0
+        newest = int(
+            await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ledger.c.id), 0))) or 0
+        )
+        moves = (await conn.execute(_movement_differences(conn, position))).all()
+        stock = (await conn.execute(_stock_differences(conn, position))).all()
+        ids = {row.item_id for row in (*moves, *stock)}
+        skus = {
+            row.id: row.sku
+            for row in await conn.execute(
+                sa.select(items.c.id, items.c.sku).where(items.c.id.in_(sorted(ids)))
+            )
+        }
+    movement_lines = [
+        f"{period} {_when(bucket)} {location} {side}"
+        f"{f' at {read_point}' if read_point else ''} item {skus.get(item_id, item_id)} {kind}: "
+        f"rollup {int(rc)} rows / {int(rq)}, ledger says {int(lc)} rows / {int(lq)}"
+        for period, bucket, location, side, read_point, item_id, kind, lc, lq, rc, rq in moves
+    ]
+    stock_lines = [
+        f"day {_when(day)[:10]} site {site} item {skus.get(item_id, item_id)}: "
+        f"rollup in {int(ri)} out {int(ro)}, ledger says in {int(li)} out {int(lo)}"
+        for site, item_id, day, li, lo, ri, ro in stock
+    ]
+    return HistoryReport(position, newest, movement_lines, stock_lines)
+
+
+async def reset_rollups(store: Store) -> None:
+    """Empty the rollups and set their follower back to the start, in one transaction."""
+    async with store.begin("resetting the history rollups") as conn:
+        await conn.execute(
+            upsert(conn, history_cursors)
+            .values(name=ROLLUPS, position=0, owner=None, lease_until=None, updated_at=utc_now())
+            .on_conflict_do_nothing()
+        )
+        # Locks the cursor row first: a follower step in flight finishes before this.
+        await conn.execute(
+            sa.update(history_cursors)
+            .where(history_cursors.c.name == ROLLUPS)
+            .values(position=0, updated_at=utc_now())
+        )
+        await clear_rollups(conn)
+
+
+async def rebuild_history(
+    store: Store,
+    settings: HistorySettings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Rebuild the rollups from the ledger; returns the position reached.
+
+    Follows up to the newest ledger id at the start. If a running server holds the lease,
+    its follower does the work and this waits for the position to get there.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    await reset_rollups(store)
+    target = await last_ledger_id(store)
+    follower = LedgerFollower(store, RollupSink(), settings)
+    try:
+        while True:
+            moved = await follower.step()
+            position = await cursor_position(store, ROLLUPS)
+            if progress is not None and moved:
+                progress(position, target)
+            if position >= target:
+                return position
+            if not moved:
+                await asyncio.sleep(REBUILD_WAIT_S)
+    finally:
+        await follower.release()

@@ -1,0 +1,153 @@
+"""The SQL rollups sink: ledger rows summed into hourly and daily buckets, and daily stock.
+
+What a ledger row adds (see ``server.schema_history`` for the tables):
+
+- to ``history_movements``, for each period (hour, day) and each side it has: one to the
+  ``out`` side of ``from_location`` and one to the ``in`` side of ``to_location``, keyed by
+  bucket start (UTC), location, read point, item and kind: ``count`` 1, ``quantity``;
+- to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
+  of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
+
+Buckets follow the row's event time, not when it was recorded, so a late event lands in the
+hour it happened. The sums are added with ``INSERT ... ON CONFLICT DO UPDATE`` in the
+follower's transaction (``server.history_follow``), so every row counts exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.dialect import upsert
+from server.history_follow import LedgerRow
+from server.schema_history import (
+    NO_READ_POINT,
+    Period,
+    Side,
+    history_movements,
+    history_stock_daily,
+)
+from server.sites import site_of
+
+ROLLUPS: Final = "rollups"
+"""The rollups follower's cursor name."""
+
+MovementKey = tuple[Period, datetime, str, Side, str, int, str]
+"""(period, bucket, location, side, read point, item id, kind)."""
+StockKey = tuple[str, int, datetime]
+"""(site, item id, day)."""
+
+
+def bucket_start(moment: datetime, period: Period) -> datetime:
+    """The UTC start of the hour or day ``moment`` falls in."""
+    if period == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:
+    """``[count, quantity]`` per movement key over ``rows``."""
+    sums: dict[MovementKey, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        read_point = row.read_point or NO_READ_POINT
+        sides: list[tuple[str, Side]] = []
+        if row.from_location is not None:
+            sides.append((row.from_location, "out"))
+        if row.to_location is not None:
+            sides.append((row.to_location, "in"))
+        for period in ("hour", "day"):
+            bucket = bucket_start(row.event_time, period)
+            for location, side in sides:
+                figures = sums[(period, bucket, location, side, read_point, row.item_id, row.kind)]
+                figures[0] += 1
+                figures[1] += row.quantity
+    return sums
+
+
+def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
+    """``[in, out]`` per (site, item, day) over ``rows`` that cross a site boundary."""
+    sums: dict[StockKey, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        source = site_of(row.from_location) if row.from_location is not None else None
+        target = site_of(row.to_location) if row.to_location is not None else None
+        if source == target:
+            continue
+        day = bucket_start(row.event_time, "day")
+        if target is not None:
+            sums[(target, row.item_id, day)][0] += row.quantity
+        if source is not None:
+            sums[(source, row.item_id, day)][1] += row.quantity
+    return sums
+
+
+class RollupSink:
+    """Adds ledger rows to the rollup tables in the follower's transaction."""
+
+    name = ROLLUPS
+
+    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+        movements = movement_sums(rows)
+        if movements:
+            insert = upsert(conn, history_movements)
+            await conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[column.name for column in history_movements.primary_key],
+                    set_={
+                        "count": history_movements.c.count + insert.excluded.count,
+                        "quantity": history_movements.c.quantity + insert.excluded.quantity,
+                    },
+                ),
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "location": location,
+                        "side": side,
+                        "read_point": read_point,
+                        "item_id": item_id,
+                        "kind": kind,
+                        "site": site_of(location),
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, location, side, read_point, item_id, kind), (
+                        count,
+                        quantity,
+                    ) in movements.items()
+                ],
+            )
+        stock = stock_sums(rows)
+        if stock:
+            insert = upsert(conn, history_stock_daily)
+            await conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["site", "item_id", "day"],
+                    set_={
+                        "quantity_in": history_stock_daily.c.quantity_in
+                        + insert.excluded.quantity_in,
+                        "quantity_out": history_stock_daily.c.quantity_out
+                        + insert.excluded.quantity_out,
+                    },
+                ),
+                [
+                    {
+                        "site": site,
+                        "item_id": item_id,
+                        "day": day,
+                        "quantity_in": quantity_in,
+                        "quantity_out": quantity_out,
+                    }
+                    for (site, item_id, day), (quantity_in, quantity_out) in stock.items()
+                ],
+            )
+
+
+async def clear_rollups(conn: AsyncConnection) -> None:
+    """Empty the rollup tables (the caller resets the cursor in the same transaction)."""
+    await conn.execute(sa.delete(history_movements))
+    await conn.execute(sa.delete(history_stock_daily))

@@ -1,0 +1,314 @@
+"""The ledger follower and the SQL rollups, on SQLite and PostgreSQL.
+
+Rollups are compared with a brute-force sum of the ledger written here (not the follower's
+code), and with ``check-history`` (SQL written apart from both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from server_helpers import BASE_TIME, GTIN_A, GTIN_B, Batches, Probe, sgtin
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import schema
+from server.app import check_history_command, rebuild_history_command
+from server.config import ServerSettings
+from server.errors import StoreError
+from server.history_check import history_report, rebuild_history
+from server.history_follow import LedgerFollower, LedgerRow, cursor_position, last_ledger_id
+from server.history_rollups import ROLLUPS, RollupSink
+from server.history_settings import HistorySettings
+from server.ingest import Ingestor
+from server.schema_history import history_cursors, history_movements, history_stock_daily
+from server.store import Store
+
+SMALL_STEPS = HistorySettings(batch_rows=7, gap_settle_s=0.0)
+GAP_WAIT_STEPS = 600
+
+
+async def _fill(ingestor: Ingestor, batches: Batches, rounds: int = 3) -> None:
+    """Receipts and shipments of units and quantities at two read points, spread over
+    several hours and two days, some arriving late (older event times than earlier ones)."""
+    for round_no in range(rounds):
+        events = []
+        for n in range(6):
+            at = BASE_TIME + timedelta(hours=round_no * 9 + n, minutes=7 * n)
+            events.append(batches.event(epc=sgtin(round_no * 10 + n), at=at))
+            if n % 2:
+                events.append(
+                    batches.event(
+                        epc=sgtin(round_no * 10 + n), direction="out", at=at + timedelta(minutes=30)
+                    )
+                )
+            events.append(
+                batches.event(
+                    gtin=GTIN_B, qty=n + 1, read_point="wh1.dock.2", at=at - timedelta(days=1)
+                )
+            )
+        await ingestor.handle(batches.topic, batches.payload(events))
+
+
+def _site(location: str) -> str:
+    return location.split(".")[0]
+
+
+async def _expected(probe: Probe) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+    """Brute force over the ledger: (key -> count, quantity) as flat counters."""
+    movements: Counter[tuple[Any, ...]] = Counter()
+    stock: Counter[tuple[Any, ...]] = Counter()
+    for row in await probe.ledger():
+        when: datetime = row["event_time"]
+        hour = when.strftime("%Y-%m-%d %H")
+        day = when.strftime("%Y-%m-%d")
+        for place, side in ((row["from_location"], "out"), (row["to_location"], "in")):
+            if place is None:
+                continue
+            for period, bucket in (("hour", hour), ("day", day)):
+                key = (
+                    period,
+                    bucket,
+                    place,
+                    side,
+                    row["read_point"] or "",
+                    row["item_id"],
+                    row["kind"],
+                )
+                movements[(*key, "count")] += 1
+                movements[(*key, "quantity")] += row["quantity"]
+        sites = [
+            None if place is None else _site(place)
+            for place in (row["from_location"], row["to_location"])
+        ]
+        if sites[0] != sites[1]:
+            if sites[1] is not None:
+                stock[(sites[1], row["item_id"], day, "in")] += row["quantity"]
+            if sites[0] is not None:
+                stock[(sites[0], row["item_id"], day, "out")] += row["quantity"]
+    return +movements, +stock
+
+
+async def _stored(probe: Probe) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+    movements: Counter[tuple[Any, ...]] = Counter()
+    for row in await probe.rows(history_movements, history_movements.c.bucket):
+        fmt = "%Y-%m-%d %H" if row["period"] == "hour" else "%Y-%m-%d"
+        key = (
+            row["period"],
+            row["bucket"].strftime(fmt),
+            row["location"],
+            row["side"],
+            row["read_point"],
+            row["item_id"],
+            row["kind"],
+        )
+        assert row["site"] == _site(row["location"])
+        movements[(*key, "count")] += row["count"]
+        movements[(*key, "quantity")] += row["quantity"]
+    stock: Counter[tuple[Any, ...]] = Counter()
+    for row in await probe.rows(history_stock_daily, history_stock_daily.c.day):
+        day = row["day"].strftime("%Y-%m-%d")
+        stock[(row["site"], row["item_id"], day, "in")] += row["quantity_in"]
+        stock[(row["site"], row["item_id"], day, "out")] += row["quantity_out"]
+    return +movements, +stock
+
+
+async def _follow_all(follower: LedgerFollower, bound: int = 1000) -> int:
+    total = 0
+    for _ in range(bound):
+        moved = await follower.step()
+        if not moved:
+            return total
+        total += moved
+    raise AssertionError("the follower did not catch up")
+
+
+async def test_rollups_equal_a_brute_force_sum_of_the_ledger(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    await _fill(ingestor, batches)
+    follower = LedgerFollower(store, RollupSink(), SMALL_STEPS)
+    followed = await _follow_all(follower)
+
+    rows = await probe.ledger()
+    assert followed == len(rows) > 20
+    assert await cursor_position(store, ROLLUPS) == rows[-1]["id"]
+    assert await _stored(probe) == await _expected(probe)
+    report = await history_report(store)
+    assert report.lines == []
+    assert report.position == report.newest == rows[-1]["id"]
+
+
+async def test_a_follower_resumes_where_the_last_one_stopped(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    """A server that stops between steps (here: the follower object is dropped, its lease
+    left to run out) is followed by another that neither misses nor repeats a row."""
+    await _fill(ingestor, batches, rounds=2)
+    clock = [BASE_TIME]
+    first = LedgerFollower(store, RollupSink(), SMALL_STEPS, owner="a", clock=lambda: clock[0])
+    assert await first.step() == 7
+    assert await first.step() == 7
+    # Another instance waits while the lease holds...
+    second = LedgerFollower(store, RollupSink(), SMALL_STEPS, owner="b", clock=lambda: clock[0])
+    assert await second.step() == 0
+    # ...more rows arrive, and the first instance dies without releasing its lease.
+    await _fill(ingestor, batches, rounds=1)
+    clock[0] += timedelta(seconds=SMALL_STEPS.lease_s + 1)
+    await _follow_all(second)
+    assert await _stored(probe) == await _expected(probe)
+    assert (await history_report(store)).lines == []
+    # The old holder wakes up: it may not move anything any more.
+    assert await first.step() == 0
+
+
+class _FailingSink(RollupSink):
+    """Writes its rollups and then fails, as a crash in the middle of a step would."""
+
+    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+        await super().apply(conn, rows)
+        raise StoreError("disk full (test)")
+
+
+async def test_a_step_that_fails_half_way_leaves_nothing_behind(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    await _fill(ingestor, batches, rounds=1)
+    follower = LedgerFollower(store, RollupSink(), SMALL_STEPS, owner="a")
+    await follower.step()
+    before = await _stored(probe)
+    failing = LedgerFollower(store, _FailingSink(), SMALL_STEPS, owner="a")
+    with pytest.raises(StoreError):
+        await failing.step()
+    assert await _stored(probe) == before
+    await _follow_all(follower)
+    assert await _stored(probe) == await _expected(probe)
+
+
+async def test_check_history_finds_a_difference_and_rebuild_mends_it(
+    store: Store,
+    settings: ServerSettings,
+    ingestor: Ingestor,
+    batches: Batches,
+    probe: Probe,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _fill(ingestor, batches, rounds=1)
+    follower = LedgerFollower(store, RollupSink(), SMALL_STEPS)
+    await _follow_all(follower)
+    await follower.release()  # as a server does when it stops
+    assert await check_history_command(settings) == 0
+    assert "history agrees with the ledger" in capsys.readouterr().out
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.update(history_movements)
+            .where(history_movements.c.period == "day", history_movements.c.side == "in")
+            .values(count=history_movements.c.count + 1)
+        )
+        await conn.execute(sa.delete(history_stock_daily))
+    report = await history_report(store)
+    planted = await probe.count(history_movements)
+    assert report.movements and len(report.movements) < planted
+    assert all(line.startswith("day ") and " in" in line for line in report.movements)
+    assert report.stock and all("rollup in 0 out 0" in line for line in report.stock)
+    assert await check_history_command(settings) == 1
+    assert "bucket(s) disagree with the ledger" in capsys.readouterr().out
+
+    assert await rebuild_history_command(settings) == 0
+    assert (await history_report(store)).lines == []
+    assert await _stored(probe) == await _expected(probe)
+
+
+async def test_rebuild_while_another_instance_holds_the_lease_waits_for_it(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    await _fill(ingestor, batches, rounds=1)
+    holder = LedgerFollower(store, RollupSink(), SMALL_STEPS, owner="server")
+    await _follow_all(holder)
+    assert await holder.step() == 0  # renews the lease
+    rebuilding = asyncio.create_task(rebuild_history(store, SMALL_STEPS))
+    for _ in range(200):
+        await holder.step()
+        if rebuilding.done():
+            break
+        await asyncio.sleep(0.02)
+    assert await rebuilding == await last_ledger_id(store)
+    assert await _stored(probe) == await _expected(probe)
+
+
+@pytest.mark.parametrize("statement", ["update", "delete"])
+async def test_the_ledger_refuses_updates_and_deletes(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe, statement: str
+) -> None:
+    await ingestor.handle(batches.topic, batches.payload([batches.event(gtin=GTIN_A, qty=3)]))
+    before = await probe.ledger()
+    change = (
+        sa.update(schema.ledger).values(quantity=30)
+        if statement == "update"
+        else sa.delete(schema.ledger)
+    )
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        async with store.engine.begin() as conn:
+            await conn.execute(change)
+    assert await probe.ledger() == before
+
+
+async def test_postgresql_ids_committed_out_of_order_are_waited_for(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    """An id taken by a transaction still open is not stepped over; one rolled back is,
+    once every transaction that could hold it has ended."""
+    if store.dialect != "postgresql":
+        # SQLite has one writer and ids follow commit order: no such gap can exist.
+        await ingestor.handle(batches.topic, batches.payload([batches.event(gtin=GTIN_A)]))
+        follower = LedgerFollower(store, RollupSink(), SMALL_STEPS)
+        assert await _follow_all(follower) == 1
+        return
+    await ingestor.handle(batches.topic, batches.payload([batches.event(gtin=GTIN_A)]))
+    follower = LedgerFollower(store, RollupSink(), SMALL_STEPS)
+    assert await _follow_all(follower) == 1
+    item_id = (await probe.ledger())[0]["item_id"]
+    row = {
+        "event_time": BASE_TIME,
+        "recorded_at": BASE_TIME,
+        "item_id": item_id,
+        "to_location": "wh1.receiving",
+        "quantity": 5,
+        "kind": "receipt",
+        "actor": "test",
+    }
+    async with store.engine.connect() as open_conn:
+        open_tx = await open_conn.begin()
+        await open_conn.execute(schema.ledger.insert().values(**row))  # takes the next id
+        async with store.engine.begin() as conn:
+            await conn.execute(schema.ledger.insert().values(**{**row, "quantity": 7}))
+        for _ in range(3):
+            assert await follower.step() == 0  # waits for the open transaction's id
+        await open_tx.commit()
+    assert await _follow_all(follower) == 2
+
+    async with store.engine.connect() as doomed:
+        doomed_tx = await doomed.begin()
+        await doomed.execute(schema.ledger.insert().values(**row))
+        async with store.engine.begin() as conn:
+            await conn.execute(schema.ledger.insert().values(**{**row, "quantity": 11}))
+        assert await follower.step() == 0
+        await doomed_tx.rollback()
+    # settle_s is 0: the horizon is noted at once; it is passed once every transaction of
+    # the cluster that was running then has ended (other databases' too: bounded wait).
+    moved = 0
+    for _ in range(GAP_WAIT_STEPS):
+        moved += await follower.step()
+        if moved:
+            break
+        await asyncio.sleep(0.1)
+    assert moved == 1
+    assert await _stored(probe) == await _expected(probe)
+    async with store.engine.connect() as conn:
+        position = await conn.scalar(sa.select(history_cursors.c.position))
+    assert position == (await probe.ledger())[-1]["id"]
