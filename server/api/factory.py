@@ -10,6 +10,7 @@ from server.api import adjustments as adjustments_api
 from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
+from server.api import history as history_api
 from server.api import items as items_api
 from server.api import locations as locations_api
 from server.api import purchase_orders as purchase_orders_api
@@ -79,7 +80,7 @@ def create_app(
         reversals_api,
     ):
         app.include_router(master.router)
-    for module in (health, stock, movements, units, alerts, gateways, dead_letters):
+    for module in (health, stock, movements, history_api, units, alerts, gateways, dead_letters):
         app.include_router(module.router)
     app.state.stream_feed = (
         stream_feed if stream_feed is not None else StreamFeed(store, settings.stream)

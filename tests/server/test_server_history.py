@@ -213,9 +213,11 @@ async def test_check_history_finds_a_difference_and_rebuild_mends_it(
         await conn.execute(sa.delete(history_stock_daily))
     report = await history_report(store)
     planted = await probe.count(history_movements)
-    assert report.movements and len(report.movements) < planted
+    assert report.movements
+    assert len(report.movements) < planted
     assert all(line.startswith("day ") and " in" in line for line in report.movements)
-    assert report.stock and all("rollup in 0 out 0" in line for line in report.stock)
+    assert report.stock
+    assert all("rollup in 0 out 0" in line for line in report.stock)
     assert await check_history_command(settings) == 1
     assert "bucket(s) disagree with the ledger" in capsys.readouterr().out
 
