@@ -20,6 +20,14 @@ de-duplication. Health (``edge.monitor``) turns reader states, antenna reports a
 outbox's fill and age into issues listed in the status; it runs every status interval
 whether or not the broker is there. Metrics are served on ``[metrics]`` when set.
 
+Remote configuration (``edge.remote_config``): the agent subscribes to its config topic;
+a ``GatewayConfig`` the server publishes there is merged over the local file, checked
+(gateway, site, version order, the edge's settings models) and applied by ``retune``
+without a restart: read points take over their open passes, a reader whose settings
+changed reconnects with its new ROSpec, the outbox is untouched. The version running or
+the refusal and why goes out in the next status; the last good one is kept on disk and
+used at the next start.
+
 Serial scanners: one ``SerialScanner`` per ``[[scanners]]`` runs beside the readers, with
 a ``ScanSession`` (``edge.scanning``) that turns its scans into events by the scanner's
 location and mode; each event is appended to the outbox as soon as its scan arrives (a
@@ -34,12 +42,12 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
-from edge.config import EdgeSettings
+from edge.config import EdgeSettings, LlrpSettings
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.host import HostProbe
 from edge.metrics import MetricsServer, registry_for
@@ -47,10 +55,12 @@ from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
 from edge.readers.types import ReaderEvent, ScanRead, TagRead
 from edge.readpoints import Finished, ReadPoints, gpi_ports
+from edge.remote_config import RemoteConfig
 from edge.scanning import ScanEvent, ScanSession
 from edge.status import RateMeter, StatusReporter, last_will
 from stockgate import software_version
-from stockgate.mqtt import MqttClient
+from stockgate.mqtt import Message, MqttClient, MqttError
+from wire import topics
 from wire.identifiers import IdentifierError
 from wire.models import MAX_ANTENNAS, MAX_READERS, ConfigRejection, ReaderStatus, Status, now_utc
 
@@ -76,6 +86,13 @@ class Reader(Protocol):
     def __aiter__(self) -> AsyncIterator[TagRead | ScanRead | ReaderEvent]: ...
 
     def status(self) -> ReaderStatus: ...
+
+
+@runtime_checkable
+class Retunable(Protocol):
+    """A reader that can take new settings while it runs (``LlrpReader``)."""
+
+    def retune(self, settings: LlrpSettings) -> None: ...
 
 
 def serial_scanners(settings: EdgeSettings) -> dict[str, Reader]:
@@ -129,7 +146,13 @@ class EdgeAgent:
         readers: Mapping[str, Reader] | None = None,
         host: HostProbe | None = None,
     ) -> None:
+        self.local = settings
+        """The settings of the local file (identity, credentials, broker, wiring)."""
+        self.remote = RemoteConfig(settings, settings.remote_config_path)
+        """The server's tuning: the version running, the last refusal (``edge.remote_config``)."""
+        settings = self.remote.load_saved()
         self.settings = settings
+        """The settings running: the local file with the server's tuning over it."""
         self.site = settings.gateway.site
         self.gateway = settings.gateway.id
         self._readers = dict(readers) if readers is not None else None
@@ -173,10 +196,7 @@ class EdgeAgent:
         self._host = host if host is not None else HostProbe()
         self._software_version = software_version()
         self._antennas = reader_antennas(settings)
-        self.config_version: int | None = None
-        """The remote configuration version running (None: the local file alone)."""
-        self.config_rejected: ConfigRejection | None = None
-        """The last remote configuration refused, until a later one applies."""
+        self._reporter: StatusReporter | None = None
 
     @property
     def outbox(self) -> Outbox | None:
@@ -213,7 +233,11 @@ class EdgeAgent:
                 commit_interval_ms=buffer.commit_interval_ms,
                 max_events=buffer.max_events,
             ) as outbox,
-            MqttClient(settings.mqtt, client_id, will=last_will(self.site, self.gateway)) as client,
+            MqttClient(
+                settings.mqtt,
+                client_id,
+                will=last_will(self.site, self.gateway, self.remote.version),
+            ) as client,
         ):
             self._outbox = outbox
             self._client = client
@@ -226,6 +250,7 @@ class EdgeAgent:
                 max_in_flight=buffer.max_in_flight,
                 resend_after_s=buffer.resend_after_s,
                 drain_rate_per_s=buffer.drain_rate_per_s,
+                on_other=self._on_message,
             )
             self.publisher = publisher
             self.points.attach_lights(readers, lambda: client.connected)
@@ -235,7 +260,11 @@ class EdgeAgent:
                 gateway=self.gateway,
                 interval_s=settings.status.interval_s,
                 snapshot=self.status,
+                config_version=lambda: self.remote.version,
             )
+            self._reporter = reporter
+            if settings.remote_config.enabled:
+                await self._subscribe_config(client)
             log.info(
                 "edge agent %s/%s: %d readers, %d portals, outbox %s",
                 self.site,
@@ -292,6 +321,60 @@ class EdgeAgent:
                     outbox.depth(),
                 )
                 self._outbox = None
+
+    # -- remote configuration -----------------------------------------------------------
+
+    async def _subscribe_config(self, client: MqttClient) -> None:
+        topic = topics.config(self.site, self.gateway)
+        try:
+            await client.subscribe(topic, qos=1)
+        except (MqttError, TimeoutError) as err:
+            # Recorded by the client and made again on the next connect.
+            log.warning("remote config: subscribing to %s failed for now: %s", topic, err)
+
+    async def _on_message(self, message: Message) -> None:
+        if message.topic != topics.config(self.site, self.gateway):
+            return
+        applied = self.remote.receive(message.payload)
+        if applied is not None:
+            try:
+                self.retune(applied.settings)
+            except (ValueError, ValidationError) as err:
+                # Validated before; a failure here is a bug, and the old tuning runs on.
+                log.error("remote config %d not applied: %s", applied.config.config_version, err)
+                self.remote.rejected = ConfigRejection(
+                    config_version=applied.config.config_version,
+                    reason=f"not applied: {err}"[:2000],
+                    at=now_utc(),
+                )
+            else:
+                self.remote.applied(applied)
+        if self._reporter is not None:
+            self._reporter.poke()
+
+    def retune(self, settings: EdgeSettings) -> None:
+        """Run with ``settings`` from now on, without a restart (a remote configuration).
+
+        Read points take over what they hold (open passes, zone stays, cooldowns; see
+        ``ReadPoints.retune``), so nothing read is lost and the outbox is untouched; a
+        reader whose own settings changed (other than its software filter) reconnects to
+        send its new ROSpec. ``settings`` differs from the running ones only in what
+        ``edge.remote_config`` lets the server tune.
+        """
+        before = {reader.name: reader for reader in self.settings.llrp}
+        self.points.retune(settings)
+        self.trackers = self.points.trackers
+        self.monitor.retune(settings)
+        self._antennas = reader_antennas(settings)
+        for reader_settings in settings.llrp:
+            old = before.get(reader_settings.name)
+            running = self.readers.get(reader_settings.name)
+            if old is None or running is None:
+                continue
+            unfiltered = reader_settings.model_copy(update={"filter": old.filter})
+            if unfiltered != old and isinstance(running, Retunable):
+                running.retune(reader_settings)
+        self.settings = settings
 
     async def _read(self, name: str, reader: Reader) -> None:
         route = self.points.read
@@ -464,8 +547,8 @@ class EdgeAgent:
             rss_bytes=rss_bytes(),
             uptime_s=round(max(0.0, self.clock() - self._started), 1),
             software_version=self._software_version,
-            config_version=self.config_version,
-            config_rejected=self.config_rejected,
+            config_version=self.remote.version,
+            config_rejected=self.remote.rejected,
             disk_free_bytes=self._host.disk_free_bytes(self.settings.buffer.path),
             cpu_temp_c=self._host.cpu_temp_c(),
             throttled=throttling.now if throttling is not None else None,

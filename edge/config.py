@@ -273,6 +273,18 @@ class ScannerSettings(Section):
         return self
 
 
+class RemoteConfigSettings(Section):
+    """``[remote_config]``: tuning from the server over the ``config`` topic
+    (``edge.remote_config``: readers' and read points' settings, never identity,
+    credentials or the broker address)."""
+
+    enabled: bool = True
+    """Take the server's configurations; false runs this file alone."""
+    path: Path | None = None
+    """Where the last configuration that applied is kept, to start with it after a
+    restart; unset: beside the outbox, its name plus ``.remote-config.json``."""
+
+
 class StatusSettings(Section):
     interval_s: float = Field(default=10.0, ge=0.5, le=3600)
 
@@ -290,6 +302,18 @@ class EdgeSettings(FileSettings):
     zones: list[ZoneSettings] = Field(default_factory=list, max_length=64)
     dedupe: list[DedupeSettings] = Field(default_factory=list, max_length=64)
     metrics: MetricsSettings = MetricsSettings()
+    remote_config: RemoteConfigSettings = RemoteConfigSettings()
+
+    @property
+    def remote_config_path(self) -> Path | None:
+        """The file of the last good remote configuration; None when remote config is off."""
+        remote = self.remote_config
+        if not remote.enabled:
+            return None
+        if remote.path is not None:
+            return remote.path
+        outbox = self.buffer.path
+        return outbox.with_name(f"{outbox.name}.remote-config.json")
 
     @model_validator(mode="after")
     def _read_points(self) -> EdgeSettings:

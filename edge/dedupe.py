@@ -86,6 +86,14 @@ class CooldownDeduper:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def adopt(self, old: CooldownDeduper) -> None:
+        """Take over the cooldowns ``old`` runs (a remote retune of this read point): a
+        tag in its cooldown stays quiet; later cooldowns take this one's length."""
+        self._last = old._last
+        self._pending = old._pending
+        self.emitted, self.suppressed = old.emitted, old.suppressed
+        old._last, old._pending = OrderedDict(), []
+
     def observe(self, read: TagRead, now: float) -> bool:
         """Add one read; False when its antenna is not one of this read point's."""
         antennas = self._antennas

@@ -86,6 +86,10 @@ class HealthMonitor:
         self.backlog_alarm = False
         """The oldest unacknowledged event is older than ``max_age_s``."""
 
+    def retune(self, settings: EdgeSettings) -> None:
+        """Watch the antennas ``settings`` use (a remote retune changed read points)."""
+        self._used = used_antennas(settings)
+
     def start(self, readers: Iterable[str], now: float) -> None:
         """Readers start away until they connect."""
         self._away_since = dict.fromkeys(readers, now)

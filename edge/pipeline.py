@@ -236,6 +236,17 @@ class PassTracker:
     def __len__(self) -> int:
         return len(self._tracks)
 
+    def adopt(self, old: PassTracker) -> None:
+        """Take over the passes ``old`` has open (a remote retune of this portal).
+
+        Reads so far keep the side they were counted on; reads from now on, the
+        departure timeout and the direction judgement follow this tracker's settings.
+        """
+        self._tracks = old._tracks
+        self._ended = old._ended
+        self.evicted = old.evicted
+        old._tracks, old._ended = OrderedDict(), []
+
     def observe(self, read: TagRead, now: float) -> bool:
         """Add one read; ``now`` is the host's monotonic time in seconds.
 

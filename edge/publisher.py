@@ -22,7 +22,7 @@ broker and the server, which may be taking the backlog of many gateways at once.
 traffic (a busy portal makes a few hundred events a minute) never meets the limit.
 
 The publisher is the one consumer of the client's ``messages()``; it acts on its Ack
-topic and drops anything else, so it should be the client's only subscriber.
+topic and hands anything else to ``on_other`` (the agent's remote configuration).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,7 +39,7 @@ from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError
 from edge.ratelimit import TokenBucket
-from stockgate.mqtt import MqttClient, MqttError, MqttNotConnected
+from stockgate.mqtt import Message, MqttClient, MqttError, MqttNotConnected
 from wire import topics
 from wire.models import MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES, Ack, BatchHeader, now_utc
 
@@ -83,6 +84,8 @@ class Publisher:
         max_in_flight: most batches sent and not acknowledged.
         resend_after_s: send a batch again when its Ack has not come by then.
         drain_rate_per_s: most events per second sent; 0 is no limit.
+        on_other: takes every message that is not on the Ack topic (the gateway's
+            config topic); None drops them.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Publisher:
         max_in_flight: int = 8,
         resend_after_s: float = 10.0,
         drain_rate_per_s: float = 0.0,
+        on_other: Callable[[Message], Awaitable[None]] | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
@@ -111,6 +115,7 @@ class Publisher:
         self._max_in_flight = max_in_flight
         self._resend_after_s = resend_after_s
         self._in_flight: dict[str, InFlight] = {}
+        self._on_other = on_other
         self._bucket = (
             TokenBucket(drain_rate_per_s, max(drain_rate_per_s, batch_size))
             if drain_rate_per_s > 0
@@ -251,6 +256,8 @@ class Publisher:
     async def _receive_acks(self) -> None:
         async for message in self._client.messages():
             if message.topic != self.ack_topic:
+                if self._on_other is not None:
+                    await self._on_other(message)
                 continue
             if len(message.payload) > MAX_PAYLOAD_BYTES:
                 self.bad_acks += 1

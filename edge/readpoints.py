@@ -93,6 +93,11 @@ class _Chain:
     points: list[_Point]
 
 
+def _wiring(portal: PortalSettings) -> tuple[object, ...]:
+    """What a photo-eye window is made of; a window survives a retune when this holds."""
+    return (portal.reader, portal.gpi_port, portal.gpi_tail_s, portal.gpi_max_window_s)
+
+
 def gpi_ports(settings: EdgeSettings) -> dict[str, list[int]]:
     """GPI inputs to switch on, per reader: every portal's ``gpi_port``."""
     ports: dict[str, set[int]] = {}
@@ -119,22 +124,7 @@ class ReadPoints:
         """Light stacks by portal read point (after ``attach_lights``)."""
         self._portals: dict[str, PortalSettings] = {}
         self._gpi: dict[tuple[str, int], list[ReadWindow]] = {}
-        self._chains: dict[str, _Chain] = {
-            reader.name: _Chain(read_filter(reader.filter), []) for reader in settings.llrp
-        }
-        for portal in settings.portals:
-            window = None
-            if portal.gpi_window and portal.gpi_port is not None:
-                window = ReadWindow(portal.read_point, portal.gpi_tail_s, portal.gpi_max_window_s)
-                self.windows[portal.read_point] = window
-                self._gpi.setdefault((portal.reader, portal.gpi_port), []).append(window)
-            self._portals[portal.read_point] = portal
-            antennas = frozenset((*portal.outside_antennas, *portal.inside_antennas))
-            self._add(PassTracker(portal), window, antennas if window else frozenset())
-        for zone in settings.zones:
-            self._add(ZoneTracker(zone), None, frozenset())
-        for dedupe in settings.dedupe:
-            self._add(CooldownDeduper(dedupe), None, frozenset())
+        self._chains: dict[str, _Chain] = {}
         self.filtered: Counter[str] = Counter()
         """Reads dropped by a reader's software filter, by reader."""
         self.outside_window: Counter[str] = Counter()
@@ -143,6 +133,62 @@ class ReadPoints:
         """Photo-eye windows that closed with no read, by read point."""
         self.events: Counter[tuple[str, str]] = Counter()
         """Events finished, by (read point, ``event_label``)."""
+        self._build(settings)
+
+    def _build(self, settings: EdgeSettings) -> None:
+        """Build every read point of ``settings``; one that existed takes over its state.
+
+        A tracker that existed under the same read point hands its open passes (stays,
+        cooldowns) to its successor (``adopt``), and a photo-eye window whose wiring and
+        timing are unchanged is kept as it is, so a retune loses nothing in flight.
+        """
+        old_trackers = {tracker.read_point: tracker for tracker in self.trackers}
+        old_windows, old_portals = self.windows, self._portals
+        self.trackers = []
+        self.windows = {}
+        self._portals = {}
+        self._gpi = {}
+        self._chains = {
+            reader.name: _Chain(read_filter(reader.filter), []) for reader in settings.llrp
+        }
+        for portal in settings.portals:
+            window = None
+            if portal.gpi_window and portal.gpi_port is not None:
+                before = old_portals.get(portal.read_point)
+                window = old_windows.get(portal.read_point)
+                if window is None or before is None or _wiring(before) != _wiring(portal):
+                    window = ReadWindow(
+                        portal.read_point, portal.gpi_tail_s, portal.gpi_max_window_s
+                    )
+                self.windows[portal.read_point] = window
+                self._gpi.setdefault((portal.reader, portal.gpi_port), []).append(window)
+            self._portals[portal.read_point] = portal
+            antennas = frozenset((*portal.outside_antennas, *portal.inside_antennas))
+            tracker = PassTracker(portal)
+            previous = old_trackers.get(portal.read_point)
+            if isinstance(previous, PassTracker):
+                tracker.adopt(previous)
+            self._add(tracker, window, antennas if window else frozenset())
+        for zone in settings.zones:
+            zone_tracker = ZoneTracker(zone)
+            previous = old_trackers.get(zone.read_point)
+            if isinstance(previous, ZoneTracker):
+                zone_tracker.adopt(previous)
+            self._add(zone_tracker, None, frozenset())
+        for dedupe in settings.dedupe:
+            deduper = CooldownDeduper(dedupe)
+            previous = old_trackers.get(dedupe.read_point)
+            if isinstance(previous, CooldownDeduper):
+                deduper.adopt(previous)
+            self._add(deduper, None, frozenset())
+
+    def retune(self, settings: EdgeSettings) -> None:
+        """Take new settings for readers' filters and read points without losing state.
+
+        Light stacks stay as they are: a door's lights and photo-eye port are set in the
+        local file only (``edge.remote_config``).
+        """
+        self._build(settings)
 
     def _add(self, tracker: Tracker, window: ReadWindow | None, antennas: frozenset[int]) -> None:
         self.trackers.append(tracker)

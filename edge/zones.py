@@ -112,6 +112,15 @@ class ZoneTracker:
     def __len__(self) -> int:
         return len(self._stays)
 
+    def adopt(self, old: ZoneTracker) -> None:
+        """Take over the tags ``old`` holds in the zone (a remote retune of this zone):
+        no tag arrives again for it; from now on this zone's settings apply."""
+        self._stays = old._stays
+        self._ended = old._ended
+        self.arrivals, self.departures = old.arrivals, old.departures
+        self.strays, self.evicted = old.strays, old.evicted
+        old._stays, old._ended = OrderedDict(), []
+
     def observe(self, read: TagRead, now: float) -> bool:
         """Add one read; False when its antenna is not one of this zone's."""
         antennas = self._antennas

@@ -34,6 +34,7 @@ from server.api import create_app
 from server.check import ledger_report
 from server.config import ServerSettings
 from server.errors import PublishFailed, ServerError
+from server.gateway_config import ConfigRelay
 from server.history_check import history_report, rebuild_history
 from server.history_follow import LedgerFollower
 from server.history_influx import InfluxSink
@@ -88,10 +89,10 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _publisher(client: MqttClient) -> Publisher:
+def _publisher(client: MqttClient, *, retain: bool = False) -> Publisher:
     async def publish(topic: str, payload: bytes) -> None:
         try:
-            await client.publish(topic, payload, qos=1)
+            await client.publish(topic, payload, qos=1, retain=retain)
         except MqttError as err:
             raise PublishFailed(f"publish to {topic} failed: {err}") from err
 
@@ -172,6 +173,10 @@ class Server:
                 alerts=self.settings.alerts,
                 on_alerts=relay.poke,
             )
+            # Gateway configurations: retained on their topics, again after every connect.
+            configs = ConfigRelay(store, _publisher(client, retain=True))
+            client.on_connect(configs.on_connect)
+            configs.poke()
             subscriptions = (self._events_filter(), topics.STATUS_SUBSCRIPTION)
             for topic_filter in subscriptions:
                 await client.subscribe(topic_filter, qos=1)
@@ -183,6 +188,7 @@ class Server:
                 mqtt_connected=lambda: client.connected,
                 read_points=read_points,
                 stream_feed=feed,
+                config_relay=configs,
             )
             sock = _listen(self.settings.api.host, self.settings.api.port)
             stack.callback(sock.close)
@@ -206,6 +212,7 @@ class Server:
                 group.create_task(self._serve_api(api, sock, feed), name="server-api")
                 group.create_task(relay.run(), name="server-alert-relay")
                 group.create_task(sweeper.run(), name="server-alert-sweeps")
+                group.create_task(configs.run(), name="server-gateway-configs")
                 if self.settings.webhooks:
                     group.create_task(webhooks.run(), name="server-webhooks")
                 for follower in self._followers(store, metrics):

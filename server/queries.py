@@ -8,10 +8,10 @@ the column serves it on both databases.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +21,7 @@ from server.schema import (
     alerts,
     balances,
     dead_letters,
+    gateway_configs,
     gateways,
     items,
     ledger,
@@ -35,6 +36,7 @@ from server.views import (
     GatewayView,
     ItemView,
     MovementView,
+    ReaderSummary,
     StockRow,
     UnitView,
 )
@@ -402,8 +404,56 @@ async def list_alerts(
 
 
 async def list_gateways(conn: AsyncConnection, limit: int) -> list[GatewayView]:
-    rows = await conn.execute(sa.select(gateways).order_by(gateways.c.id).limit(limit))
-    return [GatewayView.model_validate(row._mapping) for row in rows]
+    """Gateways by id, with the fleet fields of their last online status."""
+    newest = (
+        sa.select(gateway_configs.c.gateway, sa.func.max(gateway_configs.c.version).label("latest"))
+        .group_by(gateway_configs.c.gateway)
+        .subquery()
+    )
+    rows = await conn.execute(
+        sa.select(gateways, newest.c.latest)
+        .select_from(gateways.outerjoin(newest, newest.c.gateway == gateways.c.id))
+        .order_by(gateways.c.id)
+        .limit(limit)
+    )
+    return [fleet_view(row._mapping) for row in rows]
+
+
+def fleet_view(row: Mapping[Any, Any]) -> GatewayView:
+    """A gateway row as the fleet view shows it (see ``GatewayView``)."""
+    status: dict[str, Any] = row["status"]
+    online: dict[str, Any] | None = row["online_status"]
+    details = status if status.get("state") == "online" else online
+    fields: dict[str, Any] = {}
+    if details is not None:
+        fields = {
+            "details_at": details.get("at"),
+            "config_rejected": details.get("config_rejected"),
+            "uptime_s": details.get("uptime_s"),
+            "outbox_depth": details.get("buffer_depth"),
+            "oldest_event_age_s": details.get("oldest_unacked_age_s"),
+            "disk_free_bytes": details.get("disk_free_bytes"),
+            "cpu_temp_c": details.get("cpu_temp_c"),
+            "throttled": details.get("throttled"),
+            "throttled_since_boot": details.get("throttled_since_boot"),
+            "readers": [
+                ReaderSummary.model_validate(reader) for reader in details.get("readers", [])
+            ],
+        }
+    # What runs: the newest news says it, a last will included (it names both versions).
+    for key in ("software_version", "config_version"):
+        value = status.get(key)
+        fields[key] = value if value is not None else (details or {}).get(key)
+    return GatewayView(
+        id=row["id"],
+        site=row["site"],
+        state=row["state"],
+        status_at=row["status_at"],
+        last_seen=row["last_seen"],
+        status=status,
+        config_latest=row["latest"],
+        **fields,
+    )
 
 
 async def list_dead_letters(

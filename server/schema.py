@@ -314,7 +314,25 @@ gateways = sa.Table(
     sa.Column("status", sa.JSON(), nullable=False),
     sa.Column("status_at", UtcDateTime(), nullable=False),
     sa.Column("last_seen", UtcDateTime(), nullable=False),
+    sa.Column("online_status", sa.JSON(), nullable=True),
 )
+"""``online_status``: the last status sent while online (the fleet view's details when
+the latest one is a last will)."""
+
+gateway_configs = sa.Table(
+    "gateway_configs",
+    metadata,
+    sa.Column("gateway", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("settings", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.PrimaryKeyConstraint("gateway", "version"),
+    sa.CheckConstraint("version >= 1", name="version_positive"),
+)
+"""Remote configurations, one row per version of each gateway, never edited; the newest
+is what the gateway's config topic carries (``server.gateway_config``)."""
 
 # Tables of the issue-5 features live in their own modules on this same metadata; imported
 # last so they can import ``metadata`` from here.

@@ -111,14 +111,19 @@ class StatusRecorder:
         try:
             async with self._store.begin(f"recording status of {status.gateway}") as conn:
                 insert = upsert(conn, gateways)
+                document = status.model_dump(mode="json")
                 values = {
                     "id": status.gateway,
                     "site": status.site,
                     "state": status.state,
-                    "status": status.model_dump(mode="json"),
+                    "status": document,
                     "status_at": status.at,
                     "last_seen": now,
                 }
+                if status.state == "online":
+                    # Kept through a last will: the fleet view's details (versions, outbox,
+                    # readers) as the gateway was when last seen.
+                    values["online_status"] = document
                 await conn.execute(
                     insert.on_conflict_do_update(
                         index_elements=[gateways.c.id],

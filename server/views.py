@@ -117,8 +117,26 @@ class AlertView(View):
         return "acknowledged" if self.acknowledged_at is not None else "open"
 
 
+class ReaderSummary(View):
+    """One reader or scanner of a gateway, as its last online status showed it."""
+
+    name: str
+    kind: str
+    state: str
+    antennas: list[int] = []
+    """The antennas the gateway's config uses on it (empty: all, or a scanner)."""
+    antennas_disconnected: list[int] = []
+    reads_per_s: float = 0.0
+
+
 class GatewayView(View):
-    """A gateway's last reported status and when the server last heard from it."""
+    """A gateway's last reported status and when the server last heard from it, with the
+    fleet view's fields drawn from it.
+
+    The fleet fields come from the last status the gateway sent while online
+    (``details_at``): for a gateway that is offline now they say how it was when it was
+    last seen, which is what someone walking to it wants to know.
+    """
 
     id: str
     site: str
@@ -126,6 +144,36 @@ class GatewayView(View):
     status_at: datetime
     last_seen: datetime
     status: dict[str, Any]
+    details_at: datetime | None = None
+    """Time of the online status the fields below come from."""
+    software_version: str | None = None
+    config_version: int | None = None
+    """The remote configuration version the gateway runs (None: its local file alone)."""
+    config_latest: int | None = None
+    """The newest version recorded here; differs from ``config_version`` while the
+    gateway has not applied it (offline, or it refused it: ``config_rejected``)."""
+    config_rejected: dict[str, Any] | None = None
+    uptime_s: float | None = None
+    outbox_depth: int | None = None
+    oldest_event_age_s: float | None = None
+    """Age of the oldest event the gateway holds unacknowledged."""
+    disk_free_bytes: int | None = None
+    cpu_temp_c: float | None = None
+    throttled: list[str] | None = None
+    """Raspberry Pi firmware conditions now (None off a Pi)."""
+    throttled_since_boot: list[str] | None = None
+    readers: list[ReaderSummary] = []
+
+
+class GatewayConfigView(View):
+    """One recorded remote configuration of a gateway."""
+
+    gateway: str
+    version: int
+    site: str
+    settings: dict[str, Any]
+    created_at: datetime
+    created_by: str
 
 
 class DeadLetterView(View):

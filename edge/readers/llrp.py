@@ -352,6 +352,30 @@ class LlrpReader:
         self.gpo_writes += 1
         return True
 
+    def retune(self, settings: LlrpSettings) -> None:
+        """Run with ``settings`` from now on (a remote retune of this reader).
+
+        The connection in use is dropped so that the reconnect, a moment later, sends the
+        ROSpec the new settings make (antennas, EPC mask, reports...). Tags still in the
+        field are read again then; what was read before stays with the read points.
+
+        Raises:
+            ValueError: the settings are for another reader or another address (those
+                are set in the local file only).
+        """
+        current = self._settings
+        if (settings.name, settings.host, settings.port) != (
+            current.name,
+            current.host,
+            current.port,
+        ):
+            raise ValueError(f"reader {self.name}: a retune cannot change its name or address")
+        self._settings = settings
+        link = self._link
+        if link is not None and not self._stopping:
+            self._log.info("settings changed: reconnecting to configure the reader again")
+            link.abort()
+
     # --- connection loop ----------------------------------------------------------
 
     async def _run(self) -> None:

@@ -23,6 +23,7 @@ from server.api import transfer_orders as transfer_orders_api
 from server.api import transfers as transfers_api
 from server.api.context import ApiContext, KeyRing
 from server.config import ServerSettings
+from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
 from server.store import Store
@@ -39,6 +40,7 @@ def create_app(
     mqtt_connected: Callable[[], bool] | None = None,
     read_points: ReadPointCatalog | None = None,
     stream_feed: StreamFeed | None = None,
+    config_relay: ConfigRelay | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -51,6 +53,8 @@ def create_app(
             None: one of the app's own (no ingest in this process).
         stream_feed: what ``GET /api/v1/stream`` serves; None: one of the app's own over
             ``store`` (the caller closes a feed it passes when it shuts down).
+        config_relay: publishes gateway configurations on their config topics; None:
+            ``PUT /api/v1/gateways/{id}/config`` records them and reports them unpublished.
     """
     app = FastAPI(
         title="stockgate",
@@ -65,6 +69,7 @@ def create_app(
         keys=KeyRing(settings.api),
         mqtt_connected=mqtt_connected,
     )
+    app.state.config_relay = config_relay
     errors.install(app)
     refusals_api.install(app)
     app.state.read_points = (

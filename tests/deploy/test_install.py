@@ -140,7 +140,7 @@ def test_a_gateway_install_has_the_edge_and_no_server_stack(edge_root: Path) -> 
     ]
     # Everything the edge and the simulators run imports with the edge extra alone...
     modules = "edge.agent, edge.check, edge.readers.llrp, edge.readers.serial_scanner"
-    modules += ", firmware_sim.reader, firmware_sim.cli"
+    modules += ", edge.remote_config, firmware_sim.reader, firmware_sim.cli"
     subprocess.run([str(python), "-c", f"import {modules}"], check=True)
     # ...and the server does not.
     refused = subprocess.run(
