@@ -59,6 +59,20 @@ async def known_site(conn: AsyncConnection, gateway: str) -> str | None:
     return found.scalar_one_or_none()
 
 
+async def _running(conn: AsyncConnection, gateway: str) -> int:
+    """The config version the gateway last reported running (0: none, or never reported)."""
+    found = await conn.execute(
+        sa.select(gateways.c.status, gateways.c.online_status).where(gateways.c.id == gateway)
+    )
+    row = found.first()
+    if row is None:
+        return 0
+    versions = [
+        status.get("config_version") for status in (row.status, row.online_status) if status
+    ]
+    return max((v for v in versions if isinstance(v, int)), default=0)
+
+
 async def record_config(
     conn: AsyncConnection,
     gateway: str,
@@ -79,7 +93,9 @@ async def record_config(
             gateway_configs.c.gateway == gateway
         )
     )
-    version = (latest.scalar_one_or_none() or 0) + 1
+    # Above what the gateway runs too: after a restore from a backup the table may be
+    # behind the gateway, which refuses any version not above its own.
+    version = max(latest.scalar_one_or_none() or 0, await _running(conn, gateway)) + 1
     row = {
         "gateway": gateway,
         "version": version,

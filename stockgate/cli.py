@@ -203,6 +203,51 @@ def check_history(config: ConfigOption, log_level: LogLevel = "warning") -> None
     _run(check_history_command(_server_settings(config, log_level)))
 
 
+@server_app.command("backup")
+def server_backup(
+    config: ConfigOption,
+    to: Annotated[Path, typer.Option("--to", help="File to write the backup to.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace --to if it exists.")] = False,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Copy the SQLite database as of one moment, while the server runs (PostgreSQL: pg_dump)."""
+    from server.backup import backup_command
+    from server.config import ServerSettings
+    from server.errors import ServerError
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(backup_command(settings.database, to, force=force), (ServerError,))
+
+
+@server_app.command("restore")
+def server_restore(
+    config: ConfigOption,
+    source: Annotated[
+        Path, typer.Option("--from", help="Backup file written by `stockgate server backup`.")
+    ],
+    log_level: LogLevel = "warning",
+) -> None:
+    """Replace the SQLite database with a backup; the server must be stopped."""
+    from server.backup import restore_command
+    from server.config import ServerSettings
+    from server.errors import ServerError
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(restore_command(settings.database, source), (ServerError,))
+
+
 @app.command()
 def edge(
     config: ConfigOption,

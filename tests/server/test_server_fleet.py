@@ -206,3 +206,16 @@ async def test_only_admins_change_a_config(client: httpx.AsyncClient) -> None:
     body = {"settings": {}, "site": "wh1"}
     assert (await client.put(PATH, json=body, headers=VIEWER)).status_code == 403
     assert (await client.put(PATH, json=body)).status_code == 401
+
+
+async def test_a_new_version_is_above_what_the_gateway_runs_after_a_restore(
+    client: httpx.AsyncClient, store: Store, settings: ServerSettings, metrics: Metrics
+) -> None:
+    """A database restored from a backup knows fewer versions than the gateway ran; the
+    next one must still be above the gateway's, or the gateway would refuse it."""
+    recorder = StatusRecorder(store, settings.ingest, metrics)
+    await recorder.handle("stockgate/v1/wh1/gw1/status", online(config_version=7))
+    tuning = {"zones": [{"read_point": "wh1.shelf.1", "min_reads": 2}]}
+    response = await client.put(PATH, json={"settings": tuning}, headers=ADMIN)
+    assert response.status_code == 200
+    assert response.json()["latest"]["version"] == 8
