@@ -9,6 +9,8 @@ Every ``[alerts] sweep_interval_s`` each check runs in its own transaction:
   levels (``server.stock_levels``).
 - ``reviewed_items``: ``unknown_item`` / ``unidentified_epc`` close once their item is
   marked reviewed.
+- ``unresolved passes``: ``unresolved_passes`` open exactly at the read points with an
+  open unresolved pass (``server.unresolved_rows.sweep_alerts``).
 - ``quiet``: occurrence alerts not raised again for ``occurrence_quiet_s`` close.
 - ``prune``: alert change events and finished webhook deliveries older than
   ``history_days`` are deleted (bounded per run).
@@ -42,6 +44,7 @@ from server.schema import alerts, gateways, items
 from server.schema_alerts import alert_events, webhook_deliveries
 from server.stock_levels import level_alerts, stock_levels
 from server.store import Store
+from server.unresolved_rows import sweep_alerts as unresolved_alerts
 from wire.models import now_utc
 
 log = logging.getLogger(__name__)
@@ -195,6 +198,7 @@ class AlertSweeper:
             ("stale gateways", stale),
             ("stock levels", levels),
             ("reviewed items", reviewed_items),
+            ("unresolved passes", unresolved_alerts),
             ("quiet alerts", quiet),
             ("alert history", history),
         ]

@@ -218,6 +218,7 @@ class Ingestor:
             else:
                 self._metrics.events_applied.inc(applied.applied)
                 self._metrics.events_duplicate.inc(applied.duplicates)
+                self._count_passes(applied)
                 duplicate = applied.applied == 0 and applied.duplicates > 0 and not prepared.letters
                 result = IngestResult(
                     "duplicate" if duplicate else "applied",
@@ -233,6 +234,12 @@ class Ingestor:
             self._metrics.batches.labels(outcome=result.outcome).inc()
             results.append(result)
         return results
+
+    def _count_passes(self, applied: Applied) -> None:
+        for point, count in applied.unresolved.items():
+            self._metrics.unresolved_passes.labels(read_point=point).inc(count)
+        for (point, direction), count in applied.grouped.items():
+            self._metrics.group_passes.labels(read_point=point, direction=direction).inc(count)
 
     def _checked(
         self, topic: str, payload: bytes, site: str, gateway: str

@@ -37,6 +37,7 @@ from server.rules.model import ItemKey, Plan, StockState, UnitState
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import balances, items, ledger, locations, seen_events, units
 from server.sites import site_of
+from server.unresolved_rows import insert_unresolved
 from server.views import AlertView
 from wire.models import Event
 
@@ -54,6 +55,10 @@ class Applied:
     alerts: list[AlertView] = field(default_factory=list)
     new_locations: set[str] = field(default_factory=set)
     """Locations created; add them to ``Store.known_locations`` once the commit succeeded."""
+    unresolved: dict[str, int] = field(default_factory=dict)
+    """Unresolved passes recorded, per read point (for the metrics, after the commit)."""
+    grouped: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Portal passes with a direction and a group id, per (read point, direction)."""
 
 
 def ancestors(location: str) -> list[str]:
@@ -281,6 +286,12 @@ async def _write_plan(
             ],
         )
 
+    if plan.unresolved:
+        await insert_unresolved(conn, plan.unresolved, item_ids, actor, now)
+        for record in plan.unresolved:
+            point = record.event.read_point
+            result.unresolved[point] = result.unresolved.get(point, 0) + 1
+
     if plan.units:
         await execute_many(
             conn,
@@ -325,16 +336,49 @@ async def apply_events(
         now: the recording time.
         policy: what the rules take from the config (travel times, orders, picks).
     """
-    result = Applied()
     unique: dict[str, Event] = {}
     for event in events:
         unique.setdefault(event.event_id, event)
     fresh_ids = await claim_events(conn, list(unique), now)
     fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]
-    result.applied = len(fresh)
+    result = await apply_fresh(
+        conn,
+        fresh,
+        read_points,
+        known_locations=known_locations,
+        actor=actor,
+        site=site,
+        now=now,
+        policy=policy,
+    )
     result.duplicates = len(events) - len(fresh)
+    return result
+
+
+async def apply_fresh(
+    conn: AsyncConnection,
+    fresh: Sequence[Event],
+    read_points: Mapping[str, ReadPointSettings],
+    *,
+    known_locations: set[str],
+    actor: str,
+    site: str | None,
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
+) -> Applied:
+    """Apply events whose ids are claimed already (``apply_events``; a resolved pass).
+
+    Same arguments as ``apply_events``; ``fresh`` holds distinct event ids this
+    transaction owns.
+    """
+    result = Applied()
+    result.applied = len(fresh)
     if not fresh:
         return result
+    for event in fresh:
+        if event.group is not None and event.direction is not None:
+            key = (event.read_point, event.direction)
+            result.grouped[key] = result.grouped.get(key, 0) + 1
     counts = await load_counts(conn, fresh)
     keys = [key for event in fresh for key in event_items(event)]
     keys.extend(counts.items.values())

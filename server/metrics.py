@@ -55,6 +55,27 @@ class Metrics:
             "Gateway status messages recorded.",
             registry=self.registry,
         )
+        # Portal passes, per read point (configured, so a bounded label set; an event
+        # naming any other read point is dead-lettered before it is counted).
+        self.unresolved_passes = Counter(
+            "stockgate_unresolved_passes",
+            "Portal passes that arrived without a direction and were kept as unresolved.",
+            ["read_point"],
+            registry=self.registry,
+        )
+        self.resolved_passes = Counter(
+            "stockgate_resolved_passes",
+            "Unresolved passes an operator resolved, by the direction given (in/out/ignore).",
+            ["read_point", "direction"],
+            registry=self.registry,
+        )
+        self.group_passes = Counter(
+            "stockgate_group_direction_passes",
+            "Portal passes with a direction that carry a group id (direction decided with "
+            "the pallet or cart the tag crossed with), by direction.",
+            ["read_point", "direction"],
+            registry=self.registry,
+        )
         self.batch_seconds = Histogram(
             "stockgate_batch_seconds",
             "Time to validate, apply and commit one batch.",

@@ -340,3 +340,4 @@ from server import schema_alerts as _schema_alerts  # noqa: E402,F401
 from server import schema_history as _schema_history  # noqa: E402,F401
 from server import schema_master as _schema_master  # noqa: E402,F401
 from server import schema_orders as _schema_orders  # noqa: E402,F401
+from server import schema_passes as _schema_passes  # noqa: E402,F401

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from server.config import ApiSettings, Role
 from server.metrics import Metrics
+from server.rules.policy import DEFAULT_POLICY, Policy
 from server.store import Store
 
 
@@ -57,6 +58,8 @@ class ApiContext:
     keys: KeyRing
     mqtt_connected: Callable[[], bool] | None
     """None when the app runs without MQTT (tests); health then leaves MQTT out."""
+    policy: Policy = DEFAULT_POLICY
+    """What the stock rules take from the config (resolving a pass applies them)."""
 
 
 def get_context(request: Request) -> ApiContext:

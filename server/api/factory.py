@@ -21,11 +21,13 @@ from server.api import sales_orders as sales_orders_api
 from server.api import stream as stream_api
 from server.api import transfer_orders as transfer_orders_api
 from server.api import transfers as transfers_api
+from server.api import unresolved_passes as unresolved_passes_api
 from server.api.context import ApiContext, KeyRing
 from server.config import ServerSettings
 from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
+from server.rules.policy import Policy
 from server.store import Store
 from server.stream import StreamFeed
 
@@ -68,6 +70,7 @@ def create_app(
         metrics=metrics if metrics is not None else Metrics(),
         keys=KeyRing(settings.api),
         mqtt_connected=mqtt_connected,
+        policy=Policy.from_settings(settings),
     )
     app.state.config_relay = config_relay
     errors.install(app)
@@ -85,7 +88,17 @@ def create_app(
         reversals_api,
     ):
         app.include_router(master.router)
-    for module in (health, stock, movements, history_api, units, alerts, gateways, dead_letters):
+    for module in (
+        health,
+        stock,
+        movements,
+        history_api,
+        units,
+        alerts,
+        gateways,
+        dead_letters,
+        unresolved_passes_api,
+    ):
         app.include_router(module.router)
     app.state.stream_feed = (
         stream_feed if stream_feed is not None else StreamFeed(store, settings.stream)

@@ -170,6 +170,16 @@ IMPOSSIBLE_MOVEMENT = AlertKind(
     raised_by="orders",
 )
 
+UNRESOLVED_PASSES = AlertKind(
+    "unresolved_passes",
+    "warning",
+    "passes at {subject} have no direction and moved no stock; an operator resolves them "
+    "(GET /api/v1/unresolved-passes?read_point={subject})",
+    condition="a portal pass reached the server without a direction: an unresolved pass is "
+    "open at the read point (subject: the read point; count: the passes that raised it)",
+    clears_when="every unresolved pass at the read point is resolved",
+)
+
 # --- orders and counts (raised by the order and count code through raise_alert) ----------
 
 UNEXPECTED_SHIPMENT = AlertKind(
@@ -272,6 +282,7 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         UNIT_ALREADY_IN_STOCK,
         UNIT_SEEN_AFTER_SHIPPED,
         IMPOSSIBLE_MOVEMENT,
+        UNRESOLVED_PASSES,
         UNEXPECTED_SHIPMENT,
         UNEXPECTED_RECEIPT,
         SHORT_RECEIPT,

@@ -74,6 +74,19 @@ class Movement:
 
 
 @dataclass(frozen=True, slots=True)
+class UnresolvedPass:
+    """A portal pass with no direction, to be kept until an operator resolves it.
+
+    ``item`` is the ``ItemKey.ref`` of the item its EPC names (created like a receipt's
+    when unknown); ``site`` is the read point's site.
+    """
+
+    event: Event
+    item: str
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
 class AlertSpec:
     """An alert to open unless one of the same kind and subject is open already."""
 
@@ -170,6 +183,8 @@ class Plan:
     """(kind, subject) of open alerts whose condition the batch ended (a clean count)."""
     order_updates: list[LineDelta] = field(default_factory=list)
     """What the batch's receipts and shipments add to open order lines."""
+    unresolved: list[UnresolvedPass] = field(default_factory=list)
+    """Portal passes without a direction (``server.rules.stock.is_undirected_pass``)."""
 
 
 @dataclass(frozen=True, slots=True)

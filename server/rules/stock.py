@@ -37,6 +37,7 @@ from server.rules.alerts import (
     UNIT_ALREADY_IN_STOCK,
     UNIT_NOT_IN_STOCK,
     UNKNOWN_ITEM,
+    UNRESOLVED_PASSES,
 )
 from server.rules.items import NO_ITEM, epc_scheme, event_items
 from server.rules.model import (
@@ -50,6 +51,7 @@ from server.rules.model import (
     RuleInput,
     StockState,
     UnitState,
+    UnresolvedPass,
 )
 from server.rules.orders import OrderBook
 from server.rules.policy import DEFAULT_POLICY, Policy, event_site
@@ -226,6 +228,22 @@ def rule_for(event: Event, read_point: ReadPointSettings) -> StockRule | StepRul
     return _RULES_BY_KEY.get((identity, event.direction, outbound))
 
 
+def is_undirected_pass(event: Event) -> bool:
+    """A portal pass of a tagged unit that the edge could not give a direction.
+
+    Portal passes are told from other sightings by their per-side evidence
+    (``reads.outside_count`` / ``inside_count``, which only a door's pass tracker sets); a
+    shelf or cooldown reader's sighting has none and stays a sighting.
+    """
+    reads = event.reads
+    return (
+        event.direction is None
+        and event.epc is not None
+        and reads is not None
+        and (reads.outside_count is not None or reads.inside_count is not None)
+    )
+
+
 def _new_item_alert(item: ItemKey, inp: RuleInput) -> AlertSpec:
     if item.gtin is not None:
         return UNKNOWN_ITEM.raise_(item.gtin, inp.evidence())
@@ -263,17 +281,18 @@ def plan(
         unit = units.get(event.epc) if event.epc else None
         rule = rule_for(event, read_point)
         if rule is None:
+            if is_undirected_pass(event):
+                # Never silent: kept for an operator to resolve (server.unresolved); its
+                # item is created now, as a receipt would, so the pass can name it.
+                inp = _rule_input(event, read_point, unit, site, policy, batch)
+                _note_items(result, known, inp)
+                result.unresolved.append(UnresolvedPass(event, inp.item.ref, site))
+                result.alerts.append(_unresolved_alert(event, site))
             if unit is not None:
                 result.alerts.extend(lifecycle_alerts(event, unit, site, policy, sighting=True))
             continue
-        keys = event_items(event)
-        item = keys[0] if keys else NO_ITEM
-        inp = RuleInput(event, read_point, item, unit, site=site, policy=policy, batch=batch)
-        for key in keys:
-            if key.ref not in known:
-                known.add(key.ref)
-                result.new_items[key.ref] = key
-                result.alerts.append(_new_item_alert(key, inp))
+        inp = _rule_input(event, read_point, unit, site, policy, batch)
+        _note_items(result, known, inp)
         if unit is not None:
             result.alerts.extend(
                 lifecycle_alerts(event, unit, site, policy, sighting=rule.sighting)
@@ -291,6 +310,40 @@ def plan(
                 result.units[new.epc] = new
     result.order_updates = book.deltas()
     return result
+
+
+def _unresolved_alert(event: Event, site: str) -> AlertSpec:
+    evidence: dict[str, object] = {
+        "read_point": event.read_point,
+        "event_id": event.event_id,
+        "event_time": event.event_time.isoformat(),
+        "epc": event.epc,
+        "group": event.group,
+        "reason": event.reads.reason if event.reads is not None else None,
+    }
+    return UNRESOLVED_PASSES.raise_(event.read_point, evidence, site=site)
+
+
+def _rule_input(
+    event: Event,
+    read_point: ReadPointSettings,
+    unit: UnitState | None,
+    site: str,
+    policy: Policy,
+    batch: BatchView,
+) -> RuleInput:
+    keys = event_items(event)
+    item = keys[0] if keys else NO_ITEM
+    return RuleInput(event, read_point, item, unit, site=site, policy=policy, batch=batch)
+
+
+def _note_items(result: Plan, known: set[str], inp: RuleInput) -> None:
+    """Plan the creation of the event's items the store does not hold yet (with an alert)."""
+    for key in event_items(inp.event):
+        if key.ref not in known:
+            known.add(key.ref)
+            result.new_items[key.ref] = key
+            result.alerts.append(_new_item_alert(key, inp))
 
 
 def _add_alert(result: Plan, alert: AlertSpec) -> None:

@@ -1,0 +1,185 @@
+"""``/api/v1/unresolved-passes``: portal passes without a direction, and their resolution.
+
+Viewers list them (narrowed to their sites); operators and admins resolve them, one by id
+(``POST /{id}/resolve``) or several at once, a whole group or a list of ids
+(``POST /resolve``). ``server.unresolved`` holds the rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel
+
+from server.api.auth import Context, Operator, Viewer, check_site
+from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
+from server.api.movements import MAX_RANGE
+from server.api.params import DEFAULT_PAGE, TEXT_PATTERN, Epc, Limit, as_utc
+from server.api.read_points import Catalog
+from server.schema_passes import MAX_GROUP
+from server.unresolved import (
+    MAX_ROW_ID,
+    BulkResolveRequest,
+    PassQuery,
+    Resolver,
+    ResolveRequest,
+    ResolveResult,
+    StateFilter,
+    UnresolvedPassView,
+    get_pass,
+    list_passes,
+    resolve,
+)
+from wire.models import now_utc
+from wire.topics import ID_PATTERN
+
+router = APIRouter(prefix="/api/v1", tags=["unresolved passes"])
+
+PassPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The unresolved pass's id.")]
+RESOLVE_RESPONSES: dict[int | str, dict[str, str]] = {
+    404: {"description": "No such pass (or none the key may see); no open pass in the group."},
+    409: {
+        "description": "Resolved already; a group spanning read points or too large; the read "
+        "point is no longer configured."
+    },
+    422: {"description": "The body is invalid."},
+}
+
+
+class UnresolvedPassPage(BaseModel):
+    items: list[UnresolvedPassView]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next (older) page; null on the last page."""
+
+
+@router.get("/unresolved-passes", response_model=UnresolvedPassPage)
+async def get_unresolved_passes(
+    context: Context,
+    principal: Viewer,
+    state: Annotated[StateFilter, Query(description="open (default), resolved, or all.")] = "open",
+    read_point: Annotated[
+        str | None, Query(min_length=1, max_length=256, pattern=TEXT_PATTERN)
+    ] = None,
+    group: Annotated[
+        str | None, Query(min_length=1, max_length=MAX_GROUP, pattern=TEXT_PATTERN)
+    ] = None,
+    epc: Epc = None,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="Inclusive; no offset means UTC.")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive; no offset means UTC.")] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)] = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> UnresolvedPassPage:
+    """Passes that reached the server without a direction, newest first (event time, id).
+
+    ``since``/``until`` bound the event time (a window of at most 366 days when both are
+    given). Keys restricted to sites see their sites' passes only.
+    """
+    if site is not None:
+        check_site(principal, site)
+    start, end = as_utc(since, "since"), as_utc(until, "until")
+    if start is not None and end is not None:
+        if start >= end:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "since must be before until")
+        if end - start > MAX_RANGE:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"since..until spans more than {MAX_RANGE.days} days; narrow it",
+            )
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except CursorError as err:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {err}") from err
+    query = PassQuery(
+        state=state,
+        read_point=read_point,
+        group=group,
+        epc=epc,
+        site=site,
+        since=start,
+        until=end,
+        after=after,
+        limit=limit,
+        sites=principal.sites,
+    )
+    async with context.store.read("listing unresolved passes") as conn:
+        rows, more = await list_passes(conn, query)
+    next_cursor = encode_cursor(rows[-1].time, rows[-1].id) if more and rows else None
+    return UnresolvedPassPage(items=rows, next_cursor=next_cursor)
+
+
+@router.get(
+    "/unresolved-passes/{pass_id}",
+    response_model=UnresolvedPassView,
+    responses={404: {"description": "No such pass (or none the key may see)."}},
+)
+async def get_unresolved_pass(
+    context: Context, principal: Viewer, pass_id: PassPath
+) -> UnresolvedPassView:
+    """One pass, open or resolved."""
+    async with context.store.read("reading an unresolved pass") as conn:
+        return await get_pass(conn, pass_id, principal.sites)
+
+
+async def _resolve(
+    context: Context,
+    catalog: Catalog,
+    principal: Operator,
+    selection: int | BulkResolveRequest,
+    request: ResolveRequest,
+) -> ResolveResult:
+    store = context.store
+    resolver = Resolver(principal.name, principal.sites)
+    table = await catalog.table()
+    async with store.begin("resolving unresolved passes") as conn:
+        result, created = await resolve(
+            conn,
+            selection,
+            request.direction,
+            resolver,
+            read_points=table,
+            known_locations=store.known_locations,
+            now=now_utc(),
+            policy=context.policy,
+        )
+    store.known_locations.update(created)
+    for view in result.items:
+        context.metrics.resolved_passes.labels(
+            read_point=view.read_point, direction=request.direction
+        ).inc()
+    return result
+
+
+@router.post(
+    "/unresolved-passes/resolve", response_model=ResolveResult, responses=RESOLVE_RESPONSES
+)
+async def post_resolve_many(
+    context: Context, catalog: Catalog, principal: Operator, request: BulkResolveRequest
+) -> ResolveResult:
+    """Resolve a whole group (``{"group", "direction"}``, optionally ``read_point``) or a
+    list of passes (``{"ids": [...], "direction"}``) in one transaction.
+
+    A group resolves its open passes; ``ids`` must all be open (409 otherwise, nothing
+    resolved). The passes are applied together, in event-time order.
+    """
+    return await _resolve(context, catalog, principal, request, request)
+
+
+@router.post(
+    "/unresolved-passes/{pass_id}/resolve",
+    response_model=ResolveResult,
+    responses=RESOLVE_RESPONSES,
+)
+async def post_resolve(
+    context: Context,
+    catalog: Catalog,
+    principal: Operator,
+    pass_id: PassPath,
+    request: ResolveRequest,
+) -> ResolveResult:
+    """Say what happened at the door: ``in`` or ``out`` applies the read point's stock
+    effect for that direction (once; its ``movement_id`` can be reversed like any
+    movement), ``ignore`` records that nothing moved. A second resolve is 409."""
+    return await _resolve(context, catalog, principal, pass_id, request)
