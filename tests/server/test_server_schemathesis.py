@@ -111,6 +111,9 @@ def _fuzz(operation: Operation) -> None:
     no_server_error()
 
 
+# Over 70 operations now: about 20 s on an idle machine, but past the suite's 120 s
+# timeout when the two cores are shared many times over; no assertion here is on speed.
+@pytest.mark.timeout(600)
 def test_no_request_gets_a_server_error(api_schema: schemathesis.BaseSchema) -> None:
     # Each operation alone, with data that fits the schema and data that does not, driven
     # through hypothesis here: schemathesis' own pytest plugin does not run on pytest 9.2.
