@@ -26,7 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import api, edge, edge_memory, llrp_stream, machine, report, server, sqlite_floor
+from bench import (
+    api,
+    edge,
+    edge_memory,
+    history,
+    llrp_stream,
+    machine,
+    report,
+    server,
+    sqlite_floor,
+)
 from bench.broker import Mosquitto
 from bench.figures import Figure
 
@@ -142,7 +152,8 @@ def run_server(ctx: Context) -> list[Figure]:
             print(f"bench: profiling pass failed: {err}", file=sys.stderr)
         else:
             figure = _with_profile(figure, out)
-    return [figure, raw, floor]
+    following = history.follow_rate(ctx.workdir / server.DATABASE_NAME, ctx.workdir, figure.value)
+    return [figure, raw, floor, following]
 
 
 def run_api(ctx: Context) -> list[Figure]:

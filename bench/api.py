@@ -24,12 +24,21 @@ import httpx
 
 from bench import ledger_gen
 from bench.api_explain import explain
-from bench.api_requests import FLOOR_KIND, MOVEMENT_KINDS, PAGE, STOCK_KINDS, Kind, Params
+from bench.api_requests import (
+    FLOOR_KIND,
+    HISTORY_KINDS,
+    MOVEMENT_KINDS,
+    PAGE,
+    STOCK_KINDS,
+    Kind,
+    Params,
+)
 from bench.cpu import percentile
 from bench.figures import Figure, Target
 from bench.server_proc import API_KEY, ServerProcess
 from server.check import check_ledger
 from server.config import DatabaseSettings
+from server.history_check import rebuild_history
 from server.store import Store
 
 P99_TARGET_MS: Final = 50.0
@@ -120,6 +129,18 @@ async def _check(path: Path) -> tuple[list[str], float]:
         await store.close()
 
 
+async def _rebuild_history(path: Path) -> float:
+    """Build the history rollups over the generated ledger (``rebuild-history``), before the
+    server starts (else its follower would do it while the API is measured)."""
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+    started = time.perf_counter()
+    try:
+        await rebuild_history(store)
+        return time.perf_counter() - started
+    finally:
+        await store.close()
+
+
 def _remove(path: Path) -> None:
     for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
@@ -148,14 +169,16 @@ def latency(
         problems, check_seconds = asyncio.run(_check(path))
         if problems:
             raise RuntimeError(f"generated balances disagree with the ledger: {problems[:3]}")
+        rebuild_seconds = asyncio.run(_rebuild_history(path))
         size_mb = path.stat().st_size / (1024 * 1024)
         with ServerProcess(workdir, mqtt_url=mqtt_url, database=path, read_points=[]) as server:
-            kinds = (*MOVEMENT_KINDS, *STOCK_KINDS, FLOOR_KIND)
+            kinds = (*MOVEMENT_KINDS, *STOCK_KINDS, *HISTORY_KINDS, FLOOR_KIND)
             results = asyncio.run(
                 measure(server.base_url, generated, kinds, samples, seed, warmup_per_kind)
             )
         movement_ms = [ms for kind in MOVEMENT_KINDS for ms in results[kind.key].latencies_ms]
         stock_ms = [ms for kind in STOCK_KINDS for ms in results[kind.key].latencies_ms]
+        history_ms = [ms for kind in HISTORY_KINDS for ms in results[kind.key].latencies_ms]
         floor_ms = results[FLOOR_KIND.key].latencies_ms
         missed = max(percentile(movement_ms, 99), percentile(stock_ms, 99)) > P99_TARGET_MS
         if explain_to is not None and missed:
@@ -187,6 +210,7 @@ def latency(
     }
     movement_kinds = "; ".join(f"{kind.text}" for kind in MOVEMENT_KINDS)
     stock_kinds = "; ".join(f"{kind.text}" for kind in STOCK_KINDS)
+    history_kinds = "; ".join(f"{kind.text}" for kind in HISTORY_KINDS)
     return [
         Figure(
             key="api.movements_p99_ms",
@@ -216,6 +240,24 @@ def latency(
                 **common,
                 "p50_ms": round(percentile(stock_ms, 50), 2),
                 "by_kind": _summary(results, STOCK_KINDS),
+            },
+        ),
+        Figure(
+            key="api.history_p99_ms",
+            value=round(percentile(history_ms, 99), 2),
+            unit="ms",
+            how=(
+                "Same ledger and server, the history rollups built first by rebuild-history "
+                f"({rebuild_seconds:,.0f} s, {generated.ledger_rows / rebuild_seconds:,.0f} "
+                f"rows/s). GET /api/v1/history/..., {samples} each of: {history_kinds}; p99 "
+                f"over all {len(history_ms)} requests."
+            ),
+            target=Target("<=", P99_TARGET_MS),
+            detail={
+                **common,
+                "rebuild_history_seconds": round(rebuild_seconds, 1),
+                "p50_ms": round(percentile(history_ms, 50), 2),
+                "by_kind": _summary(results, HISTORY_KINDS),
             },
         ),
     ]

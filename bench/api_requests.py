@@ -134,6 +134,90 @@ STOCK_KINDS: Final = (
 )
 
 
+QUARTER: Final = timedelta(days=90)
+
+
+def _window(rng: random.Random, generated: ledger_gen.Generated, span: timedelta) -> Params:
+    room = (generated.last_time - generated.first_time - span).total_seconds()
+    since = generated.first_time + timedelta(seconds=rng.uniform(0, max(0.0, room)))
+    return {"since": _iso(since), "until": _iso(since + span)}
+
+
+def _dock_hours(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    site = ledger_gen.site_id(rng.randrange(ledger_gen.SITES))
+    return {
+        "bucket": "hour",
+        "read_point": f"{site}.dock.1",
+        "kind": "receipt",
+        "side": "in",
+        **_window(rng, generated, WEEK),
+    }
+
+
+def _site_location_hours(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    site = ledger_gen.site_id(rng.randrange(ledger_gen.SITES))
+    return {
+        "bucket": "hour",
+        "location": site,
+        "group_by": "location,kind",
+        **_window(rng, generated, WEEK),
+    }
+
+
+def _sites_days(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {"bucket": "day", "group_by": "site,kind", **_window(rng, generated, QUARTER)}
+
+
+def _item_days(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {
+        "bucket": "day",
+        "sku": ledger_gen.item_sku(_random_item(rng, generated)),
+        "group_by": "site",
+        **_window(rng, generated, QUARTER),
+    }
+
+
+def _item_stock_days(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {
+        "sku": ledger_gen.item_sku(_random_item(rng, generated)),
+        **_window(rng, generated, QUARTER),
+    }
+
+
+HISTORY_KINDS: Final = (
+    Kind(
+        "dock_hours",
+        "/api/v1/history/movements",
+        "receipts per hour at a dock over a week (bucket=hour, read_point=, kind=, side=)",
+        _dock_hours,
+    ),
+    Kind(
+        "site_location_hours",
+        "/api/v1/history/movements",
+        "a site's week per hour by location and kind (location=wh2, group_by=location,kind)",
+        _site_location_hours,
+    ),
+    Kind(
+        "sites_days",
+        "/api/v1/history/movements",
+        "90 days per day by site and kind (bucket=day, group_by=site,kind)",
+        _sites_days,
+    ),
+    Kind(
+        "item_days",
+        "/api/v1/history/movements",
+        "an item's 90 days per day by site (sku=, group_by=site)",
+        _item_days,
+    ),
+    Kind(
+        "item_stock",
+        "/api/v1/history/stock",
+        "an item's daily closing stock per site over 90 days (sku=)",
+        _item_stock_days,
+    ),
+)
+
+
 def _nothing(rng: random.Random, generated: ledger_gen.Generated) -> Params:
     return {}
 

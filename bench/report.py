@@ -17,7 +17,7 @@ from bench.figures import Figure, fmt
 
 GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "edge": ("edge.",),
-    "server": ("server.", "broker.", "sqlite."),
+    "server": ("server.", "broker.", "sqlite.", "history."),
     "api": ("api.",),
 }
 ORDER: Final = (
@@ -28,8 +28,10 @@ ORDER: Final = (
     "server.events_per_s",
     "broker.raw_msgs_per_s",
     "sqlite.raw_events_per_s",
+    "history.follow_rows_per_s",
     "api.movements_p99_ms",
     "api.stock_p99_ms",
+    "api.history_p99_ms",
 )
 
 

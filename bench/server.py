@@ -56,6 +56,9 @@ EPOCH: Final = "b3e7c0de5eed0001"
 ACK_TIMEOUT_S: Final = 300.0
 RAW_TIMEOUT_S: Final = 300.0
 SUB_READY_TIMEOUT_S: Final = 10.0
+DATABASE_NAME: Final = "server-events.db"
+"""The run's SQLite file in the work directory (``bench.history`` follows its ledger)."""
+CATCH_UP_TIMEOUT_S: Final = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +232,7 @@ def server_events(
     all_batches = build_batches(warmup_batches + batches_per_gateway)
     warmup = [mine[:warmup_batches] for mine in all_batches]
     timed = [mine[warmup_batches:] for mine in all_batches]
-    database = workdir / "server-events.db"
+    database = workdir / DATABASE_NAME
     for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     with ServerProcess(
@@ -244,6 +247,7 @@ def server_events(
         cpu_before, wall_before = thread_cpu_seconds(process.pid), time.perf_counter()
         run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
         cpu = _cpu_use(process.pid, cpu_before, time.perf_counter() - wall_before)
+        lag = _history_lag(database)
     flat = [batch for mine in timed for batch in mine]
     events = sum(batch.events for batch in flat)
     if run.acked != len(flat):
@@ -283,9 +287,27 @@ def server_events(
             "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
             "profile": str(profile_to) if profile_to is not None else None,
             **cpu,
+            **lag,
         },
     )
     return figure, [batch.payload for batch in flat]
+
+
+def _history_lag(database: Path) -> dict[str, float]:
+    """How far the server's own rollups follower was behind at the last Ack, and how long
+    it then took to reach the newest ledger row (it ran through the timed part)."""
+    newest = _count(database, "SELECT COALESCE(MAX(id), 0) FROM ledger")
+    position_sql = "SELECT COALESCE(MAX(position), 0) FROM history_cursors WHERE name = 'rollups'"
+    behind = newest - _count(database, position_sql)
+    started = time.perf_counter()
+    while _count(database, position_sql) < newest:
+        if time.perf_counter() - started > CATCH_UP_TIMEOUT_S:
+            raise RuntimeError("the server's history follower did not catch up with the ledger")
+        time.sleep(0.05)
+    return {
+        "history_rows_behind_at_last_ack": behind,
+        "history_caught_up_s_after_last_ack": round(time.perf_counter() - started, 3),
+    }
 
 
 def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, float]:

@@ -386,15 +386,11 @@ async def check_ledger_command(settings: ServerSettings) -> int:
 
 
 async def rebuild_history_command(settings: ServerSettings) -> int:
-    """``stockgate server rebuild-history``: empty the rollups and follow the ledger again."""
+    """``stockgate server rebuild-history``: the rollups summed again from the whole ledger."""
     store = Store.open(settings.database)
     try:
         await store.migrate()
-        position = await rebuild_history(
-            store,
-            settings.history,
-            progress=lambda at, target: print(f"rebuilding history: {at} / {target} ledger rows"),
-        )
+        position = await rebuild_history(store)
     except ServerError as err:
         print(f"error: {err}")
         return 2

@@ -4,15 +4,14 @@
 rollups (``server.history_rollups``), up to the rollups follower's position, and compares
 every bucket, in one snapshot (a transaction; REPEATABLE READ on PostgreSQL), so it agrees
 while ingest and the follower keep writing. ``rebuild_history`` empties the rollups and
-sets the position back to 0 in one transaction; the follower (this command's or a running
-server's, whichever holds the lease) then builds them again from the first ledger row.
+builds them again from the ledger in SQL, in one transaction that also moves the position
+to the newest row; a running server's follower goes on from there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,17 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.dialect import upsert
-from server.history_follow import LedgerFollower, cursor_position, last_ledger_id, utc_now
-from server.history_rollups import ROLLUPS, RollupSink, clear_rollups
-from server.history_settings import HistorySettings
+from server.history_follow import utc_now
+from server.history_rollups import ROLLUPS, clear_rollups
 from server.schema import items, ledger
 from server.schema_history import history_cursors, history_movements, history_stock_daily
 from server.store import Store, translate
 
 log = logging.getLogger(__name__)
-
-REBUILD_WAIT_S = 0.5
-"""How often ``rebuild_history`` looks at the position while another instance follows."""
 
 
 def _bucket(conn: AsyncConnection, column: Any, period: str) -> sa.ColumnElement[Any]:
@@ -247,32 +242,105 @@ async def reset_rollups(store: Store) -> None:
         await clear_rollups(conn)
 
 
-async def rebuild_history(
-    store: Store,
-    settings: HistorySettings,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Rebuild the rollups from the ledger; returns the position reached.
+def _bucket_value(conn: AsyncConnection, column: Any, period: str) -> sa.ColumnElement[Any]:
+    """``_bucket`` as a value to store in a bucket column (PostgreSQL: back to timestamptz;
+    SQLite: the text ``UtcDateTime`` writes)."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.timezone("UTC", _bucket(conn, column, period))
+    return _bucket(conn, column, period)
 
-    Follows up to the newest ledger id at the start. If a running server holds the lease,
-    its follower does the work and this waits for the position to get there.
+
+def _movement_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
+    parts: list[sa.Select[Any]] = []
+    for period in ("hour", "day"):
+        bucket = _bucket_value(conn, ledger.c.event_time, period)
+        read_point = sa.func.coalesce(ledger.c.read_point, "")
+        for column, side in ((ledger.c.from_location, "out"), (ledger.c.to_location, "in")):
+            site = _site(conn, column)
+            keys = (bucket, column, read_point, ledger.c.item_id, ledger.c.kind, site)
+            parts.append(
+                sa.select(
+                    sa.literal(period),
+                    bucket,
+                    column,
+                    sa.literal(side),
+                    read_point,
+                    ledger.c.item_id,
+                    ledger.c.kind,
+                    site,
+                    sa.func.count(),
+                    sa.func.sum(ledger.c.quantity),
+                )
+                .where(ledger.c.id <= upto, column.is_not(None))
+                .group_by(*keys)
+            )
+    names = ["period", "bucket", "location", "side", "read_point", "item_id", "kind", "site"]
+    return sa.insert(history_movements).from_select(
+        [*names, "count", "quantity"], sa.union_all(*parts)
+    )
+
+
+def _stock_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
+    source = _site(conn, ledger.c.from_location)
+    target = _site(conn, ledger.c.to_location)
+    crossing = sa.and_(ledger.c.id <= upto, source.is_distinct_from(target))
+    day = _bucket_value(conn, ledger.c.event_time, "day")
+    flows = sa.union_all(
+        sa.select(
+            target.label("site"),
+            ledger.c.item_id.label("item_id"),
+            day.label("day"),
+            ledger.c.quantity.label("quantity_in"),
+            sa.literal(0).label("quantity_out"),
+        ).where(crossing, ledger.c.to_location.is_not(None)),
+        sa.select(source, ledger.c.item_id, day, sa.literal(0), ledger.c.quantity).where(
+            crossing, ledger.c.from_location.is_not(None)
+        ),
+    ).subquery("flows")
+    keys = (flows.c.site, flows.c.item_id, flows.c.day)
+    return sa.insert(history_stock_daily).from_select(
+        ["site", "item_id", "day", "quantity_in", "quantity_out"],
+        sa.select(
+            *keys, sa.func.sum(flows.c.quantity_in), sa.func.sum(flows.c.quantity_out)
+        ).group_by(*keys),
+    )
+
+
+async def rebuild_history(store: Store) -> int:
+    """Rebuild the rollups from the ledger in one transaction; returns the position reached.
+
+    Set-based (``INSERT ... SELECT ... GROUP BY``), not through the follower: a rebuild of
+    millions of rows is one pass of the database over the ledger. The transaction holds the
+    write lock on SQLite and ``SHARE`` on the ledger on PostgreSQL (writers that took ids
+    finish first, new ones wait), so every id up to the newest is settled; it locks the
+    rollups cursor row, so a follower step of a running server finishes before it and its
+    next step continues from the newest row.
 
     Raises:
         StoreError: the database failed.
     """
-    await reset_rollups(store)
-    target = await last_ledger_id(store)
-    follower = LedgerFollower(store, RollupSink(), settings)
-    try:
-        while True:
-            moved = await follower.step()
-            position = await cursor_position(store, ROLLUPS)
-            if progress is not None and moved:
-                progress(position, target)
-            if position >= target:
-                return position
-            if not moved:
-                await asyncio.sleep(REBUILD_WAIT_S)
-    finally:
-        await follower.release()
+    async with store.begin("rebuilding the history rollups") as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("LOCK TABLE ledger IN SHARE MODE"))
+        await conn.execute(
+            upsert(conn, history_cursors)
+            .values(name=ROLLUPS, position=0, owner=None, lease_until=None, updated_at=utc_now())
+            .on_conflict_do_nothing()
+        )
+        await conn.execute(
+            sa.update(history_cursors)
+            .where(history_cursors.c.name == ROLLUPS)
+            .values(position=0, updated_at=utc_now())
+        )
+        newest = int(
+            await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ledger.c.id), 0))) or 0
+        )
+        await clear_rollups(conn)
+        await conn.execute(_movement_rollups(conn, newest))
+        await conn.execute(_stock_rollups(conn, newest))
+        await conn.execute(
+            sa.update(history_cursors)
+            .where(history_cursors.c.name == ROLLUPS)
+            .values(position=newest, updated_at=utc_now())
+        )
+    return newest
