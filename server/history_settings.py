@@ -49,7 +49,8 @@ class InfluxSettings(Section):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     """One write request, at most."""
     batch_points: int = Field(default=5000, ge=1, le=100_000)
-    """Points per write request (the client's batching write API splits a step's points)."""
+    """Points per write request (a step's points go to the client's batching write API in
+    chunks of this many lines)."""
     gzip: bool = True
     """Compress write requests (line protocol compresses about tenfold)."""
     sample_interval_s: float = Field(default=60.0, ge=1, le=3600)

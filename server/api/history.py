@@ -147,7 +147,7 @@ def _cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode("ascii")).decode("ascii")
 
 
-def _wants_csv(request: Request) -> bool:
+def wants_csv(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return any(part.split(";")[0].strip() == CSV_MEDIA for part in accept.split(","))
 
@@ -240,7 +240,7 @@ async def get_movement_history(
     query = await _movement_query(
         principal, bucket, group_by, since, until, gtin, sku, location, read_point, kind, side
     )
-    if _wants_csv(request):
+    if wants_csv(request):
         return csv_download(_csv_lines(context.store, query), "movement-history.csv")
     offset = _offset(cursor)
     async with context.store.read("reading movement history") as conn:

@@ -268,3 +268,53 @@ async def test_bad_requests_say_what_is_wrong(
     response = await client.get(f"/api/v1/history/{path}", params=params, headers=VIEWER)
     assert 400 <= response.status_code < 500
     assert message in response.text
+
+
+async def _dead_by_brute_force(probe: Probe, as_of: datetime, days: int) -> list[tuple[Any, ...]]:
+    items = {row["id"]: row for row in (await probe.items()).values()}
+    on_hand: Counter[tuple[str, int]] = Counter()
+    last_out: dict[tuple[str, int], datetime] = {}
+    cutoff = as_of.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    for row in await probe.ledger():
+        source = row["from_location"].split(".")[0] if row["from_location"] else None
+        target = row["to_location"].split(".")[0] if row["to_location"] else None
+        if target is not None:
+            on_hand[(target, row["item_id"])] += row["quantity"]
+        if source is not None:
+            on_hand[(source, row["item_id"])] -= row["quantity"]
+            day = row["event_time"].replace(hour=0, minute=0, second=0, microsecond=0)
+            if source != target and row["event_time"] <= as_of:
+                key = (source, row["item_id"])
+                last_out[key] = max(day, last_out.get(key, day))
+    return sorted(
+        (site, items[item]["sku"], held, last_out.get((site, item)))
+        for (site, item), held in on_hand.items()
+        if held > 0 and not (last_out.get((site, item)) and last_out[(site, item)] >= cutoff)
+    )
+
+
+@pytest.mark.parametrize(("after_days", "days"), [(3, 1), (3, 2), (1, 90), (30, 7)])
+async def test_dead_stock_equals_a_brute_force_over_the_ledger(
+    client: httpx.AsyncClient, history: None, probe: Probe, after_days: int, days: int
+) -> None:
+    as_of = BASE_TIME + timedelta(days=after_days)
+    params = {"as_of": as_of.isoformat(), "days": str(days)}
+    response = await client.get("/api/v1/reports/dead-stock", params=params, headers=VIEWER)
+    assert response.status_code == 200, response.text
+    found = sorted(
+        (
+            row["site"],
+            row["sku"],
+            row["on_hand"],
+            datetime.fromisoformat(row["last_outbound"].replace("Z", "+00:00"))
+            if row["last_outbound"]
+            else None,
+        )
+        for row in response.json()["items"]
+    )
+    assert found == await _dead_by_brute_force(probe, as_of, days)
+    as_csv = await client.get("/api/v1/reports/dead-stock.csv", params=params, headers=VIEWER)
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [(row["site"], row["sku"], int(row["on_hand"])) for row in rows] == [
+        found_row[:3] for found_row in found
+    ]
