@@ -59,7 +59,11 @@ def test_generate_refuses_an_existing_file(tmp_path: Path) -> None:
 @pytest.mark.broker
 def test_api_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
     figures = api.latency(mosquitto.url, tmp_path, 3_000, 2, warmup_per_kind=0)
-    assert [figure.key for figure in figures] == ["api.movements_p99_ms", "api.stock_p99_ms"]
+    assert [figure.key for figure in figures] == [
+        "api.movements_p99_ms",
+        "api.stock_p99_ms",
+        "api.history_p99_ms",
+    ]
     assert all(figure.value > 0 for figure in figures)
     assert figures[0].detail["ledger_rows"] == 3_000
     assert not (tmp_path / "api-ledger.db").exists()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench import server, sqlite_floor
+from bench import history, server, sqlite_floor
 from bench.broker import Mosquitto, wait_listening
 from wire.models import EventBatch
 
@@ -46,6 +46,15 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert raw.key == "broker.raw_msgs_per_s"
     assert raw.value > 0
     assert json.loads(payloads[0])["gateway"] == server.gateway_name(1)
+    # The server's own rollups follower caught up with the run's ledger.
+    assert figure.detail["history_rows_behind_at_last_ack"] >= 0
+    following = history.follow_rate(tmp_path / server.DATABASE_NAME, tmp_path, figure.value)
+    assert following.key == "history.follow_rows_per_s"
+    assert following.value > 0
+    rows = server.GATEWAYS * server.BATCH_EVENTS * 2  # the warm-up's batches and the timed
+    assert following.detail["ledger_rows"] == rows
+    assert following.detail["points_read_back"] == rows  # one side per pass event
+    assert following.detail["server_events_per_s"] == figure.value
 
 
 SAME_ROWS = {
