@@ -33,6 +33,7 @@ from server.alert_sweeps import AlertSweeper
 from server.api import create_app
 from server.check import ledger_report
 from server.config import ServerSettings
+from server.epcis_subscriptions import EpcisSubscriptions
 from server.errors import PublishFailed, ServerError
 from server.gateway_config import ConfigRelay
 from server.history_check import history_report, rebuild_history
@@ -156,6 +157,8 @@ class Server:
                 on_deliveries=webhooks.poke,
             )
             sweeper = AlertSweeper(store, self.settings.alerts, on_alerts=relay.poke)
+            # Partner exchange and replenishment (issue 15): EPCIS subscriptions, planner.
+            epcis_feed = EpcisSubscriptions(store, self.settings.epcis)
             feed = StreamFeed(store, self.settings.stream)
             stack.push_async_callback(feed.close)
             ingestor = Ingestor(
@@ -221,6 +224,8 @@ class Server:
                     group.create_task(
                         self.influx_sink.run_samples(store), name="server-history-samples"
                     )
+                if self.settings.epcis.subscriptions:
+                    group.create_task(epcis_feed.run(), name="server-epcis-subscriptions")
                 group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")
                 group.create_task(
                     self._announce_ready(client, subscriptions, ready), name="server-ready"

@@ -24,7 +24,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from server.alert_settings import MAX_WEBHOOKS, AlertSettings, StreamSettings, Webhooks
 from server.history_settings import HistorySettings, InfluxSettings
+from server.epcis_settings import EpcisSettings
 from server.operations_settings import OperationsSettings, OrdersSettings
+from server.replenishment.settings import ReplenishmentSettings
 from stockgate.settings import FileSettings, MqttSettings, Section
 from wire.models import MAX_PAYLOAD_BYTES
 from wire.topics import ID_PATTERN
@@ -183,6 +185,8 @@ class ServerSettings(FileSettings):
     history: HistorySettings = HistorySettings()
     influxdb: InfluxSettings | None = None
     """The InfluxDB history sink; absent: no sink (the SQL rollups still follow)."""
+    epcis: EpcisSettings = EpcisSettings()
+    replenishment: ReplenishmentSettings = ReplenishmentSettings()
 
     @model_validator(mode="after")
     def _read_points_unique(self) -> ServerSettings:

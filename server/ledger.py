@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import rules
 from server.alerting import clear_alert, open_alerts
+from server.asn import Receipt, reconcile_receipts
 from server.config import ReadPointSettings
 from server.count_basis import load_counts, units_where
 from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
@@ -397,6 +398,16 @@ async def apply_fresh(
     plan = rules.plan(fresh, state, read_points, policy)
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result)
     overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
+    # Units a supplier's shipping notice listed (server.asn): marked, or alerted if unlisted.
+    noticed = await reconcile_receipts(
+        conn,
+        [
+            Receipt(m.epc, item_ids[m.item.ref], m.to_location, m.event_time, m.event_id)
+            for m in plan.movements
+            if m.kind == "receipt" and m.epc is not None and m.to_location is not None
+        ],
+    )
+    overfilled.extend(noticed)
     result.movements = len(plan.movements)
     for kind, subject in plan.cleared:
         await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)

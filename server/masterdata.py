@@ -26,6 +26,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
+from epcpy import ConvertException
+from epcpy.epc_schemes import SGLN
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.ledger import location_kind
 from server.refusals import Conflict, Invalid, NotFound
-from server.schema import balances, items, ledger, locations, units
+from server.schema import MAX_SGLN, balances, items, ledger, locations, units
 from server.schema_master import (
     DEFAULT_UNIT,
     MAX_CATEGORY_CODE,
@@ -178,15 +180,38 @@ class CategoryView(BaseModel):
     updated_at: datetime
 
 
+def _sgln(value: str) -> str:
+    """An SGLN pure identity, checked by epcpy (company prefix, location reference, extension)."""
+    try:
+        SGLN(value)
+    except (ConvertException, ValueError) as err:
+        raise ValueError(
+            f"{value!r} is not an SGLN URN (urn:epc:id:sgln:<company prefix>.<location "
+            "reference>.<extension>)"
+        ) from err
+    return value
+
+
+Sgln = Annotated[
+    str,
+    Field(min_length=20, max_length=MAX_SGLN, pattern=r"^urn:epc:id:sgln:[0-9]+\.[0-9]*\.\S+$"),
+    AfterValidator(_sgln),
+]
+"""A location's GS1 SGLN, shown as its read point and business location in EPCIS."""
+
+
 class LocationFields(Strict):
     """A location as created through the API or a CSV row; its parent must exist."""
 
     id: LocationId
     name: Name | None = None
+    sgln: Sgln | None = None
 
 
 class LocationChanges(Strict):
     name: Name | None
+    sgln: Sgln | None = None
+    """Left out: unchanged; null: removed."""
 
 
 class LocationView(BaseModel):
@@ -197,6 +222,8 @@ class LocationView(BaseModel):
     kind: str
     """``site``, ``zone`` or ``bin``, by depth."""
     name: str | None
+    sgln: str | None = None
+    """The location's GS1 SGLN (EPCIS read point / business location), if known."""
     created_at: datetime
     updated_at: datetime | None
 
@@ -530,6 +557,7 @@ async def create_location(
                 parent=parent,
                 kind=location_kind(fields.id),
                 name=fields.name,
+                sgln=fields.sgln,
                 created_at=now,
                 updated_at=now,
             )
@@ -546,7 +574,11 @@ async def rename_location(
     await conn.execute(
         locations.update()
         .where(locations.c.id == location)
-        .values(name=changes.name, updated_at=now)
+        .values(
+            name=changes.name,
+            updated_at=now,
+            **({"sgln": changes.sgln} if "sgln" in changes.model_fields_set else {}),
+        )
     )
     return await require_location(conn, location)
 

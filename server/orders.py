@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerting import clear_alert, raise_alerts
+from server.asn import asn_on_status
 from server.masterdata import NAME_PATTERN, Gtin, LocationId, Sku, Strict, missing_locations
 from server.order_book import add_change, shift_positions
 from server.refusals import Conflict, Forbidden, Invalid, NotFound
@@ -523,6 +524,7 @@ async def create_order(
                 updated_at=now,
                 updated_by=actor,
                 last_line_no=len(body.lines),
+                placed_at=now if body.status == "open" else None,
             )
             .returning(orders.c.id)
         )
@@ -664,8 +666,14 @@ async def change_status(
     place = (order.location, order.destination)
     await _shift_lines(conn, spec, order.id, (order.status, *place), (status, *place))
     final = status in ("closed", "cancelled")
-    await _touch(conn, order.id, actor, now, status=status, closed_at=now if final else None)
+    placed = {"placed_at": now} if status == "open" else {}
+    await _touch(
+        conn, order.id, actor, now, status=status, closed_at=now if final else None, **placed
+    )
     view = await get_order(conn, spec, order.id)
+    if spec.kind == "purchase":
+        # Units a supplier's ASN announced: missing ones alerted on close (server.asn).
+        await asn_on_status(conn, view.id, view.number, view.site, status, now)
     if status == "closed":
         await raise_alerts(conn, _reconciliation(spec, view), view.site, now)
     elif status == "cancelled" and spec.kind == "purchase":

@@ -33,6 +33,7 @@ SEVERITIES = ("info", "warning", "critical")
 MAX_EVENT_ID = 256
 MAX_EPC = 200
 MAX_READ_POINT = 256
+MAX_SGLN = 80
 MAX_TOPIC = 512
 MAX_REASON = 2000
 MAX_MESSAGE = 2000
@@ -165,6 +166,8 @@ locations = sa.Table(
     # Master data (revision 0002).
     sa.Column("name", sa.String(256), nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=True),
+    # Partner exchange (revision 0011): the location's GS1 SGLN (EPC URN), for EPCIS.
+    sa.Column("sgln", sa.String(MAX_SGLN), nullable=True),
     sa.Index("ix_locations_parent", "parent"),
 )
 
@@ -341,3 +344,4 @@ from server import schema_history as _schema_history  # noqa: E402,F401
 from server import schema_master as _schema_master  # noqa: E402,F401
 from server import schema_orders as _schema_orders  # noqa: E402,F401
 from server import schema_passes as _schema_passes  # noqa: E402,F401
+from server import schema_supply as _schema_supply  # noqa: E402,F401

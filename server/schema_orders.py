@@ -51,6 +51,9 @@ orders = sa.Table(
     sa.Column("updated_by", sa.String(MAX_ACTOR), nullable=False),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
     sa.Column("last_line_no", sa.Integer(), nullable=False),
+    # Revision 0011: when the order was opened (placed with the supplier); lead times
+    # are measured from it.
+    sa.Column("placed_at", UtcDateTime(), nullable=True),
     sa.CheckConstraint("kind IN ('purchase', 'sales', 'transfer')", name="kind_known"),
     sa.CheckConstraint("status IN ('draft', 'open', 'closed', 'cancelled')", name="status_known"),
     sa.UniqueConstraint("kind", "number", name="uq_orders_kind_number"),

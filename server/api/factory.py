@@ -11,6 +11,7 @@ from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
 from server.api import history as history_api
+from server.api import epcis as epcis_api
 from server.api import items as items_api
 from server.api import locations as locations_api
 from server.api import purchase_orders as purchase_orders_api
@@ -109,4 +110,8 @@ def create_app(
         app.include_router(delivery.router)
     for orders in (purchase_orders_api, sales_orders_api, transfer_orders_api):
         app.include_router(orders.router)
+    # Partner exchange and replenishment (issue 15).
+    app.state.epcis = settings.epcis
+    app.state.replenishment = settings.replenishment
+    app.include_router(epcis_api.router)
     return app

@@ -216,6 +216,35 @@ OVER_RECEIPT = AlertKind(
     clears_when="the line is corrected to what was received, or reversed",
     raised_by="orders",
 )
+ASN_UNEXPECTED_UNITS = AlertKind(
+    "asn_unexpected_units",
+    "warning",
+    "{subject}: {count} unit(s) received that the supplier's shipping notice did not list",
+    condition="a portal receives a unit of an item an open purchase order's advance shipping "
+    "notice (EPCIS capture) covers, and the notice does not list that EPC",
+    clears="quiet",
+    clears_when="no recurrence for the quiet period",
+    raised_by="orders",
+)
+ASN_MISSING_UNITS = AlertKind(
+    "asn_missing_units",
+    "warning",
+    "{subject}: {count} unit(s) on the supplier's shipping notice were never received",
+    condition="a purchase order with an advance shipping notice is closed while units the "
+    "notice listed were not received",
+    clears_when="the order is cancelled",
+    raised_by="orders",
+)
+REORDER_SUGGESTED = AlertKind(
+    "reorder_suggested",
+    "info",
+    "draft purchase order {number} (id {order_id}) for {supplier} at {site}: {lines} line(s) "
+    "projected at or below their reorder point; review and confirm it",
+    condition="the replenishment planner drafted a purchase order for items whose projected "
+    "stock is at or below their reorder point",
+    clears_when="the draft is confirmed (opened) or cancelled",
+    raised_by="sweep",
+)
 COUNT_DISCREPANCY = AlertKind(
     "count_discrepancy",
     "warning",
@@ -288,6 +317,9 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         SHORT_RECEIPT,
         OVER_RECEIPT,
         COUNT_DISCREPANCY,
+        ASN_UNEXPECTED_UNITS,
+        ASN_MISSING_UNITS,
+        REORDER_SUGGESTED,
         GATEWAY_OFFLINE,
         READER_DOWN,
         ANTENNA_DOWN,

@@ -1,0 +1,1 @@
+"""Replenishment that plans itself: demand and lead-time history, reorder points, drafts."""
