@@ -43,6 +43,7 @@ from server.history_rollups import RollupSink
 from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
+from server.replenishment.planner import ReplenishmentScheduler
 from server.status import StatusRecorder
 from server.store import Store
 from server.stream import StreamFeed
@@ -159,6 +160,9 @@ class Server:
             sweeper = AlertSweeper(store, self.settings.alerts, on_alerts=relay.poke)
             # Partner exchange and replenishment (issue 15): EPCIS subscriptions, planner.
             epcis_feed = EpcisSubscriptions(store, self.settings.epcis)
+            planner = ReplenishmentScheduler(
+                store, self.settings.replenishment, on_alerts=relay.poke
+            )
             feed = StreamFeed(store, self.settings.stream)
             stack.push_async_callback(feed.close)
             ingestor = Ingestor(
@@ -224,6 +228,8 @@ class Server:
                     group.create_task(
                         self.influx_sink.run_samples(store), name="server-history-samples"
                     )
+                if self.settings.replenishment.enabled:
+                    group.create_task(planner.run(), name="server-replenishment")
                 if self.settings.epcis.subscriptions:
                     group.create_task(epcis_feed.run(), name="server-epcis-subscriptions")
                 group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")

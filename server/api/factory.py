@@ -18,6 +18,7 @@ from server.api import purchase_orders as purchase_orders_api
 from server.api import read_points as read_points_api
 from server.api import refusals as refusals_api
 from server.api import reports as reports_api
+from server.api import replenishment as replenishment_api
 from server.api import reversals as reversals_api
 from server.api import sales_orders as sales_orders_api
 from server.api import stream as stream_api
@@ -114,4 +115,5 @@ def create_app(
     app.state.epcis = settings.epcis
     app.state.replenishment = settings.replenishment
     app.include_router(epcis_api.router)
+    app.include_router(replenishment_api.router)
     return app
