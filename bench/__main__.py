@@ -3,7 +3,9 @@
 Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s, with two
 baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on the same
 Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
-``api`` (api.* over ``--ledger-rows`` ledger rows). One Mosquitto is started for the run.
+``api`` (api.* over ``--ledger-rows`` ledger rows) and ``replenishment`` (a backtest of
+the reorder-point method: replenishment.fill_rate, replenishment.avg_stock_ratio). One
+Mosquitto is started for the run.
 A figure that misses its target is followed by an untimed profiling pass whose report
 goes to ``bench/profiles/`` (``--no-profile`` skips it).
 
@@ -33,6 +35,7 @@ from bench import (
     history,
     llrp_stream,
     machine,
+    replenishment,
     report,
     server,
     sqlite_floor,
@@ -42,7 +45,7 @@ from bench.figures import Figure
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
-GROUPS: Final = ("edge", "server", "api")
+GROUPS: Final = ("edge", "server", "api", "replenishment")
 DEFAULT_LEDGER_ROWS: Final = 10_000_000
 
 
@@ -57,6 +60,7 @@ class Sizes:
     raw_messages: int
     ledger_rows: int
     api_samples: int
+    replenishment_items: int
 
 
 FULL: Final = Sizes(
@@ -69,6 +73,7 @@ FULL: Final = Sizes(
     raw_messages=1_000,
     ledger_rows=DEFAULT_LEDGER_ROWS,
     api_samples=100,
+    replenishment_items=replenishment.ITEMS,
 )
 QUICK: Final = Sizes(
     edge_reads=3_000,
@@ -80,6 +85,7 @@ QUICK: Final = Sizes(
     raw_messages=8,
     ledger_rows=30_000,
     api_samples=5,
+    replenishment_items=10,
 )
 PROFILE_EDGE_READS: Final = 100_000
 PROFILE_BATCHES_PER_GATEWAY: Final = 5
@@ -173,10 +179,15 @@ def run_api(ctx: Context) -> list[Figure]:
     ]
 
 
+def run_replenishment(ctx: Context) -> list[Figure]:
+    return replenishment.backtest(ctx.sizes.replenishment_items)
+
+
 RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "edge": run_edge,
     "server": run_server,
     "api": run_api,
+    "replenishment": run_replenishment,
 }
 
 
@@ -205,7 +216,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--only", type=_groups, default=list(GROUPS), help="groups to run: edge,server,api"
+        "--only",
+        type=_groups,
+        default=list(GROUPS),
+        help="groups to run: edge,server,api,replenishment",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(

@@ -19,6 +19,7 @@ GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "edge": ("edge.",),
     "server": ("server.", "broker.", "sqlite.", "history."),
     "api": ("api.",),
+    "replenishment": ("replenishment.",),
 }
 ORDER: Final = (
     "edge.reads_per_s",
@@ -32,6 +33,8 @@ ORDER: Final = (
     "api.movements_p99_ms",
     "api.stock_p99_ms",
     "api.history_p99_ms",
+    "replenishment.fill_rate",
+    "replenishment.avg_stock_ratio",
 )
 
 

@@ -16,9 +16,20 @@ demand count as 0) and lead times measured from purchase orders:
 - **Lead time** ``L`` (days) and ``sigma_L``: mean and sample standard deviation of the
   measured lead times of the item's supplier; with fewer than the minimum number of
   measurements, the item's configured lead time (else the default) and its deviation.
-- **z** from the cycle service level ``p`` (chance of no stock-out in a replenishment
-  cycle): ``z = Φ⁻¹(p)`` (``statistics.NormalDist``). ``p`` is the item's own, else its
-  ABC class's.
+- **z** from the service level ``p`` (the item's own, else its ABC class's), measured one
+  of two ways (``[replenishment] service_measure``):
+
+  - ``fill_rate`` (the default): ``p`` is the share of demand served from stock. The
+    expected shortage per replenishment cycle, ``sigma_LT * G(z)`` (``G`` the unit normal
+    loss function, ``sigma_LT = sqrt(L*sigma_d^2 + d_bar^2*sigma_L^2)``), may be
+    ``(1 - p)`` of what one order brings (``Q``: ``d_bar * R`` order-up-to, the EOQ with
+    ``eoq``); ``z`` solves that (bisection), and is never below 0 (the reorder point never
+    below the expected lead-time demand). Frequent small orders need a larger ``z`` than
+    large ones for the same fill rate.
+  - ``cycle``: ``p`` is the chance of no stock-out in a cycle: ``z = Phi^-1(p)``
+    (``statistics.NormalDist``). It holds more stock than a fill rate of the same ``p``
+    (the backtest in ``bench/replenishment.py`` measured a fill rate near 0.98 for
+    ``p`` = 0.95).
 - **Safety stock** ``SS = z · √(L · sigma_d² + d_bar² · sigma_L²)`` (demand and lead time both vary,
   independent of each other).
 - **Reorder point** ``ROP = d_bar · L + SS``, rounded up to whole units.
@@ -43,6 +54,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
 Method = Literal["order_up_to", "eoq"]
+ServiceMeasure = Literal["fill_rate", "cycle"]
 Forecast = Literal["mean", "sba", "none"]
 LeadTimeSource = Literal["history", "item", "default"]
 AbcClass = Literal["A", "B", "C"]
@@ -105,6 +117,9 @@ class ReorderFigures:
     eoq: float | None
     z: float
     service_level: float
+    service_measure: ServiceMeasure
+    cycle_quantity: float
+    """Q: what one order brings on average (the fill-rate measure divides by it)."""
     demand: DemandStats
     lead_time: LeadTimeStats
     method: Method
@@ -118,6 +133,9 @@ class ReorderFigures:
             "sigma_L": round(self.lead_time.sd, 4),
             "z": round(self.z, 4),
             "service_level": self.service_level,
+            "service_measure": self.service_measure,
+            "cycle_quantity": round(self.cycle_quantity, 4),
+            "sigma_lead_time_demand": round(lead_time_demand_sd(self.demand, self.lead_time), 4),
             "window_days": self.demand.days,
             "demand": asdict(self.demand),
             "lead_time": asdict(self.lead_time),
@@ -192,10 +210,42 @@ def z_of(service_level: float) -> float:
     return statistics.NormalDist().inv_cdf(service_level)
 
 
+def lead_time_demand_sd(demand: DemandStats, lead_time: LeadTimeStats) -> float:
+    """``sqrt(L * sigma_d^2 + d_bar^2 * sigma_L^2)``: the spread of demand over a lead time."""
+    variance = lead_time.mean * demand.sd**2 + demand.mean**2 * lead_time.sd**2
+    return math.sqrt(max(variance, 0.0))
+
+
 def safety_stock(z: float, demand: DemandStats, lead_time: LeadTimeStats) -> float:
     """``z · √(L · sigma_d² + d_bar² · sigma_L²)``."""
-    variance = lead_time.mean * demand.sd**2 + demand.mean**2 * lead_time.sd**2
-    return z * math.sqrt(max(variance, 0.0))
+    return z * lead_time_demand_sd(demand, lead_time)
+
+
+def unit_normal_loss(k: float) -> float:
+    """``G(k) = phi(k) - k * (1 - Phi(k))``: expected shortage of a unit normal beyond ``k``."""
+    normal = statistics.NormalDist()
+    return normal.pdf(k) - k * (1 - normal.cdf(k))
+
+
+Z_MAX = 6.0
+"""Largest safety factor the fill-rate measure gives (``G(6)`` is about 1e-10)."""
+
+
+def z_for_fill_rate(fill_rate: float, spread: float, cycle_quantity: float) -> float:
+    """The least ``z >= 0`` whose expected shortage per cycle is ``(1 - fill_rate) * Q``."""
+    if spread <= 0 or cycle_quantity <= 0:
+        return 0.0
+    allowed = (1 - fill_rate) * cycle_quantity / spread
+    if unit_normal_loss(0.0) <= allowed:
+        return 0.0
+    low, high = 0.0, Z_MAX
+    for _ in range(60):  # G decreases in k: bisection to well below a unit's worth
+        middle = (low + high) / 2
+        if unit_normal_loss(middle) > allowed:
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 def economic_order_quantity(
@@ -208,15 +258,24 @@ def economic_order_quantity(
 
 
 def reorder_figures(
-    demand: DemandStats, lead_time: LeadTimeStats, service_level: float, terms: OrderTerms
+    demand: DemandStats,
+    lead_time: LeadTimeStats,
+    service_level: float,
+    terms: OrderTerms,
+    measure: ServiceMeasure = "fill_rate",
 ) -> ReorderFigures:
     """The reorder point, order-up-to level and EOQ of one item at one site."""
-    z = z_of(service_level)
+    eoq = economic_order_quantity(demand.mean, terms.order_cost, terms.holding_cost)
+    method: Method = "eoq" if terms.method == "eoq" and eoq is not None else "order_up_to"
+    cycle = eoq if method == "eoq" and eoq is not None else demand.mean * terms.review_days
+    cycle = max(cycle, 1.0)
+    if measure == "fill_rate":
+        z = z_for_fill_rate(service_level, lead_time_demand_sd(demand, lead_time), cycle)
+    else:
+        z = z_of(service_level)
     stock = safety_stock(z, demand, lead_time)
     point = math.ceil(demand.mean * lead_time.mean + stock - 1e-9)
     up_to = math.ceil(point + demand.mean * terms.review_days - 1e-9)
-    eoq = economic_order_quantity(demand.mean, terms.order_cost, terms.holding_cost)
-    method: Method = "eoq" if terms.method == "eoq" and eoq is not None else "order_up_to"
     return ReorderFigures(
         reorder_point=max(point, 0),
         safety_stock=stock,
@@ -224,6 +283,8 @@ def reorder_figures(
         eoq=eoq,
         z=z,
         service_level=service_level,
+        service_measure=measure,
+        cycle_quantity=cycle,
         demand=demand,
         lead_time=lead_time,
         method=method,

@@ -304,7 +304,7 @@ async def compute_plans(
                 site=site,
                 supplier=supplier,
                 abc=grade,
-                figures=reorder_figures(stats, lead, level, terms),
+                figures=reorder_figures(stats, lead, level, terms, settings.service_measure),
                 terms=terms,
                 position=stocked.get((item_id, site), Position()),
                 manual_point=item.reorder_point,

@@ -41,6 +41,8 @@ from server.replenishment.method import (
     reorder_figures,
     round_to_terms,
     safety_stock,
+    unit_normal_loss,
+    z_for_fill_rate,
     z_of,
 )
 from server.replenishment.planner import run_planner
@@ -62,7 +64,7 @@ def test_safety_stock_is_the_formula_of_both_variabilities() -> None:
     assert z == pytest.approx(statistics.NormalDist().inv_cdf(0.95))
     expected = z * math.sqrt(4.0 * 3.0**2 + 10.0**2 * 1.5**2)
     assert safety_stock(z, demand, lead) == pytest.approx(expected)
-    figures = reorder_figures(demand, lead, 0.95, OrderTerms(review_days=7))
+    figures = reorder_figures(demand, lead, 0.95, OrderTerms(review_days=7), "cycle")
     assert figures.reorder_point == math.ceil(10.0 * 4.0 + expected)
     assert figures.order_up_to == math.ceil(figures.reorder_point + 10.0 * 7)
     # Constant demand and lead time need no safety stock.
@@ -73,6 +75,22 @@ def test_safety_stock_is_the_formula_of_both_variabilities() -> None:
         OrderTerms(),
     )
     assert (steady.safety_stock, steady.reorder_point) == (0.0, 15)
+
+
+def test_a_fill_rate_leaves_its_share_of_an_order_short() -> None:
+    spread, quantity = 12.0, 70.0
+    z = z_for_fill_rate(0.97, spread, quantity)
+    assert unit_normal_loss(z) * spread == pytest.approx(0.03 * quantity, rel=1e-6)
+    # Bigger orders need less safety for the same fill rate; a lax target needs none.
+    assert z_for_fill_rate(0.97, spread, quantity * 4) < z
+    assert z_for_fill_rate(0.5, spread, quantity) == 0.0
+    assert z_for_fill_rate(0.97, 0.0, quantity) == 0.0
+    demand = DemandStats(10.0, 3.0, 30, 30, 300.0, 1.0, "mean")
+    lead = LeadTimeStats(4.0, 1.5, 5, "history")
+    by_fill = reorder_figures(demand, lead, 0.95, OrderTerms(review_days=7), "fill_rate")
+    by_cycle = reorder_figures(demand, lead, 0.95, OrderTerms(review_days=7), "cycle")
+    assert by_fill.cycle_quantity == pytest.approx(70.0)
+    assert by_fill.safety_stock < by_cycle.safety_stock
 
 
 def test_intermittent_demand_uses_croston_with_the_sba_correction() -> None:
@@ -252,7 +270,16 @@ async def test_demand_history_to_reorder_point_to_draft_to_confirmation(
     assert figures["L"] == pytest.approx(6.5, abs=1e-3)
     assert figures["sigma_L"] == pytest.approx(statistics.stdev([5, 8]), abs=1e-3)
     assert figures["lead_time"]["source"] == "history"
-    assert figures["z"] == pytest.approx(z_of(figures["service_level"]), abs=1e-3)
+    assert figures["service_measure"] == "fill_rate"
+    spread = math.sqrt(
+        figures["L"] * figures["sigma_d"] ** 2 + figures["d_bar"] ** 2 * figures["sigma_L"] ** 2
+    )
+    assert figures["sigma_lead_time_demand"] == pytest.approx(spread, rel=1e-3)
+    # z leaves (1 - service level) of an order's quantity short per cycle.
+    assert figures["cycle_quantity"] == pytest.approx(figures["d_bar"] * 10, rel=1e-3)
+    shortage = unit_normal_loss(figures["z"]) * spread
+    allowed = (1 - figures["service_level"]) * figures["cycle_quantity"]
+    assert shortage == pytest.approx(allowed, rel=1e-2)
     stock = figures["z"] * math.sqrt(
         figures["L"] * figures["sigma_d"] ** 2 + figures["d_bar"] ** 2 * figures["sigma_L"] ** 2
     )
