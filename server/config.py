@@ -23,8 +23,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from server.alert_settings import MAX_WEBHOOKS, AlertSettings, StreamSettings, Webhooks
-from server.history_settings import HistorySettings, InfluxSettings
 from server.epcis_settings import EpcisSettings
+from server.history_settings import HistorySettings, InfluxSettings
 from server.operations_settings import OperationsSettings, OrdersSettings
 from server.replenishment.settings import ReplenishmentSettings
 from stockgate.settings import FileSettings, MqttSettings, Section

@@ -10,8 +10,8 @@ from server.api import adjustments as adjustments_api
 from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
-from server.api import history as history_api
 from server.api import epcis as epcis_api
+from server.api import history as history_api
 from server.api import items as items_api
 from server.api import locations as locations_api
 from server.api import purchase_orders as purchase_orders_api
