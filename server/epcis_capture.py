@@ -213,6 +213,18 @@ def _prefixes(context: Any) -> dict[str, str]:
     return found
 
 
+def _content_id(event: CapturedEvent, prefixes: Mapping[str, str]) -> str:
+    """An id for an event that has none: our CBV hash of it, or (when a field the hash reads
+    is malformed, e.g. a ``quantityList`` entry without ``epcClass``) the SHA-256 of its
+    canonical JSON; either way the same event gives the same id."""
+    content = event.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    try:
+        return event_hash(content, prefixes)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return "ni:///sha-256;" + hashlib.sha256(text.encode()).hexdigest() + "?ver=stockgate"
+
+
 def order_numbers(transaction: str) -> list[str]:
     """Order numbers a business transaction id may stand for (itself, its last segment)."""
     candidates = [transaction]
@@ -292,9 +304,7 @@ async def _capture_event(
     sites: frozenset[str],
     outcome: _Outcome,
 ) -> None:
-    event_id = event.eventID or event_hash(
-        event.model_dump(mode="json", exclude_none=True, exclude_defaults=True), prefixes
-    )
+    event_id = event.eventID or _content_id(event, prefixes)
     if event.type != "ObjectEvent":
         outcome.skip(index, event_id, f"a {event.type} is not a shipping notice")
         return

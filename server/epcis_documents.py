@@ -302,7 +302,7 @@ def canonical_id(value: str) -> str:
         return value
     try:
         element_string = epc_pure_identity_to_scheme(value).gs1_element_string()
-    except (ConvertException, AttributeError, ValueError):
+    except (ConvertException, AttributeError, ValueError, KeyError, IndexError, TypeError):
         return value
     parts: list[str] = []
     for chunk in str(element_string).split("(")[1:]:

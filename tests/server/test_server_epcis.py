@@ -518,3 +518,21 @@ async def test_a_new_subscription_starts_after_the_rows_already_there(
     (only,) = partner.received
     events_sent = json.loads(only[1])["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
     assert [e["epcList"] for e in events_sent] == [[sgtin(2)]]
+
+
+async def test_events_without_an_id_are_claimed_by_their_content(
+    client: httpx.AsyncClient,
+) -> None:
+    await open_example_order(client)
+    document = json.loads(EXAMPLE)
+    listed = document["epcisBody"]["eventList"]
+    for event in listed:
+        del event["eventID"]
+    listed[1]["quantityList"] = [{"quantity": 3}]  # malformed: no epcClass; still accepted
+    first = await capture(client, json.dumps(document).encode())
+    assert first["units"] == 2
+    assert [s["event_id"].startswith("ni:///sha-256;") for s in first["skipped"]] == [True]
+    document["creationDate"] = "2006-01-01T00:00:00Z"  # another document, the same events
+    second = await capture(client, json.dumps(document).encode())
+    assert second["units"] == 0
+    assert second["skipped"][0]["reason"] == "event captured before (same eventID)"
