@@ -17,8 +17,8 @@ from server.api import locations as locations_api
 from server.api import purchase_orders as purchase_orders_api
 from server.api import read_points as read_points_api
 from server.api import refusals as refusals_api
-from server.api import reports as reports_api
 from server.api import replenishment as replenishment_api
+from server.api import reports as reports_api
 from server.api import reversals as reversals_api
 from server.api import sales_orders as sales_orders_api
 from server.api import stream as stream_api
