@@ -63,6 +63,20 @@ MEASUREMENTS: Final = {
     READER: ("gateway", "site", "reader", "state"),
 }
 """Every measurement the sink writes and its tag keys (the Grafana test reads this)."""
+FIELDS: Final = {
+    MOVEMENT: ("quantity", "ledger_id", "epc", "event_id"),
+    STOCK: ("on_hand",),
+    GATEWAY: (
+        "online",
+        "buffer_depth",
+        "events_refused",
+        "unread_windows",
+        "oldest_unacked_age_s",
+        "reads_per_s",
+    ),
+    READER: ("reads_per_s", "exceptions", "antennas_disconnected"),
+}
+"""The fields of each measurement."""
 SAME_MICROSECOND_SLOTS: Final = 1000
 FLUSH_INTERVAL_MS: Final = 50
 """How long the batching writer waits for more points before it sends a partial batch."""
