@@ -275,8 +275,10 @@ def _movement_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
                 .group_by(*keys)
             )
     names = ["period", "bucket", "location", "side", "read_point", "item_id", "kind", "site"]
+    rows = sa.union_all(*parts).subquery("rollups")
+    key = [rows.c[index] for index in range(7)]
     return sa.insert(history_movements).from_select(
-        [*names, "count", "quantity"], sa.union_all(*parts)
+        [*names, "count", "quantity"], sa.select(rows).order_by(*key)
     )
 
 
@@ -336,7 +338,15 @@ async def rebuild_history(store: Store) -> int:
             await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ledger.c.id), 0))) or 0
         )
         await clear_rollups(conn)
+        # Rows go in in primary-key order with the other indexes dropped, and the indexes
+        # are built again afterwards: several times faster than keeping four B-trees up
+        # to date row by row (about four rollup rows per ledger row).
+        indexes = sorted(history_movements.indexes, key=lambda index: str(index.name))
+        for index in indexes:
+            await conn.run_sync(index.drop)
         await conn.execute(_movement_rollups(conn, newest))
+        for index in indexes:
+            await conn.run_sync(index.create)
         await conn.execute(_stock_rollups(conn, newest))
         await conn.execute(
             sa.update(history_cursors)
