@@ -42,6 +42,7 @@ from server.history_influx import InfluxSink
 from server.history_rollups import RollupSink
 from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
+from server.metrics_feed import ledger_counter, run_gateway_export
 from server.read_points import ReadPointCatalog
 from server.replenishment.planner import ReplenishmentScheduler
 from server.status import StatusRecorder
@@ -222,6 +223,7 @@ class Server:
                 group.create_task(configs.run(), name="server-gateway-configs")
                 if self.settings.webhooks:
                     group.create_task(webhooks.run(), name="server-webhooks")
+                group.create_task(run_gateway_export(store, metrics), name="server-gateway-metrics")
                 for follower in self._followers(store, metrics):
                     group.create_task(follower.run(), name=f"server-history-{follower.name}")
                 if self.influx_sink is not None:
@@ -243,11 +245,12 @@ class Server:
         history = self.settings.history
         if not history.enabled:
             return []
-        followers = [LedgerFollower(store, RollupSink(), history)]
+        on_rows = ledger_counter(metrics)
+        followers = [LedgerFollower(store, RollupSink(), history, on_rows=on_rows)]
         if self.settings.influxdb is not None:
             sink = InfluxSink(self.settings.influxdb)
             self.influx_sink = sink
-            followers.append(LedgerFollower(store, sink, history))
+            followers.append(LedgerFollower(store, sink, history, on_rows=on_rows))
         self.followers = followers
         return followers
 

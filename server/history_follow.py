@@ -238,6 +238,8 @@ class LedgerFollower:
         settings: ``[history]``.
         owner: this instance's name as a lease holder.
         clock: wall-clock time for leases (tests pass their own).
+        on_rows: told (sink name, rows) after rows are handed over and the position moved
+            (the server counts them in its metrics).
     """
 
     def __init__(
@@ -248,6 +250,7 @@ class LedgerFollower:
         *,
         owner: str | None = None,
         clock: Clock = utc_now,
+        on_rows: Callable[[str, Sequence[LedgerRow]], None] | None = None,
     ) -> None:
         self._store = store
         self._sink = sink
@@ -255,6 +258,7 @@ class LedgerFollower:
         self.owner = owner or instance_name()
         self._clock = clock
         self._gaps = GapWatch(store.dialect, settings.gap_settle_s)
+        self._on_rows = on_rows
         self.rows_followed = 0
         """Rows handed to the sink by this follower since it was made."""
 
@@ -314,8 +318,13 @@ class LedgerFollower:
                 await self._advance(conn, position, rows[-1].id)
         except LeaseLost:
             return 0
-        self.rows_followed += len(rows)
+        self._handed_over(rows)
         return len(rows)
+
+    def _handed_over(self, rows: Sequence[LedgerRow]) -> None:
+        self.rows_followed += len(rows)
+        if self._on_rows is not None:
+            self._on_rows(self.name, rows)
 
     async def _step_external(self) -> int:
         sink: ExternalSink = self._sink  # type: ignore[assignment]
@@ -334,7 +343,7 @@ class LedgerFollower:
         except LeaseLost:
             # Whoever holds the lease now sends these rows again; the points replace these.
             return 0
-        self.rows_followed += len(rows)
+        self._handed_over(rows)
         return len(rows)
 
     async def _settled(self, conn: AsyncConnection, position: int) -> list[LedgerRow]:

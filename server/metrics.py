@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DEAD_LETTER_KINDS = (
     "topic",
@@ -74,6 +74,41 @@ class Metrics:
             "Portal passes with a direction that carry a group id (direction decided with "
             "the pallet or cart the tag crossed with), by direction.",
             ["read_point", "direction"],
+            registry=self.registry,
+        )
+        # Ledger rows by site, read point and kind, counted by the rollups follower as it
+        # commits them (server.history_follow): every row once, by the instance that holds
+        # the follower's lease, whichever instance applied it; sum over instances. Bounded:
+        # sites and read points are configured (others are dead-lettered), kinds are five.
+        self.ledger_rows = Counter(
+            "stockgate_ledger_rows",
+            "Ledger rows (movements) by site, read point ('' for API operations) and kind.",
+            ["site", "read_point", "kind"],
+            registry=self.registry,
+        )
+        self.ledger_quantity = Counter(
+            "stockgate_ledger_quantity",
+            "Quantity moved by ledger rows, by site, read point and kind.",
+            ["site", "read_point", "kind"],
+            registry=self.registry,
+        )
+        self.history_position = Gauge(
+            "stockgate_history_position",
+            "The newest ledger id each history follower of this instance has handed over.",
+            ["follower"],
+            registry=self.registry,
+        )
+        # Each gateway's last status, re-exported (gateways are configured: bounded).
+        self.gateway_online = Gauge(
+            "stockgate_gateway_online",
+            "1 while the gateway's last status says online, else 0.",
+            ["gateway", "site"],
+            registry=self.registry,
+        )
+        self.gateway_outbox_depth = Gauge(
+            "stockgate_gateway_outbox_depth",
+            "Events in the gateway's outbox not yet acknowledged, from its last status.",
+            ["gateway", "site"],
             registry=self.registry,
         )
         self.batch_seconds = Histogram(
