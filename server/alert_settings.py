@@ -60,6 +60,12 @@ class AlertSettings(Section):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     webhook_concurrency: int = Field(default=4, ge=1, le=64)
     """Deliveries in flight at once (per server instance)."""
+    webhook_allow_private: bool = False
+    """Let webhooks target loopback, link-local, private and other non-global addresses
+    (checked on every delivery, after DNS). Off by default: a webhook URL must not become a
+    way to reach the server's own host or the site network's internal services."""
+    webhook_response_bytes: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
+    """Most bytes of a receiver's response body read (the rest is not read)."""
 
 
 def _known_kinds(kinds: list[str]) -> list[str]:
@@ -138,6 +144,9 @@ class StreamSettings(Section):
 
     max_clients: int = Field(default=64, ge=1, le=10_000)
     """Streams open at once per instance; one more gets 429."""
+    max_clients_per_key: int = Field(default=4, ge=1, le=10_000)
+    """Streams one API key may hold open at once per instance (one more gets 429), so one
+    viewer cannot take every slot."""
     heartbeat_s: float = Field(default=15.0, ge=0.05, le=300)
     """A comment line is sent after this long without an event (keeps proxies open)."""
     poll_interval_s: float = Field(default=0.5, ge=0.02, le=10)

@@ -134,6 +134,15 @@ class Server:
             OSError: the API address cannot be bound.
         """
         async with contextlib.AsyncExitStack() as stack:
+            for name, entry in zip(
+                self.settings.api.key_names(), self.settings.api.keys, strict=True
+            ):
+                if entry.key is not None:
+                    log.warning(
+                        "API key %r is written in plaintext in the config; replace it with "
+                        "key_sha256 (stockgate server mint-key)",
+                        name,
+                    )
             mqtt = await self._mqtt_settings(stack)
             store = Store.open(self.settings.database)
             stack.push_async_callback(store.close)

@@ -5,7 +5,13 @@ Decisions written down here:
 - ``[[api.keys]]`` must hold at least one key, and every key must be at least
   ``MIN_API_KEY_LENGTH`` characters long. The DESIGN.md example key ``"change-me"`` is a
   placeholder and is refused on purpose (STYLE.md section 7: refuse to start on a default
-  secret). Generate a key with ``python -c 'import secrets; print(secrets.token_urlsafe(24))'``.
+  secret). A key is given either as ``key_sha256`` (the hex SHA-256 of the key; what
+  ``stockgate server mint-key`` prints, so the file never holds the key) or as plaintext
+  ``key``. Plaintext stays accepted (the demo, tests and existing files use it) but the
+  server logs a warning at start-up for each; either way the running server keeps only the
+  digests (``server.api.context.KeyRing``). A plain SHA-256 is enough because a key is a
+  random secret of at least 128 bits (``mint-key`` makes 256): there is no dictionary to
+  search, so a slow password hash would only cost every request.
 - A key's ``name`` is what the ledger and the alerts record as the actor of a write; it
   defaults to ``"<role>-<n>"`` (n counting from 1 in file order).
 - ``[[read_points]]`` say what a pass at a read point means. An event whose ``read_point``
@@ -18,6 +24,7 @@ Decisions written down here:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -37,6 +44,8 @@ MIN_API_KEY_LENGTH = 12
 MAX_API_KEY_LENGTH = 256
 MAX_API_KEYS = 1000
 MAX_READ_POINTS = 10_000
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Upper bound of ``[api] max_body_bytes``."""
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,7}$"
 """A location id: dotted path from site to bin, e.g. ``wh1.dock.1`` (at most 8 levels)."""
@@ -79,10 +88,15 @@ class DatabaseSettings(Section):
     echo: bool = False
 
 
-class ApiKeySettings(Section):
-    """``[[api.keys]]``: one bearer key and the role it grants."""
+KEY_SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
-    key: SecretStr
+
+class ApiKeySettings(Section):
+    """``[[api.keys]]``: one bearer key (plaintext ``key`` or its ``key_sha256``) and role."""
+
+    key: SecretStr | None = None
+    key_sha256: str | None = Field(default=None, pattern=KEY_SHA256_PATTERN)
+    """Lower-case hex SHA-256 of the key (``stockgate server mint-key`` prints it)."""
     role: Role
     name: str | None = Field(default=None, pattern=ID_PATTERN)
     sites: list[SiteId] = Field(default_factory=list, max_length=MAX_KEY_SITES)
@@ -90,7 +104,9 @@ class ApiKeySettings(Section):
 
     @field_validator("key")
     @classmethod
-    def _strong_enough(cls, value: SecretStr) -> SecretStr:
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         secret = value.get_secret_value()
         if len(secret) < MIN_API_KEY_LENGTH:
             raise ValueError(
@@ -111,6 +127,19 @@ class ApiKeySettings(Section):
             raise ValueError("a site is listed twice in sites")
         return value
 
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiKeySettings:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give each [[api.keys]] entry exactly one of key and key_sha256")
+        return self
+
+    def digest(self) -> str:
+        """The hex SHA-256 of the key, whichever way the file gave it."""
+        if self.key_sha256 is not None:
+            return self.key_sha256
+        assert self.key is not None  # _one_form
+        return hashlib.sha256(self.key.get_secret_value().encode()).hexdigest()
+
 
 class ApiSettings(Section):
     """``[api]``: where the HTTP API listens and who may use it."""
@@ -119,6 +148,12 @@ class ApiSettings(Section):
     port: int = Field(default=8000, ge=0, le=65535)
     """0 binds any free port (the bound port is reported once the server is up)."""
     keys: list[ApiKeySettings] = Field(default_factory=list, max_length=MAX_API_KEYS)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=MAX_BODY_BYTES)
+    """Largest request body a route takes (CSV imports take ``csv_import.MAX_IMPORT_BYTES``).
+    Counted while the body streams in, and no body is read before its key is checked."""
+    auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)
+    """Requests with a missing or unknown key one client address may make per minute; past
+    that it gets 429 until the minute has passed (a key cannot be guessed by brute force)."""
 
     @model_validator(mode="after")
     def _keys_usable(self) -> ApiSettings:
@@ -127,8 +162,8 @@ class ApiSettings(Section):
                 "at least one [[api.keys]] entry (key and role) is required; the server "
                 "does not run an API nobody may use"
             )
-        secrets = [entry.key.get_secret_value() for entry in self.keys]
-        if len(set(secrets)) != len(secrets):
+        digests = [entry.digest() for entry in self.keys]
+        if len(set(digests)) != len(digests):
             raise ValueError("two [[api.keys]] entries hold the same key")
         names = self.key_names()
         if len(set(names)) != len(names):

@@ -27,6 +27,7 @@ stream.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -182,6 +183,7 @@ class StreamFeed:
         self._store = store
         self._settings = settings
         self._subscriptions: set[Subscription] = set()
+        self._owners: collections.Counter[str] = collections.Counter()
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
@@ -195,30 +197,47 @@ class StreamFeed:
         """Streams open now."""
         return len(self._subscriptions)
 
-    def full(self) -> bool:
-        return len(self._subscriptions) >= self._settings.max_clients
+    def full(self, owner: str | None = None) -> bool:
+        """Whether one more stream (of ``owner``, when given) would pass a limit."""
+        if len(self._subscriptions) >= self._settings.max_clients:
+            return True
+        return owner is not None and self._owners[owner] >= self._settings.max_clients_per_key
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, topics: frozenset[Topic], allows: Callable[[str | None], bool]
+        self,
+        topics: frozenset[Topic],
+        allows: Callable[[str | None], bool],
+        owner: str | None = None,
     ) -> AsyncIterator[Subscription]:
         """Open a stream; events committed after this returns are delivered to it.
 
+        Args:
+            topics: what the stream wants.
+            allows: which sites its reader may see.
+            owner: the API key's name (``[stream] max_clients_per_key`` applies to it).
+
         Raises:
-            StreamFull: ``max_clients`` streams are open.
+            StreamFull: ``max_clients`` streams are open (or ``owner``'s share is).
             StreamEnded: the feed is closed (the server is stopping).
         """
         if self._closed:
             raise StreamEnded("the server is stopping")
-        if self.full():
+        if self.full(owner):
             raise StreamFull(f"{self._settings.max_clients} streams are open already")
         subscription = Subscription(topics, allows, self._settings.queue_size)
         self._subscriptions.add(subscription)
+        if owner is not None:
+            self._owners[owner] += 1
         try:
             await self._ensure_polling()
             yield subscription
         finally:
             self._subscriptions.discard(subscription)
+            if owner is not None:
+                self._owners[owner] -= 1
+                if not self._owners[owner]:
+                    del self._owners[owner]
             if not self._subscriptions:
                 await self._stop_polling()
 

@@ -12,6 +12,13 @@ and the row is sent again), POSTs them with ``httpx``, and records the outcome:
   ``[alerts] webhook_max_attempts`` the delivery is ``failed`` (kept, with its last error,
   for ``history_days``). Redirects are not followed.
 
+Target policy: unless ``[alerts] webhook_allow_private`` is on, every delivery first
+resolves the URL's host and refuses (as a failed attempt, retried like any other) when any
+address it resolves to is not a global unicast address: loopback, link-local (cloud
+metadata at 169.254.169.254), private, shared, multicast and reserved ranges are all out.
+Redirects are not followed, so a public receiver cannot bounce a delivery inward. A
+receiver's response body is read up to ``[alerts] webhook_response_bytes`` and no further.
+
 Delivery is at least once and not ordered: a receiver tells repeats apart by the
 ``X-Stockgate-Delivery`` header (or ``event_id`` in the body) and orders changes of one
 alert by ``event_id``.
@@ -28,9 +35,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -312,10 +321,21 @@ class WebhookDispatcher:
         status: int | None = None
         error: str | None = None
         try:
-            response = await client.post(str(hook.url), content=body, headers=headers)
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
+            refused = None
+            if not self._settings.webhook_allow_private:
+                refused = await target_problem(hook.url.host or "")
+            if refused is not None:
+                error = refused
+            else:
+                request = client.build_request("POST", str(hook.url), content=body, headers=headers)
+                response = await client.send(request, stream=True)
+                try:
+                    status = response.status_code
+                    await _read_bounded(response, self._settings.webhook_response_bytes)
+                finally:
+                    await response.aclose()
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
         except httpx.HTTPError as err:
             error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         await self._finish(delivery, status, error, failed=False)
@@ -377,3 +397,42 @@ async def _record_outcome(conn: AsyncConnection, delivery_id: int, values: dict[
         .where(webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.state == "pending")
         .values(**values)
     )
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a streamed response body; the rest is left unread."""
+    kept = bytearray()
+    async for chunk in response.aiter_raw():
+        kept.extend(chunk[: limit - len(kept)])
+        if len(kept) >= limit:
+            break
+    return bytes(kept)
+
+
+def address_problem(address: str) -> str | None:
+    """Why a webhook may not target ``address`` (an IP), or None when it is global unicast."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:
+        return None
+    return (
+        f"webhook target address {ip} is not a public address (loopback, link-local, private "
+        "or reserved); set [alerts] webhook_allow_private = true to allow it"
+    )
+
+
+async def target_problem(host: str) -> str | None:
+    """Why a webhook may not target ``host``: an address of it is not public, or it does not
+    resolve. None when every address it resolves to is public."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host.strip("[]"), None, type=socket.SOCK_STREAM
+        )
+    except OSError as err:
+        return f"webhook host {host!r} does not resolve: {err}"
+    for info in infos:
+        problem = address_problem(str(info[4][0]))
+        if problem is not None:
+            return problem
+    return None

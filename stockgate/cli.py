@@ -248,6 +248,33 @@ def server_restore(
     _run(restore_command(settings.database, source), (ServerError,))
 
 
+@server_app.command("mint-key")
+def mint_key(
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    name: Annotated[str | None, typer.Option(help="Actor name the ledger records.")] = None,
+    site: Annotated[
+        list[str] | None, typer.Option(help="Restrict the key to this site (repeatable).")
+    ] = None,
+) -> None:
+    """Make a random API key; print it once and the [[api.keys]] entry holding its hash."""
+    from pydantic import ValidationError
+
+    from server.api_keys import mint
+    from server.config import ROLE_RANK
+
+    if role not in ROLE_RANK:
+        typer.echo(f"error: --role must be one of {', '.join(ROLE_RANK)}", err=True)
+        raise typer.Exit(2)
+    try:
+        minted = mint(role, name, site or [])
+    except ValidationError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"# API key (shown once; give it to its user): {minted.key}")
+    typer.echo("# Add to server.toml:")
+    typer.echo(minted.entry, nl=False)
+
+
 @app.command()
 def edge(
     config: ConfigOption,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -30,25 +31,64 @@ class Principal:
 
 
 class KeyRing:
-    """The configured API keys; lookups compare every key in constant time."""
+    """The configured API keys, held only as their SHA-256 digests.
+
+    A presented key is hashed and looked up by its digest: the time a lookup takes depends
+    on the digest, which says nothing about how much of a real key was guessed, and no key
+    stays in the ring's memory.
+    """
 
     def __init__(self, api: ApiSettings) -> None:
-        self._entries = [
-            (
-                entry.key.get_secret_value().encode(),
-                Principal(name, entry.role, frozenset(entry.sites)),
-            )
+        self._by_digest = {
+            bytes.fromhex(entry.digest()): Principal(name, entry.role, frozenset(entry.sites))
             for entry, name in zip(api.keys, api.key_names(), strict=True)
-        ]
+        }
+        self.failures = AuthFailures(api.auth_failures_per_minute)
 
     def find(self, presented: str) -> Principal | None:
-        candidate = presented.encode()
-        found: Principal | None = None
-        # No early exit: the time taken does not say which key (or how much of one) matched.
-        for secret, principal in self._entries:
-            if hmac.compare_digest(secret, candidate):
-                found = principal
-        return found
+        return self._by_digest.get(hashlib.sha256(presented.encode()).digest())
+
+
+AUTH_WINDOW_S = 60.0
+MAX_TRACKED_CLIENTS = 10_000
+"""Client addresses whose failures are remembered at once (the oldest are forgotten)."""
+
+
+class AuthFailures:
+    """Failed authentications per client address in the last minute (a fixed window).
+
+    Past ``per_minute`` failures a client is refused (429) until its window has passed,
+    whatever it sends, so a key cannot be guessed by brute force. Bounded: at most
+    ``MAX_TRACKED_CLIENTS`` addresses are remembered.
+    """
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def blocked(self, client: str) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may now."""
+        window = self._windows.get(client)
+        if window is None:
+            return None
+        started, count = window
+        left = started + AUTH_WINDOW_S - self._clock()
+        if left <= 0:
+            del self._windows[client]
+            return None
+        return left if count >= self._limit else None
+
+    def failed(self, client: str) -> None:
+        """Count one failed authentication of ``client``."""
+        now = self._clock()
+        started, count = self._windows.get(client, (now, 0))
+        if now - started >= AUTH_WINDOW_S:
+            started, count = now, 0
+        self._windows.pop(client, None)  # re-inserted last: dict order is age order
+        self._windows[client] = (started, count + 1)
+        while len(self._windows) > MAX_TRACKED_CLIENTS:
+            del self._windows[next(iter(self._windows))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import FastAPI
 
 from server.api import adjustments as adjustments_api
 from server.api import alert_kinds as alert_kinds_api
-from server.api import alerts, dead_letters, errors, gateways, health, movements, stock, units
+from server.api import alerts, dead_letters, docs, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
 from server.api import epcis as epcis_api
 from server.api import history as history_api
@@ -26,8 +27,11 @@ from server.api import transfer_orders as transfer_orders_api
 from server.api import transfers as transfers_api
 from server.api import unresolved_passes as unresolved_passes_api
 from server.api.context import ApiContext, KeyRing
+from server.api.guard import BodyLimits, RequestGuard
+from server.api.uploads import CSV_MEDIA_TYPE
 from server.config import ServerSettings
 from server.gateway_config import ConfigRelay
+from server.csv_import import MAX_IMPORT_BYTES
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
 from server.rules.policy import Policy
@@ -65,17 +69,20 @@ def create_app(
         title="stockgate",
         version=API_VERSION,
         description="Stock on hand, movement ledger, units, alerts and gateway health.",
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    keys = KeyRing(settings.api)
     app.state.context = ApiContext(
         store=store,
         metrics=metrics if metrics is not None else Metrics(),
-        keys=KeyRing(settings.api),
+        keys=keys,
         mqtt_connected=mqtt_connected,
         policy=Policy.from_settings(settings),
     )
     app.state.config_relay = config_relay
+    docs.install(app)
     errors.install(app)
     refusals_api.install(app)
     app.state.read_points = (
@@ -116,4 +123,35 @@ def create_app(
     app.state.replenishment = settings.replenishment
     app.include_router(epcis_api.router)
     app.include_router(replenishment_api.router)
+    # Last: it finds the routes that take a larger body among all of them.
+    app.add_middleware(
+        RequestGuard,
+        keys=keys,
+        limits=BodyLimits(
+            settings.api.max_body_bytes,
+            lambda: [
+                # EPCIS capture documents have their own bound ([epcis] max_capture_bytes).
+                (re.compile(r"^/api/v1/epcis/capture$"), settings.epcis.max_capture_bytes),
+                *upload_limits(app),
+            ],
+        ),
+    )
     return app
+
+
+def upload_limits(app: FastAPI) -> list[tuple[re.Pattern[str], int]]:
+    """The CSV import routes and the larger body they take.
+
+    Found in the OpenAPI document (a route that reads CSV declares a ``text/csv`` body),
+    which is built once and cached by FastAPI.
+    """
+    found: list[tuple[re.Pattern[str], int]] = []
+    for path, operations in app.openapi().get("paths", {}).items():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            if CSV_MEDIA_TYPE in content:
+                parts = re.split(r"\{[^}]+\}", path)
+                found.append(
+                    (re.compile("^" + "[^/]+".join(map(re.escape, parts)) + "$"), MAX_IMPORT_BYTES)
+                )
+    return found

@@ -51,7 +51,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     heartbeat = feed.settings.heartbeat_s
     try:
-        async with feed.subscribe(topics, principal.allows) as subscription:
+        async with feed.subscribe(topics, principal.allows, principal.name) as subscription:
             yield f"retry: {RETRY_MS}\n".encode() + sse_comment(
                 f"stockgate stream of {','.join(sorted(topics))}"
             )
@@ -93,6 +93,13 @@ async def stream(
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"{feed.settings.max_clients} streams are open; try again later",
+            headers={"Retry-After": "10"},
+        )
+    if feed.full(principal.name):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"this key holds {feed.settings.max_clients_per_key} streams already "
+            "([stream] max_clients_per_key); close one first",
             headers={"Retry-After": "10"},
         )
     return StreamingResponse(

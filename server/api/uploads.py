@@ -10,10 +10,11 @@ from fastapi.responses import StreamingResponse
 
 from server.csv_import import MAX_IMPORT_BYTES
 
+CSV_MEDIA_TYPE = "text/csv"
 CSV_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
         "description": f"UTF-8 CSV with a header row, at most {MAX_IMPORT_BYTES} bytes.",
     }
 }

@@ -37,7 +37,12 @@ from server.webhooks import (
 
 SECRET = "a-webhook-secret-0123456789"
 WAIT_S = 10.0
-FAST = AlertSettings(webhook_backoff_s=0.05, webhook_backoff_cap_s=0.2, webhook_timeout_s=2)
+FAST = AlertSettings(
+    webhook_backoff_s=0.05,
+    webhook_backoff_cap_s=0.2,
+    webhook_timeout_s=2,
+    webhook_allow_private=True,  # the receivers listen on 127.0.0.1
+)
 
 
 @dataclass
