@@ -40,6 +40,7 @@ from server.history_check import history_report, rebuild_history
 from server.history_follow import LedgerFollower
 from server.history_influx import InfluxSink
 from server.history_rollups import RollupSink
+from server.gateway_trust import GatewayTrust
 from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
 from server.metrics_feed import ledger_counter, run_gateway_export
@@ -143,6 +144,12 @@ class Server:
                         "key_sha256 (stockgate server mint-key)",
                         name,
                     )
+            if not self.settings.gateways:
+                log.warning(
+                    "no [[gateways]] registry is configured: any gateway may send events for "
+                    "any read point (the demo/single-box default); list each gateway in "
+                    "[[gateways]] to close it"
+                )
             mqtt = await self._mqtt_settings(stack)
             store = Store.open(self.settings.database)
             stack.push_async_callback(store.close)
@@ -189,6 +196,7 @@ class Server:
                 metrics,
                 alerts=self.settings.alerts,
                 on_alerts=relay.poke,
+                trust=GatewayTrust(self.settings),
             )
             # Gateway configurations: retained on their topics, again after every connect.
             configs = ConfigRelay(store, _publisher(client, retain=True))

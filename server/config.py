@@ -18,6 +18,10 @@ Decisions written down here:
   is not listed goes to the dead-letter table with the reason ``unknown read point`` (nothing
   is guessed). A read point may name the ``site`` it belongs to; a batch from another site
   that names it is dead-lettered too.
+- ``[[gateways]]`` is the gateway registry (DESIGN.md section 10; checked at ingest by
+  ``server.gateway_trust``). Without any entry the server runs open, as the demo and the
+  single-box default do: every gateway and read point is taken, and a warning says so at
+  start-up.
 - ``[mqtt] url = "embedded"`` makes ``stockgate server`` start the in-process broker on
   ``[embedded_broker] port`` (loopback only); the demo passes its own broker's URL instead.
 """
@@ -44,6 +48,7 @@ MIN_API_KEY_LENGTH = 12
 MAX_API_KEY_LENGTH = 256
 MAX_API_KEYS = 1000
 MAX_READ_POINTS = 10_000
+MAX_GATEWAYS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """Upper bound of ``[api] max_body_bytes``."""
 
@@ -186,6 +191,33 @@ class ReadPointSettings(Section):
     """The site the read point belongs to; when set, other sites' batches may not name it."""
 
 
+RESERVED_GATEWAY_IDS = frozenset({"api"})
+"""Gateway ids that cannot be enrolled: ``api`` is the prefix of the API's own event ids."""
+
+
+class GatewaySettings(Section):
+    """``[[gateways]]``: one enrolled gateway, the site it belongs to and its read points.
+
+    With at least one ``[[gateways]]`` table the registry is closed: a batch from a gateway
+    not listed, from another site than its own, or naming a read point it does not own is
+    dead-lettered and alerted, never applied (``server.gateway_trust``).
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    """The gateway id: its ``[gateway] id``, its broker user name and its topic level."""
+    site: SiteId
+    """The only site whose topics it may publish on."""
+    read_points: list[ReadPointId] = Field(default_factory=list, max_length=MAX_READ_POINTS)
+    """The read points whose events this gateway may send."""
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_GATEWAY_IDS:
+            raise ValueError(f"gateway id {value!r} is reserved (the API's event ids use it)")
+        return value
+
+
 class IngestSettings(Section):
     """``[ingest]``: how the server takes batches off the broker."""
 
@@ -195,6 +227,14 @@ class IngestSettings(Section):
     """Payload bytes kept per dead letter (the rest is cut; its full size is recorded)."""
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Tries per batch on a transient database error before leaving it to the edge's resend."""
+    max_clock_skew_s: float = Field(default=300.0, ge=1, le=30 * 86_400)
+    """An event stamped more than this far ahead of the server's clock is quarantined (a
+    ``clock_skew`` dead letter and alert; ``stockgate server replay-dead-letters`` applies
+    it once its time has come), so a gateway with a wrong clock cannot decide a unit's
+    state from the future."""
+    rejects_per_minute: int = Field(default=60, ge=1, le=100_000)
+    """Whole messages one gateway (by topic) may have dead-lettered per minute; past that
+    they are counted and dropped, so no publisher can fill the disk with dead letters."""
 
 
 class EmbeddedBrokerSettings(Section):
@@ -210,6 +250,8 @@ class ServerSettings(FileSettings):
     database: DatabaseSettings = DatabaseSettings()
     api: ApiSettings
     read_points: list[ReadPointSettings] = Field(default_factory=list, max_length=MAX_READ_POINTS)
+    gateways: list[GatewaySettings] = Field(default_factory=list, max_length=MAX_GATEWAYS)
+    """The gateway registry; empty: open (any gateway, any read point; the demo default)."""
     ingest: IngestSettings = IngestSettings()
     embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
     alerts: AlertSettings = AlertSettings()
@@ -230,6 +272,12 @@ class ServerSettings(FileSettings):
             if point.id in seen:
                 raise ValueError(f"read point {point.id!r} is defined twice in [[read_points]]")
             seen.add(point.id)
+        ids = [gateway.id for gateway in self.gateways]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a gateway id is listed twice in [[gateways]]")
+        for gateway in self.gateways:
+            if len(set(gateway.read_points)) != len(gateway.read_points):
+                raise ValueError(f"gateway {gateway.id!r} lists a read point twice")
         return self
 
     def read_point_table(self) -> dict[str, ReadPointSettings]:

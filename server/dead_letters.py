@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import MAX_EVENT_ID, MAX_REASON, MAX_TOPIC, dead_letters
+from server.schema import MAX_EVENT_ID, MAX_KIND, MAX_REASON, MAX_TOPIC, dead_letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,8 @@ class DeadLetter:
     payload: bytes
     gateway: str | None = None
     event_id: str | None = None
+    kind: str | None = None
+    """What went wrong, as a short name (``event``, ``read_point``, ``clock_skew``, ...)."""
 
 
 def printable(text: str, limit: int) -> str:
@@ -61,6 +63,7 @@ async def insert_dead_letters(
                 "payload": text,
                 "payload_bytes": len(letter.payload),
                 "truncated": truncated,
+                "kind": letter.kind[:MAX_KIND] if letter.kind else None,
             }
         )
     await conn.execute(dead_letters.insert(), rows)

@@ -9,9 +9,12 @@ For each message:
    ``wire.models.MAX_PAYLOAD_BYTES``, JSON, and a valid ``BatchEnvelope`` whose site and
    gateway are the topic's. Otherwise the whole message is dead-lettered and not acked
    (there is nothing trustworthy to ack); it is never retried by the server.
+   The gateway must be one the registry takes (``server.gateway_trust``).
 2. Each event is validated on its own. An invalid event, or one naming a read point that is
-   not configured (reason ``unknown read point``) or that belongs to another site, becomes
-   one dead-letter row; its neighbours still apply.
+   not configured (reason ``unknown read point``) or that belongs to another site, or one
+   ``server.gateway_trust`` refuses (an id outside the batch's range, a read point the
+   gateway does not own, a time from the future), becomes one dead-letter row; its
+   neighbours still apply.
 3. One transaction: claim the event ids, apply the rules to the fresh ones, write ledger,
    balances, units, items, locations, alerts, dead letters and the batch record; commit.
 4. Only then the Ack goes to ``stockgate/v1/{site}/{gateway}/ack``. A batch that was applied
@@ -51,6 +54,7 @@ from server.alert_relay import AlertRelay
 from server.config import ReadPointSettings, ServerSettings
 from server.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.errors import PublishFailed, StoreError, TransientStoreError
+from server.gateway_trust import GatewayTrust, raise_trust_alerts
 from server.ledger import Applied, apply_events
 from server.metrics import Metrics
 from server.payloads import (
@@ -72,6 +76,7 @@ from wire.models import (
     Ack,
     AckedBatch,
     BatchEnvelope,
+    BatchHeader,
     Event,
     EventBatch,
     now_utc,
@@ -161,6 +166,7 @@ class Ingestor:
         self._relay = relay or AlertRelay(
             store, publish, settings.alerts, settings.webhooks, clock=clock
         )
+        self._trust = GatewayTrust(settings)
 
     async def handle(self, topic: str, payload: bytes) -> IngestResult:
         """Take one message from ``stockgate/v1/+/+/events``. Never raises for bad input."""
@@ -170,11 +176,13 @@ class Ingestor:
         [result] = await self.apply([prepared])
         return result
 
-    async def prepare(self, topic: str, payload: bytes) -> Prepared | IngestResult:
+    async def prepare(
+        self, topic: str, payload: bytes, *, keep_rejects: bool = True
+    ) -> Prepared | IngestResult:
         """Steps 1 and 2 for one message: a ``Prepared`` batch, or the rejection.
 
-        Writes to the database only to keep a rejected message as a dead letter. Never
-        raises for bad input.
+        Writes to the database only to keep a rejected message as a dead letter (not when
+        ``keep_rejects`` is False: a replay of a dead letter). Never raises for bad input.
         """
         started = time.perf_counter()
         gateway: str | None = None
@@ -182,6 +190,8 @@ class Ingestor:
             site, gateway, kind = topics.parse_gateway_topic(topic)
             if kind != "events":
                 raise PayloadError("topic", f"topic {topic!r} is not an events topic")
+            if (refusal := self._trust.gateway_problem(site, gateway)) is not None:
+                raise PayloadError(refusal.kind, refusal.reason)
             if self._catalog is not None:
                 # The read point table as data (API changes included); cached, see read_points.
                 self._read_points = await self._catalog.table()
@@ -189,6 +199,8 @@ class Ingestor:
         except topics.TopicError as err:
             result = await self._reject(topic, payload, None, PayloadError("topic", str(err)))
         except PayloadError as err:
+            if not keep_rejects:
+                return IngestResult("rejected", reason=err.reason)
             result = await self._reject(topic, payload, gateway, err)
         else:
             return Prepared(topic, header, events, letters, time.perf_counter() - started)
@@ -250,11 +262,12 @@ class Ingestor:
             PayloadError: the whole message is unusable.
         """
         batch = self._whole_batch(payload)
+        latest = self._trust.latest_time(self._clock())
         if (
             batch is not None
             and batch.site == site
             and batch.gateway == gateway
-            and not any(self._problem(event, site) for event in batch.events)
+            and not any(self._problem(event, batch, latest) for event in batch.events)
         ):
             return batch, list(batch.events), []
         # Something in it is wrong: the per-event path says what, and keeps the rest.
@@ -265,7 +278,7 @@ class Ingestor:
                 f"batch says site {envelope.site!r} gateway {envelope.gateway!r} but was "
                 f"published on the topic of site {site!r} gateway {gateway!r}",
             )
-        events, letters = self._split(topic, envelope)
+        events, letters = self._split(topic, envelope, latest)
         return envelope, events, letters
 
     @staticmethod
@@ -278,11 +291,16 @@ class Ingestor:
         except VALIDATION_ERRORS:
             return None
 
-    def _problem(self, event: Event, site: str) -> tuple[str, str] | None:
+    def _problem(
+        self, event: Event, header: BatchHeader, latest: datetime
+    ) -> tuple[str, str] | None:
         """Why a valid event cannot be applied: (reason, dead-letter kind), or None."""
+        site = header.site
         if control_characters(event.event_id) or control_characters(event.epc or ""):
             # Identities are stored and compared verbatim; NUL cannot be stored.
             return "invalid event: event_id or epc holds control characters", "event"
+        if (refusal := self._trust.event_problem(event, header, latest)) is not None:
+            return refusal.reason, refusal.kind
         point = self._read_points.get(event.read_point)
         if point is None:
             return f"unknown read point {event.read_point!r}", "read_point"
@@ -303,7 +321,9 @@ class Ingestor:
         except VALIDATION_ERRORS as err:
             raise PayloadError("envelope", f"not a valid event batch: {describe(err)}") from err
 
-    def _split(self, topic: str, envelope: BatchEnvelope) -> tuple[list[Event], list[DeadLetter]]:
+    def _split(
+        self, topic: str, envelope: BatchEnvelope, latest: datetime
+    ) -> tuple[list[Event], list[DeadLetter]]:
         """Validate each event alone; the bad ones become dead letters."""
         events: list[Event] = []
         letters: list[DeadLetter] = []
@@ -315,7 +335,7 @@ class Ingestor:
             except VALIDATION_ERRORS as err:
                 reason, kind = f"invalid event: {describe(err)}", "event"
             else:
-                problem = self._problem(event, envelope.site)
+                problem = self._problem(event, envelope, latest)
                 if problem is None:
                     events.append(event)
                     continue
@@ -329,6 +349,7 @@ class Ingestor:
                     payload=json.dumps(raw, default=str).encode(),
                     gateway=envelope.gateway,
                     event_id=event_id,
+                    kind=kind,
                 )
             )
         return events, letters
@@ -380,6 +401,7 @@ class Ingestor:
         await insert_dead_letters(
             conn, prepared.letters, now, self._ingest.dead_letter_payload_bytes
         )
+        await raise_trust_alerts(conn, prepared.letters, header.site, now)
         await conn.execute(
             batches.insert().values(
                 batch_id=printable(header.batch_id, MAX_EVENT_ID),
@@ -446,13 +468,27 @@ class Ingestor:
         self, topic: str, payload: bytes, gateway: str | None, err: PayloadError
     ) -> IngestResult:
         self._metrics.dead_letters.labels(kind=err.kind).inc()
+        if not self._trust.may_store_reject(gateway):
+            return IngestResult("rejected", reason=f"{err.reason} (not stored: rate bound)")
         log.warning("dead letter on %r: %s", topic[:200], err.reason)
-        letter = DeadLetter(topic=topic, reason=err.reason, payload=payload, gateway=gateway)
+        letter = DeadLetter(
+            topic=topic, reason=err.reason, payload=payload, gateway=gateway, kind=err.kind
+        )
         try:
             async with self._store.begin("recording a dead letter") as conn:
+                now = self._clock()
                 await insert_dead_letters(
-                    conn, [letter], self._clock(), self._ingest.dead_letter_payload_bytes
+                    conn, [letter], now, self._ingest.dead_letter_payload_bytes
                 )
+                if await raise_trust_alerts(conn, [letter], _site_of(topic), now):
+                    self._relay.poke()
         except StoreError as store_err:
             log.error("dead letter not stored (%s): %s", store_err, err.reason)
         return IngestResult("rejected", dead_letters=1, reason=err.reason)
+
+
+def _site_of(topic: str) -> str | None:
+    try:
+        return topics.parse_gateway_topic(topic)[0]
+    except topics.TopicError:
+        return None

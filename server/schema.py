@@ -36,6 +36,7 @@ MAX_READ_POINT = 256
 MAX_SGLN = 80
 MAX_TOPIC = 512
 MAX_REASON = 2000
+MAX_KIND = 32
 MAX_MESSAGE = 2000
 SQLITE_UTC_TEXT_LENGTH = len("2024-11-25 08:00:00.000000")
 UTC_TEXT_CACHE = 4096
@@ -275,7 +276,11 @@ dead_letters = sa.Table(
     sa.Column("payload", sa.Text(), nullable=False),
     sa.Column("payload_bytes", sa.Integer(), nullable=False),
     sa.Column("truncated", sa.Boolean(), nullable=False),
+    sa.Column("kind", sa.String(MAX_KIND), nullable=True),
+    # When ``stockgate server replay-dead-letters`` applied it (kept, not replayed again).
+    sa.Column("replayed_at", UtcDateTime(), nullable=True),
     sa.Index("ix_dead_letters_received", "received_at", "id"),
+    sa.Index("ix_dead_letters_kind", "kind", "replayed_at", "id"),
 )
 
 alerts = sa.Table(

@@ -8,7 +8,8 @@ broker delivers one publisher's messages in order, and a retained status replaye
 status opens a ``gateway_offline`` alert; the next ``online`` one closes it and reconciles
 the gateway's health alerts (``server.gateway_health``: readers, antennas, outbox). An
 empty payload is how a retained status is cleared and is not an error. Anything else that
-does not validate is dead-lettered.
+does not validate is dead-lettered, and so is a status from a gateway the registry does not
+take (``server.gateway_trust``): it records nothing and opens no ``gateway_offline``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from server.dead_letters import DeadLetter, insert_dead_letters
 from server.dialect import upsert
 from server.errors import StoreError
 from server.gateway_health import health_alerts, subject_prefix
+from server.gateway_trust import GatewayTrust, raise_trust_alerts
 from server.metrics import Metrics
 from server.payloads import VALIDATION_ERRORS, PayloadError, decode_json, describe
 from server.rules.alerts import GATEWAY_HEALTH_KINDS, GATEWAY_OFFLINE
@@ -67,6 +69,7 @@ class StatusRecorder:
         clock: Callable[[], datetime] = now_utc,
         alerts: AlertSettings | None = None,
         on_alerts: Callable[[], None] | None = None,
+        trust: GatewayTrust | None = None,
     ) -> None:
         self._store = store
         self._ingest = ingest
@@ -74,6 +77,7 @@ class StatusRecorder:
         self._clock = clock
         self._alerts = alerts if alerts is not None else AlertSettings()
         self._on_alerts = on_alerts
+        self._trust = trust
 
     async def handle(self, topic: str, payload: bytes) -> StatusResult:
         """Take one message from ``stockgate/v1/+/+/status``. Never raises for bad input."""
@@ -82,6 +86,8 @@ class StatusRecorder:
             site, gateway, kind = topics.parse_gateway_topic(topic)
             if kind != "status":
                 raise PayloadError("topic", f"topic {topic!r} is not a status topic")
+            if self._trust is not None and (refusal := self._trust.gateway_problem(site, gateway)):
+                raise PayloadError(refusal.kind, refusal.reason)
             if not payload:
                 return StatusResult("cleared", gateway)
             status = self._status(payload)
@@ -169,13 +175,21 @@ class StatusRecorder:
         self, topic: str, payload: bytes, gateway: str | None, err: PayloadError
     ) -> StatusResult:
         self._metrics.dead_letters.labels(kind="status").inc()
+        if self._trust is not None and not self._trust.may_store_reject(gateway):
+            return StatusResult("rejected", gateway, reason=f"{err.reason} (not stored)")
         log.warning("dead letter on %r: %s", topic[:200], err.reason)
-        letter = DeadLetter(topic=topic, reason=err.reason, payload=payload, gateway=gateway)
+        letter = DeadLetter(
+            topic=topic, reason=err.reason, payload=payload, gateway=gateway, kind=err.kind
+        )
         try:
             async with self._store.begin("recording a dead letter") as conn:
+                now = self._clock()
                 await insert_dead_letters(
-                    conn, [letter], self._clock(), self._ingest.dead_letter_payload_bytes
+                    conn, [letter], now, self._ingest.dead_letter_payload_bytes
                 )
+                site = topic.split("/")[2] if topic.count("/") == 4 else None
+                if await raise_trust_alerts(conn, [letter], site, now) and self._on_alerts:
+                    self._on_alerts()
         except StoreError as store_err:
             log.error("dead letter not stored (%s): %s", store_err, err.reason)
         return StatusResult("rejected", gateway, reason=err.reason)

@@ -299,6 +299,31 @@ GATEWAY_ISSUE = AlertKind(
     clears_when="a later status no longer lists the issue",
     raised_by="status",
 )
+UNKNOWN_GATEWAY = AlertKind(
+    "unknown_gateway",
+    "critical",
+    "gateway {subject} is not enrolled in [[gateways]]; its messages are dead-lettered: {reason}",
+    condition="a message from a gateway that the [[gateways]] registry does not list",
+    clears="quiet",
+    clears_when="no further message from it for the quiet period",
+)
+GATEWAY_REFUSED = AlertKind(
+    "gateway_refused",
+    "critical",
+    "gateway {subject} sent what it may not; dead-lettered: {reason}",
+    condition="a gateway's batch names another site, a read point it does not own, or "
+    "event ids outside its own outbox range (gateway, epoch, sequence)",
+    clears="quiet",
+    clears_when="no further refusal for the quiet period",
+)
+CLOCK_SKEW = AlertKind(
+    "clock_skew",
+    "warning",
+    "gateway {subject} sent events stamped ahead of the server's clock; quarantined: {reason}",
+    condition="an event more than [ingest] max_clock_skew_s ahead of the server's time",
+    clears="quiet",
+    clears_when="no further future event for the quiet period",
+)
 
 ALERT_KINDS: Mapping[str, AlertKind] = {
     kind.kind: kind
@@ -325,6 +350,9 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         ANTENNA_DOWN,
         OUTBOX_BACKLOG,
         GATEWAY_ISSUE,
+        UNKNOWN_GATEWAY,
+        GATEWAY_REFUSED,
+        CLOCK_SKEW,
     )
 }
 """Every kind the server raises, by name."""

@@ -116,6 +116,8 @@ class Batches:
         site: str | None = None,
         gateway: str | None = None,
         batch_id: str | None = None,
+        seq_first: int = 1,
+        seq_last: int | None = None,
     ) -> bytes:
         self.batches += 1
         body = {
@@ -124,8 +126,8 @@ class Batches:
             "site": site or self.site,
             "gateway": gateway or self.gateway,
             "epoch": self.epoch,
-            "seq_first": 1,
-            "seq_last": max(1, self.seq),
+            "seq_first": seq_first,
+            "seq_last": seq_last if seq_last is not None else max(seq_first, self.seq),
             "sent_at": BASE_TIME.isoformat(),
             "events": events,
         }

@@ -304,8 +304,8 @@ async def test_event_time_ties_are_broken_by_event_id(
     at = BASE_TIME + timedelta(minutes=5)
     higher = batches.event(epc=epc, at=at, event_id="gw1:0a1b2c3d:900", read_point="wh1.dock.2")
     lower = batches.event(epc=epc, at=at, event_id="gw1:0a1b2c3d:100")
-    await ingestor.handle(batches.topic, batches.payload([higher]))
-    await ingestor.handle(batches.topic, batches.payload([lower]))
+    await ingestor.handle(batches.topic, batches.payload([higher], seq_first=900, seq_last=900))
+    await ingestor.handle(batches.topic, batches.payload([lower], seq_first=100, seq_last=100))
 
     unit = (await probe.units())[epc]
     assert (unit["location_id"], unit["last_event_id"]) == (
