@@ -249,6 +249,7 @@ class EdgeAgent:
                 batch_size=buffer.batch_size,
                 max_in_flight=buffer.max_in_flight,
                 resend_after_s=buffer.resend_after_s,
+                resend_max_s=buffer.resend_max_s,
                 drain_rate_per_s=buffer.drain_rate_per_s,
                 on_other=self._on_message,
             )

@@ -38,7 +38,10 @@ class BufferSettings(Section):
     batch_size: int = Field(default=500, ge=1, le=1000)
     """Events per MQTT message."""
     resend_after_s: float = Field(default=10.0, gt=0, le=3600)
-    """A batch with no Ack after this long is sent again (same batch id)."""
+    """A batch with no Ack after this long is sent again (same batch id); each further
+    re-send of it waits twice as long, up to ``resend_max_s`` (with jitter)."""
+    resend_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    """Longest wait between two re-sends of one unacknowledged batch."""
     max_in_flight: int = Field(default=8, ge=1, le=256)
     """Batches published and waiting for their Ack at once."""
     alarm_ratio: float = Field(default=0.8, gt=0, le=1)

@@ -10,7 +10,11 @@ Deletion happens on the server's ``Ack`` only. The broker's PUBACK says the brok
 the message, not that the server committed it (DESIGN.md section 4), so it only ends the
 wait of ``publish``. A batch with no Ack after ``resend_after_s`` is sent again, and after
 every reconnect all unacknowledged batches are sent again, oldest first, because Acks
-published while the link was down are gone.
+published while the link was down are gone. Each further re-send of a batch that still
+gets no Ack waits twice as long as the one before, up to ``resend_max_s``, scaled by a
+random factor in [0.75, 1]: a server that is down, or that dead-letters a batch and
+cannot ack it, is not sent the same batches every ``resend_after_s`` for ever, and the
+gateways of a site do not re-send in step.
 
 With the broker down nothing is lost and nothing spins: events pile up in the outbox,
 the send loop waits for the connection, and the in-flight window refills once it is back.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,6 +70,8 @@ class InFlight:
     sent_at: float | None = None
     """Monotonic time of the last successful publish; None means send it now."""
     sends: int = 0
+    resend_in: float = 0.0
+    """How long after ``sent_at`` it goes again (doubling with each send)."""
 
 
 def batch_id(gateway: str, epoch: str, seq_first: int, seq_last: int) -> str:
@@ -83,6 +90,7 @@ class Publisher:
         batch_size: most events per message (1..MAX_BATCH_EVENTS).
         max_in_flight: most batches sent and not acknowledged.
         resend_after_s: send a batch again when its Ack has not come by then.
+        resend_max_s: the longest wait between two re-sends of one batch (backoff cap).
         drain_rate_per_s: most events per second sent; 0 is no limit.
         on_other: takes every message that is not on the Ack topic (the gateway's
             config topic); None drops them.
@@ -98,6 +106,7 @@ class Publisher:
         batch_size: int = 500,
         max_in_flight: int = 8,
         resend_after_s: float = 10.0,
+        resend_max_s: float = 300.0,
         drain_rate_per_s: float = 0.0,
         on_other: Callable[[Message], Awaitable[None]] | None = None,
     ) -> None:
@@ -114,6 +123,7 @@ class Publisher:
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
         self._resend_after_s = resend_after_s
+        self._resend_max_s = max(resend_max_s, resend_after_s)
         self._in_flight: dict[str, InFlight] = {}
         self._on_other = on_other
         self._bucket = (
@@ -183,10 +193,22 @@ class Publisher:
                     await self._wake.wait()
 
     def _until_next_resend(self) -> float | None:
-        sent = [batch.sent_at for batch in self._in_flight.values() if batch.sent_at is not None]
-        if not sent:
+        due = [
+            batch.sent_at + batch.resend_in
+            for batch in self._in_flight.values()
+            if batch.sent_at is not None
+        ]
+        if not due:
             return None
-        return max(0.0, min(sent) + self._resend_after_s - time.monotonic())
+        return max(0.0, min(due) - time.monotonic())
+
+    def resend_delay(self, sends: int) -> float:
+        """How long after its ``sends``-th send a batch without an Ack goes again."""
+        if sends <= 1:
+            return self._resend_after_s
+        doubled = self._resend_after_s * 2.0 ** min(sends - 1, 32)
+        jitter: float = random.uniform(0.75, 1.0)
+        return min(self._resend_max_s, doubled) * jitter
 
     async def _send_due(self) -> None:
         now = time.monotonic()
@@ -194,7 +216,7 @@ class Publisher:
         for batch in list(self._in_flight.values()):
             if batch.batch_id not in self._in_flight:
                 continue  # acknowledged while an earlier batch was being sent
-            if batch.sent_at is None or now - batch.sent_at >= self._resend_after_s:
+            if batch.sent_at is None or now - batch.sent_at >= batch.resend_in:
                 await self._send(batch)
 
     async def _fill(self) -> None:
@@ -228,6 +250,7 @@ class Publisher:
             self.batches_sent += 1
         batch.sends += 1
         batch.sent_at = time.monotonic()
+        batch.resend_in = self.resend_delay(batch.sends)
 
     def _payload(self, batch: InFlight) -> bytes:
         header = BatchHeader(

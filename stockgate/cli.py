@@ -266,6 +266,32 @@ def server_restore(
     _run(replay_command(settings, kind or [], letter or []))
 
 
+@server_app.command("broker-config")
+def broker_config(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Folder for the ACL, passwd and credentials.")],
+    server_user: Annotated[
+        list[str] | None,
+        typer.Option(help="A server instance's broker user (repeatable; one per instance)."),
+    ] = None,
+) -> None:
+    """Write Mosquitto's ACL and password file for the [[gateways]] registry."""
+    from server.broker_config import DEFAULT_SERVER_USER, write_broker_files
+    from server.config import ServerSettings
+    from server.errors import ServerError
+    from stockgate.settings import load
+
+    try:
+        settings = load(ServerSettings, config)
+        files = write_broker_files(settings, out, server_user or [DEFAULT_SERVER_USER])
+    except (ConfigError, ServerError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"wrote {files.acl} and {files.passwd}")
+    for user, env in files.credentials.items():
+        typer.echo(f"{user}: password in {env} (EnvironmentFile for its stockgate unit)")
+
+
 @server_app.command("mint-key")
 def mint_key(
     role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",

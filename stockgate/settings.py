@@ -99,7 +99,7 @@ class MqttSettings(Section):
     """Broker address, `mqtt://host:port` or `mqtts://host:port` (TLS); the server also
     takes `embedded` (an in-process broker, single machine only)."""
     username: str | None = None
-    """Broker user; each gateway should have its own (see deploy/mosquitto.acl)."""
+    """Broker user; each gateway has its own (`stockgate server broker-config` makes them)."""
     password: str | None = None
     """Broker password; prefer the environment (`STOCKGATE_MQTT__PASSWORD`) to the file."""
     ca_file: Path | None = None

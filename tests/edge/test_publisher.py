@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,40 @@ async def test_lost_ack_means_same_batch_again_after_resend_time(
         # Acknowledged: no more re-sends.
         await r.server.nothing_for(1.2)
         assert r.publisher.batches_resent >= 1
+
+
+async def test_a_batch_without_an_ack_is_resent_ever_less_often(
+    tmp_path: Path, mosquitto: Any, relay: Any
+) -> None:
+    """No resend storm: each re-send of an unacknowledged batch waits at least 3/4 of twice
+    the previous wait (capped), so a batch the server never acks costs a bounded number of
+    messages however long it waits."""
+    base, cap, window = 0.3, 1.2, 4.0
+    async with rig(
+        tmp_path,
+        mosquitto,
+        relay,
+        events=5,
+        batch_size=100,
+        max_in_flight=1,
+        resend_after_s=base,
+        resend_max_s=cap,
+    ) as r:
+        arrivals: list[float] = []
+        end = time.monotonic() + window
+        with contextlib.suppress(TimeoutError):
+            while (left := end - time.monotonic()) > 0:
+                batch = await r.server.next(timeout=left)
+                arrivals.append(time.monotonic())
+                assert batch.seq_first == 1
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert len(arrivals) >= 3, arrivals
+    # Lower bounds only (a loaded machine is late, never early); 0.05 s for delivery jitter.
+    assert gaps[0] >= base - 0.05
+    for sends, gap in enumerate(gaps[1:], start=2):
+        assert gap >= 0.75 * min(cap, base * 2 ** (sends - 1)) - 0.05, gaps
+    # A flat 0.3 s resend would have sent 13 times in the window; the backoff allows 6.
+    assert len(arrivals) <= 6
 
 
 async def test_acks_for_other_epochs_and_gateways_delete_nothing(
