@@ -3,9 +3,11 @@
 Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s, with two
 baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on the same
 Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
-``api`` (api.* over ``--ledger-rows`` ledger rows) and ``replenishment`` (a backtest of
-the reorder-point method: replenishment.fill_rate, replenishment.avg_stock_ratio). One
-Mosquitto is started for the run.
+``api`` (api.* over ``--ledger-rows`` ledger rows), ``replenishment`` (a backtest of
+the reorder-point method: replenishment.fill_rate, replenishment.avg_stock_ratio) and
+``fuzz`` (a million mutated LLRP inputs and a million mutated scanner inputs through the
+edge's input path, ``bench.fuzz``; crashes, slowest input and memory growth in the
+details). One Mosquitto is started for the run.
 A figure that misses its target is followed by an untimed profiling pass whose report
 goes to ``bench/profiles/`` (``--no-profile`` skips it).
 
@@ -32,6 +34,7 @@ from bench import (
     api,
     edge,
     edge_memory,
+    fuzz,
     history,
     llrp_stream,
     machine,
@@ -45,7 +48,7 @@ from bench.figures import Figure
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
-GROUPS: Final = ("edge", "server", "api", "replenishment")
+GROUPS: Final = ("edge", "server", "api", "replenishment", "fuzz")
 DEFAULT_LEDGER_ROWS: Final = 10_000_000
 
 
@@ -61,6 +64,7 @@ class Sizes:
     ledger_rows: int
     api_samples: int
     replenishment_items: int
+    fuzz_inputs: int
 
 
 FULL: Final = Sizes(
@@ -74,6 +78,7 @@ FULL: Final = Sizes(
     ledger_rows=DEFAULT_LEDGER_ROWS,
     api_samples=100,
     replenishment_items=replenishment.ITEMS,
+    fuzz_inputs=1_000_000,
 )
 QUICK: Final = Sizes(
     edge_reads=3_000,
@@ -86,6 +91,7 @@ QUICK: Final = Sizes(
     ledger_rows=30_000,
     api_samples=5,
     replenishment_items=10,
+    fuzz_inputs=2_000,
 )
 PROFILE_EDGE_READS: Final = 100_000
 PROFILE_BATCHES_PER_GATEWAY: Final = 5
@@ -183,11 +189,47 @@ def run_replenishment(ctx: Context) -> list[Figure]:
     return replenishment.backtest(ctx.sizes.replenishment_items)
 
 
+FUZZ_DEADLINE_S: Final = 1800.0
+"""Each fuzz kind stops after this long even if its count is not reached (it says so)."""
+
+
+def run_fuzz(ctx: Context) -> list[Figure]:
+    figures = []
+    for key, run, unit in (
+        ("fuzz.llrp_inputs", fuzz.fuzz_llrp, "mutated LLRP inputs"),
+        ("fuzz.serial_inputs", fuzz.fuzz_serial, "mutated scanner inputs"),
+    ):
+        result = run(ctx.sizes.fuzz_inputs, seed=13, deadline_s=FUZZ_DEADLINE_S)
+        figures.append(
+            Figure(
+                key=key,
+                value=result.inputs,
+                unit=unit,
+                how=(
+                    "Seeded mutations of valid inputs through the edge's framer, decoder and "
+                    "conversions; every input must end in a handled error or a valid result."
+                ),
+                detail={
+                    "crashes": len(result.crashes),
+                    "first_crashes": result.crashes[:5],
+                    "frames": result.frames,
+                    "handled": result.handled,
+                    "slowest_input_s": round(result.slowest_s, 4),
+                    "traced_memory_growth_bytes": result.traced_growth_bytes,
+                    "seconds": round(result.seconds, 1),
+                    "wanted": ctx.sizes.fuzz_inputs,
+                },
+            )
+        )
+    return figures
+
+
 RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "edge": run_edge,
     "server": run_server,
     "api": run_api,
     "replenishment": run_replenishment,
+    "fuzz": run_fuzz,
 }
 
 
@@ -219,7 +261,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_groups,
         default=list(GROUPS),
-        help="groups to run: edge,server,api,replenishment",
+        help="groups to run: edge,server,api,replenishment,fuzz",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(

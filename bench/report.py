@@ -195,7 +195,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         "",
         "```",
         f"make bench                                  # everything (these runs: {took:.0f} min)",
-        ".venv/bin/python -m bench --only edge       # one group: edge, server, api",
+        ".venv/bin/python -m bench --only edge       # one group: edge, server, api, fuzz",
         ".venv/bin/python -m bench --ledger-rows 1000000 --only api",
         ".venv/bin/python -m bench --quick           # tiny sizes, checks the benchmarks run",
         "```",

@@ -79,6 +79,22 @@ class DatabaseSettings(Section):
     pool_size: int = Field(default=5, ge=1, le=100)
     """Connections kept open to PostgreSQL (SQLite uses one file and ignores it)."""
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    command_timeout_s: float = Field(default=150.0, gt=0, le=86_400)
+    """PostgreSQL: the client gives up on a statement after this long (asyncpg's
+    ``command_timeout``), so a half-open connection after a failover cannot hold the apply
+    loop for ever. Keep it above ``statement_timeout_s``: the server's own cancel is the
+    cleaner end."""
+    statement_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    """PostgreSQL ``statement_timeout``: the server cancels a statement running longer."""
+    idle_in_transaction_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+    """PostgreSQL ``idle_in_transaction_session_timeout``: a session that holds a
+    transaction open and idle this long is ended (its locks freed)."""
+    tcp_keepalives_idle_s: int = Field(default=30, ge=1, le=7200)
+    """PostgreSQL ``tcp_keepalives_idle``: idle seconds before the server probes the link."""
+    tcp_keepalives_interval_s: int = Field(default=10, ge=1, le=600)
+    """PostgreSQL ``tcp_keepalives_interval``: seconds between unanswered probes."""
+    tcp_keepalives_count: int = Field(default=3, ge=1, le=100)
+    """PostgreSQL ``tcp_keepalives_count``: unanswered probes before the link is dropped."""
     busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
     """How long a SQLite writer waits for another writer's lock before giving up."""
     sqlite_cache_mb: int = Field(default=64, ge=2, le=4096)

@@ -90,6 +90,30 @@ def _sqlite_on_connect(settings: DatabaseSettings) -> Any:
     return on_connect
 
 
+def postgresql_connect_args(settings: DatabaseSettings) -> dict[str, Any]:
+    """asyncpg's connect arguments: the timeouts and keepalives of ``[database]``.
+
+    Each bound ends a different way of hanging: ``command_timeout`` is the client's own
+    clock on every statement (it also ends a wait on a connection whose peer is gone, which
+    no server setting can), ``statement_timeout`` and ``idle_in_transaction_session_timeout``
+    let the server end runaway or abandoned work, and the TCP keepalives let the server
+    notice a client that vanished.
+    """
+    return {
+        "timeout": settings.connect_timeout_s,
+        "command_timeout": settings.command_timeout_s,
+        "server_settings": {
+            "statement_timeout": str(int(settings.statement_timeout_s * 1000)),
+            "idle_in_transaction_session_timeout": str(
+                int(settings.idle_in_transaction_timeout_s * 1000)
+            ),
+            "tcp_keepalives_idle": str(settings.tcp_keepalives_idle_s),
+            "tcp_keepalives_interval": str(settings.tcp_keepalives_interval_s),
+            "tcp_keepalives_count": str(settings.tcp_keepalives_count),
+        },
+    }
+
+
 def _sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
     # could otherwise fail at once with SQLITE_BUSY when another writer got in between.
@@ -134,7 +158,7 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = settings.pool_size
-            kwargs["connect_args"] = {"timeout": settings.connect_timeout_s}
+            kwargs["connect_args"] = postgresql_connect_args(settings)
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))

@@ -226,6 +226,26 @@ class _Link:
         self._writer.transport.abort()
 
 
+INLINE_DECODE_BYTES = 16 * 1024
+"""Frames up to this size are decoded on the event loop (a keepalive or a report of a few
+hundred tags costs well under a millisecond). Larger ones are decoded in a worker thread:
+sllurp's decoder is pure Python and takes about 1.5 s per MiB, which on the loop would
+stall outbox commits, MQTT keepalives and the other readers."""
+
+
+async def decode_frame(frame: Frame) -> Decoded:
+    """``decode`` on the loop for small frames, in the loop's default executor for large.
+
+    Frames of one connection are decoded one at a time, in order (the caller awaits each).
+
+    Raises:
+        LlrpDecodeError: sllurp could not decode it.
+    """
+    if len(frame.raw) <= INLINE_DECODE_BYTES:
+        return decode(frame)
+    return await asyncio.to_thread(decode, frame)
+
+
 class LlrpReader:
     """An RFID reader over LLRP: an async context manager and an async iterator of reads.
 
@@ -479,7 +499,7 @@ class LlrpReader:
                 f"no ConnectionAttemptEvent from the reader within {timeout:g} s"
             ) from err
         try:
-            decoded = decode(frame)
+            decoded = await decode_frame(frame)
         except LlrpDecodeError as err:
             raise LlrpHandshakeError(f"cannot decode the reader's first message: {err}") from err
         if decoded.name != _NOTIFICATION:
@@ -510,7 +530,7 @@ class LlrpReader:
                 while True:
                     frame = await link.next_frame()
                     try:
-                        decoded = decode(frame)
+                        decoded = await decode_frame(frame)
                     except LlrpDecodeError as err:
                         await self._decode_error(link, frame, err)
                         continue
@@ -544,7 +564,7 @@ class LlrpReader:
 
     async def _handle(self, link: _Link, frame: Frame) -> None:
         try:
-            decoded = decode(frame)
+            decoded = await decode_frame(frame)
         except LlrpDecodeError as err:
             await self._decode_error(link, frame, err)
             return

@@ -18,9 +18,12 @@ from sllurp.llrp_errors import LLRPError
 
 HEADER = struct.Struct("!HII")
 HEADER_LEN = HEADER.size
-MAX_FRAME = 4 * 1024 * 1024
-"""Largest LLRP message accepted. Real readers send reports of a few kB to a few 100 kB;
-anything above this is a corrupt length field, not data."""
+MAX_FRAME = 1024 * 1024
+"""Largest LLRP message accepted. A TagReportData of a 96-bit EPC with every optional field
+a portal asks for is about 50 bytes, so 1 MiB holds some 20,000 tag reports: more than a
+reader's report buffer sends in one RO_ACCESS_REPORT (readers report every N tags or every
+period, a few kB to a few 100 kB). A longer length field is corruption or an attack, and
+the connection is dropped before any of it is buffered."""
 SUPPORTED_VERSIONS = frozenset({1})
 
 
