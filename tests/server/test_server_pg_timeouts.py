@@ -41,12 +41,16 @@ async def test_a_long_statement_is_cancelled_and_the_store_goes_on(
 
 async def test_an_idle_transaction_is_ended_by_the_server(short: DatabaseSettings) -> None:
     store = Store.open(short)
+
+    async def hold_idle() -> None:
+        async with store.begin("holding a transaction") as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            await asyncio.sleep(1.5)  # idle inside the transaction past its bound
+            await conn.execute(sa.text("SELECT 1"))
+
     try:
         with pytest.raises(StoreError):
-            async with store.begin("holding a transaction") as conn:
-                await conn.execute(sa.text("SELECT 1"))
-                await asyncio.sleep(1.5)  # idle inside the transaction past its bound
-                await conn.execute(sa.text("SELECT 1"))
+            await hold_idle()
         async with store.read("after") as conn:
             assert await conn.scalar(sa.text("SELECT 1")) == 1
     finally:
