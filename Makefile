@@ -21,12 +21,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Mosquitto and PostgreSQL are real parts of the tests; install what is missing when we may.
+## (openssl makes the TLS certificates of the deploy test; mosquitto_passwd comes with mosquitto.)
 ## (A PostgreSQL that is installed but not running is fine: the tests start a private one.)
 APT_PACKAGES = $(strip \
   $(if $(or $(wildcard /usr/sbin/mosquitto),$(shell command -v mosquitto)),,mosquitto) \
   $(if $(or $(wildcard /usr/bin/mosquitto_pub),$(shell command -v mosquitto_pub)),,mosquitto-clients) \
   $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
-  $(if $(or $(wildcard /usr/bin/systemd-analyze),$(shell command -v systemd-analyze)),,systemd))
+  $(if $(or $(wildcard /usr/bin/systemd-analyze),$(shell command -v systemd-analyze)),,systemd) \
+  $(if $(or $(wildcard /usr/bin/openssl),$(shell command -v openssl)),,openssl))
 system-deps:
 	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

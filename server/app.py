@@ -36,11 +36,11 @@ from server.config import ServerSettings
 from server.epcis_subscriptions import EpcisSubscriptions
 from server.errors import PublishFailed, ServerError
 from server.gateway_config import ConfigRelay
+from server.gateway_trust import GatewayTrust
 from server.history_check import history_report, rebuild_history
 from server.history_follow import LedgerFollower
 from server.history_influx import InfluxSink
 from server.history_rollups import RollupSink
-from server.gateway_trust import GatewayTrust
 from server.ingest import Ingestor, Prepared, Publisher
 from server.metrics import Metrics
 from server.metrics_feed import ledger_counter, run_gateway_export
