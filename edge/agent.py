@@ -47,6 +47,7 @@ from typing import Final, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
+from edge.clock_sync import clock_synchronised, wait_for_sync
 from edge.config import EdgeSettings, LlrpSettings
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.host import HostProbe
@@ -164,6 +165,8 @@ class EdgeAgent:
         self.monitor = HealthMonitor(settings, self.issues)
         self.reads_by_reader: Counter[str] = Counter()
         self.oldest_age_s: float | None = None
+        self.clock_synced: bool | None = None
+        """Whether the kernel said the clock is synchronised (None: not checked)."""
         """Age of the oldest unacknowledged event at the last health check."""
         self.publisher: Publisher | None = None
         self._client: MqttClient | None = None
@@ -222,6 +225,9 @@ class EdgeAgent:
                     tracker.read_point,
                     tracker.reader,
                 )
+        if settings.gateway.wait_for_time_sync_s > 0:
+            # No reader runs yet, so no event can be stamped with a wrong clock.
+            self.clock_synced = await wait_for_sync(settings.gateway.wait_for_time_sync_s)
         buffer = settings.buffer
         client_id = (settings.mqtt.client_id or f"stockgate-edge-{self.gateway}")[:MAX_CLIENT_ID]
         loop = asyncio.get_running_loop()
@@ -232,6 +238,8 @@ class EdgeAgent:
                 self.gateway,
                 commit_interval_ms=buffer.commit_interval_ms,
                 max_events=buffer.max_events,
+                max_uncommitted=buffer.max_uncommitted,
+                max_file_mb=buffer.max_file_mb,
             ) as outbox,
             MqttClient(
                 settings.mqtt,
@@ -478,8 +486,13 @@ class EdgeAgent:
         self.oldest_age_s = oldest
         statuses = {name: self._reader_status(name, r) for name, r in self.readers.items()}
         self.monitor.evaluate_readers(statuses, self.clock())
+        if self.settings.gateway.wait_for_time_sync_s > 0:
+            self.clock_synced = clock_synchronised() is not False
+            self.monitor.evaluate_clock(self.clock_synced)
         if outbox is not None:
-            self.monitor.evaluate_outbox(outbox.depth(), outbox.full, oldest)
+            self.monitor.evaluate_outbox(
+                outbox.depth(), outbox.full, oldest, outbox.commit_error, outbox.uncommitted()
+            )
         return oldest
 
     async def _serve_metrics(self, stack: contextlib.AsyncExitStack) -> None:

@@ -23,6 +23,10 @@ class GatewaySettings(Section):
     """This gateway's id: part of every topic and event id; unique across all sites."""
     site: str = Field(pattern=ID_PATTERN)
     """The site (warehouse) the gateway belongs to."""
+    wait_for_time_sync_s: float = Field(default=0.0, ge=0, le=86_400)
+    """Before stamping any event, wait up to this long for the kernel to report the clock
+    synchronised by NTP (``edge.clock_sync``); then start anyway with the critical issue
+    ``clock_unsynchronised``. 0: do not check (a box whose clock is right by other means)."""
 
 
 class BufferSettings(Section):
@@ -35,6 +39,11 @@ class BufferSettings(Section):
     max_events: int = Field(default=5_000_000, ge=1000)
     """Bound of the outbox; when reached, new events are refused with an alarm (the oldest,
     already-physical movements are kept)."""
+    max_uncommitted: int = Field(default=20_000, ge=100, le=1_000_000)
+    """Events held in memory while commits fail (a full disk), before new ones are refused
+    (the ``outbox_unwritable`` issue says so); bounds what a crash then could lose."""
+    max_file_mb: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Largest outbox file; past it commits fail as on a full disk. None: the disk only."""
     batch_size: int = Field(default=500, ge=1, le=1000)
     """Events per MQTT message."""
     resend_after_s: float = Field(default=10.0, gt=0, le=3600)

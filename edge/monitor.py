@@ -16,6 +16,8 @@ Conditions:
   warnings;
 * ``outbox_filling`` (warning) at ``alarm_ratio`` of ``max_events``; ``outbox_full``
   (critical) once events are refused;
+* ``outbox_unwritable`` (critical): commits fail (a full disk, an I/O error); the events
+  wait in memory up to ``[buffer] max_uncommitted``, then new ones are refused;
 * ``outbox_backlog_old`` (critical): the oldest unacknowledged event is older than
   ``max_age_s``. Nothing is deleted for its age (each event is a movement that
   happened); the alarm says the server has not taken this gateway's events for that long.
@@ -42,6 +44,8 @@ READER_EXCEPTION: Final = "reader_exception"
 OUTBOX_FILLING: Final = "outbox_filling"
 OUTBOX_FULL: Final = "outbox_full"
 OUTBOX_OLD: Final = "outbox_backlog_old"
+OUTBOX_UNWRITABLE: Final = "outbox_unwritable"
+CLOCK_UNSYNCHRONISED: Final = "clock_unsynchronised"
 OUTBOX: Final = "outbox"
 
 
@@ -136,14 +140,41 @@ class HealthMonitor:
                     log.warning("reader %s: antenna %d is disconnected", name, antenna)
         self.issues.clear_kind(ANTENNA_DISCONNECTED, antennas_down)
 
-    def evaluate_outbox(self, depth: int, full: bool, oldest_age_s: float | None) -> None:
-        """Outbox fill and age alarms (``oldest_age_s`` None: not known now, keep as is)."""
+    def evaluate_outbox(
+        self,
+        depth: int,
+        full: bool,
+        oldest_age_s: float | None,
+        commit_error: str | None = None,
+        uncommitted: int = 0,
+    ) -> None:
+        """Outbox fill, age and commit alarms (``oldest_age_s`` None: not known now)."""
         self.check_depth(depth, full)
+        if commit_error is not None:
+            message = (
+                f"outbox cannot commit ({commit_error[:300]}): {uncommitted} events wait in "
+                f"memory; new events are refused past {self._buffer.max_uncommitted}"
+            )
+            self.issues.set(OUTBOX_UNWRITABLE, OUTBOX, "critical", message)
+        elif self.issues.clear(OUTBOX_UNWRITABLE, OUTBOX):
+            log.warning("outbox commits again")
         if oldest_age_s is None:
             if depth == 0:
                 self._age(False, 0.0)
             return
         self._age(oldest_age_s > self._buffer.max_age_s, oldest_age_s)
+
+    def evaluate_clock(self, synced: bool) -> None:
+        """``clock_unsynchronised`` while the kernel says NTP has not set the clock."""
+        if not synced:
+            self.issues.set(
+                CLOCK_UNSYNCHRONISED,
+                "clock",
+                "critical",
+                "the system clock is not synchronised (NTP): event times may be wrong",
+            )
+        elif self.issues.clear(CLOCK_UNSYNCHRONISED, "clock"):
+            log.warning("the system clock is synchronised again")
 
     def check_depth(self, depth: int, full: bool) -> None:
         """The fill alarms; cheap enough to run after every round of appends."""

@@ -30,6 +30,18 @@ refusing starts only after someone has been told. Age is bounded the same way: a
 oldest event older than ``[buffer] max_age_s`` raises an alarm and is kept, never deleted
 for its age.
 
+Disk full (or any failing commit). The events of a failed commit stay pending, in order,
+and the flusher retries them every ``FLUSH_RETRY_S``; ``commit_error`` says why (the
+status lists it as the critical issue ``outbox_unwritable``). Memory is bounded meanwhile:
+past ``max_uncommitted`` pending events ``append`` refuses new ones (``OutboxFull``, as
+when the outbox is full), so a disk that stays full costs a bounded amount of RAM and the
+refusals are loud. Nothing committed is touched, and nothing is acknowledged to anyone
+before its commit, so a crash while the disk is full loses at most the pending events
+(never more than ``max_uncommitted``), which no one was told were stored. Once the disk
+has room again the next retry commits them. ``max_file_mb`` bounds the outbox file itself
+(SQLite's ``max_page_count``): past it a commit fails exactly as on a full disk, so the
+outbox cannot take the last free bytes of a disk it shares with the system.
+
 One process at a time. Two agents on one file would hand out the same sequence numbers,
 and the server would then skip the second event with a given id as a duplicate. An
 exclusive ``flock`` on ``{path}.lock`` makes a second opener fail with ``OutboxLocked``.
@@ -60,6 +72,8 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = 1
 DEFAULT_COMMIT_INTERVAL_MS: Final = 200
 DEFAULT_MAX_EVENTS: Final = 5_000_000
+DEFAULT_MAX_UNCOMMITTED: Final = 20_000
+"""Events held in memory while commits fail, before new ones are refused."""
 DEFAULT_FLUSH_THRESHOLD: Final = 2_000
 """Pending events that trigger a commit before the interval is over."""
 MAX_READ_BATCH: Final = 1_000
@@ -115,8 +129,12 @@ class Outbox:
         commit_interval_ms: int,
         max_events: int,
         flush_threshold: int,
+        max_uncommitted: int = DEFAULT_MAX_UNCOMMITTED,
     ) -> None:
         self._db = db
+        self.max_uncommitted = max_uncommitted
+        self.commit_error: str | None = None
+        """Why the last commit failed; None while commits work."""
         self.path = path
         self.gateway = gateway
         self.epoch = epoch
@@ -150,6 +168,8 @@ class Outbox:
         commit_interval_ms: int = DEFAULT_COMMIT_INTERVAL_MS,
         max_events: int = DEFAULT_MAX_EVENTS,
         flush_threshold: int = DEFAULT_FLUSH_THRESHOLD,
+        max_uncommitted: int = DEFAULT_MAX_UNCOMMITTED,
+        max_file_mb: int | None = None,
     ) -> AsyncIterator[Outbox]:
         """Open (or create) the outbox at ``path`` and run its flusher until the context ends.
 
@@ -161,14 +181,19 @@ class Outbox:
             commit_interval_ms: longest time an appended event waits for its commit.
             max_events: capacity (committed plus pending events).
             flush_threshold: pending events that trigger an early commit.
+            max_uncommitted: pending events held while commits fail before new ones are
+                refused.
+            max_file_mb: largest size of the outbox file; None: only the disk bounds it.
 
         Raises:
             OutboxLocked: another process has this outbox open.
             OutboxError: the file cannot be opened, is not an outbox, or belongs to
                 another gateway.
         """
-        if commit_interval_ms <= 0 or max_events <= 0 or flush_threshold <= 0:
-            raise ValueError("commit_interval_ms, max_events and flush_threshold must be > 0")
+        if min(commit_interval_ms, max_events, flush_threshold, max_uncommitted) <= 0:
+            raise ValueError(
+                "commit_interval_ms, max_events, flush_threshold and max_uncommitted must be > 0"
+            )
         path = Path(path)
         lock_fd = _lock(path)
         try:
@@ -182,6 +207,9 @@ class Outbox:
                     max_events=max_events,
                     flush_threshold=flush_threshold,
                 )
+                outbox.max_uncommitted = max_uncommitted
+                if max_file_mb is not None:
+                    await _bound_file(db, path, max_file_mb)
                 flusher = asyncio.create_task(outbox._flush_loop(), name=f"outbox-flush:{path}")
                 try:
                     yield outbox
@@ -275,6 +303,12 @@ class Outbox:
         Raises:
             OutboxFull: the outbox holds ``max_events`` events; nothing was queued.
         """
+        if self.commit_error is not None and self.uncommitted() >= self.max_uncommitted:
+            self.refused += 1
+            raise OutboxFull(
+                f"outbox {self.path} cannot commit ({self.commit_error}) and holds "
+                f"{self.max_uncommitted} events in memory already"
+            )
         if self.depth() >= self.max_events:
             self.refused += 1
             if not self._full:
@@ -334,9 +368,22 @@ class Outbox:
                     await self._db.execute("ROLLBACK")
                 # Put them back in front, in order, so the retry commits the same ids.
                 self._pending[:0] = rows
+                if self.commit_error is None:
+                    log.error(
+                        "ALARM outbox %s cannot commit (%s): %d events held in memory, new "
+                        "events refused past %d",
+                        self.path,
+                        err,
+                        len(self._pending),
+                        self.max_uncommitted,
+                    )
+                self.commit_error = str(err)
                 raise OutboxError(f"outbox {self.path}: commit failed: {err}") from err
             finally:
                 self._flushing = 0
+            if self.commit_error is not None:
+                log.warning("outbox %s commits again (%d events committed)", self.path, len(rows))
+                self.commit_error = None
             self._committed_depth += len(rows)
             self.last_committed_seq = rows[-1][0]
             if not self._pending:
@@ -429,6 +476,10 @@ class Outbox:
         """Events held: committed and still unacknowledged, plus pending."""
         return self._committed_depth + self._flushing + len(self._pending)
 
+    def uncommitted(self) -> int:
+        """Events appended and not yet committed (pending or in a running commit)."""
+        return self._flushing + len(self._pending)
+
     @property
     def pending(self) -> int:
         """Events appended but not yet committed."""
@@ -436,7 +487,10 @@ class Outbox:
 
     @property
     def full(self) -> bool:
-        """True from the first refused event until an Ack makes room again."""
+        """Refusing new events: from the first refusal at ``max_events`` until an Ack makes
+        room again, or while commits fail and memory holds ``max_uncommitted`` events."""
+        if self.commit_error is not None and self.uncommitted() >= self.max_uncommitted:
+            return True
         return self._full
 
     async def oldest_age_s(self) -> float | None:
@@ -519,6 +573,18 @@ async def _connect(path: Path) -> aiosqlite.Connection:
             raise
         raise OutboxError(f"outbox {path}: cannot open: {err}") from err
     return db
+
+
+async def _bound_file(db: aiosqlite.Connection, path: Path, max_file_mb: int) -> None:
+    """Cap the database at ``max_file_mb`` (a commit past it fails like on a full disk)."""
+    try:
+        async with db.execute("PRAGMA page_size") as cursor:
+            row = await cursor.fetchone()
+        page_size = int(row[0]) if row is not None else 4096
+        pages = max(1, max_file_mb * 1024 * 1024 // page_size)
+        await db.execute(f"PRAGMA max_page_count = {pages}")
+    except sqlite3.Error as err:
+        raise OutboxError(f"outbox {path}: cannot bound its size: {err}") from err
 
 
 async def _read_meta(db: aiosqlite.Connection) -> dict[str, str]:
