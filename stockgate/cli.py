@@ -214,23 +214,6 @@ def server_backup(
     from server.backup import backup_command
     from server.config import ServerSettings
     from server.errors import ServerError
-
-
-@server_app.command("replay-dead-letters")
-def replay_dead_letters(
-    config: ConfigOption,
-    kind: Annotated[
-        list[str] | None,
-        typer.Option(help="Replay letters of this kind (repeatable; default clock_skew)."),
-    ] = None,
-    letter: Annotated[
-        list[int] | None, typer.Option("--id", help="Replay this dead letter (repeatable).")
-    ] = None,
-    log_level: LogLevel = "warning",
-) -> None:
-    """Put waiting dead letters through ingest again; apply the ones that now pass."""
-    from server.config import ServerSettings
-    from server.dead_letter_replay import replay_command
     from stockgate.settings import load
 
     _setup_logging(log_level)
@@ -263,7 +246,33 @@ def server_restore(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     _run(restore_command(settings.database, source), (ServerError,))
-    _run(replay_command(settings, kind or [], letter or []))
+
+
+@server_app.command("replay-dead-letters")
+def replay_dead_letters(
+    config: ConfigOption,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Replay letters of this kind (repeatable; default clock_skew)."),
+    ] = None,
+    letter: Annotated[
+        list[int] | None, typer.Option("--id", help="Replay this dead letter (repeatable).")
+    ] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Put waiting dead letters through ingest again; apply the ones that now pass."""
+    from server.config import ServerSettings
+    from server.dead_letter_replay import replay_command
+    from server.errors import ServerError
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(replay_command(settings, kind or [], letter or []), (ServerError,))
 
 
 @server_app.command("broker-config")

@@ -30,8 +30,8 @@ from server.api.context import ApiContext, KeyRing
 from server.api.guard import BodyLimits, RequestGuard
 from server.api.uploads import CSV_MEDIA_TYPE
 from server.config import ServerSettings
-from server.gateway_config import ConfigRelay
 from server.csv_import import MAX_IMPORT_BYTES
+from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
 from server.rules.policy import Policy
