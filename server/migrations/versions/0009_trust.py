@@ -1,7 +1,7 @@
 """Dead letters say what went wrong (kind) and when they were replayed.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0011
 Create Date: 2026-12-06
 
 ``kind`` names the check that refused the input (``event``, ``read_point``,
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
