@@ -6,6 +6,7 @@ PostgreSQL; ``test_server_unresolved_broker.py`` does the same through a real Mo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -450,3 +451,24 @@ async def test_the_sweep_keeps_the_alert_exactly_while_a_pass_is_open(
         await conn.execute(unresolved_passes.update().values(state="resolved", resolution="ignore"))
     assert await sweeper.sweep_once() == 1
     assert await open_alerts(client) == {}
+
+
+async def test_two_resolves_at_once_apply_one(
+    ingestor: Ingestor, client: httpx.AsyncClient, probe: Probe
+) -> None:
+    batches = Batches()
+    pallet = [undirected(batches, sgtin(n), group="g-9") for n in (1, 2)]
+    await ingestor.handle(batches.topic, batches.payload(pallet))
+    first = min(p["id"] for p in await listed(client))
+    # One pass named alone and through its group, both at once: whichever transaction
+    # locks it first resolves it, the other finds it resolved.
+    single, group = await asyncio.gather(
+        client.post(f"{PASSES}/{first}/resolve", json={"direction": "out"}, headers=OPERATOR),
+        client.post(
+            f"{PASSES}/resolve", json={"ids": [first], "direction": "in"}, headers=OPERATOR
+        ),
+    )
+    assert sorted((single.status_code, group.status_code)) == [200, 409]
+    assert len(await probe.ledger()) == 1
+    [row] = await listed(client, state="resolved")
+    assert row["id"] == first
