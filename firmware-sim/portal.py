@@ -12,16 +12,34 @@ A pallet passing "in" travels from x = -approach to x = +approach, "out" the oth
 Each antenna reads a tag in a round with probability p0·exp(-(d/d0)²) and reports an
 RSSI that falls with distance d, so a pallet is read first by the antennas on the side
 it comes from, then by both near the door, and last by the side it goes to.
+
+The harder physics of real doorways, each off by default so the old scenarios read as
+they did:
+
+* overlapping fields: a wide ``d0_m`` lets the far antenna read a tag through most of its
+  pass, always weaker than the near one (RSSI still falls with distance);
+* multipath: ``stray_probability`` is the chance per antenna and round that a reflection
+  lets an antenna read a tag it cannot see directly, anywhere within ``stray_range_m`` of
+  the door, at about ``stray_rssi_dbm`` (weak);
+* lanes: antennas sit at a lateral position (``outside_y_m``/``inside_y_m``) and a pallet
+  drives along a lane (``lane_m``), so two pallets can pass a wide door side by side;
+* motion: a pallet may stop on its way (``stop_at_m`` for ``stop_s``) and may turn back at
+  ``turn_at_m`` (it entered part way and backed out: it moved nothing);
+* shielding: the inner cases of a dense pallet answer only a few times per pass (``leaks``
+  reads, at random moments while they are near the antennas, at ``shield_db`` less);
+* cross traffic: a pallet driven along the door's outside (or inside) face, across the
+  path, never through the door.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from firmware_sim.errors import SimConfigError
 
@@ -61,6 +79,10 @@ class RfModel:
         rssi_far_dbm: RSSI at ``far_m`` and beyond.
         far_m: distance where RSSI bottoms out.
         rssi_noise_db: standard deviation of the RSSI noise.
+        stray_probability: chance per antenna and round of a multipath read of a tag the
+            antenna does not read directly (0: none).
+        stray_rssi_dbm: mean RSSI of a multipath read.
+        stray_range_m: multipath reads reach tags this close to the door (along the path).
     """
 
     p0: float = 0.98
@@ -70,8 +92,15 @@ class RfModel:
     rssi_far_dbm: float = -75.0
     far_m: float = 2.0
     rssi_noise_db: float = 1.5
+    stray_probability: float = 0.0
+    stray_rssi_dbm: float = -72.0
+    stray_range_m: float = 1.5
 
     def __post_init__(self) -> None:
+        if not 0 <= self.stray_probability <= 0.5:
+            raise SimConfigError(f"stray_probability {self.stray_probability} outside 0..0.5")
+        if not 0 < self.stray_range_m <= 20:
+            raise SimConfigError(f"stray_range_m {self.stray_range_m} outside (0, 20]")
         if not 0 < self.p0 <= 1:
             raise SimConfigError(f"p0 {self.p0} must be in (0, 1]")
         if not 0 < self.min_probability < self.p0:
@@ -92,11 +121,19 @@ class RfModel:
         """Distance beyond which a tag is never read (read chance < min_probability)."""
         return self.d0_m * math.sqrt(math.log(self.p0 / self.min_probability))
 
-    def rssi(self, distance_m: float, rng: random.Random) -> int:
-        """RSSI (whole dBm, as LLRP's PeakRSSI) of a read at ``distance_m``."""
+    def rssi(self, distance_m: float, rng: random.Random, loss_db: float = 0.0) -> int:
+        """RSSI (whole dBm, as LLRP's PeakRSSI) of a read at ``distance_m``.
+
+        ``loss_db`` is extra path loss (a shielded case, a reduced transmit power).
+        """
         fraction = min(1.0, distance_m / self.far_m)
-        mean = self.rssi_near_dbm + (self.rssi_far_dbm - self.rssi_near_dbm) * fraction
+        mean = self.rssi_near_dbm + (self.rssi_far_dbm - self.rssi_near_dbm) * fraction - loss_db
         value = mean + rng.gauss(0.0, self.rssi_noise_db) if self.rssi_noise_db else mean
+        return max(-128, min(127, round(value)))
+
+    def stray_rssi(self, rng: random.Random) -> int:
+        """RSSI of a multipath read: weak, and noisier than a direct one."""
+        value = self.stray_rssi_dbm + rng.gauss(0.0, self.rssi_noise_db + 2.0)
         return max(-128, min(127, round(value)))
 
 
@@ -115,6 +152,8 @@ class DockDoor:
             Its beam is broken, and the input high, while a pallet is in the door.
         pallet_half_length_m: half the length of a pallet along the path; the beam is
             broken while the pallet's centre is this close to the door.
+        outside_y_m: lateral position of each outside antenna (empty: all at 0).
+        inside_y_m: lateral position of each inside antenna (empty: all at 0).
     """
 
     outside_antennas: tuple[int, ...] = (1,)
@@ -125,8 +164,18 @@ class DockDoor:
     rf: RfModel = field(default_factory=RfModel)
     photo_eye_gpi: int | None = None
     pallet_half_length_m: float = 0.6
+    outside_y_m: tuple[float, ...] = ()
+    inside_y_m: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        for name, ys, antennas in (
+            ("outside_y_m", self.outside_y_m, self.outside_antennas),
+            ("inside_y_m", self.inside_y_m, self.inside_antennas),
+        ):
+            if ys and len(ys) != len(antennas):
+                raise SimConfigError(f"{name} needs one position per antenna ({len(antennas)})")
+            if any(abs(y) > 10 for y in ys):
+                raise SimConfigError(f"{name} positions must lie within 10 m of the path")
         if not self.outside_antennas or not self.inside_antennas:
             raise SimConfigError("a dock door needs antennas on both sides")
         both = set(self.outside_antennas) & set(self.inside_antennas)
@@ -166,6 +215,20 @@ class DockDoor:
             raise SimConfigError(f"antenna {antenna} is not part of this door")
         return self.outside_x_m if side is Side.OUTSIDE else self.inside_x_m
 
+    def antenna_y(self, antenna: int) -> float:
+        """Lateral position of an antenna (0 unless the door says otherwise).
+
+        Raises:
+            SimConfigError: the antenna is not part of this door.
+        """
+        for antennas, ys in (
+            (self.outside_antennas, self.outside_y_m),
+            (self.inside_antennas, self.inside_y_m),
+        ):
+            if antenna in antennas:
+                return ys[antennas.index(antenna)] if ys else 0.0
+        raise SimConfigError(f"antenna {antenna} is not part of this door")
+
     def read_zone_m(self) -> tuple[float, float]:
         """The stretch of path (x from, x to) where any antenna can read a tag."""
         reach = self.rf.reach_m()
@@ -202,12 +265,46 @@ def _check_tags(epcs: Sequence[str]) -> tuple[str, ...]:
     return tuple(e.lower() for e in epcs)
 
 
+class Leg(NamedTuple):
+    """One stretch of a pallet's path: from ``x0`` at ``t0`` to ``x1`` at ``t1``."""
+
+    t0: float
+    t1: float
+    x0: float
+    x1: float
+
+    def x(self, t: float) -> float:
+        if self.t1 <= self.t0:
+            return self.x1
+        return self.x0 + (self.x1 - self.x0) * (t - self.t0) / (self.t1 - self.t0)
+
+    def times_within(self, low: float, high: float) -> tuple[float, float] | None:
+        """Times (from, to) of this leg the position lies in ``low..high`` (None: never)."""
+        if self.x0 == self.x1:
+            return (self.t0, self.t1) if low <= self.x0 <= high else None
+        rate = (self.x1 - self.x0) / (self.t1 - self.t0)
+        a = self.t0 + (low - self.x0) / rate
+        b = self.t0 + (high - self.x0) / rate
+        begin, finish = max(self.t0, min(a, b)), min(self.t1, max(a, b))
+        return (begin, finish) if begin <= finish else None
+
+
+LEAK_ZONE_M: Final = 0.5
+"""A shielded case answers only while it is this close (along the path) to an antenna."""
+LEAK_STEP_S: Final = 0.01
+
+
 class PalletPass:
-    """A pallet of tagged cases moving through a dock door at constant speed.
+    """A pallet of tagged cases driven through (or into and back out of) a dock door.
 
     Cases sit at fixed offsets around the pallet's centre (along the path within
-    ``spread_m``, and 0.05..``lateral_m`` beside the antennas' line), drawn once from
+    ``spread_m``, and 0.05..``lateral_m`` beside its lane), drawn once from
     ``layout_seed`` so the layout does not depend on the reader's timing.
+
+    The path runs from ``approach_m`` before the door at ``speed_mps``; the pallet may stop
+    at ``stop_at_m`` (along its direction of travel, 0 = in the door) for ``stop_s``, and
+    turn back at ``turn_at_m`` (then it leaves on the side it came from: no movement).
+    ``shielded`` cases (the innermost) answer only ``leaks`` times per pass.
     """
 
     def __init__(
@@ -221,31 +318,124 @@ class PalletPass:
         layout_seed: int | str = 0,
         spread_m: float = 0.3,
         lateral_m: float = 0.2,
+        lane_m: float = 0.0,
+        stop_at_m: float | None = None,
+        stop_s: float = 0.0,
+        turn_at_m: float | None = None,
+        shielded: int = 0,
+        leaks: tuple[int, int] = (1, 3),
+        shield_db: float = 12.0,
     ) -> None:
         if not 0.05 <= speed_mps <= 20:
             raise SimConfigError(f"speed {speed_mps} m/s outside 0.05..20")
         if not 0 <= spread_m <= 2 or not 0.05 <= lateral_m <= 3:
             raise SimConfigError("spread_m must be in 0..2 and lateral_m in 0.05..3")
+        if abs(lane_m) > 10:
+            raise SimConfigError(f"lane_m {lane_m} must lie within 10 m of the path")
+        approach = door.approach_m
+        for name, where in (("stop_at_m", stop_at_m), ("turn_at_m", turn_at_m)):
+            if where is not None and not -approach < where < approach:
+                raise SimConfigError(f"{name} {where} must lie within the approach (±{approach})")
+        if not 0 <= stop_s <= 3600:
+            raise SimConfigError(f"stop_s {stop_s} outside 0..3600")
+        if stop_at_m is not None and turn_at_m is not None and stop_at_m > turn_at_m:
+            raise SimConfigError("a pallet that turns back stops before it turns")
+        if not 0 <= shielded <= len(epcs):
+            raise SimConfigError(f"shielded {shielded} outside 0..{len(epcs)} cases")
+        if not 1 <= leaks[0] <= leaks[1] <= 100:
+            raise SimConfigError(f"leaks {leaks} must be 1 <= low <= high <= 100")
         self.door = door
         self.epcs = _check_tags(epcs)
         self.start = start
         self.direction = direction
         self.speed_mps = speed_mps
         self.spread_m = spread_m
+        self.lane_m = lane_m
+        self.turns_back = turn_at_m is not None
         layout = random.Random(layout_seed)
         self._layout = [
-            (epc, layout.uniform(-spread_m, spread_m), layout.uniform(0.05, lateral_m))
+            (epc, layout.uniform(-spread_m, spread_m), lane_m + layout.uniform(0.05, lateral_m))
             for epc in self.epcs
         ]
         self._sign = 1.0 if direction is Direction.IN else -1.0
-        self._antennas = [(a, door.antenna_x(a)) for a in door.antennas]
-        self.end = start + (2 * door.approach_m + 2 * spread_m) / speed_mps
+        self._antennas = [(a, door.antenna_x(a), door.antenna_y(a)) for a in door.antennas]
+        self.legs = self._plan(stop_at_m, stop_s, turn_at_m)
+        self.end = self.legs[-1].t1 + 2 * spread_m / speed_mps
         """When the last case has left the approach (the pass can no longer be read)."""
+        self._shield_db = shield_db
+        self._leaks = self._plan_leaks(shielded, leaks, f"{layout_seed}:shield")
+
+    @property
+    def shielded_epcs(self) -> frozenset[str]:
+        """The cases the load shields (they answer only a few times per pass)."""
+        return frozenset(self._layout[i][0] for i in self._leaks)
+
+    def _plan(self, stop_at: float | None, stop_s: float, turn_at: float | None) -> list[Leg]:
+        """The path as legs, in travel coordinates turned into x by the direction."""
+        sign, v, approach = self._sign, self.speed_mps, self.door.approach_m
+        points: list[tuple[float, float]] = [(-approach, 0.0)]
+        if stop_at is not None and stop_s > 0:
+            points.append((stop_at, stop_s))
+        if turn_at is not None:
+            points.append((turn_at, 0.0))
+            points.append((-approach, 0.0))
+        else:
+            points.append((approach, 0.0))
+        legs: list[Leg] = []
+        t = self.start
+        for (u0, _), (u1, hold) in itertools.pairwise(points):
+            t1 = t + abs(u1 - u0) / v
+            legs.append(Leg(t, t1, sign * u0, sign * u1))
+            t = t1
+            if hold:
+                legs.append(Leg(t, t + hold, sign * u1, sign * u1))
+                t += hold
+        return legs
+
+    def _plan_leaks(
+        self, shielded: int, leaks: tuple[int, int], seed: str
+    ) -> dict[int, list[float]]:
+        """When each shielded case answers: a few moments while it is near an antenna."""
+        if not shielded:
+            return {}
+        rng = random.Random(seed)
+        inner = sorted(
+            range(len(self._layout)),
+            key=lambda i: math.hypot(self._layout[i][1], self._layout[i][2] - self.lane_m),
+        )[:shielded]
+        xs = [ax for _, ax, _ in self._antennas]
+        plan: dict[int, list[float]] = {}
+        for index in inner:
+            offset = self._layout[index][1]
+            near: list[float] = []
+            t = self.start
+            while t <= self.legs[-1].t1:
+                x = self.centre_x(t) + offset
+                if any(abs(x - ax) <= LEAK_ZONE_M for ax in xs):
+                    near.append(t)
+                t += LEAK_STEP_S
+            count = rng.randint(*leaks)
+            plan[index] = sorted(rng.sample(near, min(count, len(near)))) if near else []
+        return plan
 
     def centre_x(self, t: float) -> float:
-        """Where the pallet's centre is at time ``t`` (clamped to the start point)."""
-        travelled = max(0.0, t - self.start) * self.speed_mps
-        return self._sign * (travelled - self.door.approach_m)
+        """Where the pallet's centre is at time ``t`` (held at the start point before it
+        starts; past the end of its path it keeps going the way it went last)."""
+        legs = self.legs
+        if t <= self.start:
+            return legs[0].x0
+        for leg in legs:
+            if t <= leg.t1:
+                return leg.x(t)
+        last = legs[-1]
+        heading = 1.0 if last.x1 > last.x0 else -1.0
+        return last.x1 + heading * (t - last.t1) * self.speed_mps
+
+    def _times_within(self, low: float, high: float) -> tuple[float, float] | None:
+        spans = [span for leg in self.legs if (span := leg.times_within(low, high)) is not None]
+        if not spans:
+            return None
+        return min(s[0] for s in spans), max(s[1] for s in spans)
 
     def read_window(self) -> tuple[float, float]:
         """Times (start, end) outside which no case can be read.
@@ -253,16 +443,12 @@ class PalletPass:
         Conservative: it takes the widest case offset and ignores the lateral offset.
         """
         low, high = self.door.read_zone_m()
-        approach = self.door.approach_m
-        v = self.speed_mps
+        rf = self.door.rf
+        if rf.stray_probability:
+            low, high = min(low, -rf.stray_range_m), max(high, rf.stray_range_m)
         spread = self.spread_m
-        if self.direction is Direction.IN:
-            enter = (low - spread + approach) / v
-            leave = (high + spread + approach) / v
-        else:
-            enter = (approach - high - spread) / v
-            leave = (approach - low + spread) / v
-        return self.start + max(0.0, enter), self.start + leave
+        span = self._times_within(low - spread, high + spread)
+        return span if span is not None else (self.start, self.start)
 
     def observe(
         self,
@@ -276,14 +462,40 @@ class PalletPass:
             return
         centre = self.centre_x(t)
         rf = self.door.rf
-        for antenna, ax in self._antennas:
+        leaks = self._leaks
+        stray = rf.stray_probability
+        for antenna, ax, ay in self._antennas:
             if antenna not in antennas:
                 continue
-            for epc, offset, lateral in self._layout:
-                distance = math.hypot(centre + offset - ax, lateral)
+            for index, (epc, offset, lateral) in enumerate(self._layout):
+                if leaks and index in leaks:
+                    continue
+                distance = math.hypot(centre + offset - ax, lateral - ay)
                 p = rf.read_probability(distance)
                 if p and rng.random() < p:
                     out.append(Observation(epc, antenna, rf.rssi(distance, rng)))
+                elif stray and abs(centre + offset) <= rf.stray_range_m and rng.random() < stray:
+                    out.append(Observation(epc, antenna, rf.stray_rssi(rng)))
+        for index, moments in leaks.items():
+            if any(t - dt < moment <= t for moment in moments):
+                self._leak(index, centre, antennas, rng, out)
+
+    def _leak(
+        self,
+        index: int,
+        centre: float,
+        antennas: Collection[int],
+        rng: random.Random,
+        out: list[Observation],
+    ) -> None:
+        """A shielded case answers once, to the nearest driven antenna, weakened."""
+        epc, offset, lateral = self._layout[index]
+        driven = [(a, ax, ay) for a, ax, ay in self._antennas if a in antennas]
+        if not driven:
+            return
+        antenna, ax, ay = min(driven, key=lambda a: abs(centre + offset - a[1]))
+        distance = math.hypot(centre + offset - ax, lateral - ay)
+        out.append(Observation(epc, antenna, self.door.rf.rssi(distance, rng, self._shield_db)))
 
     def finished(self, t: float) -> bool:
         return t > self.end
@@ -295,15 +507,83 @@ class PalletPass:
         return abs(self.centre_x(t)) <= self.door.pallet_half_length_m
 
     def door_window(self) -> tuple[float, float]:
-        """Times (from, to) the pallet is in the door (beam broken)."""
+        """Times (from, to) the pallet is in the door (beam broken); (start, start) if
+        it never reaches it."""
         half = self.door.pallet_half_length_m
-        approach = self.door.approach_m
-        v = self.speed_mps
-        return self.start + (approach - half) / v, self.start + (approach + half) / v
+        span = self._times_within(-half, half)
+        return span if span is not None else (self.start, self.start)
 
     def gpi_ports(self, t: float) -> Iterable[int]:
         port = self.door.photo_eye_gpi
         return (port,) if port is not None and self.in_door(t) else ()
+
+
+class CrossTraffic:
+    """A pallet driven across the door's face on one side, along the antennas' line,
+    never through the door: read by that side's antennas only (it moved nothing).
+
+    Its path runs laterally from ``-reach_m`` to ``+reach_m`` at ``offset_m`` beyond the
+    side's antennas (away from the door).
+    """
+
+    def __init__(
+        self,
+        door: DockDoor,
+        epcs: Sequence[str],
+        *,
+        side: Side,
+        start: float,
+        speed_mps: float,
+        offset_m: float = 0.6,
+        reach_m: float = 3.0,
+        layout_seed: int | str = 0,
+        spread_m: float = 0.3,
+    ) -> None:
+        if not 0.05 <= speed_mps <= 20:
+            raise SimConfigError(f"speed {speed_mps} m/s outside 0.05..20")
+        if not 0 <= offset_m <= 20 or not 0.5 <= reach_m <= 50:
+            raise SimConfigError("offset_m must be in 0..20 and reach_m in 0.5..50")
+        self.door = door
+        self.epcs = _check_tags(epcs)
+        self.side = side
+        self.start = start
+        self.speed_mps = speed_mps
+        self.reach_m = reach_m
+        x = door.outside_x_m - offset_m if side is Side.OUTSIDE else door.inside_x_m + offset_m
+        layout = random.Random(layout_seed)
+        self._layout = [
+            (epc, x + layout.uniform(-0.2, 0.2), layout.uniform(-spread_m, spread_m))
+            for epc in self.epcs
+        ]
+        self._antennas = [(a, door.antenna_x(a), door.antenna_y(a)) for a in door.antennas]
+        self.end = start + (2 * reach_m + 2 * spread_m) / speed_mps
+
+    def centre_y(self, t: float) -> float:
+        return -self.reach_m + max(0.0, t - self.start) * self.speed_mps
+
+    def observe(
+        self,
+        t: float,
+        dt: float,
+        antennas: Collection[int],
+        rng: random.Random,
+        out: list[Observation],
+    ) -> None:
+        if t < self.start or t > self.end:
+            return
+        centre = self.centre_y(t)
+        rf = self.door.rf
+        for antenna, ax, ay in self._antennas:
+            if antenna not in antennas:
+                continue
+            for epc, x, offset in self._layout:
+                distance = math.hypot(x - ax, centre + offset - ay)
+                p = rf.read_probability(distance)
+                if p and rng.random() < p:
+                    out.append(Observation(epc, antenna, rf.rssi(distance, rng)))
+
+    def finished(self, t: float) -> bool:
+        return t > self.end
 
 
 class StagedPallet:

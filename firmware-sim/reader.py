@@ -155,6 +155,9 @@ class ReaderSimulator:
         self.report_cycle_s = report_cycle_s
         self.strict = strict
         self.mac = _mac(name)
+        self.timestamp_jitter_s = 0.0
+        """Standard deviation of the noise on each read's timestamp (a reader whose clock
+        stamps reads late or early by a few ms, as real ones do under load)."""
         self.replay_frames: tuple[ReplayFrame, ...] = ()
         self.replay_interval_s = REPLAY_INTERVAL_S
         self.replay_loops = 1

@@ -4,7 +4,8 @@ A scenario names a site, its dock doors (a read point, the reader at it and whic
 antennas face where), the items (GTINs), the pallets (cases of items; each case gets an
 SGTIN-96 tag), the passes through the doors (when, which pallet, in or out, how fast),
 pallets staged beside a door, handheld counts and scans, and faults at given times.
-``Scenario.ground_truth()`` says what a correct system must end up with (``truth``);
+``Scenario.ground_truth()`` says what a correct system must end up with (``truth``),
+``Scenario.tag_passes()`` what a portal must make of every tag's time at a door;
 ``run_scenario`` plays the timeline into reader and scanner simulators.
 
 Times are seconds from the scenario's start. ``run_scenario`` plays them in real time by
@@ -21,11 +22,16 @@ Tables (every key is checked; unknown keys are errors that name the key):
   ``[doors.reader]`` and optionally a ``[doors.portal]``;
 * ``[[items]]``: ``id``, ``name``, ``company_prefix``, ``item_reference``, ``known``
   (false: not in the server's item master, so moving it raises ``unknown_item``);
-* ``[[pallets]]``: ``id`` and ``cases = [{ item, count }]``;
+* ``[[pallets]]``: ``id``, ``cases = [{ item, count }]``, ``shielded`` (inner cases the
+  load shields: each answers only ``leaks = [low, high]`` times per pass);
 * ``[[passes]]``: ``at_s``, ``pallet``, ``direction`` (in/out), ``speed_mps``, ``door``
-  (a read point; the first door by default);
+  (a read point; the first door by default), ``lane_m`` (pallets in two lanes of a wide
+  door may pass at once), ``stop_at_m`` and ``stop_s`` (the forklift waits on its way),
+  ``turn_at_m`` (it turns back there: entered part way and backed out, nothing moves);
 * ``[[staged]]``: ``pallet``, ``side``, ``from_s``, ``until_s``, ``read_probability``,
   ``door``;
+* ``[[cross]]``: a pallet driven across a door's face on one ``side`` (never through):
+  ``at_s``, ``pallet``, ``speed_mps``, ``offset_m``, ``reach_m``, ``door``;
 * ``[[scanners]]``: ``name``, ``read_point`` (where it starts), ``prefix``, ``suffix``,
   ``terminator`` (cr, lf, crlf, tab), ``aim_ids``, ``char_rate``; a scenario with scans
   and no scanner gets ``handheld-1`` at the first door's inbound location;
@@ -63,7 +69,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from firmware_sim.errors import ScenarioError, SimConfigError, SimError
 from firmware_sim.faults import Fault, make_fault
-from firmware_sim.portal import Direction, DockDoor, PalletPass, RfModel, Side, StagedPallet
+from firmware_sim.portal import (
+    CrossTraffic,
+    Direction,
+    DockDoor,
+    PalletPass,
+    RfModel,
+    Side,
+    StagedPallet,
+)
 from firmware_sim.profile import R420
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import (
@@ -94,6 +108,7 @@ __all__ = [
     "Scenario",
     "ScenarioEvent",
     "ScenarioRun",
+    "TagPass",
     "Unit",
     "bundled_scenario",
     "gs1_check_digit",
@@ -133,6 +148,8 @@ class ReaderSpec(_Model):
     inside_antennas: tuple[int, ...] = Field(default=(2,), min_length=1, max_length=8)
     photo_eye_gpi: int | None = Field(default=None, ge=1, le=R420.gpis)
     """GPI port of a photo-eye across the door (high while a pallet is in the door)."""
+    timestamp_jitter_ms: float = Field(default=0.0, ge=0, le=500)
+    """Noise (standard deviation) on each read's timestamp, as a busy reader stamps them."""
 
     @model_validator(mode="after")
     def _antennas_fit(self) -> ReaderSpec:
@@ -164,6 +181,15 @@ class PortalSpec(_Model):
     rssi_far_dbm: float = Field(default=-75.0, ge=-120, le=0)
     far_m: float = Field(default=2.0, gt=0, le=100)
     rssi_noise_db: float = Field(default=1.5, ge=0, le=20)
+    stray_probability: float = Field(default=0.0, ge=0, le=0.5)
+    """Multipath: chance per antenna and round of a weak read of a tag it cannot see."""
+    stray_rssi_dbm: float = Field(default=-72.0, ge=-120, le=0)
+    stray_range_m: float = Field(default=1.5, gt=0, le=20)
+    outside_y_m: tuple[float, ...] = Field(default=(), max_length=8)
+    """Lateral position of each outside antenna (a wide door has them apart)."""
+    inside_y_m: tuple[float, ...] = Field(default=(), max_length=8)
+    shield_db: float = Field(default=12.0, ge=0, le=60)
+    """How much weaker a shielded case answers."""
 
 
 class DoorSpec(_Model):
@@ -213,6 +239,19 @@ class PalletSpec(_Model):
 
     id: str = Field(pattern=ID_PATTERN)
     cases: tuple[CaseSpec, ...] = Field(min_length=1, max_length=100)
+    shielded: int = Field(default=0, ge=0, le=1000)
+    """Inner cases the load shields: each answers only ``leaks`` times per pass."""
+    leaks: tuple[int, int] = (1, 3)
+    """Fewest and most reads of a shielded case per pass."""
+
+    @model_validator(mode="after")
+    def _shield_fits(self) -> PalletSpec:
+        total = sum(case.count for case in self.cases)
+        if self.shielded > total:
+            raise ValueError(f"shielded {self.shielded} exceeds the pallet's {total} cases")
+        if not 1 <= self.leaks[0] <= self.leaks[1] <= 100:
+            raise ValueError(f"leaks {list(self.leaks)} must be [low, high], 1 <= low <= high")
+        return self
 
 
 class PassSpec(_Model):
@@ -225,6 +264,33 @@ class PassSpec(_Model):
     speed_mps: float = Field(default=3.0, ge=0.2, le=10)
     door: str | None = None
     """The door's read point; None is the first door."""
+    lane_m: float = Field(default=0.0, ge=-5, le=5)
+    """Lateral position of the pallet's lane (two lanes pass a wide door side by side)."""
+    stop_at_m: float | None = Field(default=None, ge=-50, le=50)
+    """Where the forklift stops, along its way (0 = in the door, < 0 before it)."""
+    stop_s: float = Field(default=0.0, ge=0, le=600)
+    turn_at_m: float | None = Field(default=None, ge=-50, le=50)
+    """Where it turns back (it entered part way and backed out: no movement)."""
+
+    @model_validator(mode="after")
+    def _stop_given(self) -> PassSpec:
+        if (self.stop_at_m is None) != (self.stop_s == 0):
+            raise ValueError("stop_at_m and stop_s go together")
+        return self
+
+
+class CrossSpec(_Model):
+    """``[[cross]]``: a pallet driven across the door's face on one side (not through)."""
+
+    at_s: float = Field(ge=0, le=86_400)
+    pallet: str
+    side: Side
+    speed_mps: float = Field(default=2.0, ge=0.2, le=10)
+    offset_m: float = Field(default=0.6, ge=0, le=10)
+    """How far beyond the side's antennas (away from the door) its path runs."""
+    reach_m: float = Field(default=3.0, ge=0.5, le=20)
+    """Its path runs laterally from -reach_m to +reach_m."""
+    door: str | None = None
 
 
 class StagedSpec(_Model):
@@ -360,6 +426,27 @@ class Door:
 
 
 @dataclass(frozen=True, slots=True)
+class TagPass:
+    """One tag's time at a door in the ground truth: what a portal must make of it.
+
+    ``expected`` is the direction it crossed in, or None when it did not cross (staged
+    beside the door, driven across the door's face, entered and backed out): then any
+    direction the system gives it is wrong.
+    """
+
+    epc_hex: str
+    urn: str
+    read_point: str
+    start_s: float
+    end_s: float
+    """Scenario times outside which the tag cannot be read during this pass."""
+    expected: Literal["in", "out"] | None
+    kind: Literal["pass", "stop", "back_out", "staged", "cross"]
+    source: str
+    """Which table entry it comes from (``passes[3]``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedScan:
     """One scan the scenario makes: when, by which scanner, of what."""
 
@@ -373,7 +460,17 @@ class PlannedScan:
     ``lost``: not sent, the scanner is unplugged. Neither moves stock."""
 
 
-EventKind = Literal["pass_start", "pass_end", "staged_start", "staged_end", "scan", "fault", "done"]
+EventKind = Literal[
+    "pass_start",
+    "pass_end",
+    "staged_start",
+    "staged_end",
+    "cross_start",
+    "cross_end",
+    "scan",
+    "fault",
+    "done",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +517,9 @@ def _rf(portal: PortalSpec) -> RfModel:
         rssi_far_dbm=portal.rssi_far_dbm,
         far_m=portal.far_m,
         rssi_noise_db=portal.rssi_noise_db,
+        stray_probability=portal.stray_probability,
+        stray_rssi_dbm=portal.stray_rssi_dbm,
+        stray_range_m=portal.stray_range_m,
     )
 
 
@@ -433,10 +533,14 @@ def _dock_door(reader: ReaderSpec, portal: PortalSpec, where: str) -> DockDoor:
             approach_m=portal.approach_m,
             rf=_rf(portal),
             photo_eye_gpi=reader.photo_eye_gpi,
+            outside_y_m=portal.outside_y_m,
+            inside_y_m=portal.inside_y_m,
         )
     except SimConfigError as err:
         raise ValueError(f"{where}: {err}") from err
     low, high = door.read_zone_m()
+    if portal.stray_probability:
+        low, high = min(low, -portal.stray_range_m), max(high, portal.stray_range_m)
     if portal.approach_m < max(-low, high) + portal.spread_m:
         raise ValueError(
             f"{where}.approach_m: {portal.approach_m} m starts pallets inside the read zone"
@@ -464,6 +568,7 @@ class Scenario(_Model):
     pallets: tuple[PalletSpec, ...] = Field(min_length=1, max_length=2000)
     passes: tuple[PassSpec, ...] = Field(default=(), max_length=5000)
     staged: tuple[StagedSpec, ...] = Field(default=(), max_length=100)
+    cross: tuple[CrossSpec, ...] = Field(default=(), max_length=1000)
     scanners: tuple[ScannerSpec, ...] = Field(default=(), max_length=64)
     counts: tuple[CountSpec, ...] = Field(default=(), max_length=100)
     scans: tuple[ScanSpec, ...] = Field(default=(), max_length=1000)
@@ -499,6 +604,11 @@ class Scenario(_Model):
             if until < staged.from_s:
                 raise ValueError(f"staged[{i}].until_s: before from_s")
             end = max(end, until)
+        for i, cross in enumerate(self.cross):
+            if cross.pallet not in self._units:
+                raise ValueError(f"cross[{i}].pallet: unknown pallet {cross.pallet!r}")
+            self._door_of(cross.door, f"cross[{i}].door")
+            end = max(end, self._cross(i).end)
         self._scanners = self._make_scanners()
         self._faults = self._make_faults()
         self._truth, self._plan = self._play()
@@ -589,7 +699,28 @@ class Scenario(_Model):
             p = self.passes[i]
             if p.pallet not in self._units:
                 raise ValueError(f"passes[{i}].pallet: unknown pallet {p.pallet!r}")
-            self._door_of(p.door, f"passes[{i}].door")
+            door = self._door_of(p.door, f"passes[{i}].door")
+            for name in ("stop_at_m", "turn_at_m"):
+                where = getattr(p, name)
+                if (
+                    where is not None
+                    and not -door.portal.approach_m < where < door.portal.approach_m
+                ):
+                    raise ValueError(
+                        f"passes[{i}].{name}: {where} m lies beyond the approach"
+                        f" (±{door.portal.approach_m} m)"
+                    )
+            if p.turn_at_m is not None:
+                if p.stop_at_m is not None and p.stop_at_m > p.turn_at_m:
+                    raise ValueError(f"passes[{i}]: a pallet that turns back stops before it turns")
+                held = p.pallet in inside
+                if held != (p.direction is Direction.OUT):
+                    where = "inside" if held else "outside"
+                    raise ValueError(
+                        f"passes[{i}]: pallet {p.pallet!r} is {where}; it cannot start"
+                        f" {p.direction} from there"
+                    )
+                continue
             if p.direction is Direction.IN:
                 if p.pallet in inside:
                     raise ValueError(
@@ -605,9 +736,10 @@ class Scenario(_Model):
                 del inside[p.pallet]
 
     def _check_gaps(self) -> None:
-        by_door: dict[str, list[int]] = {}
+        by_door: dict[tuple[str, float], list[int]] = {}
         for i, p in enumerate(self.passes):
-            by_door.setdefault(p.door or self.read_point, []).append(i)
+            # Lanes of a wide door are apart: pallets in two lanes may pass at once.
+            by_door.setdefault((p.door or self.read_point, p.lane_m), []).append(i)
         for indexes in by_door.values():
             order = sorted(indexes, key=lambda k: self._windows[k][0])
             for before, after in itertools.pairwise(order):
@@ -769,6 +901,8 @@ class Scenario(_Model):
                 if what[0] == "pass":
                     p = self.passes[what[1]]
                     door = self._door_of(p.door, "")
+                    if p.turn_at_m is not None:
+                        continue  # entered part way and backed out: nothing moved
                     for unit in self._units[p.pallet]:
                         if p.direction is Direction.IN:
                             book.receive(unit.urn, door.inbound_location)
@@ -815,16 +949,133 @@ class Scenario(_Model):
     def _pass(self, index: int, t0: float = 0.0, speed: float = 1.0) -> PalletPass:
         p = self.passes[index]
         door = self._door_of(p.door, f"passes[{index}].door")
-        return PalletPass(
-            door.model,
-            [u.epc_hex for u in self._units[p.pallet]],
-            start=t0 + p.at_s / speed,
-            direction=p.direction,
-            speed_mps=min(20.0, p.speed_mps * speed),
-            layout_seed=f"{self.seed}:{index}",
-            spread_m=door.portal.spread_m,
-            lateral_m=door.portal.lateral_m,
-        )
+        pallet = self._pallet_specs()[p.pallet]
+        try:
+            return PalletPass(
+                door.model,
+                [u.epc_hex for u in self._units[p.pallet]],
+                start=t0 + p.at_s / speed,
+                direction=p.direction,
+                speed_mps=min(20.0, p.speed_mps * speed),
+                layout_seed=f"{self.seed}:{index}",
+                spread_m=door.portal.spread_m,
+                lateral_m=door.portal.lateral_m,
+                lane_m=p.lane_m,
+                stop_at_m=p.stop_at_m,
+                stop_s=p.stop_s / speed,
+                turn_at_m=p.turn_at_m,
+                shielded=pallet.shielded,
+                leaks=pallet.leaks,
+                shield_db=door.portal.shield_db,
+            )
+        except SimConfigError as err:
+            raise ValueError(f"passes[{index}]: {err}") from err
+
+    def _pallet_specs(self) -> dict[str, PalletSpec]:
+        return {pallet.id: pallet for pallet in self.pallets}
+
+    def _cross(self, index: int, t0: float = 0.0, speed: float = 1.0) -> CrossTraffic:
+        c = self.cross[index]
+        door = self._door_of(c.door, f"cross[{index}].door")
+        try:
+            return CrossTraffic(
+                door.model,
+                [u.epc_hex for u in self._units[c.pallet]],
+                side=c.side,
+                start=t0 + c.at_s / speed,
+                speed_mps=min(20.0, c.speed_mps * speed),
+                offset_m=c.offset_m,
+                reach_m=c.reach_m,
+                layout_seed=f"{self.seed}:cross:{index}",
+                spread_m=door.portal.spread_m,
+            )
+        except SimConfigError as err:
+            raise ValueError(f"cross[{index}]: {err}") from err
+
+    def things(
+        self, t0: float = 0.0, speed: float = 1.0
+    ) -> list[tuple[str, PalletPass | StagedPallet | CrossTraffic]]:
+        """Everything the scenario puts in front of its readers, by reader name, with
+        scenario time 0 at ``t0`` (the readers' clock)."""
+        placed: list[tuple[str, PalletPass | StagedPallet | CrossTraffic]] = []
+        for i, p in enumerate(self.passes):
+            door = self._door_of(p.door, "")
+            placed.append((door.reader.name, self._pass(i, t0, speed)))
+        for staged in self.staged:
+            door = self._door_of(staged.door, "")
+            until = staged.until_s if staged.until_s is not None else self.duration_s
+            thing = StagedPallet(
+                door.model,
+                [u.epc_hex for u in self.pallet_units(staged.pallet)],
+                side=staged.side,
+                start=t0 + staged.from_s / speed,
+                end=t0 + until / speed,
+                read_probability=staged.read_probability,
+            )
+            placed.append((door.reader.name, thing))
+        for i, c in enumerate(self.cross):
+            door = self._door_of(c.door, "")
+            placed.append((door.reader.name, self._cross(i, t0, speed)))
+        return placed
+
+    def tag_passes(self) -> list[TagPass]:
+        """Every tag's time at a door and what a portal must make of it (see ``TagPass``)."""
+        found: list[TagPass] = []
+        for i, p in enumerate(self.passes):
+            read_point = p.door or self.read_point
+            start, end = self._windows[i]
+            kind: Literal["pass", "stop", "back_out"] = (
+                "back_out" if p.turn_at_m is not None else "stop" if p.stop_s else "pass"
+            )
+            expected: Literal["in", "out"] | None = (
+                None
+                if p.turn_at_m is not None
+                else ("in" if p.direction is Direction.IN else "out")
+            )
+            for unit in self._units[p.pallet]:
+                found.append(
+                    TagPass(
+                        unit.epc_hex,
+                        unit.urn,
+                        read_point,
+                        start,
+                        end,
+                        expected,
+                        kind,
+                        f"passes[{i}]",
+                    )
+                )
+        for i, staged in enumerate(self.staged):
+            until = staged.until_s if staged.until_s is not None else self._duration_s
+            for unit in self._units[staged.pallet]:
+                found.append(
+                    TagPass(
+                        unit.epc_hex,
+                        unit.urn,
+                        staged.door or self.read_point,
+                        staged.from_s,
+                        until,
+                        None,
+                        "staged",
+                        f"staged[{i}]",
+                    )
+                )
+        for i, c in enumerate(self.cross):
+            thing = self._cross(i)
+            for unit in self._units[c.pallet]:
+                found.append(
+                    TagPass(
+                        unit.epc_hex,
+                        unit.urn,
+                        c.door or self.read_point,
+                        c.at_s,
+                        thing.end,
+                        None,
+                        "cross",
+                        f"cross[{i}]",
+                    )
+                )
+        return found
 
     # --- public view -----------------------------------------------------------------------
 
@@ -892,6 +1143,11 @@ class Scenario(_Model):
             door = s.door or self.read_point
             events.append(ScenarioEvent(s.from_s, "staged_start", s.pallet, None, s.side, i, door))
             events.append(ScenarioEvent(until, "staged_end", s.pallet, None, s.side, i, door))
+        for i, c in enumerate(self.cross):
+            door = c.door or self.read_point
+            end = self._cross(i).end
+            events.append(ScenarioEvent(c.at_s, "cross_start", c.pallet, None, c.side, i, door))
+            events.append(ScenarioEvent(end, "cross_end", c.pallet, None, c.side, i, door))
         for i, planned in enumerate(self._plan):
             text = f"{planned.symbol.symbology or ''}{planned.symbol.content}"
             if planned.fate != "ok":
@@ -1048,25 +1304,14 @@ async def run_scenario(
     first = readers[scenario.reader.name]
     t0 = first.now() + LEAD_S
     started_utc_us = time.time_ns() // 1000 + round((t0 - first.now()) * 1_000_000)
-    placed: list[tuple[ReaderSimulator, PalletPass | StagedPallet]] = []
-    for i, p in enumerate(scenario.passes):
-        door = scenario._door_of(p.door, "")
-        placed.append((readers[door.reader.name], scenario._pass(i, t0, speed)))
-    for i, staged in enumerate(scenario.staged):
-        door = scenario._door_of(staged.door, "")
-        until = staged.until_s if staged.until_s is not None else scenario.duration_s
-        staged_pallet = StagedPallet(
-            door.model,
-            [u.epc_hex for u in scenario.pallet_units(staged.pallet)],
-            side=staged.side,
-            start=t0 + staged.from_s / speed,
-            end=t0 + until / speed,
-            read_probability=staged.read_probability,
-        )
-        placed.append((readers[door.reader.name], staged_pallet))
-        logger.debug("staged[%d] %s on the %s side", i, staged.pallet, staged.side)
+    placed = [(readers[name], thing) for name, thing in scenario.things(t0, speed)]
     events = scenario.timeline()
     plan = scenario.scan_plan()
+    jitters = {door.reader.name: door.reader.timestamp_jitter_ms for door in scenario.all_doors}
+    before = {name: readers[name].timestamp_jitter_s for name in jitters}
+    for name, jitter_ms in jitters.items():
+        if jitter_ms:
+            readers[name].timestamp_jitter_s = jitter_ms / 1000
     for reader, thing in placed:
         reader.field.add(thing)
     try:
@@ -1096,6 +1341,8 @@ async def run_scenario(
     finally:
         for reader, thing in placed:
             reader.field.discard(thing)
+        for name, jitter in before.items():
+            readers[name].timestamp_jitter_s = jitter
     return ScenarioRun(started_utc_us, t0, tuple(events), speed)
 
 

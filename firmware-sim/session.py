@@ -445,8 +445,11 @@ class Session:
             return []
         utc = self.utc_us(t)
         window = self._window
+        jitter = self.sim.timestamp_jitter_s
+        rng = self.rng
         for epc, antenna, rssi in observations:
-            window.add(epc, antenna, rssi, utc, channel)
+            stamp = utc + round(rng.gauss(0.0, jitter) * 1_000_000) if jitter else utc
+            window.add(epc, antenna, rssi, stamp, channel)
             if n_tags and len(window) >= n_tags:
                 self.flush()
                 window = self._window
