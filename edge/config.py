@@ -154,6 +154,10 @@ class PortalSettings(Section):
     """Fewer reads in a pass give no direction (no stock effect)."""
     max_dwell_s: float = Field(default=30.0, gt=0, le=3600)
     """A tag read on both sides for longer than this is parked in the doorway: no direction."""
+    group_hold_s: float = Field(default=1.0, ge=0, le=60)
+    """A finished pass waits until no pass of this door has ended for this long, so the
+    tags that crossed together are judged as one group (pallet-level direction); 0 judges
+    every tag alone."""
     gpi_port: GpioPort | None = None
     """The reader's GPI input wired to this door's photo-eye."""
     gpi_window: bool = False

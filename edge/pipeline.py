@@ -4,27 +4,27 @@ A *pass* is the time a tag spends in a portal's field: it starts at the tag's fi
 any of the portal's antennas and ends once the tag has not been read for
 ``departure_timeout_s``. Its reads collapse into one ``Event``.
 
-Direction. Each side of the door (outside antennas, inside antennas) gets the read-count
-weighted mean time of its reads, its *centroid*. A tag carried inwards is read mostly
-outside early and mostly inside late, so the outside centroid comes first: direction
-``in``; the reverse is ``out``. Centroids are sturdier than the first and last read alone,
-which one stray read through the door frame can flip. No direction (``None``) is given
-when only one side saw the tag (goods staged beside the door), when there were fewer than
-``min_reads`` reads, when the centroids are closer than ``MIN_SEPARATION`` of the pass
-length, or when the tag was *parked in the doorway*: the periods in which each side read
-it overlap by more than the portal's ``max_dwell_s`` (both sides kept reading it, so it
-sat between them; a pallet that waits on one side and then crosses is read by one side
-at a time and keeps its direction). The evidence says which (``reason``) and how many
-reads each side had.
+Direction. Each read is kept as a sample (time, RSSI, count) of its side (outside or
+inside antennas). When the pass ends, ``edge.pass_evidence`` turns each side's samples
+into evidence (counts, centroids, RSSI-weighted centroid, smoothed RSSI peak, trend, first,
+last and strong reads) and gives the tag its own verdict: ``in`` when it was strong
+outside first and strong inside last, ``out`` the reverse, none with a reason otherwise
+(``one_side``, ``returned``, ``too_few_reads``, ``no_separation``, ``conflict``). A tag
+read on both sides for longer than ``max_dwell_s`` in all is ``parked``: no direction.
 
-Confidence is how strongly the reads support the direction given, 0..1: the product of a
-support term, ``1 - 0.5 ** min(outside reads, inside reads)`` (one read per side is a coin
-toss made good, five per side is near certain), and a separation term, the centroid gap as
-a fraction of the pass length, full at ``FULL_SEPARATION``. A pass without a direction has
-confidence 0.
+Pallet-level direction. Tags that cross one portal together (a pallet, a cart) are judged
+together (``edge.pass_groups``): a finished pass waits until no pass of the portal has
+ended for ``group_hold_s``, then the passes whose strong reads overlap in time form a
+group, its direction is what its confident tags agree on, and that direction goes to every
+tag of the group whose own evidence is weak and does not contradict it. Each event of a
+group carries its id (``group``). ``group_hold_s = 0`` judges every tag alone.
+
+Confidence is how strongly the reads support the direction given, 0..1 (see
+``edge.pass_evidence``; a direction from the group carries the group's confidence). A pass
+without a direction has confidence 0.
 
 Business step: ``receiving`` for in, ``shipping`` for out, ``other`` for none (the server
-records the sighting but moves no stock on it).
+lists it as an unresolved pass).
 
 Time. Evidence times (first/last seen, centroids, ``event_time`` = last seen) are the
 reader's timestamps. Departure is judged on the host's monotonic clock, passed in by the
@@ -33,7 +33,8 @@ must not end (or never end) every pass. Nothing here sleeps or reads a clock, so
 tracker is pure and tested without waiting.
 
 Hot path: per read, a dict lookup for the side, an ordered-dict lookup and move for the tag,
-and a few integer operations. Models are built only when a pass ends.
+a few integer operations and one sample appended. Evidence and models are built only when a
+pass ends.
 """
 
 from __future__ import annotations
@@ -45,8 +46,18 @@ from typing import Final
 
 from edge.config import PortalSettings
 from edge.evidence import RSSI_RANGE, tag_event
+from edge.pass_evidence import (
+    FULL_SEPARATION,
+    MIN_SEPARATION,
+    Sample,
+    SideView,
+    judge_tag,
+    side_view,
+    with_strong,
+)
+from edge.pass_groups import GroupJudge
 from edge.readers.types import TagRead
-from wire.models import Direction, Event
+from wire.models import Direction, Event, SideEvidence
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +65,9 @@ MAX_TRACKED_TAGS: Final = 20_000
 """Tags one portal follows at once; beyond it the least recently read pass ends early."""
 MAX_PASS_S: Final = 300.0
 """A pass longer than this (a tag left in the field) ends and a new one starts."""
-MIN_SEPARATION: Final = 0.15
-"""Centroid gap, as a fraction of the pass length, below which no direction is given."""
-FULL_SEPARATION: Final = 0.35
-"""Centroid gap at which the separation term of the confidence reaches 1."""
+MAX_SAMPLES: Final = 4096
+"""Samples kept per pass; beyond, reads still count but add no sample (a tag parked for
+minutes has said all its samples can say)."""
 
 BIZ_STEPS: Final[dict[Direction | None, str]] = {
     "in": "receiving",
@@ -68,6 +78,28 @@ _RSSI_LOW, _RSSI_HIGH = RSSI_RANGE
 _OUTSIDE: Final = 0
 _INSIDE: Final = 1
 _NEVER: Final = 1 << 62
+
+
+def _offset(us: int | float | None, first_us: int) -> int | None:
+    return None if us is None else round((us - first_us) / 1000)
+
+
+def side_evidence(view: SideView | None, first_us: int) -> SideEvidence | None:
+    """A side's view as the wire's ``SideEvidence`` (times in ms from ``first_us``)."""
+    if view is None:
+        return None
+    return SideEvidence(
+        count=view.count,
+        first_ms=round((view.first_us - first_us) / 1000),
+        last_ms=round((view.last_us - first_us) / 1000),
+        centroid_ms=round((view.centroid_us - first_us) / 1000),
+        rssi_centroid_ms=_offset(view.rssi_centroid_us, first_us),
+        peak_rssi=view.peak_rssi,
+        peak_ms=_offset(view.peak_us, first_us),
+        trend_db_per_s=None if view.trend_db_per_s is None else round(view.trend_db_per_s, 2),
+        first_strong_ms=_offset(view.first_strong_us, first_us),
+        last_strong_ms=_offset(view.last_strong_us, first_us),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,26 @@ class Pass:
     inside_count: int | None = None
     reason: str | None = None
     """Why there is no direction (see the module docstring); None when there is one."""
+    outside: SideView | None = None
+    inside: SideView | None = None
+    strong: bool = False
+    """The tag's own evidence is clear-cut (it may stand against its group)."""
+    signs: tuple[int, ...] = ()
+    """The tag's clues (``edge.pass_evidence.Verdict.signs``)."""
+    decided_by: str | None = None
+    """``tag`` or ``group`` when there is a direction."""
+    group: str | None = None
+    group_size: int | None = None
+
+    @property
+    def last_strong(self) -> tuple[str, ...] | None:
+        """The sides in the order their strong reads ended (the last is where it went)."""
+        ends = [
+            (view.last_strong_us, name)
+            for view, name in ((self.outside, "outside"), (self.inside, "inside"))
+            if view is not None and view.last_strong_us is not None
+        ]
+        return tuple(name for _, name in sorted(ends)) if ends else None
 
     def to_event(self, event_id: str) -> Event:
         """The business event for this pass.
@@ -94,6 +146,7 @@ class Pass:
         Raises:
             IdentifierError: the EPC is not hex or too long to be an EPC bank.
         """
+        last_strong = self.last_strong
         return tag_event(
             event_id,
             read_point=self.read_point,
@@ -108,9 +161,15 @@ class Pass:
                 "outside_count": self.outside_count,
                 "inside_count": self.inside_count,
                 "reason": self.reason,
+                "outside": side_evidence(self.outside, self.first_seen_us),
+                "inside": side_evidence(self.inside, self.first_seen_us),
+                "last_strong": list(last_strong) if last_strong else None,
+                "decided_by": self.decided_by,
+                "group_size": self.group_size,
             },
             direction=self.direction,
             confidence=self.confidence,
+            group=self.group,
         )
 
 
@@ -123,7 +182,8 @@ def judge(
     last_us: int,
     min_reads: int,
 ) -> tuple[Direction | None, float]:
-    """Direction and confidence of a pass from its per-side read counts and time sums.
+    """Direction and confidence from read counts and time sums alone (no RSSI): the
+    read-count centroids' order, as readers without RSSI have always been judged.
 
     Args:
         outside_reads: reads on outside antennas (weights of the time sum).
@@ -165,13 +225,11 @@ class _Track:
         "first_us",
         "in_first",
         "in_last",
-        "in_n",
-        "in_t",
+        "in_samples",
         "last_us",
         "out_first",
         "out_last",
-        "out_n",
-        "out_t",
+        "out_samples",
         "peak_rssi",
         "seen_at",
         "started_at",
@@ -183,10 +241,8 @@ class _Track:
         self.first_us = first_us
         self.last_us = first_us
         self.count = 0
-        self.out_n = 0
-        self.out_t = 0
-        self.in_n = 0
-        self.in_t = 0
+        self.out_samples: list[Sample] = []
+        self.in_samples: list[Sample] = []
         # Each side's first and last read time, for the parked-in-the-doorway test.
         self.out_first = _NEVER
         self.out_last = -1
@@ -200,7 +256,8 @@ class PassTracker:
     """Per-tag pass tracking for one portal.
 
     Feed it every read of the portal's reader with ``observe`` and call ``tick``
-    regularly (every 100-200 ms); ``tick`` returns the passes that have ended.
+    regularly (every 100-200 ms); ``tick`` returns the passes that have ended (after
+    their group has been judged).
 
     Args:
         portal: the door: its read point, reader and the antennas on each side.
@@ -230,11 +287,12 @@ class PassTracker:
         # Ordered by the host time of each tag's latest read: departures sit at the front.
         self._tracks: OrderedDict[str, _Track] = OrderedDict()
         self._ended: list[Pass] = []
+        self.groups = GroupJudge(portal.read_point, portal.group_hold_s)
         self.evicted = 0
         """Passes ended early because ``max_tracked`` tags were in the field."""
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        return len(self._tracks) + len(self.groups)
 
     def adopt(self, old: PassTracker) -> None:
         """Take over the passes ``old`` has open (a remote retune of this portal).
@@ -273,6 +331,7 @@ class PassTracker:
                 self._ended.append(self._finish(old_epc, old_track))
                 self.evicted += 1
             track = tracks[epc] = _Track(now, first_us)
+            self.groups.seen(epc)
         else:
             tracks.move_to_end(epc)
             track.seen_at = now
@@ -281,74 +340,76 @@ class PassTracker:
         if last_us > track.last_us:
             track.last_us = last_us
         weight = read.seen_count if read.seen_count > 0 else 1
-        moment = (first_us + last_us) // 2 * weight
         track.count += weight
+        rssi = read.rssi
+        if rssi is not None and not _RSSI_LOW <= rssi <= _RSSI_HIGH:
+            rssi = None
         if side == _OUTSIDE:
-            track.out_n += weight
-            track.out_t += moment
+            samples = track.out_samples
             if first_us < track.out_first:
                 track.out_first = first_us
             if last_us > track.out_last:
                 track.out_last = last_us
         else:
-            track.in_n += weight
-            track.in_t += moment
+            samples = track.in_samples
             if first_us < track.in_first:
                 track.in_first = first_us
             if last_us > track.in_last:
                 track.in_last = last_us
-        rssi = read.rssi
-        if (
-            rssi is not None
-            and _RSSI_LOW <= rssi <= _RSSI_HIGH
-            and (track.peak_rssi is None or rssi > track.peak_rssi)
-        ):
+        if len(samples) < MAX_SAMPLES:
+            samples.append(((first_us + last_us) // 2, rssi, weight, read.antenna))
+        if rssi is not None and (track.peak_rssi is None or rssi > track.peak_rssi):
             track.peak_rssi = rssi
         track.antennas.add(read.antenna)
         return True
 
     def tick(self, now: float) -> list[Pass]:
-        """End and return the passes of tags not read for ``departure_timeout_s`` by ``now``.
+        """The passes whose tags were not read for ``departure_timeout_s`` by ``now``,
+        once their group has been judged.
 
-        Also returns passes ended early since the last tick (capacity, maximum length).
+        Also passes ended early since the last tick (capacity, maximum length).
         """
-        ended, self._ended = self._ended, []
+        # Each with the host time it ended at: the door is quiet since the last of them.
+        ended = [(now, p) for p in self._ended]
+        self._ended = []
         tracks = self._tracks
-        deadline = now - self._timeout
+        timeout = self._timeout
+        deadline = now - timeout
         while tracks:
             epc, track = next(iter(tracks.items()))
             if track.seen_at > deadline:
                 break
             del tracks[epc]
-            ended.append(self._finish(epc, track))
-        return ended
+            ended.append((track.seen_at + timeout, self._finish(epc, track)))
+        return self.groups.release(ended, now)
 
     def drain(self) -> list[Pass]:
         """End every pass now (shutdown: what was read is kept, not dropped)."""
         ended, self._ended = self._ended, []
         ended.extend(self._finish(epc, track) for epc, track in self._tracks.items())
         self._tracks.clear()
-        return ended
+        return self.groups.drain(ended)
 
     def _finish(self, epc: str, track: _Track) -> Pass:
+        outside, inside = with_strong(side_view(track.out_samples), side_view(track.in_samples))
         both_sides = min(track.out_last, track.in_last) - max(track.out_first, track.in_first)
-        reason: str | None = None
-        if track.out_n and track.in_n and both_sides > self._max_dwell_us:
+        out_n = outside.count if outside else 0
+        in_n = inside.count if inside else 0
+        if out_n and in_n and both_sides > self._max_dwell_us:
             direction: Direction | None = None
             confidence = 0.0
-            reason = "parked"
+            reason: str | None = "parked"
+            strong = False
+            signs: tuple[int, ...] = ()
         else:
-            direction, confidence = judge(
-                track.out_n,
-                track.out_t,
-                track.in_n,
-                track.in_t,
-                track.first_us,
-                track.last_us,
-                self._min_reads,
+            verdict = judge_tag(outside, inside, min_reads=self._min_reads)
+            direction, confidence, reason, strong = (
+                verdict.direction,
+                verdict.confidence,
+                verdict.reason,
+                verdict.strong,
             )
-            if direction is None:
-                reason = no_direction_reason(track.out_n, track.in_n, self._min_reads)
+            signs = verdict.signs
         return Pass(
             read_point=self.read_point,
             epc_hex=epc,
@@ -359,9 +420,14 @@ class PassTracker:
             peak_rssi=track.peak_rssi,
             first_seen_us=track.first_us,
             last_seen_us=track.last_us,
-            outside_count=track.out_n,
-            inside_count=track.in_n,
+            outside_count=out_n,
+            inside_count=in_n,
             reason=reason,
+            outside=outside,
+            inside=inside,
+            strong=strong,
+            signs=signs,
+            decided_by="tag" if direction is not None else None,
         )
 
 

@@ -71,6 +71,33 @@ class _Model(BaseModel):
 
 
 Reason = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+OffsetMs = Annotated[int, Field(ge=-3_600_000, le=3_600_000)]
+"""Milliseconds from the pass's ``first_seen`` (a reader's jitter can make it negative)."""
+PortalSide = Literal["outside", "inside"]
+
+
+class SideEvidence(_Model):
+    """What one side of a portal (its outside or inside antennas) saw of one tag's pass.
+
+    Times are ``OffsetMs`` from the pass's ``first_seen``. "Strong" reads are those whose
+    smoothed RSSI came within the portal's strong margin of the pass's strongest: the
+    moments the tag was near this side's antennas.
+    """
+
+    count: int = Field(ge=0)
+    first_ms: OffsetMs
+    last_ms: OffsetMs
+    centroid_ms: OffsetMs
+    """Read-count weighted mean time of the reads."""
+    rssi_centroid_ms: OffsetMs | None = None
+    """Mean time weighted by received power (a weak stray read weighs almost nothing)."""
+    peak_rssi: float | None = Field(default=None, ge=-200, le=50)
+    peak_ms: OffsetMs | None = None
+    """When the smoothed RSSI peaked (the tag was nearest this side)."""
+    trend_db_per_s: float | None = Field(default=None, ge=-1000, le=1000)
+    """Least-squares slope of RSSI over the pass: rising (> 0) or falling."""
+    first_strong_ms: OffsetMs | None = None
+    last_strong_ms: OffsetMs | None = None
 
 
 class ReadEvidence(_Model):
@@ -88,9 +115,24 @@ class ReadEvidence(_Model):
     inside_count: int | None = Field(default=None, ge=0)
     """Portal passes: reads on the antennas facing in."""
     reason: Reason | None = None
-    """Why a portal pass has no direction: ``one_side``, ``too_few_reads``,
-    ``no_separation`` or ``parked`` (read on both sides for longer than the door's
-    ``max_dwell_s``)."""
+    """Why a portal pass has no direction. The tag did not cross: ``one_side`` (only one
+    side read it: staged beside the door, cross traffic) or ``returned`` (it came and left
+    on the same side: entered part way and backed out). Unknown whether or which way it
+    crossed: ``too_few_reads``, ``no_separation`` (the sides' evidence does not tell
+    which came first), ``conflict`` (the evidence contradicts itself), ``group_conflict``
+    (its own weak evidence contradicts its confident group) or ``parked`` (read on both
+    sides for longer than the door's ``max_dwell_s``)."""
+    outside: SideEvidence | None = None
+    """Portal passes: the outside antennas' view of the pass (None: they never read it)."""
+    inside: SideEvidence | None = None
+    last_strong: list[PortalSide] | None = Field(default=None, max_length=2)
+    """Portal passes: the sides in the order they last saw the tag with strong signal
+    (the last one is where the tag went)."""
+    decided_by: Literal["tag", "group"] | None = None
+    """Portal passes with a direction: from the tag's own reads, or from its group's
+    (the tag's own evidence was too weak, and did not contradict the group)."""
+    group_size: int | None = Field(default=None, ge=1, le=100_000)
+    """Portal passes in a group: how many tags crossed together."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ReadEvidence:

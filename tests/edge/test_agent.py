@@ -99,6 +99,8 @@ def settings(tmp_path: Path, url: str, **extra: Any) -> EdgeSettings:
                 "inside_antennas": [2],
                 "departure_timeout_s": 0.3,
                 "min_reads": 2,
+                # Passes handed out as they depart (the grouping: test_pass_groups.py).
+                "group_hold_s": 0,
             }
         ],
         "status": {"interval_s": 0.5},
