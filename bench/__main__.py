@@ -1,6 +1,7 @@
 """``python -m bench``: run the benchmarks, write ``BENCHMARKS.md`` and ``bench/results.json``.
 
-Groups (``--only``): ``edge`` (edge.* figures), ``server`` (server.events_per_s, with two
+Groups (``--only``): ``edge`` (edge.* figures), ``portal`` (direction accuracy over the
+simulator's hard-doorway scenarios), ``server`` (server.events_per_s, with two
 baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on the same
 Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
 ``api`` (api.* over ``--ledger-rows`` ledger rows), ``replenishment`` (a backtest of
@@ -38,6 +39,7 @@ from bench import (
     history,
     llrp_stream,
     machine,
+    portal,
     replenishment,
     report,
     server,
@@ -48,7 +50,7 @@ from bench.figures import Figure
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
-GROUPS: Final = ("edge", "server", "api", "replenishment", "fuzz")
+GROUPS: Final = ("edge", "portal", "server", "api", "replenishment", "fuzz")
 DEFAULT_LEDGER_ROWS: Final = 10_000_000
 
 
@@ -65,6 +67,7 @@ class Sizes:
     api_samples: int
     replenishment_items: int
     fuzz_inputs: int
+    portal_seeds: int
 
 
 FULL: Final = Sizes(
@@ -79,6 +82,7 @@ FULL: Final = Sizes(
     api_samples=100,
     replenishment_items=replenishment.ITEMS,
     fuzz_inputs=1_000_000,
+    portal_seeds=portal.SEEDS,
 )
 QUICK: Final = Sizes(
     edge_reads=3_000,
@@ -92,6 +96,7 @@ QUICK: Final = Sizes(
     api_samples=5,
     replenishment_items=10,
     fuzz_inputs=2_000,
+    portal_seeds=1,
 )
 PROFILE_EDGE_READS: Final = 100_000
 PROFILE_BATCHES_PER_GATEWAY: Final = 5
@@ -134,6 +139,10 @@ def run_edge(ctx: Context) -> list[Figure]:
                 figures[index] = _with_profile(figure, out)
     figures.append(edge_memory.memory(sizes.buffered_events, ctx.workdir, ctx.broker.url))
     return figures
+
+
+def run_portal(ctx: Context) -> list[Figure]:
+    return portal.accuracy(ctx.sizes.portal_seeds)
 
 
 def run_server(ctx: Context) -> list[Figure]:
@@ -226,6 +235,7 @@ def run_fuzz(ctx: Context) -> list[Figure]:
 
 RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "edge": run_edge,
+    "portal": run_portal,
     "server": run_server,
     "api": run_api,
     "replenishment": run_replenishment,
@@ -261,7 +271,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_groups,
         default=list(GROUPS),
-        help="groups to run: edge,server,api,replenishment,fuzz",
+        help="groups to run: edge,portal,server,api,replenishment,fuzz",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(

@@ -10,7 +10,8 @@ Traffic model. The field holds ``field_tags`` tags at once, as pallets of
 A pallet is read ``visits`` times, once per ``cycle_s`` of reader time, and is then replaced
 by a new pallet with new tags. Pallets alternate between going in (read first on the outside
 antenna, then inside) and going out (the reverse); within a pass the side a read comes from
-drifts from one to the other with some stray reads, as on a real door. The recording
+drifts from one to the other with some stray reads, as on a real door, and each read's
+RSSI falls with the pallet's distance from the antenna that read it. The recording
 starts in steady state (pallets at staggered points of their pass). Reader time advances
 ``cycle_s / slots`` per report, so one pallet at a time (100 tags) gives about 1,000 reads/s
 of reader time, a busy dock door. With 100 pallets (10,000 tags) in the field each tag is
@@ -34,6 +35,12 @@ BASE_TIME_US: Final = 1_732_521_600_000_000
 """Reader time of the first report: 2024-11-25T08:00:00Z."""
 STRAY_READS: Final = 0.08
 """Share of reads that come from the other side of the door than the pallet's position."""
+ANTENNA_X: Final = 0.5
+"""Outside antenna 0.5 m before the door, inside antenna 0.5 m past it."""
+RSSI_NEAR: Final = -38.0
+RSSI_SLOPE: Final = 14.0
+"""dB lost per metre from the antenna."""
+RSSI_NOISE: Final = 2.0
 WARMUP_CYCLES: Final = 21
 """Ring cycles of warm-up: the default departure timeout (2 s) over ``cycle_s``, plus one."""
 SELECTOR: Final = ContentSelector(
@@ -150,6 +157,8 @@ def build(
         progress = (seen + 0.5) / visits
         outside_first = direction == "in"
         entries = []
+        # Where the pallet is: from 1 m before the door to 1 m past it.
+        position = -1.0 + 2.0 * progress if outside_first else 1.0 - 2.0 * progress
         for epc in epcs:
             # Early in the pass the pallet is on its starting side; late, on the other.
             on_start_side = rng.random() >= progress
@@ -157,11 +166,15 @@ def build(
                 on_start_side = not on_start_side
             outside = on_start_side == outside_first
             first = now_us - rng.randrange(0, step_us)
+            # RSSI falls with the distance to the antenna that read it (stray reads from
+            # the far side come out weak, as on a real door).
+            distance = abs(position - (ANTENNA_X if not outside else -ANTENNA_X))
+            rssi = RSSI_NEAR - RSSI_SLOPE * distance + rng.gauss(0.0, RSSI_NOISE)
             entries.append(
                 TagReportEntry(
                     epc_hex=epc,
                     antenna=OUTSIDE_ANTENNA if outside else INSIDE_ANTENNA,
-                    peak_rssi=rng.randrange(-72, -38),
+                    peak_rssi=max(-90, min(-30, round(rssi))),
                     first_seen_us=first,
                     last_seen_us=max(first, now_us - rng.randrange(0, step_us // 4 + 1)),
                     seen_count=rng.randrange(1, 5),

@@ -20,6 +20,7 @@ GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "server": ("server.", "broker.", "sqlite.", "history."),
     "api": ("api.",),
     "replenishment": ("replenishment.",),
+    "portal": ("portal.",),
 }
 ORDER: Final = (
     "edge.reads_per_s",
@@ -35,6 +36,9 @@ ORDER: Final = (
     "api.history_p99_ms",
     "replenishment.fill_rate",
     "replenishment.avg_stock_ratio",
+    "portal.tag_direction_accuracy",
+    "portal.wrong_direction_rate",
+    "portal.unresolved_rate",
 )
 
 
@@ -196,6 +200,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         "```",
         f"make bench                                  # everything (these runs: {took:.0f} min)",
         ".venv/bin/python -m bench --only edge       # one group: edge, server, api, fuzz",
+        ".venv/bin/python -m bench --only edge       # one group: edge, portal, server, api",
         ".venv/bin/python -m bench --ledger-rows 1000000 --only api",
         ".venv/bin/python -m bench --quick           # tiny sizes, checks the benchmarks run",
         "```",

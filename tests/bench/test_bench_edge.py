@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import edge, edge_memory, llrp_stream
+from bench import edge, edge_memory, llrp_stream, portal
 from edge.readers.llrp_codec import LlrpFramer, decode
 from edge.readers.llrp_reports import tag_reads
 from wire.identifiers import epc_urn
@@ -34,7 +34,8 @@ def test_sgtin96_hex_decodes_to_the_sgtin() -> None:
 
 
 def test_pipeline_run_stores_every_pass(tmp_path: Path) -> None:
-    stream = llrp_stream.build(5_000, field_tags=100, visits=4, warmup_cycles=2)
+    # Long enough (20 s of reader time) for held passes to be handed out while timed.
+    stream = llrp_stream.build(20_000, field_tags=100, visits=4, warmup_cycles=2)
     run = asyncio.run(edge.run_pipeline(stream, tmp_path))
     assert run.reads == stream.reads
     assert run.seconds > 0
@@ -63,3 +64,18 @@ def test_memory_probe_reports_the_agent_rss(tmp_path: Path, mosquitto: Any) -> N
     assert figure.value > 0
     assert figure.detail["events_held"] == 2_000
     assert figure.detail["batches_published_meanwhile"] > 0
+
+
+def test_portal_figures_add_up() -> None:
+    figures = portal.accuracy(seeds=1)
+    assert [figure.key for figure in figures] == [
+        "portal.tag_direction_accuracy",
+        "portal.wrong_direction_rate",
+        "portal.unresolved_rate",
+    ]
+    totals = figures[0].detail["totals"]
+    assert isinstance(totals, dict)
+    assert totals["tag_passes"] == sum(totals[name] for name in portal.OUTCOMES)
+    assert totals["tag_passes"] >= 900
+    assert 0 < figures[0].value <= 1
+    assert set(figures[0].detail["scenarios"]) == set(portal.SCENARIOS)  # type: ignore[arg-type]

@@ -79,5 +79,5 @@ def test_options_are_checked() -> None:
 def test_group_parser_names_the_choices() -> None:
     from bench.__main__ import _groups
 
-    with pytest.raises(argparse.ArgumentTypeError, match="edge, server, api"):
+    with pytest.raises(argparse.ArgumentTypeError, match="edge, portal, server, api"):
         _groups("edge,gpu")
