@@ -192,6 +192,17 @@ class GroupJudge:
     def __len__(self) -> int:
         return len(self._pending) + len(self._probation)
 
+    def adopt(self, old: GroupJudge) -> None:
+        """Take over what ``old`` holds (its portal was retuned): passes waiting for their
+        group, tags on probation, the tags seen loitering."""
+        self._pending, old._pending = old._pending, []
+        self._first_at, self._last_at = old._first_at, old._last_at
+        self._probation, old._probation = old._probation, {}
+        self._reread, old._reread = old._reread, set()
+        self._loiterers = old._loiterers
+        self.decided = old.decided
+        self.groups = old.groups
+
     def seen(self, epc: str) -> None:
         """A new pass of ``epc`` began (it is read again at this door)."""
         if epc in self._probation:
@@ -201,7 +212,10 @@ class GroupJudge:
         """Take ``ended`` (each pass with the host time it ended at); hand back the held
         passes once no pass has ended for ``hold_s``."""
         if not self.hold_s:
-            return [p for _, p in ended]
+            # Grouping is off (or was switched off while passes were held: out they go).
+            held, self._pending = self._pending, []
+            waiting = self._confirm(None) if self._probation else []
+            return [*waiting, *held, *(p for _, p in ended)]
         out = self._confirm(now) if self._probation else []
         if ended:
             first = min(at for at, _ in ended)
@@ -222,7 +236,7 @@ class GroupJudge:
     def drain(self, ended: list[Pass]) -> list[Pass]:
         """Judge everything held and ``ended`` now (shutdown)."""
         if not self.hold_s:
-            return ended
+            return self.release([(0.0, p) for p in ended], 0.0)
         held, self._pending = [*self._pending, *ended], []
         out = self._judge(held, None) if held else []
         return self._confirm(None) + out

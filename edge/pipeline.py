@@ -304,6 +304,7 @@ class PassTracker:
         self._ended = old._ended
         self.evicted = old.evicted
         old._tracks, old._ended = OrderedDict(), []
+        self.groups.adopt(old.groups)
 
     def observe(self, read: TagRead, now: float) -> bool:
         """Add one read; ``now`` is the host's monotonic time in seconds.

@@ -225,3 +225,16 @@ def test_hold_zero_judges_each_tag_alone(hold: float) -> None:
     else:
         assert weak.direction is None
         assert weak.group is None
+
+
+def test_a_retuned_portal_keeps_the_passes_waiting_for_their_group() -> None:
+    tracker = PassTracker(portal())
+    for n in range(5):
+        cross(tracker, epc(n), "in", 0.0)
+    assert run_out(tracker, 3.6) == []
+    assert len(tracker) == 5
+    retuned = PassTracker(portal().model_copy(update={"departure_timeout_s": 3.0}))
+    retuned.adopt(tracker)
+    assert len(tracker) == 0
+    done = run_out(retuned, 6.0, start=3.7)
+    assert [p.direction for p in done] == ["in"] * 5
