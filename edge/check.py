@@ -21,6 +21,7 @@ import serial
 from edge.config import EdgeSettings, LlrpSettings, ScannerSettings
 from edge.readers.llrp import LlrpReader
 from edge.readers.types import ReaderEvent
+from edge.remote_config import RemoteConfig
 from stockgate.mqtt import MqttClient
 from stockgate.settings import MqttSettings
 
@@ -152,8 +153,18 @@ async def run_checks(settings: EdgeSettings, timeout: float = CHECK_TIMEOUT_S) -
 async def check_edge(
     settings: EdgeSettings, out: TextIO = sys.stdout, timeout: float = CHECK_TIMEOUT_S
 ) -> int:
-    """Print one line per check; 0 when all passed, 1 otherwise."""
+    """Print one line per check; 0 when all passed, 1 otherwise.
+
+    The readers are checked with the settings the agent would run: the file with the last
+    good remote configuration over it (``edge.remote_config``), which is said first.
+    """
     out.write(f"config: ok (gateway {settings.gateway.id}, site {settings.gateway.site})\n")
+    remote = RemoteConfig(settings, settings.remote_config_path)
+    settings = remote.load_saved()
+    if remote.rejected is not None:
+        out.write(f"remote config: the saved one is not used: {remote.rejected.reason}\n")
+    elif remote.version is not None:
+        out.write(f"remote config: version {remote.version} (saved), over the file\n")
     results = await run_checks(settings, timeout)
     for result in results:
         out.write(f"{'ok  ' if result.ok else 'FAIL'} {result.subject}: {result.detail}\n")

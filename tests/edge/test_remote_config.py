@@ -4,10 +4,12 @@ file, which messages are refused and why, and that a retune keeps what is in fli
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 import pytest
 
+from edge.check import check_edge
 from edge.config import EdgeSettings, LlrpSettings
 from edge.readers.llrp import LlrpReader
 from edge.readers.types import TagRead
@@ -220,3 +222,18 @@ async def test_a_reader_retune_sends_the_new_rospec_on_a_fresh_connection() -> N
                 await asyncio.sleep(0.05)
             assert sim.stats().connections == 2
             assert sim.requests[ADD_ROSPEC] == 2  # the ROSpec of the new settings was sent
+
+
+async def test_edge_check_says_which_saved_config_it_checks(tmp_path: Path) -> None:
+    settings = local(tmp_path, llrp=[], portals=[], zones=[], mqtt={"url": "mqtt://127.0.0.1:1"})
+    remote = RemoteConfig(settings, settings.remote_config_path)
+    applied = remote.receive(message(4, {"dedupe": [{"read_point": "x", "reader": "r"}]}))
+    assert applied is None  # no reader "r" in the file: refused, nothing saved
+    tuned = {"llrp": [], "dedupe": []}
+    applied = remote.receive(message(5, tuned))
+    assert applied is not None
+    remote.applied(applied)
+
+    out = io.StringIO()
+    await check_edge(settings, out, timeout=5)
+    assert "remote config: version 5 (saved), over the file" in out.getvalue()
