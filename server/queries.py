@@ -440,10 +440,12 @@ def fleet_view(row: Mapping[Any, Any]) -> GatewayView:
                 ReaderSummary.model_validate(reader) for reader in details.get("readers", [])
             ],
         }
-    # What runs: the newest news says it, a last will included (it names both versions).
+    # What runs: the last online status says it (a last will is built when the gateway
+    # connects, so its config version may be older than one applied since); a gateway
+    # never seen online has only its offline status to say it.
     for key in ("software_version", "config_version"):
-        value = status.get(key)
-        fields[key] = value if value is not None else (details or {}).get(key)
+        value = (details or {}).get(key)
+        fields[key] = value if value is not None else status.get(key)
     return GatewayView(
         id=row["id"],
         site=row["site"],

@@ -109,7 +109,9 @@ async def test_the_fleet_view_shows_health_and_keeps_it_through_a_last_will(
     ]
 
     will = {"gateway": "gw1", "site": "wh1", "state": "offline", "at": BASE_TIME.isoformat()}
-    await recorder.handle(topic, json.dumps({**will, "software_version": "1.2.3"}).encode())
+    # The will was built at connect time, before version 3 applied: it says 2.
+    stale = {**will, "software_version": "1.2.3", "config_version": 2}
+    await recorder.handle(topic, json.dumps(stale).encode())
     (gateway,) = (await client.get("/api/v1/gateways", headers=VIEWER)).json()["items"]
     assert gateway["state"] == "offline"
     assert gateway["status"]["state"] == "offline"
