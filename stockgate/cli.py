@@ -175,6 +175,13 @@ def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     _run(check_ledger_command(settings), (ServerError,))
 
 
+def _run_server(main: Coroutine[Any, Any, int | None]) -> None:
+    """``_run`` for a server command: the server's own refusals are one line, status 2."""
+    from server.errors import ServerError
+
+    _run(main, (ServerError,))
+
+
 def _server_settings(config: Path, log_level: str) -> Any:
     from server.config import ServerSettings
     from stockgate.settings import load
@@ -192,7 +199,7 @@ def rebuild_history(config: ConfigOption, log_level: LogLevel = "warning") -> No
     """Rebuild the history rollups from the ledger (safe while servers run)."""
     from server.app import rebuild_history_command
 
-    _run(rebuild_history_command(_server_settings(config, log_level)))
+    _run_server(rebuild_history_command(_server_settings(config, log_level)))
 
 
 @server_app.command("check-history")
@@ -200,7 +207,7 @@ def check_history(config: ConfigOption, log_level: LogLevel = "warning") -> None
     """Compare the history rollups with the ledger and report any difference (exit 1 if any)."""
     from server.app import check_history_command
 
-    _run(check_history_command(_server_settings(config, log_level)))
+    _run_server(check_history_command(_server_settings(config, log_level)))
 
 
 @server_app.command("backup")
