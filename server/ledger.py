@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import rules
@@ -73,6 +74,23 @@ def location_kind(location: str) -> str:
     return LOCATION_KINDS[depth] if depth < len(LOCATION_KINDS) else "bin"
 
 
+_CLAIM_IDS = (
+    sa.func.unnest(sa.bindparam("event_ids", type_=postgresql.ARRAY(seen_events.c.event_id.type)))
+    .table_valued("event_id")
+    .render_derived()
+)
+_CLAIM = (
+    postgresql.insert(seen_events)
+    .from_select(
+        ["event_id", "seen_at"],
+        sa.select(_CLAIM_IDS.c.event_id, sa.bindparam("seen_at", type_=seen_events.c.seen_at.type)),
+    )
+    .on_conflict_do_nothing()
+    .returning(seen_events.c.event_id)
+)
+"""PostgreSQL's claim: insert the ids, get back the ones no other transaction had."""
+
+
 async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
     """Record ``event_ids`` (distinct) as seen; returns those that were not seen before."""
     if not event_ids:
@@ -90,11 +108,9 @@ async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: dat
             [{"event_id": event_id, "seen_at": now} for event_id in fresh],
         )
         return fresh
-    # Several instances: the insert itself decides, and returns the ids this one won.
-    statement = upsert(conn, seen_events).on_conflict_do_nothing().returning(seen_events.c.event_id)
-    result = await conn.execute(
-        statement, [{"event_id": event_id, "seen_at": now} for event_id in event_ids]
-    )
+    # Several instances: the insert itself decides, and returns the ids this one won. One
+    # statement over an array of the ids (not a row of parameters per id).
+    result = await conn.execute(_CLAIM, {"event_ids": list(event_ids), "seen_at": now})
     return set(result.scalars())
 
 
