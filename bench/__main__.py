@@ -19,6 +19,7 @@ written only where ``--results``/``--markdown`` say, so it never replaces the re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -39,6 +40,8 @@ from bench import (
     history,
     llrp_stream,
     machine,
+    pg_floor,
+    pg_waits,
     portal,
     replenishment,
     report,
@@ -46,7 +49,7 @@ from bench import (
     sqlite_floor,
 )
 from bench.broker import Mosquitto
-from bench.figures import Figure
+from bench.figures import Figure, Target
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
@@ -100,6 +103,9 @@ QUICK: Final = Sizes(
 )
 PROFILE_EDGE_READS: Final = 100_000
 PROFILE_BATCHES_PER_GATEWAY: Final = 5
+FLOOR_SHARE: Final = 0.7
+"""server.events_per_s and server.pg_events_per_s should reach this share of their database's
+floor of the same run (sqlite.raw_events_per_s, pg.raw_events_per_s): issue 18."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class Context:
     workdir: Path
     broker: Mosquitto
     profiles: Path | None
+    pg_admin_dsn: str
 
 
 def _with_profile(figure: Figure, path: Path) -> Figure:
@@ -158,6 +165,7 @@ def run_server(ctx: Context) -> list[Figure]:
     )
     figure = dataclasses.replace(
         figure,
+        target=Target(">=", round(FLOOR_SHARE * floor.value, 1)),
         detail={
             **figure.detail,
             "share_of_broker_ceiling": round(figure.value / ceiling, 4),
@@ -174,7 +182,50 @@ def run_server(ctx: Context) -> list[Figure]:
         else:
             figure = _with_profile(figure, out)
     following = history.follow_rate(ctx.workdir / server.DATABASE_NAME, ctx.workdir, figure.value)
-    return [figure, raw, floor, following]
+    return [figure, raw, floor, following, *run_server_pg(ctx, figure)]
+
+
+def _on_pg(ctx: Context, instances: int) -> Figure:
+    """The server benchmark on a fresh PostgreSQL database, with its sessions' waits."""
+
+    async def create() -> str:
+        return await pg_floor.create_database(ctx.pg_admin_dsn, "stockgate_bench_pg_server")
+
+    name = asyncio.run(create())
+    dsn = pg_floor.dsn_of(ctx.pg_admin_dsn, name)
+    try:
+        return server.pg_server_events(
+            ctx.broker.url,
+            ctx.workdir,
+            ctx.sizes.batches_per_gateway,
+            pg_floor.sqlalchemy_url(dsn),
+            instances=instances,
+            sample_waits=lambda: pg_waits.sampled_waits(dsn, name),
+        )
+    finally:
+        asyncio.run(pg_floor.drop_database(ctx.pg_admin_dsn, name))
+
+
+def run_server_pg(ctx: Context, sqlite_figure: Figure) -> list[Figure]:
+    """The PostgreSQL figures: its floor, one server instance, two on a shared subscription."""
+    floor = pg_floor.raw_events(
+        ctx.pg_admin_dsn, ctx.sizes.batches_per_gateway, warmup_batches=server.WARMUP_BATCHES
+    )
+    one = _on_pg(ctx, 1)
+    one = dataclasses.replace(
+        one,
+        target=Target(">=", round(FLOOR_SHARE * floor.value, 1)),
+        detail={
+            **one.detail,
+            "share_of_pg_floor": round(one.value / floor.value, 4),
+            "ratio_to_sqlite_server": round(one.value / sqlite_figure.value, 4),
+        },
+    )
+    two = _on_pg(ctx, 2)
+    two = dataclasses.replace(
+        two, detail={**two.detail, "ratio_to_one_instance": round(two.value / one.value, 4)}
+    )
+    return [one, two, floor]
 
 
 def run_api(ctx: Context) -> list[Figure]:
@@ -289,6 +340,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-profile", action="store_true", help="no profiling pass after a missed target"
     )
+    parser.add_argument(
+        "--pg-admin-dsn",
+        default=pg_floor.DEFAULT_ADMIN_DSN,
+        help="a PostgreSQL database the server group connects to, to create and drop its own "
+        f"(default {pg_floor.DEFAULT_ADMIN_DSN})",
+    )
     return parser.parse_args(argv)
 
 
@@ -327,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         with Mosquitto(workdir) as broker:
-            ctx = Context(sizes, workdir, broker, profiles)
+            ctx = Context(sizes, workdir, broker, profiles, args.pg_admin_dsn)
             for group in GROUPS:
                 if group not in args.only:
                     continue

@@ -17,7 +17,7 @@ from bench.figures import Figure, fmt
 
 GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "edge": ("edge.",),
-    "server": ("server.", "broker.", "sqlite.", "history."),
+    "server": ("server.", "broker.", "sqlite.", "history.", "pg."),
     "api": ("api.",),
     "replenishment": ("replenishment.",),
     "portal": ("portal.",),
@@ -31,6 +31,9 @@ ORDER: Final = (
     "broker.raw_msgs_per_s",
     "sqlite.raw_events_per_s",
     "history.follow_rows_per_s",
+    "server.pg_events_per_s",
+    "server.pg_2_instances_events_per_s",
+    "pg.raw_events_per_s",
     "api.movements_p99_ms",
     "api.stock_p99_ms",
     "api.history_p99_ms",

@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
+
+import sqlalchemy as sa
 
 from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
@@ -206,18 +209,126 @@ async def _publish_all(mqtt_url: str, batches: list[list[Batch]], *, timed: bool
     return run
 
 
-async def _check_store(database: Path) -> list[str]:
-    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{database}"))
+async def _verify(url: str, sent_events: int) -> None:
+    """The ledger holds one row and one seen id per sent event, and balances agree with it."""
+    store = Store.open(DatabaseSettings(url=url))
     try:
-        return await check_ledger(store)
+        async with store.read("counting the benchmark's rows") as conn:
+            ledger_rows = (await conn.execute(sa.text("SELECT COUNT(*) FROM ledger"))).scalar_one()
+            seen = (await conn.execute(sa.text("SELECT COUNT(*) FROM seen_events"))).scalar_one()
+        problems = await check_ledger(store)
     finally:
         await store.close()
+    if ledger_rows != sent_events or seen != ledger_rows:
+        raise RuntimeError(
+            f"ledger holds {ledger_rows} rows and {seen} event ids; {sent_events} events were sent"
+        )
+    if problems:
+        raise RuntimeError(f"balances disagree with the ledger: {problems[:3]}")
 
 
-def _count(database: Path, sql: str) -> int:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        row = conn.execute(sql).fetchone()
-    return int(row[0])
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    """One timed ingest run: what was sent, how long it took, what the servers used."""
+
+    timed: list[Batch]
+    sent_events: int
+    seconds: float
+    cpu: list[dict[str, float]]
+    """Per server process (``_cpu_use``)."""
+    waits: dict[str, object]
+    running: dict[str, float]
+    """What ``while_running`` measured after the timed part, the servers still up."""
+
+
+WaitSampler = Callable[[], AbstractContextManager[dict[str, object]]]
+"""Samples what the database's sessions wait on while the timed part runs (PostgreSQL)."""
+
+
+def _no_waits() -> AbstractContextManager[dict[str, object]]:
+    return nullcontext({})
+
+
+def _timed_ingest(
+    mqtt_url: str,
+    workdir: Path,
+    all_batches: list[list[Batch]],
+    warmup_batches: int,
+    database: Path | str,
+    *,
+    instances: int = 1,
+    profile_to: Path | None = None,
+    sample_waits: WaitSampler = _no_waits,
+    while_running: Callable[[], dict[str, float]] | None = None,
+) -> _Measured:
+    """Start ``instances`` servers on ``database``, warm up, then time the rest; then call
+    ``while_running`` (if given) before the servers stop."""
+    warmup = [mine[:warmup_batches] for mine in all_batches]
+    timed = [mine[warmup_batches:] for mine in all_batches]
+    with ExitStack() as stack:
+        processes = [
+            stack.enter_context(
+                ServerProcess(
+                    workdir,
+                    mqtt_url=mqtt_url,
+                    database=database,
+                    read_points=read_points(),
+                    profile_to=profile_to,
+                    name="server" if instances == 1 else f"server-{number}",
+                    shared_subscription=instances > 1,
+                )
+            )
+            for number in range(1, instances + 1)
+        ]
+        asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
+        pids = [process.pid for process in processes if process.pid is not None]
+        before = [thread_cpu_seconds(pid) for pid in pids]
+        wall_before = time.perf_counter()
+        with sample_waits() as waits:
+            run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
+        wall = time.perf_counter() - wall_before
+        cpu = [
+            _cpu_use(pid, cpu_before, wall) for pid, cpu_before in zip(pids, before, strict=True)
+        ]
+        running = while_running() if while_running is not None else {}
+    flat = [batch for mine in timed for batch in mine]
+    if run.acked != len(flat):
+        raise RuntimeError(f"{run.acked} Acks for {len(flat)} batches")
+    return _Measured(
+        timed=flat,
+        sent_events=sum(batch.events for mine in all_batches for batch in mine),
+        seconds=run.last_ack - run.first_publish,
+        cpu=cpu,
+        waits=waits,
+        running=running,
+    )
+
+
+def _workload_detail(measured: _Measured) -> dict[str, object]:
+    flat = measured.timed
+    return {
+        "events": sum(batch.events for batch in flat),
+        "batches": len(flat),
+        "seconds": round(measured.seconds, 3),
+        "receipts": sum(b.receipts for b in flat),
+        "shipments": sum(b.shipments for b in flat),
+        "ledger_rows_after": measured.sent_events,
+        "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
+    }
+
+
+WORKLOAD_HOW: Final = (
+    "EventBatch payloads of {events} pass events (4 in 5 receipts of new SGTIN units, 1 in 5 "
+    "shipments of units received earlier; {items} GTINs) from {gateways} edge-like publishers "
+    "(own MQTT connections, QoS 1, at most {window} batches unacknowledged each) through "
+    "Mosquitto to `stockgate server`"
+)
+
+
+def _workload_how(batches: int) -> str:
+    return f"{batches} " + WORKLOAD_HOW.format(
+        events=BATCH_EVENTS, items=ITEMS, gateways=GATEWAYS, window=WINDOW
+    )
 
 
 def server_events(
@@ -230,67 +341,109 @@ def server_events(
 ) -> tuple[Figure, list[bytes]]:
     """``server.events_per_s``; also returns the timed payloads for the broker ceiling."""
     all_batches = build_batches(warmup_batches + batches_per_gateway)
-    warmup = [mine[:warmup_batches] for mine in all_batches]
-    timed = [mine[warmup_batches:] for mine in all_batches]
     database = workdir / DATABASE_NAME
     for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
-    with ServerProcess(
+    measured = _timed_ingest(
+        mqtt_url,
         workdir,
-        mqtt_url=mqtt_url,
-        database=database,
-        read_points=read_points(),
+        all_batches,
+        warmup_batches,
+        database,
         profile_to=profile_to,
-    ) as process:
-        asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
-        assert process.pid is not None
-        cpu_before, wall_before = thread_cpu_seconds(process.pid), time.perf_counter()
-        run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
-        cpu = _cpu_use(process.pid, cpu_before, time.perf_counter() - wall_before)
-        lag = _history_lag(database)
-    flat = [batch for mine in timed for batch in mine]
-    events = sum(batch.events for batch in flat)
-    if run.acked != len(flat):
-        raise RuntimeError(f"{run.acked} Acks for {len(flat)} batches")
-    seconds = run.last_ack - run.first_publish
-    sent = [batch for mine in all_batches for batch in mine]
-    ledger_rows = _count(database, "SELECT COUNT(*) FROM ledger")
-    seen = _count(database, "SELECT COUNT(*) FROM seen_events")
-    if ledger_rows != sum(b.events for b in sent) or seen != ledger_rows:
-        raise RuntimeError(f"ledger holds {ledger_rows} rows and {seen} event ids; sent more")
-    problems = asyncio.run(_check_store(database))
-    if problems:
-        raise RuntimeError(f"balances disagree with the ledger: {problems[:3]}")
-    rate = events / seconds
+        while_running=lambda: _history_lag(database),
+    )
+    asyncio.run(_verify(f"sqlite+aiosqlite:///{database}", measured.sent_events))
+    detail = _workload_detail(measured)
     figure = Figure(
         key="server.events_per_s",
-        value=round(rate, 1),
+        value=round(int(str(detail["events"])) / measured.seconds, 1),
         unit="events/s",
         how=(
-            f"{len(flat)} EventBatch payloads of {BATCH_EVENTS} pass events (4 in 5 receipts "
-            f"of new SGTIN units, 1 in 5 shipments of units received earlier; {ITEMS} GTINs) "
-            f"from {GATEWAYS} edge-like publishers (own MQTT connections, QoS 1, at most "
-            f"{WINDOW} batches unacknowledged each) through Mosquitto to `stockgate server` "
-            "(its own process, SQLite file in WAL mode with synchronous=FULL); timed from the "
-            "first publish to the last Ack, after an untimed warm-up; then the ledger rows, "
-            "seen event ids and balances (check-ledger) were verified. The server process's "
-            "CPU use over the timed part, per thread from /proc, is in the details (cores)."
+            f"{_workload_how(len(measured.timed))} (its own process, SQLite file in WAL mode "
+            "with synchronous=FULL); timed from the first publish to the last Ack, after an "
+            "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
+            "were verified. The server process's CPU use over the timed part, per thread from "
+            "/proc, is in the details (cores)."
         ),
         target=Target(">=", EVENTS_TARGET),
         detail={
-            "events": events,
-            "batches": len(flat),
-            "seconds": round(seconds, 3),
-            "receipts": sum(b.receipts for b in flat),
-            "shipments": sum(b.shipments for b in flat),
-            "ledger_rows_after": ledger_rows,
-            "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
+            **detail,
             "profile": str(profile_to) if profile_to is not None else None,
-            **cpu,
-            **lag,
+            **measured.cpu[0],
+            **measured.running,
         },
     )
-    return figure, [batch.payload for batch in flat]
+    return figure, [batch.payload for batch in measured.timed]
+
+
+def pg_server_events(
+    mqtt_url: str,
+    workdir: Path,
+    batches_per_gateway: int,
+    database_url: str,
+    *,
+    instances: int = 1,
+    warmup_batches: int = WARMUP_BATCHES,
+    sample_waits: WaitSampler = _no_waits,
+) -> Figure:
+    """``server.pg_events_per_s`` (one instance) or ``server.pg_{n}_instances_events_per_s``.
+
+    Args:
+        database_url: an empty PostgreSQL database (``postgresql+asyncpg://...``); the
+            servers migrate it.
+        instances: server processes on a shared subscription (``$share/...``).
+        sample_waits: records what the database's sessions waited on meanwhile.
+    """
+    all_batches = build_batches(warmup_batches + batches_per_gateway)
+    measured = _timed_ingest(
+        mqtt_url,
+        workdir,
+        all_batches,
+        warmup_batches,
+        database_url,
+        instances=instances,
+        sample_waits=sample_waits,
+    )
+    asyncio.run(_verify(database_url, measured.sent_events))
+    detail = _workload_detail(measured)
+    key = (
+        "server.pg_events_per_s"
+        if instances == 1
+        else f"server.pg_{instances}_instances_events_per_s"
+    )
+    shared = (
+        f"{instances} server processes with their own MQTT sessions on a shared subscription "
+        "($share/...), one PostgreSQL database"
+        if instances > 1
+        else "one server process"
+    )
+    return Figure(
+        key=key,
+        value=round(int(str(detail["events"])) / measured.seconds, 1),
+        unit="events/s",
+        how=(
+            f"{_workload_how(len(measured.timed))}: {shared} on the machine's PostgreSQL "
+            "(synchronous_commit on); timed from the first publish to the last Ack, after an "
+            "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
+            "were verified. Each server process's CPU use (cores, from /proc) and what the "
+            "database sessions waited on (pg_stat_activity sampled while timed) are in the "
+            "details."
+        ),
+        detail={
+            **detail,
+            "instances": instances,
+            "server_cpu_cores": [cpu["server_cpu_cores"] for cpu in measured.cpu],
+            "event_loop_thread_cores": [cpu["event_loop_thread_cores"] for cpu in measured.cpu],
+            "waits": measured.waits,
+        },
+    )
+
+
+def _count(database: Path, sql: str) -> int:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0])
 
 
 def _history_lag(database: Path) -> dict[str, float]:

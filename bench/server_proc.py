@@ -51,18 +51,25 @@ def _toml_value(value: object) -> str:
 def server_toml(
     *,
     mqtt_url: str,
-    database: Path,
+    database: Path | str,
     api_port: int,
     read_points: Sequence[Mapping[str, object]],
     client_id: str = "stockgate-server-bench",
+    shared_subscription: bool = False,
 ) -> str:
-    """A ``server.toml`` for the benchmark (one viewer key, the given read points)."""
+    """A ``server.toml`` for the benchmark (one viewer key, the given read points).
+
+    ``database`` is a SQLite file, or a ``[database] url`` as it is.
+    """
+    url = database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}"
     lines = [
         "[mqtt]",
         f"url = {_toml_value(mqtt_url)}",
         f"client_id = {_toml_value(client_id)}",
         "[database]",
-        f"url = {_toml_value(f'sqlite+aiosqlite:///{database}')}",
+        f"url = {_toml_value(url)}",
+        "[ingest]",
+        f"shared_subscription = {_toml_value(shared_subscription)}",
         "[api]",
         'host = "127.0.0.1"',
         f"port = {api_port}",
@@ -83,9 +90,12 @@ class ServerProcess(ChildProcess):
     Args:
         workdir: where the config and the log go.
         mqtt_url: the broker.
-        database: the SQLite file (created and migrated by the server if new).
+        database: the SQLite file (created and migrated by the server if new), or a
+            ``[database] url`` (PostgreSQL).
         read_points: ``[[read_points]]`` tables.
         profile_to: run under cProfile and write the statistics to this file.
+        name: names its config and log files (several instances share a workdir).
+        shared_subscription: ``[ingest] shared_subscription`` (several instances).
     """
 
     stop_timeout_s = STOP_TIMEOUT_S
@@ -95,15 +105,17 @@ class ServerProcess(ChildProcess):
         workdir: Path,
         *,
         mqtt_url: str,
-        database: Path,
+        database: Path | str,
         read_points: Sequence[Mapping[str, object]],
         profile_to: Path | None = None,
+        name: str = "server",
+        shared_subscription: bool = False,
     ) -> None:
         super().__init__()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "server.toml"
-        self.log = workdir / "server.log"
+        self.config = workdir / f"{name}.toml"
+        self.log = workdir / f"{name}.log"
         self.database = database
         self.profile_to = profile_to
         self.config.write_text(
@@ -114,6 +126,7 @@ class ServerProcess(ChildProcess):
                 read_points=read_points,
                 # Its own MQTT session: a previous server's queued messages must not reach it.
                 client_id=f"stockgate-server-bench-{uuid.uuid4().hex[:8]}",
+                shared_subscription=shared_subscription,
             ),
             encoding="utf-8",
         )

@@ -26,7 +26,7 @@ import json
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,8 +96,11 @@ def _text(at: datetime) -> str:
     return text
 
 
-def _rows(group: Sequence[Batch], item_ids: dict[str, int]) -> _Transaction:
-    recorded = _text(RECORDED_AT)
+def _rows(
+    group: Sequence[Batch], item_ids: dict[str, int], stamp: Callable[[datetime], Any] = _text
+) -> _Transaction:
+    """One transaction's rows; ``stamp`` gives a timestamp as the database takes it."""
+    recorded = stamp(RECORDED_AT)
     seen: list[tuple[str, str]] = []
     ledger: list[tuple[Any, ...]] = []
     units: list[tuple[Any, ...]] = []
@@ -106,7 +109,7 @@ def _rows(group: Sequence[Batch], item_ids: dict[str, int]) -> _Transaction:
     for batch in group:
         body = json.loads(batch.payload)
         for event in body["events"]:
-            at = _text(datetime.fromisoformat(event["event_time"]))
+            at = stamp(datetime.fromisoformat(event["event_time"]))
             gtin = gtin_of(event["epc"])
             assert gtin is not None
             item = item_ids[gtin]

@@ -3,14 +3,16 @@ server process); they check the figures come out positive, not how large they ar
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import history, server, sqlite_floor
+from bench import history, pg_floor, pg_waits, server, sqlite_floor
 from bench.broker import Mosquitto, wait_listening
 from wire.models import EventBatch
 
@@ -109,3 +111,46 @@ def test_bench_broker_starts_and_stops(tmp_path: Path) -> None:
     with broker:
         assert wait_listening(broker.port, 1.0)
     assert broker.pid is None
+
+
+def _pg_admin_dsn() -> str:
+    host = os.environ.get("STOCKGATE_TEST_PG_HOST", "127.0.0.1")
+    port = os.environ.get("STOCKGATE_TEST_PG_PORT", "5432")
+    return f"postgresql://postgres@{host}:{port}/test"
+
+
+def test_pg_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitto: Any) -> None:
+    admin = _pg_admin_dsn()
+    batches = server.SHIP_LAG_BATCHES
+    name = asyncio.run(pg_floor.create_database(admin, "stockgate_test_bench_pg"))
+    dsn = pg_floor.dsn_of(admin, name)
+    try:
+        figure = server.pg_server_events(
+            mosquitto.url,
+            tmp_path,
+            batches,
+            pg_floor.sqlalchemy_url(dsn),
+            warmup_batches=1,
+            sample_waits=lambda: pg_waits.sampled_waits(dsn, name, interval_s=0.01),
+        )
+        served = asyncio.run(pg_floor.table_rows(dsn))
+    finally:
+        asyncio.run(pg_floor.drop_database(admin, name))
+    floor_rows: pg_floor.Tables = {}
+    floor = pg_floor.raw_events(
+        admin, batches, warmup_batches=1, rows_out=floor_rows, executemany_pass=False
+    )
+
+    assert figure.key == "server.pg_events_per_s"
+    assert figure.value > 0
+    assert figure.detail["server_cpu_cores"][0] > 0
+    assert floor.key == "pg.raw_events_per_s"
+    assert floor.value > 0
+    assert floor.detail["events"] == figure.detail["events"]
+    # The server's sessions were seen while it worked.
+    waits = figure.detail["waits"]
+    assert waits["samples"] > 0
+    assert waits["sessions_by_wait"]
+    assert any(row[7] == "shipment" for row in served["ledger"])
+    for table in pg_floor.SAME_ROWS:
+        assert floor_rows[table] == served[table], table
