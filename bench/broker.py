@@ -97,6 +97,14 @@ class ChildProcess:
         if proc is not None:
             end_process(proc, signal.SIGTERM, self.stop_timeout_s)
 
+    def kill(self) -> int:
+        """SIGKILL, as a crash or the OOM killer ends it (no clean-up runs); its exit status."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise RuntimeError("the process is not running")
+        proc.kill()
+        return proc.wait(timeout=self.stop_timeout_s)
+
     def __enter__(self) -> Self:
         self.start()
         return self
