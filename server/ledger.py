@@ -35,7 +35,7 @@ from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
 from server.errors import StoreError
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
 from server.rules.items import event_items
-from server.rules.model import ItemKey, Plan, StockState, UnitState
+from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import balances, items, ledger, locations, seen_events, units
 from server.sites import site_of
@@ -61,6 +61,10 @@ class Applied:
     """Unresolved passes recorded, per read point (for the metrics, after the commit)."""
     grouped: dict[tuple[str, str], int] = field(default_factory=dict)
     """Portal passes with a direction and a group id, per (read point, direction)."""
+    fresh_ids: set[str] = field(default_factory=set)
+    """The event ids this call claimed (applied for the first time)."""
+    movements_by_event: dict[str, int] = field(default_factory=dict)
+    """Ledger rows written per event id (for telling the batches of one call apart)."""
 
 
 def ancestors(location: str) -> list[str]:
@@ -250,6 +254,7 @@ async def _write_plan(
     actor: str,
     now: datetime,
     result: Applied,
+    actors: Mapping[str, str] | None = None,
 ) -> None:
     await _ensure_items(conn, plan.new_items, item_ids, now)
     wanted = {
@@ -277,7 +282,9 @@ async def _write_plan(
                     "quantity": movement.quantity,
                     "kind": movement.kind,
                     "reason": movement.reason,
-                    "actor": actor,
+                    "actor": actor
+                    if actors is None or movement.event_id is None
+                    else actors.get(movement.event_id, actor),
                     "read_point": movement.read_point,
                     "note": movement.note,
                     "reverses": movement.reverses,
@@ -304,7 +311,12 @@ async def _write_plan(
         )
 
     if plan.unresolved:
-        await insert_unresolved(conn, plan.unresolved, item_ids, actor, now)
+        by_gateway: dict[str, list[UnresolvedPass]] = defaultdict(list)
+        for record in plan.unresolved:
+            gateway = actor if actors is None else actors.get(record.event.event_id, actor)
+            by_gateway[gateway].append(record)
+        for gateway, records in by_gateway.items():
+            await insert_unresolved(conn, records, item_ids, gateway, now)
         for record in plan.unresolved:
             point = record.event.read_point
             result.unresolved[point] = result.unresolved.get(point, 0) + 1
@@ -340,6 +352,7 @@ async def apply_events(
     site: str | None,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    actors: Mapping[str, str] | None = None,
 ) -> Applied:
     """Apply the events not applied before, inside the caller's transaction.
 
@@ -352,6 +365,8 @@ async def apply_events(
         site: recorded on the alerts raised.
         now: the recording time.
         policy: what the rules take from the config (travel times, orders, picks).
+        actors: the actor of each event by id, where it is not ``actor`` (the events of
+            several gateways applied together).
     """
     unique: dict[str, Event] = {}
     for event in events:
@@ -367,7 +382,9 @@ async def apply_events(
         site=site,
         now=now,
         policy=policy,
+        actors=actors,
     )
+    result.fresh_ids = fresh_ids
     result.duplicates = len(events) - len(fresh)
     return result
 
@@ -382,6 +399,7 @@ async def apply_fresh(
     site: str | None,
     now: datetime,
     policy: Policy = DEFAULT_POLICY,
+    actors: Mapping[str, str] | None = None,
 ) -> Applied:
     """Apply events whose ids are claimed already (``apply_events``; a resolved pass).
 
@@ -412,7 +430,7 @@ async def apply_fresh(
         ordering_sites=await load_ordering_sites(conn) if with_orders else frozenset(),
     )
     plan = rules.plan(fresh, state, read_points, policy)
-    await _write_plan(conn, plan, item_ids, known_locations, actor, now, result)
+    await _write_plan(conn, plan, item_ids, known_locations, actor, now, result, actors)
     overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
     # Units a supplier's shipping notice listed (server.asn): marked, or alerted if unlisted.
     noticed = await reconcile_receipts(
@@ -425,6 +443,11 @@ async def apply_fresh(
     )
     overfilled.extend(noticed)
     result.movements = len(plan.movements)
+    by_event: dict[str, int] = defaultdict(int)
+    for movement in plan.movements:
+        if movement.event_id is not None:
+            by_event[movement.event_id] += 1
+    result.movements_by_event = dict(by_event)
     for kind, subject in plan.cleared:
         await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)
     result.alerts = await open_alerts(conn, [*plan.alerts, *overfilled], site, now)
