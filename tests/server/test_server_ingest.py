@@ -133,6 +133,58 @@ async def test_overlapping_batches_in_one_transaction_apply_each_event_once(
     assert len(publisher.on(batches.ack_topic)) == 1  # one Ack message for the gateway
 
 
+async def test_a_group_of_several_gateways_applies_in_event_time_order(
+    ingestor: Ingestor, probe: Probe, publisher: RecordingPublisher
+) -> None:
+    # A group holds batches of two gateways of one site and one of another site. Planned
+    # together: each ledger row names the gateway of its event, each batch record counts
+    # its own events, and a unit shipped (dock 1, gw1) at 08:00:10 that gw2 received at
+    # 08:00:05 but published later is shipped from stock, not "not in stock".
+    gw1, gw2, far = (
+        Batches(gateway="gw1"),
+        Batches(gateway="gw2"),
+        Batches(site="wh2", gateway="gw9"),
+    )
+    unit = sgtin(7)
+    shipped = gw1.event(epc=unit, direction="out", at=BASE_TIME + timedelta(seconds=10))
+    received = gw2.event(epc=unit, read_point="wh1.dock.2", at=BASE_TIME + timedelta(seconds=5))
+    other = gw2.event(epc=sgtin(8), read_point="wh1.dock.2", at=BASE_TIME + timedelta(seconds=6))
+    away = far.event(epc=sgtin(9), read_point="wh2.dock.1")
+    messages = [
+        (gw1.topic, gw1.payload([shipped])),
+        (gw2.topic, gw2.payload([received, other])),
+        (gw2.topic, gw2.payload([other])),  # a re-send within the group: a duplicate
+        (far.topic, far.payload([away])),
+    ]
+    group = [await ingestor.prepare(topic, payload) for topic, payload in messages]
+    results = await ingestor.apply([p for p in group if isinstance(p, Prepared)])
+
+    assert [(r.outcome, r.applied, r.duplicates, r.movements) for r in results] == [
+        ("applied", 1, 0, 1),
+        ("applied", 2, 0, 2),
+        ("duplicate", 0, 1, 0),
+        ("applied", 1, 0, 1),
+    ]
+    ledger = {row["event_id"]: row for row in await probe.ledger()}
+    assert {event_id: row["actor"] for event_id, row in ledger.items()} == {
+        shipped["event_id"]: "gw1",
+        received["event_id"]: "gw2",
+        other["event_id"]: "gw2",
+        away["event_id"]: "gw9",
+    }
+    assert ledger[shipped["event_id"]]["from_location"] == "wh1.receiving.overflow"
+    assert (await probe.units())[unit]["status"] == "shipped"
+    assert not [a for a in await probe.alerts() if a["kind"] == "unit_not_in_stock"]
+    records = await probe.rows(schema.batches, schema.batches.c.id)
+    assert [(r["gateway"], r["events"], r["applied"], r["duplicates"]) for r in records] == [
+        ("gw1", 1, 1, 0),
+        ("gw2", 2, 2, 0),
+        ("gw2", 1, 0, 1),
+        ("gw9", 1, 1, 0),
+    ]
+    assert len(publisher.on(gw2.ack_topic)) == 1  # one Ack message per gateway
+
+
 async def test_one_invalid_event_is_dead_lettered_and_the_rest_apply(
     ingestor: Ingestor, batches: Batches, probe: Probe, publisher: RecordingPublisher
 ) -> None:
