@@ -142,9 +142,12 @@ class Store:
         engine: an async engine on SQLite (aiosqlite) or PostgreSQL (asyncpg).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, write_wait_s: float | None = None) -> None:
         self.engine = engine
         self._known_locations: set[str] = set()
+        self._write_wait_s = write_wait_s
+        self._write_turn: asyncio.Lock | None = None
+        self._write_turn_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def open(cls, settings: DatabaseSettings) -> Store:
@@ -163,6 +166,7 @@ class Store:
         if url.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            return cls(engine, write_wait_s=settings.busy_timeout_s)
         return cls(engine)
 
     @property
@@ -227,10 +231,42 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _writer(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        async with self._turn(), self.engine.connect() as conn:
             await conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """SQLite: this process's write transactions one at a time, in the order they asked.
+
+        SQLite has one writer. Left to SQLite, a ``BEGIN IMMEDIATE`` that finds the write
+        lock taken sleeps in the busy handler (1, 2, 5, ... up to 100 ms a try) and may
+        wake long after the lock is free; ingest, the alert relay, the history follower
+        and the sweeps all write, so each hand-over cost ingest milliseconds. Queued on a
+        lock here, the next writer starts the moment the last one ends. Other processes
+        (the CLI) still meet the busy handler. Waiting longer than the busy timeout is
+        the same transient failure SQLite's "database is locked" would be.
+        """
+        if self._write_wait_s is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        if self._write_turn is None or self._write_turn_loop is not loop:
+            # A lock belongs to one event loop; a store used from another gets its own.
+            self._write_turn, self._write_turn_loop = asyncio.Lock(), loop
+        turn = self._write_turn
+        try:
+            async with asyncio.timeout(self._write_wait_s):
+                await turn.acquire()
+        except TimeoutError:
+            raise TransientStoreError(
+                f"database is locked: no write turn within {self._write_wait_s:g} s"
+            ) from None
+        try:
+            yield
+        finally:
+            turn.release()
 
     @contextlib.asynccontextmanager
     async def begin(self, doing: str) -> AsyncIterator[AsyncConnection]:

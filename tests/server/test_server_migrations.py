@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import sqlite
 
 from server.config import DatabaseSettings
+from server.errors import TransientStoreError
 from server.schema import UtcDateTime, metadata
 from server.store import Store, alembic_config
 
@@ -73,6 +74,57 @@ async def test_sqlite_connections_get_the_configured_cache_and_checkpoint(
     assert pragmas["cache_size"] == -16 * 1024  # KiB
     assert pragmas["wal_autocheckpoint"] == 8 * 1024 * 1024 // pragmas["page_size"]
     assert pragmas["journal_size_limit"] == 8 * 1024 * 1024
+
+
+async def test_sqlite_writers_of_one_process_take_turns_in_the_order_they_asked(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}"))
+    entered: list[int] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def writer(number: int) -> None:
+        async with store.begin(f"writer {number}") as conn:
+            entered.append(number)
+            await conn.execute(
+                sa.text("INSERT INTO seen_events VALUES (:id, '2024-01-01')"), {"id": str(number)}
+            )
+            if number == 0:
+                holding.set()
+                await release.wait()  # holds the write turn while the others queue
+
+    try:
+        await store.migrate()
+        first = asyncio.create_task(writer(0))
+        await holding.wait()
+        others = [asyncio.create_task(writer(number)) for number in (1, 2, 3)]
+        await asyncio.sleep(0.2)
+        assert entered == [0]  # the others wait for the turn, not inside SQLite
+        release.set()
+        await asyncio.gather(first, *others)
+        async with store.engine.connect() as conn:
+            rows = (await conn.exec_driver_sql("SELECT COUNT(*) FROM seen_events")).scalar()
+    finally:
+        await store.close()
+    assert entered == [0, 1, 2, 3]
+    assert rows == 4
+
+
+async def test_a_sqlite_writer_waiting_past_the_busy_timeout_fails_as_transient(
+    tmp_path: Path,
+) -> None:
+    settings = DatabaseSettings(
+        url=f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}", busy_timeout_s=0.3
+    )
+    store = Store.open(settings)
+    try:
+        await store.migrate()
+        async with store.begin("holding the write turn"):
+            with pytest.raises(TransientStoreError, match="database is locked"):
+                async with store.begin("waiting for it"):
+                    pass
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
