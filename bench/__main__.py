@@ -185,7 +185,7 @@ def run_server(ctx: Context) -> list[Figure]:
     return [figure, raw, floor, following, *run_server_pg(ctx, figure)]
 
 
-def _on_pg(ctx: Context, instances: int) -> Figure:
+def _on_pg(ctx: Context, instances: int, sites: int = 1) -> Figure:
     """The server benchmark on a fresh PostgreSQL database, with its sessions' waits."""
 
     async def create() -> str:
@@ -200,6 +200,7 @@ def _on_pg(ctx: Context, instances: int) -> Figure:
             ctx.sizes.batches_per_gateway,
             pg_floor.sqlalchemy_url(dsn),
             instances=instances,
+            sites=sites,
             sample_waits=lambda: pg_waits.sampled_waits(dsn, name),
         )
     finally:
@@ -222,8 +223,20 @@ def run_server_pg(ctx: Context, sqlite_figure: Figure) -> list[Figure]:
         },
     )
     two = _on_pg(ctx, 2)
+    # The same two instances with the gateways on two sites: their waits for one another,
+    # if any, are then not on a site's balance rows.
+    apart = _on_pg(ctx, 2, sites=2)
     two = dataclasses.replace(
-        two, detail={**two.detail, "ratio_to_one_instance": round(two.value / one.value, 4)}
+        two,
+        detail={
+            **two.detail,
+            "ratio_to_one_instance": round(two.value / one.value, 4),
+            "two_sites": {
+                "events_per_s": apart.value,
+                "server_cpu_cores": apart.detail["server_cpu_cores"],
+                "waits": apart.detail["waits"],
+            },
+        },
     )
     return [one, two, floor]
 

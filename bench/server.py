@@ -42,6 +42,8 @@ from wire import topics
 from wire.models import Ack, BatchHeader, Event, ReadEvidence
 
 SITE: Final = "wh1"
+SITES: Final = ("wh1", "wh2")
+"""The sites of a workload spread over several: gateway n belongs to SITES[(n - 1) % sites]."""
 GATEWAYS: Final = 4
 WINDOW: Final = 8
 BATCH_EVENTS: Final = 500
@@ -67,6 +69,7 @@ CATCH_UP_TIMEOUT_S: Final = 600.0
 @dataclass(frozen=True, slots=True)
 class Batch:
     gateway: str
+    site: str
     topic: str
     batch_id: str
     events: int
@@ -79,25 +82,37 @@ def gateway_name(number: int) -> str:
     return f"gw-dock-{number}"
 
 
-def read_points() -> list[dict[str, object]]:
-    """One dock door per gateway, all receiving into the site's receiving area."""
-    return [
-        {"id": f"{SITE}.dock.{n}", "inbound_location": f"{SITE}.receiving", "outbound": "ship"}
-        for n in range(1, GATEWAYS + 1)
-    ]
+def site_of_gateway(number: int, sites: int = 1) -> str:
+    return SITES[(number - 1) % sites]
+
+
+def read_points(sites: int = 1) -> list[dict[str, object]]:
+    """One dock door per gateway, all receiving into their site's receiving area."""
+    points: list[dict[str, object]] = []
+    for n in range(1, GATEWAYS + 1):
+        site = site_of_gateway(n, sites)
+        point: dict[str, object] = {
+            "id": f"{site}.dock.{n}",
+            "inbound_location": f"{site}.receiving",
+            "outbound": "ship",
+        }
+        if sites > 1:
+            point["site"] = site
+        points.append(point)
+    return points
 
 
 def _sgtin(item: int, serial: int) -> str:
     return f"urn:epc:id:sgtin:0614141.{100_000 + item}.{serial}"
 
 
-def _payload(gateway: str, seq_first: int, bodies: list[str]) -> tuple[str, bytes]:
+def _payload(site: str, gateway: str, seq_first: int, bodies: list[str]) -> tuple[str, bytes]:
     """An EventBatch as the edge publisher builds it (header JSON with the events spliced in)."""
     seq_last = seq_first + len(bodies) - 1
     identity = batch_id(gateway, EPOCH, seq_first, seq_last)
     header = BatchHeader(
         batch_id=identity,
-        site=SITE,
+        site=site,
         gateway=gateway,
         epoch=EPOCH,
         seq_first=seq_first,
@@ -108,11 +123,11 @@ def _payload(gateway: str, seq_first: int, bodies: list[str]) -> tuple[str, byte
     return identity, payload
 
 
-def _gateway_batches(number: int, batches: int) -> Iterator[Batch]:
+def _gateway_batches(number: int, batches: int, site: str) -> Iterator[Batch]:
     """The batches of one gateway: receipts of new units, and shipments of older ones."""
     gateway = gateway_name(number)
-    topic = topics.events(SITE, gateway)
-    read_point = f"{SITE}.dock.{number}"
+    topic = topics.events(site, gateway)
+    read_point = f"{site}.dock.{number}"
     seq = 0
     received: list[list[str]] = []
     for index in range(batches):
@@ -150,13 +165,17 @@ def _gateway_batches(number: int, batches: int) -> Iterator[Batch]:
             )
             bodies.append(event.model_dump_json())
         received.append(mine)
-        identity, payload = _payload(gateway, seq - BATCH_EVENTS + 1, bodies)
-        yield Batch(gateway, topic, identity, BATCH_EVENTS, receipts, shipments, payload)
+        identity, payload = _payload(site, gateway, seq - BATCH_EVENTS + 1, bodies)
+        yield Batch(gateway, site, topic, identity, BATCH_EVENTS, receipts, shipments, payload)
 
 
-def build_batches(per_gateway: int, gateways: int = GATEWAYS) -> list[list[Batch]]:
-    """``per_gateway`` batches for each of ``gateways`` gateways (warm-up included)."""
-    return [list(_gateway_batches(n, per_gateway)) for n in range(1, gateways + 1)]
+def build_batches(per_gateway: int, gateways: int = GATEWAYS, sites: int = 1) -> list[list[Batch]]:
+    """``per_gateway`` batches for each of ``gateways`` gateways (warm-up included), the
+    gateways spread over ``sites`` sites (``SITES``)."""
+    return [
+        list(_gateway_batches(n, per_gateway, site_of_gateway(n, sites)))
+        for n in range(1, gateways + 1)
+    ]
 
 
 @dataclass(slots=True)
@@ -177,7 +196,7 @@ async def _publish_gateway(
     outstanding = {batch.batch_id for batch in batches}
     async with MqttClient(settings, f"bench-{gateway}") as client:
         await client.wait_connected(timeout=10)
-        await client.subscribe(topics.ack(SITE, gateway), qos=1)
+        await client.subscribe(topics.ack(batches[0].site, gateway), qos=1)
 
         async def receive() -> None:
             async for message in client.messages():
@@ -260,6 +279,7 @@ def _timed_ingest(
     profile_to: Path | None = None,
     sample_waits: WaitSampler = _no_waits,
     while_running: Callable[[], dict[str, float]] | None = None,
+    sites: int = 1,
 ) -> _Measured:
     """Start ``instances`` servers on ``database``, warm up, then time the rest; then call
     ``while_running`` (if given) before the servers stop."""
@@ -272,7 +292,7 @@ def _timed_ingest(
                     workdir,
                     mqtt_url=mqtt_url,
                     database=database,
-                    read_points=read_points(),
+                    read_points=read_points(sites),
                     profile_to=profile_to,
                     name="server" if instances == 1 else f"server-{number}",
                     shared_subscription=instances > 1,
@@ -386,6 +406,7 @@ def pg_server_events(
     instances: int = 1,
     warmup_batches: int = WARMUP_BATCHES,
     sample_waits: WaitSampler = _no_waits,
+    sites: int = 1,
 ) -> Figure:
     """``server.pg_events_per_s`` (one instance) or ``server.pg_{n}_instances_events_per_s``.
 
@@ -394,8 +415,10 @@ def pg_server_events(
             servers migrate it.
         instances: server processes on a shared subscription (``$share/...``).
         sample_waits: records what the database's sessions waited on meanwhile.
+        sites: the gateways spread over this many sites (``SITES``), each with its own
+            balance rows: what instances share then is no row at all.
     """
-    all_batches = build_batches(warmup_batches + batches_per_gateway)
+    all_batches = build_batches(warmup_batches + batches_per_gateway, sites=sites)
     measured = _timed_ingest(
         mqtt_url,
         workdir,
@@ -404,6 +427,7 @@ def pg_server_events(
         database_url,
         instances=instances,
         sample_waits=sample_waits,
+        sites=sites,
     )
     asyncio.run(_verify(database_url, measured.sent_events))
     detail = _workload_detail(measured)
@@ -433,6 +457,7 @@ def pg_server_events(
         detail={
             **detail,
             "instances": instances,
+            "sites": sites,
             "server_cpu_cores": [cpu["server_cpu_cores"] for cpu in measured.cpu],
             "event_loop_thread_cores": [cpu["event_loop_thread_cores"] for cpu in measured.cpu],
             "waits": measured.waits,
