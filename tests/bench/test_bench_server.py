@@ -33,6 +33,21 @@ def test_batches_are_valid_event_batches() -> None:
         assert shipped <= received
 
 
+def test_a_workload_over_two_sites_keeps_each_gateway_on_its_own_site() -> None:
+    batches = server.build_batches(1, gateways=4, sites=2)
+    points = {point["id"]: point for point in server.read_points(2)}
+    sites = []
+    for mine in batches:
+        parsed = EventBatch.model_validate_json(mine[0].payload)
+        sites.append(parsed.site)
+        assert mine[0].site == parsed.site
+        assert mine[0].topic == f"stockgate/v1/{parsed.site}/{parsed.gateway}/events"
+        assert {points[e.read_point]["site"] for e in parsed.events} == {parsed.site}
+    assert sites == ["wh1", "wh2", "wh1", "wh2"]
+    # One site: the read points name none (the single-site workload is unchanged).
+    assert all("site" not in point for point in server.read_points())
+
+
 def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
     figure, payloads = server.server_events(mosquitto.url, tmp_path, 1, warmup_batches=1)
     assert figure.key == "server.events_per_s"
