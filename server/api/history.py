@@ -96,10 +96,26 @@ class StockHistoryPage(BaseModel):
     items: list[StockDayView]
 
 
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+"""Times a history or report query may name (windows are computed around them)."""
+
+
+def bounded(value: datetime | None, name: str) -> datetime | None:
+    """``value`` in UTC, refused (400) outside ``EARLIEST``..``LATEST``."""
+    moment = as_utc(value, name)
+    if moment is not None and not EARLIEST <= moment < LATEST:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"{name} must lie between {EARLIEST.year} and {LATEST.year}",
+        )
+    return moment
+
+
 def _window(
     since: datetime | None, until: datetime | None, default: timedelta, widest: timedelta
 ) -> tuple[datetime, datetime]:
-    start, end = as_utc(since, "since"), as_utc(until, "until")
+    start, end = bounded(since, "since"), bounded(until, "until")
     if end is None:
         end = (start + default) if start is not None else datetime.now(UTC)
     if start is None:

@@ -13,8 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_site
-from server.api.history import CSV_MEDIA, SiteParam, wants_csv
-from server.api.params import as_utc
+from server.api.history import CSV_MEDIA, SiteParam, bounded, wants_csv
 from server.api.uploads import csv_download
 from server.reports import dead_stock
 
@@ -64,7 +63,7 @@ async def _dead_stock(
 ) -> DeadStockReport:
     if site is not None:
         check_site(principal, site)
-    moment = as_utc(as_of, "as_of") or datetime.now(UTC)
+    moment = bounded(as_of, "as_of") or datetime.now(UTC)
     async with context.store.read("reporting dead stock") as conn:
         rows = await dead_stock(conn, moment, days, site, principal.sites)
     return DeadStockReport(

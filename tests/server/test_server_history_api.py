@@ -260,6 +260,9 @@ async def test_daily_closing_stock_equals_the_ledger_up_to_each_day(
         ("stock", {}, "exactly one of sku and gtin"),
         ("stock", {"sku": "x", "gtin": GTIN_A}, "exactly one of sku and gtin"),
         ("stock", {"sku": "no-such-item"}, "no item no-such-item"),
+        ("stock", {"sku": "x", "since": "0001-01-02T00:00:00"}, "since must lie between"),
+        ("movements", {"until": "9999-12-31T00:00:00"}, "until must lie between"),
+        ("../reports/dead-stock", {"as_of": "0001-01-02T00:00:00"}, "as_of must lie between"),
     ],
 )
 async def test_bad_requests_say_what_is_wrong(
