@@ -28,7 +28,9 @@ APT_PACKAGES = $(strip \
   $(if $(or $(wildcard /usr/bin/mosquitto_pub),$(shell command -v mosquitto_pub)),,mosquitto-clients) \
   $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
   $(if $(or $(wildcard /usr/bin/systemd-analyze),$(shell command -v systemd-analyze)),,systemd) \
-  $(if $(or $(wildcard /usr/bin/openssl),$(shell command -v openssl)),,openssl))
+  $(if $(or $(wildcard /usr/bin/openssl),$(shell command -v openssl)),,openssl) \
+  $(if $(wildcard /usr/lib/chromium/chromium),,chromium) \
+  $(if $(wildcard /usr/bin/chromedriver),,chromium-driver))
 system-deps:
 	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

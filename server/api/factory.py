@@ -30,6 +30,7 @@ from server.api.context import ApiContext, KeyRing
 from server.api.guard import BodyLimits, RequestGuard
 from server.api.uploads import CSV_MEDIA_TYPE
 from server.config import ServerSettings
+from server.console import pages as console
 from server.csv_import import MAX_IMPORT_BYTES
 from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
@@ -83,6 +84,7 @@ def create_app(
     )
     app.state.config_relay = config_relay
     docs.install(app)
+    console.install(app)
     errors.install(app)
     refusals_api.install(app)
     app.state.read_points = (

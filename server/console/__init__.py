@@ -1,0 +1,1 @@
+"""The operations console served at ``/`` (see ``server.console.pages``)."""
