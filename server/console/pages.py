@@ -172,8 +172,11 @@ async def sign_in(request: Request) -> Response:
     form = await _form(request)
     if not same_token(form.get("csrf"), request.cookies.get(SIGN_IN_COOKIE, "")):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")
-    principal = _context(request).keys.find(form.get("key", ""))
+    keys = _context(request).keys
+    principal = keys.find(form.get("key", ""))
     if principal is None:
+        # Counted like an unknown bearer key: the guard stops the address after too many.
+        keys.failures.failed(request.client.host if request.client else "unknown")
         return _sign_in_form("That key is not known.", status.HTTP_401_UNAUTHORIZED)
     token, _ = _sessions(request).start(principal)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)

@@ -18,6 +18,7 @@ from server_helpers import (
     VIEWER_KEY,
     Batches,
     Probe,
+    make_settings,
     sgtin,
 )
 from test_server_unresolved import undirected
@@ -283,6 +284,26 @@ async def test_pages_load_nothing_from_outside_the_server(
     assert all(response.status_code == 200 for response in fetched)
     assert not any("http://" in r.text or "https://" in r.text for r in fetched)
     assert stream_without_session.status_code == 401
+
+
+async def test_unknown_keys_at_sign_in_count_as_failed_authentications(
+    store: Store, database_url: str
+) -> None:
+    api = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "keys": [{"key": OPERATOR_KEY, "role": "operator"}],
+        "auth_failures_per_minute": 2,
+    }
+    app = create_app(store, make_settings(database_url, api=api))
+    async with browser(app) as http:
+        form = await http.get("/sign-in")
+        first = await http.post("/sign-in", data={"csrf": csrf_of(form), "key": "guess-1-0123456"})
+        second = await http.post(
+            "/sign-in", data={"csrf": csrf_of(first), "key": "guess-2-0123456"}
+        )
+        third = await http.get("/sign-in")
+    assert (first.status_code, second.status_code, third.status_code) == (401, 401, 429)
 
 
 def test_sessions_are_bounded_and_expire() -> None:
