@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,18 @@ def _verify(unit: Path) -> None:
 def test_the_wheel_is_pure_python(wheel: Path) -> None:
     assert wheel.name.endswith("-py3-none-any.whl")
     assert wheel.name.startswith(f"stockgate-{importlib.metadata.version('stockgate')}-")
+
+
+def test_the_wheel_ships_the_console_pages_and_assets(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as built:
+        names = set(built.namelist())
+    shipped = {
+        path.relative_to(REPO).as_posix()
+        for folder in ("templates", "static")
+        for path in (REPO / "server" / "console" / folder).iterdir()
+    }
+    assert shipped
+    assert shipped <= names
 
 
 def test_a_gateway_install_has_the_edge_and_no_server_stack(edge_root: Path) -> None:
