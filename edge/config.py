@@ -158,6 +158,10 @@ class PortalSettings(Section):
     """A finished pass waits until no pass of this door has ended for this long, so the
     tags that crossed together are judged as one group (pallet-level direction); 0 judges
     every tag alone."""
+    group_confirm_s: float = Field(default=10.0, ge=0, le=600)
+    """A tag read on one side only that takes its group's direction is published this much
+    later, and keeps its own verdict (none) if the door reads it again meanwhile: goods
+    standing beside the door are read again and again, a case that rode the pallet is not."""
     gpi_port: GpioPort | None = None
     """The reader's GPI input wired to this door's photo-eye."""
     gpi_window: bool = False

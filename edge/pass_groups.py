@@ -26,7 +26,7 @@ passes end within moments of each other, are all there), then:
    on one side and never on the other was not near the other side), must not have been
    seen on one side of this door in the last ``LOITER_US`` (goods staged beside the door
    are read now and then and must not move with a passing pallet), and waits
-   ``CONFIRM_S`` on probation: read again meanwhile on one side, it keeps its own verdict.
+   ``confirm_s`` on probation: read again meanwhile on one side, it keeps its own verdict.
    A tag whose own clear-cut evidence contradicts the group keeps its verdict; one whose
    weak evidence contradicts it is left without direction (``group_conflict``). Nothing
    is guessed: what does not fit stays unresolved.
@@ -68,7 +68,8 @@ LOITER_US: Final = 120_000_000
 """A one-sided pass of the same tag this recently means it was standing beside the door."""
 MAX_LOITERERS: Final = 20_000
 CONFIRM_S: Final = 10.0
-"""A one-sided tag given its group's direction is published this much later. If the door
+"""Default probation: a one-sided tag given its group's direction is published this much
+later (the portal's ``group_confirm_s``). If the door
 reads it again meanwhile, it waits for that pass: read again on one side without a
 direction, the tag was standing beside the door and keeps its own verdict; crossing again,
 it rode its pallet both times."""
@@ -170,13 +171,15 @@ class GroupJudge:
     Args:
         read_point: the portal (part of every group id).
         hold_s: quiet time before held passes are judged; 0 judges every pass alone.
+        confirm_s: probation of a one-sided tag given its group's direction.
     """
 
-    def __init__(self, read_point: str, hold_s: float) -> None:
-        if hold_s < 0:
-            raise ValueError("hold_s must be >= 0")
+    def __init__(self, read_point: str, hold_s: float, confirm_s: float = CONFIRM_S) -> None:
+        if hold_s < 0 or confirm_s < 0:
+            raise ValueError("hold_s and confirm_s must be >= 0")
         self.read_point = read_point
         self.hold_s = hold_s
+        self.confirm_s = confirm_s
         self._pending: list[Pass] = []
         self._first_at = 0.0
         self._last_at = 0.0
@@ -324,7 +327,7 @@ class GroupJudge:
                     if q.epc_hex == p.epc_hex and q.first_seen_us == p.first_seen_us
                 )
                 self._probation[p.epc_hex] = (
-                    now + CONFIRM_S,
+                    now + self.confirm_s,
                     p,
                     dataclasses.replace(own, group=p.group, group_size=p.group_size),
                 )
