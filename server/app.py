@@ -46,6 +46,7 @@ from server.metrics import Metrics
 from server.metrics_feed import ledger_counter, run_gateway_export
 from server.read_points import ReadPointCatalog
 from server.replenishment.planner import ReplenishmentScheduler
+from server.retention import Pruner
 from server.status import StatusRecorder
 from server.store import Store
 from server.stream import StreamFeed
@@ -237,6 +238,9 @@ class Server:
                 group.create_task(self._serve_api(api, sock, feed), name="server-api")
                 group.create_task(relay.run(), name="server-alert-relay")
                 group.create_task(sweeper.run(), name="server-alert-sweeps")
+                group.create_task(
+                    Pruner(store, self.settings.retention).run(), name="server-retention"
+                )
                 group.create_task(configs.run(), name="server-gateway-configs")
                 if self.settings.webhooks:
                     group.create_task(webhooks.run(), name="server-webhooks")

@@ -253,6 +253,22 @@ class IngestSettings(Section):
     they are counted and dropped, so no publisher can fill the disk with dead letters."""
 
 
+class RetentionSettings(Section):
+    """``[retention]``: how long records are kept (``server.retention`` prunes them)."""
+
+    dead_letter_days: int = Field(default=90, ge=1, le=36_500)
+    """Dead letters older than this are deleted, replayed or not."""
+    batch_days: int = Field(default=90, ge=1, le=36_500)
+    """Batch records (the receipt of each batch) older than this are deleted."""
+    seen_event_days: int = Field(default=0, ge=0, le=36_500)
+    """0: applied event ids are kept for ever (exactly-once needs them while an event can
+    still arrive again). Otherwise ids older than this are deleted and ingest refuses events
+    older than the same horizon (``stale_event`` dead letters), so a pruned id can never
+    let an event apply twice."""
+    prune_interval_s: float = Field(default=3600.0, ge=1, le=86_400)
+    """How often each server instance prunes."""
+
+
 class EmbeddedBrokerSettings(Section):
     """``[embedded_broker]``: the in-process broker used when ``[mqtt] url = "embedded"``."""
 
@@ -269,6 +285,7 @@ class ServerSettings(FileSettings):
     gateways: list[GatewaySettings] = Field(default_factory=list, max_length=MAX_GATEWAYS)
     """The gateway registry; empty: open (any gateway, any read point; the demo default)."""
     ingest: IngestSettings = IngestSettings()
+    retention: RetentionSettings = RetentionSettings()
     embedded_broker: EmbeddedBrokerSettings = EmbeddedBrokerSettings()
     alerts: AlertSettings = AlertSettings()
     webhooks: Webhooks = Field(default_factory=list, max_length=MAX_WEBHOOKS)

@@ -19,6 +19,8 @@ Checks, each a dead letter of its own kind and an alert (never applied):
   (which would refuse an API call's ``request_id``); the gateway id ``api`` is reserved.
   The ACL lets a gateway publish only on its own topic, and ingest checks the batch names
   the topic's gateway, so the namespace is the gateway's own.
+- **Horizon** (only with ``[retention] seen_event_days``): an event older than the horizon
+  of pruned event ids is dead-lettered (``stale_event``); see ``server.retention``.
 - **Clock** (always). An event stamped more than ``[ingest] max_clock_skew_s`` ahead of the
   server's clock is quarantined (``clock_skew``): a dead letter that
   ``stockgate server replay-dead-letters`` applies once its time has come. A unit's state
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 
 TRUST_KINDS: Final = frozenset({UNKNOWN_GATEWAY.kind, GATEWAY_REFUSED.kind, CLOCK_SKEW.kind})
 """Dead-letter kinds this module gives; each is also the kind of the alert it raises."""
+STALE_EVENT: Final = "stale_event"
+"""Dead-letter kind of an event older than the seen-id horizon (no alert of its own)."""
 REJECT_WINDOW_S: Final = 60.0
 MAX_TRACKED_GATEWAYS: Final = 10_000
 MAX_EVIDENCE_IDS: Final = 10
@@ -82,6 +86,11 @@ class GatewayTrust:
         self._sites = {gateway.id: gateway.site for gateway in settings.gateways}
         self._owned = {gateway.id: frozenset(gateway.read_points) for gateway in settings.gateways}
         self._skew = timedelta(seconds=settings.ingest.max_clock_skew_s)
+        days = settings.retention.seen_event_days
+        # An id is pruned when its event first came more than ``days`` ago, and that event
+        # was stamped at most ``skew`` after it came: a repeat of it now is older than
+        # now - days + skew, which is latest_time(now) - days.
+        self._max_age = timedelta(days=days) if days else None
         self._rejects_per_minute = settings.ingest.rejects_per_minute
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
@@ -140,6 +149,12 @@ class GatewayTrust:
             return Refusal(
                 GATEWAY_REFUSED.kind,
                 f"read point {event.read_point!r} is not one of gateway {header.gateway!r}'s",
+            )
+        if self._max_age is not None and event.event_time < latest - self._max_age:
+            return Refusal(
+                STALE_EVENT,
+                f"event time {event.event_time.isoformat()} is older than the seen-id horizon "
+                "([retention] seen_event_days): it could be a repeat whose id was pruned",
             )
         if event.event_time > latest:
             return Refusal(

@@ -282,6 +282,23 @@ def replay_dead_letters(
     _run(replay_command(settings, kind or [], letter or []), (ServerError,))
 
 
+@server_app.command("prune")
+def server_prune(config: ConfigOption, log_level: LogLevel = "warning") -> None:
+    """Delete dead letters, batch records (and seen ids) past [retention] now."""
+    from server.config import ServerSettings
+    from server.errors import ServerError
+    from server.retention import prune_command
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        settings = load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _run(prune_command(settings), (ServerError,))
+
+
 @server_app.command("broker-config")
 def broker_config(
     config: ConfigOption,
