@@ -36,6 +36,7 @@ from bench import (
     api,
     edge,
     edge_memory,
+    faults,
     fuzz,
     history,
     llrp_stream,
@@ -53,7 +54,7 @@ from bench.figures import Figure, Target
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
-GROUPS: Final = ("edge", "portal", "server", "api", "replenishment", "fuzz")
+GROUPS: Final = ("edge", "portal", "server", "api", "replenishment", "fuzz", "faults")
 DEFAULT_LEDGER_ROWS: Final = 10_000_000
 
 
@@ -71,6 +72,7 @@ class Sizes:
     replenishment_items: int
     fuzz_inputs: int
     portal_seeds: int
+    fault_events: int
 
 
 FULL: Final = Sizes(
@@ -86,6 +88,7 @@ FULL: Final = Sizes(
     replenishment_items=replenishment.ITEMS,
     fuzz_inputs=1_000_000,
     portal_seeds=portal.SEEDS,
+    fault_events=2_000,
 )
 QUICK: Final = Sizes(
     edge_reads=3_000,
@@ -100,6 +103,7 @@ QUICK: Final = Sizes(
     replenishment_items=10,
     fuzz_inputs=2_000,
     portal_seeds=1,
+    fault_events=200,
 )
 PROFILE_EDGE_READS: Final = 100_000
 PROFILE_BATCHES_PER_GATEWAY: Final = 5
@@ -297,6 +301,38 @@ def run_fuzz(ctx: Context) -> list[Figure]:
     return figures
 
 
+def run_faults(ctx: Context) -> list[Figure]:
+    figures = []
+    for scenario in faults.SCENARIOS:
+        result = asyncio.run(
+            faults.run_scenario(
+                scenario, ctx.workdir / f"faults-{scenario}", ctx.sizes.fault_events
+            )
+        )
+        figures.append(
+            Figure(
+                key=f"faults.{scenario}",
+                value=result.lost + result.doubled,
+                unit="events lost or doubled",
+                how=faults.HOW[scenario],
+                target=Target("<=", 0),
+                detail={
+                    "events": result.events,
+                    "applied": result.applied,
+                    "ledger_rows": result.ledger_rows,
+                    "on_hand": result.on_hand,
+                    "lost": result.lost,
+                    "doubled": result.doubled,
+                    "recover_s": result.recover_s,
+                    "resends": result.resends,
+                    "batches": result.batches,
+                    **result.detail,
+                },
+            )
+        )
+    return figures
+
+
 RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "edge": run_edge,
     "portal": run_portal,
@@ -304,6 +340,7 @@ RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "api": run_api,
     "replenishment": run_replenishment,
     "fuzz": run_fuzz,
+    "faults": run_faults,
 }
 
 
@@ -335,7 +372,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_groups,
         default=list(GROUPS),
-        help="groups to run: edge,portal,server,api,replenishment,fuzz",
+        help="groups to run: edge,portal,server,api,replenishment,fuzz,faults",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(
