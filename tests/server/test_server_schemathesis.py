@@ -1,5 +1,7 @@
 """A schemathesis run over the OpenAPI schema, in-process against the ASGI app on a real
-SQLite file, with an admin key: no request it makes gets a 5xx.
+SQLite file, with an admin key: no request it makes gets a 5xx. A second run draws the
+caller too (a viewer, an operator, an operator restricted to site wh1, or no key): still no
+5xx, and without a key every ``/api/`` answer is 401.
 
 schemathesis drives the app from its own event-loop thread, so the store is migrated,
 seeded and closed in the app's lifespan, which runs on that loop.
@@ -21,7 +23,13 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.python.asgi import shutdown_lifespans
-from server_helpers import ADMIN_KEY, make_settings
+from server_helpers import (
+    ADMIN_KEY,
+    OPERATOR_KEY,
+    VIEWER_KEY,
+    WH1_OPERATOR_KEY,
+    make_scoped_settings,
+)
 
 from server.api import create_app
 from server.masterdata import ItemFields, LocationFields, create_item, create_location
@@ -38,6 +46,9 @@ STREAM_EXAMPLES = 3
 STREAM_READ_S = 0.3
 REQUEST_TIMEOUT_S = 10.0
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+CALLER_EXAMPLES = 8
+"""Per operation in the run that draws the caller: each role's refusals are a few paths."""
+CALLERS = (VIEWER_KEY, OPERATOR_KEY, WH1_OPERATOR_KEY, None)
 
 
 async def _seed(store: Store) -> None:
@@ -53,7 +64,10 @@ async def _seed(store: Store) -> None:
 
 @pytest.fixture
 def api_schema(tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
-    server_settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}")
+    base = make_scoped_settings(f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}")
+    # The keyless requests are many on purpose: no failed-auth limit for this client.
+    api = base.api.model_copy(update={"auth_failures_per_minute": 100_000})
+    server_settings = base.model_copy(update={"api": api})
     store = Store.open(server_settings.database)
     read_points = ReadPointCatalog(store, server_settings.read_points)
     app = create_app(store, server_settings, read_points=read_points)
@@ -111,6 +125,35 @@ def _fuzz(operation: Operation) -> None:
     no_server_error()
 
 
+def _fuzz_callers(operation: Operation) -> None:
+    """Examples of one operation, each with a caller drawn from ``CALLERS``."""
+    stream = _streams(operation)
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases, key=st.sampled_from(CALLERS))
+    @settings(
+        max_examples=STREAM_EXAMPLES if stream else CALLER_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def no_server_error(case: schemathesis.Case[Operation], key: str | None) -> None:
+        timeout = STREAM_READ_S if stream else REQUEST_TIMEOUT_S
+        if key is not None:
+            headers = {"Authorization": f"Bearer {key}"}
+            case.call_and_validate(headers=headers, checks=[not_a_server_error], timeout=timeout)
+            return
+        response = case.call(timeout=timeout)
+        assert response.status_code < 500, response.text[:300]
+        if case.path.startswith("/api/"):
+            assert response.status_code == 401, f"{case.path}: {response.status_code} without a key"
+
+    no_server_error()
+
+
 # Over 70 operations now: about 20 s on an idle machine, but past the suite's 120 s
 # timeout when the two cores are shared many times over; no assertion here is on speed.
 @pytest.mark.timeout(600)
@@ -130,4 +173,18 @@ def test_no_request_gets_a_server_error(api_schema: schemathesis.BaseSchema) -> 
             details = [str(inner) for inner in getattr(err, "exceptions", ())] or [str(err)]
             failures.append(f"{operation.label}: {err}: {' | '.join(details)}")
     assert operations >= 30
+    assert failures == []
+
+
+@pytest.mark.timeout(600)
+def test_no_caller_gets_a_server_error(api_schema: schemathesis.BaseSchema) -> None:
+    failures: list[str] = []
+    for result in api_schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        operation = result.ok()
+        try:
+            _fuzz_callers(operation)
+        except Exception as err:  # collected, then all reported
+            details = [str(inner) for inner in getattr(err, "exceptions", ())] or [str(err)]
+            failures.append(f"{operation.label}: {err}: {' | '.join(details)}")
     assert failures == []
