@@ -41,7 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 
 from bench.broker import ChildProcess, Mosquitto, free_port
