@@ -197,16 +197,21 @@ def _on_pg(ctx: Context, instances: int, sites: int = 1) -> Figure:
 
     name = asyncio.run(create())
     dsn = pg_floor.dsn_of(ctx.pg_admin_dsn, name)
+    # A broker of its own: the servers' sessions outlive them (clean_start=False), and on a
+    # shared subscription the broker keeps handing the next run's batches to those gone.
+    brokerdir = ctx.workdir / f"broker-{name}"
+    brokerdir.mkdir()
     try:
-        return server.pg_server_events(
-            ctx.broker.url,
-            ctx.workdir,
-            ctx.sizes.batches_per_gateway,
-            pg_floor.sqlalchemy_url(dsn),
-            instances=instances,
-            sites=sites,
-            sample_waits=lambda: pg_waits.sampled_waits(dsn, name),
-        )
+        with Mosquitto(brokerdir) as broker:
+            return server.pg_server_events(
+                broker.url,
+                ctx.workdir,
+                ctx.sizes.batches_per_gateway,
+                pg_floor.sqlalchemy_url(dsn),
+                instances=instances,
+                sites=sites,
+                sample_waits=lambda: pg_waits.sampled_waits(dsn, name),
+            )
     finally:
         asyncio.run(pg_floor.drop_database(ctx.pg_admin_dsn, name))
 
