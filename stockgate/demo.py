@@ -127,6 +127,22 @@ async def fetch_stock(api: httpx.AsyncClient) -> Stock:
             return stock
 
 
+async def load_items(api: httpx.AsyncClient, scenario: Scenario) -> int:
+    """Creates the scenario's known items in the server's item master (SKU = the item's
+    id), so the API and the console show their names; unknown ones stay out on purpose
+    (they show what an unknown GTIN does). Returns how many were created."""
+    created = 0
+    for item in scenario.items:
+        if not item.known:
+            continue
+        response = await api.post(
+            "/api/v1/items", json={"sku": item.id, "gtin": item.gtin, "name": item.name}
+        )
+        response.raise_for_status()
+        created += 1
+    return created
+
+
 async def staged_units_moved(api: httpx.AsyncClient, truth: GroundTruth) -> list[str]:
     """EPCs of staged units the server knows as units (a staged unit must never move)."""
     moved = []
@@ -248,9 +264,14 @@ async def run_demo(
             server_task = tasks.create_task(server.run(ready), name="demo-server")
             await ready.wait()
             base_url = f"http://127.0.0.1:{server.api_port}"
+            admin = {"Authorization": f"Bearer {keys['admin']}"}
+            async with httpx.AsyncClient(base_url=base_url, headers=admin) as master:
+                loaded = await load_items(master, scenario)
             out.write(
                 f"stockgate demo — scenario {scenario.name!r}: {scenario.description}\n"
+                f"  console    {base_url}/  (sign in with a key below)\n"
                 f"  API        {base_url}/api/v1  (OpenAPI: {base_url}/docs)\n"
+                f"  items      {loaded} of the scenario's {len(scenario.items)} loaded\n"
                 f"  admin key  {keys['admin']}\n"
                 f"  viewer key {keys['viewer']}\n"
                 f"  try: curl -H 'Authorization: Bearer {keys['viewer']}' {base_url}/api/v1/stock\n"

@@ -29,12 +29,17 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
     api: str | None = None
     key: str | None = None
     answers: dict[str, int] = {}
+    console: str | None = None
+    names: set[str] = set()
+    sign_in: httpx.Response | None = None
     deadline = time.monotonic() + DEMO_TIMEOUT_S
     try:
         for line in proc.stdout:
             lines.append(line)
             if match := re.search(r"API\s+(http://\S+)/api/v1", line):
                 api = match.group(1)
+            if match := re.search(r"console\s+(http://\S+/)\s", line):
+                console = match.group(1)
             if match := re.search(r"viewer key\s+(\S+)", line):
                 key = match.group(1)
             if api and key and not answers and "has left the read zone" in line:
@@ -42,6 +47,10 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
                 headers = {"Authorization": f"Bearer {key}"}
                 for route in ("/api/v1/stock", "/api/v1/movements"):
                     answers[route] = httpx.get(api + route, headers=headers, timeout=5).status_code
+                items = httpx.get(api + "/api/v1/items", headers=headers, timeout=5).json()
+                names = {item["name"] for item in items["items"]}
+                if console is not None:
+                    sign_in = httpx.get(console, timeout=5, follow_redirects=True)  # to sign-in
             assert time.monotonic() < deadline, "demo ran too long:\n" + "".join(lines)
         code = proc.wait(timeout=30)
     finally:
@@ -53,6 +62,12 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
     assert code == 0, output
     assert answers == {"/api/v1/stock": 200, "/api/v1/movements": 200}, output
     assert "stock matches the ground truth" in output
+    # The scenario's items were loaded: their names, not "Unreviewed item <GTIN>".
+    assert names, output
+    assert not any(name.startswith("Unreviewed") for name in names), names
+    assert sign_in is not None, output
+    assert sign_in.status_code == 200
+    assert 'name="key"' in sign_in.text
     table = re.findall(r"^(\d{14})\s.*\s(wh1\.\S+)\s+(\d+)\s+(\d+)\s*$", output, re.MULTILINE)
     assert table, output
     assert all(on_hand == expected for _, _, on_hand, expected in table), output
