@@ -317,6 +317,13 @@ class EdgeAgent:
                             session.location,
                             session.counted_lines,
                         )
+                    if session.held_items:
+                        log.warning(
+                            "scanner %s: move of %d items not sent (no destination before "
+                            "the stop)",
+                            name,
+                            session.held_items,
+                        )
                 try:
                     await outbox.flush()
                 except OutboxError as err:

@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from stockgate.settings import FileSettings, MqttSettings, Section
-from wire.barcodes import COMMAND_PREFIX, LOCATION_PREFIX, MAX_LINE, Mode
+from wire.barcodes import (
+    COMMAND_PREFIX,
+    LOCATION_PATTERN,
+    LOCATION_PREFIX,
+    MAX_LINE,
+    MAX_LOCATION,
+    Mode,
+)
 from wire.topics import ID_PATTERN
 
 Antenna = Annotated[int, Field(ge=1, le=32)]
@@ -259,6 +266,14 @@ class ScannerSettings(Section):
     command_prefix: str = Field(default=COMMAND_PREFIX, min_length=1, max_length=16)
     default_mode: Mode = "receive"
     """The mode at start (a replugged scanner keeps its mode): receive, pick, move or count."""
+    location: str | None = Field(default=None, pattern=LOCATION_PATTERN, max_length=MAX_LOCATION)
+    """Where the scanner works until a location label is scanned (a fixed station). Unset,
+    its events name no location until one is scanned, and the server takes its read point's
+    ``inbound_location``; a count needs a location, scanned or configured."""
+    move_from: str | None = Field(default=None, pattern=LOCATION_PATTERN, max_length=MAX_LOCATION)
+    """Where moves come from (put-away from a receiving area): each location scanned in move
+    mode is then a destination and each item scanned after it moves at once. Unset, a move
+    is source label, items, destination label (``edge.scanning``)."""
     max_line: int = Field(default=MAX_LINE, ge=16, le=MAX_SCANNER_LINE)
     """Longest scan in bytes; a longer line is reported as malformed and skipped."""
     line_timeout_s: float = Field(default=2.0, gt=0, le=60)

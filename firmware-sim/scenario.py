@@ -131,6 +131,9 @@ MAX_SPEED: Final = 100.0
 PARTIAL_LINE_TIMEOUT_S: Final = 2.0
 """The edge's default ``line_timeout_s``: unterminated fault bytes spoil the next scan of
 their scanner if it comes within this; later, the edge has dropped them already."""
+PICK_ZONE: Final = "staging"
+"""Where a handheld's picks put the goods, under the site: the server's default
+``[operations] pick_zone``."""
 REPLUG_MARGIN_S: Final = 0.1
 """Scans this long after an unplug's delay still count as lost (the replug races them)."""
 
@@ -869,7 +872,7 @@ class Scenario(_Model):
         """Replay the timeline through a ``Book``; the truth and every scan to make."""
         known = {item.gtin for item in self.items if item.known}
         units = [UnitInfo(u.urn, u.gtin, u.serial) for u in self.units]
-        book = Book(known, units)
+        book = Book(known, units, pick_location=f"{self.site}.{PICK_ZONE}")
         for spec in self._scanners.values():
             book.handheld(spec.name, spec.read_point)
         # (time, order, seq, what): passes before scans at the same instant.

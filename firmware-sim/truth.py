@@ -5,14 +5,20 @@ what is on hand per item (GTIN-14) and location, where each tagged unit is, and 
 alerts must fire. Scans mean what ``wire.barcodes`` and the edge's scan sessions say:
 
 * ``CMD:RECEIVE`` / ``CMD:PICK`` / ``CMD:MOVE`` / ``CMD:COUNT`` switch the scanner's mode;
-  ``LOC:<id>`` sets its location; a scanner starts in receive mode at its read point.
+  ``LOC:<id>`` sets its location; a scanner starts in receive mode with no location
+  scanned, where its read point's inbound location is (the scenario's scanner
+  ``read_point``, which the server's read point of that id receives into).
 * receive: each item scan adds its quantity (AI 30/37, else 1) at the location;
-* pick: each item scan takes its quantity from the location;
-* move: a serialized unit (AI 21 matching a tagged case) moves to the location; a scan
-  without a known serial moves nothing (the scanner does not know where it came from);
+* pick: each item scan takes its quantity from the location to the site's pick zone
+  (``<site>.staging``, the server's default ``[operations] pick_zone``);
+* move: the location scanned before the items (or current when move mode began) is the
+  source; items are held until the next location label, the destination, and then move
+  from source to destination; items before any source, or held when the mode changes,
+  move nothing;
 * count: item scans are collected (a serial scanned twice is one unit) and ``CMD:END``
   sets on hand at the location to what was counted, item by item, including zero for an
-  item the system had there and nobody scanned. Units not found become ``missing``.
+  item the system had there and nobody scanned. Units not found become ``missing``. A
+  count needs a scanned location: without one nothing is counted (the edge refuses).
 
 Alerts that must fire, as (kind, subject):
 
@@ -97,7 +103,12 @@ class UnitInfo:
 @dataclass(slots=True)
 class _Handheld:
     location: str
+    scanned: str | None = None
+    """The location label last scanned (None: the scanner is at its read point)."""
     mode: Mode = "receive"
+    source: str | None = None
+    """Move mode: where held items come from."""
+    held: list[ItemScan] = field(default_factory=list)
     counting: dict[str, int] = field(default_factory=dict)
     """GTIN -> quantity scanned without a serial, in the open count."""
     serials: set[tuple[str, str]] = field(default_factory=set)
@@ -114,10 +125,17 @@ class Book:
     Args:
         known_gtins: the item master the server holds.
         units: every tagged case of the scenario.
+        pick_location: where picked goods go (None: they leave the books).
     """
 
-    def __init__(self, known_gtins: Iterable[str], units: Iterable[UnitInfo]) -> None:
+    def __init__(
+        self,
+        known_gtins: Iterable[str],
+        units: Iterable[UnitInfo],
+        pick_location: str | None = None,
+    ) -> None:
         self.known = frozenset(known_gtins)
+        self.pick_location = pick_location
         self.stock: Counter[tuple[str, str]] = Counter()
         self.unit_at: dict[str, str | None] = {}
         self.units = {u.urn: u for u in units}
@@ -177,7 +195,7 @@ class Book:
         except KeyError:
             raise BookError(f"no scanner {scanner!r}") from None
         if isinstance(scan, LocationScan):
-            hand.location = scan.location
+            self._locate(hand, scan.location)
         elif isinstance(scan, CommandScan):
             self._command(scanner, hand, scan.command, at_s)
         elif isinstance(scan, ItemScan):
@@ -185,7 +203,7 @@ class Book:
 
     def _command(self, scanner: str, hand: _Handheld, command: Command, at_s: float) -> None:
         if command is Command.END:
-            if hand.mode == "count":
+            if hand.mode == "count" and hand.scanned is not None:
                 self._close_count(scanner, hand, at_s)
             return
         if command is Command.COUNT and hand.mode == "count":
@@ -193,11 +211,37 @@ class Book:
         hand.mode = MODE_OF[command]
         hand.counting.clear()
         hand.serials.clear()
+        hand.held.clear()
+        hand.source = hand.scanned
+
+    def _locate(self, hand: _Handheld, location: str) -> None:
+        if hand.mode == "count":
+            hand.counting.clear()  # an open count is abandoned by any label
+            hand.serials.clear()
+        hand.location = hand.scanned = location
+        if hand.mode != "move":
+            return
+        if not hand.held:
+            hand.source = location
+            return
+        if location == hand.source:
+            return  # the edge asks for the destination and keeps holding
+        assert hand.source is not None
+        for item in hand.held:
+            self.stock[(item.gtin, hand.source)] -= item.qty
+            self.stock[(item.gtin, location)] += item.qty
+            urn = self.by_serial.get((item.gtin, item.serial)) if item.serial else None
+            if urn is not None:
+                self.unit_at[urn] = location
+        hand.held.clear()
+        hand.source = None
 
     def _item(self, hand: _Handheld, item: ItemScan) -> None:
         urn = self.by_serial.get((item.gtin, item.serial)) if item.serial else None
         where = hand.location
         if hand.mode == "count":
+            if hand.scanned is None:
+                return  # a count needs its location
             if item.serial is not None:
                 hand.serials.add((item.gtin, item.serial))
             else:
@@ -210,14 +254,12 @@ class Book:
             self._moved(item.gtin)
         elif hand.mode == "pick":
             self.stock[(item.gtin, where)] -= item.qty
+            if self.pick_location is not None:
+                self.stock[(item.gtin, self.pick_location)] += item.qty
             if urn is not None:
-                self.unit_at[urn] = None
-        elif urn is not None:  # move: only a known unit has a known origin
-            before = self.unit_at.get(urn)
-            if before is not None:
-                self.stock[(item.gtin, before)] -= 1
-            self.stock[(item.gtin, where)] += 1
-            self.unit_at[urn] = where
+                self.unit_at[urn] = self.pick_location
+        elif hand.source is not None:  # move: held until the destination is scanned
+            hand.held.append(item)
 
     def _close_count(self, scanner: str, hand: _Handheld, at_s: float) -> None:
         location = hand.location

@@ -82,17 +82,51 @@ def server_settings(
         },
         read_points=[
             {
-                "id": scenario.read_point,
-                "inbound_location": scenario.inbound_location,
+                "id": door.read_point,
+                "inbound_location": door.inbound_location,
                 "outbound": "ship",
             }
-        ],
+            for door in scenario.all_doors
+        ]
+        + scanner_read_points(scenario),
     )
 
 
+def scanner_read_points(scenario: Scenario) -> list[dict[str, Any]]:
+    """A read point per scenario scanner's ``read_point`` that no door has: it receives
+    into the location of the same name (where the ground truth says a scanner is until a
+    location label is scanned)."""
+    doors = {door.read_point for door in scenario.all_doors}
+    points = sorted({spec.read_point for spec in scenario.scanner_specs} - doors)
+    return [{"id": point, "inbound_location": point, "outbound": "ignore"} for point in points]
+
+
+def scanner_settings(scenario: Scenario, links: dict[str, Path]) -> list[dict[str, Any]]:
+    """The edge's ``[[scanners]]`` for the scenario's scanners, each on its pty link."""
+    return [
+        {
+            "name": spec.name,
+            "port": str(links[spec.name]),
+            "read_point": spec.read_point,
+            "prefix": spec.prefix,
+            "suffix": spec.suffix,
+            "symbology_ids": spec.aim_ids,
+            "terminator": "\t" if spec.terminator == "tab" else None,
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 1.0,
+        }
+        for spec in scenario.scanner_specs
+    ]
+
+
 def edge_settings(
-    scenario: Scenario, broker_url: str, workdir: Path, reader_port: int
+    scenario: Scenario,
+    broker_url: str,
+    workdir: Path,
+    reader_port: int,
+    scanner_links: dict[str, Path] | None = None,
 ) -> EdgeSettings:
+    """The demo edge: the first door's portal, and the scenario's scanners on their links."""
     door = scenario.reader
     return load(
         EdgeSettings,
@@ -108,6 +142,7 @@ def edge_settings(
                 "inside_antennas": list(door.inside_antennas),
             }
         ],
+        scanners=scanner_settings(scenario, scanner_links or {}) if scanner_links else [],
         status={"interval_s": 2},
     )
 

@@ -168,6 +168,10 @@ class Event(_Model):
     biz_step: Text
     read_point: Text
     biz_location: Text | None = None
+    """Where the goods are after the event (EPCIS ``bizLocation``)."""
+    source_location: Text | None = None
+    """Where the goods were before it: EPCIS ``sourceList`` entry of type ``location`` (a
+    move from one location to another; see ``edge.scanning``)."""
     epc: (
         Annotated[str, Field(min_length=9, max_length=MAX_EPC_URI, pattern=r"^urn:epc:")] | None
     ) = None

@@ -15,22 +15,26 @@ The contract with the edge, and the decisions behind it:
   or ``shipped`` is physically there after all, so it comes back into stock with a
   ``count_adjustment``. Departures (``departing``) have no rule: where the unit went is
   told by the next arrival, so a departure is a sighting only.
-- **Barcode put-away** (``storing`` with a quantity: a scanner in move mode): the scanner
-  does not know where the goods came from, so the quantity moves from the read point's
-  ``inbound_location`` (where that scanner's receive mode puts goods) to ``biz_location``.
+- **Barcode moves** (``storing`` with a quantity: a scanner in move mode): the quantity
+  moves from ``source_location`` (the source label the handheld scanned, or its configured
+  ``move_from``) to ``biz_location`` (the destination). An event that names no source
+  moves from the read point's ``inbound_location`` (where that scanner's receive mode puts
+  goods when no location is scanned): a put-away from receiving.
 - **Picks** (``picking``): goods go to the pick zone of the event's site
   (``[operations] pick_zone``, ``wh1.staging``): a unit from where it is (like an arrival),
-  a barcode quantity from ``biz_location``. A pick does not ship anything; the outbound
-  pass at the dock does, against the sales order.
+  a barcode quantity from the location the handheld scanned (``source_location``, else
+  ``biz_location``, else the read point's ``inbound_location``). A pick does not ship
+  anything; the outbound pass at the dock does, against the sales order.
 - **Cycle counts** (``cycle_counting`` with ``quantities``): ``server.rules.counts``.
 - **Late events.** A move or pick older than the unit's newest event moves nothing: the
   newer event already says where the unit is, and a transfer from a place it has since
   left would break the balances.
 - Ledger rows these rules write carry the business step as ``reason`` (``arriving``,
   ``storing``, ``picking``, ``cycle_counting``), so history tells them apart.
-- **biz_location** must be a location id (``wh1.aisle.3``) outside the reserved ``transit``
-  site where a rule uses it; an event that breaks this is dead-lettered with a reason that
-  says so (``location_problem``), and so is a barcode put-away, pick or count without one.
+- **biz_location** and **source_location** must be location ids (``wh1.aisle.3``) outside
+  the reserved ``transit`` site; an event that breaks this is dead-lettered with a reason
+  that says so (``location_problem``), and so is a barcode move or count without a
+  ``biz_location``.
 """
 
 from __future__ import annotations
@@ -140,22 +144,28 @@ def _move_quantity(inp: RuleInput, source: str, target: str) -> Outcome:
 
 
 def move_quantity(inp: RuleInput) -> Outcome:
-    """A barcode put-away: from the read point's inbound location to ``biz_location``."""
+    """A barcode move: from ``source_location`` (else the inbound location) to ``biz_location``."""
     assert inp.event.biz_location is not None
-    return _move_quantity(inp, inp.read_point.inbound_location, inp.event.biz_location)
+    source = inp.event.source_location or inp.read_point.inbound_location
+    return _move_quantity(inp, source, inp.event.biz_location)
+
+
+def pick_source(inp: RuleInput) -> str:
+    """Where a barcode pick takes from: the scanned location, else the inbound location."""
+    event = inp.event
+    return event.source_location or event.biz_location or inp.read_point.inbound_location
 
 
 def pick_quantity(inp: RuleInput) -> Outcome:
-    """A barcode pick: from ``biz_location`` to the pick zone of the event's site."""
-    assert inp.event.biz_location is not None
+    """A barcode pick: from the scanned location to the pick zone of the event's site."""
     site = inp.site or event_site(inp.read_point)
-    return _move_quantity(inp, inp.event.biz_location, inp.policy.pick_location(site))
+    return _move_quantity(inp, pick_source(inp), inp.policy.pick_location(site))
 
 
 STEP_RULES: tuple[StepRule, ...] = (
     StepRule("count", frozenset({CYCLE_COUNTING}), "quantities", "required", count_location),
     StepRule("pick-unit", frozenset({PICKING}), "epc", "optional", pick_unit),
-    StepRule("pick-quantity", frozenset({PICKING}), "quantity", "required", pick_quantity),
+    StepRule("pick-quantity", frozenset({PICKING}), "quantity", "optional", pick_quantity),
     StepRule("move-unit", frozenset({ARRIVING, STORING}), "epc", "optional", move_unit),
     StepRule("move-quantity", frozenset({STORING}), "quantity", "required", move_quantity),
 )
@@ -176,21 +186,31 @@ def step_rule_for(event: Event) -> StepRule | None:
     return _STEP_RULES_BY_KEY.get((event.biz_step, _identity(event)))
 
 
-def location_problem(event: Event) -> str | None:
-    """Why ``event`` cannot be applied for its ``biz_location``; None when it can."""
-    rule = step_rule_for(event)
-    if rule is None:
-        return None
-    location = event.biz_location
-    if location is None:
-        if rule.location == "required":
-            return f"a {event.biz_step} event of a {rule.identity} needs biz_location"
-        return None
+def _bad_location(field: str, location: str) -> str | None:
     if len(location) > MAX_LOCATION_LENGTH or not _LOCATION.match(location):
         return (
-            f"biz_location {location[:MAX_LOCATION_LENGTH]!r} is not a location id "
+            f"{field} {location[:MAX_LOCATION_LENGTH]!r} is not a location id "
             "(a dotted path such as wh1.aisle.3)"
         )
     if site_of(location) == TRANSIT_SITE:
-        return f"biz_location {location!r} is in the reserved site {TRANSIT_SITE!r}"
+        return f"{field} {location!r} is in the reserved site {TRANSIT_SITE!r}"
+    return None
+
+
+def location_problem(event: Event) -> str | None:
+    """Why ``event`` cannot be applied for its locations; None when it can.
+
+    ``biz_location`` and ``source_location`` are checked on every event that names them
+    (receipts and shipments use them too, ``server.rules.stock``).
+    """
+    for field, location in (
+        ("biz_location", event.biz_location),
+        ("source_location", event.source_location),
+    ):
+        if location is not None and (problem := _bad_location(field, location)) is not None:
+            return problem
+    if event.biz_location is None:
+        rule = step_rule_for(event)
+        if rule is not None and rule.location == "required":
+            return f"a {event.biz_step} event of a {rule.identity} needs biz_location"
     return None

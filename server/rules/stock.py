@@ -9,7 +9,10 @@ own (moves, picks, counts: ``server.rules.steps``) are looked up before these pa
 Decisions written down here (DESIGN.md section 4, "order does not matter"):
 
 - Every pass is an increment: an inbound pass receives one unit into the read point's
-  ``inbound_location``, an outbound pass ships one unit out. Increments commute, so the
+  ``inbound_location``, an outbound pass ships one unit out. A receipt that names a
+  ``biz_location`` (a handheld in receive mode after a location label) receives there
+  instead; a barcode shipment leaves from the location it names (``source_location``,
+  else ``biz_location``), else from the inbound location. Increments commute, so the
   balances end the same whatever order batches arrive in.
 - A shipment leaves from the unit's current location when the unit is in stock. When it is
   not (never received, shipped already, missing), the shipment is still recorded, from the
@@ -126,7 +129,7 @@ def receive_unit(inp: RuleInput) -> Outcome:
     A unit in transit (shipped on a transfer order) is moved from its transit location
     instead, which counts it as received on the transfer order.
     """
-    target = inp.read_point.inbound_location
+    target = receipt_location(inp)
     unit = inp.unit
     if unit is not None and unit.status == "in_transit" and unit.location and not inp.late:
         return Outcome(
@@ -176,26 +179,31 @@ def ship_unit(inp: RuleInput) -> Outcome:
     )
 
 
+def receipt_location(inp: RuleInput) -> str:
+    """Where a receipt puts the goods: the scanned location, else the inbound location."""
+    return inp.event.biz_location or inp.read_point.inbound_location
+
+
+def shipment_location(inp: RuleInput) -> str:
+    """Where a barcode shipment takes the goods from (see the module docstring)."""
+    event = inp.event
+    return event.source_location or event.biz_location or inp.read_point.inbound_location
+
+
 def receive_quantity(inp: RuleInput) -> Outcome:
-    """An inbound barcode scan: receipt of its quantity into the inbound location."""
+    """An inbound barcode scan: receipt of its quantity where it was scanned."""
     assert inp.event.quantity is not None
     return Outcome(
-        movements=(
-            _movement(
-                inp, "receipt", inp.event.quantity.qty, None, inp.read_point.inbound_location
-            ),
-        )
+        movements=(_movement(inp, "receipt", inp.event.quantity.qty, None, receipt_location(inp)),)
     )
 
 
 def ship_quantity(inp: RuleInput) -> Outcome:
-    """An outbound barcode scan: shipment of its quantity from the inbound location."""
+    """An outbound barcode scan: shipment of its quantity from where it was scanned."""
     assert inp.event.quantity is not None
     return Outcome(
         movements=(
-            _movement(
-                inp, "shipment", inp.event.quantity.qty, inp.read_point.inbound_location, None
-            ),
+            _movement(inp, "shipment", inp.event.quantity.qty, shipment_location(inp), None),
         )
     )
 

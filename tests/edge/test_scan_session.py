@@ -64,7 +64,8 @@ def test_receive_is_the_default_and_records_where_and_what() -> None:
     assert notices == []
     e = wire(event)
     assert (e.biz_step, e.direction, e.action, e.source) == ("receiving", "in", "OBSERVE", "serial")
-    assert (e.read_point, e.biz_location) == ("wh1.aisle.3", "wh1.aisle.3")
+    # No location scanned: the event names none (the server takes the inbound location).
+    assert (e.read_point, e.biz_location, e.source_location) == ("wh1.aisle.3", None, None)
     assert e.quantity == Quantity(gtin=GTIN_A, lot="L1", expiry=date(2027, 5, 31), qty=6)
     assert int(e.event_time.timestamp() * 1000) == scan.seen_us // 1000
 
@@ -78,17 +79,76 @@ def test_location_labels_and_modes_shape_the_events() -> None:
         cmd(Command.PICK),
         item(GTIN_B),
         cmd(Command.MOVE),
-        loc("wh1.aisle.9"),
         item(serial="S1"),
+        loc("wh1.aisle.9"),
     )
     assert notices == []
-    shapes = [(e.biz_step, e.direction, e.biz_location) for e in map(wire, events)]
+    shapes = [
+        (e.biz_step, e.direction, e.source_location, e.biz_location) for e in map(wire, events)
+    ]
     assert shapes == [
-        ("receiving", "in", "wh1.aisle.3.bin.1"),
-        ("picking", "out", "wh1.aisle.3.bin.1"),
-        ("storing", None, "wh1.aisle.9"),
+        ("receiving", "in", None, "wh1.aisle.3.bin.1"),
+        ("picking", "out", None, "wh1.aisle.3.bin.1"),
+        ("storing", None, "wh1.aisle.3.bin.1", "wh1.aisle.9"),
     ]
     assert (s.mode, s.location) == ("move", "wh1.aisle.9")
+
+
+def test_a_move_is_source_items_destination_and_sent_at_the_destination() -> None:
+    s = session(default_mode="move")
+    early, notices = run(s, item())
+    assert early == []
+    assert notices == ["scan the source location first: a move needs one"]
+    events, notices = run(s, loc("wh1.a.1"), item(qty=12), item(GTIN_B), loc("wh1.a.1"))
+    assert events == []
+    assert notices == ["wh1.a.1 is where the 2 held items come from: scan the destination"]
+    assert s.held_items == 2
+    destination = loc("wh1.b.2")
+    events, notices = run(s, destination)
+    assert notices == []
+    sent = [wire(e, n) for n, e in enumerate(events, 1)]
+    assert [(e.source_location, e.biz_location, e.quantity) for e in sent] == [
+        ("wh1.a.1", "wh1.b.2", Quantity(gtin=GTIN_A, qty=12)),
+        ("wh1.a.1", "wh1.b.2", Quantity(gtin=GTIN_B)),
+    ]
+    assert {e.event_time for e in sent} == {sent[0].event_time}
+    assert int(sent[0].event_time.timestamp() * 1000) == destination.seen_us // 1000
+    # The next location starts a new move; a mode switch drops held items, and says so.
+    _, notices = run(s, loc("wh1.b.3"), item(), cmd(Command.RECEIVE))
+    assert notices == [
+        "move from wh1.b.3 abandoned (mode switched to receive before its destination): "
+        "1 items, 1 units not sent"
+    ]
+
+
+def test_a_configured_source_makes_every_location_a_destination() -> None:
+    s = session(default_mode="move", move_from="wh1.receiving")
+    _, notices = run(s, item())
+    assert notices == ["scan the destination location first: a put-away needs one"]
+    events, notices = run(s, loc("wh1.a.1"), item(), loc("wh1.a.2"), item(GTIN_B))
+    assert notices == []
+    assert [(e.source_location, e.biz_location) for e in map(wire, events)] == [
+        ("wh1.receiving", "wh1.a.1"),
+        ("wh1.receiving", "wh1.a.2"),
+    ]
+
+
+def test_a_configured_location_is_where_the_scanner_works_until_one_is_scanned() -> None:
+    s = session(location="wh1.station.4")
+    [received], _ = run(s, item())
+    assert wire(received).biz_location == "wh1.station.4"
+    [count], _ = run(s, cmd(Command.COUNT), item(), cmd(Command.END))
+    assert wire(count).biz_location == "wh1.station.4"
+
+
+def test_a_count_needs_a_location() -> None:
+    s = session(default_mode="count")
+    events, notices = run(s, item(), cmd(Command.END))
+    assert events == []
+    assert notices == [
+        "scan the location label first: a count needs its location",
+        "END scanned before a location label: nothing counted",
+    ]
 
 
 def test_a_count_becomes_one_event_listing_everything_seen() -> None:
@@ -130,7 +190,7 @@ def test_a_count_becomes_one_event_listing_everything_seen() -> None:
 
 
 def test_a_count_left_without_end_is_abandoned_and_said_so() -> None:
-    s = session(default_mode="count")
+    s = session(default_mode="count", location="wh1.aisle.3")
     events, notices = run(s, item(), item(GTIN_B), loc("wh1.b"), item(), cmd(Command.RECEIVE))
     assert events == []
     assert notices == [
@@ -145,7 +205,9 @@ def test_count_command_during_a_count_keeps_it_and_end_outside_is_refused() -> N
     s = session()
     _, notices = run(s, cmd(Command.END))
     assert notices == ["END scanned in receive mode, not in a count: ignored"]
-    events, notices = run(s, cmd(Command.COUNT), item(), cmd(Command.COUNT), cmd(Command.END))
+    events, notices = run(
+        s, cmd(Command.COUNT), loc("wh1.a"), item(), cmd(Command.COUNT), cmd(Command.END)
+    )
     assert notices == []
     [count] = events
     assert count.quantities is not None
@@ -154,7 +216,9 @@ def test_count_command_during_a_count_keeps_it_and_end_outside_is_refused() -> N
 
 def test_a_count_is_bounded_in_lines() -> None:
     s = ScanSession(
-        ScannerSettings(name="h", port="/dev/x", read_point="wh1.a", default_mode="count"),
+        ScannerSettings(
+            name="h", port="/dev/x", read_point="wh1.a", default_mode="count", location="wh1.a"
+        ),
         max_lines=2,
     )
     _, notices = run(s, item(lot="1"), item(lot="2"), item(lot="3"), item(lot="1"))
@@ -168,6 +232,6 @@ def test_a_count_is_bounded_in_lines() -> None:
 
 
 def test_a_count_line_total_is_bounded() -> None:
-    s = session(default_mode="count")
+    s = session(default_mode="count", location="wh1.a")
     _, notices = run(s, item(qty=999_999), item(qty=2))
     assert notices == [f"count of GTIN {GTIN_A} would exceed 1000000: scan not counted"]

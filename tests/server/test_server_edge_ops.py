@@ -143,17 +143,25 @@ def test_business_steps_choose_their_rule_before_passes(
     ("fields", "problem"),
     [
         ({"biz_step": "storing", "quantity": {"gtin": GTIN_A}}, "needs biz_location"),
-        ({"biz_step": "picking", "quantity": {"gtin": GTIN_A}}, "needs biz_location"),
+        ({"biz_step": "picking", "quantity": {"gtin": GTIN_A}}, None),
+        (
+            {"biz_step": "storing", "quantity": {"gtin": GTIN_A}, "source_location": "a b"},
+            "source_location 'a b' is not a location id",
+        ),
         ({"biz_step": "storing", "epc": sgtin(1), "biz_location": "aisle 3"}, "not a location id"),
         (
             {"biz_step": "cycle_counting", "quantities": [], "biz_location": "transit.TO-1"},
             "reserved site 'transit'",
         ),
         ({"biz_step": "arriving", "epc": sgtin(1)}, None),
-        ({"biz_step": "receiving", "epc": sgtin(1), "biz_location": "not a location"}, None),
+        (
+            {"biz_step": "receiving", "epc": sgtin(1), "biz_location": "not a location"},
+            "biz_location 'not a location' is not a location id",
+        ),
+        ({"biz_step": "receiving", "epc": sgtin(1)}, None),
     ],
 )
-def test_biz_location_must_be_a_location_where_a_rule_uses_it(
+def test_locations_must_be_location_ids_and_there_where_a_rule_needs_them(
     fields: dict[str, Any], problem: str | None
 ) -> None:
     found = location_problem(_event(**fields))
@@ -404,6 +412,50 @@ async def test_scanner_put_away_and_picks(
         ("receipt", None),
         ("transfer", "picking"),
     ]
+    assert await check_ledger(store) == []
+
+
+async def test_one_meaning_per_scan_receive_move_pick(
+    ingestor: Ingestor, batches: Batches, probe: Probe, store: Store
+) -> None:
+    """Receive into the scanned location (else inbound), move source to destination, pick
+    from the scanned location (else inbound): the issue's handheld walk, in the books."""
+    scanner = "wh1.scanner"
+    received = step(batches, "receiving", gtin=GTIN_B, qty=12, minutes=0, read_point=scanner)
+    received |= {"direction": "in", "biz_location": "wh1.a01.b01"}
+    unscanned = step(batches, "receiving", gtin=GTIN_B, qty=3, minutes=1, read_point=scanner)
+    unscanned["direction"] = "in"
+    moved = step(
+        batches,
+        "storing",
+        gtin=GTIN_B,
+        qty=5,
+        biz_location="wh1.a02.b01",
+        minutes=2,
+        read_point=scanner,
+    )
+    moved["source_location"] = "wh1.a01.b01"
+    picked = step(
+        batches,
+        "picking",
+        gtin=GTIN_B,
+        qty=2,
+        biz_location="wh1.a02.b01",
+        direction="out",
+        minutes=3,
+        read_point=scanner,
+    )
+    picked_here = step(
+        batches, "picking", gtin=GTIN_B, qty=1, direction="out", minutes=4, read_point=scanner
+    )
+    await send(ingestor, batches, received, unscanned, moved, picked, picked_here)
+
+    assert await probe.balances() == {
+        (GTIN_B, "wh1.a01.b01"): 7,
+        (GTIN_B, "wh1.receiving"): 2,
+        (GTIN_B, "wh1.a02.b01"): 3,
+        (GTIN_B, "wh1.staging"): 3,
+    }
     assert await check_ledger(store) == []
 
 
