@@ -63,7 +63,15 @@ from stockgate import software_version
 from stockgate.mqtt import Message, MqttClient, MqttError
 from wire import topics
 from wire.identifiers import IdentifierError
-from wire.models import MAX_ANTENNAS, MAX_READERS, ConfigRejection, ReaderStatus, Status, now_utc
+from wire.models import (
+    MAX_ANTENNAS,
+    MAX_READERS,
+    ConfigRejection,
+    ReaderStatus,
+    RefusedEvent,
+    Status,
+    now_utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,11 @@ class Retunable(Protocol):
     """A reader that can take new settings while it runs (``LlrpReader``)."""
 
     def retune(self, settings: LlrpSettings) -> None: ...
+
+
+REFUSAL_SHOWN_S = 300.0
+"""How long a scanner's status shows the server's refusal of one of its scans as its
+``last_error`` (over any other error)."""
 
 
 def serial_scanners(settings: EdgeSettings) -> dict[str, Reader]:
@@ -184,6 +197,8 @@ class EdgeAgent:
         """Passes that could not become an event (e.g. an EPC that is not hex)."""
         self.reader_events: Counter[str] = Counter()
         self._last_error: dict[str, str] = {}
+        self._refusals: dict[str, tuple[float, str]] = {}
+        """Per scanner, when the server last refused one of its scans, and why."""
         self.readers: dict[str, Reader] = {}
         """The readers of the current run."""
         self._outbox: Outbox | None = None
@@ -260,6 +275,7 @@ class EdgeAgent:
                 resend_max_s=buffer.resend_max_s,
                 drain_rate_per_s=buffer.drain_rate_per_s,
                 on_other=self._on_message,
+                on_refused=self._refused,
             )
             self.publisher = publisher
             self.points.attach_lights(readers, lambda: client.connected)
@@ -422,6 +438,16 @@ class EdgeAgent:
         for event in outcome.events:
             self._store_scan(name, event)
 
+    def _refused(self, refused: RefusedEvent) -> None:
+        """The server refused an event: shown as the last error of the scanners at its
+        read point (in the status the gateway publishes), so the operator sees it."""
+        self.reader_events["refused_by_server"] += 1
+        for name, session in self.sessions.items():
+            if session.read_point == refused.read_point:
+                text = f"refused by the server: {refused.reason}"[:1000]
+                self._refusals[name] = (self.clock(), text)
+                log.warning("scanner %s: the server refused a scan: %s", name, refused.reason)
+
     def _store_scan(self, name: str, event: ScanEvent) -> None:
         outbox = self._outbox
         if outbox is None:
@@ -580,7 +606,11 @@ class EdgeAgent:
         status = reader.status()
         update: dict[str, object] = {}
         error = self._last_error.get(name)
-        if status.last_error is None and error is not None:
+        refusal = self._refusals.get(name)
+        if refusal is not None and self.clock() - refusal[0] < REFUSAL_SHOWN_S:
+            # What the operator most needs to see: the books did not take a scan.
+            update["last_error"] = refusal[1]
+        elif status.last_error is None and error is not None:
             update["last_error"] = error
         antennas = self._antennas.get(name)
         if antennas and not status.antennas:

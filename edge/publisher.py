@@ -25,6 +25,10 @@ after an outage the backlog drains in order at a bounded pace instead of floodin
 broker and the server, which may be taking the backlog of many gateways at once. Live
 traffic (a busy portal makes a few hundred events a minute) never meets the limit.
 
+An Ack may list events of its batches that the server refused (negative stock where a site
+refuses it): they are dead letters there, so they leave the outbox with their batch; the
+publisher logs each and hands it to ``on_refused`` (the agent shows it on the scanner).
+
 The publisher is the one consumer of the client's ``messages()``; it acts on its Ack
 topic and hands anything else to ``on_other`` (the agent's remote configuration).
 """
@@ -46,7 +50,14 @@ from edge.buffer.outbox import Outbox, OutboxError
 from edge.ratelimit import TokenBucket
 from stockgate.mqtt import Message, MqttClient, MqttError, MqttNotConnected
 from wire import topics
-from wire.models import MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES, Ack, BatchHeader, now_utc
+from wire.models import (
+    MAX_BATCH_EVENTS,
+    MAX_PAYLOAD_BYTES,
+    Ack,
+    BatchHeader,
+    RefusedEvent,
+    now_utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +120,7 @@ class Publisher:
         resend_max_s: float = 300.0,
         drain_rate_per_s: float = 0.0,
         on_other: Callable[[Message], Awaitable[None]] | None = None,
+        on_refused: Callable[[RefusedEvent], None] | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
@@ -116,6 +128,7 @@ class Publisher:
             raise ValueError("max_in_flight must be >= 1 and resend_after_s > 0")
         self._outbox = outbox
         self._client = client
+        self._on_refused = on_refused
         self.site = site
         self.gateway = gateway
         self.events_topic = topics.events(site, gateway)
@@ -141,6 +154,8 @@ class Publisher:
         self.batches_acked = 0
         self.events_acked = 0
         self.bad_acks = 0
+        self.events_refused = 0
+        """Events the server's Acks said it refused (kept there as dead letters)."""
         self.rounds = 0
         """Passes of the send loop; stays small while the broker is away (no busy loop)."""
 
@@ -296,8 +311,25 @@ class Publisher:
                 self.bad_acks += 1
                 log.warning("publisher: Ack for gateway %r on our topic ignored", ack.gateway)
                 continue
+            self._refusals(ack)
             await self._apply(ack)
             self._wake.set()
+
+    def _refusals(self, ack: Ack) -> None:
+        # Applied as dead letters on the server, so deleted with the batch all the same.
+        for refused in ack.refused:
+            self.events_refused += 1
+            log.warning(
+                "publisher: server refused event %s of %s: %s",
+                refused.event_id,
+                refused.read_point,
+                refused.reason,
+            )
+            if self._on_refused is not None:
+                self._on_refused(refused)
+        if ack.refused_more:
+            self.events_refused += ack.refused_more
+            log.warning("publisher: server refused %d more events", ack.refused_more)
 
     async def _apply(self, ack: Ack) -> None:
         for acked in ack.batches:

@@ -43,6 +43,8 @@ Tables (every key is checked; unknown keys are errors that name the key):
 * ``[[scans]]``: any scan sequence: ``at_s``, ``scanner``, ``gap_s`` and ``codes``, each
   one of ``{ command }``, ``{ location }``, ``{ item, serial, lot, expiry, count,
   symbology }``, ``{ gtin, count, symbology }`` or ``{ raw }`` (text sent as is);
+* ``refuse_negative_stock``: sites whose server refuses negative stock (a pick or move of
+  more than the books hold moves nothing there; ``GroundTruth.refused`` lists them);
 * ``[[faults]]``: ``at_s``, ``kind`` and the fault's parameters; ``reader`` (a reader's
   name, the first door's by default) for reader faults (``faults.FAULTS``), or
   ``scanner`` for scanner faults (garbage, partial_line, long_line, unplug).
@@ -63,7 +65,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -134,6 +136,7 @@ their scanner if it comes within this; later, the edge has dropped them already.
 PICK_ZONE: Final = "staging"
 """Where a handheld's picks put the goods, under the site: the server's default
 ``[operations] pick_zone``."""
+SITE_PATTERN: Final = r"^[A-Za-z0-9_-]{1,32}$"
 REPLUG_MARGIN_S: Final = 0.1
 """Scans this long after an unplug's delay still count as lost (the replug races them)."""
 
@@ -576,6 +579,11 @@ class Scenario(_Model):
     counts: tuple[CountSpec, ...] = Field(default=(), max_length=100)
     scans: tuple[ScanSpec, ...] = Field(default=(), max_length=1000)
     faults: tuple[FaultAt, ...] = Field(default=(), max_length=1000)
+    refuse_negative_stock: tuple[Annotated[str, Field(pattern=SITE_PATTERN)], ...] = Field(
+        default=(), max_length=100
+    )
+    """Sites whose server refuses negative stock (``[operations.negative_stock_sites]``);
+    a handheld pick or move there that takes more than the books hold moves nothing."""
 
     _units: dict[str, tuple[Unit, ...]] = PrivateAttr(default_factory=dict)
     _doors: dict[str, Door] = PrivateAttr(default_factory=dict)
@@ -872,7 +880,7 @@ class Scenario(_Model):
         """Replay the timeline through a ``Book``; the truth and every scan to make."""
         known = {item.gtin for item in self.items if item.known}
         units = [UnitInfo(u.urn, u.gtin, u.serial) for u in self.units]
-        book = Book(known, units, pick_location=f"{self.site}.{PICK_ZONE}")
+        book = Book(known, units, pick_zone=PICK_ZONE, refuse_negative=self.refuse_negative_stock)
         for spec in self._scanners.values():
             book.handheld(spec.name, spec.read_point)
         # (time, order, seq, what): passes before scans at the same instant.

@@ -9,8 +9,11 @@ alerts must fire. Scans mean what ``wire.barcodes`` and the edge's scan sessions
   scanned, where its read point's inbound location is (the scenario's scanner
   ``read_point``, which the server's read point of that id receives into).
 * receive: each item scan adds its quantity (AI 30/37, else 1) at the location;
-* pick: each item scan takes its quantity from the location to the site's pick zone
-  (``<site>.staging``, the server's default ``[operations] pick_zone``);
+* pick: each item scan takes its quantity from the location to the pick zone of the
+  scanner's site (``<site>.staging``, the server's default ``[operations] pick_zone``);
+* negative stock: a pick or move taking more than the location holds is refused (moves
+  nothing, and is listed in ``refused``) at a site that refuses negative stock; elsewhere
+  it applies and ``("negative_stock", "<location>/<gtin>")`` must fire;
 * move: the location scanned before the items (or current when move mode began) is the
   source; items are held until the next location label, the destination, and then move
   from source to destination; items before any source, or held when the mode changes,
@@ -38,6 +41,7 @@ from typing import Final, NamedTuple
 from wire.barcodes import MODE_OF, Command, CommandScan, ItemScan, LocationScan, Mode, Scan
 
 UNKNOWN_ITEM: Final = "unknown_item"
+NEGATIVE_STOCK: Final = "negative_stock"
 COUNT_DISCREPANCY: Final = "count_discrepancy"
 
 
@@ -78,6 +82,8 @@ class GroundTruth:
         missing: EPC URNs of units a count did not find (and that stayed lost).
         alerts: alerts that must fire, each once, in the order they arise.
         counts: every closed count, in time order.
+        refused: (scanner, GTIN, location) of every scan the server must refuse for
+            negative stock, in time order.
     """
 
     stock: dict[tuple[str, str], int]
@@ -87,6 +93,7 @@ class GroundTruth:
     missing: set[str] = field(default_factory=set)
     alerts: tuple[ExpectedAlert, ...] = ()
     counts: tuple[CountTruth, ...] = ()
+    refused: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def units_shipped(self) -> int:
@@ -102,7 +109,10 @@ class UnitInfo:
 
 @dataclass(slots=True)
 class _Handheld:
+    name: str
     location: str
+    home: str = ""
+    """Where the scanner starts: its read point's inbound location (and so its site)."""
     scanned: str | None = None
     """The location label last scanned (None: the scanner is at its read point)."""
     mode: Mode = "receive"
@@ -125,17 +135,22 @@ class Book:
     Args:
         known_gtins: the item master the server holds.
         units: every tagged case of the scenario.
-        pick_location: where picked goods go (None: they leave the books).
+        pick_zone: the zone of a scanner's site where its picks go (None: they leave the
+            books).
+        refuse_negative: sites whose server refuses negative stock.
     """
 
     def __init__(
         self,
         known_gtins: Iterable[str],
         units: Iterable[UnitInfo],
-        pick_location: str | None = None,
+        pick_zone: str | None = None,
+        refuse_negative: Iterable[str] = (),
     ) -> None:
         self.known = frozenset(known_gtins)
-        self.pick_location = pick_location
+        self.pick_zone = pick_zone
+        self.refuse_negative = frozenset(refuse_negative)
+        self.refused: list[tuple[str, str, str]] = []
         self.stock: Counter[tuple[str, str]] = Counter()
         self.unit_at: dict[str, str | None] = {}
         self.units = {u.urn: u for u in units}
@@ -182,7 +197,7 @@ class Book:
 
     def handheld(self, scanner: str, location: str) -> None:
         """Declare a scanner and where it starts."""
-        self._handhelds[scanner] = _Handheld(location)
+        self._handhelds[scanner] = _Handheld(scanner, location, home=location)
 
     def scan(self, scanner: str, scan: Scan, at_s: float) -> None:
         """Apply one scan (see the module docstring).
@@ -228,7 +243,8 @@ class Book:
             return  # the edge asks for the destination and keeps holding
         assert hand.source is not None
         for item in hand.held:
-            self.stock[(item.gtin, hand.source)] -= item.qty
+            if not self._take(hand, item, hand.source):
+                continue
             self.stock[(item.gtin, location)] += item.qty
             urn = self.by_serial.get((item.gtin, item.serial)) if item.serial else None
             if urn is not None:
@@ -253,13 +269,27 @@ class Book:
                 self.unit_at[urn] = where
             self._moved(item.gtin)
         elif hand.mode == "pick":
-            self.stock[(item.gtin, where)] -= item.qty
-            if self.pick_location is not None:
-                self.stock[(item.gtin, self.pick_location)] += item.qty
+            if not self._take(hand, item, where):
+                return
+            target = None
+            if self.pick_zone is not None:
+                target = f"{hand.home.split('.', 1)[0]}.{self.pick_zone}"
+                self.stock[(item.gtin, target)] += item.qty
             if urn is not None:
-                self.unit_at[urn] = self.pick_location
+                self.unit_at[urn] = target
         elif hand.source is not None:  # move: held until the destination is scanned
             hand.held.append(item)
+
+    def _take(self, hand: _Handheld, item: ItemScan, where: str) -> bool:
+        """Take ``item`` out of ``where`` unless the site refuses the negative stock."""
+        after = self.stock[(item.gtin, where)] - item.qty
+        if after < 0:
+            if where.split(".", 1)[0] in self.refuse_negative:
+                self.refused.append((hand.name, item.gtin, where))
+                return False
+            self.alerts.setdefault(ExpectedAlert(NEGATIVE_STOCK, f"{where}/{item.gtin}"))
+        self.stock[(item.gtin, where)] = after
+        return True
 
     def _close_count(self, scanner: str, hand: _Handheld, at_s: float) -> None:
         location = hand.location
@@ -297,4 +327,5 @@ class Book:
             missing=set(self.missing),
             alerts=tuple(self.alerts),
             counts=tuple(self.counts),
+            refused=tuple(self.refused),
         )

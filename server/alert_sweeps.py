@@ -7,6 +7,9 @@ Every ``[alerts] sweep_interval_s`` each check runs in its own transaction:
   never come: a power cut, a broker restart, a network split). Its next status closes it.
 - ``stock_levels``: ``low_stock`` and ``overstock`` reconciled against the current
   levels (``server.stock_levels``).
+- ``negative_stock``: ``negative_stock`` reconciled against the balances below zero now
+  (ingest raises and clears it as batches apply; the sweep catches what two instances
+  writing one balance at once left behind).
 - ``reviewed_items``: ``unknown_item`` / ``unidentified_epc`` close once their item is
   marked reviewed.
 - ``unresolved passes``: ``unresolved_passes`` open exactly at the read points with an
@@ -33,8 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.alert_settings import AlertSettings
 from server.alerting import AlertChange, clear_alert, close_quiet, raise_alerts, reconcile
 from server.errors import StoreError
+from server.negative_stock import negative_balances
 from server.rules.alerts import (
     GATEWAY_OFFLINE,
+    NEGATIVE_STOCK,
     QUIET_KINDS,
     STOCK_LEVEL_KINDS,
     UNIDENTIFIED_EPC,
@@ -92,6 +97,20 @@ async def check_stock_levels(
         now=now,
         min_update_s=min_update_s,
         reason="stock level back within policy",
+    )
+
+
+async def check_negative_stock(
+    conn: AsyncConnection, now: datetime, min_update_s: float
+) -> list[AlertChange]:
+    """Reconcile ``negative_stock`` with the balances below zero."""
+    return await reconcile(
+        conn,
+        kinds=(NEGATIVE_STOCK.kind,),
+        holding=await negative_balances(conn),
+        now=now,
+        min_update_s=min_update_s,
+        reason="the balance is back at zero or above",
     )
 
 
@@ -187,6 +206,9 @@ class AlertSweeper:
         async def levels(conn: AsyncConnection, now: datetime) -> object:
             return await check_stock_levels(conn, now, settings.min_update_s)
 
+        async def negative(conn: AsyncConnection, now: datetime) -> object:
+            return await check_negative_stock(conn, now, settings.min_update_s)
+
         async def quiet(conn: AsyncConnection, now: datetime) -> object:
             since = now - timedelta(seconds=settings.occurrence_quiet_s)
             return await close_quiet(conn, QUIET_KINDS, since, now)
@@ -197,6 +219,7 @@ class AlertSweeper:
         return [
             ("stale gateways", stale),
             ("stock levels", levels),
+            ("negative stock", negative),
             ("reviewed items", reviewed_items),
             ("unresolved passes", unresolved_alerts),
             ("quiet alerts", quiet),

@@ -19,6 +19,9 @@ For each message:
    balances, units, items, locations, alerts, dead letters and the batch record; commit.
 4. Only then the Ack goes to ``stockgate/v1/{site}/{gateway}/ack``. A batch that was applied
    before (every id seen) is acked again: the edge re-sends when it lost the first Ack.
+   Events the rules refused (negative stock where a site refuses it,
+   ``server.negative_stock``) are dead letters too, and the Ack lists them with the reason
+   so the gateway can show it on the scanner that sent them.
 
 A database failure rolls the batch back and sends no Ack; transient ones (locks, deadlocks)
 are retried ``[ingest] max_attempts`` times, then the edge's own re-send brings the batch
@@ -72,6 +75,7 @@ from server.views import AlertView
 from wire import topics
 from wire.models import (
     MAX_ACK_BATCHES,
+    MAX_ACK_REFUSED,
     MAX_PAYLOAD_BYTES,
     Ack,
     AckedBatch,
@@ -79,6 +83,7 @@ from wire.models import (
     BatchHeader,
     Event,
     EventBatch,
+    RefusedEvent,
     now_utc,
 )
 
@@ -237,7 +242,7 @@ class Ingestor:
                     batch_id,
                     applied=applied.applied,
                     duplicates=applied.duplicates,
-                    dead_letters=len(prepared.letters),
+                    dead_letters=len(prepared.letters) + len(applied.refused),
                     movements=applied.movements,
                     acked=ack,
                     alerts=tuple(applied.alerts),
@@ -422,10 +427,9 @@ class Ingestor:
             for prepared, mine in zip(members, _split(merged, members), strict=True):
                 applied[id(prepared)] = mine
         done = [applied[id(prepared)] for prepared in group]
-        for prepared in group:
-            await insert_dead_letters(
-                conn, prepared.letters, now, self._ingest.dead_letter_payload_bytes
-            )
+        for prepared, result in zip(group, done, strict=True):
+            letters = [*prepared.letters, *self._refusal_letters(prepared, result)]
+            await insert_dead_letters(conn, letters, now, self._ingest.dead_letter_payload_bytes)
             await raise_trust_alerts(conn, prepared.letters, prepared.header.site, now)
         await conn.execute(
             batches.insert(),
@@ -440,7 +444,7 @@ class Ingestor:
                     "events": prepared.count,
                     "applied": result.applied,
                     "duplicates": result.duplicates,
-                    "dead_letters": len(prepared.letters),
+                    "dead_letters": len(prepared.letters) + len(result.refused),
                     "received_at": now,
                 }
                 for prepared, result in zip(group, done, strict=True)
@@ -459,7 +463,10 @@ class Ingestor:
         for (site, gateway), indexes in by_gateway.items():
             for start in range(0, len(indexes), MAX_ACK_BATCHES):
                 chunk = indexes[start : start + MAX_ACK_BATCHES]
+                refused = [event for i in chunk for event in _refused(done[i])]
                 ack = Ack(
+                    refused=refused[:MAX_ACK_REFUSED],
+                    refused_more=max(0, len(refused) - MAX_ACK_REFUSED),
                     gateway=gateway,
                     batches=[
                         AckedBatch(
@@ -472,7 +479,11 @@ class Ingestor:
                     ],
                 )
                 try:
-                    await self._publish(topics.ack(site, gateway), ack.model_dump_json().encode())
+                    # Without refusals the Ack is what an edge of before them accepts.
+                    body = ack.model_dump_json(
+                        exclude=None if refused else {"refused", "refused_more"}
+                    )
+                    await self._publish(topics.ack(site, gateway), body.encode())
                 except PublishFailed as err:
                     # Committed already; the edge re-sends and gets a duplicate's Ack then.
                     self._metrics.acks_failed.inc(len(chunk))
@@ -481,6 +492,23 @@ class Ingestor:
                 for i in chunk:
                     acked[i] = True
         return acked
+
+    def _refusal_letters(self, prepared: Prepared, applied: Applied) -> list[DeadLetter]:
+        letters = []
+        for event, reason in applied.refused:
+            self._metrics.dead_letters.labels(kind="negative_stock").inc()
+            log.warning("event %s from %s refused: %s", event.event_id, prepared.topic, reason)
+            letters.append(
+                DeadLetter(
+                    topic=prepared.topic,
+                    reason=reason,
+                    payload=event.model_dump_json(exclude_none=True).encode(),
+                    gateway=prepared.header.gateway,
+                    event_id=event.event_id,
+                    kind="negative_stock",
+                )
+            )
+        return letters
 
     async def _relay_alerts(self, done: Sequence[Applied | None]) -> None:
         if not any(applied is not None and applied.alerts for applied in done):
@@ -540,12 +568,15 @@ def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
                 claimed.discard(event.event_id)
                 mine.append(event.event_id)
         movements = sum(merged.movements_by_event.get(event_id, 0) for event_id in mine)
+        ids = set(mine)
+        refused = [(event, reason) for event, reason in merged.refused if event.event_id in ids]
         parts.append(
             Applied(
-                applied=len(mine),
+                applied=len(mine) - len(refused),
                 duplicates=len(prepared.events) - len(mine),
                 movements=movements,
-                fresh_ids=set(mine),
+                fresh_ids=ids,
+                refused=refused,
             )
         )
     first = parts[0]
@@ -555,3 +586,13 @@ def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
     first.grouped = merged.grouped
     first.movements += merged.movements - sum(part.movements for part in parts)
     return parts
+
+
+def _refused(applied: Applied | None) -> list[RefusedEvent]:
+    """What an Ack tells the gateway of a batch's refused events."""
+    if applied is None:
+        return []
+    return [
+        RefusedEvent(event_id=event.event_id, read_point=event.read_point, reason=reason[:1000])
+        for event, reason in applied.refused
+    ]

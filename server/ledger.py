@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from server.config import ReadPointSettings
 from server.count_basis import load_counts, units_where
 from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
 from server.errors import StoreError
+from server.negative_stock import settle_plan
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
 from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
@@ -65,6 +67,9 @@ class Applied:
     """The event ids this call claimed (applied for the first time)."""
     movements_by_event: dict[str, int] = field(default_factory=dict)
     """Ledger rows written per event id (for telling the batches of one call apart)."""
+    refused: list[tuple[Event, str]] = field(default_factory=list)
+    """Events refused for negative stock (``server.negative_stock``), with the reason; their
+    ids stay claimed (a re-send is a duplicate), the caller dead-letters them."""
 
 
 def ancestors(location: str) -> list[str]:
@@ -430,6 +435,9 @@ async def apply_fresh(
         ordering_sites=await load_ordering_sites(conn) if with_orders else frozenset(),
     )
     plan = rules.plan(fresh, state, read_points, policy)
+    replan = partial(rules.plan, state=state, read_points=read_points, policy=policy)
+    plan, result.refused = await settle_plan(conn, fresh, plan, replan, item_ids, policy)
+    result.applied -= len(result.refused)
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result, actors)
     overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
     # Units a supplier's shipping notice listed (server.asn): marked, or alerted if unlisted.

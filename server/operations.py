@@ -17,9 +17,11 @@ Decisions written down here:
   found. A unit must be in stock to be lost or transferred, and not in stock to be found.
 - **Transfers** move an item's quantity, or one unit, between two existing locations, also
   between sites. A unit's transfer starts where the unit is.
-- **Enough stock.** An operation that takes a quantity out of a location (loss, negative
-  correction, transfer) is refused when the location has less on hand than it takes
-  (ingest lets balances go negative because the goods did move; a person can count first).
+- **Enough stock.** An operation that takes more out of a location than it has on hand
+  (loss, negative correction, transfer) follows ``[operations] negative_stock`` of the
+  location's site, like the edge's events (``server.rules.negative``): ``refuse`` answers
+  409 and writes nothing; ``allow`` (the default) applies it and opens ``negative_stock``,
+  which clears once the balance is back at zero or above.
 - **Reversals** append a row of the same kind and quantity with the locations swapped and
   ``reverses`` naming the original (as EPCIS corrective events do). A reversal cannot be
   reversed, and a row is reversed at most once (a unique index makes that hold under
@@ -49,12 +51,15 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.alerting import clear_alert, open_alerts
 from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.ledger import claim_events, write_plan
 from server.masterdata import NAME_PATTERN, Gtin, Sku, missing_locations
+from server.negative_stock import check_stock
 from server.refusals import Conflict, Forbidden, Invalid, NotFound
 from server.rules.model import ItemKey, LedgerKind, Movement, Plan, UnitState, UnitStatus
-from server.schema import balances, items, ledger, units
+from server.rules.policy import DEFAULT_POLICY, Policy
+from server.schema import items, ledger, units
 from server.schema_master import MAX_NOTE
 from server.sites import site_of
 from server.views import MovementView
@@ -350,22 +355,6 @@ async def _require_locations(conn: AsyncConnection, **fields: str) -> None:
             raise Invalid(field, f"no location {location!r}; create it first")
 
 
-async def _require_on_hand(
-    conn: AsyncConnection, item: _Item, location: str, quantity: int
-) -> None:
-    on_hand = await conn.scalar(
-        sa.select(balances.c.on_hand)
-        .where(balances.c.item_id == item.id, balances.c.location_id == location)
-        .with_for_update()
-    )
-    have = int(on_hand or 0)
-    if have < quantity:
-        raise Conflict(
-            f"{location} has {have} of {item.key.sku!r} on hand, fewer than the {quantity} "
-            "this takes out; record what was found or corrected first"
-        )
-
-
 def _after_last_event(unit: UnitState | None, when: datetime) -> None:
     if unit is not None and when <= unit.last_event_time:
         raise Conflict(
@@ -383,16 +372,32 @@ async def _write(
     event_id: str,
     known_locations: set[str],
     now: datetime,
+    policy: Policy,
+    *,
+    refusable: bool = True,
 ) -> OperationResult:
     plan = Plan(movements=list(movements), units={state.epc: state for state in unit_states})
+    item_ids = {item.key.ref: item.id}
+    # Always with a row lock: two requests taking the last units of one bin queue here.
+    check = await check_stock(conn, plan, item_ids, policy, refusable=refusable, lock=True)
+    for shortfall in check.refused.values():
+        movement = shortfall.movement
+        raise Conflict(
+            f"{movement.from_location} has {shortfall.on_hand} of {item.key.sku!r} on hand, "
+            f"fewer than the {movement.quantity} this takes out; record what was found or "
+            f"corrected first ([operations] negative_stock is 'refuse' at site {shortfall.site})"
+        )
     await write_plan(
         conn,
         plan,
-        {item.key.ref: item.id},
+        item_ids,
         known_locations=known_locations,
         actor=caller.name,
         now=now,
     )
+    for kind, subject in check.cleared:
+        await clear_alert(conn, kind, subject, reason="a stock operation ended it", now=now)
+    await open_alerts(conn, check.alerts, None, now)
     return OperationResult(
         event_id=event_id, replayed=False, movements=await _rows_of(conn, event_id)
     )
@@ -434,6 +439,7 @@ async def adjust(
     *,
     known_locations: set[str],
     now: datetime,
+    policy: Policy = DEFAULT_POLICY,
 ) -> OperationResult:
     """Record an adjustment (see the module docstring for the rules).
 
@@ -464,6 +470,7 @@ async def adjust(
             caller,
             known_locations,
             now,
+            policy,
         )
     quantity = request.quantity
     if quantity is None or quantity == 0:
@@ -480,13 +487,11 @@ async def adjust(
         raise Invalid("location", "an adjustment of a quantity needs its location")
     caller.check(request.location)
     await _require_locations(conn, location=request.location)
-    if sign < 0:
-        await _require_on_hand(conn, item, request.location, -quantity)
     source, target = (request.location, None) if sign < 0 else (None, request.location)
     movement = _movement(
         request, event_id, when, item, None, source, target, abs(quantity), rule.kind, rule.reason
     )
-    return await _write(conn, [movement], [], item, caller, event_id, known_locations, now)
+    return await _write(conn, [movement], [], item, caller, event_id, known_locations, now, policy)
 
 
 async def _adjust_unit(
@@ -501,6 +506,7 @@ async def _adjust_unit(
     caller: Caller,
     known_locations: set[str],
     now: datetime,
+    policy: Policy,
 ) -> OperationResult:
     if request.quantity not in (None, 1, -1):
         raise Invalid("quantity", "an adjustment of a unit changes stock by exactly 1 (+1 or -1)")
@@ -540,7 +546,9 @@ async def _adjust_unit(
         last_event_time=when,
         last_event_id=event_id,
     )
-    return await _write(conn, [movement], [after], item, caller, event_id, known_locations, now)
+    return await _write(
+        conn, [movement], [after], item, caller, event_id, known_locations, now, policy
+    )
 
 
 async def transfer(
@@ -550,6 +558,7 @@ async def transfer(
     *,
     known_locations: set[str],
     now: datetime,
+    policy: Policy = DEFAULT_POLICY,
 ) -> OperationResult:
     """Record a transfer between two locations (see the module docstring for the rules).
 
@@ -588,8 +597,6 @@ async def transfer(
         raise Invalid("to_location", f"is the same as from_location ({source})")
     caller.check(source, target)
     await _require_locations(conn, from_location=source, to_location=target)
-    if epc is None:
-        await _require_on_hand(conn, item, source, quantity)
     movement = _movement(
         request, event_id, when, item, epc, source, target, quantity, "transfer", None
     )
@@ -605,7 +612,9 @@ async def transfer(
                 last_event_id=event_id,
             )
         )
-    return await _write(conn, [movement], states, item, caller, event_id, known_locations, now)
+    return await _write(
+        conn, [movement], states, item, caller, event_id, known_locations, now, policy
+    )
 
 
 async def _latest_effective(conn: AsyncConnection, epc: str) -> int | None:
@@ -630,6 +639,7 @@ async def reverse(
     *,
     known_locations: set[str],
     now: datetime,
+    policy: Policy = DEFAULT_POLICY,
 ) -> OperationResult:
     """Cancel a ledger row with a new one (see the module docstring for the rules).
 
@@ -708,7 +718,19 @@ async def reverse(
         original.reason,
         reverses=original.id,
     )
-    return await _write(conn, [movement], states, item, caller, event_id, known_locations, now)
+    # Not refused for lack of stock (the original should not have counted): alerts only.
+    return await _write(
+        conn,
+        [movement],
+        states,
+        item,
+        caller,
+        event_id,
+        known_locations,
+        now,
+        policy,
+        refusable=False,
+    )
 
 
 __all__ = [

@@ -18,6 +18,8 @@ SEGMENT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_TRAVEL_S = 30 * 86_400.0
 MAX_ROUTES = 10_000
 Unexpected = Literal["always", "with_orders", "never"]
+NegativeStock = Literal["allow", "refuse"]
+MAX_SITE_POLICIES = 10_000
 SiteId = Annotated[str, Field(pattern=SEGMENT_PATTERN)]
 
 
@@ -47,6 +49,16 @@ class OperationsSettings(Section):
     travel: list[TravelSettings] = Field(default_factory=list, max_length=MAX_ROUTES)
     pick_zone: str = Field(default="staging", pattern=SEGMENT_PATTERN)
     """Zone of the event's site where picked goods go (``wh1.staging``)."""
+    negative_stock: NegativeStock = "allow"
+    """What a pick, move, shipment or adjustment that takes more than the books hold at a
+    location does: ``allow`` applies it with a ``negative_stock`` alert (the goods did move;
+    the alert asks for a count), ``refuse`` dead-letters it (the API answers 409) and tells
+    the scanner through the gateway's status."""
+    negative_stock_sites: dict[SiteId, NegativeStock] = Field(
+        default_factory=dict, max_length=MAX_SITE_POLICIES
+    )
+    """Per-site overrides of ``negative_stock``: ``[operations.negative_stock_sites]`` with
+    ``wh2 = "refuse"``."""
 
     @field_validator("travel")
     @classmethod

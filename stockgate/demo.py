@@ -89,6 +89,9 @@ def server_settings(
             for door in scenario.all_doors
         ]
         + scanner_read_points(scenario),
+        operations={
+            "negative_stock_sites": {site: "refuse" for site in scenario.refuse_negative_stock}
+        },
     )
 
 

@@ -251,12 +251,29 @@ class AckedBatch(_Model):
     seq_last: int = Field(ge=1)
 
 
+MAX_ACK_REFUSED = 100
+"""Refused events one Ack lists at most (the rest are counted in ``refused_more``)."""
+
+
+class RefusedEvent(_Model):
+    """An event of an acknowledged batch that the server refused to apply (kept as a dead
+    letter): the edge shows ``reason`` on the scanner or reader it came from."""
+
+    event_id: Annotated[str, Field(min_length=3, max_length=MAX_TEXT)]
+    read_point: Text
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
 class Ack(_Model):
     """The batches the server has committed; the edge may now delete them."""
 
     version: Literal[1] = 1
     gateway: Id
     batches: list[AckedBatch] = Field(min_length=1, max_length=MAX_ACK_BATCHES)
+    refused: list[RefusedEvent] = Field(default_factory=list, max_length=MAX_ACK_REFUSED)
+    """Events of these batches the server refused (negative stock where a site refuses it)."""
+    refused_more: int = Field(default=0, ge=0)
+    """Refused events beyond those listed."""
 
 
 class ReaderStatus(_Model):

@@ -33,5 +33,6 @@ async def post_adjustment(
             caller_of(principal),
             known_locations=context.store.known_locations,
             now=now_utc(),
+            policy=context.policy,
         )
     return respond(result, response)

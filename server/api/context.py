@@ -99,7 +99,8 @@ class ApiContext:
     mqtt_connected: Callable[[], bool] | None
     """None when the app runs without MQTT (tests); health then leaves MQTT out."""
     policy: Policy = DEFAULT_POLICY
-    """What the stock rules take from the config (resolving a pass applies them)."""
+    """What the stock rules and stock operations take from the config (resolving a pass
+    applies the rules; negative stock per site)."""
 
 
 def get_context(request: Request) -> ApiContext:

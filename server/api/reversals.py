@@ -32,5 +32,6 @@ async def post_reversal(
             caller_of(principal),
             known_locations=context.store.known_locations,
             now=now_utc(),
+            policy=context.policy,
         )
     return respond(result, response)

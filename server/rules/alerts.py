@@ -130,6 +130,16 @@ OVERSTOCK = AlertKind(
     raised_by="sweep",
 )
 
+NEGATIVE_STOCK = AlertKind(
+    "negative_stock",
+    "warning",
+    "{item} at {location}: on hand {on_hand}, below zero: more was taken out than the books "
+    "held there (count the location)",
+    condition="a pick, move, shipment or adjustment took a balance (item at a location) below "
+    "zero while [operations] negative_stock is 'allow' at its site",
+    clears_when="the balance is back at zero or above",
+)
+
 # --- units and passes -------------------------------------------------------------------
 
 UNIT_NOT_IN_STOCK = AlertKind(
@@ -332,6 +342,7 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         UNIDENTIFIED_EPC,
         LOW_STOCK,
         OVERSTOCK,
+        NEGATIVE_STOCK,
         UNIT_NOT_IN_STOCK,
         UNIT_ALREADY_IN_STOCK,
         UNIT_SEEN_AFTER_SHIPPED,

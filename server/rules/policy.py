@@ -17,6 +17,9 @@ and handed to ``server.rules.plan``; the rules never read config themselves.
   is, while it has an open purchase order receiving there or transfer order going there
   (receipts), or an open sales or transfer order shipping from there (shipments). A site
   that does not use orders is not flooded with alerts.
+- **Negative stock.** ``negative_stock_at(site)``: ``[operations.negative_stock_sites]``
+  entry of the site, else ``[operations] negative_stock`` (``allow``); see
+  ``server.rules.negative``.
 - **Transit.** Goods shipped on a transfer order sit at ``transit.<order number>`` (the
   reserved site ``transit``) until they are received at the destination.
 """
@@ -33,6 +36,7 @@ from server.config import ReadPointSettings
 if TYPE_CHECKING:
     from server.config import ServerSettings
 
+NegativeStock = Literal["allow", "refuse"]
 Unexpected = Literal["always", "with_orders", "never"]
 """When goods no open order expects raise an alert: always, only at sites that keep orders
 of that direction (the default), or never."""
@@ -75,6 +79,8 @@ class Policy:
     pick_zone: str = DEFAULT_PICK_ZONE
     unexpected_receipts: Unexpected = "with_orders"
     unexpected_shipments: Unexpected = "with_orders"
+    negative_stock: NegativeStock = "allow"
+    negative_stock_sites: Mapping[str, NegativeStock] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Policy:
@@ -85,6 +91,8 @@ class Policy:
             pick_zone=operations.pick_zone,
             unexpected_receipts=settings.orders.unexpected_receipts,
             unexpected_shipments=settings.orders.unexpected_shipments,
+            negative_stock=operations.negative_stock,
+            negative_stock_sites=dict(operations.negative_stock_sites),
         )
 
     def min_travel(self, a: str, b: str) -> timedelta:
@@ -92,6 +100,15 @@ class Policy:
         if a == b:
             return timedelta(0)
         return timedelta(seconds=self.routes.get(frozenset((a, b)), self.min_travel_s))
+
+    def negative_stock_at(self, site: str) -> NegativeStock:
+        """Whether taking a balance at ``site`` below zero is allowed or refused."""
+        return self.negative_stock_sites.get(site, self.negative_stock)
+
+    @property
+    def refuses_anywhere(self) -> bool:
+        """Some site refuses negative stock (balances are then read with a row lock)."""
+        return self.negative_stock == "refuse" or "refuse" in self.negative_stock_sites.values()
 
     def pick_location(self, site: str) -> str:
         """Where a pick at ``site`` puts the goods."""

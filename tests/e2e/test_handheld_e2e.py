@@ -127,3 +127,25 @@ async def test_each_scan_mode_puts_stock_where_the_ground_truth_says(
     opened = {(a["kind"], a["subject"]) for a in alerts}
     assert {(a.kind, a.subject) for a in truth.alerts if a.kind == "unknown_item"} <= opened
     assert any(kind == "count_discrepancy" for kind, _ in opened)
+
+
+async def test_a_negative_pick_under_both_policies(mosquitto: Any, tmp_path: Path) -> None:
+    """wh1 allows negative stock (alert), wh2 refuses it (dead letter, scanner told)."""
+    scenario = load_scenario(bundled_scenario("negative"))
+    truth = scenario.ground_truth()
+    assert truth.refused, "the scenario must make the server refuse a pick"
+    stock, alerts, agent = await play_with_handhelds(scenario, mosquitto.url, tmp_path)
+
+    assert {key: n for key, n in stock.items() if n} == truth.stock
+    assert any(n < 0 for n in stock.values()), "the allowed pick leaves a negative balance"
+    opened = {(a["kind"], a["subject"]) for a in alerts if a["closed_at"] is None}
+    expected = {(a.kind, a.subject) for a in truth.alerts if a.kind == "negative_stock"}
+    assert expected
+    assert expected <= opened
+    # The refused pick's scanner shows why in the gateway's status.
+    status = await agent.status()
+    shown = {r.name: r.last_error or "" for r in status.readers if r.kind == "serial"}
+    for scanner, _, location in truth.refused:
+        assert shown[scanner].startswith("refused by the server: negative stock refused")
+        assert location in shown[scanner]
+    assert agent.reader_events["refused_by_server"] == len(truth.refused)

@@ -17,7 +17,7 @@ from stockgate.settings import MqttSettings
 from tests.edge.scanner_pty import pty_scanner
 from wire import topics
 from wire.barcodes import Command, command_barcode, gs1_item, location_label, scan_line
-from wire.models import Ack, AckedBatch, Event, EventBatch, Status
+from wire.models import Ack, AckedBatch, Event, EventBatch, RefusedEvent, Status
 
 SITE = "wh1"
 GATEWAY = "gw-aisle-3"
@@ -49,9 +49,13 @@ def settings(tmp_path: Path, url: str, port: Path) -> EdgeSettings:
     )
 
 
-def ack(batch: EventBatch) -> bytes:
+REFUSAL = "negative stock refused: wh1.aisle.3.bin.1 holds 0 of 05901234123457"
+
+
+def ack(batch: EventBatch, refused: list[RefusedEvent] | None = None) -> bytes:
     return (
         Ack(
+            refused=refused or [],
             gateway=GATEWAY,
             batches=[
                 AckedBatch(
@@ -93,7 +97,13 @@ async def test_scans_become_published_events(
                 continue
             batch = EventBatch.model_validate_json(message.payload)
             events.extend(batch.events)
-            await server.publish(topics.ack(SITE, GATEWAY), ack(batch))
+            # The pick finds nothing on the books at a site that refuses negative stock.
+            refusals = [
+                RefusedEvent(event_id=e.event_id, read_point=e.read_point, reason=REFUSAL)
+                for e in batch.events
+                if e.biz_step == "picking"
+            ]
+            await server.publish(topics.ack(SITE, GATEWAY), ack(batch, refusals))
 
     config = settings(tmp_path, mosquitto.url, port)
     agent = EdgeAgent(config)
@@ -170,7 +180,9 @@ async def test_scans_become_published_events(
     assert agent.reader_events["decode_error"] == 1
     [scanner] = [r for r in status.readers if r.name == "handheld-1"]
     assert (scanner.kind, scanner.state) == ("serial", "connected")
-    assert scanner.last_error is not None
+    # The server's refusal of the pick is what the scanner's status shows.
+    assert scanner.last_error == f"refused by the server: {REFUSAL}"
+    assert agent.reader_events["refused_by_server"] == 1
     messages = [r.getMessage() for r in caplog.records]
     assert any(
         m.startswith("scanner handheld-1: malformed scan") and "5901234123458" in m

@@ -38,7 +38,10 @@ LOCATIONS = ("wh1", "wh1.a", "wh1.a.1", "wh1.a.2", "wh2", "wh2.b")
 
 @pytest.fixture
 def settings(database_url: str) -> ServerSettings:
-    return make_scoped_settings(database_url)
+    # wh1 refuses negative stock; wh2 takes the default (allow, with an alert).
+    return make_scoped_settings(
+        database_url, operations={"negative_stock_sites": {"wh1": "refuse"}}
+    )
 
 
 @pytest.fixture
@@ -232,6 +235,44 @@ async def test_adjustments_of_units_set_their_status(
     )
     balances = await probe.balances()
     assert (balances[(GTIN_A, "wh1.receiving")], balances[(GTIN_A, "wh1.a.2")]) == (0, 2)
+    assert await check_ledger(store) == []
+
+
+async def test_where_negative_stock_is_allowed_it_applies_and_is_alerted_until_made_good(
+    client: httpx.AsyncClient, probe: Probe, store: Store
+) -> None:
+    def negative(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {a["subject"]: a for a in alerts if a["kind"] == "negative_stock"}
+
+    base = {"sku": "BOLT", "location": "wh2.b"}
+    await ok(client, "adjustments", base | {"reason": "found", "quantity": 2})
+    # wh2 allows: three stolen of two on hand applies, and says so.
+    await ok(client, "adjustments", base | {"reason": "stolen", "quantity": -3})
+    assert (await probe.balances())[("BOLT", "wh2.b")] == -1
+    [alert] = negative(await probe.alerts()).values()
+    assert (alert["subject"], alert["closed_at"]) == ("wh2.b/BOLT", None)
+    # wh1 refuses: the same takes nothing there.
+    await ok(
+        client,
+        "adjustments",
+        {"sku": "BOLT", "location": "wh1.a.1", "reason": "found"} | {"quantity": 1},
+    )
+    await refused(
+        client,
+        "transfers",
+        {"sku": "BOLT", "from_location": "wh1.a.1", "to_location": "wh2.b", "quantity": 2},
+        409,
+        "negative_stock is 'refuse' at site wh1",
+    )
+    # A transfer in brings wh2.b back to zero: the alert clears.
+    await ok(
+        client,
+        "transfers",
+        {"sku": "BOLT", "from_location": "wh1.a.1", "to_location": "wh2.b", "quantity": 1},
+    )
+    balances = await probe.balances()
+    assert (balances[("BOLT", "wh1.a.1")], balances[("BOLT", "wh2.b")]) == (0, 0)
+    assert negative(await probe.alerts())["wh2.b/BOLT"]["closed_at"] is not None
     assert await check_ledger(store) == []
 
 
