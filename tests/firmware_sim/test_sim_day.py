@@ -73,6 +73,7 @@ def test_the_rough_days_ground_truth() -> None:
         (EAN, "wh1.aisle.3"): 1,
         (STRANGER, "wh1.receiving"): 1,
         (COFFEE, "wh1.aisle.3"): 19,  # 12 + 12 received, 5 picked
+        (COFFEE, "wh1.staging"): 5,  # to the pick zone
         (COFFEE, "wh1.receiving"): 3,
         (TEA, "wh1.receiving"): 1,  # two came in, one went missing
         (SUGAR, "wh1.receiving.2"): 2,
