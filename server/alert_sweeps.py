@@ -10,6 +10,8 @@ Every ``[alerts] sweep_interval_s`` each check runs in its own transaction:
 - ``negative_stock``: ``negative_stock`` reconciled against the balances below zero now
   (ingest raises and clears it as batches apply; the sweep catches what two instances
   writing one balance at once left behind).
+- ``missing_units``: shelf watches past due become missing units (``server.shelves``;
+  multi-instance safe through the adjustment's event id, claimed like any event's).
 - ``reviewed_items``: ``unknown_item`` / ``unidentified_epc`` close once their item is
   marked reviewed.
 - ``unresolved passes``: ``unresolved_passes`` open exactly at the read points with an
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alert_settings import AlertSettings
 from server.alerting import AlertChange, clear_alert, close_quiet, raise_alerts, reconcile
+from server.config import ReadPointSettings
 from server.errors import StoreError
 from server.negative_stock import negative_balances
 from server.rules.alerts import (
@@ -47,6 +50,7 @@ from server.rules.alerts import (
 )
 from server.schema import alerts, gateways, items
 from server.schema_alerts import alert_events, webhook_deliveries
+from server.shelves import missing_units
 from server.stock_levels import level_alerts, stock_levels
 from server.store import Store
 from server.unresolved_rows import sweep_alerts as unresolved_alerts
@@ -172,6 +176,8 @@ async def prune(conn: AsyncConnection, now: datetime, history_days: int) -> int:
 
 
 Check = Callable[[AsyncConnection, datetime], Awaitable[object]]
+ReadPointTable = Callable[[], Awaitable[Mapping[str, ReadPointSettings]]]
+"""The read point table as ingest sees it (``ReadPointCatalog.table``)."""
 
 
 class AlertSweeper:
@@ -182,6 +188,7 @@ class AlertSweeper:
         settings: ``[alerts]``.
         clock: the current time (UTC).
         on_alerts: called after a sweep that changed alerts (wakes the relay).
+        read_points: the read point table (which shelves are watched); None: none are.
     """
 
     def __init__(
@@ -191,8 +198,10 @@ class AlertSweeper:
         *,
         clock: Callable[[], datetime] = now_utc,
         on_alerts: Callable[[], None] | None = None,
+        read_points: ReadPointTable | None = None,
     ) -> None:
         self._store = store
+        self._read_points = read_points
         self._settings = settings
         self._clock = clock
         self._on_alerts = on_alerts
@@ -209,6 +218,10 @@ class AlertSweeper:
         async def negative(conn: AsyncConnection, now: datetime) -> object:
             return await check_negative_stock(conn, now, settings.min_update_s)
 
+        async def shelves(conn: AsyncConnection, now: datetime) -> object:
+            table = self._read_points
+            return await missing_units(conn, now, await table() if table is not None else {})
+
         async def quiet(conn: AsyncConnection, now: datetime) -> object:
             since = now - timedelta(seconds=settings.occurrence_quiet_s)
             return await close_quiet(conn, QUIET_KINDS, since, now)
@@ -220,6 +233,7 @@ class AlertSweeper:
             ("stale gateways", stale),
             ("stock levels", levels),
             ("negative stock", negative),
+            ("missing units", shelves),
             ("reviewed items", reviewed_items),
             ("unresolved passes", unresolved_alerts),
             ("quiet alerts", quiet),

@@ -175,7 +175,9 @@ class Server:
                 self.settings.webhooks,
                 on_deliveries=webhooks.poke,
             )
-            sweeper = AlertSweeper(store, self.settings.alerts, on_alerts=relay.poke)
+            sweeper = AlertSweeper(
+                store, self.settings.alerts, on_alerts=relay.poke, read_points=read_points.table
+            )
             # Partner exchange and replenishment (issue 15): EPCIS subscriptions, planner.
             epcis_feed = EpcisSubscriptions(store, self.settings.epcis)
             planner = ReplenishmentScheduler(

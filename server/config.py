@@ -51,6 +51,7 @@ MAX_READ_POINTS = 10_000
 MAX_GATEWAYS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """Upper bound of ``[api] max_body_bytes``."""
+MAX_MISSING_AFTER_S = 30 * 86_400.0
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,7}$"
 """A location id: dotted path from site to bin, e.g. ``wh1.dock.1`` (at most 8 levels)."""
@@ -205,6 +206,11 @@ class ReadPointSettings(Section):
     outbound: Outbound = "ship"
     site: str | None = Field(default=None, pattern=ID_PATTERN)
     """The site the read point belongs to; when set, other sites' batches may not name it."""
+    missing_after_s: float | None = Field(default=None, gt=0, le=MAX_MISSING_AFTER_S)
+    """A shelf read point (continuous counting): a tagged unit in stock that departs here
+    (biz step ``departing``) and is read nowhere (nor shipped, picked or moved) for this
+    long becomes ``missing`` (a ``shrinkage`` count adjustment, alert ``unit_missing``);
+    unset, a departure is only a sighting."""
 
 
 RESERVED_GATEWAY_IDS = frozenset({"api"})

@@ -40,6 +40,7 @@ from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import balances, items, ledger, locations, seen_events, units
+from server.shelf_watches import record_watches, watching
 from server.sites import site_of
 from server.unresolved_rows import insert_unresolved
 from server.views import AlertView
@@ -439,6 +440,8 @@ async def apply_fresh(
     plan, result.refused = await settle_plan(conn, fresh, plan, replan, item_ids, policy)
     result.applied -= len(result.refused)
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result, actors)
+    if plan.departures or (plan.sightings and watching(read_points)):
+        await record_watches(conn, plan, item_ids)
     overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
     # Units a supplier's shipping notice listed (server.asn): marked, or alerted if unlisted.
     noticed = await reconcile_receipts(

@@ -22,6 +22,7 @@ from server.api import replenishment as replenishment_api
 from server.api import reports as reports_api
 from server.api import reversals as reversals_api
 from server.api import sales_orders as sales_orders_api
+from server.api import shrinkage as shrinkage_api
 from server.api import stream as stream_api
 from server.api import transfer_orders as transfer_orders_api
 from server.api import transfers as transfers_api
@@ -111,6 +112,7 @@ def create_app(
         gateways,
         dead_letters,
         unresolved_passes_api,
+        shrinkage_api,
     ):
         app.include_router(module.router)
     app.state.stream_feed = (

@@ -169,6 +169,16 @@ UNIT_SEEN_AFTER_SHIPPED = AlertKind(
     clears_when="no recurrence for the quiet period",
     raised_by="orders",
 )
+UNIT_MISSING = AlertKind(
+    "unit_missing",
+    "warning",
+    "unit {subject} left shelf {read_point} ({location}) at {departed_at} and was read "
+    "nowhere for {missing_after_s}s: recorded missing (shrinkage)",
+    condition="a tagged unit in stock departed a shelf read point with missing_after_s and "
+    "was not read by any read point (nor shipped, picked or moved) within that time",
+    clears_when="the unit is read again (it comes back into stock where it is read)",
+    raised_by="sweep",
+)
 IMPOSSIBLE_MOVEMENT = AlertKind(
     "impossible_movement",
     "critical",
@@ -346,6 +356,7 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         UNIT_NOT_IN_STOCK,
         UNIT_ALREADY_IN_STOCK,
         UNIT_SEEN_AFTER_SHIPPED,
+        UNIT_MISSING,
         IMPOSSIBLE_MOVEMENT,
         UNRESOLVED_PASSES,
         UNEXPECTED_SHIPMENT,

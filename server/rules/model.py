@@ -170,6 +170,21 @@ class StockState:
     from there (``out``), whatever the item."""
 
 
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """A unit that left a watched shelf: missing at ``due_at`` unless read before
+    (``server.rules.shelves``)."""
+
+    epc: str
+    item: str
+    """The ``ItemKey.ref`` of the unit's item."""
+    read_point: str
+    location: str
+    departed_at: datetime
+    event_id: str
+    due_at: datetime
+
+
 @dataclass(slots=True)
 class Plan:
     """The effects of a batch's fresh events, in event-time order."""
@@ -185,6 +200,11 @@ class Plan:
     """What the batch's receipts and shipments add to open order lines."""
     unresolved: list[UnresolvedPass] = field(default_factory=list)
     """Portal passes without a direction (``server.rules.stock.is_undirected_pass``)."""
+    sightings: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    """Per EPC, the newest tagged event of the batch (time, id): it was read then."""
+    departures: dict[str, Departure] = field(default_factory=dict)
+    """Units that left a watched shelf and were not read again in the batch
+    (``server.rules.shelves``)."""
 
 
 @dataclass(frozen=True, slots=True)

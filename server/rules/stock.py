@@ -38,6 +38,7 @@ from server.config import Outbound, ReadPointSettings
 from server.rules.alerts import (
     UNIDENTIFIED_EPC,
     UNIT_ALREADY_IN_STOCK,
+    UNIT_MISSING,
     UNIT_NOT_IN_STOCK,
     UNKNOWN_ITEM,
     UNRESOLVED_PASSES,
@@ -58,6 +59,7 @@ from server.rules.model import (
 )
 from server.rules.orders import OrderBook
 from server.rules.policy import DEFAULT_POLICY, Policy, event_site
+from server.rules.shelves import departure
 from server.rules.steps import StepRule, step_rule_for
 from server.rules.units import lifecycle_alerts
 from wire.models import Direction, Event
@@ -288,6 +290,8 @@ def plan(
         site = event_site(read_point)
         unit = units.get(event.epc) if event.epc else None
         rule = rule_for(event, read_point)
+        if event.epc is not None:
+            _sighted(result, event)
         if rule is None:
             if is_undirected_pass(event):
                 # Never silent: kept for an operator to resolve (server.unresolved); its
@@ -298,6 +302,9 @@ def plan(
                 result.alerts.append(_unresolved_alert(event, site))
             if unit is not None:
                 result.alerts.extend(lifecycle_alerts(event, unit, site, policy, sighting=True))
+                gone = departure(event, read_point, unit)
+                if gone is not None:
+                    result.departures[gone.epc] = gone
             continue
         inp = _rule_input(event, read_point, unit, site, policy, batch)
         _note_items(result, known, inp)
@@ -316,7 +323,13 @@ def plan(
             if current is None or current.is_older_than(new.last_event_time, new.last_event_id):
                 units[new.epc] = new
                 result.units[new.epc] = new
+                if current is not None and current.status == "missing" != new.status:
+                    _clear_alert(result, (UNIT_MISSING.kind, new.epc))
     result.order_updates = book.deltas()
+    # A unit read again after it left its shelf (in this batch) is not missing.
+    for epc, gone in list(result.departures.items()):
+        if result.sightings[epc] > (gone.departed_at, gone.event_id):
+            del result.departures[epc]
     return result
 
 
@@ -352,6 +365,14 @@ def _note_items(result: Plan, known: set[str], inp: RuleInput) -> None:
             known.add(key.ref)
             result.new_items[key.ref] = key
             result.alerts.append(_new_item_alert(key, inp))
+
+
+def _sighted(result: Plan, event: Event) -> None:
+    assert event.epc is not None
+    seen = (event.event_time, event.event_id)
+    known = result.sightings.get(event.epc)
+    if known is None or seen > known:
+        result.sightings[event.epc] = seen
 
 
 def _add_alert(result: Plan, alert: AlertSpec) -> None:
