@@ -80,6 +80,7 @@ async def test_config_read_points_are_seeded_and_cannot_be_changed_through_the_a
         "inbound_location": "wh1.receiving",
         "outbound": "ship",
         "site": None,
+        "missing_after_s": None,
     }
     # Their inbound locations exist from the start (with their ancestors).
     assert (await client.get("/api/v1/locations/wh2.receiving", headers=VIEWER)).status_code == 200
