@@ -364,6 +364,9 @@ async def _apply(
             now=now,
             policy=policy,
         )
+        if applied.refused:
+            # A site that refuses negative stock refuses it from a person too (409).
+            raise Conflict(f"resolving as {direction!r} is refused: {applied.refused[0][1]}")
         created |= applied.new_locations
     return created
 
