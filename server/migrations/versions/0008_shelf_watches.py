@@ -1,7 +1,7 @@
 """Continuous counting: units that left a shelf and were not read since.
 
 Revision ID: 0008
-Revises: 0011
+Revises: 0009
 Create Date: 2026-12-06
 
 ``shelf_watches``: one row per tagged unit that departed a shelf read point with
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
