@@ -405,7 +405,9 @@ class Ingestor:
         for prepared in group:
             by_site.setdefault(prepared.header.site, []).append(prepared)
         applied: dict[int, Applied] = {}
-        for site, members in by_site.items():
+        # Sites in one order in every transaction, so instances lock their balance rows in
+        # one order too (arrival order could deadlock two groups holding two sites each).
+        for site, members in sorted(by_site.items()):
             gateways = {prepared.header.gateway for prepared in members}
             merged = await apply_events(
                 conn,
