@@ -4,15 +4,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 WHEELHOUSE := $(VENV)/wheelhouse
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest bench system-deps clean
+.PHONY: demo test lint typecheck pytest bench system-deps clean lock
 
-$(STAMP): pyproject.toml
+## Every dependency comes from the lock, at the pinned version and checked against its hashes,
+## so each install (CI's, a developer's, a server's) gets the same bytes; `make lock` renews it
+## after pyproject.toml changes (tests/stockgate/test_lock.py says when it must).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@# Wheels of every runtime dependency (and the build backend), so the packaging tests
 	@# install `stockgate[edge]` / `[server]` into fresh venvs offline (tests/packaging).
 	rm -rf $(WHEELHOUSE)
@@ -63,6 +68,13 @@ test: lint typecheck pytest
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
+
+## uv resolves for every platform (a Pi's aarch64 wheels too) and writes each file's hash.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --all-extras --generate-hashes --universal \
+	  --python-version 3.11 --quiet -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
