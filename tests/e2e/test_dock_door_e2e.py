@@ -86,7 +86,9 @@ async def stack(mosquitto, tmp_path: Path) -> AsyncIterator[Stack]:
             await sim.wait_inventory(60)
             headers = {"Authorization": f"Bearer {keys['admin']}"}
             base_url = f"http://127.0.0.1:{server.api_port}"
-            async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+            # httpx's 5 s default is shorter than a movement page can take while the
+            # server ingests, follows history and shares two cores with the other tests.
+            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
                 await run_scenario(scenario, sim)
                 await _settle(agent)
                 yield Stack(scenario, scenario.ground_truth(), agent, api, observer, seen)
