@@ -7,7 +7,7 @@ import contextlib
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from stockgate import software_version
 from stockgate.logs import LogFormat
 from stockgate.logs import setup as setup_logging
 from stockgate.settings import ConfigError
+
+if TYPE_CHECKING:  # only for annotations: edge commands never import the server
+    from server.config import ServerSettings
 
 app = typer.Typer(
     help="stockgate: RFID and barcode edge gateway with a central stock ledger.",
@@ -114,6 +117,26 @@ def _run(main: Coroutine[Any, Any, int | None], errors: tuple[type[Exception], .
     raise typer.Exit(code or 0)
 
 
+def _run_server(main: Coroutine[Any, Any, int | None]) -> None:
+    """``_run`` for a server command: the server's own refusals are one line, status 2."""
+    from server.errors import ServerError
+
+    _run(main, (ServerError,))
+
+
+def _server_settings(config: Path, log_level: str) -> ServerSettings:
+    """The server's settings from ``config``; a bad file is one line and status 2."""
+    from server.config import ServerSettings
+    from stockgate.settings import load
+
+    _setup_logging(log_level)
+    try:
+        return load(ServerSettings, config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+
+
 @app.command()
 def demo(
     duration: Annotated[
@@ -144,54 +167,19 @@ def server(
         typer.echo("error: --config FILE is required", err=True)
         raise typer.Exit(2)
     from server.app import run_server, tune_gc
-    from server.config import ServerSettings
-    from server.errors import ServerError
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    settings = _server_settings(config, log_level)
     tune_gc()
-    _run(run_server(settings), (ServerError,))
+    _run_server(run_server(settings))
 
 
 @server_app.command("check-ledger")
 def check_ledger(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     """Rebuild balances from the ledger and report any difference (exit 1 if any)."""
     from server.app import check_ledger_command
-    from server.config import ServerSettings
-    from server.errors import ServerError
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    _run(check_ledger_command(settings), (ServerError,))
-
-
-def _run_server(main: Coroutine[Any, Any, int | None]) -> None:
-    """``_run`` for a server command: the server's own refusals are one line, status 2."""
-    from server.errors import ServerError
-
-    _run(main, (ServerError,))
-
-
-def _server_settings(config: Path, log_level: str) -> Any:
-    from server.config import ServerSettings
-    from stockgate.settings import load
-
-    _setup_logging(log_level)
-    try:
-        return load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    settings = _server_settings(config, log_level)
+    _run_server(check_ledger_command(settings))
 
 
 @server_app.command("rebuild-history")
@@ -219,17 +207,9 @@ def server_backup(
 ) -> None:
     """Copy the SQLite database as of one moment, while the server runs (PostgreSQL: pg_dump)."""
     from server.backup import backup_command
-    from server.config import ServerSettings
-    from server.errors import ServerError
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    _run(backup_command(settings.database, to, force=force), (ServerError,))
+    settings = _server_settings(config, log_level)
+    _run_server(backup_command(settings.database, to, force=force))
 
 
 @server_app.command("restore")
@@ -242,17 +222,9 @@ def server_restore(
 ) -> None:
     """Replace the SQLite database with a backup; the server must be stopped."""
     from server.backup import restore_command
-    from server.config import ServerSettings
-    from server.errors import ServerError
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    _run(restore_command(settings.database, source), (ServerError,))
+    settings = _server_settings(config, log_level)
+    _run_server(restore_command(settings.database, source))
 
 
 @server_app.command("replay-dead-letters")
@@ -268,35 +240,19 @@ def replay_dead_letters(
     log_level: LogLevel = "warning",
 ) -> None:
     """Put waiting dead letters through ingest again; apply the ones that now pass."""
-    from server.config import ServerSettings
     from server.dead_letter_replay import replay_command
-    from server.errors import ServerError
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    _run(replay_command(settings, kind or [], letter or []), (ServerError,))
+    settings = _server_settings(config, log_level)
+    _run_server(replay_command(settings, kind or [], letter or []))
 
 
 @server_app.command("prune")
 def server_prune(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     """Delete dead letters, batch records (and seen ids) past [retention] now."""
-    from server.config import ServerSettings
-    from server.errors import ServerError
     from server.retention import prune_command
-    from stockgate.settings import load
 
-    _setup_logging(log_level)
-    try:
-        settings = load(ServerSettings, config)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    _run(prune_command(settings), (ServerError,))
+    settings = _server_settings(config, log_level)
+    _run_server(prune_command(settings))
 
 
 @server_app.command("broker-config")
