@@ -21,7 +21,11 @@ GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "api": ("api.",),
     "replenishment": ("replenishment.",),
     "portal": ("portal.",),
+    "fuzz": ("fuzz.",),
+    "faults": ("faults.",),
 }
+"""Every group of ``bench.__main__.GROUPS`` and the keys its figures have: a key of no group
+would be dropped by the next run of any group, and ``--only`` clears profiles by prefix."""
 ORDER: Final = (
     "edge.reads_per_s",
     "edge.sllurp_decode_per_s",
@@ -42,6 +46,9 @@ ORDER: Final = (
     "portal.tag_direction_accuracy",
     "portal.wrong_direction_rate",
     "portal.unresolved_rate",
+    "fuzz.llrp_inputs",
+    "fuzz.serial_inputs",
+    "fuzz.crashes_and_hangs",
 )
 
 

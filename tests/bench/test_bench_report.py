@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from bench import report
-from bench.__main__ import parse
+from bench.__main__ import GROUPS, parse
 from bench.cpu import percentile
 from bench.figures import Figure, Target
 
@@ -81,3 +81,31 @@ def test_group_parser_names_the_choices() -> None:
 
     with pytest.raises(argparse.ArgumentTypeError, match="edge, portal, server, api"):
         _groups("edge,gpu")
+
+
+def test_every_group_owns_its_keys() -> None:
+    assert set(report.GROUP_PREFIXES) == set(GROUPS)
+    for group in GROUPS:
+        assert all(
+            report.group_of(f"{prefix}x") == group for prefix in report.GROUP_PREFIXES[group]
+        )
+
+
+def test_fuzz_and_fault_figures_survive_a_run_of_another_group() -> None:
+    first = report.merge(
+        {},
+        [
+            figure("fuzz.llrp_inputs", 1_000_000),
+            figure("faults.broker_down", 0, Target("<=", 0)),
+        ],
+        ["fuzz", "faults"],
+        META,
+        {"fuzz": {"date": "d1"}, "faults": {"date": "d1"}},
+    )
+    second = report.merge(
+        first, [figure("edge.reads_per_s", 30_000.0)], ["edge"], META, {"edge": {"date": "d2"}}
+    )
+    assert second["fuzz.llrp_inputs"] == 1_000_000
+    assert second["faults.broker_down"] == 0
+    assert second["_meta"]["figures"]["faults.broker_down"]["measured_at"] == "d1"
+    assert set(second["_meta"]["groups"]) == {"fuzz", "faults", "edge"}

@@ -8,29 +8,30 @@ fast; a failure names the corpus entry and seed to replay.
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 import pytest
 
-from bench.fuzz import fuzz_llrp, fuzz_serial
+from bench.fuzz import HANG_S, fuzz_llrp, fuzz_parallel, fuzz_serial, run_mutated
 from edge.readers.llrp import INLINE_DECODE_BYTES, decode_frame
 from edge.readers.llrp_codec import HEADER, MAX_FRAME, LlrpFramer, LlrpFramingError
 from firmware_sim.llrp_encode import ContentSelector, ReportEncoder, TagReportEntry
 
 INPUTS = 3000
-HANG_S = 10.0
-"""An input that takes this long is a hang, not slowness (most take well under 10 ms)."""
 MEMORY_BOUND = 8 * 1024 * 1024
 
 
 @pytest.mark.parametrize("fuzz", [fuzz_llrp, fuzz_serial], ids=["llrp", "serial"])
 def test_mutated_input_is_refused_cleanly(fuzz: object) -> None:
-    result = fuzz(INPUTS, seed=13)  # type: ignore[operator]
-    assert result.crashes == []
+    result = fuzz(INPUTS, seed=13, hang_s=HANG_S)  # type: ignore[operator]
+    assert result.crashes == result.hangs == []
     assert result.inputs == INPUTS
     # The mutator reaches the decoders: whole frames came out and many were refused.
     assert result.frames > INPUTS // 2
     assert result.handled > INPUTS // 10
     assert result.slowest_s < HANG_S
+    assert result.traced_growth_bytes is not None
     assert result.traced_growth_bytes < MEMORY_BOUND
 
 
@@ -79,3 +80,32 @@ def test_a_frame_at_the_bound_is_framed() -> None:
     body = b"\x00" * (MAX_FRAME - HEADER.size)
     raw = HEADER.pack((1 << 10) | 1000, MAX_FRAME, 1) + body
     assert [frame.msg_type for frame in LlrpFramer().feed(raw)] == [1000]
+
+
+def test_an_input_that_hangs_is_stopped_and_counted() -> None:
+    calls = 0
+
+    def step(_data: bytes, _rng: random.Random) -> tuple[int, bool]:
+        nonlocal calls
+        calls += 1
+        if calls % 5 == 0:
+            time.sleep(5)  # the alarm ends this long before it would
+        return 1, False
+
+    began = time.perf_counter()
+    result = run_mutated(20, 3, [b"input"], step, None, trace_memory=False, hang_s=0.1)
+    assert result.inputs == 20
+    assert [hang.split(" (")[0] for hang in result.hangs] == [
+        f"seed 3, input {n}" for n in (4, 9, 14, 19)
+    ]
+    assert result.crashes == []
+    assert result.frames == 16
+    assert time.perf_counter() - began < 4
+
+
+def test_a_parallel_run_covers_the_count_in_several_processes() -> None:
+    result = fuzz_parallel("serial", 1001, seed=13, processes=2)
+    assert (result.inputs, result.processes) == (1001, 2)
+    assert result.crashes == result.hangs == []
+    assert result.frames > 1001 // 2
+    assert result.peak_rss_bytes > 0
