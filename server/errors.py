@@ -2,7 +2,8 @@
 
 ``ServerError`` is the root. Storage problems are ``StoreError`` (wrapping SQLAlchemy's
 ``DBAPIError`` with ``raise ... from``); ``TransientStoreError`` marks the kind worth a retry
-(a lock, a deadlock, a dropped connection). ``PublishFailed`` is what a publisher raises when
+(a lock, a deadlock, a dropped connection), ``StoreFull`` the one that lasts until the disk
+has room again. ``PublishFailed`` is what a publisher raises when
 an Ack or alert did not reach the broker; the edge re-sends, so the server only logs it.
 """
 
@@ -19,6 +20,13 @@ class StoreError(ServerError):
 
 class TransientStoreError(StoreError):
     """A database failure that may pass on retry (lock, deadlock, lost connection)."""
+
+
+class StoreFull(TransientStoreError):
+    """The database refused a write for lack of space (SQLite's ``SQLITE_FULL``, PostgreSQL's
+    ``disk_full``). It passes when space returns; until then every write fails alike, so a
+    caller does not retry at once (ingest leaves the batch unacknowledged: the gateway keeps
+    it and re-sends)."""
 
 
 class PublishFailed(ServerError):

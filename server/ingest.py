@@ -25,7 +25,9 @@ For each message:
 
 A database failure rolls the batch back and sends no Ack; transient ones (locks, deadlocks)
 are retried ``[ingest] max_attempts`` times, then the edge's own re-send brings the batch
-back later. Nothing here raises for bad input, so one bad message never stops the loop.
+back later. A full disk (``StoreFull``) is not retried: the batch waits at the edge until
+the database has room, and the store reports the state (``Store.full``). Nothing here
+raises for bad input, so one bad message never stops the loop.
 
 Throughput (the server keeps up with many gateways on one core):
 
@@ -56,7 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.alert_relay import AlertRelay
 from server.config import ReadPointSettings, ServerSettings
 from server.dead_letters import DeadLetter, insert_dead_letters, printable
-from server.errors import PublishFailed, StoreError, TransientStoreError
+from server.errors import PublishFailed, StoreError, StoreFull, TransientStoreError
 from server.gateway_trust import GatewayTrust, raise_trust_alerts
 from server.ledger import Applied, apply_events
 from server.metrics import Metrics
@@ -229,9 +231,8 @@ class Ingestor:
         for prepared, applied, ack in zip(group, done, acked, strict=True):
             batch_id = prepared.header.batch_id
             if applied is None:
-                result = IngestResult(
-                    "failed", batch_id, reason="database failure; no Ack, edge re-sends"
-                )
+                why = "database full" if self._store.full is not None else "database failure"
+                result = IngestResult("failed", batch_id, reason=f"{why}; no Ack, edge re-sends")
             else:
                 self._metrics.events_applied.inc(applied.applied)
                 self._metrics.events_duplicate.inc(applied.duplicates)
@@ -370,6 +371,11 @@ class Ingestor:
             try:
                 async with self._store.begin(doing) as conn:
                     done = await self._write(conn, group, now)
+            except StoreFull as err:
+                # Every try would fail alike until space returns (the store logged it once
+                # and reports it); the gateways keep these batches and re-send them.
+                log.warning("%s: %s; not acked", doing, err)
+                return [None] * len(group)
             except TransientStoreError as err:
                 if attempt == attempts:
                     log.error("%s failed after %d tries: %s", doing, attempts, err)

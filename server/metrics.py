@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DEAD_LETTER_KINDS = (
@@ -111,6 +113,12 @@ class Metrics:
             ["gateway", "site"],
             registry=self.registry,
         )
+        self.database_full = Gauge(
+            "stockgate_database_full",
+            "1 while the database refuses writes for lack of space (ingest sends no Acks; "
+            "the gateways keep their events), else 0.",
+            registry=self.registry,
+        )
         self.batch_seconds = Histogram(
             "stockgate_batch_seconds",
             "Time to validate, apply and commit one batch.",
@@ -121,6 +129,10 @@ class Metrics:
             self.dead_letters.labels(kind=kind)
         for outcome in BATCH_OUTCOMES:
             self.batches.labels(outcome=outcome)
+
+    def watch_store(self, full: Callable[[], bool]) -> None:
+        """Read ``stockgate_database_full`` from ``full`` at each scrape."""
+        self.database_full.set_function(lambda: 1.0 if full() else 0.0)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

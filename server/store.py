@@ -7,6 +7,10 @@ are ``[database] sqlite_cache_mb`` and ``sqlite_checkpoint_mb`` (both larger tha
 defaults, which made ingest re-read index pages and checkpoint every couple of commits).
 PostgreSQL needs nothing special; several server instances may share it (see
 ``server.ledger`` for how writes stay correct).
+
+A full disk is a state, not only an error: the first write refused for lack of space
+(``StoreFull``) is logged once and kept in ``Store.full`` until a write commits again, so
+``/healthz`` and the ``stockgate_database_full`` gauge show it for as long as it lasts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config import DatabaseSettings
-from server.errors import StoreError, TransientStoreError
+from server.errors import StoreError, StoreFull, TransientStoreError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ WAL_ATTEMPTS = 100
 WAL_RETRY_S = 0.05
 MIGRATION_LOCK_ID = 0x5709_6A7E
 """PostgreSQL advisory lock held while migrating, so N instances starting together queue."""
+PG_DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE ``disk_full`` ("could not extend file ...: No space left on device")."""
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -121,6 +129,15 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _is_full(err: SQLAlchemyError) -> bool:
+    """The database is out of space: SQLite's ``SQLITE_FULL`` (a full disk, or the file at
+    its ``max_page_count``), PostgreSQL's ``disk_full``."""
+    orig = getattr(err, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return getattr(orig, "sqlstate", None) == PG_DISK_FULL
+
+
 def translate(err: SQLAlchemyError, doing: str) -> StoreError:
     """Turn a SQLAlchemy error into our tree; the caller raises it ``from err``."""
     transient = isinstance(err, OperationalError) or (
@@ -131,8 +148,19 @@ def translate(err: SQLAlchemyError, doing: str) -> StoreError:
     if isinstance(sqlstate, str) and sqlstate.startswith("40"):
         transient = True
     kind = TransientStoreError if transient else StoreError
+    if _is_full(err):
+        kind = StoreFull
     detail = str(err.orig) if isinstance(err, DBAPIError) and err.orig is not None else str(err)
     return kind(f"database error while {doing}: {detail.splitlines()[0] if detail else err}")
+
+
+@dataclass(frozen=True, slots=True)
+class FullSince:
+    """The database has refused writes for lack of space since ``since``."""
+
+    since: datetime
+    error: str
+    """The last refusal, as ``translate`` words it."""
 
 
 class Store:
@@ -144,6 +172,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, *, write_wait_s: float | None = None) -> None:
         self.engine = engine
+        self._full: FullSince | None = None
         self._known_locations: set[str] = set()
         self._write_wait_s = write_wait_s
         self._write_turn: asyncio.Lock | None = None
@@ -173,6 +202,29 @@ class Store:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    @property
+    def full(self) -> FullSince | None:
+        """Set while writes fail for lack of space: from the first such failure until a write
+        transaction commits again (``/healthz``, ``stockgate_database_full``)."""
+        return self._full
+
+    def _note_full(self, err: StoreFull) -> None:
+        if self._full is None:
+            log.error(
+                "database full: writes refused (%s); ingest sends no Acks, so gateways keep "
+                "their events and re-send; free space on the database's disk to resume",
+                err,
+            )
+            self._full = FullSince(datetime.now(UTC), str(err))
+        else:
+            self._full = FullSince(self._full.since, str(err))
+
+    def _note_written(self) -> None:
+        if self._full is not None:
+            took = (datetime.now(UTC) - self._full.since).total_seconds()
+            log.warning("database writable again after %.1f s full", took)
+            self._full = None
 
     @property
     def known_locations(self) -> set[str]:
@@ -280,9 +332,13 @@ class Store:
             async with self._writer() as conn:
                 yield conn
         except SQLAlchemyError as err:
-            raise translate(err, doing) from err
+            translated = translate(err, doing)
+            if isinstance(translated, StoreFull):
+                self._note_full(translated)
+            raise translated from err
         except OSError as err:
             raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
+        self._note_written()
 
     @contextlib.asynccontextmanager
     async def read(self, doing: str) -> AsyncIterator[AsyncConnection]:

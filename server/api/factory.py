@@ -76,9 +76,11 @@ def create_app(
         openapi_url="/openapi.json",
     )
     keys = KeyRing(settings.api)
+    metrics = metrics if metrics is not None else Metrics()
+    metrics.watch_store(lambda: store.full is not None)
     app.state.context = ApiContext(
         store=store,
-        metrics=metrics if metrics is not None else Metrics(),
+        metrics=metrics,
         keys=keys,
         mqtt_connected=mqtt_connected,
         policy=Policy.from_settings(settings),

@@ -314,7 +314,13 @@ async def test_healthz_and_metrics_need_no_key(client: httpx.AsyncClient, seeded
     metrics = await client.get("/metrics")
 
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "database": True, "mqtt": None}
+    assert health.json() == {
+        "status": "ok",
+        "database": True,
+        "mqtt": None,
+        "database_full_since": None,
+        "database_error": None,
+    }
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "stockgate_events_applied_total 9.0" in metrics.text
@@ -330,7 +336,13 @@ async def test_healthz_reports_mqtt_down(
     ) as http:
         response = await http.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "degraded", "database": True, "mqtt": False}
+    assert response.json() == {
+        "status": "degraded",
+        "database": True,
+        "mqtt": False,
+        "database_full_since": None,
+        "database_error": None,
+    }
 
 
 async def test_database_down_gives_503_with_a_reason(metrics: Metrics) -> None:
