@@ -175,6 +175,10 @@ class MovementQuery:
     gtin: str | None = None
     sku: str | None = None
     location: str | None = None
+    read_point: str | None = None
+    kind: str | None = None
+    actor: str | None = None
+    """The gateway or API key name that recorded the row."""
     since: datetime | None = None
     """Inclusive lower bound of event time."""
     until: datetime | None = None
@@ -287,6 +291,14 @@ def _movement_conditions(query: MovementQuery) -> list[sa.ColumnElement[bool]]:
         conditions.append(ledger.c.item_id == _item_id(items.c.gtin == query.gtin))
     if query.sku is not None:
         conditions.append(ledger.c.item_id == _item_id(items.c.sku == query.sku))
+    # Read point, kind and actor have no index of their own: they filter what the time,
+    # item or location index walks (a rare one over a wide window reads that window).
+    if query.read_point is not None:
+        conditions.append(ledger.c.read_point == query.read_point)
+    if query.kind is not None:
+        conditions.append(ledger.c.kind == query.kind)
+    if query.actor is not None:
+        conditions.append(ledger.c.actor == query.actor)
     if query.sites:
         # A key's sites are large subtrees: the time index serves them best (see above).
         conditions.append(

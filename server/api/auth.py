@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from server.api.context import ApiContext, Principal, get_context
+from server.api.context import SCOPE_PRINCIPAL, ApiContext, Principal, get_context
 from server.config import ROLE_RANK, Role
 from server.sites import site_of
 
@@ -31,9 +31,15 @@ def require(role: Role, *, all_sites: bool = False) -> Callable[..., Awaitable[P
     """
 
     async def dependency(
+        request: Request,
         context: Annotated[ApiContext, Depends(get_context)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
+        internal = request.scope.get(SCOPE_PRINCIPAL)
+        if isinstance(internal, Principal):
+            # The console calling in-process for a signed-in person: the same role and
+            # site checks apply to their key's principal.
+            return _admitted(internal, role, all_sites=all_sites)
         if credentials is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -47,19 +53,24 @@ def require(role: Role, *, all_sites: bool = False) -> Callable[..., Awaitable[P
                 "unknown API key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if ROLE_RANK[principal.role] < ROLE_RANK[role]:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"a {principal.role} key may not do this; it needs {role} or higher",
-            )
-        if all_sites and principal.sites:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "a key restricted to sites may not do this; it needs a key for all sites",
-            )
-        return principal
+        return _admitted(principal, role, all_sites=all_sites)
 
     return dependency
+
+
+def _admitted(principal: Principal, role: Role, *, all_sites: bool) -> Principal:
+    """``principal`` if its role and sites suffice, else 403 saying what is needed."""
+    if ROLE_RANK[principal.role] < ROLE_RANK[role]:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"a {principal.role} key may not do this; it needs {role} or higher",
+        )
+    if all_sites and principal.sites:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "a key restricted to sites may not do this; it needs a key for all sites",
+        )
+    return principal
 
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]

@@ -15,6 +15,11 @@ from server.metrics import Metrics
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.store import Store
 
+SCOPE_PRINCIPAL = "stockgate.principal"
+"""ASGI scope key of a request the console makes in-process for a signed-in person
+(``server.console.internal``): the ``Principal`` it acts as, in place of a bearer key.
+Only code in this process can put it there (an HTTP request cannot set scope keys)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

@@ -9,7 +9,8 @@ For every request:
 1. A client address with too many failed authentications in the last minute
    (``[api] auth_failures_per_minute``) gets 429 with ``Retry-After``, whatever it sends.
 2. Under ``/api/`` the ``Authorization: Bearer`` key must be known, else 401 at once (and
-   the failure counts against the address). The body is not read.
+   the failure counts against the address). The body is not read. (The console's own
+   in-process calls carry a principal in the ASGI scope instead; see ``SCOPE_PRINCIPAL``.)
 3. The body is bounded: a declared ``Content-Length`` over the route's limit gets 413 at
    once; a body without one (chunked) is counted as it streams in and cut off with 413 the
    moment it passes the limit. The limit is ``[api] max_body_bytes``, or the larger one of
@@ -30,7 +31,7 @@ from typing import Final
 from fastapi import HTTPException, status
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api.context import KeyRing
+from server.api.context import SCOPE_PRINCIPAL, KeyRing
 
 PROTECTED_PREFIX: Final = "/api/"
 """Every route under this prefix needs a key (``server.api.auth``)."""
@@ -135,7 +136,8 @@ class RequestGuard:
                 {"Retry-After": str(int(wait) + 1)},
             )
             return
-        if path.startswith(PROTECTED_PREFIX):
+        # A console request made in-process carries its principal in the scope instead.
+        if path.startswith(PROTECTED_PREFIX) and SCOPE_PRINCIPAL not in scope:
             presented = _bearer(scope)
             if presented is None or self._keys.find(presented) is None:
                 failures.failed(client)

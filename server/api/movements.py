@@ -10,8 +10,19 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations
 from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
-from server.api.params import DEFAULT_PAGE, Epc, Gtin, Limit, Location, Sku, as_utc, gtin14
+from server.api.params import (
+    DEFAULT_PAGE,
+    TEXT_PATTERN,
+    Epc,
+    Gtin,
+    Limit,
+    Location,
+    Sku,
+    as_utc,
+    gtin14,
+)
 from server.queries import MovementQuery, movements
+from server.rules.model import LedgerKind
 from server.views import MovementView
 
 router = APIRouter(prefix="/api/v1", tags=["movements"])
@@ -33,6 +44,28 @@ async def get_movements(
     gtin: Gtin = None,
     sku: Sku = None,
     location: Location = None,
+    read_point: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            pattern=r"^\S+$",
+            description="Rows a read point recorded.",
+        ),
+    ] = None,
+    kind: Annotated[
+        LedgerKind | None,
+        Query(description="receipt, shipment, transfer, count_adjustment or loss."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            pattern=TEXT_PATTERN,
+            description="The gateway or API key name that recorded the row.",
+        ),
+    ] = None,
     since: Annotated[datetime | None, Query(description="Inclusive; no offset means UTC.")] = None,
     until: Annotated[datetime | None, Query(description="Exclusive; no offset means UTC.")] = None,
     cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)] = None,
@@ -63,6 +96,9 @@ async def get_movements(
         gtin=gtin14(gtin),
         sku=sku,
         location=location,
+        read_point=read_point,
+        kind=kind,
+        actor=actor,
         since=start,
         until=end,
         after=after,

@@ -14,23 +14,36 @@ session's CSRF token.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
-from typing import Annotated, Any, Final, cast, get_args
-from urllib.parse import parse_qs
+from typing import Annotated, Any, Final, get_args
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
-from server.api.context import ApiContext, Principal
 from server.api.read_points import get_catalog
 from server.api.stream import _events, get_feed
 from server.api.unresolved_passes import _resolve
-from server.config import ROLE_RANK
+from server.console import browse, reports, things
 from server.console.search import SearchError, search_stock
 from server.console.sessions import COOKIE, SIGN_IN_COOKIE, Session, Sessions, new_token, same_token
+from server.console.things import AS_OF_ITEMS, parse_day, stock_as_of
+from server.console.web import (
+    STATIC_PATH,
+    base_values,
+    can_write,
+    context_of,
+    page,
+    read_form,
+    secure,
+    session_of,
+    sessions_of,
+    to_sign_in,
+    writer,
+)
 from server.queries import MovementQuery, movements
 from server.refusals import Refused
 from server.schema_passes import Resolution
@@ -38,23 +51,15 @@ from server.sites import site_of
 from server.unresolved import MAX_ROW_ID, BulkResolveRequest, PassQuery, ResolveRequest, list_passes
 from server.views import MovementView
 
-STATIC_PATH: Final = "/console/static"
-MAX_FORM_BYTES: Final = 4096
-"""A console form is a few short fields; anything longer is refused."""
 RECENT_MOVEMENTS: Final = 200
 """Ledger rows read to fill the doors' recent passes when a page opens."""
 RECENT_PER_DOOR: Final = 20
 """Passes listed per door (the script keeps the same number)."""
 OPEN_PASSES: Final = 200
 """Unresolved passes listed on the Doors page."""
-CSP: Final = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 DIRECTIONS: Final = get_args(Resolution)
 
 router = APIRouter(include_in_schema=False)
-templates = Environment(
-    loader=PackageLoader("server.console", "templates"),
-    autoescape=select_autoescape(default=True),
-)
 
 
 def install(app: FastAPI) -> None:
@@ -62,80 +67,8 @@ def install(app: FastAPI) -> None:
     app.state.console_sessions = Sessions()
     app.mount(STATIC_PATH, StaticFiles(packages=[("server.console", "static")]), name="console")
     app.include_router(router)
-
-
-def _context(request: Request) -> ApiContext:
-    return cast(ApiContext, request.app.state.context)
-
-
-def _sessions(request: Request) -> Sessions:
-    return cast(Sessions, request.app.state.console_sessions)
-
-
-def _session(request: Request) -> Session | None:
-    return _sessions(request).find(request.cookies.get(COOKIE))
-
-
-def _page(name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    response = HTMLResponse(templates.get_template(name).render(**values), status_code)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/sign-in", status.HTTP_303_SEE_OTHER)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The fields of an ``application/x-www-form-urlencoded`` post (first value of each).
-
-    Raises:
-        HTTPException: 415 for another content type, 413 over ``MAX_FORM_BYTES``, 400 for
-            text that is not UTF-8.
-    """
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"a console form is sent as application/x-www-form-urlencoded, not {kind!r}",
-        )
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"a console form is at most {MAX_FORM_BYTES} bytes"
-        )
-    try:
-        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=20)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unreadable form: {err}") from err
-    return {name: values[0] for name, values in fields.items()}
-
-
-async def _writer(request: Request) -> tuple[Session, dict[str, str]]:
-    """The session and form of a console write: signed in, CSRF token matching, operator.
-
-    Raises:
-        HTTPException: 401 without a session, 403 for a wrong or missing CSRF token or a
-            key below operator.
-    """
-    session = _session(request)
-    if session is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in to the console first")
-    form = await _form(request)
-    if not same_token(form.get("csrf"), session.csrf):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")
-    if not can_write(session.principal):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"a {session.principal.role} key may not do this; it needs operator or higher",
-        )
-    return session, form
-
-
-def can_write(principal: Principal) -> bool:
-    return ROLE_RANK[principal.role] >= ROLE_RANK["operator"]
+    for pages in (browse.router, things.router, reports.router):
+        app.include_router(pages)
 
 
 def _direction(form: dict[str, str]) -> str:
@@ -153,14 +86,14 @@ def _direction(form: dict[str, str]) -> str:
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request) -> Response:
-    if _session(request) is not None:
+    if session_of(request) is not None:
         return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     return _sign_in_form()
 
 
 def _sign_in_form(error: str | None = None, status_code: int = 200) -> HTMLResponse:
     token = new_token()
-    response = _page("sign_in.html", status_code, csrf=token, error=error, principal=None)
+    response = page("sign_in.html", status_code, csrf=token, error=error, principal=None)
     response.set_cookie(
         SIGN_IN_COOKIE, token, max_age=600, path="/sign-in", httponly=True, samesite="strict"
     )
@@ -169,16 +102,16 @@ def _sign_in_form(error: str | None = None, status_code: int = 200) -> HTMLRespo
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
-    form = await _form(request)
+    form = await read_form(request)
     if not same_token(form.get("csrf"), request.cookies.get(SIGN_IN_COOKIE, "")):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale")
-    keys = _context(request).keys
+    keys = context_of(request).keys
     principal = keys.find(form.get("key", ""))
     if principal is None:
         # Counted like an unknown bearer key: the guard stops the address after too many.
         keys.failures.failed(request.client.host if request.client else "unknown")
         return _sign_in_form("That key is not known.", status.HTTP_401_UNAUTHORIZED)
-    token, _ = _sessions(request).start(principal)
+    token, _ = sessions_of(request).start(principal)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     response.set_cookie(COOKIE, token, path="/", httponly=True, samesite="strict")
     response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
@@ -187,15 +120,15 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    session = _session(request)
+    session = session_of(request)
     if session is not None:
-        form = await _form(request)
+        form = await read_form(request)
         if not same_token(form.get("csrf"), session.csrf):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, "the form's CSRF token is missing or stale"
             )
-        _sessions(request).end(request.cookies.get(COOKIE))
-    response = _to_sign_in()
+        sessions_of(request).end(request.cookies.get(COOKIE))
+    response = to_sign_in()
     response.delete_cookie(COOKIE, path="/")
     return response
 
@@ -206,11 +139,11 @@ async def sign_out(request: Request) -> Response:
 @router.get("/")
 async def doors_page(request: Request) -> Response:
     """Each read point: its recent passes (live) and its unresolved passes to resolve."""
-    session = _session(request)
+    session = session_of(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     principal = session.principal
-    context = _context(request)
+    context = context_of(request)
     table = await get_catalog(request).table()
     doors = sorted(
         rp for rp, settings in table.items() if principal.allows(settings.site or site_of(rp))
@@ -235,7 +168,7 @@ async def doors_page(request: Request) -> Response:
     }
     # A door with open passes is shown even if it is no longer configured.
     shown = sorted(set(doors) | set(open_by_door))
-    return _page(
+    return page(
         "doors.html",
         principal=principal,
         csrf=session.csrf,
@@ -256,7 +189,7 @@ async def doors_page(request: Request) -> Response:
 async def resolve_pass(
     request: Request, pass_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 ) -> Response:
-    session, form = await _writer(request)
+    session, form = await writer(request)
     return await _resolve_from_console(
         request, session, pass_id, ResolveRequest.model_validate({"direction": _direction(form)})
     )
@@ -264,7 +197,7 @@ async def resolve_pass(
 
 @router.post("/doors/groups/resolve")
 async def resolve_group(request: Request) -> Response:
-    session, form = await _writer(request)
+    session, form = await writer(request)
     try:
         bulk = BulkResolveRequest.model_validate(
             {
@@ -288,7 +221,7 @@ async def _resolve_from_console(
 ) -> Response:
     try:
         result = await _resolve(
-            _context(request), get_catalog(request), session.principal, selection, how
+            context_of(request), get_catalog(request), session.principal, selection, how
         )
     except Refused as err:
         # Someone else resolved it first, or the door is gone: say so on the page.
@@ -305,7 +238,7 @@ async def _resolve_from_console(
 async def console_stream(request: Request) -> Response:
     """``/api/v1/stream``'s movements for the signed-in session (EventSource sends no
     bearer header, only the cookie)."""
-    session = _session(request)
+    session = session_of(request)
     if session is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in to the console first")
     feed = get_feed(request)
@@ -325,25 +258,78 @@ async def console_stream(request: Request) -> Response:
 
 @router.get("/stock")
 async def stock_page(request: Request) -> Response:
-    """Stock by item and location for what the search box holds (typed or scanned)."""
-    session = _session(request)
+    """Stock by item and location for what the search box holds (typed or scanned), and
+    closing stock per site at the end of a past day when ``as_of`` is given."""
+    session = session_of(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     text = request.query_params.get("q", "")
     error = None
     result = None
     try:
-        async with _context(request).store.read("console: stock") as conn:
+        async with context_of(request).store.read("console: stock") as conn:
             result = await search_stock(conn, text, session.principal.sites)
     except SearchError as err:
         error = str(err)
-    return _page(
+    day = parse_day(request.query_params.get("as_of", ""))
+    as_of_rows: list[dict[str, Any]] = []
+    as_of_errors: list[str] = []
+    skus: list[str] = []
+    if day is not None and result is not None:
+        skus = list(dict.fromkeys(row.sku for row in result.rows))
+        as_of_rows, as_of_errors = await stock_as_of(request, session, skus, day)
+    return page(
         "stock.html",
         400 if error else 200,
-        principal=session.principal,
-        csrf=session.csrf,
+        **base_values(session, "stock", request),
         q=text[:200],
         result=result,
         error=error,
-        page="stock",
+        as_of=day.isoformat() if day is not None else None,
+        as_of_rows=as_of_rows,
+        as_of_error="; ".join(as_of_errors) or None,
+        as_of_more=len(skus) > AS_OF_ITEMS,
+        as_of_limit=AS_OF_ITEMS,
     )
+
+
+STOCK_CSV_COLUMNS: Final = (
+    "sku",
+    "gtin",
+    "name",
+    "location",
+    "on_hand",
+    "on_order",
+    "allocated",
+    "available",
+)
+
+
+@router.get("/stock.csv")
+async def stock_csv(request: Request) -> Response:
+    """The Stock page's rows for the same search, as CSV."""
+    session = session_of(request)
+    if session is None:
+        return to_sign_in()
+    try:
+        async with context_of(request).store.read("console: stock") as conn:
+            result = await search_stock(
+                conn, request.query_params.get("q", ""), session.principal.sites
+            )
+    except SearchError as err:
+        response = Response(str(err), 400, media_type="text/plain; charset=utf-8")
+        secure(response.headers)
+        return response
+    buffer = io.StringIO()
+    out = csv.writer(buffer, lineterminator="\r\n")
+    out.writerow(STOCK_CSV_COLUMNS)
+    for row in result.rows:
+        values = row.model_dump()
+        out.writerow("" if values.get(name) is None else values[name] for name in STOCK_CSV_COLUMNS)
+    response = Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="stock.csv"'},
+    )
+    secure(response.headers)
+    return response
