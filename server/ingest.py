@@ -369,7 +369,7 @@ class Ingestor:
         )
         for attempt in range(1, attempts + 1):
             try:
-                async with self._store.begin(doing) as conn:
+                async with self._store.begin(doing, events=True) as conn:
                     done = await self._write(conn, group, now)
             except StoreFull as err:
                 # Every try would fail alike until space returns (the store logged it once

@@ -9,8 +9,9 @@ PostgreSQL needs nothing special; several server instances may share it (see
 ``server.ledger`` for how writes stay correct).
 
 A full disk is a state, not only an error: the first write refused for lack of space
-(``StoreFull``) is logged once and kept in ``Store.full`` until a write commits again, so
-``/healthz`` and the ``stockgate_database_full`` gauge show it for as long as it lasts.
+(``StoreFull``) is logged once and kept in ``Store.full`` until a batch of events commits
+again (or any write, after ``FULL_QUIET_S`` without a refusal), so ``/healthz`` and the
+``stockgate_database_full`` gauge show it for as long as it lasts.
 """
 
 from __future__ import annotations
@@ -159,8 +160,15 @@ class FullSince:
     """The database has refused writes for lack of space since ``since``."""
 
     since: datetime
+    last_refused: datetime
     error: str
     """The last refusal, as ``translate`` words it."""
+
+
+FULL_QUIET_S = 60.0
+"""A write that is not a batch of events clears ``Store.full`` only when no write has
+been refused for this long: on a nearly full disk small writes (a sweep, a follower's
+position) still fit while batches do not, and the state should not flicker with them."""
 
 
 class Store:
@@ -205,26 +213,32 @@ class Store:
 
     @property
     def full(self) -> FullSince | None:
-        """Set while writes fail for lack of space: from the first such failure until a write
-        transaction commits again (``/healthz``, ``stockgate_database_full``)."""
+        """Set while writes fail for lack of space: from the first such failure until a batch
+        of events commits again, or any write does with no refusal for ``FULL_QUIET_S``
+        (``/healthz``, ``stockgate_database_full``)."""
         return self._full
 
     def _note_full(self, err: StoreFull) -> None:
+        now = datetime.now(UTC)
         if self._full is None:
             log.error(
                 "database full: writes refused (%s); ingest sends no Acks, so gateways keep "
                 "their events and re-send; free space on the database's disk to resume",
                 err,
             )
-            self._full = FullSince(datetime.now(UTC), str(err))
+            self._full = FullSince(now, now, str(err))
         else:
-            self._full = FullSince(self._full.since, str(err))
+            self._full = FullSince(self._full.since, now, str(err))
 
-    def _note_written(self) -> None:
-        if self._full is not None:
-            took = (datetime.now(UTC) - self._full.since).total_seconds()
-            log.warning("database writable again after %.1f s full", took)
-            self._full = None
+    def _note_written(self, *, events: bool) -> None:
+        full = self._full
+        if full is None:
+            return
+        now = datetime.now(UTC)
+        if not events and (now - full.last_refused).total_seconds() < FULL_QUIET_S:
+            return
+        log.warning("database writable again after %.1f s full", (now - full.since).total_seconds())
+        self._full = None
 
     @property
     def known_locations(self) -> set[str]:
@@ -321,8 +335,11 @@ class Store:
             turn.release()
 
     @contextlib.asynccontextmanager
-    async def begin(self, doing: str) -> AsyncIterator[AsyncConnection]:
+    async def begin(self, doing: str, *, events: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction; committed on success, rolled back on error.
+
+        ``events``: the transaction applies batches of events (ingest); its commit ends a
+        full-disk state at once (``Store.full``; other writes end it after ``FULL_QUIET_S``).
 
         Raises:
             StoreError: (or ``TransientStoreError``) the database failed; ``doing`` names the
@@ -338,7 +355,7 @@ class Store:
             raise translated from err
         except OSError as err:
             raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
-        self._note_written()
+        self._note_written(events=events)
 
     @contextlib.asynccontextmanager
     async def read(self, doing: str) -> AsyncIterator[AsyncConnection]:

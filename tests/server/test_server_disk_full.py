@@ -121,6 +121,10 @@ async def test_a_full_database_acks_nothing_reports_it_and_recovers(
         assert health["database_full_since"] is not None
         assert "full" in health["database_error"]
         assert "stockgate_database_full 1.0" in scraped
+        # A small write that still fits (a sweep, a follower) does not end the state.
+        async with store.begin("a write with nothing to write"):
+            pass
+        assert store.full is not None
         full_lines = [r for r in caplog.records if r.message.startswith("database full")]
         assert len(full_lines) == 1, "said once, not once per batch"
         assert full_lines[0].levelno == logging.ERROR
