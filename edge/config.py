@@ -168,7 +168,9 @@ class PortalSettings(Section):
     group_confirm_s: float = Field(default=10.0, ge=0, le=600)
     """A tag read on one side only that takes its group's direction is published this much
     later, and keeps its own verdict (none) if the door reads it again meanwhile: goods
-    standing beside the door are read again and again, a case that rode the pallet is not."""
+    standing beside the door are read again and again, a case that rode the pallet is not.
+    Counted in the reader's time (its read timestamps), so a loaded gateway that takes the
+    reads in late still sees the re-read."""
     gpi_port: GpioPort | None = None
     """The reader's GPI input wired to this door's photo-eye."""
     gpi_window: bool = False

@@ -27,6 +27,11 @@ passes end within moments of each other, are all there), then:
    seen on one side of this door in the last ``LOITER_US`` (goods staged beside the door
    are read now and then and must not move with a passing pallet), and waits
    ``confirm_s`` on probation: read again meanwhile on one side, it keeps its own verdict.
+   Probation is counted in the reader's time (the latest read timestamp at this door),
+   not the host's: on a loaded gateway the reads of the next seconds may reach the
+   judge late, and a staged case whose next read is still queued must not take the
+   pallet's direction for want of it. A door that reads nothing at all for
+   ``confirm_s + MAX_WAIT_S`` of host time ends the probation too.
    A tag whose own clear-cut evidence contradicts the group keeps its verdict; one whose
    weak evidence contradicts it is left without direction (``group_conflict``). Nothing
    is guessed: what does not fit stays unresolved.
@@ -34,7 +39,8 @@ passes end within moments of each other, are all there), then:
 Every pass of a group of two or more carries the group's id (the read point and the
 group's first strong read, unique per gateway) and its size.
 
-Pure: passes and the caller's monotonic ``now`` in, passes out.
+Pure: passes, the reader's clock (``clock``) and the caller's monotonic ``now`` in,
+passes out.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ direction, the tag was standing beside the door and keeps its own verdict; cross
 it rode its pallet both times."""
 MAX_WAIT_S: Final = 10.0
 """Longest a finished pass waits for its group (a door that is never quiet)."""
+MAX_WAIT_US: Final = round(MAX_WAIT_S * 1_000_000)
 MAX_PENDING: Final = 20_000
 
 
@@ -185,8 +192,13 @@ class GroupJudge:
         self._last_at = 0.0
         self._loiterers: OrderedDict[str, int] = OrderedDict()
         self._batch_sides: dict[str, list[int]] = {}
-        self._probation: dict[str, tuple[float, Pass, Pass]] = {}
-        """One-sided tags given their group's direction, by EPC: (due, with it, without)."""
+        self._probation: dict[str, tuple[int, Pass, Pass]] = {}
+        """One-sided tags given their group's direction, by EPC: (due in reader µs, with
+        it, without)."""
+        self._reader_us = 0
+        """The latest read timestamp at this door (the reader's clock)."""
+        self._read_at = 0.0
+        """Host time that read was taken in at."""
         self._reread: set[str] = set()
         self.decided: Counter[str] = Counter()
         """Passes by who gave the direction: ``tag``, ``group``, ``none``."""
@@ -201,10 +213,17 @@ class GroupJudge:
         self._pending, old._pending = old._pending, []
         self._first_at, self._last_at = old._first_at, old._last_at
         self._probation, old._probation = old._probation, {}
+        self._reader_us, self._read_at = old._reader_us, old._read_at
         self._reread, old._reread = old._reread, set()
         self._loiterers = old._loiterers
         self.decided = old.decided
         self.groups = old.groups
+
+    def clock(self, reader_us: int, now: float) -> None:
+        """A read stamped ``reader_us`` by the reader was taken in at host time ``now``."""
+        if reader_us > self._reader_us:
+            self._reader_us = reader_us
+        self._read_at = now
 
     def seen(self, epc: str) -> None:
         """A new pass of ``epc`` began (it is read again at this door)."""
@@ -248,14 +267,16 @@ class GroupJudge:
         """Tags on probation that are due: not read again, they take the group's direction.
         (One read again waits for its new pass to be judged; see ``_settle``.)"""
         out: list[Pass] = []
-        for epc, (due, assigned, own) in list(self._probation.items()):
+        reader_us = self._reader_us
+        quiet = now is not None and now - self._read_at >= self.confirm_s + MAX_WAIT_S
+        for epc, (due_us, assigned, own) in list(self._probation.items()):
             if now is None:
                 out.append(own if epc in self._reread else assigned)
             elif epc in self._reread:
-                if now < due + MAX_WAIT_S:
+                if reader_us < due_us + MAX_WAIT_US and not quiet:
                     continue
                 out.append(own)
-            elif now >= due:
+            elif reader_us >= due_us or quiet:
                 out.append(assigned)
             else:
                 continue
@@ -327,7 +348,7 @@ class GroupJudge:
                     if q.epc_hex == p.epc_hex and q.first_seen_us == p.first_seen_us
                 )
                 self._probation[p.epc_hex] = (
-                    now + self.confirm_s,
+                    p.last_seen_us + round(self.confirm_s * 1_000_000),
                     p,
                     dataclasses.replace(own, group=p.group, group_size=p.group_size),
                 )

@@ -340,6 +340,7 @@ class PassTracker:
                 track.first_us = first_us
         if last_us > track.last_us:
             track.last_us = last_us
+        self.groups.clock(last_us, now)
         weight = read.seen_count if read.seen_count > 0 else 1
         track.count += weight
         rssi = read.rssi

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from edge.config import PortalSettings
-from edge.pass_groups import CONFIRM_S
+from edge.pass_groups import CONFIRM_S, MAX_WAIT_S
 from edge.pipeline import Pass, PassTracker
 from edge.readers.types import TagRead
 from wire.identifiers import sgtin96_hex
@@ -89,7 +89,8 @@ def test_a_pallets_weak_cases_take_the_pallets_direction() -> None:
     # Shielded cases: one weak read as the pallet passes the outside antenna, or the inside.
     once(tracker, epc(20), OUT, 0.5, -0.5)
     once(tracker, epc(21), IN, 1.0, 0.5)
-    passes = by_epc(run_out(tracker, 5.0 + CONFIRM_S + 1.0))
+    # Nothing else is read: the probation of the one-sided cases ends once the door is quiet.
+    passes = by_epc(run_out(tracker, 5.0 + CONFIRM_S + MAX_WAIT_S + 1.0))
     assert len(passes) == 12
     assert {p.direction for p in passes.values()} == {"in"}
     assert passes[epc(20)].decided_by == passes[epc(21)].decided_by == "group"
@@ -185,6 +186,32 @@ def test_a_one_sided_case_read_again_beside_the_door_loses_the_groups_direction(
     assert mine[0].reason in ("one_side", "too_few_reads")
 
 
+def test_probation_counts_the_readers_time_not_a_loaded_hosts() -> None:
+    """A loaded gateway takes reads in late: 15 s of host time pass while the reader's
+    clock moves 4 s. The staged case's re-read, stamped 4 s after the pallet, still
+    counts as a re-read within the probation (it keeps its own verdict)."""
+    tracker = PassTracker(portal())
+    for n in range(8):
+        cross(tracker, epc(n), "in", 0.0)
+    once(tracker, epc(20), OUT, 0.5, -0.5)
+    passes = by_epc(run_out(tracker, 6.0))
+    assert epc(20) not in passes, "on probation"
+    # The host runs on (ticks up to 15 s) while reads of other tags keep coming in, each
+    # stamped only a little later by the reader: the backlog is being worked off.
+    late: list[Pass] = []
+    for k in range(90):
+        host = 6.1 + k * 0.1
+        tracker.observe(read(epc(50), IN, 2.0 + k * 0.02, -70.0), host)
+        late += tracker.tick(host)
+    assert epc(20) not in by_epc(late), "host time alone does not end the probation"
+    for k in range(5):
+        tracker.observe(read(epc(20), OUT, 4.0 + k * 0.3, -65.0), 15.1 + k * 0.1)
+        late += tracker.tick(15.1 + k * 0.1)
+    late += run_out(tracker, 15.5 + CONFIRM_S + MAX_WAIT_S + 1.0, start=15.6)
+    mine = [p for p in late if p.epc_hex == epc(20)]
+    assert [p.direction for p in mine] == [None, None]
+
+
 def test_a_group_pass_becomes_an_event_with_its_evidence() -> None:
     tracker = PassTracker(portal())
     for n in range(5):
@@ -218,7 +245,8 @@ def test_hold_zero_judges_each_tag_alone(hold: float) -> None:
     for n in range(5):
         cross(tracker, epc(n), "in", 0.0)
     once(tracker, epc(20), OUT, 0.5, -0.5)
-    passes = by_epc(run_out(tracker, 5.0 + CONFIRM_S + 3.0))
+    # Nothing is read after the pallet: the probation ends once the door has been quiet.
+    passes = by_epc(run_out(tracker, 5.0 + CONFIRM_S + MAX_WAIT_S + 3.0))
     weak = passes[epc(20)]
     if hold:
         assert weak.direction == "in"
