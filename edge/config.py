@@ -92,8 +92,31 @@ class ReadFilterSettings(Section):
         )
 
 
+SearchMode = Literal["reader_default", "single_target", "dual_target", "single_target_suppressed"]
+"""Impinj inventory search mode (``ImpinjInventorySearchMode``): ``dual_target`` reads
+every tag again and again (portals); ``single_target`` reads each tag once per session
+persistence (counting a crowd); ``single_target_suppressed`` is Impinj's TagFocus."""
+
+
+class AntennaRfSettings(Section):
+    """``[[llrp.antenna_rf]]``: the RF settings of one antenna, over the reader's own."""
+
+    antenna: Antenna
+    tx_power_dbm: float | None = Field(default=None, ge=0, le=40)
+    """Transmit power of this antenna (dBm), instead of the reader's ``tx_power_dbm``."""
+    rx_sensitivity_db: int | None = Field(default=None, ge=0, le=128)
+    """Receive sensitivity of this antenna, instead of the reader's ``rx_sensitivity_db``."""
+
+
 class LlrpSettings(Section):
-    """``[[llrp]]``: one RFID reader."""
+    """``[[llrp]]``: one RFID reader.
+
+    The RF keys (``tx_power_dbm`` … ``impinj_extensions``, ``[[llrp.antenna_rf]]``) are
+    checked against what the reader says of itself (GET_READER_CAPABILITIES) before
+    anything is changed on it; a value the reader cannot take ends the handshake with an
+    error naming the key and what the reader offers (the reader's state is ``error``).
+    Unset, a key leaves the reader's own setting in force.
+    """
 
     name: str = Field(pattern=ID_PATTERN)
     """The reader's name, used by portals and in every log line."""
@@ -117,6 +140,44 @@ class LlrpSettings(Section):
     """Bit address in the EPC bank where the mask starts; 32 is the first EPC bit (after
     the CRC and the PC word)."""
     filter: ReadFilterSettings = ReadFilterSettings()
+    tx_power_dbm: float | None = Field(default=None, ge=0, le=40)
+    """Transmit power of every antenna (dBm): the reader's power table entry nearest to it
+    is sent (the table's range is checked; it is usually 10..30 dBm in 0.25 dB steps).
+    Lower power shortens the read zone: the tool against reads from the next door."""
+    rx_sensitivity_db: int | None = Field(default=None, ge=0, le=128)
+    """Receive sensitivity, in dB below the reader's best (0: most sensitive), one of the
+    values of the reader's ReceiveSensitivityTable: tags answering weaker than that are
+    not reported (stray reads from reflections are weak)."""
+    rf_mode: int | None = Field(default=None, ge=0, le=0xFFFF)
+    """RF mode: a ModeIdentifier of the reader's UHFC1G2RFModeTable (Impinj: 1002
+    AutoSet Dense Reader, 2 Miller-4 ...)."""
+    session: int = Field(default=1, ge=0, le=3)
+    """Gen2 session of the inventory (1: a tag is read again a moment after each read,
+    so a portal sees it on both sides)."""
+    search_mode: SearchMode = "reader_default"
+    """Gen2 search target; set only on readers with Impinj extensions (another reader
+    refuses anything but ``reader_default`` at handshake). Portals: ``dual_target``."""
+    tag_population: int = Field(default=32, ge=1, le=65_535)
+    """Estimated number of tags in view at once (the reader's starting Q)."""
+    impinj_extensions: bool = True
+    """On an Impinj reader (manufacturer 25882), enable its LLRP extensions and ask for
+    peak RSSI in centi-dBm and the RF phase angle of every read; other readers work with
+    standard fields only, whatever this says."""
+    antenna_rf: list[AntennaRfSettings] = Field(default_factory=list, max_length=32)
+    """Per-antenna power and sensitivity, over the reader-wide values."""
+
+    @model_validator(mode="after")
+    def _antenna_rf(self) -> LlrpSettings:
+        ids = [a.antenna for a in self.antenna_rf]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"llrp {self.name}: antenna_rf names an antenna twice: {ids}")
+        stray = sorted(set(ids) - set(self.antennas)) if self.antennas else []
+        if stray:
+            raise ValueError(
+                f"llrp {self.name}: antenna_rf names antennas {stray} that are not in "
+                f"antennas {sorted(self.antennas)}"
+            )
+        return self
 
 
 class LightSettings(Section):

@@ -78,6 +78,23 @@ class RoSpecState(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class AntennaRf:
+    """One AntennaConfiguration of a ROSpec's InventoryParameterSpec (None: not sent)."""
+
+    antenna: int
+    power_index: int | None = None
+    """RFTransmitter TransmitPower: an index into the reader's power table."""
+    sensitivity_index: int | None = None
+    """RFReceiver ReceiverSensitivity: an index into the sensitivity table."""
+    mode_id: int | None = None
+    """C1G2RFControl ModeIndex (a ModeIdentifier, as Impinj readers read it)."""
+    session: int | None = None
+    tag_population: int | None = None
+    search_mode: int | None = None
+    """ImpinjInventorySearchMode (an Impinj extension)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RoSpec:
     """What the simulator needs from an ADD_ROSPEC, plus the parameter as sent."""
 
@@ -93,6 +110,10 @@ class RoSpec:
     """The ROSpec's own ROReportSpec; None means the reader's default applies."""
     raw: bytes = field(repr=False)
     """The ROSpec parameter bytes, kept to answer GET_ROSPECS."""
+    antenna_rf: tuple[AntennaRf, ...] = ()
+    """The first InventoryParameterSpec's AntennaConfigurations."""
+    impinj_report: tuple[bool, bool] | None = None
+    """ImpinjTagReportContentSelector: (peak RSSI, RF phase angle) asked for; None: absent."""
 
     @property
     def start_trigger(self) -> StartTrigger:
@@ -353,6 +374,64 @@ def _port_flags(body: bytes, param_type: int, what: str) -> tuple[tuple[int, boo
     return tuple(found)
 
 
+def _optional(parent: Mapping[str, Any], name: str, key: str, high: int) -> int | None:
+    value = parent.get(name)
+    if value is None:
+        return None
+    return _int(_mapping(value, name).get(key), f"{name} {key}", 0, high)
+
+
+def _antenna_rf(rospec: Mapping[str, Any]) -> tuple[AntennaRf, ...]:
+    """The AntennaConfigurations of the first AISpec's first InventoryParameterSpec."""
+    aispecs = rospec.get("AISpec")
+    first = aispecs[0] if isinstance(aispecs, list) and aispecs else aispecs
+    specs = first.get("InventoryParameterSpec") if isinstance(first, Mapping) else None
+    spec = specs[0] if isinstance(specs, list) and specs else specs
+    configs = spec.get("AntennaConfiguration") if isinstance(spec, Mapping) else None
+    if isinstance(configs, Mapping):
+        configs = [configs]
+    found: list[AntennaRf] = []
+    for config in configs if isinstance(configs, list) else ():
+        config = _mapping(config, "AntennaConfiguration")
+        commands = config.get("C1G2InventoryCommand")
+        command = commands[0] if isinstance(commands, list) and commands else commands
+        command = command if isinstance(command, Mapping) else {}
+        singulation = command.get("C1G2SingulationControl")
+        singulation = singulation if isinstance(singulation, Mapping) else {}
+        session = singulation.get("Session")
+        population = singulation.get("TagPopulation")
+        found.append(
+            AntennaRf(
+                antenna=_int(config.get("AntennaID"), "AntennaConfiguration AntennaID", 0, 0xFFFF),
+                power_index=_optional(config, "RFTransmitter", "TransmitPower", 0xFFFF),
+                sensitivity_index=_optional(config, "RFReceiver", "ReceiverSensitivity", 0xFFFF),
+                mode_id=_optional(command, "C1G2RFControl", "ModeIndex", 0xFFFF),
+                session=None if session is None else _int(session, "Session", 0, 3),
+                tag_population=(
+                    None if population is None else _int(population, "TagPopulation", 0, 0xFFFF)
+                ),
+                search_mode=_optional(
+                    command, "ImpinjInventorySearchMode", "InventorySearchMode", 0xFFFF
+                ),
+            )
+        )
+    return tuple(found)
+
+
+def _impinj_report(spec: object) -> tuple[bool, bool] | None:
+    if not isinstance(spec, Mapping):
+        return None
+    selector = spec.get("ImpinjTagReportContentSelector")
+    if not isinstance(selector, Mapping):
+        return None
+    peak = selector.get("ImpinjEnablePeakRSSI")
+    phase = selector.get("ImpinjEnableRFPhaseAngle")
+    return (
+        isinstance(peak, Mapping) and bool(peak.get("PeakRSSIMode")),
+        isinstance(phase, Mapping) and bool(phase.get("RFPhaseAngleMode")),
+    )
+
+
 def parse_rospec(param: bytes) -> RoSpec:
     """Read one ROSpec parameter (TLV type 177, whole).
 
@@ -383,6 +462,8 @@ def parse_rospec(param: bytes) -> RoSpec:
         inventory_parameter_spec_id=triggers.aispecs[0].inventory_parameter_spec_id,
         report=report,
         raw=param,
+        antenna_rf=_antenna_rf(rospec),
+        impinj_report=_impinj_report(rospec.get("ROReportSpec")),
     )
 
 

@@ -29,6 +29,14 @@ they did:
   reads, at random moments while they are near the antennas, at ``shield_db`` less);
 * cross traffic: a pallet driven along the door's outside (or inside) face, across the
   path, never through the door.
+
+Transmit power. The model is calibrated at the reader's full power. A reader asked for
+less (an RFTransmitter in the ROSpec) drives each antenna ``loss_db`` below its maximum
+(``Drive``): the forward link reaches a tag only as far as a distance ``10^(loss/20)``
+times shorter (free-space loss is 20 dB per decade of distance, so 6 dB halves the read
+zone), and the tag's answer comes back ``loss_db`` weaker. Things without geometry
+(staged pallets, shelves, multipath) lose read chance in proportion to the power,
+``10^(-loss/10)``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, NamedTuple, Protocol
@@ -64,6 +72,45 @@ class Observation(NamedTuple):
     epc_hex: str
     antenna: int
     rssi: int
+
+
+class Drive(Collection[int]):
+    """The antennas a reader drives in one round, each with its power below the maximum.
+
+    A ``Collection`` of antenna ids, so things that ignore power just test membership.
+    """
+
+    __slots__ = ("_loss",)
+
+    def __init__(self, loss_db: Mapping[int, float]) -> None:
+        self._loss = dict(loss_db)
+
+    def __contains__(self, antenna: object) -> bool:
+        return antenna in self._loss
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._loss)
+
+    def __len__(self) -> int:
+        return len(self._loss)
+
+    def loss_db(self, antenna: int) -> float:
+        return self._loss.get(antenna, 0.0)
+
+
+def loss_of(antennas: Collection[int], antenna: int) -> float:
+    """How far below full power ``antenna`` is driven (0 unless ``antennas`` is a Drive)."""
+    return antennas.loss_db(antenna) if isinstance(antennas, Drive) else 0.0
+
+
+def range_scale(loss_db: float) -> float:
+    """Factor a distance grows by, in the read model, at ``loss_db`` below full power."""
+    return 10 ** (loss_db / 20) if loss_db else 1.0
+
+
+def power_share(loss_db: float) -> float:
+    """Share of full power at ``loss_db`` below it (for reads without geometry)."""
+    return 10 ** (-loss_db / 10) if loss_db else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +178,9 @@ class RfModel:
         value = mean + rng.gauss(0.0, self.rssi_noise_db) if self.rssi_noise_db else mean
         return max(-128, min(127, round(value)))
 
-    def stray_rssi(self, rng: random.Random) -> int:
+    def stray_rssi(self, rng: random.Random, loss_db: float = 0.0) -> int:
         """RSSI of a multipath read: weak, and noisier than a direct one."""
-        value = self.stray_rssi_dbm + rng.gauss(0.0, self.rssi_noise_db + 2.0)
+        value = self.stray_rssi_dbm - loss_db + rng.gauss(0.0, self.rssi_noise_db + 2.0)
         return max(-128, min(127, round(value)))
 
 
@@ -467,15 +514,20 @@ class PalletPass:
         for antenna, ax, ay in self._antennas:
             if antenna not in antennas:
                 continue
+            loss = loss_of(antennas, antenna)
+            scale = range_scale(loss)
+            stray_p = stray * power_share(loss)
             for index, (epc, offset, lateral) in enumerate(self._layout):
                 if leaks and index in leaks:
                     continue
                 distance = math.hypot(centre + offset - ax, lateral - ay)
-                p = rf.read_probability(distance)
+                p = rf.read_probability(distance * scale)
                 if p and rng.random() < p:
-                    out.append(Observation(epc, antenna, rf.rssi(distance, rng)))
-                elif stray and abs(centre + offset) <= rf.stray_range_m and rng.random() < stray:
-                    out.append(Observation(epc, antenna, rf.stray_rssi(rng)))
+                    out.append(Observation(epc, antenna, rf.rssi(distance, rng, loss)))
+                elif (
+                    stray_p and abs(centre + offset) <= rf.stray_range_m and rng.random() < stray_p
+                ):
+                    out.append(Observation(epc, antenna, rf.stray_rssi(rng, loss)))
         for index, moments in leaks.items():
             if any(t - dt < moment <= t for moment in moments):
                 self._leak(index, centre, antennas, rng, out)
@@ -494,8 +546,12 @@ class PalletPass:
         if not driven:
             return
         antenna, ax, ay = min(driven, key=lambda a: abs(centre + offset - a[1]))
+        loss = loss_of(antennas, antenna)
+        if loss and rng.random() >= power_share(loss):
+            return  # too little power left to wake a shielded case
         distance = math.hypot(centre + offset - ax, lateral - ay)
-        out.append(Observation(epc, antenna, self.door.rf.rssi(distance, rng, self._shield_db)))
+        rssi = self.door.rf.rssi(distance, rng, self._shield_db + loss)
+        out.append(Observation(epc, antenna, rssi))
 
     def finished(self, t: float) -> bool:
         return t > self.end
@@ -576,11 +632,13 @@ class CrossTraffic:
         for antenna, ax, ay in self._antennas:
             if antenna not in antennas:
                 continue
+            loss = loss_of(antennas, antenna)
+            scale = range_scale(loss)
             for epc, x, offset in self._layout:
                 distance = math.hypot(x - ax, centre + offset - ay)
-                p = rf.read_probability(distance)
+                p = rf.read_probability(distance * scale)
                 if p and rng.random() < p:
-                    out.append(Observation(epc, antenna, rf.rssi(distance, rng)))
+                    out.append(Observation(epc, antenna, rf.rssi(distance, rng, loss)))
 
     def finished(self, t: float) -> bool:
         return t > self.end
@@ -633,9 +691,11 @@ class StagedPallet:
         for antenna in self._antennas:
             if antenna not in antennas:
                 continue
+            loss = loss_of(antennas, antenna)
+            chance = p * power_share(loss)
             for epc in self.epcs:
-                if rng.random() < p:
-                    out.append(Observation(epc, antenna, rf.rssi(self.distance_m, rng)))
+                if rng.random() < chance:
+                    out.append(Observation(epc, antenna, rf.rssi(self.distance_m, rng, loss)))
 
     def finished(self, t: float) -> bool:
         return t > self.end
@@ -692,7 +752,12 @@ class ShelfPopulation:
         epcs = self.epcs
         low, high = self.rssi_dbm
         for _ in range(count):
-            out.append(Observation(rng.choice(epcs), rng.choice(usable), rng.randint(low, high)))
+            antenna = rng.choice(usable)
+            loss = loss_of(antennas, antenna)
+            if loss and rng.random() >= power_share(loss):
+                continue
+            rssi = rng.randint(low, high) - round(loss)
+            out.append(Observation(rng.choice(epcs), antenna, rssi))
 
     def finished(self, t: float) -> bool:
         return t > self.end

@@ -73,6 +73,9 @@ class ReaderProfile:
     tx_power_centi_dbm: tuple[int, ...] = tuple(range(1000, 3001, 25))
     """Transmit power table, 10.00..30.00 dBm; reported with indexes 1..n."""
     receive_sensitivity_db: tuple[int, ...] = (0, *range(10, 51))
+    """Receive sensitivity table: dB below the best sensitivity, reported with indexes 1..n."""
+    best_sensitivity_dbm: int = -84
+    """The weakest answer the reader hears at its most sensitive (an R420's datasheet value)."""
     hop_table_khz: tuple[int, ...] = R420_FCC_HOP_TABLE
     rf_modes: tuple[RfMode, ...] = R420_RF_MODES
     max_rospecs: int = 1

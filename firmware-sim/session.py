@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from edge.readers.llrp_codec import Frame, LlrpFramer, LlrpFramingError
+from firmware_sim.air import FULL_POWER, Flags, air_settings, heard
 from firmware_sim.errors import EncodeError
 from firmware_sim.faults import HANDSHAKE_REQUEST_TYPES, Fault, FaultKind
 from firmware_sim.inventory import ReportPlan, RoSpecRun, report_plan
@@ -179,6 +180,10 @@ class Session:
         self._window = ReadWindow()
         self._encoder: ReportEncoder | None = None
         self._plan: ReportPlan | None = None
+        self._impinj = False
+        """The client enabled Impinj extensions on this connection."""
+        self._air = FULL_POWER
+        self._flags: Flags | None = None
         self._msg_id = 0
         # One clock reading ties monotonic time (the field's) to UTC (the reports').
         self._mono0 = time.monotonic()
@@ -440,7 +445,14 @@ class Session:
     def round(
         self, t: float, dt: float, antennas: list[int], channel: int, n_tags: int
     ) -> list[str]:
-        observations = self.sim.field.observe(t, dt, antennas, self.rng)
+        air = self._air
+        observations = self.sim.field.observe(
+            t, dt, air.drive(antennas) if air.loss_db else antennas, self.rng
+        )
+        if observations and air.floor_dbm:
+            observations = heard(observations, air.floor_dbm)
+        if observations and self._flags is not None:
+            observations = self._flags.admit(observations, t)
         if not observations:
             return []
         utc = self.utc_us(t)
@@ -482,11 +494,18 @@ class Session:
             spec.spec, self._default_report, self.sim.report_cycle_s, strict=self.sim.strict
         )
         self._plan = plan
+        impinj = spec.spec.impinj_report if self._impinj else None
         self._encoder = ReportEncoder(
             plan.spec.selector,
             rospec_id=spec.spec.rospec_id,
             inventory_parameter_spec_id=spec.spec.inventory_parameter_spec_id,
+            impinj_peak_rssi=bool(impinj and impinj[0]),
+            impinj_phase=bool(impinj and impinj[1]),
         )
+        air = air_settings(spec.spec.antenna_rf, self.sim.profile, impinj=self._impinj)
+        self._air = air
+        single = air.single_target_session
+        self._flags = Flags(single) if single is not None else None
         self._window = ReadWindow()
         self._running = spec
         if self._empty_report_due:
@@ -817,6 +836,8 @@ class Session:
                     field_error=StatusCode.A_OUT_OF_RANGE,
                 )
             )
+        # The RF settings are checked now, so a value the reader lacks fails the ADD_ROSPEC.
+        air_settings(spec.antenna_rf, self.sim.profile, impinj=self._impinj)
         self._check_gpi(spec.start.gpi, "ROSpecStartTrigger")
         self._check_gpi(spec.stop.gpi, "ROSpecStopTrigger")
         for aispec in spec.aispecs:
@@ -937,6 +958,7 @@ class Session:
     async def _custom(self, request: Request) -> bool:
         assert isinstance(request, CustomRequest)
         if (request.vendor_id, request.subtype) == (IMPINJ_VENDOR_ID, IMPINJ_ENABLE_EXTENSIONS):
+            self._impinj = True
             self._send(
                 encode_custom_response(
                     IMPINJ_VENDOR_ID, IMPINJ_ENABLE_EXTENSIONS_RESPONSE, request.msg_id, SUCCESS

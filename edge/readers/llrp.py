@@ -455,15 +455,32 @@ class LlrpReader:
         await self._connection_attempt(link)
         caps = capabilities((await self._request(link, requests.GET_READER_CAPABILITIES)).body)
         # Checked before anything is changed on the reader, so a bad config changes nothing.
-        add_rospec = requests.add_rospec(settings, caps.max_antennas)
+        add_rospec = requests.add_rospec(settings, caps)
+        plan = requests.rf_plan(
+            settings, caps, requests.inventory_antennas(settings.antennas, caps.max_antennas)
+        )
         self.capabilities = caps
         self._log.info(
-            "reader model %s (manufacturer %s), firmware %s, %d antennas",
+            "reader model %s (manufacturer %s), firmware %s, %d antennas; asking for %s",
             caps.model,
             caps.manufacturer,
             caps.firmware,
             caps.max_antennas,
+            plan.describe(),
         )
+        if plan.impinj:
+            try:
+                await self._request(link, requests.IMPINJ_ENABLE_EXTENSIONS)
+            except LlrpStatusError as err:
+                # Older firmware says Impinj but refuses the extensions: standard fields do.
+                if settings.search_mode != "reader_default":
+                    raise requests.LlrpConfigError(
+                        f"reader {self.name}: search_mode {settings.search_mode!r} needs "
+                        f"Impinj extensions and the reader refused them: {err}"
+                    ) from err
+                self._log.warning("Impinj extensions refused (%s): standard fields only", err)
+                settings = settings.model_copy(update={"impinj_extensions": False})
+                add_rospec = requests.add_rospec(settings, caps)
         config = await self._request(link, requests.GET_READER_CONFIG)
         states = antenna_states(config.body)
         if states:

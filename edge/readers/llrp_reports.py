@@ -87,12 +87,26 @@ class ReaderCapabilities:
     firmware: str
     has_utc_clock: bool
     country_code: int | None
-    power_levels: int
-    """Entries in the transmit power table."""
-    rf_modes: int
-    """Entries in the UHF C1G2 RF mode table."""
+    power_table: tuple[tuple[int, int], ...]
+    """Transmit power table: (index, centi-dBm) entries."""
+    sensitivity_table: tuple[tuple[int, int], ...]
+    """Receive sensitivity table: (index, dB below the best) entries."""
+    rf_mode_ids: tuple[int, ...]
+    """ModeIdentifiers of the UHF C1G2 RF mode table."""
     gpis: int
     gpos: int
+    hop_table_id: int | None = None
+    """The first frequency hop table's id (None: a fixed-frequency reader)."""
+
+    @property
+    def power_levels(self) -> int:
+        """Entries in the transmit power table."""
+        return len(self.power_table)
+
+    @property
+    def rf_modes(self) -> int:
+        """Entries in the UHF C1G2 RF mode table."""
+        return len(self.rf_mode_ids)
 
 
 def _int(value: object, what: str) -> int:
@@ -102,6 +116,19 @@ def _int(value: object, what: str) -> int:
 
 
 _MAX_ANTENNAS = "MaxNumberOfAntennaSupported"
+
+
+def _entries(value: object) -> list[Mapping[str, Any]]:
+    """A repeated parameter as sllurp decodes it: one dict alone, several in a list."""
+    if isinstance(value, Mapping):
+        return [value]
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _table(value: object, key: str, what: str) -> tuple[tuple[int, int], ...]:
+    """(Index, ``key``) pairs of a capability table, sorted by index."""
+    pairs = {_int(e.get("Index"), what): _int(e.get(key), what) for e in _entries(value)}
+    return tuple(sorted(pairs.items()))
 
 
 def capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
@@ -122,6 +149,9 @@ def capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
     gpio = general.get("GPIOCapabilities")
     gpio = gpio if isinstance(gpio, Mapping) else {}
     country = regulatory.get("CountryCode")
+    frequency = uhf.get("FrequencyInformation")
+    hops = _entries(frequency.get("FrequencyHopTable")) if isinstance(frequency, Mapping) else []
+    hop_id = hops[0].get("HopTableId") if hops else None
     return ReaderCapabilities(
         max_antennas=_int(general.get(_MAX_ANTENNAS), _MAX_ANTENNAS),
         manufacturer=_int(general.get("DeviceManufacturerName", 0), "DeviceManufacturerName"),
@@ -129,10 +159,21 @@ def capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
         firmware=_text(general.get("ReaderFirmwareVersion", b"")),
         has_utc_clock=bool(general.get("HasUTCClockCapability", False)),
         country_code=country if isinstance(country, int) else None,
-        power_levels=len(uhf.get("TransmitPowerLevelTableEntry") or ()),
-        rf_modes=len(modes.get("UHFC1G2RFModeTableEntry") or ()),
+        power_table=_table(
+            uhf.get("TransmitPowerLevelTableEntry"), "TransmitPowerValue", "power table"
+        ),
+        sensitivity_table=_table(
+            general.get("ReceiveSensitivityTableEntry"),
+            "ReceiveSensitivityValue",
+            "sensitivity table",
+        ),
+        rf_mode_ids=tuple(
+            _int(e.get("ModeIdentifier"), "ModeIdentifier")
+            for e in _entries(modes.get("UHFC1G2RFModeTableEntry"))
+        ),
         gpis=int(gpio.get("NumGPIs", 0)),
         gpos=int(gpio.get("NumGPOs", 0)),
+        hop_table_id=hop_id if isinstance(hop_id, int) and not isinstance(hop_id, bool) else None,
     )
 
 

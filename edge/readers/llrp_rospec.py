@@ -16,11 +16,21 @@ The ROSpec comes from sllurp's builder (``LLRPROSpec``) with three changes:
   and sends a report at least every ``report_timeout_ms`` (or every N tags, if sooner).
   Duration triggers and this report trigger are basic LLRP every reader supports. With
   both settings 0 the reader would never report, so N becomes 1 (a report per tag).
-* **RF settings stay the reader's.** No RFTransmitter parameter is sent (sllurp's would
-  set power index 0 and a fixed hop table/channel), so the transmit power and frequency
-  plan configured on the reader stay in force; the edge config has no keys for them.
-  Singulation is session 1 (tags are re-read after their session-1 persistence, so a
-  portal sees a tag on both sides of the door) with a tag population estimate of 32.
+* **RF settings: the reader's own unless the config sets them** (``rf_plan``). With
+  ``tx_power_dbm`` set, each antenna's RFTransmitter carries the index of the reader's
+  power table entry nearest to it (and the reader's first hop table, channel 1; sllurp's
+  builder would send power index 0); ``rx_sensitivity_db`` becomes an RFReceiver with the
+  index of that sensitivity table entry; ``rf_mode`` a C1G2RFControl with the
+  ModeIdentifier as ModeIndex (what Impinj readers expect, see sllurp issue 63) and Tari
+  0 (the mode's own); ``session`` and ``tag_population`` the C1G2SingulationControl
+  (defaults 1 and 32: a tag is re-read moments after each read, so a portal sees it on
+  both sides). Every value is checked against GET_READER_CAPABILITIES first, so a value
+  the reader cannot take fails the handshake with an error before anything is changed.
+* **Impinj extensions.** On an Impinj reader (manufacturer 25882, unless
+  ``impinj_extensions`` is off) the client sends IMPINJ_ENABLE_EXTENSIONS and the ROSpec
+  asks, in an ImpinjTagReportContentSelector, for the peak RSSI in centi-dBm and the RF
+  phase angle of every read; ``search_mode`` becomes an ImpinjInventorySearchMode (dual
+  target for portals). Other readers get standard parameters only.
 * **Reader-side EPC mask.** With ``epc_mask`` set, every antenna's C1G2InventoryCommand
   carries one C1G2Filter whose C1G2TagInventoryMask selects the EPC bank (MB 1) at bit
   ``epc_mask_pointer`` (32 by default: the first EPC bit, after CRC-16 and PC). No filter
@@ -46,9 +56,9 @@ from typing import Any
 
 from sllurp.llrp_proto import LLRPROSpec
 
-from edge.config import LlrpSettings
+from edge.config import LlrpSettings, SearchMode
 from edge.readers.llrp_codec import HEADER, HEADER_LEN, encode
-from edge.readers.llrp_reports import LlrpError
+from edge.readers.llrp_reports import LlrpError, ReaderCapabilities
 
 ROSPEC_ID = 1
 ALL = 0
@@ -56,8 +66,17 @@ ALL = 0
 REQUEST_ALL = 0
 """RequestedData 0 in GET_READER_CAPABILITIES/GET_READER_CONFIG asks for everything."""
 KEEPALIVE_PERIODIC = 1
-SESSION = 1
-TAG_POPULATION = 32
+IMPINJ = 25882
+"""IANA private enterprise number of Impinj (GeneralDeviceCapabilities.DeviceManufacturerName)."""
+SEARCH_MODES: Mapping[SearchMode, int] = {
+    "reader_default": 0,
+    "single_target": 1,
+    "dual_target": 2,
+    "single_target_suppressed": 3,
+}
+"""ImpinjInventorySearchMode values."""
+POWER_SLACK_CENTI_DBM = 50
+"""A requested power this far beyond the ends of the reader's table still takes the end."""
 LLRP_VERSION = 1
 SET_READER_CONFIG_TYPE = 3
 GPO_WRITE_DATA_TYPE = 219
@@ -126,6 +145,136 @@ DELETE_ALL_ACCESSSPECS = Request("DELETE_ACCESSSPEC", {"AccessSpecID": ALL})
 DELETE_ALL_ROSPECS = Request("DELETE_ROSPEC", {"ROSpecID": ALL})
 ENABLE_OUR_ROSPEC = Request("ENABLE_ROSPEC", {"ROSpecID": ROSPEC_ID})
 KEEPALIVE_ACK = Request("KEEPALIVE_ACK", expects_response=False)
+IMPINJ_ENABLE_EXTENSIONS = Request("IMPINJ_ENABLE_EXTENSIONS", {"reserved": 0})
+
+
+class LlrpConfigError(LlrpError):
+    """A configured RF value the reader cannot take (named, with what the reader offers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AntennaRf:
+    """What one antenna is sent: table indexes (None: the reader's own setting)."""
+
+    antenna: int
+    power_index: int | None = None
+    power_dbm: float | None = None
+    """The power of that table entry (the nearest to the configured one)."""
+    sensitivity_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RfPlan:
+    """The RF settings of a ROSpec, checked against the reader's capabilities."""
+
+    antennas: tuple[AntennaRf, ...]
+    mode_id: int | None
+    impinj: bool
+    """Impinj extensions on: enable them, ask for peak RSSI and phase, search mode."""
+    search_mode: int | None
+    hop_table_id: int
+
+    def describe(self) -> str:
+        """One line for the log: what was asked of the reader."""
+        powers = sorted({a.power_dbm for a in self.antennas if a.power_dbm is not None})
+        parts = [f"power {'/'.join(f'{p:g}' for p in powers)} dBm"] if powers else []
+        if self.mode_id is not None:
+            parts.append(f"RF mode {self.mode_id}")
+        if self.impinj:
+            parts.append("Impinj extensions")
+        return ", ".join(parts) or "the reader's own RF settings"
+
+
+def _span(values: Sequence[int]) -> str:
+    """``0, 10..50``: a sorted list of ints with runs folded (for error messages)."""
+    runs: list[list[int]] = []
+    for v in sorted(set(values)):
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
+def _power_index(name: str, dbm: float, table: Sequence[tuple[int, int]]) -> tuple[int, float]:
+    if not table:
+        raise LlrpConfigError(f"reader {name}: tx_power_dbm is set but it reports no power table")
+    centi = round(dbm * 100)
+    low, high = min(v for _, v in table), max(v for _, v in table)
+    if not low - POWER_SLACK_CENTI_DBM <= centi <= high + POWER_SLACK_CENTI_DBM:
+        raise LlrpConfigError(
+            f"reader {name}: tx_power_dbm {dbm:g} is outside its power table "
+            f"{low / 100:g}..{high / 100:g} dBm"
+        )
+    index, value = min(table, key=lambda entry: (abs(entry[1] - centi), -entry[1]))
+    return index, value / 100
+
+
+def _sensitivity_index(name: str, db: int, table: Sequence[tuple[int, int]]) -> int:
+    for index, value in table:
+        if value == db:
+            return index
+    offered = _span([v for _, v in table]) if table else "none"
+    raise LlrpConfigError(
+        f"reader {name}: rx_sensitivity_db {db} is not in its sensitivity table (offered: "
+        f"{offered} dB)"
+    )
+
+
+def rf_plan(settings: LlrpSettings, caps: ReaderCapabilities, antennas: Sequence[int]) -> RfPlan:
+    """The RF part of the ROSpec for ``antennas``, checked against ``caps``.
+
+    Raises:
+        LlrpConfigError: a value the reader does not offer (named, with what it offers).
+    """
+    name = settings.name
+    impinj = settings.impinj_extensions and caps.manufacturer == IMPINJ
+    if settings.search_mode != "reader_default" and not impinj:
+        why = (
+            "impinj_extensions is off"
+            if caps.manufacturer == IMPINJ
+            else f"the reader's manufacturer is {caps.manufacturer}, not Impinj ({IMPINJ})"
+        )
+        raise LlrpConfigError(
+            f"reader {name}: search_mode {settings.search_mode!r} needs Impinj extensions; {why}"
+        )
+    if settings.rf_mode is not None and settings.rf_mode not in caps.rf_mode_ids:
+        offered = _span(caps.rf_mode_ids) if caps.rf_mode_ids else "none"
+        raise LlrpConfigError(
+            f"reader {name}: rf_mode {settings.rf_mode} is not in its RF mode table "
+            f"(offered: {offered})"
+        )
+    own = {a.antenna: a for a in settings.antenna_rf}
+    missing = sorted(set(own) - set(antennas))
+    if missing:
+        raise LlrpConfigError(
+            f"reader {name}: antenna_rf names antennas {missing}, beyond its "
+            f"{caps.max_antennas} antennas"
+        )
+    plans = []
+    for antenna in antennas:
+        mine = own.get(antenna)
+        dbm = mine.tx_power_dbm if mine and mine.tx_power_dbm is not None else None
+        dbm = settings.tx_power_dbm if dbm is None else dbm
+        db = mine.rx_sensitivity_db if mine and mine.rx_sensitivity_db is not None else None
+        db = settings.rx_sensitivity_db if db is None else db
+        power = _power_index(name, dbm, caps.power_table) if dbm is not None else None
+        plans.append(
+            AntennaRf(
+                antenna,
+                power[0] if power else None,
+                power[1] if power else None,
+                _sensitivity_index(name, db, caps.sensitivity_table) if db is not None else None,
+            )
+        )
+    search = SEARCH_MODES[settings.search_mode]
+    return RfPlan(
+        antennas=tuple(plans),
+        mode_id=settings.rf_mode,
+        impinj=impinj,
+        search_mode=search if impinj and search else None,
+        hop_table_id=caps.hop_table_id if caps.hop_table_id is not None else 1,
+    )
 
 
 def set_reader_config(keepalive_s: float, gpi_ports: Iterable[int] = ()) -> Request:
@@ -210,34 +359,54 @@ def report_triggers(every_n_tags: int, timeout_ms: int) -> tuple[dict[str, Any],
     return stop, n
 
 
-def rospec(settings: LlrpSettings, max_antennas: int) -> dict[str, Any]:
+def rospec(settings: LlrpSettings, caps: ReaderCapabilities) -> dict[str, Any]:
     """The ROSpec for continuous inventory on this reader (see the module docstring).
 
     Raises:
         LlrpError: a configured antenna is beyond what the reader supports.
+        LlrpConfigError: an RF value the reader does not offer.
     """
-    antennas = inventory_antennas(settings.antennas, max_antennas)
+    antennas = inventory_antennas(settings.antennas, caps.max_antennas)
+    plan = rf_plan(settings, caps, antennas)
     spec: dict[str, Any] = LLRPROSpec(
         None,
         ROSPEC_ID,
         antennas=antennas,
-        session=SESSION,
-        tag_population=TAG_POPULATION,
+        session=settings.session,
+        tag_population=settings.tag_population,
         tag_content_selector=dict(TAG_REPORT_CONTENT),
     )
-    for config in spec["AISpec"][0]["InventoryParameterSpec"][0]["AntennaConfiguration"]:
-        del config["RFTransmitter"]
+    configs = spec["AISpec"][0]["InventoryParameterSpec"][0]["AntennaConfiguration"]
+    for config, rf in zip(configs, plan.antennas, strict=True):
+        command = config["C1G2InventoryCommand"][0]
+        if rf.power_index is None:
+            del config["RFTransmitter"]
+        else:
+            config["RFTransmitter"] = {
+                "HopTableId": plan.hop_table_id,
+                "ChannelIndex": 1,
+                "TransmitPower": rf.power_index,
+            }
+        if rf.sensitivity_index is not None:
+            config["RFReceiver"] = {"ReceiverSensitivity": rf.sensitivity_index}
+        if plan.mode_id is not None:
+            command["C1G2RFControl"] = {"ModeIndex": plan.mode_id, "Tari": 0}
+        if plan.search_mode is not None:
+            command["ImpinjInventorySearchMode"] = {"InventorySearchMode": plan.search_mode}
         if settings.epc_mask:
-            config["C1G2InventoryCommand"][0]["C1G2Filter"] = [
-                epc_filter(settings.epc_mask, settings.epc_mask_pointer)
-            ]
+            command["C1G2Filter"] = [epc_filter(settings.epc_mask, settings.epc_mask_pointer)]
     stop, n = report_triggers(settings.report_every_n_tags, settings.report_timeout_ms)
     spec["AISpec"][0]["AISpecStopTrigger"] = stop
     spec["ROReportSpec"]["ROReportTrigger"] = "Upon_N_Tags_Or_End_Of_AISpec"
     spec["ROReportSpec"]["N"] = n
+    if plan.impinj:
+        spec["ROReportSpec"]["ImpinjTagReportContentSelector"] = {
+            "ImpinjEnableRFPhaseAngle": {"RFPhaseAngleMode": 1},
+            "ImpinjEnablePeakRSSI": {"PeakRSSIMode": 1},
+        }
     return spec
 
 
-def add_rospec(settings: LlrpSettings, max_antennas: int) -> Request:
-    """ADD_ROSPEC carrying ``rospec(settings, max_antennas)``."""
-    return Request("ADD_ROSPEC", {"ROSpec": rospec(settings, max_antennas)})
+def add_rospec(settings: LlrpSettings, caps: ReaderCapabilities) -> Request:
+    """ADD_ROSPEC carrying ``rospec(settings, caps)``."""
+    return Request("ADD_ROSPEC", {"ROSpec": rospec(settings, caps)})

@@ -28,6 +28,7 @@ from firmware_sim.llrp_requests import (
     parse_request,
 )
 from firmware_sim.probe import raw_request
+from tests.edge.readers.r420 import r420_capabilities
 
 
 def frame_of(data: bytes) -> Frame:
@@ -66,7 +67,7 @@ def test_sllurp_rospec() -> None:
 
 def test_the_edges_rospec() -> None:
     settings = LlrpSettings(name="dock1", host="127.0.0.1", report_timeout_ms=150)
-    request = parsed(add_rospec(settings, 2).message(9))
+    request = parsed(add_rospec(settings, r420_capabilities(2)).message(9))
     assert isinstance(request, AddRoSpec)
     rospec = request.rospec
     assert rospec.antennas == (1, 2)
