@@ -4,7 +4,9 @@ Groups (``--only``): ``edge`` (edge.* figures), ``portal`` (direction accuracy o
 simulator's hard-doorway scenarios), ``server`` (server.events_per_s, with two
 baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on the same
 Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
-``api`` (api.* over ``--ledger-rows`` ledger rows), ``replenishment`` (a backtest of
+``api`` (api.* over ``--ledger-rows`` ledger rows), ``console`` (console.first_page_ms and
+console.page_kb: the Doors and Stock pages over the same generated ledger, with the API
+requests returning the same data as the baseline of the same run), ``replenishment`` (a backtest of
 the reorder-point method: replenishment.fill_rate, replenishment.avg_stock_ratio) and
 ``fuzz`` (a million mutated LLRP inputs and a million mutated scanner inputs through the
 edge's input path, ``bench.fuzz``; crashes, slowest input and memory growth in the
@@ -34,6 +36,7 @@ from typing import Final
 
 from bench import (
     api,
+    console,
     edge,
     edge_memory,
     faults,
@@ -54,7 +57,16 @@ from bench.figures import Figure, Target
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH_DIR.parent
-GROUPS: Final = ("edge", "portal", "server", "api", "replenishment", "fuzz", "faults")
+GROUPS: Final = (
+    "edge",
+    "portal",
+    "server",
+    "api",
+    "console",
+    "replenishment",
+    "fuzz",
+    "faults",
+)
 DEFAULT_LEDGER_ROWS: Final = 10_000_000
 
 
@@ -267,6 +279,12 @@ def run_api(ctx: Context) -> list[Figure]:
     ]
 
 
+def run_console(ctx: Context) -> list[Figure]:
+    return console.first_page(
+        ctx.broker.url, ctx.workdir, ctx.sizes.ledger_rows, ctx.sizes.api_samples
+    )
+
+
 def run_replenishment(ctx: Context) -> list[Figure]:
     return replenishment.backtest(ctx.sizes.replenishment_items)
 
@@ -364,6 +382,7 @@ RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "portal": run_portal,
     "server": run_server,
     "api": run_api,
+    "console": run_console,
     "replenishment": run_replenishment,
     "fuzz": run_fuzz,
     "faults": run_faults,
@@ -398,14 +417,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         type=_groups,
         default=list(GROUPS),
-        help="groups to run: edge,portal,server,api,replenishment,fuzz,faults",
+        help=f"groups to run: {','.join(GROUPS)}",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument(
         "--ledger-rows",
         type=_positive,
         default=None,
-        help=f"ledger rows for the api group (default {DEFAULT_LEDGER_ROWS:,}; quick: "
+        help=f"ledger rows for the api and console groups (default {DEFAULT_LEDGER_ROWS:,}; quick: "
         f"{QUICK.ledger_rows:,})",
     )
     parser.add_argument("--results", type=Path, default=None, help="results.json to write")
@@ -451,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "quick": args.quick,
-        "ledger_rows": sizes.ledger_rows if "api" in args.only else None,
+        "ledger_rows": sizes.ledger_rows if {"api", "console"} & set(args.only) else None,
         "sizes": dataclasses.asdict(sizes),
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
     }

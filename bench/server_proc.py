@@ -56,6 +56,7 @@ def server_toml(
     read_points: Sequence[Mapping[str, object]],
     client_id: str = "stockgate-server-bench",
     shared_subscription: bool = False,
+    history: bool = True,
 ) -> str:
     """A ``server.toml`` for the benchmark (one viewer key, the given read points).
 
@@ -70,6 +71,8 @@ def server_toml(
         f"url = {_toml_value(url)}",
         "[ingest]",
         f"shared_subscription = {_toml_value(shared_subscription)}",
+        "[history]",
+        f"enabled = {_toml_value(history)}",
         "[api]",
         'host = "127.0.0.1"',
         f"port = {api_port}",
@@ -96,6 +99,8 @@ class ServerProcess(ChildProcess):
         profile_to: run under cProfile and write the statistics to this file.
         name: names its config and log files (several instances share a workdir).
         shared_subscription: ``[ingest] shared_subscription`` (several instances).
+        history: ``[history] enabled`` (off: no follower catching up on a generated ledger
+            while something else is measured).
     """
 
     stop_timeout_s = STOP_TIMEOUT_S
@@ -110,6 +115,7 @@ class ServerProcess(ChildProcess):
         profile_to: Path | None = None,
         name: str = "server",
         shared_subscription: bool = False,
+        history: bool = True,
     ) -> None:
         super().__init__()
         self.port = free_port()
@@ -127,6 +133,7 @@ class ServerProcess(ChildProcess):
                 # Its own MQTT session: a previous server's queued messages must not reach it.
                 client_id=f"stockgate-server-bench-{uuid.uuid4().hex[:8]}",
                 shared_subscription=shared_subscription,
+                history=history,
             ),
             encoding="utf-8",
         )

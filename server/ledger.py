@@ -294,6 +294,7 @@ async def _write_plan(
                     "read_point": movement.read_point,
                     "note": movement.note,
                     "reverses": movement.reverses,
+                    "confidence": movement.confidence,
                 }
                 for movement in plan.movements
             ],

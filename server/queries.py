@@ -207,6 +207,7 @@ _MOVEMENT_COLUMNS = (
     ledger.c.read_point,
     ledger.c.note,
     ledger.c.reverses,
+    ledger.c.confidence,
 )
 
 

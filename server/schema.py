@@ -191,6 +191,8 @@ ledger = sa.Table(
     # API stock operations (revision 0002): a free-text note, and the row a reversal cancels.
     sa.Column("note", sa.String(1000), nullable=True),
     sa.Column("reverses", big_id(), sa.ForeignKey("ledger.id"), nullable=True),
+    # Revision 0015: the edge's confidence in a portal pass's direction (null otherwise).
+    sa.Column("confidence", sa.Float(), nullable=True),
     sa.CheckConstraint("quantity > 0", name="quantity_positive"),
     sa.CheckConstraint("from_location IS NOT NULL OR to_location IS NOT NULL", name="has_location"),
     sa.CheckConstraint(

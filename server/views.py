@@ -71,6 +71,8 @@ class MovementView(View):
     """What the person who recorded an API stock operation wrote about it."""
     reverses: int | None = None
     """Set on a reversal: the id of the row it cancels (same kind, locations swapped)."""
+    confidence: float | None = None
+    """A portal pass's: the edge's confidence in its direction (0..1); null otherwise."""
 
 
 class UnitView(View):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, get_args
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, status
@@ -28,13 +29,13 @@ from server.api.read_points import get_catalog
 from server.api.stream import _events, get_feed
 from server.api.unresolved_passes import _resolve
 from server.console import browse, reports, things
+from server.console.door_quality import LOW_CONFIDENCE, pass_quality
 from server.console.search import SearchError, search_stock
 from server.console.sessions import COOKIE, SIGN_IN_COOKIE, Session, Sessions, new_token, same_token
 from server.console.things import AS_OF_ITEMS, parse_day, stock_as_of
 from server.console.web import (
     STATIC_PATH,
     base_values,
-    can_write,
     context_of,
     page,
     read_form,
@@ -46,9 +47,17 @@ from server.console.web import (
 )
 from server.queries import MovementQuery, movements
 from server.refusals import Refused
+from server.schema import MAX_READ_POINT
 from server.schema_passes import Resolution
 from server.sites import site_of
-from server.unresolved import MAX_ROW_ID, BulkResolveRequest, PassQuery, ResolveRequest, list_passes
+from server.unresolved import (
+    MAX_ROW_ID,
+    BulkResolveRequest,
+    PassQuery,
+    ResolveRequest,
+    UnresolvedPassView,
+    list_passes,
+)
 from server.views import MovementView
 
 RECENT_MOVEMENTS: Final = 200
@@ -136,52 +145,93 @@ async def sign_out(request: Request) -> Response:
 # --- Doors --------------------------------------------------------------------------------
 
 
+def _today() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _groups(views: list[UnresolvedPassView]) -> list[str]:
+    return sorted({p.group for p in views if p.group is not None})
+
+
 @router.get("/")
 async def doors_page(request: Request) -> Response:
-    """Each read point: its recent passes (live) and its unresolved passes to resolve."""
+    """Each read point: its recent passes (live), today's pass quality, and its unresolved
+    passes to resolve (refreshed live)."""
     session = session_of(request)
     if session is None:
         return to_sign_in()
     principal = session.principal
-    context = context_of(request)
     table = await get_catalog(request).table()
     doors = sorted(
         rp for rp, settings in table.items() if principal.allows(settings.site or site_of(rp))
     )
-    async with context.store.read("console: doors") as conn:
+    async with context_of(request).store.read("console: doors") as conn:
         recent, _ = await movements(
             conn, MovementQuery(limit=RECENT_MOVEMENTS, sites=principal.sites)
         )
         passes, more = await list_passes(
             conn, PassQuery(state="open", limit=OPEN_PASSES, sites=principal.sites)
         )
+        open_by_door: dict[str, list[UnresolvedPassView]] = defaultdict(list)
+        for view in passes:
+            open_by_door[view.read_point].append(view)
+        # A door with open passes is shown even if it is no longer configured.
+        shown = sorted(set(doors) | set(open_by_door))
+        quality = await pass_quality(conn, shown, _today())
     by_door: dict[str, list[MovementView]] = defaultdict(list)
     for row in recent:
         if row.read_point is not None and len(by_door[row.read_point]) < RECENT_PER_DOOR:
             by_door[row.read_point].append(row)
-    open_by_door: dict[str, list[Any]] = defaultdict(list)
-    for view in passes:
-        open_by_door[view.read_point].append(view)
-    groups = {
-        door: sorted({p.group for p in views if p.group is not None})
-        for door, views in open_by_door.items()
-    }
-    # A door with open passes is shown even if it is no longer configured.
-    shown = sorted(set(doors) | set(open_by_door))
     return page(
         "doors.html",
-        principal=principal,
-        csrf=session.csrf,
-        writer=can_write(principal),
+        **base_values(session, "doors", request),
         doors=shown,
         recent=by_door,
         open_passes=open_by_door,
-        groups=groups,
+        groups={door: _groups(views) for door, views in open_by_door.items()},
+        quality=quality,
+        low_confidence=LOW_CONFIDENCE,
         more=more,
         directions=DIRECTIONS,
         per_door=RECENT_PER_DOOR,
-        page="doors",
-        notice=request.query_params.get("notice"),
+    )
+
+
+@router.get("/doors/queue")
+async def door_queue(request: Request) -> Response:
+    """One door's pass quality and unresolved passes, as the HTML the Doors page puts in
+    place when the stream says they changed."""
+    session = session_of(request)
+    if session is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in to the console first")
+    door = request.query_params.get("read_point", "")
+    if not 0 < len(door) <= MAX_READ_POINT or any(c.isspace() for c in door):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"read_point must be a read point id of at most {MAX_READ_POINT} characters",
+        )
+    table = await get_catalog(request).table()
+    settings = table.get(door)
+    if not session.principal.allows(settings.site if settings and settings.site else site_of(door)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"read point {door!r} is outside your sites")
+    async with context_of(request).store.read("console: door queue") as conn:
+        passes, more = await list_passes(
+            conn,
+            PassQuery(
+                state="open", read_point=door, limit=OPEN_PASSES, sites=session.principal.sites
+            ),
+        )
+        quality = await pass_quality(conn, [door], _today())
+    return page(
+        "door_queue.html",
+        **base_values(session, "doors", request),
+        door=door,
+        open_passes={door: passes},
+        groups={door: _groups(passes)},
+        quality=quality,
+        low_confidence=LOW_CONFIDENCE,
+        more=more,
+        directions=DIRECTIONS,
     )
 
 
@@ -236,8 +286,8 @@ async def _resolve_from_console(
 
 @router.get("/console/stream")
 async def console_stream(request: Request) -> Response:
-    """``/api/v1/stream``'s movements for the signed-in session (EventSource sends no
-    bearer header, only the cookie)."""
+    """``/api/v1/stream``'s movements and alert changes for the signed-in session
+    (EventSource sends no bearer header, only the cookie)."""
     session = session_of(request)
     if session is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in to the console first")
@@ -247,7 +297,7 @@ async def console_stream(request: Request) -> Response:
             status.HTTP_429_TOO_MANY_REQUESTS, "too many streams are open", {"Retry-After": "10"}
         )
     return StreamingResponse(
-        _events(feed, frozenset({"movements"}), session.principal),
+        _events(feed, frozenset({"movements", "alerts"}), session.principal),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -71,6 +71,8 @@ class Movement:
     """Free text a person gave with an API stock operation."""
     reverses: int | None = None
     """The ledger row id this row cancels (a reversal)."""
+    confidence: float | None = None
+    """The edge's confidence in the direction of the portal pass that made the row."""
 
 
 @dataclass(frozen=True, slots=True)

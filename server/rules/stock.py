@@ -107,7 +107,20 @@ def _movement(
         quantity=quantity,
         kind=kind,
         read_point=inp.event.read_point,
+        confidence=_pass_confidence(inp.event),
     )
+
+
+def _pass_confidence(event: Event) -> float | None:
+    """The edge's confidence in a portal pass's direction, for its ledger row.
+
+    Only for a pass the edge gave a direction with its read evidence: a resolved pass
+    (``server.unresolved``) is rebuilt without ``reads`` and its direction is a person's
+    word, not a confidence.
+    """
+    if event.direction is None or event.reads is None:
+        return None
+    return event.confidence
 
 
 def _unit_after(

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,7 @@ from server_helpers import (
 )
 from test_server_console import browser, csrf_of, ingest_passes, sign_in
 from test_server_fleet import online
+from test_server_unresolved import undirected
 
 from server.api import create_app
 from server.api.context import Principal
@@ -405,3 +407,76 @@ async def test_every_page_answers_with_the_strict_policy_and_no_outside_referenc
         assert all(ref.startswith("/") and not ref.startswith("//") for ref in references)
         assert " style=" not in page.text  # the CSP allows no inline style
     assert csrf_of(pages[0])
+
+
+def directed(batches: Batches, epc: str, confidence: float, at: datetime) -> dict[str, Any]:
+    """A portal pass the edge gave a direction, with its confidence and read evidence."""
+    event = batches.event(epc=epc, read_point="wh1.dock.1", at=at)
+    event["confidence"] = confidence
+    event["reads"] = {
+        "count": 9,
+        "antennas": [1, 2],
+        "peak_rssi": -50.0,
+        "first_seen": (at - timedelta(seconds=2)).isoformat(),
+        "last_seen": at.isoformat(),
+    }
+    return event
+
+
+async def test_doors_show_each_pass_confidence_and_todays_pass_quality(
+    app: FastAPI, client: httpx.AsyncClient, ingestor: Ingestor, probe: Probe
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = max(now - timedelta(minutes=1), now.replace(hour=0, minute=0, second=1))
+    batches = Batches()
+    events = [
+        directed(batches, sgtin(1), 0.9, today),
+        directed(batches, sgtin(2), 0.7, today),
+        directed(batches, sgtin(3), 0.3, today),
+        # Yesterday's pass is history, not today's quality.
+        directed(batches, sgtin(4), 0.1, today - timedelta(days=1)),
+        undirected(batches, sgtin(5), at=today),
+        # A scan at the door: no confidence of its own, not a tag pass.
+        batches.event(gtin=GTIN_A, qty=3, read_point="wh1.dock.1", at=today),
+    ]
+    assert (await ingestor.handle(batches.topic, batches.payload(events))).applied == 6
+    csrf = await sign_in(client, OPERATOR_KEY)
+    doors = await client.get("/")
+    queue = await client.get("/doors/queue", params={"read_point": "wh1.dock.1"})
+    other = await client.get("/doors/queue", params={"read_point": "wh1.dock.2"})
+    bad = await client.get("/doors/queue", params={"read_point": "a b"})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://stockgate.test"
+    ) as api:
+        listed = await api.get(
+            "/api/v1/movements", params={"read_point": "wh1.dock.1"}, headers=bearer(VIEWER_KEY)
+        )
+    pass_id = re.search(r'<tr data-pass="(\d+)"', queue.text)
+    assert pass_id is not None
+    await client.post(
+        f"/doors/passes/{pass_id.group(1)}/resolve", data={"csrf": csrf, "direction": "in"}
+    )
+    after = await client.get("/doors/queue", params={"read_point": "wh1.dock.1"})
+    ledger = {row["epc"]: row for row in await probe.ledger()}
+
+    dock1 = re.search(r'data-read-point="wh1.dock.1">.*?</section>', doors.text, re.S)
+    assert dock1 is not None
+    shown = {row[7]: row[6] for row in table_rows(dock1.group(0), "recent")}
+    assert shown[sgtin(1)] == "0.90"
+    assert shown[sgtin(3)] == "0.30"
+    assert shown[""] == ""  # the scan
+    assert '<td class="confidence low">0.30</td>' in dock1.group(0)
+    # Four tag passes today (three directed, one not): 75 %, mean of 0.9, 0.7, 0.3.
+    quality = "4 tag pass(es), 75 % with a direction, mean confidence 0.63"
+    assert quality in re.sub(r"\s+", " ", dock1.group(0))
+    assert "1 below 0.5" in dock1.group(0)
+    assert quality in re.sub(r"\s+", " ", queue.text)
+    assert queue.text.count("<tr data-pass=") == 1
+    assert "no passes yet" in other.text
+    assert bad.status_code == 422
+    assert ledger[sgtin(1)]["confidence"] == pytest.approx(0.9)
+    assert ledger[sgtin(5)]["confidence"] is None  # resolved by a person
+    assert {item["epc"]: item["confidence"] for item in listed.json()["items"]}[sgtin(2)] == 0.7
+    assert "<tr data-pass=" not in after.text
+    # Resolved, the pass still counts as one the door could not direct.
+    assert "4 tag pass(es), 75 %" in re.sub(r"\s+", " ", after.text)
