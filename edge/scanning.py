@@ -29,6 +29,12 @@ become events by mode (``MODE_STEPS``, CBV business steps):
   list: the location was counted and found empty. A count needs its location: item scans
   before one is scanned (or configured) are refused with a notice.
 
+A pallet label (an SSCC, AI 00, or its Digital Link URI) is scanned like an item in receive,
+pick and move mode: the event carries the pallet's EPC pure identity (``epc``,
+``urn:epc:id:sscc:...``) instead of a quantity, and the server moves the pallet's contents
+as it knows them (``server.pallets``). A count is of items, so a pallet label in count mode
+is refused with a notice (count its cases).
+
 Every event names the scanner's configured ``read_point``; its time is the scan's (the END
 scan's for a count, the destination scan's for a move).
 
@@ -56,6 +62,7 @@ from wire.barcodes import (
     ItemScan,
     LocationScan,
     Mode,
+    PalletScan,
 )
 from wire.models import COUNT_STEP, MAX_COUNT_LINES, Direction, Event, Quantity
 
@@ -95,6 +102,8 @@ class ScanEvent:
     quantity: Quantity | None = None
     quantities: tuple[Quantity, ...] | None = None
     source_location: str | None = None
+    epc: str | None = None
+    """A pallet label's SSCC as an EPC URN (then ``quantity`` is None)."""
 
     def to_event(self, event_id: str) -> Event:
         """The wire event with id ``event_id``."""
@@ -106,6 +115,7 @@ class ScanEvent:
             read_point=self.read_point,
             biz_location=self.biz_location,
             source_location=self.source_location,
+            epc=self.epc,
             quantity=self.quantity,
             quantities=list(self.quantities) if self.quantities is not None else None,
             direction=self.direction,
@@ -127,10 +137,26 @@ class _Count:
     lines: dict[LineKey, Quantity] = field(default_factory=dict)
 
 
+Held = Quantity | str
+"""What a move holds until its destination: an item's quantity, or a pallet's EPC URN."""
+
+
 @dataclass(slots=True)
 class _Move:
     source: str | None
-    items: list[Quantity] = field(default_factory=list)
+    items: list[Held] = field(default_factory=list)
+
+
+def _epc(held: Held) -> str | None:
+    return held if isinstance(held, str) else None
+
+
+def _quantity(held: Held) -> Quantity | None:
+    return None if isinstance(held, str) else held
+
+
+def _units(held: Held) -> int:
+    return 1 if isinstance(held, str) else held.qty
 
 
 def quantity(item: ItemScan) -> Quantity:
@@ -207,7 +233,8 @@ class ScanSession:
                     biz_step=MODE_STEPS["move"].biz_step,
                     direction=None,
                     seen_us=seen_us,
-                    quantity=line,
+                    epc=_epc(line),
+                    quantity=_quantity(line),
                 )
                 for line in move.items
             )
@@ -242,20 +269,26 @@ class ScanSession:
         self._enter(mode)
         return Outcome(notice=notice)
 
-    def _item(self, item: ItemScan, seen_us: int) -> Outcome:
+    def _item(self, item: ItemScan | PalletScan, seen_us: int) -> Outcome:
+        held: Held = item.epc if isinstance(item, PalletScan) else quantity(item)
+        what = f"SSCC {item.sscc}" if isinstance(item, PalletScan) else f"GTIN {item.gtin}"
         if self.mode == "count":
             if self._count is None:
                 return Outcome(notice="scan the location label first: a count needs its location")
+            if isinstance(item, PalletScan):
+                return Outcome(
+                    notice=f"{what} is a pallet label: a count is of items, scan its cases"
+                )
             return Outcome(notice=self._add(self._count, item))
         if self._move is not None:
             if self._move.source is None:
                 return Outcome(notice="scan the source location first: a move needs one")
             if len(self._move.items) >= self._max_lines:
                 return Outcome(
-                    notice=f"a move holds {self._max_lines} items, the most it may: GTIN "
-                    f"{item.gtin} not taken; scan the destination"
+                    notice=f"a move holds {self._max_lines} items, the most it may: "
+                    f"{what} not taken; scan the destination"
                 )
-            self._move.items.append(quantity(item))
+            self._move.items.append(held)
             return Outcome()
         if self.mode == "move" and self.location is None:
             return Outcome(notice="scan the destination location first: a put-away needs one")
@@ -267,7 +300,8 @@ class ScanSession:
             biz_step=step.biz_step,
             direction=step.direction,
             seen_us=seen_us,
-            quantity=quantity(item),
+            epc=_epc(held),
+            quantity=_quantity(held),
         )
         return Outcome(events=(event,))
 
@@ -294,7 +328,7 @@ class ScanSession:
         move = self._move
         if move is not None and move.items:
             self._move = None
-            units = sum(line.qty for line in move.items)
+            units = sum(_units(line) for line in move.items)
             return (
                 f"move from {move.source} abandoned ({why} before its destination): "
                 f"{len(move.items)} items, {units} units not sent"

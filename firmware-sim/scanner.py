@@ -53,12 +53,15 @@ from wire.barcodes import (
     SYMBOLOGY_EAN13,
     SYMBOLOGY_GS1_128,
     SYMBOLOGY_GS1_DATAMATRIX,
+    SYMBOLOGY_QR,
     BarcodeError,
     Command,
     command_barcode,
+    digital_link,
     gs1_item,
     location_label,
     parse_gtin,
+    sscc_label,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,6 +157,30 @@ class Symbol:
         except BarcodeError as err:
             raise SimConfigError(f"GS1 label for {gtin}: {err}") from err
         return cls(content, SYMBOLOGY_GS1_DATAMATRIX if datamatrix else SYMBOLOGY_GS1_128)
+
+    @classmethod
+    def pallet(cls, sscc: str) -> Symbol:
+        """A GS1-128 pallet label: AI 00 and the SSCC.
+
+        Raises:
+            SimConfigError: not an SSCC the edge takes.
+        """
+        try:
+            return cls(sscc_label(sscc), SYMBOLOGY_GS1_128)
+        except BarcodeError as err:
+            raise SimConfigError(f"pallet label: {err}") from err
+
+    @classmethod
+    def link(cls, symbol: Symbol) -> Symbol:
+        """The GS1 Digital Link QR code of a GS1 label (``gs1`` or ``pallet``).
+
+        Raises:
+            SimConfigError: ``symbol`` is not a GS1 element string.
+        """
+        try:
+            return cls(digital_link(symbol.content), SYMBOLOGY_QR)
+        except BarcodeError as err:
+            raise SimConfigError(f"Digital Link of {symbol.content!r}: {err}") from err
 
     @classmethod
     def ean13(cls, gtin: str) -> Symbol:

@@ -23,7 +23,8 @@ Tables (every key is checked; unknown keys are errors that name the key):
 * ``[[items]]``: ``id``, ``name``, ``company_prefix``, ``item_reference``, ``known``
   (false: not in the server's item master, so moving it raises ``unknown_item``);
 * ``[[pallets]]``: ``id``, ``cases = [{ item, count }]``, ``shielded`` (inner cases the
-  load shields: each answers only ``leaks = [low, high]`` times per pass);
+  load shields: each answers only ``leaks = [low, high]`` times per pass), ``sscc`` (the
+  pallet's label: its cases are what the server is told it holds, ``aggregations()``);
 * ``[[passes]]``: ``at_s``, ``pallet``, ``direction`` (in/out), ``speed_mps``, ``door``
   (a read point; the first door by default), ``lane_m`` (pallets in two lanes of a wide
   door may pass at once), ``stop_at_m`` and ``stop_s`` (the forklift waits on its way),
@@ -42,7 +43,9 @@ Tables (every key is checked; unknown keys are errors that name the key):
   GS1 label (GTIN + serial) per case on the shelf, the extras, CMD:END;
 * ``[[scans]]``: any scan sequence: ``at_s``, ``scanner``, ``gap_s`` and ``codes``, each
   one of ``{ command }``, ``{ location }``, ``{ item, serial, lot, expiry, count,
-  symbology }``, ``{ gtin, count, symbology }`` or ``{ raw }`` (text sent as is);
+  symbology }``, ``{ gtin, count, symbology }``, ``{ pallet }`` (its SSCC label) or
+  ``{ raw }`` (text sent as is); ``link = true`` sends a GS1 item or pallet label as its
+  GS1 Digital Link QR code instead;
 * ``refuse_negative_stock``: sites whose server refuses negative stock (a pick or move of
   more than the books hold moves nothing there; ``GroundTruth.refused`` lists them);
 * ``[[faults]]``: ``at_s``, ``kind`` and the fault's parameters; ``reader`` (a reader's
@@ -249,6 +252,8 @@ class PalletSpec(_Model):
     """Inner cases the load shields: each answers only ``leaks`` times per pass."""
     leaks: tuple[int, int] = (1, 3)
     """Fewest and most reads of a shielded case per pass."""
+    sscc: str | None = Field(default=None, pattern=r"^\d{18}$")
+    """The pallet's SSCC (its label); the server is told its cases are on it."""
 
     @model_validator(mode="after")
     def _shield_fits(self) -> PalletSpec:
@@ -373,13 +378,19 @@ class CodeSpec(_Model):
     expiry: date | None = None
     count: int | None = Field(default=None, ge=1, le=1_000_000)
     symbology: Symbology | None = None
+    pallet: str | None = None
+    """A pallet's id: its SSCC label."""
+    link: bool = False
+    """Send the GS1 label as its GS1 Digital Link QR code."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> CodeSpec:
-        given = [k for k in ("command", "location", "item", "gtin", "raw") if getattr(self, k)]
+        kinds = ("command", "location", "item", "gtin", "pallet", "raw")
+        given = [k for k in kinds if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                f"a code needs exactly one of command, location, item, gtin, raw; got {given}"
+                f"a code needs exactly one of command, location, item, gtin, pallet, raw; "
+                f"got {given}"
             )
         return self
 
@@ -812,13 +823,20 @@ class Scenario(_Model):
         for j, code in enumerate(spec.codes):
             where = f"scans[{index}].codes[{j}]"
             try:
-                symbols.append(self._symbol(code, items))
+                symbol = self._symbol(code, items)
+                symbols.append(Symbol.link(symbol) if code.link else symbol)
             except (SimConfigError, BarcodeError, KeyError) as err:
                 raise ValueError(f"{where}: {err}") from err
         return symbols
 
-    @staticmethod
-    def _symbol(code: CodeSpec, items: Mapping[str, ItemSpec]) -> Symbol:
+    def _symbol(self, code: CodeSpec, items: Mapping[str, ItemSpec]) -> Symbol:
+        if code.pallet is not None:
+            pallet = self._pallet_specs().get(code.pallet)
+            if pallet is None or pallet.sscc is None:
+                raise SimConfigError(f"no pallet {code.pallet!r} with an sscc")
+            return Symbol.pallet(pallet.sscc)
+        if code.link and (code.command or code.location or code.raw or code.symbology):
+            raise SimConfigError("link = true is for GS1 item and pallet labels")
         if code.command is not None:
             return Symbol.command(code.command)
         if code.location is not None:
@@ -880,7 +898,13 @@ class Scenario(_Model):
         """Replay the timeline through a ``Book``; the truth and every scan to make."""
         known = {item.gtin for item in self.items if item.known}
         units = [UnitInfo(u.urn, u.gtin, u.serial) for u in self.units]
-        book = Book(known, units, pick_zone=PICK_ZONE, refuse_negative=self.refuse_negative_stock)
+        book = Book(
+            known,
+            units,
+            pick_zone=PICK_ZONE,
+            refuse_negative=self.refuse_negative_stock,
+            pallets=self.aggregations(),
+        )
         for spec in self._scanners.values():
             book.handheld(spec.name, spec.read_point)
         # (time, order, seq, what): passes before scans at the same instant.
@@ -1126,6 +1150,15 @@ class Scenario(_Model):
             return self._units[pallet]
         except KeyError:
             raise ScenarioError(f"no pallet {pallet!r} in scenario {self.name!r}") from None
+
+    def aggregations(self) -> dict[str, tuple[str, ...]]:
+        """SSCC -> EPC URNs of the cases on it, for every pallet with an ``sscc`` (what a
+        test or the demo records with ``POST /api/v1/aggregations``)."""
+        return {
+            pallet.sscc: tuple(u.urn for u in self._units[pallet.id])
+            for pallet in self.pallets
+            if pallet.sscc is not None
+        }
 
     def pass_window(self, index: int) -> tuple[float, float]:
         """Scenario times (from, to) outside which pass ``index`` cannot be read."""

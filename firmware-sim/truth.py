@@ -22,6 +22,9 @@ alerts must fire. Scans mean what ``wire.barcodes`` and the edge's scan sessions
   sets on hand at the location to what was counted, item by item, including zero for an
   item the system had there and nobody scanned. Units not found become ``missing``. A
   count needs a scanned location: without one nothing is counted (the edge refuses).
+* a pallet label (an SSCC, or its GS1 Digital Link) is each unit the server was told the
+  pallet holds (``pallets``) scanned in turn; a pallet nobody told the server about
+  moves nothing, and a count does not take a pallet label.
 
 Alerts that must fire, as (kind, subject):
 
@@ -34,11 +37,20 @@ Alerts that must fire, as (kind, subject):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from wire.barcodes import MODE_OF, Command, CommandScan, ItemScan, LocationScan, Mode, Scan
+from wire.barcodes import (
+    MODE_OF,
+    Command,
+    CommandScan,
+    ItemScan,
+    LocationScan,
+    Mode,
+    PalletScan,
+    Scan,
+)
 
 UNKNOWN_ITEM: Final = "unknown_item"
 NEGATIVE_STOCK: Final = "negative_stock"
@@ -138,6 +150,8 @@ class Book:
         pick_zone: the zone of a scanner's site where its picks go (None: they leave the
             books).
         refuse_negative: sites whose server refuses negative stock.
+        pallets: SSCC -> EPC URNs of the units on it (what the server is told): a pallet
+            label scanned is each of its units scanned (a count does not take it).
     """
 
     def __init__(
@@ -146,6 +160,7 @@ class Book:
         units: Iterable[UnitInfo],
         pick_zone: str | None = None,
         refuse_negative: Iterable[str] = (),
+        pallets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.known = frozenset(known_gtins)
         self.pick_zone = pick_zone
@@ -161,6 +176,7 @@ class Book:
         self.alerts: dict[ExpectedAlert, None] = {}
         self.counts: list[CountTruth] = []
         self._handhelds: dict[str, _Handheld] = {}
+        self.pallets = dict(pallets or {})
 
     def _moved(self, gtin: str) -> None:
         if gtin not in self.known:
@@ -215,6 +231,11 @@ class Book:
             self._command(scanner, hand, scan.command, at_s)
         elif isinstance(scan, ItemScan):
             self._item(hand, scan)
+        elif isinstance(scan, PalletScan) and hand.mode != "count":
+            # The server moves what it knows the pallet holds; unknown, nothing moves.
+            for urn in self.pallets.get(scan.sscc, ()):
+                unit = self.units[urn]
+                self._item(hand, ItemScan(unit.gtin, serial=str(unit.serial)))
 
     def _command(self, scanner: str, hand: _Handheld, command: Command, at_s: float) -> None:
         if command is Command.END:

@@ -25,6 +25,12 @@
   skipped; an EPC already on the order's notice is not added twice.
 - **Sites.** A key restricted to sites may only give notices for orders at its sites
   (other events are reported as such).
+- **Pallets.** An ``AggregationEvent`` whose ``parentID`` is an SSCC (EPC URN or Digital
+  Link) records what the pallet holds (``server.pallets``): ``ADD`` (or ``OBSERVE``) adds
+  its ``childEPCs`` and its ``childQuantityList`` (classes as ``urn:epc:idpat:sgtin:``,
+  ``urn:epc:class:lgtin:`` or Digital Link, a whole ``quantity``), ``DELETE`` takes the
+  listed children off, or everything when it lists none. The answer lists the pallets
+  (``pallets``); the caller then applies their held events.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from epcpy import ConvertException
+from epcpy.epc_schemes.lgtin import LGTIN
+from epcpy.utils.common import replace_uri_escapes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,9 +54,12 @@ from server.dialect import upsert
 from server.epcis_documents import event_hash
 from server.epcis_query import bare_step
 from server.epcis_settings import EpcisSettings
+from server.pallets import check_lines, parse_parent, record, remove
+from server.refusals import Invalid
 from server.schema import MAX_EPC, MAX_EVENT_ID, items
 from server.schema_orders import orders
 from server.schema_supply import asn_units, epcis_captures, epcis_seen_events
+from wire.barcodes import MAX_QTY, BarcodeError, ItemScan, parse_label
 from wire.identifiers import gtin_of
 
 MAX_SKIPPED_REPORTED = 1000
@@ -81,6 +93,9 @@ class CapturedEvent(_Open):
     action: str | None = Field(default=None, max_length=16)
     bizStep: str | None = Field(default=None, max_length=1000)
     epcList: list[str] = Field(default_factory=list)
+    parentID: str | None = Field(default=None, max_length=1000)
+    childEPCs: list[str] = Field(default_factory=list)
+    childQuantityList: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
     bizTransactionList: list[BizTransaction] = Field(default_factory=list, max_length=100)
 
 
@@ -135,6 +150,10 @@ class CaptureSummary(BaseModel):
     """Of those, units the portals had received before the notice came."""
     orders: list[str]
     """The purchase orders that got units."""
+    aggregations: int = 0
+    """AggregationEvents that changed what a pallet holds."""
+    pallets: list[str] = Field(default_factory=list)
+    """The SSCCs of those pallets."""
     skipped_count: int
     skipped: list[Skipped]
 
@@ -145,6 +164,8 @@ class _Outcome:
     units: int = 0
     already_received: int = 0
     orders: set[str] = field(default_factory=set)
+    aggregations: int = 0
+    pallets: set[str] = field(default_factory=set)
     skipped: list[Skipped] = field(default_factory=list)
 
     def skip(self, index: int, event_id: str | None, reason: str, epc: str | None = None) -> None:
@@ -187,7 +208,7 @@ def parse_document(
             event = CapturedEvent.model_validate(entry)
         except ValidationError as err:
             raise CaptureRefused(_first_error(err, f"eventList[{index}]")) from err
-        epcs += len(event.epcList)
+        epcs += len(event.epcList) + len(event.childEPCs)
         if epcs > settings.max_capture_epcs:
             raise CaptureRefused(
                 f"the document lists more than {settings.max_capture_epcs} EPCs "
@@ -284,6 +305,8 @@ async def capture(
         units=outcome.units,
         already_received=outcome.already_received,
         orders=sorted(outcome.orders),
+        aggregations=outcome.aggregations,
+        pallets=sorted(outcome.pallets),
         skipped_count=len(outcome.skipped),
         skipped=outcome.skipped[:MAX_SKIPPED_REPORTED],
     )
@@ -305,6 +328,9 @@ async def _capture_event(
     outcome: _Outcome,
 ) -> None:
     event_id = event.eventID or _content_id(event, prefixes)
+    if event.type == "AggregationEvent":
+        await _capture_aggregation(conn, index, event_id, event, capture_id, outcome)
+        return
     if event.type != "ObjectEvent":
         outcome.skip(index, event_id, f"a {event.type} is not a shipping notice")
         return
@@ -331,13 +357,7 @@ async def _capture_event(
     if sites and order.site not in sites:
         outcome.skip(index, event_id, f"purchase order {order.number} is outside this key's sites")
         return
-    claimed = await conn.execute(
-        upsert(conn, epcis_seen_events)
-        .values(event_id=event_id, capture_id=capture_id)
-        .on_conflict_do_nothing()
-        .returning(epcis_seen_events.c.event_id)
-    )
-    if claimed.first() is None:
+    if not await _claim(conn, event_id, capture_id):
         outcome.skip(index, event_id, "event captured before (same eventID)")
         return
     rows = await _units(conn, index, event_id, event, order, capture_id, outcome)
@@ -357,6 +377,98 @@ async def _capture_event(
     outcome.already_received += await mark_received_before(
         conn, order.id, order.site, shipped_at, new
     )
+
+
+async def _claim(conn: AsyncConnection, event_id: str, capture_id: int) -> bool:
+    claimed = await conn.execute(
+        upsert(conn, epcis_seen_events)
+        .values(event_id=event_id, capture_id=capture_id)
+        .on_conflict_do_nothing()
+        .returning(epcis_seen_events.c.event_id)
+    )
+    return claimed.first() is not None
+
+
+async def _capture_aggregation(
+    conn: AsyncConnection,
+    index: int,
+    event_id: str,
+    event: CapturedEvent,
+    capture_id: int,
+    outcome: _Outcome,
+) -> None:
+    if event.parentID is None:
+        outcome.skip(index, event_id, "an AggregationEvent without parentID names no pallet")
+        return
+    try:
+        parent = parse_parent(event.parentID)
+    except Invalid as err:
+        outcome.skip(index, event_id, f"parentID: {err.reason}")
+        return
+    action = event.action or ""
+    if action not in ("ADD", "OBSERVE", "DELETE"):
+        outcome.skip(index, event_id, f"action {action!r} is not ADD, OBSERVE or DELETE")
+        return
+    quantities: list[tuple[str, str | None, int]] = []
+    for position, entry in enumerate(event.childQuantityList):
+        line = _quantity_line(entry)
+        if isinstance(line, str):
+            outcome.skip(index, event_id, f"childQuantityList[{position}]: {line}")
+            return
+        quantities.append(line)
+    try:
+        lines = check_lines(event.childEPCs, quantities, "")
+    except Invalid as err:
+        outcome.skip(index, event_id, err.reason)
+        return
+    if not await _claim(conn, event_id, capture_id):
+        outcome.skip(index, event_id, "event captured before (same eventID)")
+        return
+    if action == "DELETE":
+        await remove(conn, parent.sscc, list(lines.epcs) if lines.epcs else None)
+    else:
+        await record(
+            conn,
+            parent,
+            lines,
+            source="epcis",
+            actor=f"epcis:{capture_id}",
+            now=event.eventTime if event.eventTime.tzinfo else event.eventTime.replace(tzinfo=UTC),
+            event_id=event_id,
+            replace=False,
+        )
+    outcome.aggregations += 1
+    outcome.pallets.add(parent.sscc)
+
+
+def _quantity_line(entry: Mapping[str, Any]) -> tuple[str, str | None, int] | str:
+    """(GTIN, lot, quantity) of a ``childQuantityList`` entry, or why it cannot be used."""
+    epc_class = entry.get("epcClass")
+    quantity = entry.get("quantity")
+    if not isinstance(epc_class, str) or len(epc_class) > MAX_EPC:
+        return "epcClass is missing or too long"
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QTY:
+        return f"quantity must be a whole number of units 1..{MAX_QTY} (uom is not taken)"
+    if entry.get("uom") is not None:
+        return "a quantity with a unit of measure is not a count of items"
+    try:
+        if epc_class.startswith("urn:epc:idpat:sgtin:"):
+            company, reference = epc_class.removeprefix("urn:epc:idpat:sgtin:").split(".")[:2]
+            gtin = gtin_of(f"urn:epc:id:sgtin:{company}.{reference}.0")
+            lot = None
+        elif epc_class.startswith("urn:epc:class:lgtin:"):
+            gtin = LGTIN(epc_class).gtin()
+            lot = replace_uri_escapes(epc_class.split(".", 2)[2])
+        else:
+            item = parse_label(epc_class)
+            if not isinstance(item, ItemScan):
+                return f"{epc_class[:80]!r} is not a class of trade items"
+            gtin, lot = item.gtin, item.lot
+    except (BarcodeError, ConvertException, ValueError, IndexError) as err:
+        return f"epcClass {epc_class[:80]!r}: {err}"
+    if gtin is None:
+        return f"epcClass {epc_class[:80]!r} names no GTIN"
+    return gtin, lot, quantity
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
 from server.errors import StoreError
 from server.negative_stock import settle_plan
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
+from server.pallet_contents import expand_pallets, hold_unknown
 from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
 from server.rules.policy import DEFAULT_POLICY, Policy
@@ -421,11 +422,15 @@ async def apply_fresh(
         if event.group is not None and event.direction is not None:
             key = (event.read_point, event.direction)
             result.grouped[key] = result.grouped.get(key, 0) + 1
-    counts = await load_counts(conn, fresh)
-    keys = [key for event in fresh for key in event_items(event)]
+    # A pallet's event stands for its contents (server.rules.pallets); from here on the
+    # batch is planned as those.
+    expansion = await expand_pallets(conn, fresh, read_points)
+    planned = expansion.events
+    counts = await load_counts(conn, planned)
+    keys = [key for event in planned for key in event_items(event)]
     keys.extend(counts.items.values())
     item_ids = await _load_items(conn, keys)
-    epcs = sorted({event.epc for event in fresh if event.epc is not None} - set(counts.units))
+    epcs = sorted({event.epc for event in planned if event.epc is not None} - set(counts.units))
     loaded = counts.units | await _load_units(conn, epcs)
     book = await load_order_book(conn, item_ids)
     with_orders = "with_orders" in (policy.unexpected_receipts, policy.unexpected_shipments)
@@ -436,10 +441,17 @@ async def apply_fresh(
         orders=book,
         ordering_sites=await load_ordering_sites(conn) if with_orders else frozenset(),
     )
-    plan = rules.plan(fresh, state, read_points, policy)
+    plan = rules.plan(planned, state, read_points, policy)
     replan = partial(rules.plan, state=state, read_points=read_points, policy=policy)
-    plan, result.refused = await settle_plan(conn, fresh, plan, replan, item_ids, policy)
+    plan, refused = await settle_plan(conn, planned, plan, replan, item_ids, policy)
+    # A pallet is refused whole: report its own event, not the line that fell short.
+    result.refused = [(expansion.pallets.get(e.event_id, e), why) for e, why in refused]
     result.applied -= len(result.refused)
+    plan.alerts.extend(
+        await hold_unknown(
+            conn, expansion.unknown, read_points, actor=actor, actors=actors, now=now
+        )
+    )
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result, actors)
     if plan.departures or (plan.sightings and watching(read_points)):
         await record_watches(conn, plan, item_ids)

@@ -350,6 +350,7 @@ from server import schema_alerts as _schema_alerts  # noqa: E402,F401
 from server import schema_history as _schema_history  # noqa: E402,F401
 from server import schema_master as _schema_master  # noqa: E402,F401
 from server import schema_orders as _schema_orders  # noqa: E402,F401
+from server import schema_pallets as _schema_pallets  # noqa: E402,F401
 from server import schema_passes as _schema_passes  # noqa: E402,F401
 from server import schema_shelves as _schema_shelves  # noqa: E402,F401
 from server import schema_supply as _schema_supply  # noqa: E402,F401

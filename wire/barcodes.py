@@ -14,20 +14,29 @@ of:
   the scanner's mode (``END`` closes a count);
 - an item: a GS1 element string (AI 01 or 02 GTIN, 10 lot, 17 expiry, 21 serial, 30 or 37
   count; a variable-length field is ended by FNC1, sent as the group separator ``GS``
-  0x1D) or a bare EAN-13, UPC-A, EAN-8 or GTIN-14, which becomes a GTIN-14.
+  0x1D) or a bare EAN-13, UPC-A, EAN-8 or GTIN-14, which becomes a GTIN-14;
+- a logistic unit (a pallet): an element string whose identity is an SSCC, AI 00, and no
+  GTIN (a label with AI 02 + 37 names its contents itself and is an item scan of that
+  count). Its contents are what the server knows of the SSCC (``server.pallets``);
+- a GS1 Digital Link URI (``https://id.gs1.org/01/09506000134352/21/S1``, any domain, or
+  ``.../00/<SSCC>``) wherever an element string is accepted: the same AIs, carried in the
+  path and query, mean the same.
 
-GS1 parsing is biip's; this module only decides which of biip's answers applies and turns
-it into typed values. A GTIN whose check digit is wrong, a date that does not exist, an
-unknown AI, a count of zero: each is a ``BarcodeError`` whose message names what was wrong.
+GS1 parsing is biip's (element strings, Digital Link URIs, the company prefix length of an
+SSCC) and epcpy's (the SSCC's EPC pure identity); this module only decides which of their
+answers applies and turns it into typed values. A GTIN whose check digit is wrong, a date
+that does not exist, an unknown AI, a count of zero: each is a ``BarcodeError`` whose
+message names what was wrong.
 
 The encoders at the end (``location_label``, ``command_barcode``, ``gs1_item``,
-``scan_line``) build what a scanner sends; the simulator uses them and every encoder's
-output parses back to its input.
+``sscc_label``, ``digital_link``, ``scan_line``) build what a scanner sends; the simulator
+uses them and every encoder's output parses back to its input.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -35,9 +44,13 @@ from typing import Final, Literal
 
 from biip import ParseConfig, ParseError
 from biip.checksums import gs1_standard_check_digit
+from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_element_strings import GS1ElementString
 from biip.gs1_messages import GS1Message
 from biip.gtin import Gtin
+from biip.sscc import Sscc
+from epcpy import ConvertException
+from epcpy.epc_schemes.sscc import SSCC
 
 # --- the contract -------------------------------------------------------------------------
 
@@ -73,6 +86,11 @@ MAX_LOCATION: Final = 128
 MAX_QTY: Final = 1_000_000
 """Largest count one scan may carry (the wire ``Quantity.qty`` bound)."""
 GTIN_LENGTHS: Final = frozenset({8, 12, 13, 14})
+SSCC_LENGTH: Final = 18
+DIGITAL_LINK_SCHEMES: Final = ("https://", "http://")
+"""What starts a GS1 Digital Link URI (biip parses the rest)."""
+SYMBOLOGY_QR: Final = "]Q1"
+"""QR Code without FNC1: what a Digital Link QR code is sent as."""
 MAX_FIELD: Final = 20
 """GS1 lot (AI 10) and serial (AI 21) are at most 20 characters."""
 
@@ -139,7 +157,18 @@ class ItemScan:
     """The AIM identifier the scanner sent, if any."""
 
 
-Scan = LocationScan | CommandScan | ItemScan
+@dataclass(frozen=True, slots=True)
+class PalletScan:
+    """A logistic unit's label: its SSCC (AI 00), as digits and as an EPC pure identity."""
+
+    sscc: str
+    """18 digits, check digit verified."""
+    epc: str
+    """``urn:epc:id:sscc:<company prefix>.<serial reference>`` (what an SSCC tag reads as)."""
+    symbology: str | None = None
+
+
+Scan = LocationScan | CommandScan | ItemScan | PalletScan
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -182,7 +211,7 @@ def parse_barcode(
         except ValueError:
             known = ", ".join(c.value for c in Command)
             raise BarcodeError(f"unknown command {name[:40]!r} (known: {known})") from None
-    return parse_item(content, symbology)
+    return parse_label(content, symbology)
 
 
 def parse_location(location: str) -> str:
@@ -198,25 +227,83 @@ def parse_location(location: str) -> str:
     return location
 
 
-def parse_item(content: str, symbology: str | None = None) -> ItemScan:
-    """An item from a GS1 element string or a bare GTIN.
+def parse_label(content: str, symbology: str | None = None) -> ItemScan | PalletScan:
+    """An item or a pallet from a GS1 element string, a Digital Link URI or a bare GTIN.
 
-    Content sent under a GS1 symbology is an element string; under EAN/UPC/ITF it is a
-    GTIN. Without an identifier, 8, 12, 13 or 14 digits are a GTIN and anything else is
-    tried as an element string.
+    A Digital Link URI (``https://...``) is read by biip whatever the symbology. Content
+    sent under a GS1 symbology is an element string; under EAN/UPC/ITF it is a GTIN.
+    Without an identifier, 8, 12, 13 or 14 digits are a GTIN and anything else is tried as
+    an element string.
 
     Raises:
-        BarcodeError: not a GTIN or element string, a wrong check digit, a bad field.
+        BarcodeError: not a GTIN, element string or Digital Link URI; a wrong check digit,
+            a bad field, an SSCC whose company prefix length is unknown.
     """
+    if content[:8].lower().startswith(DIGITAL_LINK_SCHEMES):
+        return _digital_link(content, symbology)
     if symbology in GS1_SYMBOLOGIES:
         return _element_string(content, symbology)
     if symbology in GTIN_SYMBOLOGIES or (content.isdigit() and len(content) in GTIN_LENGTHS):
         return ItemScan(gtin=parse_gtin(content), symbology=symbology)
     if not content[:2].isdigit():
         raise BarcodeError(
-            f"not a location label, command or GS1 item: starts with {content[:16]!r}"
+            f"not a location label, command, GS1 item or Digital Link URI: starts with "
+            f"{content[:16]!r}"
         )
     return _element_string(content, symbology)
+
+
+def parse_item(content: str, symbology: str | None = None) -> ItemScan:
+    """An item (``parse_label`` that refuses a pallet's SSCC).
+
+    Raises:
+        BarcodeError: as ``parse_label``, or the content is a pallet label.
+    """
+    scan = parse_label(content, symbology)
+    if isinstance(scan, PalletScan):
+        raise BarcodeError(f"SSCC {scan.sscc} is a logistic unit (a pallet), not an item")
+    return scan
+
+
+def parse_sscc(digits: str) -> PalletScan:
+    """The pallet of an 18-digit SSCC, its check digit verified and its EPC URN built.
+
+    Raises:
+        BarcodeError: not 18 digits, a wrong check digit, or a GS1 prefix whose company
+            prefix length biip does not know (its EPC cannot be told).
+    """
+    if not digits.isascii() or not digits.isdigit() or len(digits) != SSCC_LENGTH:
+        raise BarcodeError(f"SSCC {digits[:24]!r} is not {SSCC_LENGTH} digits")
+    try:
+        sscc = Sscc.parse(digits)
+    except ParseError as err:
+        raise BarcodeError(f"SSCC {digits}: {err}") from err
+    return _pallet(sscc, None)
+
+
+def _pallet(sscc: Sscc, symbology: str | None) -> PalletScan:
+    if not sscc.value.strip("0"):
+        raise BarcodeError("SSCC is all zeros")
+    if sscc.company_prefix is None:
+        prefix = sscc.prefix.value if sscc.prefix is not None else sscc.value[1:4]
+        raise BarcodeError(
+            f"SSCC {sscc.value}: GS1 prefix {prefix} has no company prefix length "
+            "(not a prefix SSCCs are issued under)"
+        )
+    length = len(sscc.company_prefix.value)
+    try:
+        epc: str = SSCC.from_gs1_element_string(f"(00){sscc.value}", length).epc_uri
+    except ConvertException as err:
+        raise BarcodeError(f"SSCC {sscc.value}: no EPC identity: {err}") from err
+    return PalletScan(sscc=sscc.value, epc=epc, symbology=symbology)
+
+
+def _digital_link(content: str, symbology: str | None) -> ItemScan | PalletScan:
+    try:
+        link = GS1DigitalLinkURI.parse(content, config=_GS1_CONFIG)
+    except ParseError as err:
+        raise BarcodeError(f"GS1 Digital Link URI: {err}") from err
+    return _scan_of(link.element_strings, symbology)
 
 
 def parse_gtin(digits: str) -> str:
@@ -236,13 +323,17 @@ def parse_gtin(digits: str) -> str:
     return gtin14
 
 
-def _element_string(content: str, symbology: str | None) -> ItemScan:
+def _element_string(content: str, symbology: str | None) -> ItemScan | PalletScan:
     try:
         message = GS1Message.parse(content, config=_GS1_CONFIG)
     except ParseError as err:
         raise BarcodeError(f"GS1 element string: {err}") from err
+    return _scan_of(message.element_strings, symbology)
+
+
+def _scan_of(elements: Iterable[GS1ElementString], symbology: str | None) -> ItemScan | PalletScan:
     fields: dict[str, GS1ElementString] = {}
-    for element in message.element_strings:
+    for element in elements:
         code = element.ai.ai
         if code in fields and fields[code].value != element.value:
             raise BarcodeError(f"GS1 element string: AI ({code}) appears twice")
@@ -251,8 +342,15 @@ def _element_string(content: str, symbology: str | None) -> ItemScan:
         raise BarcodeError("GS1 element string holds no element")
     identity = fields.get("01") or fields.get("02")
     if identity is None:
+        pallet = fields.get("00")
+        if pallet is not None:
+            if pallet.sscc is None:
+                raise BarcodeError(f"GS1 AI (00): {pallet.sscc_error or 'not an SSCC'}")
+            return _pallet(pallet.sscc, symbology)
         present = ", ".join(f"({code})" for code in fields)
-        raise BarcodeError(f"GS1 element string has no GTIN, AI (01) or (02); it has {present}")
+        raise BarcodeError(
+            f"GS1 element string has no GTIN, AI (01) or (02), nor SSCC, AI (00); it has {present}"
+        )
     if identity.gtin is None:
         raise BarcodeError(f"GS1 AI ({identity.ai.ai}): {identity.gtin_error or 'not a GTIN'}")
     expiry = fields.get("17")
@@ -342,6 +440,30 @@ def gs1_item(
     return text
 
 
+def sscc_label(sscc: str) -> str:
+    """The GS1 element string of a pallet label: AI 00 and the SSCC.
+
+    Raises:
+        BarcodeError: not an SSCC the edge takes.
+    """
+    return "00" + parse_sscc(sscc).sscc
+
+
+def digital_link(element_string: str, domain: str | None = None) -> str:
+    """The GS1 Digital Link URI of an element string (``gs1_item``, ``sscc_label``), as a
+    QR code on a label would carry it (biip builds it; ``id.gs1.org`` unless ``domain``).
+
+    Raises:
+        BarcodeError: the element string does not parse.
+    """
+    try:
+        message = GS1Message.parse(element_string, config=_GS1_CONFIG)
+    except ParseError as err:
+        raise BarcodeError(f"GS1 element string: {err}") from err
+    link = GS1DigitalLinkURI.from_element_strings(message.element_strings)
+    return link.as_uri(domain=domain)
+
+
 def scan_line(
     content: str,
     *,
@@ -368,6 +490,7 @@ __all__ = [
     "ANY_TERMINATORS",
     "COMMAND_PREFIX",
     "DEFAULT_TERMINATOR",
+    "DIGITAL_LINK_SCHEMES",
     "GS",
     "GS1_SYMBOLOGIES",
     "GTIN_SYMBOLOGIES",
@@ -377,26 +500,33 @@ __all__ = [
     "MAX_LOCATION",
     "MAX_QTY",
     "MODE_OF",
+    "SSCC_LENGTH",
     "SYMBOLOGY_EAN8",
     "SYMBOLOGY_EAN13",
     "SYMBOLOGY_GS1_128",
     "SYMBOLOGY_GS1_DATAMATRIX",
     "SYMBOLOGY_GS1_QR",
+    "SYMBOLOGY_QR",
     "BarcodeError",
     "Command",
     "CommandScan",
     "ItemScan",
     "LocationScan",
     "Mode",
+    "PalletScan",
     "Scan",
     "command_barcode",
+    "digital_link",
     "gs1_item",
     "location_label",
     "parse_barcode",
     "parse_gtin",
     "parse_item",
+    "parse_label",
     "parse_location",
+    "parse_sscc",
     "scan_line",
     "split_symbology",
+    "sscc_label",
     "with_check_digit",
 ]

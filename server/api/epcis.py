@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse
 from server.api.auth import Context, Operator, Viewer, check_site
 from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
 from server.api.params import EPC_PATTERN, MAX_PAGE, as_utc
+from server.api.read_points import Catalog
 from server.asn import AsnReport, asn_report
 from server.epcis_capture import CaptureRefused, CaptureSummary, capture
 from server.epcis_documents import CBV_STEPS, query_document
 from server.epcis_query import EpcisQuery, bare_step, query_events
 from server.epcis_settings import EpcisSettings
+from server.pallets import release_held
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["epcis"])
@@ -178,25 +180,40 @@ CAPTURE_BODY: dict[str, Any] = {
         422: {"description": "Not an EPCIS 2.0 document capture takes; the reason says why."},
     },
 )
-async def capture_epcis(request: Request, context: Context, principal: Operator) -> Any:
+async def capture_epcis(
+    request: Request, context: Context, catalog: Catalog, principal: Operator
+) -> Any:
     """Capture a partner's EPCIS document: shipping ObjectEvents naming an open purchase
-    order (business transaction of type ``po``) become its advance shipping notice.
+    order (business transaction of type ``po``) become its advance shipping notice;
+    AggregationEvents of pallets (SSCC ``parentID``) record what the pallets hold, and the
+    pallets' events held while that was unknown are applied.
 
     Other events are accepted and listed under ``skipped`` with the reason. Sending the
     same document again changes nothing and returns the first answer with status 200.
     """
     settings = _settings(request)
     body = await _read_body(request, settings.max_capture_bytes)
+    store = context.store
+    table = await catalog.table()
+    created: set[str] = set()
     try:
-        async with context.store.begin("capturing an EPCIS document") as conn:
+        async with store.begin("capturing an EPCIS document") as conn:
+            now = now_utc()
             summary = await capture(
-                conn,
-                body,
-                settings,
-                actor=principal.name,
-                sites=principal.sites,
-                now=now_utc(),
+                conn, body, settings, actor=principal.name, sites=principal.sites, now=now
             )
+            for sscc in [] if summary.replayed else summary.pallets:
+                released = await release_held(
+                    conn,
+                    sscc,
+                    read_points=table,
+                    known_locations=store.known_locations,
+                    now=now,
+                    policy=context.policy,
+                    sites=principal.sites,
+                )
+                created |= released.new_locations
+        store.known_locations.update(created)
     except CaptureRefused as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from err
     code = status.HTTP_200_OK if summary.replayed else status.HTTP_201_CREATED

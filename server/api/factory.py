@@ -8,6 +8,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from server.api import adjustments as adjustments_api
+from server.api import aggregations as aggregations_api
 from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, docs, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
@@ -115,6 +116,7 @@ def create_app(
         dead_letters,
         unresolved_passes_api,
         shrinkage_api,
+        aggregations_api,
     ):
         app.include_router(module.router)
     app.state.stream_feed = (

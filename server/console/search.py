@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.masterdata import ItemFilter, get_item, get_location, list_items
 from server.queries import StockQuery, stock
 from server.views import StockRow
-from wire.barcodes import BarcodeError, CommandScan, LocationScan, parse_barcode
+from wire.barcodes import BarcodeError, CommandScan, LocationScan, PalletScan, parse_barcode
 
 MAX_QUERY: Final = 200
 """Characters of search text taken (a GS1-128 label is well under it)."""
@@ -75,6 +75,11 @@ async def search_stock(conn: AsyncConnection, text: str, sites: frozenset[str]) 
         raise SearchError(f"{text!r} is a scanner command ({scan.command}), not something to find")
     if isinstance(scan, LocationScan):
         return await _at(conn, scan.location, sites, "location label")
+    if isinstance(scan, PalletScan):
+        raise SearchError(
+            f"{text!r} is pallet SSCC {scan.sscc}: what it holds is at "
+            f"/api/v1/aggregations/{scan.sscc}"
+        )
     if scan is not None:
         rows, total = await stock(conn, StockQuery(gtin=scan.gtin, limit=MAX_ROWS, sites=sites))
         return SearchResult(f"GTIN {scan.gtin}", rows, total)

@@ -190,6 +190,17 @@ IMPOSSIBLE_MOVEMENT = AlertKind(
     raised_by="orders",
 )
 
+UNKNOWN_PALLET = AlertKind(
+    "unknown_pallet",
+    "warning",
+    "pallet SSCC {subject} ({biz_step} at {read_point}) holds nothing the server knows of: "
+    "nothing moved; the event is held until its contents are recorded "
+    "(POST /api/v1/aggregations)",
+    condition="an event with a stock effect names a pallet (an SSCC tag, label or Digital "
+    "Link) whose contents no aggregation records (subject: the SSCC's 18 digits)",
+    clears_when="the pallet's contents are recorded and its held events applied",
+)
+
 UNRESOLVED_PASSES = AlertKind(
     "unresolved_passes",
     "warning",
@@ -359,6 +370,7 @@ ALERT_KINDS: Mapping[str, AlertKind] = {
         UNIT_MISSING,
         IMPOSSIBLE_MOVEMENT,
         UNRESOLVED_PASSES,
+        UNKNOWN_PALLET,
         UNEXPECTED_SHIPMENT,
         UNEXPECTED_RECEIPT,
         SHORT_RECEIPT,

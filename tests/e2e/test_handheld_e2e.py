@@ -3,7 +3,9 @@
 Simulated scanners on real ptys (firmware-sim) -> edge agent (pyserial on the tty) -> a
 real Mosquitto -> server on SQLite -> HTTP API. The bundled ``handheld`` scenario receives
 into a scanned bin and into an inbound location, moves (source, items, destination),
-picks and counts; its ground truth (``firmware_sim.truth``) says the stock by location.
+picks and counts, and scans a pallet's SSCC label and GS1 Digital Link QR codes (the
+pallet's contents recorded first through ``POST /api/v1/aggregations``); its ground truth
+(``firmware_sim.truth``) says the stock by location.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ async def play_with_handhelds(
             headers = {"Authorization": f"Bearer {keys['admin']}"}
             base_url = f"http://127.0.0.1:{server.api_port}"
             async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+                for sscc, epcs in scenario.aggregations().items():
+                    response = await api.post(
+                        "/api/v1/aggregations", json={"parent": sscc, "children": list(epcs)}
+                    )
+                    assert response.status_code == 200, response.text
                 await run_scenario(scenario, sim, scanners=scanners)
                 sent = sum(len(s.sent) for s in scanners.values())
 
@@ -122,6 +129,10 @@ async def test_each_scan_mode_puts_stock_where_the_ground_truth_says(
     # count: the counted bin holds what was counted
     (count,) = truth.counts
     assert at("wh1.a01.b01") == expected("wh1.a01.b01") == count.counted
+    # SSCC: the pallet label received its three tea cases into a bin, and its Digital
+    # Link QR code moved them on; a coffee Digital Link (AI 01 + 30) received two
+    assert at("wh1.a04.b01") == expected("wh1.a04.b01") == {"00614141000326": 3}
+    assert at("wh1.a03.b01") == expected("wh1.a03.b01") == {"00614141000319": 2}
     # and nothing anywhere else: no phantom stock at the dock's inbound location
     assert {key: n for key, n in stock.items() if n} == truth.stock
     opened = {(a["kind"], a["subject"]) for a in alerts}

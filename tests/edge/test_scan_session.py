@@ -11,7 +11,7 @@ import pytest
 from edge.config import ScannerSettings
 from edge.readers.types import ScanRead
 from edge.scanning import ScanEvent, ScanSession
-from wire.barcodes import Command, CommandScan, ItemScan, LocationScan, Scan
+from wire.barcodes import Command, CommandScan, ItemScan, LocationScan, Scan, parse_barcode
 from wire.models import Event, Quantity
 
 GTIN_A = "09506000016924"
@@ -117,6 +117,57 @@ def test_a_move_is_source_items_destination_and_sent_at_the_destination() -> Non
     _, notices = run(s, loc("wh1.b.3"), item(), cmd(Command.RECEIVE))
     assert notices == [
         "move from wh1.b.3 abandoned (mode switched to receive before its destination): "
+        "1 items, 1 units not sent"
+    ]
+
+
+SSCC_LABEL = "]C100106141412345678908"
+SSCC_LINK = "]Q1https://id.gs1.org/00/106141412345678908"
+SSCC_EPC = "urn:epc:id:sscc:0614141.1234567890"
+
+
+def pallet(text: str = SSCC_LABEL) -> ScanRead:
+    return read(parse_barcode(text))
+
+
+def test_a_pallet_label_is_received_moved_and_picked_as_its_epc() -> None:
+    s = session()
+    events, notices = run(
+        s,
+        loc("wh1.a.1"),
+        pallet(),
+        cmd(Command.MOVE),
+        pallet(SSCC_LINK),
+        item(qty=2),
+        loc("wh1.b.2"),
+        cmd(Command.PICK),
+        loc("wh1.b.2"),
+        pallet(SSCC_LINK),
+    )
+    assert notices == []
+    sent = [wire(e, n) for n, e in enumerate(events, 1)]
+    assert [
+        (e.biz_step, e.direction, e.source_location, e.biz_location, e.epc, e.quantity)
+        for e in sent
+    ] == [
+        ("receiving", "in", None, "wh1.a.1", SSCC_EPC, None),
+        ("storing", None, "wh1.a.1", "wh1.b.2", SSCC_EPC, None),
+        ("storing", None, "wh1.a.1", "wh1.b.2", None, Quantity(gtin=GTIN_A, qty=2)),
+        ("picking", "out", None, "wh1.b.2", SSCC_EPC, None),
+    ]
+    assert {e.source for e in sent} == {"serial"}
+
+
+def test_a_pallet_label_is_not_counted_and_a_held_pallet_is_reported() -> None:
+    s = session()
+    events, notices = run(s, cmd(Command.COUNT), loc("wh1.a.1"), pallet(), cmd(Command.END))
+    assert notices == [
+        "SSCC 106141412345678908 is a pallet label: a count is of items, scan its cases"
+    ]
+    assert wire(events[0]).quantities == []
+    _, notices = run(s, cmd(Command.MOVE), pallet(), cmd(Command.PICK))
+    assert notices == [
+        "move from wh1.a.1 abandoned (mode switched to pick before its destination): "
         "1 items, 1 units not sent"
     ]
 

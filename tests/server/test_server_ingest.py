@@ -434,20 +434,35 @@ async def test_events_without_stock_effect_are_only_recorded_as_seen(
 async def test_unidentified_epcs_move_stock_under_a_scheme_item(
     ingestor: Ingestor, batches: Batches, probe: Probe
 ) -> None:
-    sscc = "urn:epc:id:sscc:0614141.1234567890"
     raw = "urn:epc:raw:96.x3034F4D2D8C0D4A000000001"
-    events = [batches.event(epc=sscc), batches.event(epc=raw), batches.event(epc=raw + "2")]
+    grai = "urn:epc:id:grai:0614141.12345.400"
+    events = [batches.event(epc=grai), batches.event(epc=raw), batches.event(epc=raw + "2")]
     await ingestor.handle(batches.topic, batches.payload(events))
 
     assert await probe.balances() == {
-        ("epc:sscc", "wh1.receiving"): 1,
+        ("epc:grai", "wh1.receiving"): 1,
         ("epc:raw", "wh1.receiving"): 2,
     }
     items = await probe.items()
     assert items["epc:raw"]["gtin"] is None
     assert sorted((a["kind"], a["subject"]) for a in await probe.alerts()) == [
+        ("unidentified_epc", "epc:grai"),
         ("unidentified_epc", "epc:raw"),
-        ("unidentified_epc", "epc:sscc"),
+    ]
+
+
+async def test_a_pallet_nobody_recorded_moves_nothing_and_is_alerted(
+    ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    # An SSCC is a pallet, not a unit: without known contents nothing moves (not a
+    # pseudo-item "epc:sscc"); tests/server/test_server_pallets.py has the rest.
+    sscc = "urn:epc:id:sscc:0614141.1234567890"
+    await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sscc)]))
+
+    assert await probe.balances() == {}
+    assert "epc:sscc" not in await probe.items()
+    assert [(a["kind"], a["subject"]) for a in await probe.alerts()] == [
+        ("unknown_pallet", "106141412345678908")
     ]
 
 

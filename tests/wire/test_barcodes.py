@@ -16,13 +16,17 @@ from wire.barcodes import (
     CommandScan,
     ItemScan,
     LocationScan,
+    PalletScan,
     command_barcode,
+    digital_link,
     gs1_item,
     location_label,
     parse_barcode,
     parse_gtin,
+    parse_item,
     scan_line,
     split_symbology,
+    sscc_label,
     with_check_digit,
 )
 
@@ -30,6 +34,8 @@ GTIN = "09506000016924"  # valid check digit 4
 EAN13 = "5901234123457"
 UPCA = "036000291452"
 EAN8 = "96385074"
+SSCC = "106141412345678908"
+SSCC_EPC = "urn:epc:id:sscc:0614141.1234567890"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,23 @@ EAN8 = "96385074"
         ("]C0LOC:wh1.aisle.3.bin_2", LocationScan("wh1.aisle.3.bin_2")),
         ("CMD:COUNT", CommandScan(Command.COUNT)),
         ("]A0CMD:end", CommandScan(Command.END)),
+        # A pallet: an SSCC alone (here with the ship-to AI 410), its EPC from biip's company
+        # prefix length and epcpy.
+        (
+            f"]C100{SSCC}410{with_check_digit('061414100041')}",
+            PalletScan(SSCC, SSCC_EPC, symbology="]C1"),
+        ),
+        (f"00{SSCC}", PalletScan(SSCC, SSCC_EPC)),
+        # GS1 Digital Link URIs (QR codes), any domain, AIs in the path and the query.
+        (
+            f"]Q1https://id.gs1.org/00/{SSCC}",
+            PalletScan(SSCC, SSCC_EPC, symbology="]Q1"),
+        ),
+        (
+            f"]Q1https://brand.example/01/{GTIN}/10/L%2F1/21/S-1?17=270531",
+            ItemScan(GTIN, lot="L/1", serial="S-1", expiry=date(2027, 5, 31), symbology="]Q1"),
+        ),
+        (f"HTTP://id.gs1.org/01/{GTIN}", ItemScan(GTIN)),
     ],
 )
 def test_scans_parse_to_typed_values(text: str, expected: object) -> None:
@@ -76,7 +99,7 @@ def test_scans_parse_to_typed_values(text: str, expected: object) -> None:
         ("]C10109506000016925", r"AI \(01\).*check digit"),
         (f"01{GTIN}17240230", "17"),  # 30 February
         (f"01{GTIN}9", "GS1 element string"),
-        ("]C110LOT", r"no GTIN, AI \(01\) or \(02\); it has \(10\)"),
+        ("]C110LOT", r"no GTIN, AI \(01\) or \(02\), nor SSCC, AI \(00\); it has \(10\)"),
         (f"01{GTIN}300", r"count 0 is outside"),
         (f"02{GTIN}3712{GS}3012", "both AI"),
         (f"01{GTIN}10A{GS}10B", r"AI \(10\) appears twice"),
@@ -89,7 +112,13 @@ def test_scans_parse_to_typed_values(text: str, expected: object) -> None:
         ("LOC:wh1..3", "location label"),
         ("LOC:wh1 aisle", "location label"),
         ("CMD:JUMP", "unknown command 'JUMP'"),
-        ("hello", "not a location label, command or GS1 item"),
+        ("hello", "not a location label, command, GS1 item or Digital Link URI"),
+        ("]C100106141412345678900", r"AI \(00\).*check digit"),
+        ("]C100020000000000000008", "no company prefix length"),
+        ("]C140012345", r"nor SSCC, AI \(00\); it has \(400\)"),
+        ("]Q1https://id.gs1.org/01/09506000016925", r"AI \(01\).*check digit"),
+        ("]Q1https://id.gs1.org/", "Digital Link"),
+        ("]Q1https://example.com/product/17", "Digital Link"),
     ],
 )
 def test_bad_scans_name_what_is_wrong(text: str, reason: str) -> None:
@@ -127,6 +156,15 @@ def test_encoders_build_what_the_edge_reads() -> None:
         scan_line("9" * (MAX_LINE + 1))
     with pytest.raises(BarcodeError, match="GS1"):
         gs1_item(GTIN, lot="A" + GS + "B")
+    assert sscc_label(SSCC) == f"00{SSCC}"
+    assert digital_link(sscc_label(SSCC)) == f"https://id.gs1.org/00/{SSCC}"
+    link = digital_link(gs1_item(GTIN, serial="7"), domain="brand.example")
+    assert link == f"https://brand.example/01/{GTIN}/21/7"
+    assert parse_barcode(link) == ItemScan(GTIN, serial="7")
+    with pytest.raises(BarcodeError, match="18 digits"):
+        sscc_label("12345")
+    with pytest.raises(BarcodeError, match="a pallet"):
+        parse_item(sscc_label(SSCC))
 
 
 _CSET82 = st.text(
