@@ -1,4 +1,6 @@
-"""``GET /api/v1/reports/shrinkage``: units shelves lost, by shelf, location and item (JSON).
+"""``GET /api/v1/reports/shrinkage``: units shelves lost, by shelf, location and item; JSON,
+or CSV (``Accept: text/csv`` or ``/reports/shrinkage.csv``, streamed like the other CSV
+reports).
 
 What the continuous counting of shelf readers found (``server.shelves``): every unit the
 sweep recorded missing after it left a watched shelf and was read nowhere, counted by the
@@ -8,14 +10,21 @@ shelf's read point, the location it left and its item, with how many are missing
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations
-from server.api.params import DEFAULT_PAGE, Limit, Location, as_utc
+from server.api.context import Principal
+from server.api.history import CSV_MEDIA, wants_csv
+from server.api.params import DEFAULT_PAGE, MAX_PAGE, Limit, Location, as_utc
+from server.api.uploads import csv_download
 from server.shelves import ShrinkageFilter, shrinkage_report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -44,20 +53,30 @@ class ShrinkageReport(BaseModel):
     """Units in the rows listed."""
 
 
-@router.get("/shrinkage", response_model=ShrinkageReport)
-async def get_shrinkage(
-    context: Context,
-    principal: Viewer,
-    location: Location = None,
-    since: Annotated[
-        datetime | None, Query(description="Became missing at or after (no offset: UTC).")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="Became missing before (no offset: UTC).")
-    ] = None,
-    limit: Limit = DEFAULT_PAGE,
+COLUMNS: Final = (
+    "read_point",
+    "location",
+    "sku",
+    "gtin",
+    "name",
+    "missing",
+    "still_missing",
+    "last_at",
+)
+Since = Annotated[
+    datetime | None, Query(description="Became missing at or after (no offset: UTC).")
+]
+Until = Annotated[datetime | None, Query(description="Became missing before (no offset: UTC).")]
+
+
+async def _report(
+    context: Any,
+    principal: Principal,
+    location: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
 ) -> ShrinkageReport:
-    """Shrinkage found by shelf readers, by shelf, location and item."""
     check_locations(principal, location)
     where = ShrinkageFilter(
         location=location,
@@ -69,3 +88,55 @@ async def get_shrinkage(
         rows = await shrinkage_report(conn, where, limit=limit)
     items = [ShrinkageRow.model_validate(row) for row in rows]
     return ShrinkageReport(items=items, total_missing=sum(row.missing for row in items))
+
+
+async def _lines(rows: Sequence[ShrinkageRow]) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        values = [getattr(row, name) for name in COLUMNS]
+        writer.writerow(
+            "" if value is None else value.isoformat() if isinstance(value, datetime) else value
+            for value in values
+        )
+    yield buffer.getvalue()
+
+
+@router.get(
+    "/shrinkage", response_model=ShrinkageReport, responses={200: {"content": {CSV_MEDIA: {}}}}
+)
+async def get_shrinkage(
+    request: Request,
+    context: Context,
+    principal: Viewer,
+    location: Location = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> Any:
+    """Shrinkage found by shelf readers, by shelf, location and item (CSV with
+    ``Accept: text/csv``)."""
+    report = await _report(context, principal, location, since, until, limit)
+    if wants_csv(request):
+        return csv_download(_lines(report.items), "shrinkage.csv")
+    return report
+
+
+@router.get(
+    "/shrinkage.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {CSV_MEDIA: {}}, "description": "The shrinkage report."}},
+)
+async def get_shrinkage_csv(
+    context: Context,
+    principal: Viewer,
+    location: Location = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = MAX_PAGE,
+) -> StreamingResponse:
+    """The shrinkage report as CSV: the same filters, up to ``limit`` rows (default all
+    up to 1,000), most missing first."""
+    report = await _report(context, principal, location, since, until, limit)
+    return csv_download(_lines(report.items), "shrinkage.csv")

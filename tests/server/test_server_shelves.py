@@ -137,6 +137,34 @@ async def test_a_unit_off_its_shelf_and_read_nowhere_goes_missing_and_comes_back
         (r["read_point"], r["location"], r["gtin"], r["missing"], r["still_missing"])
         for r in await report(client)
     ] == [("wh1.shelf.1", SHELF, gtin, 1, 1)]
+    # The same report as CSV, by its own route and by Accept, with the same filters.
+    viewer = bearer(VIEWER_KEY)
+    by_route = await client.get(
+        "/api/v1/reports/shrinkage.csv", params={"location": "wh1"}, headers=viewer
+    )
+    by_accept = await client.get(
+        "/api/v1/reports/shrinkage",
+        params={"location": "wh1"},
+        headers=viewer | {"Accept": "text/csv"},
+    )
+    elsewhere = await client.get(
+        "/api/v1/reports/shrinkage.csv", params={"location": "wh1.a01"}, headers=viewer
+    )
+    assert by_route.status_code == by_accept.status_code == elsewhere.status_code == 200
+    assert by_route.headers["content-type"].startswith("text/csv")
+    assert by_route.text == by_accept.text
+    header, line = by_route.text.splitlines()
+    assert header == "read_point,location,sku,gtin,name,missing,still_missing,last_at"
+    assert line.split(",")[:7] == [
+        "wh1.shelf.1",
+        SHELF,
+        gtin,
+        gtin,
+        f"Unreviewed item {gtin}",
+        "1",
+        "1",
+    ]
+    assert elsewhere.text.splitlines() == [header]
 
     # Read again on the shelf: back in stock there, the alert clears. A shipped unit read on
     # the shelf still raises unit_seen_after_shipped.
