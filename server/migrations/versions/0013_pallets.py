@@ -1,7 +1,7 @@
 """Logistic units: what a pallet (SSCC) holds, and events of pallets not known yet.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0015
 Create Date: 2026-12-06
 
 Two new tables, ``aggregations`` and ``pallet_holds`` (``server.schema_pallets`` says what
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
