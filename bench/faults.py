@@ -13,8 +13,14 @@ tagged units at one dock door. At the end the ledger must hold each event exactl
 
 Scenarios (``SCENARIOS``): ``server_kill9`` (SIGKILL of the server while it applies),
 ``broker_restart`` (Mosquitto without persistence stopped and started: everything in
-flight in it is gone), ``broker_down`` (the broker away for ``OUTAGE_S`` while events keep
-coming; the figure counts the edge's re-sends, bounded by its backoff), ``pg_conn_killed``
+flight in it is gone), ``broker_down`` (the broker away for ``OUTAGE_S``, ten minutes of
+wall-clock time, while the door keeps reading: two thirds of the events are made during
+the outage, at a steady pace, and wait in the outbox; the edge runs its shipped re-send
+and reconnect timers, and the figure counts its re-sends and connection attempts),
+``server_disk_full`` (the server on SQLite, its database on a small tmpfs that a ballast
+file fills mid-stream: writes fail with a real ENOSPC; the server must say so on
+``/healthz``, stay up and ack nothing it did not commit; the ballast is then deleted),
+``pg_conn_killed``
 (the server's PostgreSQL connections terminated mid-batch, twice), ``shared_sub_kill9``
 (two server instances on a shared subscription, one SIGKILLed: Mosquitto may lose the
 QoS 1 messages it had handed to it, the edge's re-sends cover them) and ``clock_ahead``
@@ -31,6 +37,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,6 +53,7 @@ import httpx
 
 from bench.broker import ChildProcess, Mosquitto, free_port
 from edge.buffer.outbox import Outbox
+from edge.config import BufferSettings
 from edge.publisher import Publisher
 from stockgate.mqtt import MqttClient
 from stockgate.settings import MqttSettings
@@ -56,6 +64,7 @@ SCENARIOS: Final = (
     "server_kill9",
     "broker_restart",
     "broker_down",
+    "server_disk_full",
     "pg_conn_killed",
     "shared_sub_kill9",
     "clock_ahead",
@@ -68,9 +77,19 @@ START_TIMEOUT_S: Final = 60.0
 DRAIN_TIMEOUT_S: Final = 180.0
 RESEND_S: Final = 1.0
 RESEND_MAX_S: Final = 8.0
-OUTAGE_S: Final = 6.0
-"""The broker outage of ``broker_down``: 6 resend periods of ``RESEND_S``, the shape of a
-10-minute outage at the default 10 s (60 periods) with the backoff capped earlier."""
+OUTAGE_S: Final = 600.0
+"""The broker outage of ``broker_down``: ten minutes, on the wall clock (the edge's timers
+are real; only the reads are simulated)."""
+OUTAGE_EDGE: Final = BufferSettings()
+"""``broker_down`` runs the edge's shipped timers: re-send after 10 s doubling to 300 s,
+8 batches in flight, drain at 2,000 events/s."""
+DISK_MB: Final = 32
+"""Size of the tmpfs under the server's database in ``server_disk_full``."""
+HEADROOM_BYTES: Final = 512 * 1024
+"""Free space the ballast leaves: the ingest fills it within a few batches."""
+FULL_WAIT_S: Final = 60.0
+FULL_HOLD_S: Final = 5.0
+"""How long the disk stays full once the server has reported it (the edge keeps sending)."""
 CHUNK: Final = 50
 CHUNK_PAUSE_S: Final = 0.02
 CLOCK_AHEAD: Final = timedelta(hours=1)
@@ -81,8 +100,12 @@ HOW: Final = {
     "1 s later; the edge re-sends what was not acked.",
     "broker_restart": "Mosquitto without persistence stopped and started at once mid-stream "
     "(everything in flight in it lost).",
-    "broker_down": f"Mosquitto away for {OUTAGE_S:g} s mid-stream while events keep coming "
-    f"(resend {RESEND_S:g} s doubling to {RESEND_MAX_S:g} s; resends counted).",
+    "broker_down": f"Mosquitto away for {OUTAGE_S / 60:g} min (wall clock) mid-stream while "
+    "two thirds of the events are read at a steady pace; the edge at its shipped timers "
+    "(re-send 10 s doubling to 300 s); re-sends and connection attempts counted.",
+    "server_disk_full": f"The server's SQLite database on a {DISK_MB} MB tmpfs filled by a "
+    "ballast file mid-stream (real ENOSPC); the server must report it on /healthz and ack "
+    "nothing uncommitted; the ballast is then deleted.",
     "pg_conn_killed": "The server's PostgreSQL connections terminated twice mid-stream.",
     "shared_sub_kill9": "Two servers on a shared subscription; one SIGKILLed mid-stream.",
     "clock_ahead": "The gateway's clock 1 h ahead: all quarantined (clock_skew), then "
@@ -184,6 +207,11 @@ class FaultServer(ChildProcess):
             time.sleep(0.1)
         raise FaultError(f"{self.name} not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
 
+    @property
+    def running(self) -> bool:
+        """The process is alive (it has not exited or crashed)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def kill9(self) -> None:
         """SIGKILL: no clean shutdown, whatever transaction is open dies with it."""
         proc, self._proc = self._proc, None
@@ -232,21 +260,51 @@ def _receipt(serial: int, ahead: timedelta) -> Callable[[str], Event]:
 
 
 class Edge:
-    """The edge's outbox, publisher and MQTT client, fed ``events`` receipts in chunks."""
+    """The edge's outbox, publisher and MQTT client, fed ``events`` receipts in chunks.
 
-    def __init__(self, outbox: Outbox, publisher: Publisher, events: int, ahead: timedelta):
+    With ``spread_s``, the first third is read at once and the rest only after
+    ``fault_started`` is set, at a steady pace over ``spread_s`` (a door that keeps reading
+    through the fault).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher: Publisher,
+        client: MqttClient,
+        events: int,
+        ahead: timedelta,
+        spread_s: float | None = None,
+    ):
         self.outbox = outbox
         self.publisher = publisher
+        self.client = client
         self.events = events
         self.appended = 0
+        self.fault_started = asyncio.Event()
         self._ahead = ahead
+        self.spread_s = spread_s
+
+    def _append(self, count: int) -> None:
+        for _ in range(count):
+            self.appended += 1
+            self.outbox.append(_receipt(self.appended, self._ahead))
 
     async def feed(self) -> None:
-        while self.appended < self.events:
-            for _ in range(min(CHUNK, self.events - self.appended)):
-                self.appended += 1
-                self.outbox.append(_receipt(self.appended, self._ahead))
+        first = self.events if self.spread_s is None else _first_part(self.events)
+        while self.appended < first:
+            self._append(min(CHUNK, first - self.appended))
             await asyncio.sleep(CHUNK_PAUSE_S)
+        if self.spread_s is not None and self.appended < self.events:
+            await self.fault_started.wait()
+            began = time.monotonic()
+            rest = self.events - self.appended
+            for number in range(1, rest + 1):
+                # Event n of the rest is read in the middle of the n-th of ``rest`` equal
+                # slices of the outage.
+                due = began + self.spread_s * (number - 0.5) / rest
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                self._append(1)
         await self.outbox.flush()
 
     async def acked_at_least(self, count: int) -> None:
@@ -258,8 +316,21 @@ class Edge:
             await asyncio.sleep(0.05)
 
 
+def _first_part(events: int) -> int:
+    """Events acknowledged before the fault is injected."""
+    return min(events // 3, events - 1)
+
+
 @contextlib.asynccontextmanager
-async def _edge(workdir: Path, mqtt_url: str, events: int, ahead: timedelta) -> AsyncIterator[Edge]:
+async def _edge(
+    workdir: Path,
+    mqtt_url: str,
+    events: int,
+    ahead: timedelta,
+    *,
+    spread_s: float | None = None,
+    shipped_timers: bool = False,
+) -> AsyncIterator[Edge]:
     async with (
         Outbox.open(workdir / "outbox.db", GATEWAY, commit_interval_ms=50) as outbox,
         MqttClient(MqttSettings(url=mqtt_url), f"edge-{GATEWAY}") as client,
@@ -270,11 +341,12 @@ async def _edge(workdir: Path, mqtt_url: str, events: int, ahead: timedelta) -> 
             site=SITE,
             gateway=GATEWAY,
             batch_size=100,
-            max_in_flight=4,
-            resend_after_s=RESEND_S,
-            resend_max_s=RESEND_MAX_S,
+            max_in_flight=OUTAGE_EDGE.max_in_flight if shipped_timers else 4,
+            resend_after_s=OUTAGE_EDGE.resend_after_s if shipped_timers else RESEND_S,
+            resend_max_s=OUTAGE_EDGE.resend_max_s if shipped_timers else RESEND_MAX_S,
+            drain_rate_per_s=OUTAGE_EDGE.drain_rate_per_s if shipped_timers else 0.0,
         )
-        edge = Edge(outbox, publisher, events, ahead)
+        edge = Edge(outbox, publisher, client, events, ahead, spread_s)
         tasks = [
             asyncio.create_task(publisher.run(), name="fault-publisher"),
             asyncio.create_task(edge.feed(), name="fault-feed"),
@@ -351,18 +423,26 @@ async def _replay_quarantined(database: str) -> int:
         await store.close()
 
 
-async def run_scenario(scenario: str, workdir: Path, events: int) -> FaultResult:
+async def run_scenario(
+    scenario: str, workdir: Path, events: int, *, outage_s: float = OUTAGE_S
+) -> FaultResult:
     """Run one scenario of ``SCENARIOS`` with ``events`` events; its figures.
 
+    ``outage_s`` is how long ``broker_down`` keeps the broker away.
+
     Raises:
-        FaultError: a process did not start or the stream did not drain in time.
+        FaultError: a process did not start, the stream did not drain in time, or (for
+            ``server_disk_full``) the small filesystem could not be mounted.
         ValueError: an unknown scenario.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown fault scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    if scenario == "server_disk_full":
+        return await _run_disk_full(workdir, events)
     result = FaultResult(scenario, events)
     ahead = CLOCK_AHEAD if scenario == "clock_ahead" else timedelta(0)
+    outage = scenario == "broker_down"
     async with _database() as database:
         db_url = _pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
         await asyncio.to_thread((workdir / "broker").mkdir, exist_ok=True)
@@ -376,11 +456,18 @@ async def run_scenario(scenario: str, workdir: Path, events: int) -> FaultResult
         try:
             for server in servers:
                 await asyncio.to_thread(server.start)
-            async with _edge(workdir, broker.url, events, ahead) as edge:
-                async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                    await edge.acked_at_least(min(events // 3, events - 1))
+            async with _edge(
+                workdir,
+                broker.url,
+                events,
+                ahead,
+                spread_s=outage_s if outage else None,
+                shipped_timers=outage,
+            ) as edge:
+                async with asyncio.timeout(DRAIN_TIMEOUT_S + (outage_s if outage else 0)):
+                    await edge.acked_at_least(_first_part(events))
                     resent_before = edge.publisher.batches_resent
-                    fault_end = await _inject(scenario, servers, broker, database)
+                    fault_end = await _inject(scenario, servers, broker, database, edge, result)
                     await edge.drained()
                 result.recover_s = round(time.monotonic() - fault_end, 2)
                 result.resends = edge.publisher.batches_resent - resent_before
@@ -398,7 +485,12 @@ async def run_scenario(scenario: str, workdir: Path, events: int) -> FaultResult
 
 
 async def _inject(
-    scenario: str, servers: list[FaultServer], broker: Mosquitto, database: str
+    scenario: str,
+    servers: list[FaultServer],
+    broker: Mosquitto,
+    database: str,
+    edge: Edge,
+    result: FaultResult,
 ) -> float:
     """Break what ``scenario`` breaks; returns the monotonic time the fault ended."""
     if scenario == "server_kill9":
@@ -409,9 +501,7 @@ async def _inject(
         await asyncio.to_thread(broker.stop)
         await asyncio.to_thread(broker.start)
     elif scenario == "broker_down":
-        await asyncio.to_thread(broker.stop)
-        await asyncio.sleep(OUTAGE_S)
-        await asyncio.to_thread(broker.start)
+        return await _broker_outage(broker, edge, result)
     elif scenario == "pg_conn_killed":
         for _ in range(2):
             await _kill_pg_connections(database)
@@ -420,3 +510,155 @@ async def _inject(
         servers[1].kill9()
     # clock_ahead: the fault is in the events themselves.
     return time.monotonic()
+
+
+async def _broker_outage(broker: Mosquitto, edge: Edge, result: FaultResult) -> float:
+    """The broker away for the edge's ``spread_s`` while the door reads the rest; returns
+    the monotonic time it was back (recovery counts the edge's reconnect)."""
+    publisher, client = edge.publisher, edge.client
+    outage_s = edge.spread_s or 0.0
+    await asyncio.to_thread(broker.stop)
+    began = time.monotonic()
+    sent, resent, rounds = publisher.batches_sent, publisher.batches_resent, publisher.rounds
+    attempts, depth_before = client.failed_connects, edge.outbox.depth()
+    edge.fault_started.set()
+    await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - began)))
+    while edge.appended < edge.events:  # noqa: ASYNC110 - the feed may run a little late
+        await asyncio.sleep(0.01)
+    result.detail.update(
+        outage_s=round(time.monotonic() - began, 1),
+        read_during_outage=edge.appended - _first_part(edge.events),
+        outbox_depth_at_return=edge.outbox.depth(),
+        outbox_depth_at_outage=depth_before,
+        batches_sent_during_outage=publisher.batches_sent - sent,
+        resends_during_outage=publisher.batches_resent - resent,
+        send_loop_rounds_during_outage=publisher.rounds - rounds,
+        failed_connects_during_outage=client.failed_connects - attempts,
+    )
+    await asyncio.to_thread(broker.start)
+    back = time.monotonic()
+    await edge.client.wait_connected(DRAIN_TIMEOUT_S)
+    result.detail["edge_reconnect_s"] = round(time.monotonic() - back, 2)
+    return back
+
+
+def _mount_tmpfs(path: Path, size_mb: int) -> None:
+    """A tmpfs of ``size_mb`` at ``path`` (needs CAP_SYS_ADMIN: root on a normal host)."""
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "stockgate-fault", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise FaultError(
+            f"server_disk_full mounts a {size_mb} MB tmpfs at {path} and could not "
+            f"(root with CAP_SYS_ADMIN is needed): {done.stderr.strip() or done.returncode}"
+        )
+
+
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)
+
+
+def _fill(path: Path, ballast: Path, headroom: int) -> int:
+    """Fill the filesystem of ``path`` with ``ballast`` until ``headroom`` bytes are free."""
+    stat = os.statvfs(path)
+    size = max(0, stat.f_bavail * stat.f_frsize - headroom)
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+    return size
+
+
+async def _health(server: FaultServer) -> tuple[int, dict[str, object]]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+    return response.status_code, response.json()
+
+
+async def _until_reported_full(server: FaultServer) -> dict[str, object]:
+    async with asyncio.timeout(FULL_WAIT_S):
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                status, health = await _health(server)
+                if status == 503 and health.get("database_full_since"):
+                    return health
+            await asyncio.sleep(0.1)
+
+
+async def _run_disk_full(workdir: Path, events: int) -> FaultResult:
+    result = FaultResult("server_disk_full", events)
+    disk = workdir / "db-disk"
+    await asyncio.to_thread(disk.mkdir, exist_ok=True)
+    await asyncio.to_thread(_mount_tmpfs, disk, DISK_MB)
+    database = disk / "server.db"
+    try:
+        await asyncio.to_thread((workdir / "broker").mkdir, exist_ok=True)
+        broker = Mosquitto(workdir / "broker")
+        await asyncio.to_thread(broker.start)
+        server = FaultServer(
+            workdir, "server-0", broker.url, f"sqlite+aiosqlite:///{database}", shared=False
+        )
+        try:
+            await asyncio.to_thread(server.start)
+            async with _edge(workdir, broker.url, events, timedelta(0)) as edge:
+                async with asyncio.timeout(DRAIN_TIMEOUT_S + FULL_WAIT_S):
+                    await edge.acked_at_least(_first_part(events))
+                    resent_before = edge.publisher.batches_resent
+                    ballast = disk / "ballast"
+                    filled = await asyncio.to_thread(_fill, disk, ballast, HEADROOM_BYTES)
+                    filled_at = time.monotonic()
+                    health = await _until_reported_full(server)
+                    reported_at = time.monotonic()
+                    acked_at_report = edge.publisher.events_acked
+                    await asyncio.sleep(FULL_HOLD_S)
+                    result.detail.update(
+                        ballast_mb=round(filled / 2**20, 1),
+                        reported_full_after_s=round(reported_at - filled_at, 2),
+                        acked_at_report=acked_at_report,
+                        acked_while_reported_full=edge.publisher.events_acked - acked_at_report,
+                        health_while_full=health,
+                        server_up_while_full=server.running,
+                    )
+                    await asyncio.to_thread(ballast.unlink)
+                    fault_end = time.monotonic()
+                    await edge.drained()
+                result.recover_s = round(time.monotonic() - fault_end, 2)
+                result.resends = edge.publisher.batches_resent - resent_before
+                result.batches = edge.publisher.batches_sent
+            status, health = await _health(server)
+            result.detail["health_after"] = {"status": status, **health}
+        finally:
+            server.stop()
+            broker.stop()
+        await asyncio.to_thread(_sqlite_ledger, database, result)
+        log_lines = server.log.read_text(errors="replace").splitlines()
+        result.detail["log_lines_database_full"] = sum(
+            "database full: writes refused" in line for line in log_lines
+        )
+        result.detail["log_lines_writable_again"] = sum(
+            "database writable again" in line for line in log_lines
+        )
+    finally:
+        await asyncio.to_thread(_unmount, disk)
+    return result
+
+
+def _sqlite_ledger(database: Path, result: FaultResult) -> None:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        result.ledger_rows = int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
+        result.applied = int(
+            conn.execute("SELECT count(DISTINCT event_id) FROM ledger").fetchone()[0]
+        )
+        result.on_hand = int(
+            conn.execute("SELECT coalesce(sum(on_hand), 0) FROM balances").fetchone()[0]
+        )
+        letters = conn.execute(
+            "SELECT coalesce(kind, ''), count(*) FROM dead_letters GROUP BY 1"
+        ).fetchall()
+        result.detail["dead_letters"] = {str(kind): int(n) for kind, n in letters}
+    result.lost = result.events - result.applied
+    result.doubled = result.ledger_rows - result.applied

@@ -133,6 +133,8 @@ class MqttClient:
         self._sock: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.failed_connects = 0
+        """Connection attempts that failed so far (a broker away is retried with backoff)."""
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -187,6 +189,7 @@ class MqttClient:
             try:
                 await self._connect_once()
             except (OSError, MqttError, TimeoutError) as err:
+                self.failed_connects += 1
                 log.warning(
                     "mqtt %s: cannot connect to %s: %s; retrying in %.1fs",
                     self.client_id,
