@@ -29,6 +29,11 @@ become events by mode (``MODE_STEPS``, CBV business steps):
   list: the location was counted and found empty. A count needs its location: item scans
   before one is scanned (or configured) are refused with a notice.
 
+An item label with a serial number (AI 21) is a unit: in receive, pick and move mode its
+event carries the unit's SGTIN (``epc``, as its RFID tag reads; company prefix length from
+biip) instead of a quantity, so the server moves the unit wherever it is. (A count lists
+serials as lines, which the server matches to units.)
+
 A pallet label (an SSCC, AI 00, or its Digital Link URI) is scanned like an item in receive,
 pick and move mode: the event carries the pallet's EPC pure identity (``epc``,
 ``urn:epc:id:sscc:...``) instead of a quantity, and the server moves the pallet's contents
@@ -64,6 +69,7 @@ from wire.barcodes import (
     Mode,
     PalletScan,
 )
+from wire.identifiers import sgtin_urn
 from wire.models import COUNT_STEP, MAX_COUNT_LINES, Direction, Event, Quantity
 
 SOURCE: Final = "serial"
@@ -157,6 +163,16 @@ def _quantity(held: Held) -> Quantity | None:
 
 def _units(held: Held) -> int:
     return 1 if isinstance(held, str) else held.qty
+
+
+def _identity(item: ItemScan) -> Held:
+    # A serialized item is a unit: its SGTIN, as its RFID tag would read (lot and expiry
+    # are not part of a unit's identity). Without a known company prefix, a quantity.
+    if item.serial is not None:
+        urn = sgtin_urn(item.gtin, item.serial)
+        if urn is not None:
+            return urn
+    return quantity(item)
 
 
 def quantity(item: ItemScan) -> Quantity:
@@ -270,7 +286,7 @@ class ScanSession:
         return Outcome(notice=notice)
 
     def _item(self, item: ItemScan | PalletScan, seen_us: int) -> Outcome:
-        held: Held = item.epc if isinstance(item, PalletScan) else quantity(item)
+        held: Held = item.epc if isinstance(item, PalletScan) else _identity(item)
         what = f"SSCC {item.sscc}" if isinstance(item, PalletScan) else f"GTIN {item.gtin}"
         if self.mode == "count":
             if self._count is None:

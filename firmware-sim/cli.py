@@ -169,7 +169,8 @@ async def run_scenario_file(
     Prints the ground truth first (JSON), where each reader and scanner is, then each
     event as it happens. The first door's reader listens on ``port``, the others on the
     ports after it (or free ones when ``port`` is 0). Scanners appear as pty links in
-    ``scanner_dir`` (``scanner_dir/<name>``).
+    ``scanner_dir`` (``scanner_dir/<name>``); shelf readers take the ports after the
+    doors'.
 
     Args:
         file: the scenario TOML.
@@ -193,6 +194,13 @@ async def run_scenario_file(
             )
             for index, door in enumerate(scenario.all_doors)
         }
+        for index, reader in enumerate(scenario.shelf_readers(), len(sims)):
+            sims[reader.name] = ReaderSimulator(
+                antennas=reader.antennas,
+                name=reader.name,
+                seed=scenario.seed,
+                port=port + index if port else 0,
+            )
         scanners = {
             spec.name: ScannerSimulator(scanner_dir / spec.name, name=spec.name, style=spec.style())
             for spec in scenario.scanner_specs
@@ -211,6 +219,9 @@ async def run_scenario_file(
         for door in scenario.all_doors:
             sim = sims[door.reader.name]
             _say(f"LLRP reader {sim.name!r} for {door.read_point} on {sim.host}:{sim.port}")
+        for shelf in scenario.shelves:
+            sim = sims[shelf.reader.name]
+            _say(f"LLRP reader {sim.name!r} for shelf {shelf.read_point} on {sim.host}:{sim.port}")
         for scanner in scanners.values():
             _say(f"scanner {scanner.name!r} at {scanner.port} -> {scanner.path}")
         _say("waiting for inventory")

@@ -74,7 +74,8 @@ def play(
     doors = scenario.all_doors
     fields = {door.reader.name: TagField() for door in doors}
     for name, thing in scenario.things():
-        fields[name].add(thing)
+        if name in fields:  # doors only: shelf readers are not played offline
+            fields[name].add(thing)
     rngs = {door.reader.name: random.Random(f"{base}:{door.reader.name}") for door in doors}
     jitter = {door.reader.name: door.reader.timestamp_jitter_ms / 1000 for door in doors}
     antennas = {door.reader.name: list(range(1, door.reader.antennas + 1)) for door in doors}

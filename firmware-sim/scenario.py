@@ -46,6 +46,17 @@ Tables (every key is checked; unknown keys are errors that name the key):
   symbology }``, ``{ gtin, count, symbology }``, ``{ pallet }`` (its SSCC label) or
   ``{ raw }`` (text sent as is); ``link = true`` sends a GS1 item or pallet label as its
   GS1 Digital Link QR code instead;
+* ``[[shelves]]``: a shelf with an RFID reader of its own that reads every case on it
+  continuously: ``read_point`` (the edge's zone and the server's read point),
+  ``location`` (the shelf), ``reader = { name, antennas }``, ``stock`` (pallets whose
+  cases are on it from time 0), ``reads_per_s`` (per case), ``departure_timeout_s`` (the
+  edge zone's) and ``missing_after_s`` (the server read point's);
+* ``[[shelf_changes]]``: ``at_s``, ``shelf`` (its read point) and either ``put`` (a
+  pallet: its cases are put on the shelf) or ``take = { item, count }`` (the last cases of
+  the item on it by serial are taken off). A take with ``scanner`` is a pick: that
+  handheld scans CMD:PICK, the shelf's location and each case's label (GTIN + serial),
+  ``gap_s`` apart; without one the cases just go (shrinkage, unless ``back_at_s`` puts
+  them back on the shelf in time);
 * ``refuse_negative_stock``: sites whose server refuses negative stock (a pick or move of
   more than the books hold moves nothing there; ``GroundTruth.refused`` lists them);
 * ``[[faults]]``: ``at_s``, ``kind`` and the fault's parameters; ``reader`` (a reader's
@@ -61,6 +72,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import time
 import tomllib
 from collections import Counter
@@ -80,6 +92,7 @@ from firmware_sim.portal import (
     DockDoor,
     PalletPass,
     RfModel,
+    ShelfPopulation,
     Side,
     StagedPallet,
 )
@@ -362,6 +375,65 @@ class CountSpec(_Model):
     datamatrix: bool = False
 
 
+class ShelfReaderSpec(_Model):
+    """The reader of a ``[[shelves]]`` entry."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    antennas: int = Field(default=1, ge=1, le=8)
+
+
+class ShelfSpec(_Model):
+    """``[[shelves]]``: a shelf whose own reader reads every case on it, all the time."""
+
+    read_point: str = Field(pattern=LOCATION_PATTERN, max_length=128)
+    location: str = Field(pattern=LOCATION_PATTERN, max_length=128)
+    reader: ShelfReaderSpec
+    stock: tuple[str, ...] = Field(default=(), max_length=100)
+    """Pallets whose cases are on the shelf from time 0."""
+    reads_per_s: float = Field(default=4.0, gt=0, le=100)
+    """Reads of each case per second while it is on the shelf."""
+    departure_timeout_s: float = Field(default=2.0, gt=0, le=600)
+    """The edge zone's: a case not read for this long has left."""
+    missing_after_s: float = Field(default=10.0, gt=0, le=86_400)
+    """The server read point's: a case gone and read nowhere this long is missing."""
+
+
+class ShelfChangeSpec(_Model):
+    """``[[shelf_changes]]``: cases put on a shelf, or taken off it."""
+
+    at_s: float = Field(ge=0, le=86_400)
+    shelf: str
+    put: str | None = None
+    """A pallet: its cases are put on the shelf."""
+    take: ItemCount | None = None
+    """Cases taken off: the last ones of the item on the shelf, by serial."""
+    scanner: str | None = None
+    """A take picked with this handheld (scanned); none: they just go."""
+    back_at_s: float | None = Field(default=None, ge=0, le=86_400)
+    """A take put back on the same shelf at this time."""
+    gap_s: float = Field(default=0.3, ge=0.05, le=30)
+
+    @model_validator(mode="after")
+    def _one_change(self) -> ShelfChangeSpec:
+        if (self.put is None) == (self.take is None):
+            raise ValueError("a shelf change is exactly one of put and take")
+        if self.put is not None and (self.scanner or self.back_at_s is not None):
+            raise ValueError("scanner and back_at_s belong to a take")
+        if self.back_at_s is not None and (self.scanner or self.back_at_s <= self.at_s):
+            raise ValueError("back_at_s comes after at_s, and not with a scanner (a pick)")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A case on a shelf from ``start`` until ``end`` (None: the end of the scenario)."""
+
+    unit: Unit
+    shelf: str
+    start: float
+    end: float | None
+
+
 Symbology = Literal["gs1-128", "datamatrix", "ean13", "upca"]
 
 
@@ -485,6 +557,7 @@ EventKind = Literal[
     "cross_start",
     "cross_end",
     "scan",
+    "shelf",
     "fault",
     "done",
 ]
@@ -590,6 +663,8 @@ class Scenario(_Model):
     counts: tuple[CountSpec, ...] = Field(default=(), max_length=100)
     scans: tuple[ScanSpec, ...] = Field(default=(), max_length=1000)
     faults: tuple[FaultAt, ...] = Field(default=(), max_length=1000)
+    shelves: tuple[ShelfSpec, ...] = Field(default=(), max_length=64)
+    shelf_changes: tuple[ShelfChangeSpec, ...] = Field(default=(), max_length=1000)
     refuse_negative_stock: tuple[Annotated[str, Field(pattern=SITE_PATTERN)], ...] = Field(
         default=(), max_length=100
     )
@@ -605,6 +680,10 @@ class Scenario(_Model):
     """The checked reader fault of each ``faults`` entry (None for scanner faults)."""
     _truth: GroundTruth | None = PrivateAttr(default=None)
     _plan: tuple[PlannedScan, ...] = PrivateAttr(default=())
+    _presence: tuple[Presence, ...] = PrivateAttr(default=())
+    _shelf_plan: tuple[tuple[float, str, str, tuple[Unit, ...]], ...] = PrivateAttr(default=())
+    """(time, kind, shelf, units): ``put``, ``take`` (gone, not scanned), ``pick``
+    (taken with a scan), ``back`` (put back), in time order."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -633,7 +712,11 @@ class Scenario(_Model):
             end = max(end, self._cross(i).end)
         self._scanners = self._make_scanners()
         self._faults = self._make_faults()
+        self._make_shelves()
         self._truth, self._plan = self._play()
+        for when, kind, shelf, _ in self._shelf_plan:
+            due = self._shelf(shelf).missing_after_s if kind == "take" else 0.0
+            end = max(end, when + due)
         if self._plan:
             end = max(end, self._plan[-1].at_s)
         if self.faults:
@@ -777,6 +860,106 @@ class Scenario(_Model):
                         f"passes[{after}].at_s: pallet {self.passes[after].pallet!r} enters the"
                         f" read zone {when}; min_gap_s is {self.min_gap_s}"
                     )
+
+    def _shelf(self, read_point: str) -> ShelfSpec:
+        for shelf in self.shelves:
+            if shelf.read_point == read_point:
+                return shelf
+        raise ValueError(
+            f"no shelf {read_point!r}; shelves are {[s.read_point for s in self.shelves]}"
+        )
+
+    def _make_shelves(self) -> None:
+        """Which case is on which shelf when (``_presence``) and the shelf plan."""
+        readers = {door.reader.name for door in self._doors.values()}
+        points = {door.read_point for door in self._doors.values()}
+        on: dict[str, dict[str, tuple[Unit, float]]] = {}
+        placed: set[str] = set()
+        presence: list[Presence] = []
+        plan: list[tuple[float, str, str, tuple[Unit, ...]]] = []
+        for i, shelf in enumerate(self.shelves):
+            if shelf.reader.name in readers or shelf.read_point in points:
+                raise ValueError(f"shelves[{i}]: reader or read point used twice")
+            readers.add(shelf.reader.name)
+            points.add(shelf.read_point)
+            on[shelf.read_point] = {}
+            initial: list[Unit] = []
+            for pallet in shelf.stock:
+                if pallet not in self._units:
+                    raise ValueError(f"shelves[{i}].stock: unknown pallet {pallet!r}")
+                initial.extend(self._units[pallet])
+            plan.append((0.0, "put", shelf.read_point, tuple(initial)))
+
+        def put(shelf: str, units: tuple[Unit, ...], at: float, where: str) -> None:
+            for unit in units:
+                if any(unit.urn in cases for cases in on.values()):
+                    raise ValueError(f"{where}: case {unit.urn} is on a shelf already")
+                on[shelf][unit.urn] = (unit, at)
+                placed.add(unit.urn)
+
+        def take(shelf: str, units: tuple[Unit, ...], at: float) -> None:
+            for unit in units:
+                _, since = on[shelf].pop(unit.urn)
+                presence.append(Presence(unit, shelf, since, at))
+
+        events: list[tuple[float, int, int, Any]] = []
+        for when, kind, shelf_id, cases in plan:
+            events.append((when, 0, len(events), (kind, shelf_id, cases, "shelves")))
+        for i, change in enumerate(self.shelf_changes):
+            where = f"shelf_changes[{i}]"
+            try:
+                self._shelf(change.shelf)
+            except ValueError as err:
+                raise ValueError(f"{where}.shelf: {err}") from None
+            if change.scanner is not None and change.scanner not in self._scanners:
+                raise ValueError(f"{where}.scanner: no scanner {change.scanner!r}")
+            events.append((change.at_s, 1, len(events), (i, change.shelf, (), where)))
+        events.sort(key=lambda e: e[:3])
+        items = {item.id: item for item in self.items}
+        shelf_plan: list[tuple[float, str, str, tuple[Unit, ...]]] = []
+        pending: list[tuple[float, str, tuple[Unit, ...]]] = []
+        for when, _, _, (what, shelf_id, cases, where) in events:
+            for back in [p for p in pending if p[0] <= when]:
+                pending.remove(back)
+                put(back[1], back[2], back[0], where)
+                shelf_plan.append((back[0], "back", back[1], back[2]))
+            if isinstance(what, str):
+                put(shelf_id, cases, when, where)
+                shelf_plan.append((when, what, shelf_id, cases))
+                continue
+            change = self.shelf_changes[what]
+            if change.put is not None:
+                if change.put not in self._units:
+                    raise ValueError(f"{where}.put: unknown pallet {change.put!r}")
+                moved = self._units[change.put]
+                put(shelf_id, moved, when, where)
+                shelf_plan.append((when, "put", shelf_id, moved))
+                continue
+            assert change.take is not None
+            if change.take.item not in items:
+                raise ValueError(f"{where}.take: unknown item {change.take.item!r}")
+            gtin = items[change.take.item].gtin
+            mine = sorted(
+                (u for u, _ in on[shelf_id].values() if u.gtin == gtin), key=lambda u: u.serial
+            )
+            if len(mine) < change.take.count:
+                raise ValueError(
+                    f"{where}.take: {change.take.count} cases of {change.take.item!r} taken, "
+                    f"but {len(mine)} are on {shelf_id} at {when:g} s"
+                )
+            gone = tuple(mine[len(mine) - change.take.count :])
+            take(shelf_id, gone, when)
+            shelf_plan.append((when, "pick" if change.scanner else "take", shelf_id, gone))
+            if change.back_at_s is not None:
+                pending.append((change.back_at_s, shelf_id, gone))
+        for back in sorted(pending, key=lambda p: p[0]):
+            put(back[1], back[2], back[0], "shelf_changes")
+            shelf_plan.append((back[0], "back", back[1], back[2]))
+        for shelf_id, still in on.items():
+            for unit, since in still.values():
+                presence.append(Presence(unit, shelf_id, since, None))
+        self._presence = tuple(sorted(presence, key=lambda p: (p.start, p.unit.urn)))
+        self._shelf_plan = tuple(sorted(shelf_plan, key=lambda p: p[0]))
 
     def _make_scanners(self) -> dict[str, ScannerSpec]:
         scanners: dict[str, ScannerSpec] = {}
@@ -927,6 +1110,25 @@ class Scenario(_Model):
         for i, fault in enumerate(self.faults):
             if fault.scanner is not None:
                 heapq.heappush(queue, (fault.at_s, 1, next(seq), ("scanner_fault", i)))
+        gone_at: dict[str, float] = {}
+        """Cases off their shelf unscanned, by URN: when they went."""
+        picks = iter([c for c in self.shelf_changes if c.take is not None and c.scanner])
+        for when, kind, shelf_id, cases in self._shelf_plan:
+            heapq.heappush(queue, (when, 0, next(seq), ("shelf", kind, shelf_id, cases)))
+            if kind == "pick":
+                change = next(picks)
+                assert change.scanner is not None
+                place = self._shelf(shelf_id).location
+                symbols = [Symbol.command(Command.PICK), Symbol.location(place)]
+                symbols += [Symbol.gs1(case.gtin, serial=str(case.serial)) for case in cases]
+                for j, symbol in enumerate(symbols, 1):
+                    scan_item = ("scan", change.scanner, symbol, "shelf_changes")
+                    heapq.heappush(queue, (when + j * change.gap_s, 1, next(seq), scan_item))
+            elif kind == "take":
+                due = when + self._shelf(shelf_id).missing_after_s
+                for case in cases:
+                    due_item = ("shelf_due", shelf_id, case.urn, when)
+                    heapq.heappush(queue, (due, 1, next(seq), due_item))
         plan: list[PlannedScan] = []
         spoil_until: dict[str, float] = {}
         unplugged_until: dict[str, float] = {}
@@ -943,6 +1145,19 @@ class Scenario(_Model):
                             book.receive(unit.urn, door.inbound_location)
                         else:
                             book.ship(unit.urn)
+                elif what[0] == "shelf":
+                    _, kind, shelf_id, cases = what
+                    place = self._shelf(shelf_id).location
+                    for case in cases:
+                        if kind in ("put", "back"):
+                            gone_at.pop(case.urn, None)
+                            book.shelf_arrive(case.urn, place)
+                        elif kind == "take":
+                            gone_at[case.urn] = at
+                elif what[0] == "shelf_due":
+                    _, shelf_id, urn, went = what
+                    if gone_at.get(urn) == went:
+                        book.shelf_missing(urn, shelf_id, self._shelf(shelf_id).location)
                 elif what[0] == "count":
                     spec = self.counts[what[1]]
                     for j, symbol in enumerate(self._count_symbols(what[1], spec, book)):
@@ -1029,10 +1244,10 @@ class Scenario(_Model):
 
     def things(
         self, t0: float = 0.0, speed: float = 1.0
-    ) -> list[tuple[str, PalletPass | StagedPallet | CrossTraffic]]:
+    ) -> list[tuple[str, PalletPass | StagedPallet | CrossTraffic | ShelfPopulation]]:
         """Everything the scenario puts in front of its readers, by reader name, with
         scenario time 0 at ``t0`` (the readers' clock)."""
-        placed: list[tuple[str, PalletPass | StagedPallet | CrossTraffic]] = []
+        placed: list[tuple[str, PalletPass | StagedPallet | CrossTraffic | ShelfPopulation]] = []
         for i, p in enumerate(self.passes):
             door = self._door_of(p.door, "")
             placed.append((door.reader.name, self._pass(i, t0, speed)))
@@ -1051,6 +1266,16 @@ class Scenario(_Model):
         for i, c in enumerate(self.cross):
             door = self._door_of(c.door, "")
             placed.append((door.reader.name, self._cross(i, t0, speed)))
+        for presence in self._presence:
+            shelf = self._shelf(presence.shelf)
+            end = math.inf if presence.end is None else t0 + presence.end / speed
+            population = ShelfPopulation(
+                [presence.unit.epc_hex],
+                reads_per_s=shelf.reads_per_s * speed,
+                start=t0 + presence.start / speed,
+                end=end,
+            )
+            placed.append((shelf.reader.name, population))
         return placed
 
     def tag_passes(self) -> list[TagPass]:
@@ -1151,6 +1376,15 @@ class Scenario(_Model):
         except KeyError:
             raise ScenarioError(f"no pallet {pallet!r} in scenario {self.name!r}") from None
 
+    def shelf_readers(self) -> tuple[ShelfReaderSpec, ...]:
+        """The readers of the scenario's shelves."""
+        return tuple(shelf.reader for shelf in self.shelves)
+
+    def shelf_plan(self) -> tuple[tuple[float, str, str, tuple[Unit, ...]], ...]:
+        """(time, kind, shelf read point, cases) of every shelf change: ``put``, ``take``
+        (gone unscanned), ``pick`` (taken with a scan), ``back`` (put back)."""
+        return self._shelf_plan
+
     def aggregations(self) -> dict[str, tuple[str, ...]]:
         """SSCC -> EPC URNs of the cases on it, for every pallet with an ``sscc`` (what a
         test or the demo records with ``POST /api/v1/aggregations``)."""
@@ -1192,6 +1426,13 @@ class Scenario(_Model):
             end = self._cross(i).end
             events.append(ScenarioEvent(c.at_s, "cross_start", c.pallet, None, c.side, i, door))
             events.append(ScenarioEvent(end, "cross_end", c.pallet, None, c.side, i, door))
+        for i, (when, kind, shelf, units) in enumerate(self._shelf_plan):
+            if kind == "put" and when == 0.0:
+                continue  # the shelf's stock, there from the start
+            names = ", ".join(f"{u.item} #{u.serial}" for u in units)
+            events.append(
+                ScenarioEvent(when, "shelf", index=i, target=shelf, detail=f"{kind}: {names}")
+            )
         for i, planned in enumerate(self._plan):
             text = f"{planned.symbol.symbology or ''}{planned.symbol.content}"
             if planned.fate != "ok":
@@ -1296,6 +1537,12 @@ def _readers(
         gpi = door.reader.photo_eye_gpi
         if gpi is not None and gpi > sim.profile.gpis:
             raise ScenarioError(f"reader {sim.name!r} has no GPI {gpi} for the photo-eye")
+    for shelf in scenario.shelves:
+        if shelf.reader.name not in readers:
+            raise ScenarioError(
+                f"scenario {scenario.name!r} needs reader {shelf.reader.name!r} (shelf"
+                f" {shelf.read_point}); given {sorted(readers)}"
+            )
     return readers
 
 
@@ -1323,6 +1570,7 @@ async def run_scenario(
     *,
     scanners: ScannerSimulator | Mapping[str, ScannerSimulator] | None = None,
     speed: float = 1.0,
+    keep_shelves: bool = False,
 ) -> ScenarioRun:
     """Play a scenario into simulators' fields, scanners and fault injectors.
 
@@ -1337,6 +1585,9 @@ async def run_scenario(
         progress: called with each event as it happens.
         scanners: the scanners the scenario scans with, by name (or the only one).
         speed: 1 is real time; 2 plays twice as fast (pallets move twice as fast too).
+        keep_shelves: leave the cases still on shelves in their readers' fields when the
+            run ends (the caller clears them): a case left on a shelf does not depart just
+            because the run is over.
 
     Raises:
         ScenarioError: a reader or scanner is missing or lacks what the scenario needs.
@@ -1384,7 +1635,8 @@ async def run_scenario(
         raise ScenarioError(f"scenario {scenario.name!r}: {group.exceptions[0]}") from group
     finally:
         for reader, thing in placed:
-            reader.field.discard(thing)
+            if not (keep_shelves and isinstance(thing, ShelfPopulation)):
+                reader.field.discard(thing)
         for name, jitter in before.items():
             readers[name].timestamp_jitter_s = jitter
     return ScenarioRun(started_utc_us, t0, tuple(events), speed)

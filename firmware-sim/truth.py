@@ -26,12 +26,22 @@ alerts must fire. Scans mean what ``wire.barcodes`` and the edge's scan sessions
   pallet holds (``pallets``) scanned in turn; a pallet nobody told the server about
   moves nothing, and a count does not take a pallet label.
 
+Shelves (continuous counting) keep the books by themselves:
+
+* a case put on a shelf is there (``shelf_arrive``): moved from where the books had it,
+  or, never seen or missing, back in stock there;
+* a case taken off a shelf and read nowhere for the shelf's ``missing_after_s``
+  (``shelf_missing``) is missing: one unit less at the shelf's location, counted as
+  shrinkage of that shelf; a case picked with a handheld scan (its serial) went to the
+  pick zone instead, and one put back in time never left the books.
+
 Alerts that must fire, as (kind, subject):
 
 * ``("unknown_item", gtin)``: stock of a GTIN that is not in the item master moved
   (received through a door, or counted/received by a scanner);
 * ``("count_discrepancy", "<gtin>@<location>")``: a count found a different quantity
-  than the system held.
+  than the system held;
+* ``("unit_missing", urn)``: a case a shelf lost (taken off and read nowhere).
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from wire.barcodes import (
 UNKNOWN_ITEM: Final = "unknown_item"
 NEGATIVE_STOCK: Final = "negative_stock"
 COUNT_DISCREPANCY: Final = "count_discrepancy"
+UNIT_MISSING: Final = "unit_missing"
 
 
 class ExpectedAlert(NamedTuple):
@@ -96,6 +107,7 @@ class GroundTruth:
         counts: every closed count, in time order.
         refused: (scanner, GTIN, location) of every scan the server must refuse for
             negative stock, in time order.
+        shrinkage: units shelves recorded missing, by (shelf read point, location, GTIN).
     """
 
     stock: dict[tuple[str, str], int]
@@ -106,6 +118,7 @@ class GroundTruth:
     alerts: tuple[ExpectedAlert, ...] = ()
     counts: tuple[CountTruth, ...] = ()
     refused: tuple[tuple[str, str, str], ...] = ()
+    shrinkage: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     @property
     def units_shipped(self) -> int:
@@ -177,6 +190,7 @@ class Book:
         self.counts: list[CountTruth] = []
         self._handhelds: dict[str, _Handheld] = {}
         self.pallets = dict(pallets or {})
+        self.shrinkage: dict[tuple[str, str, str], int] = {}
 
     def _moved(self, gtin: str) -> None:
         if gtin not in self.known:
@@ -203,6 +217,35 @@ class Book:
         self.stock[(unit.gtin, where)] -= 1
         self.unit_at[urn] = None
         self.shipped.add(urn)
+
+    # --- shelves -------------------------------------------------------------------------
+
+    def shelf_arrive(self, urn: str, location: str) -> None:
+        """A shelf reader reads ``urn`` arriving at the shelf at ``location``."""
+        unit = self.units[urn]
+        where = self.unit_at.get(urn)
+        if where == location:
+            return
+        if where is not None:
+            self.stock[(unit.gtin, where)] -= 1
+        self.stock[(unit.gtin, location)] += 1
+        self.unit_at[urn] = location
+        self.missing.discard(urn)
+        self._moved(unit.gtin)
+
+    def shelf_missing(self, urn: str, read_point: str, location: str) -> None:
+        """``urn`` left the shelf at ``location`` and was read nowhere for its
+        ``missing_after_s``: missing, shrinkage of that shelf (nothing if the books had it
+        elsewhere by then)."""
+        unit = self.units[urn]
+        if self.unit_at.get(urn) != location:
+            return
+        self.stock[(unit.gtin, location)] -= 1
+        self.unit_at[urn] = None
+        self.missing.add(urn)
+        key = (read_point, location, unit.gtin)
+        self.shrinkage[key] = self.shrinkage.get(key, 0) + 1
+        self.alerts.setdefault(ExpectedAlert(UNIT_MISSING, urn))
 
     def units_at(self, location: str) -> list[UnitInfo]:
         """Tagged units at ``location`` now, by GTIN and serial."""
@@ -349,4 +392,5 @@ class Book:
             alerts=tuple(self.alerts),
             counts=tuple(self.counts),
             refused=tuple(self.refused),
+            shrinkage=dict(self.shrinkage),
         )

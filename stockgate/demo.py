@@ -21,7 +21,7 @@ import secrets
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,6 +49,8 @@ SETTLE_MARGIN_S = 6.0
 SETTLE_TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 2.0
 INVENTORY_TIMEOUT_S = 15.0
+SHELF_SWEEP_S = 0.5
+"""The server's alert sweep interval when the scenario has shelves (missing units)."""
 
 Stock = dict[tuple[str, str], int]
 
@@ -88,11 +90,28 @@ def server_settings(
             }
             for door in scenario.all_doors
         ]
+        + shelf_read_points(scenario)
         + scanner_read_points(scenario),
         operations={
             "negative_stock_sites": {site: "refuse" for site in scenario.refuse_negative_stock}
         },
+        # Shelves: the sweep that records missing units runs often enough to be seen.
+        alerts={"sweep_interval_s": SHELF_SWEEP_S} if scenario.shelves else {},
     )
+
+
+def shelf_read_points(scenario: Scenario) -> list[dict[str, Any]]:
+    """A read point per scenario shelf: its shelf is its inbound location, and a case gone
+    from it and read nowhere for its ``missing_after_s`` becomes missing."""
+    return [
+        {
+            "id": shelf.read_point,
+            "inbound_location": shelf.location,
+            "outbound": "ignore",
+            "missing_after_s": shelf.missing_after_s,
+        }
+        for shelf in scenario.shelves
+    ]
 
 
 def scanner_read_points(scenario: Scenario) -> list[dict[str, Any]]:
@@ -128,15 +147,28 @@ def edge_settings(
     workdir: Path,
     reader_port: int,
     scanner_links: dict[str, Path] | None = None,
+    shelf_ports: Mapping[str, int] | None = None,
 ) -> EdgeSettings:
-    """The demo edge: the first door's portal, and the scenario's scanners on their links."""
+    """The demo edge: the first door's portal, the scenario's scanners on their links and
+    its shelves (a ``[[zones]]`` each) on their readers' ports (by reader name)."""
     door = scenario.reader
+    shelves = [shelf for shelf in scenario.shelves if shelf.reader.name in (shelf_ports or {})]
+    readers = [{"name": door.name, "host": "127.0.0.1", "port": reader_port, "keepalive_s": 5}]
+    readers += [
+        {
+            "name": shelf.reader.name,
+            "host": "127.0.0.1",
+            "port": (shelf_ports or {})[shelf.reader.name],
+            "keepalive_s": 5,
+        }
+        for shelf in shelves
+    ]
     return load(
         EdgeSettings,
         gateway={"id": GATEWAY_ID, "site": scenario.site},
         mqtt={"url": broker_url},
         buffer={"path": str(workdir / "edge-outbox.db")},
-        llrp=[{"name": door.name, "host": "127.0.0.1", "port": reader_port, "keepalive_s": 5}],
+        llrp=readers,
         portals=[
             {
                 "read_point": scenario.read_point,
@@ -144,6 +176,15 @@ def edge_settings(
                 "outside_antennas": list(door.outside_antennas),
                 "inside_antennas": list(door.inside_antennas),
             }
+        ],
+        zones=[
+            {
+                "read_point": shelf.read_point,
+                "reader": shelf.reader.name,
+                "location": shelf.location,
+                "departure_timeout_s": shelf.departure_timeout_s,
+            }
+            for shelf in shelves
         ],
         scanners=scanner_settings(scenario, scanner_links or {}) if scanner_links else [],
         status={"interval_s": 2},

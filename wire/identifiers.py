@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from biip import ParseError
+from biip.gtin import Gtin
 from epcpy import ConvertException, epc_pure_identity_to_scheme, hex_to_tag_encodable
 from epcpy.epc_schemes import SGTIN
 from epcpy.epc_schemes.sgtin import SGTIN_REGEX, SGTINFilterValue
@@ -109,3 +111,24 @@ def sgtin96_hex(urn: str, filter_value: int = 1) -> str:
     except (ConvertException, ValueError, KeyError) as err:
         raise IdentifierError(f"cannot encode {urn!r} as SGTIN-96: {err}") from err
     return out.lower()
+
+
+@lru_cache(maxsize=EPC_CACHE_SIZE)
+def sgtin_urn(gtin: str, serial: str) -> str | None:
+    """The SGTIN pure identity of a GTIN and a serial number (a GS1 label with AI 21), or
+    None when the GTIN's company prefix length is not known (biip's GS1 table) or the
+    serial is not one an EPC can carry (epcpy)."""
+    try:
+        prefix = Gtin.parse(gtin).company_prefix
+    except ParseError:
+        return None
+    if prefix is None:
+        return None
+    try:
+        sgtin = SGTIN.from_gs1_element_string(
+            f"(01){gtin}(21){serial}", company_prefix_length=len(prefix.value)
+        )
+    except (ConvertException, ValueError, KeyError, IndexError):
+        return None
+    uri: str = sgtin.epc_uri
+    return uri

@@ -286,3 +286,28 @@ def test_a_count_line_total_is_bounded() -> None:
     s = session(default_mode="count", location="wh1.a")
     _, notices = run(s, item(qty=999_999), item(qty=2))
     assert notices == [f"count of GTIN {GTIN_A} would exceed 1000000: scan not counted"]
+
+
+def test_a_serialized_item_is_sent_as_its_unit_outside_a_count() -> None:
+    # GTIN 80614141123458 (company prefix 0614141 by GS1's table) with serial 7 is the
+    # SGTIN its tag reads as; the same label in a count stays a count line.
+    s = session()
+    events, notices = run(
+        s,
+        loc("wh1.a.1"),
+        item("80614141123458", serial="7", lot="L1"),
+        cmd(Command.PICK),
+        item("80614141123458", serial="7"),
+        cmd(Command.COUNT),
+        item("80614141123458", serial="8"),
+        cmd(Command.END),
+    )
+    assert notices == []
+    receive, pick, count = (wire(e, n) for n, e in enumerate(events, 1))
+    assert (receive.epc, receive.quantity, receive.biz_step) == (
+        "urn:epc:id:sgtin:0614141.812345.7",
+        None,
+        "receiving",
+    )
+    assert (pick.epc, pick.biz_step) == ("urn:epc:id:sgtin:0614141.812345.7", "picking")
+    assert count.quantities == [Quantity(gtin="80614141123458", serial="8")]

@@ -262,3 +262,79 @@ async def test_the_scenario_command_reports_bad_input_and_no_client(
     out = capsys.readouterr().out
     assert '"scenario": "small"' in out
     assert "waiting for inventory" in out
+
+
+# --- shelves --------------------------------------------------------------------------------
+
+SHELF = bundled_scenario("shelf")
+
+
+def test_a_shelf_keeps_count_in_the_ground_truth() -> None:
+    scenario = load_scenario(SHELF)
+    truth = scenario.ground_truth()
+    coffee, tea = (next(i for i in scenario.items if i.id == n).gtin for n in ("coffee", "tea"))
+    assert scenario.duration_s <= 15
+    # 4 coffee - 1 picked + 2 new - 1 stolen; 6 tea - 1 stolen (one put back in time, one
+    # found again after it went missing).
+    assert truth.stock == {
+        (coffee, "wh1.a05.b01"): 4,
+        (coffee, "wh1.staging"): 1,
+        (tea, "wh1.a05.b01"): 5,
+    }
+    assert truth.missing == {
+        "urn:epc:id:sgtin:0614141.000031.6",
+        "urn:epc:id:sgtin:0614141.000032.5",
+    }
+    assert truth.shrinkage == {
+        ("wh1.shelf.1", "wh1.a05.b01", tea): 2,
+        ("wh1.shelf.1", "wh1.a05.b01", coffee): 1,
+    }
+    # The pick is a handheld's: PICK, the shelf's location, the case's label.
+    assert [p.symbol.content for p in scenario.scan_plan()] == [
+        "CMD:PICK",
+        "LOC:wh1.a05.b01",
+        f"01{coffee}214",
+    ]
+    kinds = [(kind, [u.serial for u in units]) for _, kind, _, units in scenario.shelf_plan()]
+    assert kinds[0] == ("put", [1, 2, 3, 4, 1, 2, 3, 4, 5, 6])
+    assert ("back", [6]) in kinds
+
+
+def test_the_shelf_reader_reads_what_is_on_the_shelf_when() -> None:
+    scenario = load_scenario(SHELF)
+    placed = [(name, thing) for name, thing in scenario.things() if name == "shelf1"]
+    stolen = "urn:epc:id:sgtin:0614141.000032.5"
+    [(_, thing)] = [(n, t) for n, t in placed if epc_urn(getattr(t, "epcs", ["00"])[0]) == stolen]
+    assert (getattr(thing, "start", None), getattr(thing, "end", None)) == (0.0, 3.5)
+    assert len(placed) == 6 + 4 + 2 + 2  # the start's cases, new cases, two put back
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda t: t.replace(
+                'take = { item = "tea", count = 1 }\nback_at_s = 7.0',
+                'take = { item = "tea", count = 9 }',
+            ),
+            r"shelf_changes\[3\]\.take: 9 cases of 'tea' taken, but 4 are on",
+        ),
+        (
+            lambda t: t.replace('put = "S-new"', 'put = "S-new"\nscanner = "handheld-1"'),
+            "belong to a take",
+        ),
+        (
+            lambda t: t.replace('shelf = "wh1.shelf.1"', 'shelf = "wh1.shelf.9"', 1),
+            r"shelf_changes\[0\]\.shelf: no shelf",
+        ),
+        (lambda t: t.replace("back_at_s = 7.0", "back_at_s = 1.0"), "back_at_s comes after at_s"),
+        (
+            lambda t: t.replace('stock = ["S-start"]', 'stock = ["S-start", "S-start"]'),
+            "on a shelf already",
+        ),
+    ],
+)
+def test_invalid_shelves_name_the_key(change: object, message: str) -> None:
+    text = change(SHELF.read_text())  # type: ignore[operator]
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(text, "shelf.toml")

@@ -1,0 +1,176 @@
+"""A shelf reader keeps the books right, end to end, on real parts.
+
+Simulated LLRP readers (firmware-sim: the shelf's and the dock door's, real LLRP over TCP)
+and a handheld on a real pty -> edge agent (the shelf as a ``[[zones]]`` read point) -> a
+real Mosquitto -> server on SQLite (the shelf's read point with ``missing_after_s``, the
+alert sweep every half second) -> HTTP API. The bundled ``shelf`` scenario picks a case
+with a scan, has two stolen, one put back in time and one found again after it was
+recorded missing, and puts new cases on the shelf; its ground truth
+(``firmware_sim.truth``) says the stock by location and the shrinkage per shelf and item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.agent import EdgeAgent
+from firmware_sim.reader import ReaderSimulator
+from firmware_sim.scanner import ScannerSimulator
+from firmware_sim.scenario import bundled_scenario, load_scenario, run_scenario
+from server.app import Server
+from stockgate.demo import edge_settings, fetch_stock, server_settings
+
+pytestmark = [pytest.mark.broker, pytest.mark.e2e]
+
+SETTLE_TIMEOUT_S = 60.0
+
+
+async def _eventually(check: Any, what: str, timeout: float = SETTLE_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} did not happen in {timeout} s")
+
+
+async def test_a_shelf_reader_counts_continuously_and_stock_is_the_ground_truth(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    scenario = load_scenario(bundled_scenario("shelf"))
+    truth = scenario.ground_truth()
+    (shelf,) = scenario.shelves
+    assert truth.missing, "the scenario must lose cases"
+    assert truth.shrinkage
+    keys = {"admin": secrets.token_urlsafe(24)}
+    links = {spec.name: tmp_path / "dev" / spec.name for spec in scenario.scanner_specs}
+    async with contextlib.AsyncExitStack() as stack:
+        door = await stack.enter_async_context(
+            ReaderSimulator(
+                antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
+            )
+        )
+        shelf_sim = await stack.enter_async_context(
+            ReaderSimulator(
+                antennas=shelf.reader.antennas, name=shelf.reader.name, seed=scenario.seed
+            )
+        )
+        scanners = {
+            spec.name: await stack.enter_async_context(
+                ScannerSimulator(links[spec.name], name=spec.name, style=spec.style())
+            )
+            for spec in scenario.scanner_specs
+        }
+        server = Server(server_settings(scenario, mosquitto.url, tmp_path, 0, keys))
+        agent = EdgeAgent(
+            edge_settings(
+                scenario,
+                mosquitto.url,
+                tmp_path,
+                door.port,
+                links,
+                shelf_ports={shelf.reader.name: shelf_sim.port},
+            )
+        )
+        ready, stop = asyncio.Event(), asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            server_task = tasks.create_task(server.run(ready))
+            async with asyncio.timeout(60):
+                await ready.wait()
+            edge_task = tasks.create_task(agent.run(stop))
+            await door.wait_inventory(60)
+            await shelf_sim.wait_inventory(60)
+
+            async def scanners_open() -> bool:
+                status = await agent.status()
+                serial = [r for r in status.readers if r.kind == "serial"]
+                return len(serial) == len(scanners) and all(r.state == "connected" for r in serial)
+
+            await _eventually(scanners_open, "the edge opening the scanner")
+            headers = {"Authorization": f"Bearer {keys['admin']}"}
+            base_url = f"http://127.0.0.1:{server.api_port}"
+            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
+                # Cases left on the shelf stay there (read on) until the checks are done.
+                await run_scenario(
+                    scenario,
+                    {door.name: door, shelf_sim.name: shelf_sim},
+                    scanners=scanners,
+                    keep_shelves=True,
+                )
+
+                async def report() -> list[dict[str, Any]]:
+                    response = await api.get("/api/v1/reports/shrinkage")
+                    assert response.status_code == 200, response.text
+                    items: list[dict[str, Any]] = response.json()["items"]
+                    return items
+
+                async def swept() -> bool:
+                    outbox = agent.outbox
+                    if (
+                        outbox is None
+                        or outbox.depth()
+                        or agent.scans < len(scanners["handheld-1"].sent)
+                    ):
+                        return False
+                    rows = await report()
+                    recorded = {
+                        (r["read_point"], r["location"], r["gtin"]): r["missing"] for r in rows
+                    }
+                    return recorded == truth.shrinkage
+
+                await _eventually(swept, "the sweep recording the shelf's shrinkage")
+                stock = await fetch_stock(api)
+                rows = await report()
+                units = {
+                    urn: (await api.get(f"/api/v1/units/{urn}")).json()
+                    for urn in sorted({u.urn for u in scenario.units})
+                }
+                response = await api.get("/api/v1/alerts", params={"state": "all", "limit": 500})
+                assert response.status_code == 200, response.text
+                alerts = response.json()["items"]
+                csv_text = (await api.get("/api/v1/reports/shrinkage.csv")).text
+            stop.set()
+            await edge_task
+            server_task.cancel()
+        for reader in (door, shelf_sim):
+            reader.field.clear()
+
+    # Stock by location is the ground truth: the pick went to the pick zone, the stolen
+    # cases left the shelf's books, the ones put back or found again are on it.
+    assert {key: n for key, n in stock.items() if n} == truth.stock
+    # Shrinkage by shelf and item; still missing = what the truth says stayed lost.
+    still = {(shelf.read_point, shelf.location, u.gtin): 0 for u in scenario.units}
+    for unit in scenario.units:
+        if unit.urn in truth.missing:
+            still[(shelf.read_point, shelf.location, unit.gtin)] += 1
+    assert {(r["read_point"], r["location"], r["gtin"]): r["still_missing"] for r in rows} == {
+        key: still[key] for key in truth.shrinkage
+    }
+    assert {urn for urn, unit in units.items() if unit.get("status") == "missing"} == truth.missing
+    # Each loss is a count adjustment of reason shrinkage out of the shelf, once.
+    adjustments = [
+        entry
+        for unit in units.values()
+        for entry in unit.get("history", [])
+        if entry.get("reason") == "shrinkage"
+    ]
+    assert len(adjustments) == sum(truth.shrinkage.values())
+    assert {(a["kind"], a["from_location"]) for a in adjustments} == {
+        ("count_adjustment", shelf.location)
+    }
+    # unit_missing: open for the cases still lost, closed for the one found again.
+    found_again = {a.subject for a in truth.alerts if a.kind == "unit_missing"} - truth.missing
+    assert found_again, "the scenario must find a case again"
+    by_subject = {a["subject"]: a for a in alerts if a["kind"] == "unit_missing"}
+    assert {s for s, a in by_subject.items() if a["closed_at"] is None} == truth.missing
+    assert {s for s, a in by_subject.items() if a["closed_at"] is not None} == found_again
+    assert csv_text.splitlines()[0].startswith("read_point,location,sku,gtin")
+    assert len(csv_text.splitlines()) == 1 + len(truth.shrinkage)
