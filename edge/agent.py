@@ -54,7 +54,16 @@ from edge.host import HostProbe
 from edge.metrics import MetricsServer, registry_for
 from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
-from edge.readers.types import ReaderEvent, ScanRead, TagRead
+from edge.readers.types import (
+    AntennaChanged,
+    DecodeFailed,
+    GpiChanged,
+    ReaderEvent,
+    ReaderFault,
+    ScanRead,
+    StateChanged,
+    TagRead,
+)
 from edge.readpoints import Finished, ReadPoints, gpi_ports
 from edge.remote_config import RemoteConfig
 from edge.scanning import ScanEvent, ScanSession
@@ -469,20 +478,18 @@ class EdgeAgent:
         now = self.clock()
         self.points.reader_event(event, now)
         self.monitor.reader_event(event, now)
-        if event.kind == "state":
-            log.info("reader %s: %s %s", name, event.state, event.detail)
-        elif event.kind == "antenna":
-            if event.connected is False:
+        match event:
+            case StateChanged():
+                log.info("reader %s: %s %s", name, event.state, event.detail)
+            case AntennaChanged(connected=False):
                 log.warning("reader %s: antenna %s disconnected", name, event.antenna)
-            else:
+            case AntennaChanged():
                 log.info("reader %s: antenna %s connected", name, event.antenna)
-        elif event.kind in ("exception", "decode_error"):
-            self._last_error[name] = f"{event.kind}: {event.detail}"[:1000]
-            log.warning("reader %s: %s: %s", name, event.kind, event.detail)
-        elif event.kind == "gpi":
-            log.info("reader %s: %s", name, event.detail)
-        else:
-            log.debug("reader %s: %s %s", name, event.kind, event.detail)
+            case ReaderFault() | DecodeFailed():
+                self._last_error[name] = f"{event.kind}: {event.detail}"[:1000]
+                log.warning("reader %s: %s: %s", name, event.kind, event.detail)
+            case GpiChanged():
+                log.info("reader %s: %s", name, event.detail)
 
     def clock(self) -> float:
         """The agent's monotonic clock (the event loop's)."""

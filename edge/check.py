@@ -20,7 +20,7 @@ import serial
 
 from edge.config import EdgeSettings, LlrpSettings, ScannerSettings
 from edge.readers.llrp import LlrpReader
-from edge.readers.types import ReaderEvent
+from edge.readers.types import StateChanged
 from edge.remote_config import RemoteConfig
 from stockgate.mqtt import MqttClient
 from stockgate.settings import MqttSettings
@@ -95,7 +95,7 @@ async def check_llrp(
         try:
             async with asyncio.timeout(timeout):
                 async for item in reader:
-                    if not isinstance(item, ReaderEvent) or item.kind != "state":
+                    if not isinstance(item, StateChanged):
                         continue
                     if item.state == "connected":
                         caps = reader.capabilities

@@ -31,7 +31,7 @@ from typing import Final
 
 from edge.config import EdgeSettings
 from edge.health import IssueBoard
-from edge.readers.types import ReaderEvent
+from edge.readers.types import ReaderEvent, ReaderFault, StateChanged
 from wire.models import ReaderStatus
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,12 @@ class HealthMonitor:
         self._away_since = dict.fromkeys(readers, now)
 
     def reader_event(self, event: ReaderEvent, now: float) -> None:
-        if event.kind == "state":
+        if isinstance(event, StateChanged):
             if event.state == "connected":
                 self._away_since.pop(event.reader, None)
             else:
                 self._away_since.setdefault(event.reader, now)
-        elif event.kind == "exception":
+        elif isinstance(event, ReaderFault):
             self.issues.note(
                 READER_EXCEPTION,
                 event.reader,

@@ -28,7 +28,7 @@ from edge.filters import ReadFilter, read_filter
 from edge.health import IssueBoard
 from edge.lights import GpoWriter, LightStack
 from edge.pipeline import Pass, PassTracker
-from edge.readers.types import ReaderEvent, TagRead
+from edge.readers.types import GpiChanged, ReaderEvent, StateChanged, TagRead
 from edge.windows import ReadWindow
 from edge.zones import ZoneTracker
 from wire.models import Event
@@ -249,13 +249,13 @@ class ReadPoints:
 
     def reader_event(self, event: ReaderEvent, now: float) -> None:
         """GPI changes open and close windows; reconnects reset them and the lights."""
-        if event.kind == "gpi" and event.gpi_port is not None and event.gpi_high is not None:
-            for window in self._gpi.get((event.reader, event.gpi_port), ()):
+        if isinstance(event, GpiChanged):
+            for window in self._gpi.get((event.reader, event.port), ()):
                 was_open = window.is_open
-                window.gpi(event.gpi_high, now)
+                window.gpi(event.high, now)
                 if window.is_open and not was_open:
                     log.info("portal %s: photo-eye blocked, read window open", window.read_point)
-        elif event.kind == "state":
+        elif isinstance(event, StateChanged):
             if event.state == "connected":
                 for read_point, stack in self.lights.items():
                     if self._portals[read_point].reader == event.reader:

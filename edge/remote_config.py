@@ -44,6 +44,7 @@ from edge.config import (
     PortalSettings,
     ZoneSettings,
 )
+from edge.errors import EdgeError
 from stockgate.settings import describe
 from wire.models import MAX_CONFIG_BYTES, ConfigRejection, GatewayConfig, now_utc
 
@@ -72,7 +73,7 @@ TUNABLE: Final[Mapping[str, Tunable]] = {
 }
 
 
-class RemoteConfigError(Exception):
+class RemoteConfigError(EdgeError):
     """A remote configuration that cannot be applied; the message says what and why."""
 
 

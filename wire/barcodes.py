@@ -52,6 +52,8 @@ from biip.sscc import Sscc
 from epcpy import ConvertException
 from epcpy.epc_schemes.sscc import SSCC
 
+from wire.errors import WireError
+
 # --- the contract -------------------------------------------------------------------------
 
 MAX_LINE: Final = 512
@@ -118,7 +120,7 @@ MODE_OF: Final[dict[Command, Mode]] = {
 """The mode each mode command switches to (``END`` is not a mode)."""
 
 
-class BarcodeError(ValueError):
+class BarcodeError(WireError):
     """A scan that is not a valid label, command or item; the message says why."""
 
     def __init__(self, reason: str) -> None:

@@ -17,6 +17,8 @@ from epcpy.epc_schemes import SGTIN
 from epcpy.epc_schemes.sgtin import SGTIN_REGEX, SGTINFilterValue
 from epcpy.utils.common import replace_uri_escapes, verify_gs3a3_component
 
+from wire.errors import WireError
+
 EPC_CACHE_SIZE = 65_536
 SGTIN_URN_PREFIX = "urn:epc:id:sgtin:"
 MAX_SGTIN_SERIAL = 20
@@ -30,7 +32,7 @@ MAX_EPC_HEX = 124
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
-class IdentifierError(ValueError):
+class IdentifierError(WireError):
     """An identifier that is not well formed."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from wire.errors import WireError
+
 PREFIX = "stockgate/v1"
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/+/events"
 SHARED_EVENTS_SUBSCRIPTION = f"$share/stockgate/{EVENTS_SUBSCRIPTION}"
@@ -15,7 +17,7 @@ _ID = re.compile(ID_PATTERN)
 _GATEWAY_TOPIC = re.compile(rf"^{PREFIX}/([^/]+)/([^/]+)/(events|ack|status|config)$")
 
 
-class TopicError(ValueError):
+class TopicError(WireError):
     """A topic that is not one of ours."""
 
 

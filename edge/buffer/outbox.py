@@ -63,6 +63,7 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
+from edge.errors import EdgeError
 from wire.models import Event
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
-class OutboxError(Exception):
+class OutboxError(EdgeError):
     """Base of the outbox's errors: the file cannot be opened, read or written."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge.config import ScannerSettings
+from edge.errors import ReaderError
 from wire.barcodes import (
     ANY_TERMINATORS,
     GS,
@@ -68,7 +69,7 @@ def show(data: bytes, limit: int = MAX_SHOWN) -> str:
     return f"{data[:limit]!r}... ({len(data)} bytes)"
 
 
-class MalformedScan(Exception):
+class MalformedScan(ReaderError):
     """A line that is not a scan: the reason names what was wrong, ``data`` is the bytes."""
 
     def __init__(self, reason: str, data: bytes) -> None:

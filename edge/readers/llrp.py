@@ -32,12 +32,12 @@ from types import TracebackType
 from typing import NoReturn
 
 from edge.config import LlrpSettings
+from edge.errors import ReaderError
 from edge.readers import llrp_rospec as requests
 from edge.readers.backoff import Backoff
 from edge.readers.llrp_codec import (
     Decoded,
     Frame,
-    LlrpCodecError,
     LlrpDecodeError,
     LlrpFramer,
     LlrpFramingError,
@@ -55,11 +55,15 @@ from edge.readers.llrp_reports import (
     tag_reads,
 )
 from edge.readers.types import (
+    AntennaChanged,
+    DecodeFailed,
     DeviceLog,
     OutputQueue,
     ReaderEvent,
+    ReaderFault,
     ReaderOutput,
     ReaderState,
+    StateChanged,
     TagRead,
 )
 from wire.models import ReaderStatus
@@ -317,9 +321,7 @@ class LlrpReader:
             if self._link is not None:
                 self._link.abort()
             self._state = "disconnected"
-            self._queue.close(
-                ReaderEvent(self.name, "state", state="disconnected", detail="stopped")
-            )
+            self._queue.close(StateChanged(self.name, "disconnected", detail="stopped"))
 
     def __aiter__(self) -> LlrpReader:
         return self
@@ -407,7 +409,7 @@ class LlrpReader:
                 await self._session(backoff)
             except LlrpConnectionLost as err:
                 await self._set_state("disconnected", str(err))
-            except (LlrpError, LlrpCodecError, OSError) as err:
+            except (ReaderError, OSError) as err:
                 await self._set_state("error", str(err))
             except Exception as err:  # noqa: BLE001
                 # A reader must never go quiet: a bug met on one connection is logged
@@ -495,7 +497,7 @@ class LlrpReader:
                 f"reader's {caps.gpis} GPIs: those photo-eyes are not watched"
             )
             self._log.warning("%s", problem)
-            await self._emit_one(ReaderEvent(self.name, "exception", detail=problem))
+            await self._emit_one(ReaderFault(self.name, problem))
         await self._request(link, requests.set_reader_config(settings.keepalive_s, gpis))
         link.idle_limit = WATCHDOG_KEEPALIVES * settings.keepalive_s
         await link.send(requests.ENABLE_EVENTS_AND_REPORTS)
@@ -571,7 +573,7 @@ class LlrpReader:
                         if frame.msg_type == _DELETE_ROSPEC_RESPONSE_TYPE:
                             break
                         await self._handle(link, frame)
-        except (TimeoutError, OSError, LlrpError, LlrpCodecError) as err:
+        except (TimeoutError, OSError, ReaderError) as err:
             self._log.info("no answer to DELETE_ROSPEC on stop: %s", str(err) or repr(err))
         finally:
             await link.close(STOP_TIMEOUT_S / 4)
@@ -615,9 +617,7 @@ class LlrpReader:
                 check_status(_ERROR_MESSAGE, decoded.body)
             except LlrpError as err:
                 self._log.warning("reader sent %s", err)
-                await self._emit_one(
-                    ReaderEvent(self.name, "exception", detail=str(err)[:MAX_DETAIL])
-                )
+                await self._emit_one(ReaderFault(self.name, str(err)[:MAX_DETAIL]))
         else:
             self._log.debug("ignoring %s (message id %d)", name, decoded.frame.msg_id)
 
@@ -648,14 +648,14 @@ class LlrpReader:
                 err,
             )
         detail = f"message type {frame.msg_type}, {len(frame.raw)} bytes: {err}"
-        await self._emit_one(ReaderEvent(self.name, "decode_error", detail=detail[:MAX_DETAIL]))
+        await self._emit_one(DecodeFailed(self.name, detail[:MAX_DETAIL]))
 
     def _note(self, events: Iterable[ReaderEvent]) -> None:
         """Keep antenna states and count exceptions for ``status()``."""
         for event in events:
-            if event.kind == "antenna" and event.antenna is not None:
-                self._antennas[event.antenna] = bool(event.connected)
-            elif event.kind == "exception":
+            if isinstance(event, AntennaChanged):
+                self._antennas[event.antenna] = event.connected
+            elif isinstance(event, ReaderFault):
                 self.exceptions += 1
 
     # --- output -------------------------------------------------------------------
@@ -684,6 +684,4 @@ class LlrpReader:
             self._log.warning("error: %s", detail)
         else:
             self._log.info("%s (%s)", state, detail)
-        await self._emit_one(
-            ReaderEvent(self.name, "state", state=state, detail=detail[:MAX_DETAIL])
-        )
+        await self._emit_one(StateChanged(self.name, state, detail=detail[:MAX_DETAIL]))

@@ -16,6 +16,8 @@ from typing import Any
 from sllurp.llrp import LLRPMessage
 from sllurp.llrp_errors import LLRPError
 
+from edge.errors import ReaderError
+
 HEADER = struct.Struct("!HII")
 HEADER_LEN = HEADER.size
 MAX_FRAME = 1024 * 1024
@@ -27,7 +29,7 @@ the connection is dropped before any of it is buffered."""
 SUPPORTED_VERSIONS = frozenset({1})
 
 
-class LlrpCodecError(Exception):
+class LlrpCodecError(ReaderError):
     """Base of the codec's errors."""
 
 

@@ -11,13 +11,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edge.readers.types import ReaderEvent, TagRead
+from edge.errors import ReaderError
+from edge.readers.types import (
+    AntennaChanged,
+    DecodeFailed,
+    GpiChanged,
+    ReaderEvent,
+    ReaderFault,
+    TagRead,
+)
 
 MAX_DETAIL = 500
 """Longest reader-supplied text (exception message, status description) we pass on."""
 
 
-class LlrpError(Exception):
+class LlrpError(ReaderError):
     """Base of the LLRP client's protocol errors (framing errors are ``LlrpCodecError``)."""
 
 
@@ -272,41 +280,29 @@ def _antenna(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
     antenna = int(value.get("AntennaID", 0))
     connected = value.get("EventType") == "Connected"
     state = "connected" if connected else "disconnected"
-    return ReaderEvent(
-        reader,
-        "antenna",
-        detail=f"antenna {antenna} {state}",
-        antenna=antenna,
-        connected=connected,
-    )
+    return AntennaChanged(reader, antenna, connected, detail=f"antenna {antenna} {state}")
 
 
 def _exception(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
-    return ReaderEvent(reader, "exception", detail=_text(value.get("Message", b"")))
+    return ReaderFault(reader, _text(value.get("Message", b"")))
 
 
 def _gpi(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
     high = bool(value.get("GPIEvent"))
     port = value.get("GPIPortNumber")
-    number = port if isinstance(port, int) and not isinstance(port, bool) else None
-    return ReaderEvent(
-        reader,
-        "gpi",
-        detail=f"GPI {port} {'high' if high else 'low'}",
-        gpi_port=number,
-        gpi_high=high,
-    )
+    detail = f"GPI {port} {'high' if high else 'low'}"
+    if isinstance(port, int) and not isinstance(port, bool) and port > 0:
+        return GpiChanged(reader, port, high, detail=detail)
+    return DecodeFailed(reader, f"{detail}: no usable port number")
 
 
 def _buffer_warning(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
     full = value.get("ReportBufferPercentageFull", "?")
-    return ReaderEvent(reader, "exception", detail=f"reader report buffer {full}% full")
+    return ReaderFault(reader, f"reader report buffer {full}% full")
 
 
 def _buffer_overflow(reader: str, value: Mapping[str, Any]) -> ReaderEvent:
-    return ReaderEvent(
-        reader, "exception", detail="reader report buffer overflowed: the reader dropped reports"
-    )
+    return ReaderFault(reader, "reader report buffer overflowed: the reader dropped reports")
 
 
 _EventConverter = Callable[[str, Mapping[str, Any]], ReaderEvent]

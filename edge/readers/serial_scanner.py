@@ -9,7 +9,7 @@ changes of state are logged.
 
 The port is opened non-blocking and watched with ``loop.add_reader``: no thread, no
 polling. Each connection gets a new ``LineFramer``. Every line becomes a ``ScanRead`` or,
-when it is not a scan, a ``ReaderEvent`` of kind ``decode_error`` naming the reason and the
+when it is not a scan, a ``DecodeFailed`` event naming the reason and the
 bytes, plus a log line naming the scanner (the first ``MALFORMED_LOGGED`` per connection,
 then every 100th). A partial line that stays quiet for ``line_timeout_s``, or that a
 disconnect cuts off, is reported the same way and dropped. Nothing a scanner sends stops
@@ -32,15 +32,18 @@ from typing import Final
 import serial
 
 from edge.config import ScannerSettings
+from edge.errors import ReaderError
 from edge.readers.backoff import Backoff
 from edge.readers.barcode import LineFramer, MalformedScan, Overlong, parse_scan, show
 from edge.readers.types import (
+    DecodeFailed,
     DeviceLog,
     OutputQueue,
     ReaderEvent,
     ReaderState,
     ScannerOutput,
     ScanRead,
+    StateChanged,
 )
 from edge.status import RateMeter
 from wire.models import ReaderStatus
@@ -60,7 +63,7 @@ MALFORMED_LOGGED: Final = 10
 MAX_ERROR_TEXT: Final = 1000
 
 
-class ScannerError(Exception):
+class ScannerError(ReaderError):
     """Base of the scanner's errors."""
 
 
@@ -126,7 +129,7 @@ class SerialScanner:
             if not task.cancelled() and task.exception() is not None:
                 self._log.error("port task ended with %r", task.exception())
         self._state = "disconnected"
-        self._queue.close(ReaderEvent(self.name, "state", state="disconnected", detail="stopped"))
+        self._queue.close(StateChanged(self.name, "disconnected", detail="stopped"))
 
     def __aiter__(self) -> SerialScanner:
         return self
@@ -258,7 +261,7 @@ class SerialScanner:
         n = self._malformed_here
         if n <= MALFORMED_LOGGED or n % 100 == 0:
             self._log.warning("%s (%d on this connection)", detail, n)
-        return ReaderEvent(self.name, "decode_error", detail=detail)
+        return DecodeFailed(self.name, detail)
 
     async def _set_state(self, state: ReaderState, detail: str) -> None:
         changed = state != self._state
@@ -271,4 +274,4 @@ class SerialScanner:
             return
         log = self._log.info if state in ("connecting", "connected") else self._log.warning
         log("%s: %s", state, detail)
-        await self._queue.put(ReaderEvent(self.name, "state", state=state, detail=detail))
+        await self._queue.put(StateChanged(self.name, state, detail=detail))

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 from wire.barcodes import Scan
 
@@ -34,21 +34,59 @@ ReaderState = Literal["connecting", "connected", "disconnected", "error"]
 
 
 @dataclass(frozen=True, slots=True)
-class ReaderEvent:
-    """Something about the reader itself: connection changes, antenna events, errors."""
+class StateChanged:
+    """The reader's connection changed state (``detail`` says why or where)."""
 
     reader: str
-    kind: Literal["state", "antenna", "exception", "decode_error", "gpi"]
-    state: ReaderState | None = None
+    state: ReaderState
     detail: str = ""
-    antenna: int | None = None
-    connected: bool | None = None
-    gpi_port: int | None = None
-    """For ``gpi`` events: the input that changed."""
-    gpi_high: bool | None = None
-    """For ``gpi`` events: its new level (True: high, e.g. a photo-eye blocked)."""
-    at_us: int | None = None
-    """When the reader says it happened (µs since the Unix epoch), if it said."""
+    kind: ClassVar[str] = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class AntennaChanged:
+    """An antenna was connected or disconnected (the reader's AntennaEvent)."""
+
+    reader: str
+    antenna: int
+    connected: bool
+    detail: str = ""
+    kind: ClassVar[str] = "antenna"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderFault:
+    """The reader reported trouble (an exception event, a report buffer filling up) or the
+    adapter met a problem it keeps running through."""
+
+    reader: str
+    detail: str
+    kind: ClassVar[str] = "exception"
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailed:
+    """Input that could not be decoded (an LLRP message, a scanner line); dropped."""
+
+    reader: str
+    detail: str
+    kind: ClassVar[str] = "decode_error"
+
+
+@dataclass(frozen=True, slots=True)
+class GpiChanged:
+    """A GPI input changed level (e.g. a photo-eye blocked: high)."""
+
+    reader: str
+    port: int
+    high: bool
+    detail: str = ""
+    kind: ClassVar[str] = "gpi"
+
+
+ReaderEvent = StateChanged | AntennaChanged | ReaderFault | DecodeFailed | GpiChanged
+"""Something about the reader itself, not a read. Each kind is its own type (match on
+it); ``kind`` is a short label for logs and counters."""
 
 
 @dataclass(frozen=True, slots=True)

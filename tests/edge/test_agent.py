@@ -15,7 +15,7 @@ import pytest
 from edge.agent import EdgeAgent, run_edge
 from edge.buffer.outbox import Outbox
 from edge.config import EdgeSettings
-from edge.readers.types import ReaderEvent, TagRead
+from edge.readers.types import AntennaChanged, ReaderEvent, ReaderFault, TagRead
 from stockgate.mqtt import Message, MqttClient
 from stockgate.settings import MqttSettings
 from wire import topics
@@ -158,8 +158,8 @@ async def test_passes_reach_the_outbox_with_the_broker_away(
             *crossing(EPC_IN, 1, 2),
             *crossing(EPC_OUT, 2, 1),
             tag(EPC_STRAY, 7),  # an antenna no portal uses
-            ReaderEvent(reader="dock1", kind="antenna", antenna=2, connected=False),
-            ReaderEvent(reader="dock1", kind="exception", detail="reader overheated"),
+            AntennaChanged("dock1", antenna=2, connected=False),
+            ReaderFault("dock1", "reader overheated"),
             0.6,  # both passes depart
             tag(EPC_LATE, 1),  # still in the field when the agent stops
         ],

@@ -11,7 +11,7 @@ from edge.config import EdgeSettings
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.monitor import HealthMonitor, used_antennas
 from edge.ratelimit import TokenBucket
-from edge.readers.types import ReaderEvent
+from edge.readers.types import ReaderFault, StateChanged
 from wire.models import ReaderStatus, Status, now_utc
 
 
@@ -74,7 +74,7 @@ def test_a_reader_is_down_only_after_the_grace(caplog: pytest.LogCaptureFixture)
     board = IssueBoard()
     monitor = HealthMonitor(settings(), board, grace_s=10.0)
     monitor.start(["dock1", "shelf"], now=0.0)
-    monitor.reader_event(ReaderEvent("shelf", "state", state="connected"), 1.0)
+    monitor.reader_event(StateChanged("shelf", "connected"), 1.0)
     monitor.evaluate_readers({"dock1": reader("dock1", "connecting")}, 9.0)
     assert board.issues(9.0) == []
     with caplog.at_level(logging.ERROR, logger="edge.monitor"):
@@ -85,9 +85,9 @@ def test_a_reader_is_down_only_after_the_grace(caplog: pytest.LogCaptureFixture)
     assert "connection refused" in issue.message
     assert len([r for r in caplog.records if "ALARM" in r.message]) == 1, "logged once"
     # Back within a reconnect: cleared; a short drop later raises nothing.
-    monitor.reader_event(ReaderEvent("dock1", "state", state="connected"), 12.0)
+    monitor.reader_event(StateChanged("dock1", "connected"), 12.0)
     monitor.evaluate_readers({"dock1": reader("dock1")}, 12.0)
-    monitor.reader_event(ReaderEvent("dock1", "state", state="disconnected"), 13.0)
+    monitor.reader_event(StateChanged("dock1", "disconnected"), 13.0)
     monitor.evaluate_readers({"dock1": reader("dock1", "connecting")}, 20.0)
     assert board.issues(20.0) == []
 
@@ -103,7 +103,7 @@ def test_only_antennas_in_use_raise_an_issue_and_exceptions_are_noted() -> None:
     assert subjects == ["dock1/antenna 2", "shelf/antenna 7"], "port 4 is unused at dock1"
     monitor.evaluate_readers({"dock1": reader("dock1"), "shelf": reader("shelf")}, 2.0)
     assert board.issues(2.0) == []
-    monitor.reader_event(ReaderEvent("dock1", "exception", detail="PA overheated"), 3.0)
+    monitor.reader_event(ReaderFault("dock1", "PA overheated"), 3.0)
     (issue,) = board.issues(3.0)
     assert (issue.kind, issue.subject) == ("reader_exception", "dock1")
     assert "PA overheated" in issue.message

@@ -17,7 +17,7 @@ from edge.config import (
 from edge.dedupe import CooldownDeduper
 from edge.filters import ReadFilter, read_filter
 from edge.pipeline import PassTracker
-from edge.readers.types import ReaderEvent, TagRead
+from edge.readers.types import GpiChanged, TagRead
 from edge.readpoints import ReadPoints, gpi_ports
 from edge.windows import ReadWindow
 from edge.zones import ZoneTracker
@@ -315,11 +315,11 @@ def test_one_reader_serves_a_windowed_portal_a_zone_and_a_dedupe_point() -> None
     assert points.filtered["dock1"] == 1
     assert not points.read("dock1", read(EPC, 5, 0.0), 0.0), "nobody uses antenna 5"
     assert not points.read("other", read(EPC, 1, 0.0), 0.0)
-    points.reader_event(ReaderEvent("dock1", "gpi", gpi_port=2, gpi_high=True), 1.0)
+    points.reader_event(GpiChanged("dock1", 2, high=True), 1.0)
     for step in range(4):
         t = 1.0 + step * 0.1
         points.read("dock1", read(OTHER, 1 if step < 2 else 2, t), t)
-    points.reader_event(ReaderEvent("dock1", "gpi", gpi_port=2, gpi_high=False), 1.5)
+    points.reader_event(GpiChanged("dock1", 2, high=False), 1.5)
     finished = points.tick(10.0)
     kinds = sorted((f.read_point, type(f).__name__) for f in finished)
     assert kinds == [
@@ -333,8 +333,8 @@ def test_one_reader_serves_a_windowed_portal_a_zone_and_a_dedupe_point() -> None
     assert points.events[("wh1.dock.1", "in")] == 1
     assert points.unread_windows == {}
     # An empty window: a pallet went through unread.
-    points.reader_event(ReaderEvent("dock1", "gpi", gpi_port=2, gpi_high=True), 20.0)
-    points.reader_event(ReaderEvent("dock1", "gpi", gpi_port=2, gpi_high=False), 21.0)
+    points.reader_event(GpiChanged("dock1", 2, high=True), 20.0)
+    points.reader_event(GpiChanged("dock1", 2, high=False), 21.0)
     points.tick(22.0)
     assert points.unread_windows["wh1.dock.1"] == 1
     (issue,) = points.issues.issues(22.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.readers.llrp import LlrpReader
-from edge.readers.types import ReaderEvent, TagRead
+from edge.readers.types import GpiChanged, ReaderEvent, TagRead
 from firmware_sim.errors import SimConfigError
 from firmware_sim.faults import FaultKind, Scope, make_fault, parse_fault_arg
 from firmware_sim.portal import Direction, DockDoor, PalletPass
@@ -267,7 +267,7 @@ async def test_the_edge_sees_the_photo_eye_and_lights_are_recorded() -> None:
     door = DockDoor(photo_eye_gpi=1)
     async with ReaderSimulator(antennas=2, name="dock1", seed=14) as sim:
         reader = LlrpReader(settings(sim.port), gpi_ports=[1])
-        gpi: list[ReaderEvent] = []
+        gpi: list[GpiChanged] = []
         async with reader:
             async with asyncio.timeout(10):
                 async for item in reader:
@@ -278,13 +278,13 @@ async def test_the_edge_sees_the_photo_eye_and_lights_are_recorded() -> None:
                 )
                 sim.field.add(pallet)
                 async for item in reader:
-                    if isinstance(item, ReaderEvent) and item.kind == "gpi":
+                    if isinstance(item, GpiChanged):
                         gpi.append(item)
                         if len(gpi) == 2:
                             break
             assert await reader.write_gpo([(2, True), (3, False)])
             await until(lambda: len(sim.gpo_writes) == 2, "the light stack's writes")
-    assert [(e.gpi_port, e.gpi_high) for e in gpi] == [(1, True), (1, False)]
+    assert [(e.port, e.high) for e in gpi] == [(1, True), (1, False)]
     assert [(port, high) for _, port, high in sim.gpo_writes] == [(2, True), (3, False)]
 
 

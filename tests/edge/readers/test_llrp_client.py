@@ -15,7 +15,14 @@ from edge.config import LlrpSettings
 from edge.readers import fake as llrp
 from edge.readers.fake import FakeLlrpReader, FakeTag, request_params
 from edge.readers.llrp import LlrpReader
-from edge.readers.types import ReaderEvent, ReaderOutput, TagRead
+from edge.readers.types import (
+    AntennaChanged,
+    ReaderEvent,
+    ReaderFault,
+    ReaderOutput,
+    StateChanged,
+    TagRead,
+)
 
 CUSTOM_MESSAGE = 1023
 HANDSHAKE = [
@@ -316,10 +323,10 @@ async def test_reader_events_are_passed_on() -> None:
         await fake.send_event(llrp.reader_exception("antenna 3 VSWR too high"))
         antenna = await next_matching(reader, kind("antenna"))
         exception = await next_matching(reader, kind("exception"))
-        assert antenna == ReaderEvent(
-            "dock1", "antenna", detail="antenna 3 disconnected", antenna=3, connected=False
+        assert antenna == AntennaChanged(
+            "dock1", 3, connected=False, detail="antenna 3 disconnected"
         )
-        assert isinstance(exception, ReaderEvent)
+        assert isinstance(exception, ReaderFault)
         assert exception.detail == "antenna 3 VSWR too high"
 
 
@@ -346,9 +353,7 @@ async def test_stop_deletes_the_rospec_and_closes() -> None:
         assert reader.status().state == "disconnected"
         async with asyncio.timeout(5):
             leftovers = [item async for item in reader]  # iteration ends after a stop
-        assert leftovers[-1] == ReaderEvent(
-            "dock1", "state", state="disconnected", detail="stopped"
-        )
+        assert leftovers[-1] == StateChanged("dock1", "disconnected", detail="stopped")
 
 
 async def test_stop_while_the_reader_is_unreachable() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from edge.config import ScannerSettings
 from edge.readers.serial_scanner import SerialScanner
-from edge.readers.types import ReaderEvent, ScanRead
+from edge.readers.types import ReaderEvent, ScanRead, StateChanged
 from tests.edge.scanner_pty import next_output, outputs, pty_scanner, until_state
 from wire.barcodes import Command, CommandScan, ItemScan, LocationScan
 
@@ -151,6 +151,6 @@ async def test_stop_ends_the_iteration(tmp_path: Path) -> None:
         async with scanner:
             await until_state(scanner, "connected")
         rest = [item async for item in scanner]
-    assert rest == [ReaderEvent("hand-1", "state", state="disconnected", detail="stopped")]
+    assert rest == [StateChanged("hand-1", "disconnected", detail="stopped")]
     with pytest.raises(ValueError, match="queue_size"):
         SerialScanner(config(path), queue_size=0)
