@@ -51,6 +51,9 @@ PROGRESS_INTERVAL_S = 2.0
 INVENTORY_TIMEOUT_S = 15.0
 SHELF_SWEEP_S = 0.5
 """The server's alert sweep interval when the scenario has shelves (missing units)."""
+API_TIMEOUT_S = 30.0
+"""The demo's own API calls (loading items, the progress line, the final table): httpx's
+5 s default timed out loading the items on a loaded machine."""
 
 Stock = dict[tuple[str, str], int]
 
@@ -344,7 +347,9 @@ async def run_demo(
             await ready.wait()
             base_url = f"http://127.0.0.1:{server.api_port}"
             admin = {"Authorization": f"Bearer {keys['admin']}"}
-            async with httpx.AsyncClient(base_url=base_url, headers=admin) as master:
+            async with httpx.AsyncClient(
+                base_url=base_url, headers=admin, timeout=API_TIMEOUT_S
+            ) as master:
                 loaded = await load_items(master, scenario)
             out.write(
                 f"stockgate demo — scenario {scenario.name!r}: {scenario.description}\n"
@@ -365,7 +370,9 @@ async def run_demo(
                 f"edge agent connected to reader {scenario.reader.name}; inventory running"
             )
             headers = {"Authorization": f"Bearer {keys['viewer']}"}
-            async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+            async with httpx.AsyncClient(
+                base_url=base_url, headers=headers, timeout=API_TIMEOUT_S
+            ) as api:
                 watcher = tasks.create_task(progress.watch(api, agent), name="demo-progress")
                 await run_scenario(scenario, sim, progress.scenario_event)
                 settled = await _settled(agent, time.monotonic() + SETTLE_TIMEOUT_S)
