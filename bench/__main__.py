@@ -6,15 +6,16 @@ baselines measured in the same run: the broker ceiling broker.raw_msgs_per_s on 
 Mosquitto, and the database floor sqlite.raw_events_per_s on the same disk) and
 ``api`` (api.* over ``--ledger-rows`` ledger rows), ``console`` (console.first_page_ms and
 console.page_kb: the Doors and Stock pages over the same generated ledger, with the API
-requests returning the same data as the baseline of the same run), ``replenishment`` (a backtest of
-the reorder-point method: replenishment.fill_rate, replenishment.avg_stock_ratio) and
-``fuzz`` (a million mutated LLRP inputs and a million mutated scanner inputs through the
-edge's input path over the machine's cores, ``bench.fuzz``; crashes, hangs, slowest input
-and memory growth in the details) and ``faults`` (the fault matrix of ``bench.faults`` on
-real processes, each scenario's events lost or doubled with its recovery time; its
-``broker_down`` keeps the broker away for ten minutes of wall-clock time, and
-``server_disk_full`` mounts a small tmpfs, which needs root). One Mosquitto is started
-for the run.
+requests returning the same data as the baseline of the same run), ``history`` (history
+pages and reports over ``--ledger-rows`` rows: history.pages_p99_ms,
+history.reports_p99_ms), ``replenishment`` (a backtest of the reorder-point method:
+replenishment.fill_rate, replenishment.avg_stock_ratio) and ``fuzz`` (a million mutated
+LLRP inputs and a million mutated scanner inputs through the edge's input path over the
+machine's cores, ``bench.fuzz``; crashes, hangs, slowest input and memory growth in the
+details) and ``faults`` (the fault matrix of ``bench.faults`` on real processes, each
+scenario's events lost or doubled with its recovery time; its ``broker_down`` keeps the
+broker away for ten minutes of wall-clock time, and ``server_disk_full`` mounts a small
+tmpfs, which needs root). One Mosquitto is started for the run.
 A figure that misses its target is followed by an untimed profiling pass whose report
 goes to ``bench/profiles/`` (``--no-profile`` skips it).
 
@@ -67,6 +68,7 @@ GROUPS: Final = (
     "server",
     "api",
     "console",
+    "history",
     "replenishment",
     "fuzz",
     "faults",
@@ -289,6 +291,12 @@ def run_console(ctx: Context) -> list[Figure]:
     )
 
 
+def run_history(ctx: Context) -> list[Figure]:
+    return history.latency(
+        ctx.broker.url, ctx.workdir, ctx.sizes.ledger_rows, ctx.sizes.api_samples
+    )
+
+
 def run_replenishment(ctx: Context) -> list[Figure]:
     return replenishment.backtest(ctx.sizes.replenishment_items)
 
@@ -404,6 +412,7 @@ RUNNERS: Final[dict[str, Callable[[Context], list[Figure]]]] = {
     "server": run_server,
     "api": run_api,
     "console": run_console,
+    "history": run_history,
     "replenishment": run_replenishment,
     "fuzz": run_fuzz,
     "faults": run_faults,
@@ -445,8 +454,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ledger-rows",
         type=_positive,
         default=None,
-        help=f"ledger rows for the api and console groups (default {DEFAULT_LEDGER_ROWS:,}; quick: "
-        f"{QUICK.ledger_rows:,})",
+        help=f"ledger rows for the api, console and history groups (default "
+        f"{DEFAULT_LEDGER_ROWS:,}; quick: {QUICK.ledger_rows:,})",
     )
     parser.add_argument("--results", type=Path, default=None, help="results.json to write")
     parser.add_argument("--markdown", type=Path, default=None, help="BENCHMARKS.md to write")
@@ -491,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "quick": args.quick,
-        "ledger_rows": sizes.ledger_rows if {"api", "console"} & set(args.only) else None,
+        "ledger_rows": sizes.ledger_rows
+        if {"api", "console", "history"} & set(args.only)
+        else None,
         "sizes": dataclasses.asdict(sizes),
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
     }

@@ -1,4 +1,4 @@
-"""API figures: p99 latency of movement-history pages and stock queries over a large ledger.
+"""API figures: p99 latency of movement pages and stock queries over a large ledger.
 
 A ledger of ``--ledger-rows`` rows (default 10 million) is generated into the migrated schema
 (``bench.ledger_gen``) and checked with the server's own ``check_ledger``. Then the real
@@ -7,7 +7,9 @@ and one httpx client sends requests over one keep-alive connection, one at a tim
 viewer key. Each request kind (``bench.api_requests``) is sent ``samples`` times, in a
 shuffled order, after a short untimed warm-up; latency is from sending the request to
 having read the whole response, on the client. The database file is in the OS page
-cache (it was just written), as it is on a server that has been running.
+cache (it was just written), as it is on a server that has been running. The history
+endpoints and the reports are measured the same way by the ``history`` group
+(``bench.history.latency``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from bench import ledger_gen
 from bench.api_explain import explain
 from bench.api_requests import (
     FLOOR_KIND,
-    HISTORY_KINDS,
     MOVEMENT_KINDS,
     PAGE,
     STOCK_KINDS,
@@ -38,7 +39,6 @@ from bench.figures import Figure, Target
 from bench.server_proc import API_KEY, ServerProcess
 from server.check import check_ledger
 from server.config import DatabaseSettings
-from server.history_check import rebuild_history
 from server.store import Store
 
 P99_TARGET_MS: Final = 50.0
@@ -85,17 +85,23 @@ async def measure(
     samples: int,
     seed: int,
     warmup_per_kind: int = WARMUP_PER_KIND,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+    samples_of: Mapping[str, int] | None = None,
 ) -> dict[str, Samples]:
-    """Send every kind ``samples`` times (shuffled), return latencies and rows per kind."""
+    """Send every kind ``samples`` times (or ``samples_of[kind.key]``; shuffled), return
+    latencies and rows per kind."""
     rng = random.Random(seed)
-    jobs = [(kind, kind.query(rng, generated)) for kind in kinds for _ in range(samples)]
+    counts = samples_of or {}
+    jobs = [
+        (kind, kind.query(rng, generated))
+        for kind in kinds
+        for _ in range(counts.get(kind.key, samples))
+    ]
     rng.shuffle(jobs)
     warmup = [(kind, kind.query(rng, generated)) for kind in kinds for _ in range(warmup_per_kind)]
     results = {kind.key: Samples([], []) for kind in kinds}
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout_s) as client:
         for kind, params in warmup:
             await _one(client, kind, params)
         for kind, params in jobs:
@@ -129,18 +135,6 @@ async def _check(path: Path) -> tuple[list[str], float]:
         await store.close()
 
 
-async def _rebuild_history(path: Path) -> float:
-    """Build the history rollups over the generated ledger (``rebuild-history``), before the
-    server starts (else its follower would do it while the API is measured)."""
-    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
-    started = time.perf_counter()
-    try:
-        await rebuild_history(store)
-        return time.perf_counter() - started
-    finally:
-        await store.close()
-
-
 def _remove(path: Path) -> None:
     for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
@@ -169,16 +163,14 @@ def latency(
         problems, check_seconds = asyncio.run(_check(path))
         if problems:
             raise RuntimeError(f"generated balances disagree with the ledger: {problems[:3]}")
-        rebuild_seconds = asyncio.run(_rebuild_history(path))
         size_mb = path.stat().st_size / (1024 * 1024)
         with ServerProcess(workdir, mqtt_url=mqtt_url, database=path, read_points=[]) as server:
-            kinds = (*MOVEMENT_KINDS, *STOCK_KINDS, *HISTORY_KINDS, FLOOR_KIND)
+            kinds = (*MOVEMENT_KINDS, *STOCK_KINDS, FLOOR_KIND)
             results = asyncio.run(
                 measure(server.base_url, generated, kinds, samples, seed, warmup_per_kind)
             )
         movement_ms = [ms for kind in MOVEMENT_KINDS for ms in results[kind.key].latencies_ms]
         stock_ms = [ms for kind in STOCK_KINDS for ms in results[kind.key].latencies_ms]
-        history_ms = [ms for kind in HISTORY_KINDS for ms in results[kind.key].latencies_ms]
         floor_ms = results[FLOOR_KIND.key].latencies_ms
         missed = max(percentile(movement_ms, 99), percentile(stock_ms, 99)) > P99_TARGET_MS
         if explain_to is not None and missed:
@@ -210,7 +202,6 @@ def latency(
     }
     movement_kinds = "; ".join(f"{kind.text}" for kind in MOVEMENT_KINDS)
     stock_kinds = "; ".join(f"{kind.text}" for kind in STOCK_KINDS)
-    history_kinds = "; ".join(f"{kind.text}" for kind in HISTORY_KINDS)
     return [
         Figure(
             key="api.movements_p99_ms",
@@ -240,24 +231,6 @@ def latency(
                 **common,
                 "p50_ms": round(percentile(stock_ms, 50), 2),
                 "by_kind": _summary(results, STOCK_KINDS),
-            },
-        ),
-        Figure(
-            key="api.history_p99_ms",
-            value=round(percentile(history_ms, 99), 2),
-            unit="ms",
-            how=(
-                "Same ledger and server, the history rollups built first by rebuild-history "
-                f"({rebuild_seconds:,.0f} s, {generated.ledger_rows / rebuild_seconds:,.0f} "
-                f"rows/s). GET /api/v1/history/..., {samples} each of: {history_kinds}; p99 "
-                f"over all {len(history_ms)} requests."
-            ),
-            target=Target("<=", P99_TARGET_MS),
-            detail={
-                **common,
-                "rebuild_history_seconds": round(rebuild_seconds, 1),
-                "p50_ms": round(percentile(history_ms, 50), 2),
-                "by_kind": _summary(results, HISTORY_KINDS),
             },
         ),
     ]

@@ -226,3 +226,69 @@ FLOOR_KIND: Final = Kind(
     "healthz", "/healthz", "GET /healthz: the HTTP round trip with (almost) no work", _nothing
 )
 """Measured beside the others: the latency no API request can go below on this server."""
+
+
+def _as_of(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    span = (generated.last_time - generated.first_time).total_seconds()
+    return {"as_of": _iso(generated.first_time + timedelta(seconds=rng.uniform(0, span)))}
+
+
+def _stock_value(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return _as_of(rng, generated)
+
+
+def _stock_value_fifo_category(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {**_as_of(rng, generated), "method": "fifo", "group_by": "category"}
+
+
+def _turnover(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return _window(rng, generated, QUARTER)
+
+
+def _aging(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return _as_of(rng, generated)
+
+
+def _abc_xyz(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return _window(rng, generated, QUARTER)
+
+
+def _losses(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {**_window(rng, generated, QUARTER), "group_by": "reason,site,sku"}
+
+
+def _door_day(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    site = ledger_gen.site_id(rng.randrange(ledger_gen.SITES))
+    return {"read_point": f"{site}.dock.1", **_window(rng, generated, timedelta(days=1))}
+
+
+def _dead_stock(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {**_as_of(rng, generated), "days": 90}
+
+
+REPORT_KINDS: Final = (
+    Kind(
+        "stock_value",
+        "/api/v1/reports/stock-value",
+        "stock value per site and item as of a moment (moving average; the whole ledger up to it)",
+        _stock_value,
+    ),
+    Kind(
+        "stock_value_fifo_category",
+        "/api/v1/reports/stock-value",
+        "the same, FIFO, per site and category",
+        _stock_value_fifo_category,
+    ),
+    Kind("turnover", "/api/v1/reports/turnover", "turnover over 90 days", _turnover),
+    Kind("aging", "/api/v1/reports/aging", "aging as of a moment", _aging),
+    Kind("abc_xyz", "/api/v1/reports/abc-xyz", "ABC/XYZ over 90 days", _abc_xyz),
+    Kind("losses", "/api/v1/reports/losses", "losses over 90 days by reason, site, item", _losses),
+    Kind(
+        "door_day",
+        "/api/v1/reports/door-throughput",
+        "a dock's throughput per hour over a day",
+        _door_day,
+    ),
+    Kind("dead_stock", "/api/v1/reports/dead-stock", "dead stock, 90 days", _dead_stock),
+)
+"""Reports; all but the door's and dead stock's replay the ledger up to their end date."""

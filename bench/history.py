@@ -8,29 +8,52 @@ to a real VictoriaMetrics (``bench.victoria``). The clock runs until both have r
 newest row; rows per second = ledger rows / that time. Its target is the ingest rate of the
 same run (the follower keeps up when the ratio is at least 1). Afterwards the rollups are
 checked with ``check-history`` and the points read back and counted.
+
+``python -m bench --only history`` (``latency``): the p99 of the history endpoints
+(``history.pages_p99_ms``, target 50 ms) and of the reports (``history.reports_p99_ms``,
+target 2 s for whole-ledger reports) over a generated ledger of ``--ledger-rows`` rows
+(``bench.ledger_gen``, as the api group), its rollups built by ``rebuild-history`` and a
+standard cost recorded for every item, measured against the real server process as the api
+group measures (``bench.api.measure``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
 import sqlalchemy as sa
 
+from bench import ledger_gen
+from bench.api import _check, _remove, _summary, measure
+from bench.api_requests import FLOOR_KIND, HISTORY_KINDS, REPORT_KINDS
+from bench.cpu import percentile
 from bench.figures import Figure, Target
+from bench.server_proc import ServerProcess
 from bench.victoria import VictoriaMetrics
 from server.config import DatabaseSettings
-from server.history_check import history_report, reset_rollups
+from server.history_check import history_report, rebuild_history, reset_rollups
 from server.history_follow import LedgerFollower, last_ledger_id
 from server.history_influx import INFLUXDB, MOVEMENT, InfluxSink
 from server.history_rollups import RollupSink
 from server.history_settings import HistorySettings, InfluxSettings
-from server.schema_history import history_cursors
+from server.schema import items
+from server.schema_costs import item_costs
+from server.schema_history import history_cursors, history_place_movements
 from server.store import Store
 
 FOLLOW_TIMEOUT_S: Final = 1800.0
+PAGES_P99_MS: Final = 50.0
+REPORTS_P99_MS: Final = 2000.0
+REPORT_TIMEOUT_S: Final = 1800.0
+REPORT_SAMPLE_SHARE: Final = 10
+"""Reports are sent ``samples // REPORT_SAMPLE_SHARE`` times each (at least 3): each one
+replays the ledger."""
+WARMUP_PER_KIND: Final = 2
 
 
 async def _follow(database: Path, influx_url: str) -> tuple[int, float, float, list[str]]:
@@ -104,3 +127,130 @@ def follow_rate(database: Path, workdir: Path, events_per_s: float) -> Figure:
             "ratio_to_server_events_per_s": round(rate / events_per_s, 3),
         },
     )
+
+
+async def _prepare(path: Path) -> tuple[float, int, int]:
+    """Rollups by ``rebuild-history`` and a standard cost for every item; returns the
+    rebuild's seconds and the rows of both movement rollups."""
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+    try:
+        started = time.perf_counter()
+        await rebuild_history(store)
+        seconds = time.perf_counter() - started
+        async with store.begin("recording standard costs") as conn:
+            ids = [int(row[0]) for row in await conn.execute(sa.select(items.c.id))]
+            await conn.execute(
+                sa.insert(item_costs),
+                [
+                    {
+                        "item_id": item_id,
+                        "site": None,
+                        "unit_cost": Decimal(item_id % 97 + 1) / 4,
+                        "effective_from": datetime(2000, 1, 1, tzinfo=UTC),
+                        "actor": "bench",
+                        "recorded_at": datetime.now(UTC),
+                        "note": None,
+                    }
+                    for item_id in ids
+                ],
+            )
+        async with store.read("counting rollup rows") as conn:
+            fine = await conn.scalar(sa.text("SELECT COUNT(*) FROM history_movements"))
+            coarse = await conn.scalar(
+                sa.select(sa.func.count()).select_from(history_place_movements)
+            )
+        return seconds, int(fine or 0), int(coarse or 0)
+    finally:
+        await store.close()
+
+
+def latency(
+    mqtt_url: str,
+    workdir: Path,
+    ledger_rows: int,
+    samples: int,
+    *,
+    seed: int = 7,
+    warmup_per_kind: int = WARMUP_PER_KIND,
+) -> list[Figure]:
+    """``history.pages_p99_ms`` and ``history.reports_p99_ms`` over ``ledger_rows`` rows."""
+    path = workdir / "history-ledger.db"
+    _remove(path)
+    report_samples = max(3, samples // REPORT_SAMPLE_SHARE)
+    try:
+        generated = ledger_gen.generate(path, ledger_rows)
+        problems, _ = asyncio.run(_check(path))
+        if problems:
+            raise RuntimeError(f"generated balances disagree with the ledger: {problems[:3]}")
+        rebuild_seconds, fine_rows, coarse_rows = asyncio.run(_prepare(path))
+        size_mb = path.stat().st_size / (1024 * 1024)
+        with ServerProcess(workdir, mqtt_url=mqtt_url, database=path, read_points=[]) as server:
+            kinds = (*HISTORY_KINDS, *REPORT_KINDS, FLOOR_KIND)
+            results = asyncio.run(
+                measure(
+                    server.base_url,
+                    generated,
+                    kinds,
+                    samples,
+                    seed,
+                    warmup_per_kind,
+                    timeout_s=REPORT_TIMEOUT_S,
+                    samples_of={kind.key: report_samples for kind in REPORT_KINDS},
+                )
+            )
+    finally:
+        _remove(path)
+    pages_ms = [ms for kind in HISTORY_KINDS for ms in results[kind.key].latencies_ms]
+    reports_ms = [ms for kind in REPORT_KINDS for ms in results[kind.key].latencies_ms]
+    floor_ms = results[FLOOR_KIND.key].latencies_ms
+    data_text = (
+        f"{generated.ledger_rows:,} generated ledger rows ({generated.units:,} units over two "
+        f"years, {ledger_gen.SITES} sites, {generated.locations} locations, "
+        f"{generated.items:,} items; SQLite file {size_mb:,.0f} MB), rollups built by "
+        f"rebuild-history in {rebuild_seconds:,.0f} s ({fine_rows:,} rows by item, "
+        f"{coarse_rows:,} without), a standard cost per item. `stockgate server` in its own "
+        "process; httpx, one keep-alive connection, one request at a time; latency = request "
+        f"sent to response body read; GET /healthz p50 {percentile(floor_ms, 50):.1f} ms"
+    )
+    common = {
+        "ledger_rows": generated.ledger_rows,
+        "database_mb": round(size_mb, 1),
+        "rebuild_history_seconds": round(rebuild_seconds, 1),
+        "rollup_rows_by_item": fine_rows,
+        "rollup_rows_without_item": coarse_rows,
+        "http_floor_healthz_p50_ms": round(percentile(floor_ms, 50), 2),
+    }
+    pages_text = "; ".join(kind.text for kind in HISTORY_KINDS)
+    reports_text = "; ".join(kind.text for kind in REPORT_KINDS)
+    return [
+        Figure(
+            key="history.pages_p99_ms",
+            value=round(percentile(pages_ms, 99), 2),
+            unit="ms",
+            how=(
+                f"{data_text}. GET /api/v1/history/..., {samples} each of: {pages_text}; "
+                f"p99 over all {len(pages_ms)} requests."
+            ),
+            target=Target("<=", PAGES_P99_MS),
+            detail={
+                **common,
+                "p50_ms": round(percentile(pages_ms, 50), 2),
+                "by_kind": _summary(results, HISTORY_KINDS),
+            },
+        ),
+        Figure(
+            key="history.reports_p99_ms",
+            value=round(percentile(reports_ms, 99), 2),
+            unit="ms",
+            how=(
+                f"Same ledger and server. GET /api/v1/reports/..., {report_samples} each of: "
+                f"{reports_text}; p99 over all {len(reports_ms)} requests."
+            ),
+            target=Target("<=", REPORTS_P99_MS),
+            detail={
+                **common,
+                "p50_ms": round(percentile(reports_ms, 50), 2),
+                "by_kind": _summary(results, REPORT_KINDS),
+            },
+        ),
+    ]

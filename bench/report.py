@@ -16,6 +16,8 @@ from typing import Any, Final
 from bench.figures import Figure, fmt
 
 GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
+    # Before "server", whose "history." (history.follow_rows_per_s) would take these.
+    "history": ("history.pages_", "history.reports_"),
     "edge": ("edge.",),
     "server": ("server.", "broker.", "sqlite.", "history.", "pg."),
     "api": ("api.",),
@@ -41,9 +43,10 @@ ORDER: Final = (
     "pg.raw_events_per_s",
     "api.movements_p99_ms",
     "api.stock_p99_ms",
-    "api.history_p99_ms",
     "console.first_page_ms",
     "console.page_kb",
+    "history.pages_p99_ms",
+    "history.reports_p99_ms",
     "replenishment.fill_rate",
     "replenishment.avg_stock_ratio",
     "portal.tag_direction_accuracy",

@@ -6,6 +6,9 @@ every bucket, in one snapshot (a transaction; REPEATABLE READ on PostgreSQL), so
 while ingest and the follower keep writing. ``rebuild_history`` empties the rollups and
 builds them again from the ledger in SQL, in one transaction that also moves the position
 to the newest row; a running server's follower goes on from there.
+
+``history_place_movements`` (the movement sums without the item) is checked against
+``history_movements`` summed over the items, and rebuilt from it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from server.dialect import upsert
 from server.history_follow import utc_now
 from server.history_rollups import ROLLUPS, clear_rollups
 from server.schema import items, ledger
-from server.schema_history import history_cursors, history_movements, history_stock_daily
+from server.schema_history import (
+    history_cursors,
+    history_movements,
+    history_place_movements,
+    history_stock_daily,
+)
 from server.store import Store, translate
 
 log = logging.getLogger(__name__)
@@ -105,6 +113,41 @@ def _movement_differences(conn: AsyncConnection, position: int) -> sa.Select[Any
     )
 
 
+PLACE_KEYS = ("period", "bucket", "location", "side", "read_point", "kind")
+
+
+def _place_differences() -> sa.Select[Any]:
+    fine, coarse = history_movements.c, history_place_movements.c
+    parts = [
+        sa.select(
+            *(fine[name] for name in PLACE_KEYS),
+            fine.count.label("item_count"),
+            fine.quantity.label("item_quantity"),
+            sa.literal(0).label("place_count"),
+            sa.literal(0).label("place_quantity"),
+        ),
+        sa.select(
+            *(coarse[name] for name in PLACE_KEYS),
+            sa.literal(0),
+            sa.literal(0),
+            coarse.count,
+            coarse.quantity,
+        ),
+    ]
+    deltas = sa.union_all(*parts).subquery("deltas")
+    keys = [deltas.c[name] for name in PLACE_KEYS]
+    sums = [
+        sa.func.sum(deltas.c[name])
+        for name in ("item_count", "item_quantity", "place_count", "place_quantity")
+    ]
+    return (
+        sa.select(*keys, *sums)
+        .group_by(*keys)
+        .having(sa.or_(sums[0] != sums[2], sums[1] != sums[3]))
+        .order_by(*keys)
+    )
+
+
 def _stock_differences(conn: AsyncConnection, position: int) -> sa.Select[Any]:
     source = _site(conn, ledger.c.from_location)
     target = _site(conn, ledger.c.to_location)
@@ -166,10 +209,11 @@ class HistoryReport:
     """The newest ledger id at the time of the check."""
     movements: list[str]
     stock: list[str]
+    places: list[str]
 
     @property
     def lines(self) -> list[str]:
-        return [*self.movements, *self.stock]
+        return [*self.movements, *self.stock, *self.places]
 
 
 @asynccontextmanager
@@ -204,6 +248,7 @@ async def history_report(store: Store) -> HistoryReport:
         )
         moves = (await conn.execute(_movement_differences(conn, position))).all()
         stock = (await conn.execute(_stock_differences(conn, position))).all()
+        places = (await conn.execute(_place_differences())).all()
         ids = {row.item_id for row in (*moves, *stock)}
         skus = {
             row.id: row.sku
@@ -222,7 +267,13 @@ async def history_report(store: Store) -> HistoryReport:
         f"rollup in {int(ri)} out {int(ro)}, ledger says in {int(li)} out {int(lo)}"
         for site, item_id, day, li, lo, ri, ro in stock
     ]
-    return HistoryReport(position, newest, movement_lines, stock_lines)
+    place_lines = [
+        f"{period} {_when(bucket)} {location} {side}"
+        f"{f' at {read_point}' if read_point else ''} {kind}: without the item "
+        f"{int(pc)} rows / {int(pq)}, by item {int(ic)} rows / {int(iq)}"
+        for period, bucket, location, side, read_point, kind, ic, iq, pc, pq in places
+    ]
+    return HistoryReport(position, newest, movement_lines, stock_lines, place_lines)
 
 
 async def reset_rollups(store: Store) -> None:
@@ -308,6 +359,17 @@ def _stock_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
     )
 
 
+def _place_rollups() -> sa.Insert:
+    fine = history_movements.c
+    keys = [fine[name] for name in PLACE_KEYS]
+    return sa.insert(history_place_movements).from_select(
+        [*PLACE_KEYS, "site", "count", "quantity"],
+        sa.select(
+            *keys, sa.func.min(fine.site), sa.func.sum(fine.count), sa.func.sum(fine.quantity)
+        ).group_by(*keys),
+    )
+
+
 async def rebuild_history(store: Store) -> int:
     """Rebuild the rollups from the ledger in one transaction; returns the position reached.
 
@@ -347,6 +409,7 @@ async def rebuild_history(store: Store) -> int:
         await conn.execute(_movement_rollups(conn, newest))
         for index in indexes:
             await conn.run_sync(index.create)
+        await conn.execute(_place_rollups())
         await conn.execute(_stock_rollups(conn, newest))
         await conn.execute(
             sa.update(history_cursors)

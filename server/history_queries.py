@@ -4,6 +4,9 @@ Both read only the rollup tables (``server.schema_history``), never the ledger, 
 cost follows the number of buckets asked for, not the size of the ledger. They show what
 the rollups follower has reached (normally within ``[history] poll_interval_s`` of ingest).
 
+Queries that neither filter nor group by item read ``history_place_movements`` (the sums
+without the item); the others read ``history_movements``.
+
 Movement buckets always keep the ``side`` apart: a transfer leaves one location (``out``)
 and enters another (``in``); summed together they would count it twice.
 """
@@ -21,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.history_rollups import bucket_start
 from server.queries import in_subtree
 from server.schema import items
-from server.schema_history import Period, Side, history_movements, history_stock_daily
+from server.schema_history import (
+    Period,
+    Side,
+    history_movements,
+    history_place_movements,
+    history_stock_daily,
+)
 
 GroupBy = Literal["site", "location", "read_point", "sku", "kind"]
 GROUP_BY: Final[tuple[GroupBy, ...]] = ("site", "location", "read_point", "sku", "kind")
@@ -51,7 +60,11 @@ class MovementHistoryQuery:
 
 
 def _movement_select(query: MovementHistoryQuery) -> sa.Select[Any]:
-    rollup = history_movements.c
+    # Without an item filter or column, the rollup without the item answers: one row per
+    # place, read point and kind instead of one per item there.
+    needs_items = "sku" in query.group_by or query.sku is not None or query.gtin is not None
+    table = history_movements if needs_items else history_place_movements
+    rollup = table.c
     group_columns: dict[GroupBy, sa.ColumnElement[Any]] = {
         "site": rollup.site,
         "location": rollup.location,
@@ -65,7 +78,6 @@ def _movement_select(query: MovementHistoryQuery) -> sa.Select[Any]:
         rollup.bucket >= bucket_start(query.since, query.period),
         rollup.bucket < query.until,
     ]
-    needs_items = "sku" in query.group_by or query.sku is not None or query.gtin is not None
     if query.sku is not None:
         conditions.append(items.c.sku == query.sku)
     if query.gtin is not None:
@@ -83,9 +95,9 @@ def _movement_select(query: MovementHistoryQuery) -> sa.Select[Any]:
         conditions.append(rollup.side == query.side)
     if query.sites:
         conditions.append(rollup.site.in_(sorted(query.sites)))
-    source: sa.FromClause = history_movements
+    source: sa.FromClause = table
     if needs_items:
-        source = history_movements.join(items, items.c.id == rollup.item_id)
+        source = table.join(items, items.c.id == history_movements.c.item_id)
     return (
         sa.select(*keys, sa.func.sum(rollup.count), sa.func.sum(rollup.quantity))
         .select_from(source)

@@ -5,6 +5,7 @@ What a ledger row adds (see ``server.schema_history`` for the tables):
 - to ``history_movements``, for each period (hour, day) and each side it has: one to the
   ``out`` side of ``from_location`` and one to the ``in`` side of ``to_location``, keyed by
   bucket start (UTC), location, read point, item and kind: ``count`` 1, ``quantity``;
+- to ``history_place_movements``, the same without the item (``place_sums``);
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
   of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
 
@@ -30,6 +31,7 @@ from server.schema_history import (
     Period,
     Side,
     history_movements,
+    history_place_movements,
     history_stock_daily,
 )
 from server.sites import site_of
@@ -39,6 +41,8 @@ ROLLUPS: Final = "rollups"
 
 MovementKey = tuple[Period, datetime, str, Side, str, int, str]
 """(period, bucket, location, side, read point, item id, kind)."""
+PlaceKey = tuple[Period, datetime, str, Side, str, str]
+"""(period, bucket, location, side, read point, kind)."""
 StockKey = tuple[str, int, datetime]
 """(site, item id, day)."""
 
@@ -69,6 +73,19 @@ def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:
     return sums
 
 
+def place_sums(movements: dict[MovementKey, list[int]]) -> dict[PlaceKey, list[int]]:
+    """``movement_sums`` added up over the items."""
+    sums: dict[PlaceKey, list[int]] = defaultdict(lambda: [0, 0])
+    for (period, bucket, location, side, read_point, _, kind), (
+        count,
+        quantity,
+    ) in movements.items():
+        figures = sums[(period, bucket, location, side, read_point, kind)]
+        figures[0] += count
+        figures[1] += quantity
+    return sums
+
+
 def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
     """``[in, out]`` per (site, item, day) over ``rows`` that cross a site boundary."""
     sums: dict[StockKey, list[int]] = defaultdict(lambda: [0, 0])
@@ -92,6 +109,17 @@ def _add_movements(conn: AsyncConnection) -> sa.Insert:
         set_={
             "count": history_movements.c.count + insert.excluded.count,
             "quantity": history_movements.c.quantity + insert.excluded.quantity,
+        },
+    )
+
+
+def _add_places(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_place_movements)
+    return insert.on_conflict_do_update(
+        index_elements=[column.name for column in history_place_movements.primary_key],
+        set_={
+            "count": history_place_movements.c.count + insert.excluded.count,
+            "quantity": history_place_movements.c.quantity + insert.excluded.quantity,
         },
     )
 
@@ -140,6 +168,28 @@ class RollupSink:
                     ) in movements.items()
                 ],
             )
+            await execute_many(
+                conn,
+                "history_place_movements",
+                _add_places,
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "location": location,
+                        "side": side,
+                        "read_point": read_point,
+                        "kind": kind,
+                        "site": site_of(location),
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, location, side, read_point, kind), (
+                        count,
+                        quantity,
+                    ) in place_sums(movements).items()
+                ],
+            )
         stock = stock_sums(rows)
         if stock:
             await execute_many(
@@ -162,4 +212,5 @@ class RollupSink:
 async def clear_rollups(conn: AsyncConnection) -> None:
     """Empty the rollup tables (the caller resets the cursor in the same transaction)."""
     await conn.execute(sa.delete(history_movements))
+    await conn.execute(sa.delete(history_place_movements))
     await conn.execute(sa.delete(history_stock_daily))

@@ -12,6 +12,9 @@ Everything here is derived from the ledger and can be rebuilt from it
   second, so a location's inflow and outflow are separate rows and a transfer is never
   counted twice on one side. ``read_point`` is ``''`` for rows without one (a key column
   cannot be NULL and stay unique on both databases).
+- ``history_place_movements``: the same sums without the item (revision 0014), so a query
+  over a site, location, read point or kind reads one row per place and kind instead of one
+  per item there; queries that filter or group by item read ``history_movements``.
 - ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
   (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
   Moves inside a site change no site's stock and add nothing here.
@@ -61,6 +64,24 @@ history_movements = sa.Table(
     sa.Index("ix_history_movements_site", "period", "site", "bucket"),
     sa.Index("ix_history_movements_read_point", "period", "read_point", "bucket"),
     sa.Index("ix_history_movements_item", "period", "item_id", "bucket"),
+)
+
+history_place_movements = sa.Table(
+    "history_place_movements",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", UtcDateTime(), primary_key=True),
+    sa.Column("location", location_id(), primary_key=True),
+    sa.Column("side", sa.String(3), primary_key=True),
+    sa.Column("read_point", sa.String(MAX_READ_POINT), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
+    sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
+    sa.Index("ix_history_place_movements_site", "period", "site", "bucket"),
+    sa.Index("ix_history_place_movements_read_point", "period", "read_point", "bucket"),
 )
 
 history_stock_daily = sa.Table(

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
+from server.audit import record_change, snapshot
 from server.masterdata import (
     CATEGORY_PATTERN,
     CategoryChanges,
@@ -20,6 +21,9 @@ from server.masterdata import (
     list_categories,
     rename_category,
     require_category,
+)
+from server.masterdata import (
+    get_category as find_category,
 )
 from wire.models import now_utc
 
@@ -64,18 +68,38 @@ async def get_category(context: Context, _: Viewer, code: CodePath) -> CategoryV
     status_code=status.HTTP_201_CREATED,
     responses=REFUSALS,
 )
-async def post_category(context: Context, _: GlobalAdmin, fields: CategoryFields) -> CategoryView:
+async def post_category(
+    context: Context, principal: GlobalAdmin, fields: CategoryFields
+) -> CategoryView:
+    now = now_utc()
     async with context.store.begin(f"creating item category {fields.code}") as conn:
-        return await create_category(conn, fields, now_utc())
+        created = await create_category(conn, fields, now)
+        await record_change(
+            conn, "category", fields.code, "create", None, snapshot(created), principal.name, now
+        )
+    return created
 
 
 @router.patch("/item-categories/{code}", response_model=CategoryView, responses=REFUSALS)
 async def patch_category(
-    context: Context, _: GlobalAdmin, code: CodePath, changes: CategoryChanges
+    context: Context, principal: GlobalAdmin, code: CodePath, changes: CategoryChanges
 ) -> CategoryView:
     """Rename a category (its code stays; items refer to it)."""
+    now = now_utc()
     async with context.store.begin(f"renaming item category {code}") as conn:
-        return await rename_category(conn, code, changes, now_utc())
+        before = await find_category(conn, code)
+        renamed = await rename_category(conn, code, changes, now)
+        await record_change(
+            conn,
+            "category",
+            code,
+            "update",
+            snapshot(before),
+            snapshot(renamed),
+            principal.name,
+            now,
+        )
+    return renamed
 
 
 @router.delete(
@@ -84,8 +108,13 @@ async def patch_category(
     response_class=Response,
     responses=REFUSALS,
 )
-async def remove_category(context: Context, _: GlobalAdmin, code: CodePath) -> Response:
+async def remove_category(context: Context, principal: GlobalAdmin, code: CodePath) -> Response:
     """Delete a category no item uses."""
+    now = now_utc()
     async with context.store.begin(f"deleting item category {code}") as conn:
+        before = await find_category(conn, code)
         await delete_category(conn, code)
+        await record_change(
+            conn, "category", code, "delete", snapshot(before), None, principal.name, now
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

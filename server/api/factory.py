@@ -12,6 +12,7 @@ from server.api import aggregations as aggregations_api
 from server.api import alert_kinds as alert_kinds_api
 from server.api import alerts, dead_letters, docs, errors, gateways, health, movements, stock, units
 from server.api import categories as categories_api
+from server.api import costs as costs_api
 from server.api import epcis as epcis_api
 from server.api import history as history_api
 from server.api import items as items_api
@@ -28,6 +29,7 @@ from server.api import stream as stream_api
 from server.api import transfer_orders as transfer_orders_api
 from server.api import transfers as transfers_api
 from server.api import unresolved_passes as unresolved_passes_api
+from server.api import valuation as valuation_api
 from server.api.context import ApiContext, KeyRing
 from server.api.guard import BodyLimits, RequestGuard
 from server.api.uploads import CSV_MEDIA_TYPE
@@ -102,6 +104,7 @@ def create_app(
         adjustments_api,
         transfers_api,
         reversals_api,
+        costs_api,
     ):
         app.include_router(master.router)
     for module in (
@@ -117,6 +120,7 @@ def create_app(
         unresolved_passes_api,
         shrinkage_api,
         aggregations_api,
+        valuation_api,
     ):
         app.include_router(module.router)
     app.state.stream_feed = (

@@ -13,6 +13,7 @@ from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
+from server.audit import record_change, snapshot
 from server.csv_import import ImportSummary, export_items, import_items
 from server.masterdata import (
     CATEGORY_PATTERN,
@@ -29,6 +30,9 @@ from server.masterdata import (
     normalize_gtin,
     require_item,
     update_item,
+)
+from server.masterdata import (
+    get_item as find_item,
 )
 from server.refusals import Invalid
 from server.schema_master import InventoryType
@@ -124,20 +128,31 @@ async def get_item(context: Context, _: Viewer, sku: SkuPath) -> ItemDetail:
 @router.post(
     "/items", response_model=ItemDetail, status_code=status.HTTP_201_CREATED, responses=REFUSALS
 )
-async def post_item(context: Context, _: GlobalAdmin, fields: ItemFields) -> ItemDetail:
+async def post_item(context: Context, principal: GlobalAdmin, fields: ItemFields) -> ItemDetail:
     """Add an item (reviewed unless it says otherwise)."""
+    now = now_utc()
     async with context.store.begin(f"creating item {fields.sku}") as conn:
-        return await create_item(conn, fields, now_utc())
+        created = await create_item(conn, fields, now)
+        await record_change(
+            conn, "item", created.sku, "create", None, snapshot(created), principal.name, now
+        )
+    return created
 
 
 @router.patch("/items/{sku}", response_model=ItemDetail, responses=REFUSALS)
 async def patch_item(
-    context: Context, _: GlobalAdmin, sku: SkuPath, changes: ItemChanges
+    context: Context, principal: GlobalAdmin, sku: SkuPath, changes: ItemChanges
 ) -> ItemDetail:
     """Change the fields given (null clears an optional field); the SKU may change too."""
     values = changes.values()
+    now = now_utc()
     async with context.store.begin(f"changing item {sku}") as conn:
-        return await update_item(conn, sku, values, now_utc())
+        before = await find_item(conn, sku)
+        changed = await update_item(conn, sku, values, now)
+        await record_change(
+            conn, "item", sku, "update", snapshot(before), snapshot(changed), principal.name, now
+        )
+    return changed
 
 
 @router.delete(
@@ -146,8 +161,13 @@ async def patch_item(
     response_class=Response,
     responses=REFUSALS,
 )
-async def remove_item(context: Context, _: GlobalAdmin, sku: SkuPath) -> Response:
+async def remove_item(context: Context, principal: GlobalAdmin, sku: SkuPath) -> Response:
     """Delete an item nothing refers to (items that ever moved stay)."""
+    now = now_utc()
     async with context.store.begin(f"deleting item {sku}") as conn:
+        before = await find_item(conn, sku)
         await delete_item(conn, sku)
+        await record_change(
+            conn, "item", sku, "delete", snapshot(before), None, principal.name, now
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,6 +16,7 @@ from server.api.auth import Admin, Context, Viewer, check_locations
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit, Location
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
+from server.audit import record_change, snapshot
 from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.csv_import import ImportSummary, export_locations, import_locations
 from server.masterdata import (
@@ -28,6 +29,9 @@ from server.masterdata import (
     list_locations,
     rename_location,
     require_location,
+)
+from server.masterdata import (
+    get_location as find_location,
 )
 from wire.models import now_utc
 
@@ -112,8 +116,13 @@ async def get_location(context: Context, principal: Viewer, location: LocationPa
 async def post_location(context: Context, principal: Admin, fields: LocationFields) -> LocationView:
     """Add a location under an existing parent (a site has none); its kind follows its depth."""
     check_locations(principal, fields.id)
+    now = now_utc()
     async with context.store.begin(f"creating location {fields.id}") as conn:
-        return await create_location(conn, fields, now_utc())
+        created = await create_location(conn, fields, now)
+        await record_change(
+            conn, "location", fields.id, "create", None, snapshot(created), principal.name, now
+        )
+    return created
 
 
 @router.patch("/locations/{location}", response_model=LocationView, responses=REFUSALS)
@@ -122,8 +131,21 @@ async def patch_location(
 ) -> LocationView:
     """Rename a location (its id never changes: ledger rows name it)."""
     check_locations(principal, location)
+    now = now_utc()
     async with context.store.begin(f"renaming location {location}") as conn:
-        return await rename_location(conn, location, changes, now_utc())
+        before = await find_location(conn, location)
+        renamed = await rename_location(conn, location, changes, now)
+        await record_change(
+            conn,
+            "location",
+            location,
+            "update",
+            snapshot(before),
+            snapshot(renamed),
+            principal.name,
+            now,
+        )
+    return renamed
 
 
 @router.delete(
@@ -135,7 +157,12 @@ async def patch_location(
 async def remove_location(context: Context, principal: Admin, location: LocationPath) -> Response:
     """Delete a location nothing refers to (no children, stock, units or read points)."""
     check_locations(principal, location)
+    now = now_utc()
     async with context.store.begin(f"deleting location {location}") as conn:
+        before = await find_location(conn, location)
         await delete_location(conn, location)
+        await record_change(
+            conn, "location", location, "delete", snapshot(before), None, principal.name, now
+        )
     context.store.known_locations.discard(location)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

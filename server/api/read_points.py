@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from server.api.auth import Admin, Context, Viewer, check_locations, check_site
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
+from server.audit import record_change, snapshot
 from server.config import ReadPointSettings
 from server.read_points import (
     ReadPointCatalog,
@@ -94,8 +95,12 @@ async def post_read_point(
 ) -> ReadPointView:
     """Add a read point (the keys of a ``[[read_points]]`` entry); ingest uses it at once."""
     _check(principal, point)
+    now = now_utc()
     async with context.store.begin(f"creating read point {point.id}") as conn:
-        created = await create_read_point(conn, point, now_utc())
+        created = await create_read_point(conn, point, now)
+        await record_change(
+            conn, "read_point", point.id, "create", None, snapshot(created), principal.name, now
+        )
     catalog.invalidate()
     return created
 
@@ -115,7 +120,18 @@ async def put_read_point(
     async with context.store.begin(f"replacing read point {point_id}") as conn:
         current = await require_read_point(conn, point_id)
         check_site(principal, current.site, f"read point {point_id!r}")
-        replaced = await replace_read_point(conn, point, now_utc())
+        now = now_utc()
+        replaced = await replace_read_point(conn, point, now)
+        await record_change(
+            conn,
+            "read_point",
+            point_id,
+            "update",
+            snapshot(current),
+            snapshot(replaced),
+            principal.name,
+            now,
+        )
     catalog.invalidate()
     return replaced
 
@@ -134,5 +150,15 @@ async def remove_read_point(
         current = await require_read_point(conn, point_id)
         check_site(principal, current.site, f"read point {point_id!r}")
         await delete_read_point(conn, point_id)
+        await record_change(
+            conn,
+            "read_point",
+            point_id,
+            "delete",
+            snapshot(current),
+            None,
+            principal.name,
+            now_utc(),
+        )
     catalog.invalidate()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

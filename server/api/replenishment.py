@@ -30,6 +30,7 @@ from server.api.auth import Context, GlobalAdmin, Operator, Viewer, check_site, 
 from server.api.context import Principal
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
+from server.audit import record_change, snapshot
 from server.masterdata import SKU_PATTERN
 from server.orders import OrderView, change_status
 from server.replenishment.planner import Draft, run_planner, save_settings
@@ -227,13 +228,17 @@ async def get_item_settings(context: Context, principal: Viewer, sku: SettingsSk
     """The item's replenishment settings (all null: the defaults apply)."""
     async with context.store.read("reading replenishment settings") as conn:
         item_id = await _item_id(conn, sku)
-        row = (
-            await conn.execute(
-                sa.select(replenishment_settings).where(replenishment_settings.c.item_id == item_id)
-            )
-        ).first()
+        return await _settings_of(conn, item_id) or ItemSettings()
+
+
+async def _settings_of(conn: Any, item_id: int) -> ItemSettings | None:
+    row = (
+        await conn.execute(
+            sa.select(replenishment_settings).where(replenishment_settings.c.item_id == item_id)
+        )
+    ).first()
     if row is None:
-        return ItemSettings()
+        return None
     values = {key: row._mapping[key] for key in ItemSettings.model_fields}
     return ItemSettings.model_validate(values)
 
@@ -243,9 +248,21 @@ async def put_item_settings(
     context: Context, principal: GlobalAdmin, sku: SettingsSku, body: ItemSettings
 ) -> ItemSettings:
     """Replace the item's replenishment settings (the next run uses them)."""
+    now = now_utc()
     async with context.store.begin("saving replenishment settings") as conn:
         item_id = await _item_id(conn, sku)
-        await save_settings(conn, item_id, body.model_dump(), now_utc())
+        before = await _settings_of(conn, item_id)
+        await save_settings(conn, item_id, body.model_dump(), now)
+        await record_change(
+            conn,
+            "reorder_settings",
+            sku,
+            "update" if before is not None else "create",
+            snapshot(before),
+            snapshot(body),
+            principal.name,
+            now,
+        )
     return body
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import api, ledger_gen
+from bench import api, history, ledger_gen
 from bench.api_explain import explain
 from bench.api_requests import MOVEMENT_KINDS, STOCK_KINDS
 from server.check import check_ledger
@@ -62,11 +62,25 @@ def test_api_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
     assert [figure.key for figure in figures] == [
         "api.movements_p99_ms",
         "api.stock_p99_ms",
-        "api.history_p99_ms",
     ]
     assert all(figure.value > 0 for figure in figures)
     assert figures[0].detail["ledger_rows"] == 3_000
     assert not (tmp_path / "api-ledger.db").exists()
+
+
+@pytest.mark.broker
+def test_history_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
+    figures = history.latency(mosquitto.url, tmp_path, 3_000, 2, warmup_per_kind=0)
+    assert [figure.key for figure in figures] == [
+        "history.pages_p99_ms",
+        "history.reports_p99_ms",
+    ]
+    assert all(figure.value > 0 for figure in figures)
+    detail = figures[0].detail
+    assert detail["ledger_rows"] == 3_000
+    # A tiny ledger has about one row per item and place: no fewer rows without the item.
+    assert 0 < detail["rollup_rows_without_item"] <= detail["rollup_rows_by_item"]
+    assert not (tmp_path / "history-ledger.db").exists()
 
 
 def test_explain_writes_query_times_and_plans(tmp_path: Path) -> None:
