@@ -41,6 +41,7 @@ from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import balances, items, ledger, locations, seen_events, units
+from server.schema_counts import count_results
 from server.shelf_watches import record_watches, watching
 from server.sites import site_of
 from server.unresolved_rows import insert_unresolved
@@ -272,6 +273,25 @@ async def _write_plan(
     } | {unit.location for unit in plan.units.values() if unit.location is not None}
     result.new_locations = await _ensure_locations(conn, wanted, known_locations, now)
 
+    if plan.counts:
+        await conn.execute(
+            sa.insert(count_results),
+            [
+                {
+                    "event_id": count.event_id,
+                    "event_time": count.event_time,
+                    "location": count.location,
+                    "site": site_of(count.location),
+                    "read_point": count.read_point,
+                    "item": line.item,
+                    "expected": line.expected,
+                    "counted": line.counted,
+                    "recorded_at": now,
+                }
+                for count in plan.counts
+                for line in count.lines
+            ],
+        )
     if plan.movements:
         await execute_many(
             conn,

@@ -348,6 +348,7 @@ is what the gateway's config topic carries (``server.gateway_config``)."""
 # last so they can import ``metadata`` from here.
 from server import schema_alerts as _schema_alerts  # noqa: E402,F401
 from server import schema_costs as _schema_costs  # noqa: E402,F401
+from server import schema_counts as _schema_counts  # noqa: E402,F401
 from server import schema_history as _schema_history  # noqa: E402,F401
 from server import schema_master as _schema_master  # noqa: E402,F401
 from server import schema_orders as _schema_orders  # noqa: E402,F401

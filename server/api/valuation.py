@@ -7,7 +7,8 @@
 - ``abc-xyz``: items by value shipped (ABC) and by demand variability (XYZ);
 - ``losses``: stock lost, stolen, damaged, expired or counted short, by reason, site, item;
 - ``door-throughput``: per read point and hour, what moved and how many passes went
-  unresolved.
+  unresolved;
+- ``count-accuracy``: cycle counts, counted against expected, the share within tolerance.
 
 Amounts are numbers rounded to cents (unit costs to millionths). The JSON shapes are in
 the README ("Reports").
@@ -26,10 +27,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from server.api.auth import Context, Viewer, check_site
+from server.api.auth import Context, Viewer, check_locations, check_site
 from server.api.history import CSV_MEDIA, SiteParam, bounded, wants_csv
-from server.api.params import Sku
+from server.api.params import DEFAULT_PAGE, Limit, Location, Sku
 from server.api.uploads import csv_download
+from server.count_accuracy import CountFilter, count_accuracy
 from server.door_reports import door_throughput
 from server.masterdata import CATEGORY_PATTERN
 from server.schema import LEDGER_KINDS
@@ -722,4 +724,111 @@ async def get_door_throughput(
         "door-throughput",
         DOOR_COLUMNS,
         _door_cells,
+    )
+
+
+# --- count accuracy -------------------------------------------------------------------------
+
+
+class CountItem(BaseModel):
+    event_id: str
+    counted_at: datetime
+    location: str
+    read_point: str
+    lines: int
+    """Items counted (and items the books held there that the count did not list)."""
+    lines_within: int
+    expected: int
+    counted: int
+    absolute_difference: int
+    accuracy: float
+    """lines_within / lines."""
+
+
+class CountAccuracyReport(BaseModel):
+    since: datetime
+    until: datetime
+    tolerance: int
+    tolerance_pct: float
+    counts: int
+    """Counts in the window (``items`` lists the newest ``limit``)."""
+    counts_within: int
+    """Counts with every line within tolerance."""
+    lines: int
+    lines_within: int
+    line_accuracy: float | None
+    """lines_within / lines over the window (null: no counts)."""
+    items: list[CountItem]
+
+
+COUNT_COLUMNS: Final = tuple(CountItem.model_fields)
+
+
+@_routes("/count-accuracy", CountAccuracyReport, "Cycle counts against the books")
+async def get_count_accuracy(
+    request: Request,
+    context: Context,
+    principal: Viewer,
+    since: Since = None,
+    until: Until = None,
+    site: SiteParam = None,
+    location: Location = None,
+    tolerance: Annotated[
+        int, Query(ge=0, le=1_000_000, description="Units a line may be off and still count.")
+    ] = 0,
+    tolerance_pct: Annotated[
+        float, Query(ge=0, le=100, description="Or this percentage of the expected quantity.")
+    ] = 0.0,
+    limit: Limit = DEFAULT_PAGE,
+) -> Any:
+    """Cycle counts over ``since``..``until`` (default the last 30 days), newest first:
+    expected against counted per count, and the share of lines within tolerance."""
+    if site is not None:
+        check_site(principal, site)
+    check_locations(principal, location)
+    start, end = _period(since, until, DEFAULT_PERIOD, MAX_PERIOD)
+    where = CountFilter(
+        since=start,
+        until=end,
+        site=site,
+        location=location,
+        sites=principal.sites,
+        tolerance=tolerance,
+        tolerance_pct=tolerance_pct,
+    )
+    async with context.store.read("reporting count accuracy") as conn:
+        rows, summary = await count_accuracy(conn, where, limit)
+    items = [
+        CountItem(
+            event_id=row.event_id,
+            counted_at=row.counted_at,
+            location=row.location,
+            read_point=row.read_point,
+            lines=row.lines,
+            lines_within=row.lines_within,
+            expected=row.expected,
+            counted=row.counted,
+            absolute_difference=row.absolute_difference,
+            accuracy=round(row.lines_within / row.lines, 6),
+        )
+        for row in rows
+    ]
+    report = CountAccuracyReport(
+        since=start,
+        until=end,
+        tolerance=tolerance,
+        tolerance_pct=tolerance_pct,
+        counts=summary.counts,
+        counts_within=summary.counts_within,
+        lines=summary.lines,
+        lines_within=summary.lines_within,
+        line_accuracy=round(summary.lines_within / summary.lines, 6) if summary.lines else None,
+        items=items,
+    )
+    return _answer(
+        request,
+        report,
+        "count-accuracy",
+        COUNT_COLUMNS,
+        lambda item: [getattr(item, name) for name in COUNT_COLUMNS],
     )

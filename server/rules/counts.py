@@ -50,6 +50,8 @@ from server.rules.items import gtin_item
 from server.rules.model import (
     AlertSpec,
     CountBasis,
+    CountLine,
+    CountResult,
     ItemKey,
     Movement,
     Outcome,
@@ -152,10 +154,16 @@ class _Reconciliation:
             self.row(item, -difference, self.location, None, None)
         self.adjusted[item] = difference
 
-    def outcome(self) -> Outcome:
+    def outcome(self, lines: tuple[CountLine, ...]) -> Outcome:
+        event = self.inp.event
+        results = (
+            CountResult(event.event_id, event.event_time, self.location, event.read_point, lines),
+        )
         if not self.movements:
             return Outcome(
-                alerts=tuple(self.alerts), cleared=((COUNT_DISCREPANCY.kind, self.location),)
+                alerts=tuple(self.alerts),
+                cleared=((COUNT_DISCREPANCY.kind, self.location),),
+                counts=results,
             )
         counts = {kind: len(epcs) for kind, epcs in self.listed.items()}
         summary = (
@@ -177,6 +185,7 @@ class _Reconciliation:
             movements=tuple(self.movements),
             units=tuple(self.units),
             alerts=(*self.alerts, alert),
+            counts=results,
         )
 
 
@@ -275,4 +284,17 @@ def count_location(inp: RuleInput) -> Outcome:
         difference = counted[item] - expected_quantity
         if difference:
             work.quantity(item, difference)
-    return work.outcome()
+    # What the count says per item, units and quantities together, for count accuracy.
+    # Units with a newer event than the count are left out on both sides, as above.
+    books: Counter[str] = Counter(unit.item for unit in expected)
+    for item, quantity in loose.items():
+        books[item] += quantity
+    found: Counter[str] = Counter(unit.item for unit in seen.values() if judged(unit))
+    for item, quantity in counted.items():
+        found[item] += quantity
+    lines = tuple(
+        CountLine(item, books[item], found[item])
+        for item in sorted(set(books) | set(found))
+        if books[item] or found[item]
+    )
+    return work.outcome(lines)

@@ -207,6 +207,30 @@ class Plan:
     departures: dict[str, Departure] = field(default_factory=dict)
     """Units that left a watched shelf and were not read again in the batch
     (``server.rules.shelves``)."""
+    counts: list[CountResult] = field(default_factory=list)
+    """The batch's cycle counts, expected against counted per item."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountLine:
+    """One item of a cycle count: what the books held at the location as of the count, and
+    what was counted (units and quantities alike)."""
+
+    item: str
+    """The item's ``ItemKey.ref`` (its GTIN, or a reserved SKU)."""
+    expected: int
+    counted: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountResult:
+    """A cycle count as counted, kept for the count accuracy report."""
+
+    event_id: str
+    event_time: datetime
+    location: str
+    read_point: str
+    lines: tuple[CountLine, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +293,8 @@ class Outcome:
     alerts: tuple[AlertSpec, ...] = ()
     cleared: tuple[tuple[str, str], ...] = ()
     """(kind, subject) of open alerts whose condition this event ended."""
+    counts: tuple[CountResult, ...] = ()
+    """A cycle count's figures (``server.rules.counts``)."""
 
 
 Effect = Callable[[RuleInput], Outcome]

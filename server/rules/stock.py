@@ -331,6 +331,7 @@ def plan(
             _add_alert(result, alert)
         for cleared in outcome.cleared:
             _clear_alert(result, cleared)
+        result.counts.extend(outcome.counts)
         for new in outcome.units:
             current = units.get(new.epc)
             if current is None or current.is_older_than(new.last_event_time, new.last_event_id):

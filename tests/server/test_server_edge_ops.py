@@ -29,6 +29,7 @@ from server.metrics import Metrics
 from server.rules import STEP_RULES, Policy, StockState, UnitState, location_problem, plan, rule_for
 from server.rules.counts import sgtin_candidates, urn_serial
 from server.rules.model import CountBasis
+from server.schema_counts import count_results
 from server.store import Store
 from wire.identifiers import gtin_of
 from wire.models import Event
@@ -238,6 +239,15 @@ def test_a_count_judges_units_and_quantities_as_of_its_time() -> None:
     assert (alert.kind, alert.subject) == ("count_discrepancy", "wh1.a")
     assert alert.evidence["missing"] == [sgtin(2)]
     assert alert.evidence["adjusted"] == {GTIN_B: -2, GTIN_C: -2}
+    # As counted, for count accuracy: A expected units 1 and 2 (5 is newer than the count),
+    # counted 1, 3 and 4; B and C as the quantities without EPC.
+    [counted] = result.counts
+    assert (counted.event_id, counted.location) == (count.event_id, "wh1.a")
+    assert {line.item: (line.expected, line.counted) for line in counted.lines} == {
+        GTIN_A: (2, 3),
+        GTIN_B: (6, 4),
+        GTIN_C: (2, 0),
+    }
 
 
 def test_an_item_counted_by_quantity_only_is_counted_as_a_class() -> None:
@@ -542,6 +552,12 @@ async def test_a_count_closes_with_its_discrepancies(
     assert discrepancy["evidence"]["missing"] == [sgtin(3)]
     assert discrepancy["evidence"]["adjusted"] == {GTIN_B: -2}
     assert await check_ledger(store) == []
+    # As counted: units 1-3 expected (4 had moved, 5 shipped), 1, 2, 4, 5 seen; 10 loose.
+    results = await probe.rows(count_results, count_results.c.item)
+    assert {(r["event_id"], r["item"], r["expected"], r["counted"]) for r in results} == {
+        (count["event_id"], GTIN_A, 3, 4),
+        (count["event_id"], GTIN_B, 10, 8),
+    }
 
     # The next count finds the books right: the discrepancy clears.
     lines = [{"gtin": GTIN_A, "serial": serial_of(sgtin(n))} for n in (1, 2, 4, 5)]
@@ -559,6 +575,12 @@ async def test_a_count_closes_with_its_discrepancies(
         ),
     )
     assert ("count_discrepancy", "wh1.receiving") not in open_alerts(await probe.alerts())
+    results = await probe.rows(count_results, count_results.c.id)
+    clean = [r for r in results if r["event_id"] != count["event_id"]]
+    assert {(r["item"], r["expected"], r["counted"]) for r in clean} == {
+        (GTIN_A, 4, 4),
+        (GTIN_B, 13, 13),
+    }
     assert await probe.count(schema.ledger) == len(await probe.ledger())
 
 

@@ -495,3 +495,42 @@ async def test_bad_report_requests_say_what_is_wrong(
     response = await client.get(f"/api/v1/{path}", headers=VIEWER, params=params)
     assert response.status_code == 400, response.text
     assert needle in response.json()["detail"]
+
+
+async def test_count_accuracy(
+    client: httpx.AsyncClient, ledger: dict[str, Any], ingestor: Ingestor
+) -> None:
+    # At t0+6d wh1.receiving holds unit 2 of A and 7 of B; the count finds unit 2 and 6 of B.
+    counter = Batches(epoch="c0c0c0c0")
+    count = counter.event(at=T0 + 6 * DAY)
+    count |= {
+        "biz_step": "cycle_counting",
+        "biz_location": "wh1.receiving",
+        "direction": None,
+        "quantities": [
+            {"gtin": GTIN_A, "serial": sgtin(2).rsplit(".", 1)[1]},
+            {"gtin": GTIN_B, "qty": 6},
+        ],
+    }
+    result = await ingestor.handle(counter.topic, counter.payload([count]))
+    assert result.applied == 1
+    window = {"since": T0.isoformat(), "until": (T0 + 7 * DAY).isoformat()}
+    exact = await _report(client, "count-accuracy", **window)
+    assert (exact["counts"], exact["lines"], exact["lines_within"]) == (1, 2, 1)
+    assert (exact["counts_within"], exact["line_accuracy"]) == (0, 0.5)
+    (row,) = exact["items"]
+    assert (row["location"], row["expected"], row["counted"]) == ("wh1.receiving", 8, 7)
+    assert (row["absolute_difference"], row["accuracy"]) == (1, 0.5)
+    loose = await _report(client, "count-accuracy", tolerance=1, **window)
+    assert (loose["lines_within"], loose["counts_within"], loose["line_accuracy"]) == (2, 1, 1.0)
+    # 15 % of 7 expected is 1.05: within; 10 % is 0.7: not.
+    by_share = await _report(client, "count-accuracy", tolerance_pct=15, **window)
+    assert by_share["lines_within"] == 2
+    by_less = await _report(client, "count-accuracy", tolerance_pct=10, **window)
+    assert by_less["lines_within"] == 1
+    elsewhere = await _report(client, "count-accuracy", location="wh2", **window)
+    assert elsewhere["counts"] == 0
+    assert elsewhere["line_accuracy"] is None
+    response = await client.get("/api/v1/reports/count-accuracy.csv", headers=VIEWER, params=window)
+    (line,) = list(csv.DictReader(io.StringIO(response.text)))
+    assert (line["event_id"], line["lines_within"]) == (count["event_id"], "1")

@@ -1,4 +1,4 @@
-"""Unit costs, the master-data audit trail, and movement rollups without the item.
+"""Unit costs, the master-data audit trail, counts as counted, movement rollups without items.
 
 Revision ID: 0014
 Revises: 0008
@@ -6,9 +6,10 @@ Create Date: 2026-12-06
 
 New tables ``item_costs``, ``receipt_costs`` and ``masterdata_changes`` (see
 ``server.schema_costs``), each append-only in the database itself (triggers refuse UPDATE
-and DELETE, as on the ledger); and ``history_place_movements`` (see
-``server.schema_history``), filled here from ``history_movements``. Written out in full,
-not imported from the schema modules: a revision is frozen in time.
+and DELETE, as on the ledger); ``count_results`` (``server.schema_counts``); and
+``history_place_movements`` (see ``server.schema_history``), filled here from
+``history_movements``. Written out in full, not imported from the schema modules: a
+revision is frozen in time.
 """
 
 from __future__ import annotations
@@ -86,6 +87,23 @@ def upgrade() -> None:
     op.create_index("ix_masterdata_changes_entity", "masterdata_changes", ["entity", "key", "id"])
     op.create_index("ix_masterdata_changes_time", "masterdata_changes", ["changed_at", "id"])
     op.create_table(
+        "count_results",
+        sa.Column("id", _id(), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(256), nullable=False),
+        sa.Column("event_time", _time(), nullable=False),
+        sa.Column("location", _location(), nullable=False),
+        sa.Column("site", sa.String(64), nullable=False),
+        sa.Column("read_point", sa.String(256), nullable=False),
+        sa.Column("item", sa.String(64), nullable=False),
+        sa.Column("expected", sa.BigInteger(), nullable=False),
+        sa.Column("counted", sa.BigInteger(), nullable=False),
+        sa.Column("recorded_at", _time(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_count_results"),
+        sa.UniqueConstraint("event_id", "item", name="uq_count_results_event_item"),
+    )
+    op.create_index("ix_count_results_time", "count_results", ["event_time", "id"])
+    op.create_index("ix_count_results_site", "count_results", ["site", "event_time"])
+    op.create_table(
         "history_place_movements",
         sa.Column("period", sa.String(4), nullable=False),
         sa.Column("bucket", _time(), nullable=False),
@@ -156,6 +174,7 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {table}_append_only_update")
             op.execute(f"DROP TRIGGER {table}_append_only_delete")
     op.drop_table("history_place_movements")
+    op.drop_table("count_results")
     op.drop_table("masterdata_changes")
     op.drop_table("receipt_costs")
     op.drop_table("item_costs")
