@@ -36,7 +36,6 @@ TABLES = (
     "gateways, item_categories, read_points, alert_events, webhook_deliveries, "
     "orders, order_lines, order_positions, history_cursors, history_movements, "
     "history_stock_daily, history_place_movements, item_costs, receipt_costs, "
-    "history_stock_daily, history_place_movements, item_costs, receipt_costs, "
     "masterdata_changes, count_results, gateway_configs, unresolved_passes, epcis_captures, "
     "epcis_seen_events, asn_units, replenishment_settings, reorder_plans, job_leases, "
     "aggregations, pallet_holds"

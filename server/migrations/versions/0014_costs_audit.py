@@ -1,7 +1,7 @@
 """Unit costs, the master-data audit trail, counts as counted, movement rollups without items.
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-06
 
 New tables ``item_costs``, ``receipt_costs`` and ``masterdata_changes`` (see
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
