@@ -113,3 +113,35 @@ def bar_chart(
         "out</text>"
     )
     return _frame(label, body, top, days)
+
+
+RANKED: Final = 20
+"""Bars a ranking chart draws at most (the largest values)."""
+ROW_H: Final = 18
+LABEL_W: Final = 200
+
+
+def ranking_chart(label: str, names: Sequence[str], values: Sequence[float]) -> Markup:
+    """Horizontal bars of the ``RANKED`` largest ``values``, each named (a report's top)."""
+    ranked = sorted(zip(names, values, strict=True), key=lambda pair: -pair[1])[:RANKED]
+    top = _scale(max((value for _, value in ranked), default=0))
+    height = PAD_TOP + ROW_H * len(ranked) + 8
+    plot_w = WIDTH - LABEL_W - 60
+    parts = [
+        f'<svg class="chart ranking" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for index, (name, value) in enumerate(ranked):
+        y = PAD_TOP + index * ROW_H
+        width = plot_w * max(value, 0) / top
+        parts.append(
+            f'<text x="{LABEL_W - 6}" y="{y + 13}" text-anchor="end" font-size="12">'
+            f"{escape(name[:32])}</text>"
+            f'<rect x="{LABEL_W}" y="{y + 2}" width="{width:.1f}" height="{ROW_H - 5}" '
+            f'fill="{PALETTE[0]}"/>'
+            f'<text x="{LABEL_W + width + 4:.1f}" y="{y + 13}" font-size="12">'
+            f"{_number(value)}</text>"
+        )
+    parts.append("</svg>")
+    # Every text in it went through escape(); the rest are numbers and fixed markup.
+    return Markup("".join(parts))  # noqa: S704

@@ -22,7 +22,9 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
+from server.console.charts import ranking_chart
 from server.console.web import (
     api,
     back_to,
@@ -108,6 +110,35 @@ def columns_of(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         seen.update(dict.fromkeys(row))
     return list(seen)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def chart_of(key: str, rows: list[dict[str, Any]]) -> Markup | None:
+    """A ranking of the table's rows by its first numeric column (ids left out), each
+    named by its SKU (or name, or first text column); None when there is no such pair."""
+    columns = columns_of(rows)
+    numbers = [
+        c
+        for c in columns
+        if c != "id"
+        and not c.endswith("_id")
+        and rows
+        and all(_numeric(row.get(c)) for row in rows)
+    ]
+    names = [c for c in columns if rows and all(isinstance(row.get(c), str) for row in rows)]
+    if not numbers or not names:
+        return None
+    value = numbers[0]
+    # An item's SKU or name says most; else the first text column.
+    name = next((c for c in ("sku", "name") if c in names), names[0])
+    return ranking_chart(
+        f"{key}: {value} by {name}",
+        [str(row[name]) for row in rows],
+        [float(row[value]) for row in rows],
+    )
 
 
 def cell(value: Any) -> str:
@@ -230,7 +261,7 @@ async def report_page(
         report=report,
         values=dict(params),
         fields=fields,
-        tables={key: (columns_of(rows), rows) for key, rows in tables.items()},
+        tables={key: (columns_of(rows), rows, chart_of(key, rows)) for key, rows in tables.items()},
         cell=cell,
         query=request.url.query,
         error=None if answer.ok else answer.detail(),

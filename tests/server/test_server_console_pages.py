@@ -360,7 +360,13 @@ async def test_reports_are_listed_from_the_api_and_drafts_confirmed_by_an_operat
     assert "Confirm PO-7" not in viewer_reports.text
     assert "PO-7" in viewer_reports.text
     dead_items = dead.json()["items"]
+    assert dead_items
     assert len(table_rows(dead_page.text, "report")) == len(dead_items)
+    # Ranked by the first number (on hand), named by SKU.
+    ranking = re.search(r'<svg class="chart ranking".*?</svg>', dead_page.text, re.S)
+    assert ranking is not None
+    assert len(re.findall(r"<rect ", ranking.group(0))) == min(20, len(dead_items))
+    assert dead_items[0]["sku"] in ranking.group(0)
     csv_rows = list(csv.DictReader(io.StringIO(dead_csv.text)))
     assert [row["sku"] for row in csv_rows] == [item["sku"] for item in dead_items]
     assert bad.status_code == 422
