@@ -56,6 +56,32 @@ async def record_change(
     )
 
 
+async def record_changes(
+    conn: AsyncConnection,
+    entity: Entity,
+    changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]],
+    actor: str,
+    now: datetime,
+) -> None:
+    """Append many changes of one entity at once: ``(key, before, after)`` each; the action
+    follows from which side is None (nothing for a change that changes nothing)."""
+    rows = [
+        {
+            "entity": entity,
+            "key": key,
+            "action": "create" if before is None else "delete" if after is None else "update",
+            "before": before,
+            "after": after,
+            "actor": actor,
+            "changed_at": now,
+        }
+        for key, before, after in changes
+        if before != after
+    ]
+    if rows:
+        await conn.execute(sa.insert(masterdata_changes), rows)
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeFilter:
     entity: Entity | None = None

@@ -38,8 +38,16 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.audit import record_changes, snapshot
 from server.ledger import location_kind
-from server.masterdata import IN_CHUNK, ItemFields, LocationFields, parent_of
+from server.masterdata import (
+    IN_CHUNK,
+    ItemFields,
+    LocationFields,
+    items_by_sku,
+    locations_by_id,
+    parent_of,
+)
 from server.refusals import ImportRejected, RowError
 from server.schema import items, locations
 from server.schema_master import DEFAULT_UNIT, item_categories
@@ -214,9 +222,15 @@ def _duplicates(rows: Iterable[tuple[int, str | None]], column: str, errors: _Er
 
 
 async def import_items(
-    conn: AsyncConnection, data: bytes, now: datetime, *, dry_run: bool = False
+    conn: AsyncConnection,
+    data: bytes,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
 ) -> ImportSummary:
-    """Create or change items from CSV (see the module docstring).
+    """Create or change items from CSV (see the module docstring); with ``actor``, each
+    item created or changed goes to the audit trail (``server.audit``).
 
     Raises:
         ImportRejected: any problem; nothing was written.
@@ -258,8 +272,14 @@ async def import_items(
     new = [fields for _, fields in valid if fields.sku not in existing]
     old = [fields for _, fields in valid if fields.sku in existing]
     if not dry_run:
+        skus = [fields.sku for fields in (*new, *old)]
+        before = await items_by_sku(conn, skus) if actor is not None else {}
         async with _concurrent_change_refused():
             await _write_items(conn, header, new, old, existing, now)
+        if actor is not None:
+            after = await items_by_sku(conn, skus)
+            changes = [(sku, snapshot(before.get(sku)), snapshot(after.get(sku))) for sku in skus]
+            await record_changes(conn, "item", changes, actor, now)
     return ImportSummary(created=len(new), updated=len(old), dry_run=dry_run)
 
 
@@ -309,8 +329,10 @@ async def import_locations(
     *,
     sites: frozenset[str] = frozenset(),
     dry_run: bool = False,
+    actor: str | None = None,
 ) -> ImportSummary:
-    """Create or rename locations from CSV (see the module docstring).
+    """Create or rename locations from CSV (see the module docstring); with ``actor``, each
+    location created or renamed goes to the audit trail (``server.audit``).
 
     Raises:
         ImportRejected: any problem; nothing was written.
@@ -351,8 +373,14 @@ async def import_locations(
     )
     old = [fields for _, fields in valid if fields.id in known]
     if not dry_run:
+        ids = [fields.id for fields in (*new, *old)]
+        before = await locations_by_id(conn, ids) if actor is not None else {}
         async with _concurrent_change_refused():
             await _write_locations(conn, header, new, old, now)
+        if actor is not None:
+            after = await locations_by_id(conn, ids)
+            changes = [(key, snapshot(before.get(key)), snapshot(after.get(key))) for key in ids]
+            await record_changes(conn, "location", changes, actor, now)
     return ImportSummary(created=len(new), updated=len(old), dry_run=dry_run)
 
 

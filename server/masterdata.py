@@ -261,6 +261,16 @@ async def get_item(conn: AsyncConnection, sku: str) -> ItemDetail | None:
     return ItemDetail.model_validate(row._mapping) if row is not None else None
 
 
+async def items_by_sku(conn: AsyncConnection, skus: Sequence[str]) -> dict[str, ItemDetail]:
+    """The items of ``skus`` that exist, by SKU."""
+    found: dict[str, ItemDetail] = {}
+    for chunk in _chunks(sorted(set(skus))):
+        for row in await conn.execute(sa.select(*_ITEM_COLUMNS).where(items.c.sku.in_(chunk))):
+            detail = ItemDetail.model_validate(row._mapping)
+            found[detail.sku] = detail
+    return found
+
+
 async def require_item(conn: AsyncConnection, sku: str) -> ItemDetail:
     found = await get_item(conn, sku)
     if found is None:
@@ -494,6 +504,18 @@ async def get_location(conn: AsyncConnection, location: str) -> LocationView | N
         await conn.execute(sa.select(*_LOCATION_COLUMNS).where(locations.c.id == location))
     ).first()
     return LocationView.model_validate(row._mapping) if row is not None else None
+
+
+async def locations_by_id(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, LocationView]:
+    """The locations of ``ids`` that exist, by id."""
+    found: dict[str, LocationView] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for row in await conn.execute(
+            sa.select(*_LOCATION_COLUMNS).where(locations.c.id.in_(chunk))
+        ):
+            view = LocationView.model_validate(row._mapping)
+            found[view.id] = view
+    return found
 
 
 async def require_location(conn: AsyncConnection, location: str) -> LocationView:

@@ -109,14 +109,14 @@ async def export_items_csv(context: Context, _: Viewer) -> StreamingResponse:
 )
 async def import_items_csv(
     context: Context,
-    _: GlobalAdmin,
+    principal: GlobalAdmin,
     request: Request,
     dry_run: Annotated[bool, Query(description="Check the file only; write nothing.")] = False,
 ) -> ImportSummary:
     """Create or change items from CSV: all rows or none (see the README for the rules)."""
     data = await read_upload(request)
     async with context.store.begin("importing items") as conn:
-        return await import_items(conn, data, now_utc(), dry_run=dry_run)
+        return await import_items(conn, data, now_utc(), dry_run=dry_run, actor=principal.name)
 
 
 @router.get("/items/{sku}", response_model=ItemDetail, responses=REFUSALS)

@@ -97,7 +97,14 @@ async def import_locations_csv(
     """Create or rename locations from CSV: all rows or none."""
     data = await read_upload(request)
     async with context.store.begin("importing locations") as conn:
-        return await import_locations(conn, data, now_utc(), sites=principal.sites, dry_run=dry_run)
+        return await import_locations(
+            conn,
+            data,
+            now_utc(),
+            sites=principal.sites,
+            dry_run=dry_run,
+            actor=principal.name,
+        )
 
 
 @router.get("/locations/{location}", response_model=LocationView, responses=REFUSALS)

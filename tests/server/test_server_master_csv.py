@@ -77,6 +77,15 @@ async def test_items_import_all_or_nothing_and_round_trip(
     )
     assert cola["reviewed"] is True  # an empty cell is the default
     assert (stored["OLD-1"]["name"], stored["OLD-1"]["reviewed"]) == ("Old, renamed", False)
+    # Each item the import created or changed is in the audit trail; the dry run left none.
+    trail = await client.get(
+        "/api/v1/audit/masterdata", headers=ADMIN, params={"entity": "item", "limit": 10}
+    )
+    changes = {(c["key"], c["action"]): c for c in trail.json()["items"]}
+    assert set(changes) == {("COLA", "create"), ("OLD-1", "update"), ("OLD-1", "create")}
+    renamed = changes[("OLD-1", "update")]
+    assert (renamed["before"]["name"], renamed["after"]["name"]) == ("Old", "Old, renamed")
+    assert changes[("COLA", "create")]["after"]["unit"] == "can"
 
     exported = await client.get("/api/v1/items.csv", headers=VIEWER)
     assert exported.headers["content-type"].startswith("text/csv")
@@ -182,6 +191,13 @@ async def test_locations_import_builds_the_tree_in_any_row_order(
     ]
     renamed = exported.text.replace("Bin A1", "Bin A-1")
     assert (await upload(client, "/api/v1/locations.csv", renamed)).json()["updated"] == 3
+    trail = await client.get(
+        "/api/v1/audit/masterdata", headers=VIEWER, params={"entity": "location", "key": "wh1.a.1"}
+    )
+    assert [
+        (c["action"], (c["before"] or {}).get("name"), c["after"]["name"])
+        for c in trail.json()["items"]
+    ] == [("update", "Bin A1", "Bin A-1"), ("create", None, "Bin A1")]
 
     bad = (
         "id,name,kind,parent\n"
