@@ -250,6 +250,19 @@ async def test_console_in_the_browser(
         await download.save_as(saved)
         with saved.open(newline="") as file:
             exported = list(csv.DictReader(file))
+        # The first page of a filter tails it live: a pass at dock 1 joins, one at dock 2
+        # (outside the filter) does not.
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+        tail = [
+            batches.event(epc=sgtin(6), read_point="wh1.dock.2"),
+            batches.event(epc=sgtin(7), read_point="wh1.dock.1"),
+        ]
+        await edge.publish(batches.topic, batches.payload(tail))
+        await expect(page.locator("table.movements tbody")).to_contain_text(
+            sgtin(7), timeout=WAIT_MS
+        )
+        await next_message(edge)
+        tailed = await page.locator("table.movements tbody").inner_text()
 
         # Alerts: the door's unresolved pass (one is still open at dock 2) is acknowledged.
         await page.goto(f"{base}/alerts")
@@ -303,6 +316,7 @@ async def test_console_in_the_browser(
     assert shown == 4
     assert len(exported) == shown
     assert {row["read_point"] for row in exported} == {"wh1.dock.1"}
+    assert sgtin(6) not in tailed
     assert write_buttons == 0
     assert viewer_acks == 0
     assert forged == 403
