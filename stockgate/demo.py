@@ -1,16 +1,18 @@
 """`stockgate demo`: the whole system on one machine, driven by a scenario with a known truth.
 
 Everything runs in this process and on loopback: an embedded broker (amqtt) on a free
-port, the server on a fresh SQLite file, a simulated LLRP dock door (firmware-sim, real
-LLRP over TCP on a free port) and an edge agent connected to both. The bundled ``demo``
-scenario moves pallets through the door. Progress is read back through the public HTTP
-API, the same way an operator would, so what the terminal shows is what the API serves.
+port, the server on a fresh SQLite file, a simulated LLRP dock door and a simulated LLRP
+shelf reader (firmware-sim, real LLRP over TCP on free ports), a simulated handheld
+scanner on a pseudo-terminal, and an edge agent connected to all of them. The bundled
+``demo`` scenario moves pallets through the door while the shelf reader counts its shelf
+and the handheld receives and picks. Progress is read back through the public HTTP API,
+the same way an operator would, so what the terminal shows is what the API serves.
 
 With ``--duration`` the demo waits until the edge holds no open pass and no unacknowledged
-event, prints stock by item and location beside the scenario's ground truth, and exits 0
-only when they agree. The duration must leave room for the whole scenario plus the
-edge's departure timeout; a shorter one is refused up front rather than ending with a
-table that cannot match.
+event, prints stock by item and location beside the scenario's ground truth, and the
+shelves' shrinkage beside the truth's, and exits 0 only when they agree. The duration must
+leave room for the whole scenario plus the edge's departure timeout; a shorter one is
+refused up front rather than ending with a table that cannot match.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import httpx
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
+from edge.pipeline import PassTracker
 from firmware_sim.reader import ReaderSimulator
+from firmware_sim.scanner import ScannerSimulator
 from firmware_sim.scenario import (
     GroundTruth,
     Scenario,
@@ -263,7 +267,11 @@ class _Progress:
         self._out.flush()
 
     def scenario_event(self, event: ScenarioEvent) -> None:
-        if event.kind == "pass_start":
+        if event.kind == "shelf":
+            self.say(f"shelf {event.target}: {event.detail}")
+        elif event.kind == "scan":
+            self.say(f"{event.target} scans {event.detail}")
+        elif event.kind == "pass_start":
             self.say(f"pallet {event.pallet} moving {event.direction} through the door")
         elif event.kind == "pass_end":
             self.say(f"pallet {event.pallet} has left the read zone")
@@ -291,11 +299,46 @@ class _Progress:
                         last = line
 
 
+async def fetch_shrinkage(api: httpx.AsyncClient) -> dict[tuple[str, str, str], int]:
+    """Units shelves recorded missing, by (read point, location, GTIN), as the API says."""
+    response = await api.get("/api/v1/reports/shrinkage", params={"limit": 1000})
+    response.raise_for_status()
+    return {
+        (row["read_point"], row["location"], row["gtin"]): int(row["missing"])
+        for row in response.json()["items"]
+    }
+
+
+def shrinkage_lines(
+    actual: dict[tuple[str, str, str], int], truth: GroundTruth
+) -> tuple[list[str], bool]:
+    """One line per shelf, location and item that lost stock, and whether they agree."""
+    lines = []
+    for key in sorted(set(actual) | set(truth.shrinkage)):
+        got, want = actual.get(key, 0), truth.shrinkage.get(key, 0)
+        mark = "" if got == want else "   <-- differs"
+        lines.append(f"  {key[0]} {key[1]} {key[2]}: missing {got} (expected {want}){mark}")
+    return lines, actual == truth.shrinkage
+
+
+async def _scanners_open(agent: EdgeAgent, count: int) -> bool:
+    """True once the edge has opened ``count`` scanners (within ``INVENTORY_TIMEOUT_S``)."""
+    deadline = time.monotonic() + INVENTORY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = await agent.status()
+        serial = [r for r in status.readers if r.kind == "serial" and r.state == "connected"]
+        if len(serial) >= count:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def _settled(agent: EdgeAgent, deadline: float) -> bool:
     """True once the edge holds no open pass and no event waiting for an Ack."""
     while time.monotonic() < deadline:
         outbox = agent.outbox
-        open_passes = sum(len(tracker) for tracker in agent.trackers)
+        # Door passes only: a shelf's zone holds the cases on it for as long as they are.
+        open_passes = sum(len(t) for t in agent.trackers if isinstance(t, PassTracker))
         if outbox is not None and open_passes == 0 and outbox.depth() == 0:
             return True
         await asyncio.sleep(0.2)
@@ -332,14 +375,37 @@ async def run_demo(
     keys = {"admin": secrets.token_urlsafe(24), "viewer": secrets.token_urlsafe(24)}
     names = {item.gtin: item.name for item in scenario.items}
 
-    async with (
-        EmbeddedBroker() as broker,
-        ReaderSimulator(
-            antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
-        ) as sim,
-    ):
+    links = {spec.name: workdir / "dev" / spec.name for spec in scenario.scanner_specs}
+    async with contextlib.AsyncExitStack() as stack:
+        broker = await stack.enter_async_context(EmbeddedBroker())
+        sim = await stack.enter_async_context(
+            ReaderSimulator(
+                antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
+            )
+        )
+        shelf_sims = {
+            reader.name: await stack.enter_async_context(
+                ReaderSimulator(antennas=reader.antennas, name=reader.name, seed=scenario.seed)
+            )
+            for reader in scenario.shelf_readers()
+        }
+        scanners = {
+            spec.name: await stack.enter_async_context(
+                ScannerSimulator(links[spec.name], name=spec.name, style=spec.style())
+            )
+            for spec in scenario.scanner_specs
+        }
         server = Server(server_settings(scenario, broker.url, workdir, api_port, keys))
-        agent = EdgeAgent(edge_settings(scenario, broker.url, workdir, sim.port))
+        agent = EdgeAgent(
+            edge_settings(
+                scenario,
+                broker.url,
+                workdir,
+                sim.port,
+                links,
+                shelf_ports={name: shelf.port for name, shelf in shelf_sims.items()},
+            )
+        )
         ready = asyncio.Event()
         stop_edge = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
@@ -361,20 +427,38 @@ async def run_demo(
                 f"  try: curl -H 'Authorization: Bearer {keys['viewer']}' {base_url}/api/v1/stock\n"
                 f"  broker {broker.url}, simulated reader 127.0.0.1:{sim.port}, data in {workdir}\n"
             )
+            for shelf in scenario.shelves:
+                out.write(
+                    f"  shelf      {shelf.read_point} over {shelf.location}: reader "
+                    f"{shelf.reader.name} on 127.0.0.1:{shelf_sims[shelf.reader.name].port}; "
+                    f"a case gone and read nowhere for {shelf.missing_after_s:g} s is missing\n"
+                )
+            for name, scanner in scanners.items():
+                out.write(f"  handheld   {name} on {scanner.path}\n")
             out.flush()
             if on_ready is not None:
                 on_ready(base_url, keys)
             edge_task = tasks.create_task(agent.run(stop_edge), name="demo-edge")
             await sim.wait_inventory(INVENTORY_TIMEOUT_S)
-            progress.say(
-                f"edge agent connected to reader {scenario.reader.name}; inventory running"
-            )
+            for shelf_sim in shelf_sims.values():
+                await shelf_sim.wait_inventory(INVENTORY_TIMEOUT_S)
+            readers = ", ".join([scenario.reader.name, *shelf_sims])
+            progress.say(f"edge agent connected to readers {readers}; inventory running")
+            if scanners and not await _scanners_open(agent, len(scanners)):
+                progress.say("the edge has not opened every scanner; their scans may be lost")
             headers = {"Authorization": f"Bearer {keys['viewer']}"}
             async with httpx.AsyncClient(
                 base_url=base_url, headers=headers, timeout=API_TIMEOUT_S
             ) as api:
                 watcher = tasks.create_task(progress.watch(api, agent), name="demo-progress")
-                await run_scenario(scenario, sim, progress.scenario_event)
+                await run_scenario(
+                    scenario,
+                    {sim.name: sim, **shelf_sims},
+                    progress.scenario_event,
+                    scanners=scanners,
+                    # Cases left on a shelf are still there (and read) while the API serves.
+                    keep_shelves=True,
+                )
                 settled = await _settled(agent, time.monotonic() + SETTLE_TIMEOUT_S)
                 if not settled:
                     progress.say("the edge did not settle in time; the table may be incomplete")
@@ -388,6 +472,13 @@ async def run_demo(
                     f"{len(moved)} of them in the ledger (must be 0)\n"
                 )
                 agree = agree and not moved
+                if scenario.shelves:
+                    shrinkage, same = shrinkage_lines(await fetch_shrinkage(api), truth)
+                    out.write(
+                        "shelf shrinkage (GET /api/v1/reports/shrinkage) vs the ground truth:\n"
+                    )
+                    out.write("\n".join(shrinkage) + "\n")
+                    agree = agree and same
                 out.write(
                     "stock matches the ground truth\n"
                     if agree

@@ -72,6 +72,20 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
     assert table, output
     assert all(on_hand == expected for _, _, on_hand, expected in table), output
     assert "0 of them in the ledger" in output
+    # Beside the door, a shelf reader and a handheld at work, and what they did.
+    assert re.search(r"shelf\s+wh1\.shelf\.1 over wh1\.a01\.b01: reader shelf1 on 127", output)
+    assert re.search(r"handheld\s+handheld-1 on /dev/", output), output
+    assert "handheld-1 scans ]C0CMD:PICK" in output
+    assert re.search(r"shelf wh1\.shelf\.1: take: tomatoes #\d+", output), output
+    # The picked case went to the pick zone, the stolen one left the shelf's books.
+    rows = {(location, gtin): int(on_hand) for gtin, location, on_hand, _ in table}
+    assert rows[("wh1.staging", "10614141000125")] == 1
+    assert rows[("wh1.a01.b01", "10614141000132")] == 2
+    assert re.search(
+        r"wh1\.shelf\.1 wh1\.a01\.b01 10614141000132: missing 1 \(expected 1\)$",
+        output,
+        re.MULTILINE,
+    ), output
 
 
 def test_demo_refuses_a_duration_too_short_for_its_scenario() -> None:

@@ -46,6 +46,8 @@ def test_demo_is_what_the_demo_needs() -> None:
     assert {p.pallet for p in outs} <= {p.pallet for p in ins}
     assert len(demo.staged) == 1
     assert len({u.gtin for u in demo.units}) == 3
+    assert [shelf.read_point for shelf in demo.shelves] == ["wh1.shelf.1"]
+    assert [spec.name for spec in demo.scanner_specs] == ["handheld-1"]
     for p in ins:
         assert 6 <= len(demo.pallet_units(p.pallet)) <= 10
     windows = sorted(demo.pass_window(i) for i in range(len(demo.passes)))
@@ -89,10 +91,23 @@ def test_ground_truth_of_the_demo() -> None:
     for pallet in ("PAL-0002", "PAL-0004"):
         for unit in demo.pallet_units(pallet):
             expected[(unit.gtin, "wh1.receiving")] += 1
+    # Beside the door: the shelf's cases less the pasta picked (to the pick zone) and the
+    # tomatoes stolen, and the two cases of olive oil the handheld received into a bin.
+    shelf = demo.pallet_units("SHELF-1")
+    picked = max((u for u in shelf if u.item == "pasta"), key=lambda u: u.serial)
+    stolen = max((u for u in shelf if u.item == "tomatoes"), key=lambda u: u.serial)
+    for unit in shelf:
+        if unit not in (picked, stolen):
+            expected[(unit.gtin, "wh1.a01.b01")] += 1
+    expected[(picked.gtin, "wh1.staging")] += 1
+    olive = next(i for i in demo.items if i.id == "olive-oil").gtin
+    expected[(olive, "wh1.a02.b01")] += 2
     assert truth.stock == dict(expected)
     assert len(truth.received) == 31
     assert len(truth.shipped) == 14
     assert truth.staged == {u.urn for u in demo.pallet_units("PAL-0005")}
+    assert truth.missing == {stolen.urn}
+    assert truth.shrinkage == {("wh1.shelf.1", "wh1.a01.b01", stolen.gtin): 1}
 
 
 # --- validation -----------------------------------------------------------------------------
