@@ -20,6 +20,7 @@ group measures (``bench.api.measure``).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,6 +40,7 @@ from server.config import DatabaseSettings
 from server.history_check import history_report, rebuild_history, reset_rollups
 from server.history_follow import LedgerFollower, last_ledger_id
 from server.history_influx import INFLUXDB, MOVEMENT, InfluxSink
+from server.history_queries import MovementHistoryQuery, movement_select, needs_items
 from server.history_rollups import RollupSink
 from server.history_settings import HistorySettings, InfluxSettings
 from server.schema import items
@@ -54,6 +56,8 @@ REPORT_SAMPLE_SHARE: Final = 10
 """Reports are sent ``samples // REPORT_SAMPLE_SHARE`` times each (at least 3): each one
 replays the ledger."""
 WARMUP_PER_KIND: Final = 2
+BASELINE_SAMPLES: Final = 20
+"""Per site-wide kind, the SQL of its requests timed on both movement rollups."""
 
 
 async def _follow(database: Path, influx_url: str) -> tuple[int, float, float, list[str]]:
@@ -164,6 +168,57 @@ async def _prepare(path: Path) -> tuple[float, int, int]:
         await store.close()
 
 
+def _history_query(params: dict[str, str | int]) -> MovementHistoryQuery:
+    """The query a ``/history/movements`` request of ``bench.api_requests`` makes."""
+    group_by = str(params.get("group_by", ""))
+    return MovementHistoryQuery(
+        period="day" if params.get("bucket") == "day" else "hour",
+        since=datetime.fromisoformat(str(params["since"]).replace("Z", "+00:00")),
+        until=datetime.fromisoformat(str(params["until"]).replace("Z", "+00:00")),
+        group_by=tuple(name for name in group_by.split(",") if name),  # type: ignore[misc]
+        sku=str(params["sku"]) if "sku" in params else None,
+        location=str(params["location"]) if "location" in params else None,
+        read_point=str(params["read_point"]) if "read_point" in params else None,
+        kind=str(params["kind"]) if "kind" in params else None,
+        side="in" if params.get("side") == "in" else "out" if "side" in params else None,
+    )
+
+
+async def _rollup_baseline(
+    path: Path, generated: ledger_gen.Generated, seed: int, samples: int
+) -> dict[str, dict[str, float]]:
+    """For each site-wide history kind: the SQL of its requests timed on the rollup without
+    the item (what the server reads) and on the rollup by item (what it read before), in the
+    same process, interleaved; p50 of each and their ratio."""
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}"))
+    rng = random.Random(seed)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        async with store.read("timing the movement rollups") as conn:
+            for kind in HISTORY_KINDS:
+                if kind.path != "/api/v1/history/movements":
+                    continue
+                query = _history_query(kind.query(rng, generated))
+                if needs_items(query):
+                    continue
+                times: dict[bool, list[float]] = {False: [], True: []}
+                for _ in range(samples):
+                    query = _history_query(kind.query(rng, generated))
+                    for by_item in (False, True):
+                        started = time.perf_counter()
+                        (await conn.execute(movement_select(query, by_item=by_item))).all()
+                        times[by_item].append((time.perf_counter() - started) * 1000)
+                place, item = percentile(times[False], 50), percentile(times[True], 50)
+                out[kind.name] = {
+                    "without_item_p50_ms": round(place, 2),
+                    "by_item_p50_ms": round(item, 2),
+                    "speedup": round(item / place, 2) if place > 0 else 0.0,
+                }
+    finally:
+        await store.close()
+    return out
+
+
 def latency(
     mqtt_url: str,
     workdir: Path,
@@ -183,6 +238,7 @@ def latency(
         if problems:
             raise RuntimeError(f"generated balances disagree with the ledger: {problems[:3]}")
         rebuild_seconds, fine_rows, coarse_rows = asyncio.run(_prepare(path))
+        baseline = asyncio.run(_rollup_baseline(path, generated, seed, BASELINE_SAMPLES))
         size_mb = path.stat().st_size / (1024 * 1024)
         with ServerProcess(workdir, mqtt_url=mqtt_url, database=path, read_points=[]) as server:
             kinds = (*HISTORY_KINDS, *REPORT_KINDS, FLOOR_KIND)
@@ -236,6 +292,7 @@ def latency(
                 **common,
                 "p50_ms": round(percentile(pages_ms, 50), 2),
                 "by_kind": _summary(results, HISTORY_KINDS),
+                "rollup_without_item_vs_by_item": baseline,
             },
         ),
         Figure(

@@ -80,6 +80,9 @@ def test_history_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
     assert detail["ledger_rows"] == 3_000
     # A tiny ledger has about one row per item and place: no fewer rows without the item.
     assert 0 < detail["rollup_rows_without_item"] <= detail["rollup_rows_by_item"]
+    baseline = detail["rollup_without_item_vs_by_item"]
+    assert set(baseline) == {"dock_hours", "site_location_hours", "sites_days"}
+    assert all(figures["by_item_p50_ms"] > 0 for figures in baseline.values())
     assert not (tmp_path / "history-ledger.db").exists()
 
 
