@@ -56,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy -p wire -p edge -p server -p stockgate -p bench -p firmware_sim
+	$(BIN)/mypy -p wire -p plumbing -p edge -p server -p stockgate -p bench -p firmware_sim
 
 ## Two workers: most tests wait on sockets, brokers and databases rather than the CPU, and
 ## every test isolates itself (free ports, temp dirs, a database of its own). Tests marked

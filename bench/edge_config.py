@@ -1,6 +1,6 @@
 """The benchmark gateway's edge config, in a module light enough for the memory probe.
 
-Only ``edge.config`` and ``stockgate.settings`` are imported here, so the fresh process that
+Only ``edge.config`` and ``plumbing.settings`` are imported here, so the fresh process that
 measures resident memory loads nothing an edge agent would not load itself.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Final
 
 from edge.config import EdgeSettings
-from stockgate.settings import load
+from plumbing.settings import load
 
 GATEWAY: Final = "gw-bench-1"
 SITE: Final = "wh1"

@@ -55,8 +55,8 @@ from bench.broker import ChildProcess, Mosquitto, free_port
 from edge.buffer.outbox import Outbox
 from edge.config import BufferSettings
 from edge.publisher import Publisher
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from wire.models import Event, now_utc
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -393,12 +393,12 @@ async def _kill_pg_connections(database: str) -> int:
 async def _replay_quarantined(database: str) -> int:
     """Apply the quarantined events with the server's clock 2 h on (their time has come)."""
     # Imported here: the server stack is only needed by this scenario.
+    from plumbing.settings import load
     from server.config import DatabaseSettings, ServerSettings
     from server.dead_letter_replay import OFFLINE, replay_dead_letters
     from server.ingest import Ingestor
     from server.metrics import Metrics
     from server.store import Store
-    from stockgate.settings import load
 
     url = _pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
     settings = load(

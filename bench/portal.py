@@ -42,7 +42,7 @@ from edge.readpoints import ReadPoints
 from firmware_sim.llrp_encode import ContentSelector, ReportEncoder
 from firmware_sim.offline import play
 from firmware_sim.scenario import Scenario, TagPass, bundled_scenario
-from stockgate.settings import load
+from plumbing.settings import load
 from wire.models import Event
 
 SCENARIOS: Final = (

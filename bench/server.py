@@ -2,7 +2,7 @@
 
 ``server.events_per_s``: a real Mosquitto, the server as its own process (``stockgate
 server``, SQLite file), and edge-like publishers in this process: ``GATEWAYS`` gateways,
-each with its own MQTT connection (``stockgate.mqtt.MqttClient``), publishing pre-built
+each with its own MQTT connection (``plumbing.mqtt.MqttClient``), publishing pre-built
 EventBatch payloads of ``BATCH_EVENTS`` events with QoS 1 on its events topic and keeping
 at most ``WINDOW`` batches unacknowledged (the edge's ``max_in_flight`` default), exactly
 as the edge publisher does. The clock runs from the first publish to the last Ack. A
@@ -33,11 +33,11 @@ from bench.figures import Figure, Target
 from bench.profiling import write_text
 from bench.server_proc import ServerProcess
 from edge.publisher import batch_id
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from server.check import check_ledger
 from server.config import DatabaseSettings
 from server.store import Store
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
 from wire import topics
 from wire.models import Ack, BatchHeader, Event, ReadEvidence
 

@@ -68,8 +68,8 @@ from edge.readpoints import Finished, ReadPoints, gpi_ports
 from edge.remote_config import RemoteConfig
 from edge.scanning import ScanEvent, ScanSession
 from edge.status import RateMeter, StatusReporter, last_will
-from stockgate import software_version
-from stockgate.mqtt import Message, MqttClient, MqttError
+from plumbing import software_version
+from plumbing.mqtt import Message, MqttClient, MqttError
 from wire import topics
 from wire.identifiers import IdentifierError
 from wire.models import (

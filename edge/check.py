@@ -22,8 +22,8 @@ from edge.config import EdgeSettings, LlrpSettings, ScannerSettings
 from edge.readers.llrp import LlrpReader
 from edge.readers.types import StateChanged
 from edge.remote_config import RemoteConfig
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 
 CHECK_TIMEOUT_S = 10.0
 

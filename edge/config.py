@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from stockgate.settings import FileSettings, MqttSettings, Section
+from plumbing.settings import FileSettings, MqttSettings, Section
 from wire.barcodes import (
     COMMAND_PREFIX,
     LOCATION_PATTERN,

@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError
 from edge.ratelimit import TokenBucket
-from stockgate.mqtt import Message, MqttClient, MqttError, MqttNotConnected
+from plumbing.mqtt import Message, MqttClient, MqttError, MqttNotConnected
 from wire import topics
 from wire.models import (
     MAX_BATCH_EVENTS,

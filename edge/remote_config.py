@@ -45,7 +45,7 @@ from edge.config import (
     ZoneSettings,
 )
 from edge.errors import EdgeError
-from stockgate.settings import describe
+from plumbing.settings import describe
 from wire.models import MAX_CONFIG_BYTES, ConfigRejection, GatewayConfig, now_utc
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from stockgate import software_version
-from stockgate.mqtt import MqttClient, MqttError, Will
+from plumbing import software_version
+from plumbing.mqtt import MqttClient, MqttError, Will
 from wire import topics
 from wire.models import Status, now_utc
 

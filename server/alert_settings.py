@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, field_validator
 
-from stockgate.settings import Section
+from plumbing.settings import Section
 from wire.models import AlertChange
 from wire.topics import ID_PATTERN
 

@@ -28,6 +28,9 @@ from collections.abc import Generator
 
 import uvicorn
 
+from plumbing.broker import EmbeddedBroker
+from plumbing.mqtt import Message, MqttClient, MqttError
+from plumbing.settings import MqttSettings
 from server.alert_relay import AlertRelay
 from server.alert_sweeps import AlertSweeper
 from server.api import create_app
@@ -51,9 +54,6 @@ from server.status import StatusRecorder
 from server.store import Store
 from server.stream import StreamFeed
 from server.webhooks import WebhookDispatcher
-from stockgate.broker import EmbeddedBroker
-from stockgate.mqtt import Message, MqttClient, MqttError
-from stockgate.settings import MqttSettings
 from wire import topics
 
 log = logging.getLogger(__name__)

@@ -33,12 +33,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from plumbing.settings import FileSettings, MqttSettings, Section
 from server.alert_settings import MAX_WEBHOOKS, AlertSettings, StreamSettings, Webhooks
 from server.epcis_settings import EpcisSettings
 from server.history_settings import HistorySettings, InfluxSettings
 from server.operations_settings import OperationsSettings, OrdersSettings
 from server.replenishment.settings import ReplenishmentSettings
-from stockgate.settings import FileSettings, MqttSettings, Section
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH, Outbound
+from server.rules.policy import Policy
 from wire.models import MAX_PAYLOAD_BYTES
 from wire.topics import ID_PATTERN
 
@@ -53,9 +55,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 """Upper bound of ``[api] max_body_bytes``."""
 MAX_MISSING_AFTER_S = 30 * 86_400.0
 
-LOCATION_PATTERN = r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,7}$"
-"""A location id: dotted path from site to bin, e.g. ``wh1.dock.1`` (at most 8 levels)."""
-MAX_LOCATION_LENGTH = 128
 LocationId = Annotated[
     str, Field(pattern=LOCATION_PATTERN, min_length=1, max_length=MAX_LOCATION_LENGTH)
 ]
@@ -64,10 +63,6 @@ SITE_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 """A site id: the first segment of a location id."""
 SiteId = Annotated[str, Field(pattern=SITE_PATTERN)]
 MAX_KEY_SITES = 1000
-
-Outbound = Literal["ship", "ignore"]
-"""What an outbound pass (direction ``out``) at a read point means: ``ship`` takes the goods
-out of the site; ``ignore`` records the event (its id) with no stock effect."""
 
 
 class DatabaseSettings(Section):
@@ -318,6 +313,19 @@ class ServerSettings(FileSettings):
             if len(set(gateway.read_points)) != len(gateway.read_points):
                 raise ValueError(f"gateway {gateway.id!r} lists a read point twice")
         return self
+
+    def policy(self) -> Policy:
+        """What the stock rules take from ``[operations]`` and ``[orders]``."""
+        operations = self.operations
+        return Policy(
+            min_travel_s=operations.min_travel_s,
+            routes={frozenset(route.sites): route.min_s for route in operations.travel},
+            pick_zone=operations.pick_zone,
+            unexpected_receipts=self.orders.unexpected_receipts,
+            unexpected_shipments=self.orders.unexpected_shipments,
+            negative_stock=operations.negative_stock,
+            negative_stock_sites=dict(operations.negative_stock_sites),
+        )
 
     def read_point_table(self) -> dict[str, ReadPointSettings]:
         """Read points by id."""

@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
+from plumbing.settings import Section
 from server.alert_settings import MAX_WEBHOOK_SECRET, MIN_WEBHOOK_SECRET
 from server.epcis_documents import CBV_STEPS
-from stockgate.settings import Section
 from wire.topics import ID_PATTERN
 
 MAX_SUBSCRIPTIONS = 32

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from stockgate.settings import Section
+from plumbing.settings import Section
 
 MAX_FOLLOW_ROWS = 50_000
 

@@ -70,7 +70,7 @@ from server.payloads import (
     describe,
 )
 from server.read_points import ReadPointCatalog
-from server.rules import Policy, location_problem
+from server.rules import location_problem
 from server.schema import MAX_EVENT_ID, batches
 from server.store import Store
 from server.views import AlertView
@@ -165,7 +165,7 @@ class Ingestor:
         self._store = store
         self._read_points: Mapping[str, ReadPointSettings] = settings.read_point_table()
         self._catalog = read_points
-        self._policy = Policy.from_settings(settings)
+        self._policy = settings.policy()
         self._ingest = settings.ingest
         self._publish = publish
         self._metrics = metrics

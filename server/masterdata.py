@@ -32,9 +32,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.ledger import location_kind
 from server.refusals import Conflict, Invalid, NotFound
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.schema import MAX_SGLN, balances, items, ledger, locations, units
 from server.schema_master import (
     DEFAULT_UNIT,

@@ -52,12 +52,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerting import clear_alert, open_alerts
-from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.ledger import claim_events, write_plan
 from server.masterdata import NAME_PATTERN, Gtin, Sku, missing_locations
 from server.negative_stock import check_stock
 from server.refusals import Conflict, Forbidden, Invalid, NotFound
 from server.rules.model import ItemKey, LedgerKind, Movement, Plan, UnitState, UnitStatus
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import items, ledger, units
 from server.schema_master import MAX_NOTE

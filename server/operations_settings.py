@@ -1,7 +1,7 @@
 """Settings of the edge-driven stock operations and of orders: ``[operations]``, ``[orders]``.
 
 Kept apart from ``server.config`` (which holds them as sections) so that module stays the
-map of the file; ``server.rules.policy.Policy.from_settings`` turns them into what the
+map of the file; ``ServerSettings.policy`` turns them into what the
 rules take.
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from stockgate.settings import Section
+from plumbing.settings import Section
 
 SEGMENT_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 """One part of a dotted location id; a site id is the first part."""

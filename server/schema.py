@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from server.config import MAX_LOCATION_LENGTH
+from server.rules.points import MAX_LOCATION_LENGTH
 
 UNIT_STATUSES = ("in_stock", "in_transit", "shipped", "missing")
 LEDGER_KINDS = ("receipt", "shipment", "transfer", "count_adjustment", "loss")

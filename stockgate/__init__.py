@@ -1,17 +1,2 @@
-"""Command line, demo and the glue shared by the edge agent and the server."""
-
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
-
-
-def software_version() -> str:
-    """The installed distribution's version (``pyproject.toml``), as every status reports it.
-
-    A source tree run without installing has no distribution metadata: ``0+unknown`` then,
-    so a status never claims a release it is not.
-    """
-    try:
-        return version("stockgate")
-    except PackageNotFoundError:
-        return "0+unknown"
+"""The top floor: the ``stockgate`` command line, the demo and the config reference.
+Nothing imports this package (docs/architecture.md §2)."""

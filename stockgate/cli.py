@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stockgate import software_version
-from stockgate.logs import LogFormat
-from stockgate.logs import setup as setup_logging
-from stockgate.settings import ConfigError
+from plumbing import software_version
+from plumbing.logs import LogFormat
+from plumbing.logs import setup as setup_logging
+from plumbing.settings import ConfigError
 
 if TYPE_CHECKING:  # only for annotations: edge commands never import the server
     from server.config import ServerSettings
@@ -126,8 +126,8 @@ def _run_server(main: Coroutine[Any, Any, int | None]) -> None:
 
 def _server_settings(config: Path, log_level: str) -> ServerSettings:
     """The server's settings from ``config``; a bad file is one line and status 2."""
+    from plumbing.settings import load
     from server.config import ServerSettings
-    from stockgate.settings import load
 
     _setup_logging(log_level)
     try:
@@ -265,10 +265,10 @@ def broker_config(
     ] = None,
 ) -> None:
     """Write Mosquitto's ACL and password file for the [[gateways]] registry."""
+    from plumbing.settings import load
     from server.broker_config import DEFAULT_SERVER_USER, write_broker_files
     from server.config import ServerSettings
     from server.errors import ServerError
-    from stockgate.settings import load
 
     try:
         settings = load(ServerSettings, config)
@@ -320,7 +320,7 @@ def edge(
     from edge.agent import run_edge
     from edge.check import check_edge
     from edge.config import EdgeSettings
-    from stockgate.settings import load
+    from plumbing.settings import load
 
     _setup_logging(log_level)
     try:

@@ -42,10 +42,10 @@ from firmware_sim.scenario import (
     load_scenario,
     run_scenario,
 )
+from plumbing.broker import EmbeddedBroker
+from plumbing.settings import load
 from server.app import Server
 from server.config import ServerSettings
-from stockgate.broker import EmbeddedBroker
-from stockgate.settings import load
 
 GATEWAY_ID = "gw-demo-1"
 SETTLE_MARGIN_S = 6.0

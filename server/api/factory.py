@@ -39,7 +39,6 @@ from server.csv_import import MAX_IMPORT_BYTES
 from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
 from server.read_points import ReadPointCatalog
-from server.rules.policy import Policy
 from server.store import Store
 from server.stream import StreamFeed
 
@@ -86,7 +85,7 @@ def create_app(
         metrics=metrics,
         keys=keys,
         mqtt_connected=mqtt_connected,
-        policy=Policy.from_settings(settings),
+        policy=settings.policy(),
     )
     app.state.config_relay = config_relay
     docs.install(app)

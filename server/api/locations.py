@@ -17,7 +17,6 @@ from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit, Location
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
 from server.audit import record_change, snapshot
-from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.csv_import import ImportSummary, export_locations, import_locations
 from server.masterdata import (
     LocationChanges,
@@ -33,6 +32,7 @@ from server.masterdata import (
 from server.masterdata import (
     get_location as find_location,
 )
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["locations"])

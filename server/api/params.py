@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 
-from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stockgate.settings import Section
+from plumbing.settings import Section
 
 
 class ReplenishmentSettings(Section):

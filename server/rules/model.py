@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from server.config import ReadPointSettings
+from server.rules.points import ReadPoint
 from server.rules.policy import DEFAULT_POLICY, Policy
 from wire.models import Event
 
@@ -251,7 +251,7 @@ class RuleInput:
     """Everything a rule may look at for one event."""
 
     event: Event
-    read_point: ReadPointSettings
+    read_point: ReadPoint
     item: ItemKey
     """The event's item (a count names many: see ``event.quantities``)."""
     unit: UnitState | None

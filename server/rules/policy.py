@@ -1,6 +1,6 @@
 """The knobs the stock rules take from the server config, as one frozen value.
 
-``Policy`` is built once from ``[operations]`` and ``[orders]`` (``Policy.from_settings``)
+``Policy`` is built once from ``[operations]`` and ``[orders]`` (``ServerSettings.policy``)
 and handed to ``server.rules.plan``; the rules never read config themselves.
 
 - **Sites.** A location's site is the first part of its dotted id (``wh1`` of
@@ -29,12 +29,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from server.config import ReadPointSettings
-
-if TYPE_CHECKING:
-    from server.config import ServerSettings
+from server.rules.points import ReadPoint
 
 NegativeStock = Literal["allow", "refuse"]
 Unexpected = Literal["always", "with_orders", "never"]
@@ -51,7 +48,7 @@ def site_of(location: str) -> str:
     return location.split(".", 1)[0]
 
 
-def event_site(read_point: ReadPointSettings) -> str:
+def event_site(read_point: ReadPoint) -> str:
     """The site where events at ``read_point`` happen."""
     return read_point.site or site_of(read_point.inbound_location)
 
@@ -81,19 +78,6 @@ class Policy:
     unexpected_shipments: Unexpected = "with_orders"
     negative_stock: NegativeStock = "allow"
     negative_stock_sites: Mapping[str, NegativeStock] = field(default_factory=dict)
-
-    @classmethod
-    def from_settings(cls, settings: ServerSettings) -> Policy:
-        operations = settings.operations
-        return cls(
-            min_travel_s=operations.min_travel_s,
-            routes={frozenset(route.sites): route.min_s for route in operations.travel},
-            pick_zone=operations.pick_zone,
-            unexpected_receipts=settings.orders.unexpected_receipts,
-            unexpected_shipments=settings.orders.unexpected_shipments,
-            negative_stock=operations.negative_stock,
-            negative_stock_sites=dict(operations.negative_stock_sites),
-        )
 
     def min_travel(self, a: str, b: str) -> timedelta:
         """Least time a unit needs from site ``a`` to site ``b`` (zero within one site)."""

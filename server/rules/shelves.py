@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
-from server.config import ReadPointSettings
 from server.rules.model import Departure, UnitState
+from server.rules.points import ReadPoint
 from wire.models import Event
 
 DEPARTING: Final = "departing"
@@ -27,9 +27,7 @@ SHRINKAGE: Final = "shrinkage"
 """The ``reason`` of the count adjustment that records a unit gone missing from a shelf."""
 
 
-def departure(
-    event: Event, read_point: ReadPointSettings, unit: UnitState | None
-) -> Departure | None:
+def departure(event: Event, read_point: ReadPoint, unit: UnitState | None) -> Departure | None:
     """The watch a tagged ``event`` starts, or None.
 
     Only a departure from a shelf with ``missing_after_s`` of a unit in stock whose state

@@ -44,9 +44,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from server.config import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.rules.counts import count_location
 from server.rules.model import Effect, Movement, Outcome, RuleInput, UnitState
+from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.rules.policy import TRANSIT_SITE, event_site, site_of
 from wire.models import Event
 

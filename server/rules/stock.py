@@ -34,7 +34,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from server.config import Outbound, ReadPointSettings
 from server.rules.alerts import (
     UNIDENTIFIED_EPC,
     UNIT_ALREADY_IN_STOCK,
@@ -58,6 +57,7 @@ from server.rules.model import (
     UnresolvedPass,
 )
 from server.rules.orders import OrderBook
+from server.rules.points import Outbound, ReadPoint
 from server.rules.policy import DEFAULT_POLICY, Policy, event_site
 from server.rules.shelves import departure
 from server.rules.steps import StepRule, step_rule_for
@@ -235,7 +235,7 @@ _RULES_BY_KEY: Mapping[tuple[Identity, Direction, Outbound | None], StockRule] =
 }
 
 
-def rule_for(event: Event, read_point: ReadPointSettings) -> StockRule | StepRule | None:
+def rule_for(event: Event, read_point: ReadPoint) -> StockRule | StepRule | None:
     """The rule that takes ``event`` at ``read_point``, or None (no stock effect).
 
     Business steps with a rule of their own (``server.rules.steps``: counts, picks, moves)
@@ -277,7 +277,7 @@ def _new_item_alert(item: ItemKey, inp: RuleInput) -> AlertSpec:
 def plan(
     events: Iterable[Event],
     state: StockState,
-    read_points: Mapping[str, ReadPointSettings],
+    read_points: Mapping[str, ReadPoint],
     policy: Policy = DEFAULT_POLICY,
 ) -> Plan:
     """The effects of ``events`` on a store in ``state``. Pure: no I/O, no clock.
@@ -361,7 +361,7 @@ def _unresolved_alert(event: Event, site: str) -> AlertSpec:
 
 def _rule_input(
     event: Event,
-    read_point: ReadPointSettings,
+    read_point: ReadPoint,
     unit: UnitState | None,
     site: str,
     policy: Policy,

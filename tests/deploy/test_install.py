@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.reader import ReaderSimulator
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from wire import topics
 from wire.models import Status
 
@@ -37,7 +37,7 @@ RUN_TIMEOUT_S = 60
 SERVER_LIBRARIES = ("fastapi", "sqlalchemy", "alembic", "uvicorn", "asyncpg", "amqtt")
 SERVER_LIBRARIES += ("influxdb_client", "httpx")
 SOURCE_PARTS = ("pyproject.toml", "README.md", "LICENSE", "wire", "edge", "server")
-SOURCE_PARTS += ("stockgate", "firmware-sim")
+SOURCE_PARTS += ("plumbing", "stockgate", "firmware-sim")
 UDEV_PAIR = re.compile(r'^(?:[A-Z_]+(?:\{[A-Za-z_]+\})?)(==|!=|\+=|:=|=)"[^"]*"$')
 
 

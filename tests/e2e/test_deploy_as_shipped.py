@@ -34,8 +34,8 @@ import pytest
 
 from bench.broker import free_port, mosquitto_binary, wait_listening
 from firmware_sim.scenario import bundled_scenario, load_scenario
-from stockgate.mqtt import Message, MqttClient, MqttError
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import Message, MqttClient, MqttError
+from plumbing.settings import MqttSettings
 from wire import topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]

@@ -26,10 +26,10 @@ from firmware_sim.scenario import (
     load_scenario,
     run_scenario,
 )
+from plumbing.mqtt import Message, MqttClient
+from plumbing.settings import MqttSettings
 from server.app import Server
 from stockgate.demo import edge_settings, fetch_stock, server_settings, staged_units_moved
-from stockgate.mqtt import Message, MqttClient
-from stockgate.settings import MqttSettings
 from wire import topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]

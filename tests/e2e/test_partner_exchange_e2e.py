@@ -25,10 +25,10 @@ import httpx
 import pytest
 from jsonschema import Draft7Validator
 
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings, load
 from server.app import Server
 from server.config import ServerSettings
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings, load
 from wire.models import now_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]

@@ -37,10 +37,10 @@ from edge.config import EdgeSettings
 from edge.readers.fake import FakeLlrpReader, FakeTag
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import Scenario, parse_scenario, run_scenario
+from plumbing.settings import load
 from server.app import Server
 from server.config import ServerSettings
 from stockgate.demo import fetch_stock
-from stockgate.settings import load
 from wire.identifiers import sgtin96_hex
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]

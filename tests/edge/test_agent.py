@@ -16,8 +16,8 @@ from edge.agent import EdgeAgent, run_edge
 from edge.buffer.outbox import Outbox
 from edge.config import EdgeSettings
 from edge.readers.types import AntennaChanged, ReaderEvent, ReaderFault, TagRead
-from stockgate.mqtt import Message, MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import Message, MqttClient
+from plumbing.settings import MqttSettings
 from wire import topics
 from wire.identifiers import sgtin96_hex
 from wire.models import Ack, AckedBatch, EventBatch, ReaderStatus, Status

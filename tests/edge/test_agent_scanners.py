@@ -12,8 +12,8 @@ import pytest
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from tests.edge.scanner_pty import pty_scanner
 from wire import topics
 from wire.barcodes import Command, command_barcode, gs1_item, location_label, scan_line

@@ -10,7 +10,7 @@ import pytest
 from edge.check import check_edge
 from edge.config import EdgeSettings
 from edge.readers.fake import FakeLlrpReader
-from stockgate.settings import load
+from plumbing.settings import load
 
 pytestmark = pytest.mark.broker
 

@@ -19,8 +19,8 @@ import pytest
 
 from edge.buffer.outbox import Outbox
 from edge.publisher import Publisher, batch_id
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from wire import topics
 from wire.models import Ack, AckedBatch, Event, EventBatch, now_utc
 

@@ -17,7 +17,7 @@ from edge.readpoints import ReadPoints
 from edge.remote_config import RemoteConfig, RemoteConfigError, merge, validate_tuning
 from edge.zones import ZoneEvent
 from firmware_sim.reader import ReaderSimulator
-from stockgate.settings import load
+from plumbing.settings import load
 from wire.identifiers import sgtin96_hex
 from wire.models import GatewayConfig, now_utc
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from edge.status import RateMeter, StatusReporter, last_will, offline_status
-from stockgate.mqtt import Message, MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import Message, MqttClient
+from plumbing.settings import MqttSettings
 from wire import topics
 from wire.models import ReaderStatus, Status, now_utc
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from plumbing.settings import load
 from server import schema
 from server.config import ServerSettings
 from server.errors import PublishFailed
 from server.store import Store
-from stockgate.settings import load
 
 VIEWER_KEY = "viewer-key-0123456789"
 OPERATOR_KEY = "operator-key-0123456789"

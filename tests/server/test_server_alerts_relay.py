@@ -22,6 +22,8 @@ from server_helpers import (
     sgtin,
 )
 
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from server.alert_relay import AlertNotice, AlertRelay
 from server.alert_settings import AlertSettings, WebhookSettings
 from server.alerting import acknowledge, clear_alert, raise_alert, raise_alerts
@@ -30,8 +32,6 @@ from server.ingest import Ingestor
 from server.rules.alerts import UNIT_SEEN_AFTER_SHIPPED
 from server.schema_alerts import alert_events, webhook_deliveries
 from server.store import Store
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
 
 ALERTS_TOPIC = "stockgate/v1/wh1/alerts"
 READY_TIMEOUT_S = 20.0

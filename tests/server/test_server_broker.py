@@ -13,11 +13,11 @@ import httpx
 import pytest
 from server_helpers import BASE_TIME, GTIN_A, VIEWER_KEY, Batches, make_settings, sgtin
 
+from plumbing.broker import free_loopback_port as free_port
+from plumbing.mqtt import Message, MqttClient
+from plumbing.settings import MqttSettings
 from server.app import Server
 from server.config import ServerSettings
-from stockgate.broker import free_loopback_port as free_port
-from stockgate.mqtt import Message, MqttClient
-from stockgate.settings import MqttSettings
 from wire.models import Ack
 
 pytestmark = pytest.mark.broker

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from server_helpers import make_settings
 
+from plumbing.settings import load
 from server.broker_config import (
     DEFAULT_SERVER_USER,
     BrokerConfigError,
@@ -15,7 +16,6 @@ from server.broker_config import (
     write_broker_files,
 )
 from server.config import ServerSettings
-from stockgate.settings import load
 from wire.models import MAX_PAYLOAD_BYTES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

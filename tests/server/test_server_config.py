@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from plumbing.settings import ConfigError, load
 from server.config import ServerSettings
-from stockgate.settings import ConfigError, load
 
 GOOD_KEY = "k3y-0123456789abcdef"
 

@@ -31,9 +31,9 @@ from test_server_broker import MESSAGE_TIMEOUT_S, next_message, running
 from test_server_fleet import online
 from test_server_unresolved import undirected
 
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from server.app import Server
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 

@@ -25,11 +25,11 @@ import sqlalchemy as sa
 
 from bench.server import Batch, build_batches, read_points
 from bench.server_proc import ServerProcess
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from server.check import check_ledger
 from server.config import DatabaseSettings
 from server.store import Store
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
 from wire import topics
 from wire.models import Ack, EventBatch
 

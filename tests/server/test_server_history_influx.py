@@ -28,6 +28,7 @@ from server_helpers import ADMIN_KEY, BASE_TIME, GTIN_B, Batches, Probe, Recordi
 
 from bench.broker import Mosquitto, free_port
 from bench.victoria import VictoriaMetrics
+from plumbing.settings import load
 from server.config import ServerSettings
 from server.errors import SinkUnavailable
 from server.history_check import history_report
@@ -40,7 +41,6 @@ from server.metrics import Metrics
 from server.schema import gateways
 from server.schema_history import history_cursors
 from server.store import Store
-from stockgate.settings import load
 
 STOCKGATE = Path(sys.executable).parent / "stockgate"
 FOLLOW = HistorySettings(batch_rows=40, retry_s=0.2, poll_interval_s=0.1)

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import ADMIN_KEY, OPERATOR_KEY, Batches, RecordingPublisher, bearer, sgtin
 
+from plumbing.settings import load
 from server import schema
 from server.api import create_app
 from server.config import ServerSettings
@@ -24,7 +25,6 @@ from server.ingest import Ingestor
 from server.metrics import Metrics
 from server.schema_history import history_movements, history_stock_daily
 from server.store import Store
-from stockgate.settings import load
 
 STOCKGATE = Path(sys.executable).parent / "stockgate"
 CLI_TIMEOUT_S = 60

@@ -22,9 +22,9 @@ import pytest
 from server_helpers import VIEWER_KEY, Batches, sgtin
 
 from bench.broker import end_process
-from stockgate.broker import free_loopback_port
-from stockgate.mqtt import MqttClient
-from stockgate.settings import MqttSettings
+from plumbing.broker import free_loopback_port
+from plumbing.mqtt import MqttClient
+from plumbing.settings import MqttSettings
 from wire.models import Ack
 
 pytestmark = pytest.mark.broker

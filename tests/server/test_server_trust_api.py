@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from server_helpers import ADMIN_KEY, OPERATOR_KEY, VIEWER_KEY, make_settings
 from typer.testing import CliRunner
 
+from plumbing.settings import ConfigError, load
 from server.api import create_app
 from server.api.context import KeyRing
 from server.api.docs import assets_dir
@@ -32,7 +33,6 @@ from server.csv_import import MAX_IMPORT_BYTES
 from server.store import Store
 from server.webhooks import address_problem, target_problem
 from stockgate.cli import app as cli
-from stockgate.settings import ConfigError, load
 
 WAIT_S = 10.0
 CHUNK = 64 * 1024

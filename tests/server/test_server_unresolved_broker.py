@@ -12,9 +12,9 @@ from server_helpers import GTIN_A, OPERATOR_KEY, VIEWER_KEY, Batches, bearer, sg
 from test_server_broker import MESSAGE_TIMEOUT_S, broker_settings, next_message, running
 from test_server_unresolved import undirected
 
+from plumbing.mqtt import Message, MqttClient
+from plumbing.settings import MqttSettings
 from server.app import Server
-from stockgate.mqtt import Message, MqttClient
-from stockgate.settings import MqttSettings
 from wire.models import Ack
 
 pytestmark = pytest.mark.broker

@@ -9,7 +9,7 @@ import sys
 from typer.testing import CliRunner
 
 from bench.broker import free_port
-from stockgate import software_version
+from plumbing import software_version
 from stockgate.cli import app
 
 

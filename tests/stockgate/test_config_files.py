@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from edge.config import EdgeSettings
+from plumbing.settings import ConfigError, load
 from server.config import ServerSettings
 from stockgate.config_reference import readme_section, reference
-from stockgate.settings import ConfigError, load
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from stockgate.mqtt import Message, MqttClient, MqttNotConnected, Will
-from stockgate.settings import MqttSettings
+from plumbing.mqtt import Message, MqttClient, MqttNotConnected, Will
+from plumbing.settings import MqttSettings
 
 pytestmark = pytest.mark.broker
 

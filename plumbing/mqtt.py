@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from stockgate.settings import MqttSettings
+from plumbing.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
