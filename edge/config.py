@@ -1,4 +1,5 @@
-"""Edge agent settings: the keys of DESIGN.md section 6 plus bounded tuning knobs."""
+"""Edge agent settings: the stable keys of edge.toml (docs/architecture.md §6) plus bounded
+tuning knobs."""
 
 from __future__ import annotations
 

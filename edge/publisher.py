@@ -7,7 +7,7 @@ topic. Its id, ``{gateway}:{epoch}:{seq_first}-{seq_last}``, is stable: a re-sen
 the same id and the same events, so the server can skip what it already has.
 
 Deletion happens on the server's ``Ack`` only. The broker's PUBACK says the broker has
-the message, not that the server committed it (DESIGN.md section 4), so it only ends the
+the message, not that the server committed it (docs/architecture.md §4), so it only ends the
 wait of ``publish``. A batch with no Ack after ``resend_after_s`` is sent again, and after
 every reconnect all unacknowledged batches are sent again, oldest first, because Acks
 published while the link was down are gone. Each further re-send of a batch that still

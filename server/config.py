@@ -1,11 +1,12 @@
-"""Server settings: the keys of DESIGN.md section 6 plus bounded tuning knobs.
+"""Server settings: the stable keys of server.toml (docs/architecture.md §6) plus bounded
+tuning knobs.
 
 Decisions written down here:
 
 - ``[[api.keys]]`` must hold at least one key, and every key must be at least
-  ``MIN_API_KEY_LENGTH`` characters long. The DESIGN.md example key ``"change-me"`` is a
-  placeholder and is refused on purpose (STYLE.md section 7: refuse to start on a default
-  secret). A key is given either as ``key_sha256`` (the hex SHA-256 of the key; what
+  ``MIN_API_KEY_LENGTH`` characters long. The example key ``"change-me"`` is a
+  placeholder and is refused on purpose (docs/architecture.md §7: never start on a
+  default secret). A key is given either as ``key_sha256`` (the hex SHA-256 of the key; what
   ``stockgate server mint-key`` prints, so the file never holds the key) or as plaintext
   ``key``. Plaintext stays accepted (the demo, tests and existing files use it) but the
   server logs a warning at start-up for each; either way the running server keeps only the
@@ -18,7 +19,7 @@ Decisions written down here:
   is not listed goes to the dead-letter table with the reason ``unknown read point`` (nothing
   is guessed). A read point may name the ``site`` it belongs to; a batch from another site
   that names it is dead-lettered too.
-- ``[[gateways]]`` is the gateway registry (DESIGN.md section 10; checked at ingest by
+- ``[[gateways]]`` is the gateway registry (docs/architecture.md §4; checked at ingest by
   ``server.gateway_trust``). Without any entry the server runs open, as the demo and the
   single-box default do: every gateway and read point is taken, and a warning says so at
   start-up.

@@ -5,7 +5,7 @@ the checks live in one place and their hooks stay one call each.
 
 Checks, each a dead letter of its own kind and an alert (never applied):
 
-- **Registry** (``[[gateways]]`` in server.toml, DESIGN.md section 10). With at least one
+- **Registry** (``[[gateways]]`` in server.toml, docs/architecture.md §4). With at least one
   entry it is closed: a message from a gateway not listed (``unknown_gateway``), or on the
   topic of another site than its own (``gateway_refused``), is dead-lettered whole; an
   event naming a read point the gateway does not own is dead-lettered alone

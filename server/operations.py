@@ -6,8 +6,8 @@ Each operation appends ledger rows (and updates balances and unit states) throug
 Decisions written down here:
 
 - **Adjustments** carry a reason code (``ADJUSTMENT_REASONS``): ``lost``, ``stolen``,
-  ``damaged`` and ``expired`` take stock out and are ledger kind ``loss`` (DESIGN.md
-  section 5: "loss with reason"); ``found`` puts stock in and ``correction`` goes either
+  ``damaged`` and ``expired`` take stock out and are ledger kind ``loss`` (a loss
+  always has its reason); ``found`` puts stock in and ``correction`` goes either
   way, both kind ``count_adjustment``. The reason code is the row's ``reason``, the
   person's words its ``note`` (a correction must have one). ``quantity`` is the signed
   change (``-3`` for three lost), so a sign that contradicts the reason is refused.

@@ -5,7 +5,7 @@ compares the migrated database with this metadata so the two cannot drift apart.
 
 Invariants the code relies on:
 
-- ``ledger`` is append-only: corrections are new rows, never edits (DESIGN.md section 5).
+- ``ledger`` is append-only: corrections are new rows, never edits (docs/architecture.md §4).
 - ``balances`` equals the ledger summed per item and location (``server.check``).
 - ``seen_events`` holds every applied event id forever; it is what makes "applied exactly
   once" hold across redeliveries and across server instances.

@@ -1,4 +1,4 @@
-"""Payload models of wire contract v1 (DESIGN.md section 3).
+"""Payload models of wire contract v1 (docs/architecture.md §5).
 
 Field names follow GS1 EPCIS 2.0 where one exists, in snake_case. Every model forbids
 unknown fields and bounds its collections, so a payload from the network is either a

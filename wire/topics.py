@@ -1,4 +1,4 @@
-"""MQTT topic names of wire contract v1 (DESIGN.md section 3)."""
+"""MQTT topic names of wire contract v1 (docs/architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Storage is one SQLite file in WAL mode with ``synchronous=FULL``, reached through aiosqlite.
 It holds three things: a ``meta`` table (schema version, gateway, epoch, next sequence
 number), the ``events`` table (sequence number, event JSON, the wall time it was appended)
-and nothing else. It is the only durable store on the edge (DESIGN.md section 4).
+and nothing else. It is the only durable store on the edge (docs/architecture.md §4).
 
 Durability point. ``append`` is synchronous and cheap: it gives the event its id, turns it
 into JSON and puts it on a pending list. A flusher task owned by the outbox commits the

@@ -6,7 +6,7 @@ event that no rule takes (direction null, or ``outbound = "ignore"``) has no sto
 its id is still recorded so a redelivery is a no-op. Business steps with rules of their
 own (moves, picks, counts: ``server.rules.steps``) are looked up before these passes.
 
-Decisions written down here (DESIGN.md section 4, "order does not matter"):
+Decisions written down here (docs/architecture.md §4, "order does not matter"):
 
 - Every pass is an increment: an inbound pass receives one unit into the read point's
   ``inbound_location``, an outbound pass ships one unit out. A receipt that names a

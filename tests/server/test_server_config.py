@@ -1,4 +1,4 @@
-"""Server config: the DESIGN.md keys, refused placeholder keys, clear errors."""
+"""Server config: the stable keys, refused placeholder keys, clear errors."""
 
 from __future__ import annotations
 
