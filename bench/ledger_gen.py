@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from server.config import DatabaseSettings
 from server.store import Store
+from wire.barcodes import with_check_digit
 
 SITES: Final = 4
 AISLES: Final = 20
@@ -63,12 +64,6 @@ LOAD_PRAGMAS: Final = (
 PRODUCER_JOIN_S: Final = 60.0
 
 
-def gtin_check_digit(digits13: str) -> str:
-    """The GS1 check digit of the first 13 digits of a GTIN-14."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits13))
-    return str((10 - total % 10) % 10)
-
-
 def item_ref(item: int) -> str:
     """SGTIN item reference (indicator digit 1, then five digits) of item ``item`` (1-based)."""
     return f"1{item:05d}"
@@ -76,7 +71,7 @@ def item_ref(item: int) -> str:
 
 def item_gtin(item: int) -> str:
     body = f"1{COMPANY_PREFIX}{item:05d}"
-    return body + gtin_check_digit(body)
+    return with_check_digit(body)
 
 
 def item_sku(item: int) -> str:

@@ -113,7 +113,13 @@ from firmware_sim.truth import (
     GroundTruth,
     UnitInfo,
 )
-from wire.barcodes import LOCATION_PATTERN, BarcodeError, Command, parse_barcode
+from wire.barcodes import (
+    LOCATION_PATTERN,
+    BarcodeError,
+    Command,
+    parse_barcode,
+    with_check_digit,
+)
 from wire.identifiers import IdentifierError, sgtin96_hex
 
 logger = logging.getLogger(__name__)
@@ -129,7 +135,6 @@ __all__ = [
     "TagPass",
     "Unit",
     "bundled_scenario",
-    "gs1_check_digit",
     "load_scenario",
     "parse_scenario",
     "run_scenario",
@@ -248,7 +253,7 @@ class ItemSpec(_Model):
     def gtin(self) -> str:
         """The GTIN-14: indicator, company prefix, item reference, check digit."""
         body = self.item_reference[0] + self.company_prefix + self.item_reference[1:]
-        return body + gs1_check_digit(body)
+        return with_check_digit(body)
 
 
 class CaseSpec(_Model):
@@ -590,12 +595,6 @@ class ScenarioRun:
     started_monotonic: float
     events: tuple[ScenarioEvent, ...]
     speed: float = 1.0
-
-
-def gs1_check_digit(digits: str) -> str:
-    """The GS1 mod-10 check digit of ``digits`` (weights 3,1,3,... from the right)."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
-    return str((10 - total % 10) % 10)
 
 
 def _rf(portal: PortalSpec) -> RfModel:

@@ -46,6 +46,7 @@ from server.schema_master import (
     read_points,
 )
 from server.sites import in_sites
+from wire.barcodes import with_check_digit
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 """A SKU the API accepts (and can carry in a URL path): letters, digits and ``._:-``."""
@@ -59,14 +60,6 @@ IN_CHUNK = 500
 """Keys per ``IN (...)`` list, well under every driver's parameter limit."""
 
 
-def gtin_check_digit(payload: str) -> int:
-    """The GS1 mod-10 check digit of ``payload`` (all digits but the last)."""
-    total = sum(
-        int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(payload))
-    )
-    return (10 - total % 10) % 10
-
-
 def normalize_gtin(value: str) -> str:
     """A GTIN-8/12/13/14 as the 14 digits the store keeps, its check digit verified.
 
@@ -78,7 +71,7 @@ def normalize_gtin(value: str) -> str:
     gtin = value.zfill(14)
     if int(gtin) == 0:
         raise ValueError("a GTIN cannot be all zeros")
-    if gtin_check_digit(gtin[:-1]) != int(gtin[-1]):
+    if with_check_digit(gtin[:-1]) != gtin:
         raise ValueError(f"GTIN {value} has a wrong check digit")
     return gtin
 

@@ -14,10 +14,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-
-def site_of(location: str) -> str:
-    """``wh1.dock.1`` -> ``wh1``."""
-    return location.partition(".")[0]
+from server.rules.policy import site_of as site_of
 
 
 def in_sites(column: sa.ColumnElement[str], sites: Iterable[str]) -> sa.ColumnElement[bool]:

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.rules.alerts import LOW_STOCK, OVERSTOCK
 from server.rules.model import AlertSpec
-from server.rules.policy import TRANSIT_SITE
+from server.rules.policy import TRANSIT_SITE, site_of
 from server.schema import balances, items
 from server.schema_orders import order_positions
 
@@ -74,10 +74,6 @@ class StockLevel:
             "reorder_point": self.reorder_point,
             "max_stock": self.maximum,
         }
-
-
-def site_of(location: str) -> str:
-    return location.partition(".")[0]
 
 
 def level_alerts(levels: Iterable[StockLevel]) -> list[AlertSpec]:
