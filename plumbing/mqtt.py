@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,12 +27,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from plumbing.backoff import Backoff
 from plumbing.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 10.0
+BACKOFF_JITTER = 0.3
+"""Clients that lost the broker together come back spread over 30 % of each delay."""
 CONNECT_TIMEOUT_S = 10.0
 MISC_INTERVAL_S = 0.5
 RECEIVE_HIGH_WATER = 1000
@@ -184,24 +186,24 @@ class MqttClient:
         self._on_connect_callbacks.append(callback)
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_INITIAL_S
+        backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_MAX_S, jitter=BACKOFF_JITTER)
         while True:
             try:
                 await self._connect_once()
             except (OSError, MqttError, TimeoutError) as err:
                 self.failed_connects += 1
+                delay = backoff.next_delay()
                 log.warning(
                     "mqtt %s: cannot connect to %s: %s; retrying in %.1fs",
                     self.client_id,
                     self._settings.url,
                     err,
-                    backoff,
+                    delay,
                 )
                 self._drop_socket()
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(delay)
                 continue
-            backoff = BACKOFF_INITIAL_S
+            backoff.reset()
             log.info("mqtt %s: connected to %s", self.client_id, self._settings.url)
             await self._after_connect()
             await self._disconnected.wait()

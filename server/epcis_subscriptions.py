@@ -33,6 +33,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from plumbing.backoff import Backoff
 from server import job_leases
 from server.epcis_documents import query_document
 from server.epcis_query import EpcisPage, EpcisQuery, query_events
@@ -44,7 +45,6 @@ from server.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     WEBHOOK_HEADER,
-    backoff_s,
     signature_header,
 )
 from wire.models import now_utc
@@ -146,7 +146,9 @@ class EpcisSubscriptions:
             )
         if error is not None:
             attempts = turn.attempts + 1
-            delay = backoff_s(attempts, entry.interval_s, self._settings.subscription_backoff_cap_s)
+            delay = Backoff(
+                entry.interval_s, self._settings.subscription_backoff_cap_s, jitter=0.0
+            ).delay(attempts)
             self._retry_at[entry.name] = time.monotonic() + delay
             log.info("epcis subscription %s: %s; retry in %.0fs", entry.name, error, delay)
         else:

@@ -38,7 +38,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +50,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from plumbing.backoff import Backoff
 from server.alert_settings import AlertSettings, WebhookSettings, webhook_names
 from server.errors import StoreError
 from server.schema_alerts import MAX_DELIVERY_ERROR, alert_events, webhook_deliveries
@@ -108,12 +108,6 @@ def verify_signature(
         return False
     expected = sign(secret, timestamp, body)
     return any(hmac.compare_digest(expected, given) for given in parts.get("v1", []))
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, jitter: float = 1.0) -> float:
-    """Delay after failed attempt number ``attempt`` (1-based), before jitter scaling."""
-    delay: float = min(cap_s, base_s * 2.0 ** min(attempt - 1, 62))
-    return delay * jitter
 
 
 def body_of(
@@ -365,12 +359,9 @@ class WebhookDispatcher:
                 error,
             )
         else:
-            delay = backoff_s(
-                attempts,
-                self._settings.webhook_backoff_s,
-                self._settings.webhook_backoff_cap_s,
-                random.uniform(0.5, 1.0),
-            )
+            delay = Backoff(
+                self._settings.webhook_backoff_s, self._settings.webhook_backoff_cap_s
+            ).delay(attempts)
             values.update(next_attempt_at=now + timedelta(seconds=delay))
             outcome = "retry"
             log.info(

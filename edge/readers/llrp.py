@@ -34,7 +34,6 @@ from typing import NoReturn
 from edge.config import LlrpSettings
 from edge.errors import ReaderError
 from edge.readers import llrp_rospec as requests
-from edge.readers.backoff import Backoff
 from edge.readers.llrp_codec import (
     Decoded,
     Frame,
@@ -66,6 +65,7 @@ from edge.readers.types import (
     StateChanged,
     TagRead,
 )
+from plumbing.backoff import Backoff
 from wire.models import ReaderStatus
 
 __all__ = [

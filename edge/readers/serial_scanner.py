@@ -33,7 +33,6 @@ import serial
 
 from edge.config import ScannerSettings
 from edge.errors import ReaderError
-from edge.readers.backoff import Backoff
 from edge.readers.barcode import LineFramer, MalformedScan, Overlong, parse_scan, show
 from edge.readers.types import (
     DecodeFailed,
@@ -46,6 +45,7 @@ from edge.readers.types import (
     StateChanged,
 )
 from edge.status import RateMeter
+from plumbing.backoff import Backoff
 from wire.models import ReaderStatus
 
 __all__ = [

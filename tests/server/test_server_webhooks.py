@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from plumbing.backoff import Backoff
 from server.alert_relay import AlertRelay
 from server.alert_settings import AlertSettings, WebhookSettings
 from server.alerting import raise_alert
@@ -30,7 +31,6 @@ from server.webhooks import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
     WebhookDispatcher,
-    backoff_s,
     signature_header,
     verify_signature,
 )
@@ -201,9 +201,10 @@ def test_signatures_refuse_tampering_and_replays() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    assert [backoff_s(n, 1.0, 10.0) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
-    assert backoff_s(1000, 1.0, 600.0) == 600
-    assert backoff_s(3, 1.0, 600.0, jitter=0.5) == 2
+    steady = Backoff(1.0, 10.0, rand=lambda: 0.0)
+    assert [steady.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    assert Backoff(1.0, 600.0).base_after(1000) == 600
+    assert Backoff(1.0, 600.0, jitter=0.5, rand=lambda: 1.0).delay(3) == 2
 
 
 @pytest.mark.parametrize(

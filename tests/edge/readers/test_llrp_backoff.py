@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from edge.readers.backoff import Backoff
 from edge.readers.llrp import ReadRates
 from edge.readers.types import TagRead
+from plumbing.backoff import Backoff
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:

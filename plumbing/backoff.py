@@ -1,4 +1,7 @@
-"""Capped exponential backoff with jitter, as a pure policy (no clock, no sleep)."""
+"""Capped exponential backoff with jitter, as a pure policy (no clock, no sleep).
+
+The one backoff of the code base: the edge's reader and scanner reconnects, the MQTT
+client's reconnects and the server's webhook retries all draw their delays from it."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ class Backoff:
 
     Each delay is the capped base minus a random share of it (``jitter``), so it never
     exceeds the cap and never falls below ``base * (1 - jitter)``. ``reset()`` after a
-    successful connection starts again from ``initial``.
+    successful connection starts again from ``initial``. ``delay(n)`` is the delay after
+    failed attempt ``n`` for callers that keep the count themselves (a retry row in a
+    table).
 
     Args:
         initial: the first base delay in seconds (> 0).
@@ -49,19 +54,26 @@ class Backoff:
         self.factor = factor
         self.jitter = jitter
         self._rand = rand
-        self._base = initial
+        self._failed = 0
+
+    def base_after(self, attempt: int) -> float:
+        """The un-jittered delay after failed attempt ``attempt`` (1-based)."""
+        return min(self.maximum, self.initial * self.factor ** min(max(attempt, 1) - 1, 64))
 
     @property
     def base(self) -> float:
         """The un-jittered delay the next call to ``next_delay`` draws from."""
-        return self._base
+        return self.base_after(self._failed + 1)
+
+    def delay(self, attempt: int) -> float:
+        """The delay after failed attempt ``attempt`` (1-based), jittered."""
+        return self.base_after(attempt) * (1.0 - self.jitter * self._rand())
 
     def next_delay(self) -> float:
         """The delay before the next attempt; grows the base for the one after."""
-        base = self._base
-        self._base = min(self.maximum, base * self.factor)
-        return base * (1.0 - self.jitter * self._rand())
+        self._failed += 1
+        return self.delay(self._failed)
 
     def reset(self) -> None:
         """Start again from ``initial`` (after a connection that worked)."""
-        self._base = self.initial
+        self._failed = 0
