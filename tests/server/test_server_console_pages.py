@@ -348,6 +348,16 @@ async def test_reports_are_listed_from_the_api_and_drafts_confirmed_by_an_operat
     dead_csv = await client.get("/reports/dead-stock.csv", params={"days": "1"})
     bad = await client.get("/reports/dead-stock", params={"days": "0"})
     unknown = await client.get("/reports/no-such-report")
+    # Every report the API has opens in the console, as a page and as CSV (a route that
+    # needs a parameter says which on the page).
+    opened = {}
+    for name in listed:
+        shown, as_csv = (
+            await client.get(f"/reports/{name}"),
+            await client.get(f"/reports/{name}.csv"),
+        )
+        refused = shown.status_code in (400, 422) and 'class="error"' in shown.text
+        opened[name] = (shown.status_code == 200 or refused, as_csv.status_code in (200, 400, 422))
     (order_id,) = re.findall(r'<section class="draft" data-order="(\d+)"', reports.text)
     confirmed = await client.post(f"/reports/drafts/{order_id}/confirm", data={"csrf": csrf})
     after = await client.get(confirmed.headers["location"])
@@ -356,6 +366,7 @@ async def test_reports_are_listed_from_the_api_and_drafts_confirmed_by_an_operat
 
     assert listed == report_paths
     assert {"dead-stock", "shrinkage"} <= set(listed)
+    assert opened == dict.fromkeys(listed, (True, True))
     assert "Confirm PO-7" in reports.text
     assert "Confirm PO-7" not in viewer_reports.text
     assert "PO-7" in viewer_reports.text
