@@ -152,6 +152,11 @@ def truth_summary(scenario: Scenario) -> dict[str, object]:
             }
             for c in truth.counts
         ],
+        "shrinkage": [
+            {"read_point": point, "location": location, "gtin": gtin, "missing": n}
+            for (point, location, gtin), n in sorted(truth.shrinkage.items())
+        ],
+        "pallets": {sscc: list(epcs) for sscc, epcs in scenario.aggregations().items()},
     }
 
 

@@ -20,9 +20,9 @@ from server.config import ReadPointSettings
 from server.dialect import one_of, upsert
 from server.rules.model import AlertSpec
 from server.rules.pallets import (
+    SSCC_URN_PREFIX,
     Contents,
     QuantityLine,
-    is_pallet_epc,
     pallet_events,
     sscc_of,
     unknown_pallet,
@@ -80,11 +80,13 @@ async def expand_pallets(
 ) -> Expansion:
     """``events`` with each pallet event that has a stock effect replaced by its contents."""
     wanted: dict[str, str] = {}
+    prefix = SSCC_URN_PREFIX
     for event in events:
-        if is_pallet_epc(event.epc) and rule_for(event, read_points[event.read_point]):
-            assert event.epc is not None
-            sscc = sscc_of(event.epc)
-            if sscc is not None:
+        # Inline, not is_pallet_epc: this runs for every event ingest applies.
+        epc = event.epc
+        if epc is not None and epc.startswith(prefix):
+            sscc = sscc_of(epc)
+            if sscc is not None and rule_for(event, read_points[event.read_point]):
                 wanted[event.event_id] = sscc
     if not wanted:
         return Expansion(list(events))

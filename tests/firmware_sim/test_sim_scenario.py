@@ -353,3 +353,15 @@ def test_invalid_shelves_name_the_key(change: object, message: str) -> None:
     text = change(SHELF.read_text())  # type: ignore[operator]
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(text, "shelf.toml")
+
+
+async def test_the_scenario_command_serves_the_shelf_reader_and_prints_its_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = await run_scenario_file(SHELF, port=0, wait_s=0.1, scanner_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert status == 1  # nobody started inventory
+    assert "LLRP reader 'dock1' for wh1.dock.1" in out
+    assert re.search(r"LLRP reader 'shelf1' for shelf wh1\.shelf\.1 on 127\.0\.0\.1:\d+", out)
+    assert '"read_point": "wh1.shelf.1"' in out
+    assert '"missing": 2' in out  # the tea the shelf lost (one of them found again)
