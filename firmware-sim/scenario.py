@@ -158,6 +158,9 @@ PICK_ZONE: Final = "staging"
 """Where a handheld's picks put the goods, under the site: the server's default
 ``[operations] pick_zone``."""
 SITE_PATTERN: Final = r"^[A-Za-z0-9_-]{1,32}$"
+SHELF_SETTLE_S: Final = 1.0
+"""A scenario lasts this long past its last shelf change (or a taken case's due time), so
+the shelf reader has read what changed."""
 REPLUG_MARGIN_S: Final = 0.1
 """Scans this long after an unplug's delay still count as lost (the replug races them)."""
 
@@ -715,7 +718,7 @@ class Scenario(_Model):
         self._truth, self._plan = self._play()
         for when, kind, shelf, _ in self._shelf_plan:
             due = self._shelf(shelf).missing_after_s if kind == "take" else 0.0
-            end = max(end, when + due)
+            end = max(end, when + due + SHELF_SETTLE_S)
         if self._plan:
             end = max(end, self._plan[-1].at_s)
         if self.faults:
