@@ -30,7 +30,9 @@
   its ``childEPCs`` and its ``childQuantityList`` (classes as ``urn:epc:idpat:sgtin:``,
   ``urn:epc:class:lgtin:`` or Digital Link, a whole ``quantity``), ``DELETE`` takes the
   listed children off, or everything when it lists none. The answer lists the pallets
-  (``pallets``); the caller then applies their held events.
+  (``pallets``); the caller then applies their held events. A shipping notice whose
+  ``epcList`` names a pallet lists the tagged units recorded on it (pack the pallet first:
+  an AggregationEvent before the shipping event, in this document or an earlier one).
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ from server.dialect import upsert
 from server.epcis_documents import event_hash
 from server.epcis_query import bare_step
 from server.epcis_settings import EpcisSettings
+from server.pallet_contents import load_contents
 from server.pallets import check_lines, parse_parent, record, remove
 from server.refusals import Invalid
+from server.rules.pallets import sscc_of
 from server.schema import MAX_EPC, MAX_EVENT_ID, items
 from server.schema_orders import orders
 from server.schema_supply import asn_units, epcis_captures, epcis_seen_events
@@ -510,7 +514,24 @@ async def _units(
     outcome: _Outcome,
 ) -> list[dict[str, Any]]:
     gtins: dict[str, str] = {}
-    for epc in dict.fromkeys(event.epcList):
+    listed = list(dict.fromkeys(event.epcList))
+    pallets = {epc: sscc for epc in listed if (sscc := sscc_of(epc[:MAX_EPC])) is not None}
+    if pallets:
+        # A pallet shipped: the notice lists the tagged units it holds, as recorded (an
+        # AggregationEvent earlier in this document or before; server.pallets).
+        contents = await load_contents(conn, list(pallets.values()))
+        for epc, sscc in pallets.items():
+            held = contents.get(sscc)
+            if held is None or not held.epcs:
+                outcome.skip(index, event_id, "a pallet with no tagged units recorded", epc=epc)
+        listed = [epc for epc in listed if epc not in pallets]
+        listed += [
+            child
+            for sscc in pallets.values()
+            if (held := contents.get(sscc)) is not None
+            for child in held.epcs
+        ]
+    for epc in dict.fromkeys(listed):
         gtin = gtin_of(epc) if epc.startswith("urn:epc:id:") and len(epc) <= MAX_EPC else None
         if gtin is None:
             outcome.skip(index, event_id, "not an SGTIN EPC URN", epc=epc[:MAX_EPC])

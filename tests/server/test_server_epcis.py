@@ -340,6 +340,40 @@ async def test_a_late_notice_counts_units_already_received(
     assert (report["received"], report["missing"]) == (1, 1)
 
 
+async def test_a_notice_shipping_a_packed_pallet_lists_the_units_on_it(
+    client: httpx.AsyncClient, ingestor: Ingestor
+) -> None:
+    # The supplier packs two cases onto a pallet (AggregationEvent), then ships the pallet
+    # (its SSCC in the shipping event's epcList); the pallet comes through the door.
+    order_id = await open_example_order(client, "PO-PALLET")
+    pallet = "urn:epc:id:sscc:0614141.1234567890"
+    document = json.loads(EXAMPLE)
+    shipping = document["epcisBody"]["eventList"][0]
+    shipping["epcList"] = [pallet, "urn:epc:id:sscc:0614141.0000000001"]
+    shipping["bizTransactionList"] = [{"type": "po", "bizTransaction": "PO-PALLET"}]
+    packing = {
+        "type": "AggregationEvent",
+        "eventID": "ni:///packing-1",
+        "eventTime": "2005-04-03T20:00:00.000-06:00",
+        "eventTimeZoneOffset": "-06:00",
+        "parentID": pallet,
+        "childEPCs": [EXAMPLE_EPC.format(1), EXAMPLE_EPC.format(2)],
+        "action": "ADD",
+        "bizStep": "packing",
+    }
+    document["epcisBody"]["eventList"] = [packing, shipping]
+    summary = await capture(client, json.dumps(document).encode())
+    assert (summary["aggregations"], summary["pallets"]) == (1, ["106141412345678908"])
+    assert (summary["notices"], summary["units"]) == (1, 2)
+    assert [(s["epc"], s["reason"]) for s in summary["skipped"]] == [
+        ("urn:epc:id:sscc:0614141.0000000001", "a pallet with no tagged units recorded")
+    ]
+    batches = Batches()
+    await send(ingestor, batches, batches.event(epc=pallet))
+    report = (await client.get(f"/api/v1/purchase-orders/{order_id}/asn", headers=VIEWER)).json()
+    assert (report["listed"], report["received"], report["missing"]) == (2, 2, 0)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
