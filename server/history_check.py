@@ -8,7 +8,8 @@ builds them again from the ledger in SQL, in one transaction that also moves the
 to the newest row; a running server's follower goes on from there.
 
 ``history_place_movements`` (the movement sums without the item) is checked against
-``history_movements`` summed over the items, and rebuilt from it.
+``history_movements`` summed over the items, and rebuilt from it; likewise
+``history_site_movements`` against and from ``history_place_movements``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from server.schema_history import (
     history_cursors,
     history_movements,
     history_place_movements,
+    history_site_movements,
     history_stock_daily,
 )
 from server.store import Store, translate
@@ -116,18 +118,31 @@ def _movement_differences(conn: AsyncConnection, position: int) -> sa.Select[Any
 PLACE_KEYS = ("period", "bucket", "location", "side", "read_point", "kind")
 
 
+SITE_KEYS = ("period", "bucket", "site", "side", "read_point", "kind")
+
+
 def _place_differences() -> sa.Select[Any]:
-    fine, coarse = history_movements.c, history_place_movements.c
+    return _coarse_differences(history_movements, history_place_movements, PLACE_KEYS)
+
+
+def _site_differences() -> sa.Select[Any]:
+    return _coarse_differences(history_place_movements, history_site_movements, SITE_KEYS)
+
+
+def _coarse_differences(
+    finer: sa.Table, coarser: sa.Table, names: tuple[str, ...]
+) -> sa.Select[Any]:
+    fine, coarse = finer.c, coarser.c
     parts = [
         sa.select(
-            *(fine[name] for name in PLACE_KEYS),
+            *(fine[name] for name in names),
             fine.count.label("item_count"),
             fine.quantity.label("item_quantity"),
             sa.literal(0).label("place_count"),
             sa.literal(0).label("place_quantity"),
         ),
         sa.select(
-            *(coarse[name] for name in PLACE_KEYS),
+            *(coarse[name] for name in names),
             sa.literal(0),
             sa.literal(0),
             coarse.count,
@@ -135,7 +150,7 @@ def _place_differences() -> sa.Select[Any]:
         ),
     ]
     deltas = sa.union_all(*parts).subquery("deltas")
-    keys = [deltas.c[name] for name in PLACE_KEYS]
+    keys = [deltas.c[name] for name in names]
     sums = [
         sa.func.sum(deltas.c[name])
         for name in ("item_count", "item_quantity", "place_count", "place_quantity")
@@ -249,6 +264,7 @@ async def history_report(store: Store) -> HistoryReport:
         moves = (await conn.execute(_movement_differences(conn, position))).all()
         stock = (await conn.execute(_stock_differences(conn, position))).all()
         places = (await conn.execute(_place_differences())).all()
+        sites = (await conn.execute(_site_differences())).all()
         ids = {row.item_id for row in (*moves, *stock)}
         skus = {
             row.id: row.sku
@@ -272,6 +288,12 @@ async def history_report(store: Store) -> HistoryReport:
         f"{f' at {read_point}' if read_point else ''} {kind}: without the item "
         f"{int(pc)} rows / {int(pq)}, by item {int(ic)} rows / {int(iq)}"
         for period, bucket, location, side, read_point, kind, ic, iq, pc, pq in places
+    ]
+    place_lines += [
+        f"{period} {_when(bucket)} site {site} {side}"
+        f"{f' at {read_point}' if read_point else ''} {kind}: per site "
+        f"{int(sc)} rows / {int(sq)}, by location {int(lc)} rows / {int(lq)}"
+        for period, bucket, site, side, read_point, kind, lc, lq, sc, sq in sites
     ]
     return HistoryReport(position, newest, movement_lines, stock_lines, place_lines)
 
@@ -370,6 +392,15 @@ def _place_rollups() -> sa.Insert:
     )
 
 
+def _site_rollups() -> sa.Insert:
+    place = history_place_movements.c
+    keys = [place[name] for name in SITE_KEYS]
+    return sa.insert(history_site_movements).from_select(
+        [*SITE_KEYS, "count", "quantity"],
+        sa.select(*keys, sa.func.sum(place.count), sa.func.sum(place.quantity)).group_by(*keys),
+    )
+
+
 async def rebuild_history(store: Store) -> int:
     """Rebuild the rollups from the ledger in one transaction; returns the position reached.
 
@@ -410,6 +441,7 @@ async def rebuild_history(store: Store) -> int:
         for index in indexes:
             await conn.run_sync(index.create)
         await conn.execute(_place_rollups())
+        await conn.execute(_site_rollups())
         await conn.execute(_stock_rollups(conn, newest))
         await conn.execute(
             sa.update(history_cursors)

@@ -5,7 +5,9 @@ cost follows the number of buckets asked for, not the size of the ledger. They s
 the rollups follower has reached (normally within ``[history] poll_interval_s`` of ingest).
 
 Queries that neither filter nor group by item read ``history_place_movements`` (the sums
-without the item); the others read ``history_movements``.
+without the item), and of those, the ones that neither filter by a location below a site
+nor group by location read ``history_site_movements`` (per site); the others read
+``history_movements``.
 
 Movement buckets always keep the ``side`` apart: a transfer leaves one location (``out``)
 and enters another (``in``); summed together they would count it twice.
@@ -29,6 +31,7 @@ from server.schema_history import (
     Side,
     history_movements,
     history_place_movements,
+    history_site_movements,
     history_stock_daily,
 )
 
@@ -68,16 +71,23 @@ def movement_select(query: MovementHistoryQuery, *, by_item: bool = False) -> sa
     """The SQL of ``query``; ``by_item`` reads the rollup by item even where the one without
     the item would answer (the benchmark's baseline)."""
     # Without an item filter or column, the rollup without the item answers: one row per
-    # place, read point and kind instead of one per item there.
-    table = history_movements if by_item or needs_items(query) else history_place_movements
+    # place, read point and kind instead of one per item there; over whole sites, the
+    # rollup per site (one row per site instead of one per location).
+    table: sa.Table = history_movements
+    if not by_item and not needs_items(query):
+        per_site = "location" not in query.group_by and (
+            query.location is None or "." not in query.location
+        )
+        table = history_site_movements if per_site else history_place_movements
     rollup = table.c
     group_columns: dict[GroupBy, sa.ColumnElement[Any]] = {
         "site": rollup.site,
-        "location": rollup.location,
         "read_point": rollup.read_point,
         "sku": items.c.sku,
         "kind": rollup.kind,
     }
+    if table is not history_site_movements:
+        group_columns["location"] = rollup.location
     keys = [rollup.bucket, rollup.side, *(group_columns[name] for name in query.group_by)]
     conditions: list[sa.ColumnElement[bool]] = [
         rollup.period == query.period,

@@ -5,7 +5,8 @@ What a ledger row adds (see ``server.schema_history`` for the tables):
 - to ``history_movements``, for each period (hour, day) and each side it has: one to the
   ``out`` side of ``from_location`` and one to the ``in`` side of ``to_location``, keyed by
   bucket start (UTC), location, read point, item and kind: ``count`` 1, ``quantity``;
-- to ``history_place_movements``, the same without the item (``place_sums``);
+- to ``history_place_movements``, the same without the item (``place_sums``), and to
+  ``history_site_movements`` without the location either (``site_sums``);
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
   of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
 
@@ -32,6 +33,7 @@ from server.schema_history import (
     Side,
     history_movements,
     history_place_movements,
+    history_site_movements,
     history_stock_daily,
 )
 from server.sites import site_of
@@ -43,6 +45,8 @@ MovementKey = tuple[Period, datetime, str, Side, str, int, str]
 """(period, bucket, location, side, read point, item id, kind)."""
 PlaceKey = tuple[Period, datetime, str, Side, str, str]
 """(period, bucket, location, side, read point, kind)."""
+SiteKey = tuple[Period, datetime, str, Side, str, str]
+"""(period, bucket, site, side, read point, kind)."""
 StockKey = tuple[str, int, datetime]
 """(site, item id, day)."""
 
@@ -86,6 +90,16 @@ def place_sums(movements: dict[MovementKey, list[int]]) -> dict[PlaceKey, list[i
     return sums
 
 
+def site_sums(places: dict[PlaceKey, list[int]]) -> dict[SiteKey, list[int]]:
+    """``place_sums`` added up over each site's locations."""
+    sums: dict[SiteKey, list[int]] = defaultdict(lambda: [0, 0])
+    for (period, bucket, location, side, read_point, kind), (count, quantity) in places.items():
+        figures = sums[(period, bucket, site_of(location), side, read_point, kind)]
+        figures[0] += count
+        figures[1] += quantity
+    return sums
+
+
 def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
     """``[in, out]`` per (site, item, day) over ``rows`` that cross a site boundary."""
     sums: dict[StockKey, list[int]] = defaultdict(lambda: [0, 0])
@@ -120,6 +134,17 @@ def _add_places(conn: AsyncConnection) -> sa.Insert:
         set_={
             "count": history_place_movements.c.count + insert.excluded.count,
             "quantity": history_place_movements.c.quantity + insert.excluded.quantity,
+        },
+    )
+
+
+def _add_sites(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_site_movements)
+    return insert.on_conflict_do_update(
+        index_elements=[column.name for column in history_site_movements.primary_key],
+        set_={
+            "count": history_site_movements.c.count + insert.excluded.count,
+            "quantity": history_site_movements.c.quantity + insert.excluded.quantity,
         },
     )
 
@@ -168,6 +193,7 @@ class RollupSink:
                     ) in movements.items()
                 ],
             )
+            places = place_sums(movements)
             await execute_many(
                 conn,
                 "history_place_movements",
@@ -187,7 +213,28 @@ class RollupSink:
                     for (period, bucket, location, side, read_point, kind), (
                         count,
                         quantity,
-                    ) in place_sums(movements).items()
+                    ) in places.items()
+                ],
+            )
+            await execute_many(
+                conn,
+                "history_site_movements",
+                _add_sites,
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "site": site,
+                        "side": side,
+                        "read_point": read_point,
+                        "kind": kind,
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, site, side, read_point, kind), (
+                        count,
+                        quantity,
+                    ) in site_sums(places).items()
                 ],
             )
         stock = stock_sums(rows)
@@ -213,4 +260,5 @@ async def clear_rollups(conn: AsyncConnection) -> None:
     """Empty the rollup tables (the caller resets the cursor in the same transaction)."""
     await conn.execute(sa.delete(history_movements))
     await conn.execute(sa.delete(history_place_movements))
+    await conn.execute(sa.delete(history_site_movements))
     await conn.execute(sa.delete(history_stock_daily))

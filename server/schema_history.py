@@ -15,6 +15,8 @@ Everything here is derived from the ledger and can be rebuilt from it
 - ``history_place_movements``: the same sums without the item (revision 0014), so a query
   over a site, location, read point or kind reads one row per place and kind instead of one
   per item there; queries that filter or group by item read ``history_movements``.
+- ``history_site_movements``: the same without the location either (revision 0014b): what
+  a query over whole sites reads (no location below a site in its filter or columns).
 - ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
   (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
   Moves inside a site change no site's stock and add nothing here.
@@ -84,6 +86,22 @@ history_place_movements = sa.Table(
     sa.Index("ix_history_place_movements_read_point", "period", "read_point", "bucket"),
 )
 
+history_site_movements = sa.Table(
+    "history_site_movements",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", UtcDateTime(), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("side", sa.String(3), primary_key=True),
+    sa.Column("read_point", sa.String(MAX_READ_POINT), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
+    sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
+    sa.Index("ix_history_site_movements_read_point", "period", "read_point", "bucket"),
+)
+
 history_stock_daily = sa.Table(
     "history_stock_daily",
     metadata,
@@ -92,4 +110,6 @@ history_stock_daily = sa.Table(
     sa.Column("day", UtcDateTime(), primary_key=True),
     sa.Column("quantity_in", sa.BigInteger(), nullable=False),
     sa.Column("quantity_out", sa.BigInteger(), nullable=False),
+    # Revision 0014b: one item's days (``/history/stock``) without reading every site's.
+    sa.Index("ix_history_stock_daily_item", "item_id", "day"),
 )

@@ -26,7 +26,12 @@ from server.history_follow import LedgerFollower, LedgerRow, cursor_position, la
 from server.history_rollups import ROLLUPS, RollupSink
 from server.history_settings import HistorySettings
 from server.ingest import Ingestor
-from server.schema_history import history_cursors, history_movements, history_stock_daily
+from server.schema_history import (
+    history_cursors,
+    history_movements,
+    history_site_movements,
+    history_stock_daily,
+)
 from server.store import Store
 
 SMALL_STEPS = HistorySettings(batch_rows=7, gap_settle_s=0.0)
@@ -211,7 +216,16 @@ async def test_check_history_finds_a_difference_and_rebuild_mends_it(
             .values(count=history_movements.c.count + 1)
         )
         await conn.execute(sa.delete(history_stock_daily))
+        await conn.execute(
+            sa.update(history_site_movements)
+            .where(history_site_movements.c.period == "hour")
+            .values(quantity=history_site_movements.c.quantity + 1)
+        )
     report = await history_report(store)
+    # The coarser rollups are checked against the finer ones: the day buckets planted in the
+    # rollup by item, and every hour planted in the rollup per site.
+    assert any(line.startswith("day ") and "by item" in line for line in report.places)
+    assert any(line.startswith("hour ") and "per site" in line for line in report.places)
     planted = await probe.count(history_movements)
     assert report.movements
     assert len(report.movements) < planted
@@ -224,6 +238,7 @@ async def test_check_history_finds_a_difference_and_rebuild_mends_it(
     assert await rebuild_history_command(settings) == 0
     assert (await history_report(store)).lines == []
     assert await _stored(probe) == await _expected(probe)
+    assert await probe.count(history_site_movements) > 0
 
 
 async def test_rebuild_beside_a_running_follower_leaves_it_nothing_to_redo(
