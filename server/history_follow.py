@@ -28,7 +28,16 @@ follower steps over it. Nothing is skipped on a timer alone.
 Several instances: only the holder of a follower's lease (``owner``, ``lease_until``) reads
 and writes; it renews the lease every step and releases it on shutdown, and another
 instance takes over when a lease runs out. Every position change is conditional on the
-lease and the old position, so an instance that lost its lease changes nothing.
+lease and the old position, so an instance that lost its lease changes nothing. An instance
+that finds the cursor row held by another one (a lease not run out, or a step of the holder
+in progress: the row is locked, and the look skips it instead of waiting for the holder's
+commit) leaves without writing anything.
+
+Ingest first: while the instance's ingest has batches in hand (``busy``), a follower waits
+up to ``[history] defer_to_ingest_s`` before it steps, and once it has waited that long it
+catches up with the ledger before it waits again. Bursts of batches are applied without
+the followers' reads, Python work and (on SQLite) write transactions in between; history
+lags them by about that wait, and keeps up with a steady load all the same.
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ from server.schema_history import history_cursors
 from server.store import Store
 
 log = logging.getLogger(__name__)
+
+DEFER_POLL_S = 0.1
+"""How often a follower deferring to ingest looks again."""
 
 Clock = Callable[[], datetime]
 
@@ -240,6 +252,9 @@ class LedgerFollower:
         clock: wall-clock time for leases (tests pass their own).
         on_rows: told (sink name, rows) after rows are handed over and the position moved
             (the server counts them in its metrics).
+        busy: True while the instance's ingest has batches in hand (``Ingestor.busy``); the
+            follower defers to it (``[history] defer_to_ingest_s``).
+        monotonic: the clock of that wait (tests pass their own).
     """
 
     def __init__(
@@ -251,8 +266,14 @@ class LedgerFollower:
         owner: str | None = None,
         clock: Clock = utc_now,
         on_rows: Callable[[str, Sequence[LedgerRow]], None] | None = None,
+        busy: Callable[[], bool] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._busy = busy
+        self._monotonic = monotonic
+        self._deferred_since: float | None = None
+        self._catching_up = False
         self._sink = sink
         self._settings = settings
         self.owner = owner or instance_name()
@@ -270,6 +291,9 @@ class LedgerFollower:
         """Follow until cancelled (or ``stop`` is set); failures are logged and retried."""
         try:
             while stop is None or not stop.is_set():
+                if self.deferring():
+                    await self._sleep(DEFER_POLL_S, stop)
+                    continue
                 try:
                     moved = await self.step()
                 except (StoreError, SinkUnavailable) as err:
@@ -279,10 +303,32 @@ class LedgerFollower:
                     await self._sleep(self._settings.retry_s, stop)
                     continue
                 if not moved:
+                    self._catching_up = False
                     await self._sleep(self._settings.poll_interval_s, stop)
         finally:
             with contextlib.suppress(StoreError, OSError):
                 await asyncio.shield(self.release())
+
+    @property
+    def catching_up(self) -> bool:
+        """True from the moment a wait for ingest ran out until the follower caught up."""
+        return self._catching_up
+
+    def deferring(self) -> bool:
+        """Whether to wait for ingest now (see the module docstring, "Ingest first")."""
+        limit = self._settings.defer_to_ingest_s
+        if self._busy is None or limit <= 0 or self._catching_up or not self._busy():
+            self._deferred_since = None
+            return False
+        now = self._monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        if now - self._deferred_since < limit:
+            return True
+        # Waited long enough: follow until caught up, whatever ingest does meanwhile.
+        self._deferred_since = None
+        self._catching_up = True
+        return False
 
     @staticmethod
     async def _sleep(seconds: float, stop: asyncio.Event | None) -> None:
@@ -307,7 +353,9 @@ class LedgerFollower:
     async def _step_transactional(self) -> int:
         sink: TransactionalSink = self._sink  # type: ignore[assignment]
         try:
-            async with self._store.begin(f"following the ledger into {self.name}") as conn:
+            async with self._store.begin(
+                f"following the ledger into {self.name}", stock=False
+            ) as conn:
                 position = await self._claim(conn)
                 if position is None:
                     return 0
@@ -328,7 +376,7 @@ class LedgerFollower:
 
     async def _step_external(self) -> int:
         sink: ExternalSink = self._sink  # type: ignore[assignment]
-        async with self._store.begin(f"renewing the {self.name} lease") as conn:
+        async with self._store.begin(f"renewing the {self.name} lease", stock=False) as conn:
             position = await self._claim(conn)
         if position is None:
             return 0
@@ -338,7 +386,7 @@ class LedgerFollower:
             return 0
         await sink.send(rows)
         try:
-            async with self._store.begin(f"moving the {self.name} position") as conn:
+            async with self._store.begin(f"moving the {self.name} position", stock=False) as conn:
                 await self._advance(conn, position, rows[-1].id)
         except LeaseLost:
             # Whoever holds the lease now sends these rows again; the points replace these.
@@ -356,14 +404,36 @@ class LedgerFollower:
         return self._gaps.settled(position, rows, xmin)
 
     async def _claim(self, conn: AsyncConnection) -> int | None:
-        """Take or renew the lease; the position when this instance holds it, else None."""
+        """Take or renew the lease; the position when this instance holds it, else None.
+
+        The cursor row is looked at first, skipping it if it is locked (PostgreSQL: the
+        holder is in the middle of a step), so an instance that does not hold the lease
+        neither waits for the holder's transaction nor writes anything.
+        """
         now = self._clock()
-        await conn.execute(
-            upsert(conn, history_cursors)
-            .values(name=self.name, position=0, owner=None, lease_until=None, updated_at=now)
-            .on_conflict_do_nothing()
-        )
         cursor = history_cursors.c
+        row = (
+            await conn.execute(
+                sa.select(cursor.owner, cursor.lease_until)
+                .where(cursor.name == self.name)
+                .with_for_update(skip_locked=True)
+            )
+        ).first()
+        if row is None:
+            exists = await conn.scalar(sa.select(cursor.name).where(cursor.name == self.name))
+            if exists is not None:
+                return None
+            await conn.execute(
+                upsert(conn, history_cursors)
+                .values(name=self.name, position=0, owner=None, lease_until=None, updated_at=now)
+                .on_conflict_do_nothing()
+            )
+        elif (
+            row.owner not in (None, self.owner)
+            and row.lease_until is not None
+            and row.lease_until >= now
+        ):
+            return None
         claimed = await conn.execute(
             sa.update(history_cursors)
             .where(
@@ -394,7 +464,7 @@ class LedgerFollower:
 
     async def release(self) -> None:
         """Give the lease up so another instance can take over at once."""
-        async with self._store.begin(f"releasing the {self.name} lease") as conn:
+        async with self._store.begin(f"releasing the {self.name} lease", stock=False) as conn:
             await conn.execute(
                 sa.update(history_cursors)
                 .where(history_cursors.c.name == self.name, history_cursors.c.owner == self.owner)

@@ -33,6 +33,11 @@ class HistorySettings(Section):
     follower asks which transactions could still commit it (see ``server.history_follow``)."""
     retry_s: float = Field(default=5.0, gt=0, le=600)
     """Wait before trying again after the database or a sink failed."""
+    defer_to_ingest_s: float = Field(default=5.0, ge=0, le=300)
+    """While this instance's ingest is busy, a follower waits up to this long before it
+    follows (then it catches up with the ledger before it waits again): history lags a
+    burst of batches by at most about this much, and ingest has the database (SQLite's one
+    writer) and the event loop to itself meanwhile. 0: follow at once, alongside ingest."""
 
 
 class InfluxSettings(Section):

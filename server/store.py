@@ -185,6 +185,11 @@ class Store:
         self._write_wait_s = write_wait_s
         self._write_turn: asyncio.Lock | None = None
         self._write_turn_loop: asyncio.AbstractEventLoop | None = None
+        self.stock_writes = 0
+        """Write transactions of this process committed so far that may have changed what the
+        stock rules read (``begin(..., stock=False)`` promises they did not). Ingest plans a
+        group ahead of its transaction and compares this count to tell whether anything
+        else committed meanwhile (``server.ingest``)."""
 
     @classmethod
     def open(cls, settings: DatabaseSettings) -> Store:
@@ -335,11 +340,19 @@ class Store:
             turn.release()
 
     @contextlib.asynccontextmanager
-    async def begin(self, doing: str, *, events: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def begin(
+        self, doing: str, *, events: bool = False, stock: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction; committed on success, rolled back on error.
 
-        ``events``: the transaction applies batches of events (ingest); its commit ends a
-        full-disk state at once (``Store.full``; other writes end it after ``FULL_QUIET_S``).
+        Args:
+            doing: names the operation in error messages.
+            events: the transaction applies batches of events (ingest); its commit ends a
+                full-disk state at once (``Store.full``; other writes end it after
+                ``FULL_QUIET_S``).
+            stock: False promises the transaction writes nothing the stock rules read (units,
+                items, seen event ids, orders, counts' ledger rows): history rollups, alert
+                deliveries, gateway statuses. Counted in ``stock_writes`` otherwise.
 
         Raises:
             StoreError: (or ``TransientStoreError``) the database failed; ``doing`` names the
@@ -356,6 +369,9 @@ class Store:
         except OSError as err:
             raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
         self._note_written(events=events)
+        if stock:
+            # Committed (nothing awaited since): a plan made before this saw the old state.
+            self.stock_writes += 1
 
     @contextlib.asynccontextmanager
     async def read(self, doing: str) -> AsyncIterator[AsyncConnection]:
