@@ -26,7 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
@@ -256,6 +258,9 @@ class _Measured:
     cpu: list[dict[str, float]]
     """Per server process (``_cpu_use``)."""
     waits: dict[str, object]
+    plans: list[dict[str, int]]
+    """Per server process: its groups by where their plan was made
+    (``stockgate_ingest_plans_total``: ahead and kept, replanned, in the transaction)."""
     running: dict[str, float]
     """What ``while_running`` measured after the timed part, the servers still up."""
 
@@ -310,6 +315,7 @@ def _timed_ingest(
         cpu = [
             _cpu_use(pid, cpu_before, wall) for pid, cpu_before in zip(pids, before, strict=True)
         ]
+        plans = [_plans(process.base_url) for process in processes]
         running = while_running() if while_running is not None else {}
     flat = [batch for mine in timed for batch in mine]
     if run.acked != len(flat):
@@ -320,8 +326,21 @@ def _timed_ingest(
         seconds=run.last_ack - run.first_publish,
         cpu=cpu,
         waits=waits,
+        plans=plans,
         running=running,
     )
+
+
+def _plans(base_url: str) -> dict[str, int]:
+    """A server's ``stockgate_ingest_plans_total`` by outcome (warm-up included)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+    return {
+        sample.labels["outcome"]: int(sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "stockgate_ingest_plans"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 def _workload_detail(measured: _Measured) -> dict[str, object]:
@@ -391,6 +410,7 @@ def server_events(
             **detail,
             "profile": str(profile_to) if profile_to is not None else None,
             **measured.cpu[0],
+            "plans": measured.plans[0],
             **measured.running,
         },
     )
@@ -460,6 +480,7 @@ def pg_server_events(
             "sites": sites,
             "server_cpu_cores": [cpu["server_cpu_cores"] for cpu in measured.cpu],
             "event_loop_thread_cores": [cpu["event_loop_thread_cores"] for cpu in measured.cpu],
+            "plans": measured.plans,
             "waits": measured.waits,
         },
     )

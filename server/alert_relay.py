@@ -213,7 +213,7 @@ class AlertRelay:
         async with self._store.read("looking for alert changes") as conn:
             if not await _any_pending(conn, now):
                 return 0, 0
-        async with self._store.begin("claiming alert changes") as conn:
+        async with self._store.begin("claiming alert changes", stock=False) as conn:
             rows = await _claim(conn, now)
             queued = await fan_out(conn, rows, self._webhooks, now) if rows else 0
         if not rows:
@@ -225,7 +225,7 @@ class AlertRelay:
             if not await self._publish_one(row, now):
                 break
             relayed.append(row.id)
-        async with self._store.begin("marking alert changes relayed") as conn:
+        async with self._store.begin("marking alert changes relayed", stock=False) as conn:
             if relayed:
                 await conn.execute(
                     alert_events.update()

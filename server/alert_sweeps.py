@@ -50,6 +50,7 @@ from server.rules.alerts import (
 )
 from server.schema import alerts, gateways, items
 from server.schema_alerts import alert_events, webhook_deliveries
+from server.shelf_watches import watching
 from server.shelves import missing_units
 from server.stock_levels import level_alerts, stock_levels
 from server.store import Store
@@ -240,6 +241,14 @@ class AlertSweeper:
             ("alert history", history),
         ]
 
+    async def _changes_stock(self, name: str) -> bool:
+        """Whether check ``name`` may change what the stock rules read (``Store.begin``'s
+        ``stock``): only the missing units (recorded missing), and only where a read point
+        watches a shelf; the other checks write alerts and gateway states."""
+        if name != "missing units":
+            return False
+        return self._read_points is None or watching(await self._read_points())
+
     async def sweep_once(self) -> int:
         """Run every check once; returns how many alert changes they made.
 
@@ -248,7 +257,8 @@ class AlertSweeper:
         changed = 0
         for name, check in self._checks():
             try:
-                async with self._store.begin(f"checking {name}") as conn:
+                stock = await self._changes_stock(name)
+                async with self._store.begin(f"checking {name}", stock=stock) as conn:
                     result = await check(conn, self._clock())
             except StoreError as err:
                 log.warning("alert sweep: %s", err)

@@ -24,7 +24,7 @@ import contextlib
 import gc
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import uvicorn
 
@@ -44,7 +44,7 @@ from server.history_check import history_report, rebuild_history
 from server.history_follow import LedgerFollower
 from server.history_influx import InfluxSink
 from server.history_rollups import RollupSink
-from server.ingest import Ingestor, Prepared, Publisher
+from server.ingest import Ahead, Ingestor, Prepared, Publisher
 from server.metrics import Metrics
 from server.metrics_feed import ledger_counter, run_gateway_export
 from server.read_points import ReadPointCatalog
@@ -247,7 +247,7 @@ class Server:
                 if self.settings.webhooks:
                     group.create_task(webhooks.run(), name="server-webhooks")
                 group.create_task(run_gateway_export(store, metrics), name="server-gateway-metrics")
-                for follower in self._followers(store, metrics):
+                for follower in self._followers(store, metrics, ingestor.busy):
                     group.create_task(follower.run(), name=f"server-history-{follower.name}")
                 if self.influx_sink is not None:
                     group.create_task(
@@ -262,18 +262,20 @@ class Server:
                     self._announce_ready(client, subscriptions, ready), name="server-ready"
                 )
 
-    def _followers(self, store: Store, metrics: Metrics) -> list[LedgerFollower]:
+    def _followers(
+        self, store: Store, metrics: Metrics, busy: Callable[[], bool]
+    ) -> list[LedgerFollower]:
         """The ledger followers this instance runs (each works only while it holds the
-        lease of its cursor, so every instance may run them)."""
+        lease of its cursor, so every instance may run them); they defer to ingest (``busy``)."""
         history = self.settings.history
         if not history.enabled:
             return []
         on_rows = ledger_counter(metrics)
-        followers = [LedgerFollower(store, RollupSink(), history, on_rows=on_rows)]
+        followers = [LedgerFollower(store, RollupSink(), history, on_rows=on_rows, busy=busy)]
         if self.settings.influxdb is not None:
             sink = InfluxSink(self.settings.influxdb)
             self.influx_sink = sink
-            followers.append(LedgerFollower(store, sink, history, on_rows=on_rows))
+            followers.append(LedgerFollower(store, sink, history, on_rows=on_rows, busy=busy))
         self.followers = followers
         return followers
 
@@ -325,16 +327,23 @@ class Server:
 
     @staticmethod
     async def _consume(client: MqttClient, ingestor: Ingestor, recorder: StatusRecorder) -> None:
-        # Two stages on one loop: messages are checked here while the batches checked before
-        # are committed by ``_apply``, which takes all that queued up in one transaction.
+        # Three stages on one loop: messages are checked here; ``_plan`` takes the batches
+        # that queued up meanwhile as one group and plans it while ``_write`` commits the
+        # group before (the database's work and the loop's overlap).
         prepared: asyncio.Queue[Prepared] = asyncio.Queue(PIPELINE_DEPTH)
+        planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]] = asyncio.Queue(1)
         async with asyncio.TaskGroup() as group:
-            group.create_task(Server._apply(ingestor, prepared), name="server-ingest-apply")
+            group.create_task(Server._plan(ingestor, prepared, planned), name="server-ingest-plan")
+            group.create_task(Server._write(ingestor, planned), name="server-ingest-write")
             async for message in client.messages():
                 await Server._dispatch(message, ingestor, recorder, prepared)
 
     @staticmethod
-    async def _apply(ingestor: Ingestor, prepared: asyncio.Queue[Prepared]) -> None:
+    async def _plan(
+        ingestor: Ingestor,
+        prepared: asyncio.Queue[Prepared],
+        planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]],
+    ) -> None:
         while True:
             group = [await prepared.get()]
             events = group[0].count
@@ -345,8 +354,25 @@ class Server:
             ):
                 group.append(prepared.get_nowait())
                 events += group[-1].count
+            ahead: Ahead | None = None
             try:
-                await ingestor.apply(group)
+                ahead = await ingestor.plan(group)
+            except Exception:
+                log.exception("unexpected error planning %d batch(es)", len(group))
+            await planned.put((group, ahead))
+            # One group planned ahead at most: the next is taken once the writer has this one,
+            # so it holds what arrived meanwhile and its plan is as fresh as can be.
+            await planned.join()
+
+    @staticmethod
+    async def _write(
+        ingestor: Ingestor, planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]]
+    ) -> None:
+        while True:
+            group, ahead = await planned.get()
+            planned.task_done()
+            try:
+                await ingestor.apply(group, ahead)
             except Exception:
                 log.exception("unexpected error applying %d batch(es)", len(group))
 

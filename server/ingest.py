@@ -37,6 +37,12 @@ Throughput (the server keeps up with many gateways on one core):
   one fsync), and their Acks go out after that commit, one message per gateway. If the
   shared transaction fails for a reason that is not transient, each batch is retried in a
   transaction of its own, so one batch the database refuses cannot hold back the others.
+  On PostgreSQL the batches of each site share a transaction of their own
+  (``_commit_sites``), so one site's balance rows never make another site's batches wait.
+- ``plan`` plans a group from a read of the store before its transaction, while the group
+  before is written: ``apply`` keeps that plan only if its claim and every commit since
+  the read say nothing it read has changed (``_still_valid``), else it plans again inside
+  the transaction. The claim is made in the writing transaction either way.
 - A well-formed batch (the common case) is parsed and validated in one call
   (``EventBatch.model_validate_json``); only when that fails, or an event needs a dead
   letter, does the per-event path above run, so the outcome is the same either way.
@@ -45,11 +51,13 @@ Throughput (the server keeps up with many gateways on one core):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -60,7 +68,7 @@ from server.config import ReadPointSettings, ServerSettings
 from server.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.errors import PublishFailed, StoreError, StoreFull, TransientStoreError
 from server.gateway_trust import GatewayTrust, raise_trust_alerts
-from server.ledger import Applied, apply_events
+from server.ledger import Applied, PlannedEvents, apply_events, apply_planned, plan_ahead
 from server.metrics import Metrics
 from server.payloads import (
     VALIDATION_ERRORS,
@@ -95,6 +103,11 @@ Publisher = Callable[[str, bytes], Awaitable[None]]
 """Publishes ``payload`` on ``topic`` with QoS 1; raises ``PublishFailed`` when it cannot."""
 Outcome = Literal["applied", "duplicate", "rejected", "failed"]
 RETRY_BASE_S = 0.05
+BUSY_TAIL_S = 0.5
+"""Ingest counts as busy this long after its last group (``Ingestor.busy``): between two
+groups of a burst it is not idle."""
+COMMITS_KEPT = 64
+"""Ingest's own recent commits remembered for checking plans made ahead (older: replan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,24 @@ class Prepared:
         return len(self.header.events)
 
 
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A group's events planned per site before its transaction (``Ingestor.plan``)."""
+
+    since: int
+    """``Store.stock_writes`` before the plans' read: later commits are checked."""
+    sites: dict[str, PlannedEvents | None] = field(default_factory=dict)
+    """Per site, its plan; None: planned inside the transaction (counts, open orders)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    """What one of ingest's commits changed that a plan made ahead may have read."""
+
+    units: frozenset[str]
+    items: frozenset[str]
+
+
 class Ingestor:
     """Applies event batches exactly once and acknowledges them after the commit.
 
@@ -174,6 +205,26 @@ class Ingestor:
             store, publish, settings.alerts, settings.webhooks, clock=clock
         )
         self._trust = GatewayTrust(settings)
+        self._commits: OrderedDict[int, _Touched] = OrderedDict()
+        """Ingest's recent commits by their ``Store.stock_writes`` number."""
+        self._working = 0
+        self._worked_at = -BUSY_TAIL_S
+
+    def busy(self) -> bool:
+        """True while a group is planned or applied, and ``BUSY_TAIL_S`` after the last.
+
+        The history followers defer to it (``server.history_follow``).
+        """
+        return self._working > 0 or time.monotonic() - self._worked_at < BUSY_TAIL_S
+
+    @contextlib.contextmanager
+    def _at_work(self) -> Iterator[None]:
+        self._working += 1
+        try:
+            yield
+        finally:
+            self._working -= 1
+            self._worked_at = time.monotonic()
 
     async def handle(self, topic: str, payload: bytes) -> IngestResult:
         """Take one message from ``stockgate/v1/+/+/events``. Never raises for bad input."""
@@ -215,16 +266,51 @@ class Ingestor:
         self._metrics.batches.labels(outcome=result.outcome).inc()
         return result
 
-    async def apply(self, group: Sequence[Prepared]) -> list[IngestResult]:
+    async def plan(self, group: Sequence[Prepared]) -> Ahead | None:
+        """Plan ``group``'s events before its transaction, from a read of the store.
+
+        The composition root plans the next group while the previous one is written and
+        committed (the rules and the reads they need overlap the database's work); ``apply``
+        claims the ids in its transaction as always and keeps a plan only if nothing that
+        committed since its read can have changed what it read (see ``_still_valid``).
+
+        Returns:
+            The plans, or None when the read failed (``apply`` then plans as usual).
+        """
+        since = self._store.stock_writes
+        sites: dict[str, PlannedEvents | None] = {}
+        try:
+            with self._at_work():
+                async with self._store.read("planning a group of batches") as conn:
+                    for site, members in _by_site(group):
+                        sites[site] = await plan_ahead(
+                            conn,
+                            [event for prepared in members for event in prepared.events],
+                            self._read_points,
+                            self._policy,
+                        )
+        except StoreError as err:
+            log.warning("planning ahead failed (%s); planning in the transaction", err)
+            return None
+        return Ahead(since, sites)
+
+    async def apply(
+        self, group: Sequence[Prepared], ahead: Ahead | None = None
+    ) -> list[IngestResult]:
         """Steps 3 and 4 for prepared batches: one transaction, then their Acks.
+
+        Args:
+            group: the batches.
+            ahead: their plans made by ``plan`` (None: planned in the transaction).
 
         Returns:
             One result per batch, in order.
         """
         started = time.perf_counter()
         now = self._clock()
-        done = await self._commit(group, now)
-        acked = await self._ack(group, done)
+        with self._at_work():
+            done = await self._commit_sites(group, now, ahead)
+            acked = await self._ack(group, done)
         await self._relay_alerts(done)
         elapsed = time.perf_counter() - started
         results: list[IngestResult] = []
@@ -360,7 +446,32 @@ class Ingestor:
             )
         return events, letters
 
-    async def _commit(self, group: Sequence[Prepared], now: datetime) -> list[Applied | None]:
+    async def _commit_sites(
+        self, group: Sequence[Prepared], now: datetime, ahead: Ahead | None
+    ) -> list[Applied | None]:
+        """``_commit`` of the group; on PostgreSQL one transaction per site.
+
+        Instances on a shared subscription get batches of every site. A transaction holding
+        the balance rows of two sites would make an instance applying the other site's
+        batches wait for it too; one transaction per site keeps the waits within a site
+        (its balance rows). SQLite has one writer whatever the split, so it keeps one
+        transaction (one commit) for the group.
+        """
+        sites = _by_site(group)
+        if self._store.dialect != "postgresql" or len(sites) == 1:
+            return await self._commit(group, now, ahead)
+        done: dict[int, Applied | None] = {}
+        for site, members in sites:
+            mine = None if ahead is None else Ahead(ahead.since, {site: ahead.sites.get(site)})
+            for prepared, applied in zip(
+                members, await self._commit(members, now, mine), strict=True
+            ):
+                done[id(prepared)] = applied
+        return [done[id(prepared)] for prepared in group]
+
+    async def _commit(
+        self, group: Sequence[Prepared], now: datetime, ahead: Ahead | None = None
+    ) -> list[Applied | None]:
         """Apply ``group`` in one transaction; None for a batch that could not be applied."""
         attempts = self._ingest.max_attempts
         names = ", ".join(prepared.header.batch_id for prepared in group[:3])
@@ -370,7 +481,8 @@ class Ingestor:
         for attempt in range(1, attempts + 1):
             try:
                 async with self._store.begin(doing, events=True) as conn:
-                    done = await self._write(conn, group, now)
+                    # A retry plans again: the first try may have settled the plan already.
+                    done = await self._write(conn, group, now, ahead if attempt == 1 else None)
             except StoreFull as err:
                 # Every try would fail alike until space returns (the store logged it once
                 # and reports it); the gateways keep these batches and re-send them.
@@ -390,14 +502,53 @@ class Ingestor:
                 # One of them may be what the database refuses: each on its own.
                 log.warning("%s failed (%s); applying each batch alone", doing, err)
                 return [(await self._commit([prepared], now))[0] for prepared in group]
-            # Only after the commit: a rolled-back location insert must not be cached.
+            # Only after the commit (nothing awaited since): what it changed, for the plans
+            # made ahead of it; a rolled-back location insert must not be cached.
+            self._committed(done)
             for applied in done:
                 self._store.known_locations.update(applied.new_locations)
             return list(done)
         return [None] * len(group)
 
+    def _committed(self, done: Sequence[Applied]) -> None:
+        self._commits[self._store.stock_writes] = _Touched(
+            frozenset().union(*(applied.units_written for applied in done)),
+            frozenset().union(*(applied.items_created for applied in done)),
+        )
+        while len(self._commits) > COMMITS_KEPT:
+            self._commits.popitem(last=False)
+
+    def _still_valid(self, since: int) -> Callable[[PlannedEvents], bool]:
+        """Whether a plan made from a read after commit number ``since`` still holds.
+
+        Called inside the writing transaction (on SQLite it holds the write lock, so no
+        commit of this process can come between). Every stock commit after ``since`` must
+        be one of ingest's own, and none may have written a unit the plan read or created
+        an item the plan creates. Anything else committed (an API operation, a sweep) or
+        too old to remember: plan again. Other processes' commits (PostgreSQL instances)
+        are not seen here; they race with a plan as they race with any transaction's
+        reads, and the SQL guards (claims, newer unit states, balance increments) hold.
+        """
+
+        def check(planned: PlannedEvents) -> bool:
+            epcs = planned.epcs
+            created = planned.new_items
+            for number in range(since + 1, self._store.stock_writes + 1):
+                touched = self._commits.get(number)
+                if touched is None or not touched.units.isdisjoint(epcs):
+                    return False
+                if not touched.items.isdisjoint(created):
+                    return False
+            return True
+
+        return check
+
     async def _write(
-        self, conn: AsyncConnection, group: Sequence[Prepared], now: datetime
+        self,
+        conn: AsyncConnection,
+        group: Sequence[Prepared],
+        now: datetime,
+        ahead: Ahead | None = None,
     ) -> list[Applied]:
         """The rows of ``group``'s batches, inside the caller's transaction.
 
@@ -405,33 +556,51 @@ class Ingestor:
         planned together in event-time order (ties by event id), and every statement runs
         once for the group instead of once per batch (each costs a round trip, and
         SQLAlchemy's fixed cost, whatever it holds). Each event keeps its gateway as the
-        ledger row's actor; each batch's record says what became of its own events.
+        ledger row's actor; each batch's record says what became of its own events. A plan
+        made ahead (``plan``) is written if it still holds, else the site is planned again.
         """
-        by_site: dict[str, list[Prepared]] = {}
-        for prepared in group:
-            by_site.setdefault(prepared.header.site, []).append(prepared)
         applied: dict[int, Applied] = {}
         # Sites in one order in every transaction, so instances lock their balance rows in
         # one order too (arrival order could deadlock two groups holding two sites each).
-        for site, members in sorted(by_site.items()):
+        for site, members in _by_site(group):
             gateways = {prepared.header.gateway for prepared in members}
-            merged = await apply_events(
-                conn,
-                [event for prepared in members for event in prepared.events],
-                self._read_points,
-                known_locations=self._store.known_locations,
-                actor=members[0].header.gateway,
-                actors=None
+            actors = (
+                None
                 if len(gateways) == 1
                 else {
                     event.event_id: prepared.header.gateway
                     for prepared in members
                     for event in prepared.events
-                },
-                site=site,
-                now=now,
-                policy=self._policy,
+                }
             )
+            planned = ahead.sites.get(site) if ahead is not None else None
+            if planned is not None and ahead is not None:
+                merged, kept = await apply_planned(
+                    conn,
+                    planned,
+                    self._read_points,
+                    still_valid=self._still_valid(ahead.since),
+                    known_locations=self._store.known_locations,
+                    actor=members[0].header.gateway,
+                    actors=actors,
+                    site=site,
+                    now=now,
+                    policy=self._policy,
+                )
+                self._metrics.ingest_plans.labels(outcome="ahead" if kept else "replanned").inc()
+            else:
+                merged = await apply_events(
+                    conn,
+                    [event for prepared in members for event in prepared.events],
+                    self._read_points,
+                    known_locations=self._store.known_locations,
+                    actor=members[0].header.gateway,
+                    actors=actors,
+                    site=site,
+                    now=now,
+                    policy=self._policy,
+                )
+                self._metrics.ingest_plans.labels(outcome="in_transaction").inc()
             for prepared, mine in zip(members, _split(merged, members), strict=True):
                 applied[id(prepared)] = mine
         done = [applied[id(prepared)] for prepared in group]
@@ -552,6 +721,14 @@ class Ingestor:
         return IngestResult("rejected", dead_letters=1, reason=err.reason)
 
 
+def _by_site(group: Sequence[Prepared]) -> list[tuple[str, list[Prepared]]]:
+    """The batches of ``group`` by site, sites sorted, batches in their order."""
+    by_site: dict[str, list[Prepared]] = {}
+    for prepared in group:
+        by_site.setdefault(prepared.header.site, []).append(prepared)
+    return sorted(by_site.items())
+
+
 def _site_of(topic: str) -> str | None:
     try:
         return topics.parse_gateway_topic(topic)[0]
@@ -592,6 +769,8 @@ def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
     first.new_locations = merged.new_locations
     first.unresolved = merged.unresolved
     first.grouped = merged.grouped
+    first.units_written = merged.units_written
+    first.items_created = merged.items_created
     first.movements += merged.movements - sum(part.movements for part in parts)
     return parts
 

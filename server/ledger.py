@@ -17,7 +17,7 @@ when two instances race on one unit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -31,12 +31,12 @@ from server import rules
 from server.alerting import clear_alert, open_alerts
 from server.asn import Receipt, reconcile_receipts
 from server.config import ReadPointSettings
-from server.count_basis import load_counts, units_where
+from server.count_basis import counts_of, load_counts, units_where
 from server.dialect import bytewise, execute_many, from_excluded, one_of, upsert
 from server.errors import StoreError
 from server.negative_stock import settle_plan
 from server.order_book import apply_line_deltas, load_order_book, load_ordering_sites
-from server.pallet_contents import expand_pallets, hold_unknown
+from server.pallet_contents import Expansion, expand_pallets, hold_unknown
 from server.rules.items import event_items
 from server.rules.model import ItemKey, Plan, StockState, UnitState, UnresolvedPass
 from server.rules.policy import DEFAULT_POLICY, Policy
@@ -73,6 +73,10 @@ class Applied:
     refused: list[tuple[Event, str]] = field(default_factory=list)
     """Events refused for negative stock (``server.negative_stock``), with the reason; their
     ids stay claimed (a re-send is a duplicate), the caller dead-letters them."""
+    units_written: set[str] = field(default_factory=set)
+    """EPCs of the units whose state this wrote (for plans made ahead, ``PlannedEvents``)."""
+    items_created: set[str] = field(default_factory=set)
+    """``ItemKey.ref`` of the items this created (likewise)."""
 
 
 def ancestors(location: str) -> list[str]:
@@ -103,6 +107,15 @@ _CLAIM = (
 """PostgreSQL's claim: insert the ids, get back the ones no other transaction had."""
 
 
+async def seen_before(conn: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` were seen already (a read: it claims nothing)."""
+    if not event_ids:
+        return set()
+    condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
+    seen = await conn.execute(sa.select(seen_events.c.event_id).where(condition), params)
+    return set(seen.scalars())
+
+
 async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
     """Record ``event_ids`` (distinct) as seen; returns those that were not seen before."""
     if not event_ids:
@@ -110,9 +123,7 @@ async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: dat
     if conn.dialect.name == "sqlite":
         # One writer: the transaction holds SQLite's write lock, so the ids seen before
         # (usually none) cannot change between this read and the insert of the others.
-        condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
-        seen = await conn.execute(sa.select(seen_events.c.event_id).where(condition), params)
-        fresh = set(event_ids).difference(seen.scalars())
+        fresh = set(event_ids).difference(await seen_before(conn, event_ids))
         await execute_many(
             conn,
             "seen events",
@@ -434,18 +445,42 @@ async def apply_fresh(
     Same arguments as ``apply_events``; ``fresh`` holds distinct event ids this
     transaction owns.
     """
-    result = Applied()
-    result.applied = len(fresh)
     if not fresh:
-        return result
-    for event in fresh:
-        if event.group is not None and event.direction is not None:
-            key = (event.read_point, event.direction)
-            result.grouped[key] = result.grouped.get(key, 0) + 1
+        return Applied()
     # A pallet's event stands for its contents (server.rules.pallets); from here on the
     # batch is planned as those.
     expansion = await expand_pallets(conn, fresh, read_points)
-    planned = expansion.events
+    item_ids, state = await _rule_inputs(conn, expansion.events, policy)
+    plan = rules.plan(expansion.events, state, read_points, policy)
+    return await _apply_plan(
+        conn,
+        fresh,
+        plan,
+        _Inputs(item_ids, state, expansion),
+        read_points,
+        known_locations=known_locations,
+        actor=actor,
+        site=site,
+        now=now,
+        policy=policy,
+        actors=actors,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What the rules were given for a plan: item ids by ``ItemKey.ref``, the stock state."""
+
+    item_ids: dict[str, int]
+    state: StockState
+    expansion: Expansion
+    """The events planned (pallets' replaced by their contents)."""
+
+
+async def _rule_inputs(
+    conn: AsyncConnection, planned: Sequence[Event], policy: Policy
+) -> tuple[dict[str, int], StockState]:
+    """Everything the rules read from the store for ``planned`` (see ``PlannedEvents``)."""
     counts = await load_counts(conn, planned)
     keys = [key for event in planned for key in event_items(event)]
     keys.extend(counts.items.values())
@@ -461,7 +496,33 @@ async def apply_fresh(
         orders=book,
         ordering_sites=await load_ordering_sites(conn) if with_orders else frozenset(),
     )
-    plan = rules.plan(planned, state, read_points, policy)
+    return item_ids, state
+
+
+async def _apply_plan(
+    conn: AsyncConnection,
+    fresh: Sequence[Event],
+    plan: Plan,
+    inputs: _Inputs,
+    read_points: Mapping[str, ReadPointSettings],
+    *,
+    known_locations: set[str],
+    actor: str,
+    site: str | None,
+    now: datetime,
+    policy: Policy,
+    actors: Mapping[str, str] | None,
+) -> Applied:
+    """Write ``plan`` (made by the rules for ``fresh``, as ``inputs.expansion``, from
+    ``inputs``) in the transaction."""
+    result = Applied()
+    result.applied = len(fresh)
+    for event in fresh:
+        if event.group is not None and event.direction is not None:
+            key = (event.read_point, event.direction)
+            result.grouped[key] = result.grouped.get(key, 0) + 1
+    item_ids, state, expansion = inputs.item_ids, inputs.state, inputs.expansion
+    planned = expansion.events
     replan = partial(rules.plan, state=state, read_points=read_points, policy=policy)
     plan, refused = await settle_plan(conn, planned, plan, replan, item_ids, policy)
     # A pallet is refused whole: report its own event, not the line that fell short.
@@ -473,9 +534,11 @@ async def apply_fresh(
         )
     )
     await _write_plan(conn, plan, item_ids, known_locations, actor, now, result, actors)
+    result.units_written = set(plan.units)
+    result.items_created = set(plan.new_items)
     if plan.departures or (plan.sightings and watching(read_points)):
         await record_watches(conn, plan, item_ids)
-    overfilled = await apply_line_deltas(conn, plan.order_updates, book, policy)
+    overfilled = await apply_line_deltas(conn, plan.order_updates, state.orders, policy)
     # Units a supplier's shipping notice listed (server.asn): marked, or alerted if unlisted.
     noticed = await reconcile_receipts(
         conn,
@@ -496,6 +559,124 @@ async def apply_fresh(
         await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)
     result.alerts = await open_alerts(conn, [*plan.alerts, *overfilled], site, now)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvents:
+    """Events planned by the rules before their transaction began (``plan_ahead``).
+
+    The plan was made from what the store held in a read before the transaction: the event
+    ids seen then, and the units, items and open orders the events name. It stands only if,
+    inside the transaction, the claim of the ids gives exactly ``fresh_ids`` and nothing
+    that committed since that read changed one of ``epcs`` or created one of the plan's new
+    items (the caller's ``still_valid``); otherwise ``apply_planned`` plans again.
+    """
+
+    events: list[Event]
+    """The events as given (repeats included)."""
+    unique: dict[str, Event]
+    """The first event of each id, in order."""
+    fresh_ids: frozenset[str]
+    """The ids not seen in the read: the plan's events."""
+    inputs: _Inputs
+    plan: Plan
+
+    @property
+    def epcs(self) -> frozenset[str]:
+        """The units whose state the plan read (whether they existed or not)."""
+        return frozenset(self.inputs.state.units) | frozenset(
+            event.epc for event in self.unique.values() if event.epc is not None
+        )
+
+    @property
+    def new_items(self) -> frozenset[str]:
+        """``ItemKey.ref`` of the items the plan creates."""
+        return frozenset(self.plan.new_items)
+
+
+async def plan_ahead(
+    conn: AsyncConnection,
+    events: Sequence[Event],
+    read_points: Mapping[str, ReadPointSettings],
+    policy: Policy = DEFAULT_POLICY,
+) -> PlannedEvents | None:
+    """Plan ``events`` from a read outside their transaction (``conn`` only reads).
+
+    Returns None when the plan has to be made inside the transaction: the events hold
+    cycle counts (they compare with the ledger at the count's time) or pallets (their
+    contents are read, or the events held, in the transaction: ``server.pallet_contents``),
+    or open orders name their items (ingest counts against those under a lock,
+    ``server.order_book``).
+    """
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    if counts_of(unique.values()):
+        return None
+    seen = await seen_before(conn, list(unique))
+    fresh = [event for event_id, event in unique.items() if event_id not in seen]
+    expansion = await expand_pallets(conn, fresh, read_points)
+    if expansion.pallets or expansion.unknown:
+        return None
+    item_ids, state = await _rule_inputs(conn, fresh, policy)
+    if state.orders:
+        return None
+    plan = rules.plan(fresh, state, read_points, policy)
+    return PlannedEvents(
+        list(events),
+        unique,
+        frozenset(event.event_id for event in fresh),
+        _Inputs(item_ids, state, expansion),
+        plan,
+    )
+
+
+async def apply_planned(
+    conn: AsyncConnection,
+    planned: PlannedEvents,
+    read_points: Mapping[str, ReadPointSettings],
+    *,
+    still_valid: Callable[[PlannedEvents], bool],
+    known_locations: set[str],
+    actor: str,
+    site: str | None,
+    now: datetime,
+    policy: Policy = DEFAULT_POLICY,
+    actors: Mapping[str, str] | None = None,
+) -> tuple[Applied, bool]:
+    """``apply_events`` for events planned ahead: the claim first, as always, then the
+    plan made ahead if it still holds, else a plan made now.
+
+    Args:
+        still_valid: called inside the transaction once the ids are claimed: False when
+            something committed since the plan's read may have changed what it read.
+        (the rest as ``apply_events``)
+
+    Returns:
+        What was applied, and whether the plan made ahead was the one written.
+    """
+    fresh_ids = await claim_events(conn, list(planned.unique), now)
+    kept = fresh_ids == planned.fresh_ids and still_valid(planned)
+    fresh = [event for event_id, event in planned.unique.items() if event_id in fresh_ids]
+    arguments: dict[str, Any] = {
+        "known_locations": known_locations,
+        "actor": actor,
+        "site": site,
+        "now": now,
+        "policy": policy,
+        "actors": actors,
+    }
+    if not kept:
+        result = await apply_fresh(conn, fresh, read_points, **arguments)
+    elif fresh:
+        result = await _apply_plan(
+            conn, fresh, planned.plan, planned.inputs, read_points, **arguments
+        )
+    else:
+        result = Applied()
+    result.fresh_ids = fresh_ids
+    result.duplicates = len(planned.events) - len(fresh)
+    return result, kept
 
 
 async def write_plan(

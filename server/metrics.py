@@ -47,6 +47,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.ingest_plans = Counter(
+            "stockgate_ingest_plans",
+            "Groups of batches applied per site, by where their plan was made: ahead of the "
+            "transaction and kept, ahead but made again in it, or in it from the start.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.acks_failed = Counter(
             "stockgate_acks_failed",
             "Acks that could not be published (the edge re-sends; the retry is a duplicate).",

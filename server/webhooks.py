@@ -251,7 +251,7 @@ class WebhookDispatcher:
             .limit(CLAIM_BATCH)
             .scalar_subquery()
         )
-        async with self._store.begin("claiming webhook deliveries") as conn:
+        async with self._store.begin("claiming webhook deliveries", stock=False) as conn:
             claimed = (
                 await conn.execute(
                     webhook_deliveries.update()
@@ -373,7 +373,9 @@ class WebhookDispatcher:
                 delay,
             )
         try:
-            async with self._store.begin(f"recording webhook delivery {delivery.id}") as conn:
+            async with self._store.begin(
+                f"recording webhook delivery {delivery.id}", stock=False
+            ) as conn:
                 await _record_outcome(conn, delivery.id, values)
         except StoreError as err:
             # The lease runs out and the delivery is sent again: at least once.

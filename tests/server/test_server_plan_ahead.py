@@ -1,0 +1,167 @@
+"""Groups planned ahead of their transaction (``Ingestor.plan``, ``ledger.plan_ahead``), on
+SQLite and PostgreSQL: a plan is kept only while nothing committed since its read can have
+changed what it read; otherwise the group is planned again inside its transaction, so the
+outcome is the one of applying the groups one after the other."""
+
+from __future__ import annotations
+
+import asyncio
+
+from server_helpers import GTIN_A, Batches, Probe, sgtin
+
+from server.ingest import Ahead, Ingestor, Prepared
+from server.metrics import Metrics
+from server.operations import Caller, TransferRequest, transfer
+from server.store import Store
+from wire.models import now_utc
+
+
+async def _prepared(
+    ingestor: Ingestor, batches: Batches, events: list[dict[str, object]]
+) -> Prepared:
+    prepared = await ingestor.prepare(batches.topic, batches.payload(events))
+    assert isinstance(prepared, Prepared)
+    return prepared
+
+
+def _plans(metrics: Metrics) -> dict[str, float]:
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in metrics.ingest_plans.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def _planned(ingestor: Ingestor, group: list[Prepared]) -> Ahead:
+    ahead = await ingestor.plan(group)
+    assert ahead is not None
+    return ahead
+
+
+async def test_a_plan_made_ahead_is_written_when_nothing_committed_meanwhile(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    group = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    ahead = await _planned(ingestor, group)
+
+    [result] = await ingestor.apply(group, ahead)
+
+    assert (result.outcome, result.applied, result.acked) == ("applied", 2, True)
+    assert _plans(metrics) == {"ahead": 1}
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 2}
+    assert {epc: row["status"] for epc, row in (await probe.units()).items()} == {
+        sgtin(1): "in_stock",
+        sgtin(2): "in_stock",
+    }
+
+
+async def test_a_group_planned_while_the_one_before_commits_sees_its_units(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    # The receipt is planned and still being written when the shipment of the same unit is
+    # planned: that plan read no unit, and would ship one "not in stock".
+    receipt = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    shipment = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    first = await _planned(ingestor, receipt)
+    writing = asyncio.create_task(ingestor.apply(receipt, first))
+    second = await _planned(ingestor, shipment)
+    await writing
+
+    [result] = await ingestor.apply(shipment, second)
+
+    assert (result.outcome, result.applied) == ("applied", 1)
+    assert _plans(metrics) == {"ahead": 1, "replanned": 1}
+    assert not [row for row in await probe.alerts() if row["kind"] == "unit_not_in_stock"]
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 1}
+    units = await probe.units()
+    assert (units[sgtin(1)]["status"], units[sgtin(1)]["location_id"]) == ("shipped", None)
+    assert [(row["kind"], row["from_location"]) for row in await probe.ledger()] == [
+        ("receipt", None),
+        ("receipt", None),
+        ("shipment", "wh1.receiving"),
+    ]
+
+
+async def test_other_units_committed_meanwhile_leave_the_plan_standing(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(9))]))
+    first = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    second = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (3, 4)])]
+    ahead_first = await _planned(ingestor, first)
+    ahead_second = await _planned(ingestor, second)
+
+    await ingestor.apply(first, ahead_first)
+    await ingestor.apply(second, ahead_second)
+
+    assert _plans(metrics) == {"in_transaction": 1, "ahead": 2}
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 5}
+
+
+async def test_an_item_created_meanwhile_is_not_created_twice(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    # Both plans create the item of a GTIN never seen (with its unknown_item alert).
+    first = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1))])]
+    second = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(2))])]
+    ahead_first = await _planned(ingestor, first)
+    ahead_second = await _planned(ingestor, second)
+
+    await ingestor.apply(first, ahead_first)
+    await ingestor.apply(second, ahead_second)
+
+    assert _plans(metrics) == {"ahead": 1, "replanned": 1}
+    unknown = [row for row in await probe.alerts() if row["kind"] == "unknown_item"]
+    assert [(row["subject"], row["count"]) for row in unknown] == [(GTIN_A, 1)]
+    assert list(await probe.items()) == [GTIN_A]
+
+
+async def test_a_repeat_planned_while_the_original_commits_is_a_duplicate(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    payload = batches.payload([batches.event(epc=sgtin(n)) for n in (1, 2, 3)])
+    original = await ingestor.prepare(batches.topic, payload)
+    repeat = await ingestor.prepare(batches.topic, payload)
+    assert isinstance(original, Prepared)
+    assert isinstance(repeat, Prepared)
+    ahead_original = await _planned(ingestor, [original])
+    ahead_repeat = await _planned(ingestor, [repeat])
+
+    await ingestor.apply([original], ahead_original)
+    [again] = await ingestor.apply([repeat], ahead_repeat)
+
+    assert (again.outcome, again.applied, again.duplicates, again.acked) == (
+        "duplicate",
+        0,
+        3,
+        True,
+    )
+    assert _plans(metrics) == {"ahead": 1, "replanned": 1}
+    assert len(await probe.ledger()) == 3
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 3}
+
+
+async def test_an_api_operation_committed_meanwhile_makes_ingest_plan_again(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics, store: Store
+) -> None:
+    await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(1))]))
+    shipment = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    ahead = await _planned(ingestor, shipment)
+    # Planned with the unit at wh1.receiving; an operator moves it before the write.
+    async with store.begin("an operator's transfer") as conn:
+        await transfer(
+            conn,
+            TransferRequest(epc=sgtin(1), to_location="wh1"),
+            Caller("olga"),
+            known_locations=store.known_locations,
+            now=now_utc(),
+        )
+
+    [result] = await ingestor.apply(shipment, ahead)
+
+    assert (result.outcome, result.applied) == ("applied", 1)
+    assert _plans(metrics) == {"in_transaction": 1, "replanned": 1}
+    shipped = [row for row in await probe.ledger() if row["kind"] == "shipment"]
+    assert [row["from_location"] for row in shipped] == ["wh1"]
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 0, (GTIN_A, "wh1"): 0}
