@@ -43,7 +43,8 @@ from edge.agent import TICK_S
 from edge.buffer.outbox import Outbox, OutboxFull
 from edge.config import EdgeSettings
 from edge.pipeline import Pass
-from edge.readers.llrp import READ_CHUNK, ReadRates
+from edge.rates import ReadRates
+from edge.readers.llrp import READ_CHUNK
 from edge.readers.llrp_codec import LlrpFramer, decode
 from edge.readers.llrp_reports import tag_reads
 from edge.readers.types import TagRead

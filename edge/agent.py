@@ -54,6 +54,7 @@ from edge.host import HostProbe
 from edge.metrics import MetricsServer, registry_for
 from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
+from edge.rates import RateMeter
 from edge.readers.types import (
     AntennaChanged,
     DecodeFailed,
@@ -67,7 +68,7 @@ from edge.readers.types import (
 from edge.readpoints import Finished, ReadPoints, gpi_ports
 from edge.remote_config import RemoteConfig
 from edge.scanning import ScanEvent, ScanSession
-from edge.status import RateMeter, StatusReporter, last_will
+from edge.status import StatusReporter, last_will
 from plumbing import software_version
 from plumbing.mqtt import Message, MqttClient, MqttError
 from wire import topics

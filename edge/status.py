@@ -56,23 +56,6 @@ def last_will(site: str, gateway: str, config_version: int | None = None) -> Wil
     )
 
 
-class RateMeter:
-    """Turns a growing counter into a per-second rate between two readings."""
-
-    def __init__(self, now: float) -> None:
-        self._total = 0
-        self._at = now
-
-    def rate(self, total: int, now: float) -> float:
-        """Events per second since the previous call (0 on a counter reset or no time)."""
-        elapsed = now - self._at
-        delta = total - self._total
-        self._total, self._at = total, now
-        if elapsed <= 0 or delta < 0:
-            return 0.0
-        return delta / elapsed
-
-
 class StatusReporter:
     """Publishes the retained status on every connect and every ``interval_s``.
 

@@ -33,6 +33,7 @@ from typing import NoReturn
 
 from edge.config import LlrpSettings
 from edge.errors import ReaderError
+from edge.rates import ReadRates
 from edge.readers import llrp_rospec as requests
 from edge.readers.llrp_codec import (
     Decoded,
@@ -63,7 +64,6 @@ from edge.readers.types import (
     ReaderOutput,
     ReaderState,
     StateChanged,
-    TagRead,
 )
 from plumbing.backoff import Backoff
 from wire.models import ReaderStatus
@@ -74,7 +74,6 @@ __all__ = [
     "LlrpHandshakeError",
     "LlrpReader",
     "LlrpWatchdogError",
-    "ReadRates",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ WATCHDOG_KEEPALIVES = 3
 """Keepalive intervals without any message before the connection counts as dead."""
 STOP_TIMEOUT_S = 2.0
 """How long a polite stop (DELETE_ROSPEC, then close) may take before we just close."""
-RATE_WINDOW_S = 5.0
 DECODE_ERRORS_LOGGED = 10
 """Decode errors logged one by one per connection; after that every 100th is."""
 MAX_ERROR_TEXT = 1000
@@ -109,34 +107,6 @@ class LlrpConnectionLost(LlrpError):
 
 class LlrpWatchdogError(LlrpError):
     """Nothing arrived from the reader for longer than the watchdog allows."""
-
-
-class ReadRates:
-    """Reads per second per antenna over the last completed window (pure; caller's clock)."""
-
-    def __init__(self, window_s: float = RATE_WINDOW_S, now: float = 0.0) -> None:
-        self._window = window_s
-        self._started = now
-        self._counts: dict[int, int] = {}
-        self._rates: dict[int, float] = {}
-
-    def add(self, reads: Iterable[TagRead], now: float) -> None:
-        counts = self._counts
-        for read in reads:
-            counts[read.antenna] = counts.get(read.antenna, 0) + 1
-        if now - self._started >= self._window:
-            self._roll(now)
-
-    def per_antenna(self, now: float) -> dict[int, float]:
-        if now - self._started >= self._window:
-            self._roll(now)
-        return dict(self._rates)
-
-    def _roll(self, now: float) -> None:
-        elapsed = now - self._started
-        self._rates = {a: c / elapsed for a, c in self._counts.items()} if elapsed > 0 else {}
-        self._counts = {}
-        self._started = now
 
 
 class _Link:

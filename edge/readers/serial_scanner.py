@@ -33,6 +33,7 @@ import serial
 
 from edge.config import ScannerSettings
 from edge.errors import ReaderError
+from edge.rates import RateMeter
 from edge.readers.barcode import LineFramer, MalformedScan, Overlong, parse_scan, show
 from edge.readers.types import (
     DecodeFailed,
@@ -44,7 +45,6 @@ from edge.readers.types import (
     ScanRead,
     StateChanged,
 )
-from edge.status import RateMeter
 from plumbing.backoff import Backoff
 from wire.models import ReaderStatus
 

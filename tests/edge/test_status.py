@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from edge.status import RateMeter, StatusReporter, last_will, offline_status
+from edge.rates import RateMeter
+from edge.status import StatusReporter, last_will, offline_status
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from wire import topics

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from edge.readers.llrp import ReadRates
+from edge.rates import ReadRates
 from edge.readers.types import TagRead
 from plumbing.backoff import Backoff
 
