@@ -67,7 +67,7 @@ from server.alert_relay import AlertRelay
 from server.config import ReadPointSettings, ServerSettings
 from server.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.errors import PublishFailed, StoreError, StoreFull, TransientStoreError
-from server.gateway_trust import GatewayTrust, raise_trust_alerts
+from server.gateway_trust import GatewayTrust, raise_trust_alerts, store_rejected
 from server.ledger import Applied, PlannedEvents, apply_events, apply_planned, plan_ahead
 from server.metrics import Metrics
 from server.payloads import (
@@ -704,20 +704,9 @@ class Ingestor:
         self._metrics.dead_letters.labels(kind=err.kind).inc()
         if not self._trust.may_store_reject(gateway):
             return IngestResult("rejected", reason=f"{err.reason} (not stored: rate bound)")
-        log.warning("dead letter on %r: %s", topic[:200], err.reason)
-        letter = DeadLetter(
-            topic=topic, reason=err.reason, payload=payload, gateway=gateway, kind=err.kind
-        )
-        try:
-            async with self._store.begin("recording a dead letter") as conn:
-                now = self._clock()
-                await insert_dead_letters(
-                    conn, [letter], now, self._ingest.dead_letter_payload_bytes
-                )
-                if await raise_trust_alerts(conn, [letter], _site_of(topic), now):
-                    self._relay.poke()
-        except StoreError as store_err:
-            log.error("dead letter not stored (%s): %s", store_err, err.reason)
+        limit = self._ingest.dead_letter_payload_bytes
+        if await store_rejected(self._store, self._clock, limit, topic, payload, gateway, err):
+            self._relay.poke()
         return IngestResult("rejected", dead_letters=1, reason=err.reason)
 
 
@@ -727,13 +716,6 @@ def _by_site(group: Sequence[Prepared]) -> list[tuple[str, list[Prepared]]]:
     for prepared in group:
         by_site.setdefault(prepared.header.site, []).append(prepared)
     return sorted(by_site.items())
-
-
-def _site_of(topic: str) -> str | None:
-    try:
-        return topics.parse_gateway_topic(topic)[0]
-    except topics.TopicError:
-        return None
 
 
 def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:

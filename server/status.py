@@ -22,11 +22,10 @@ from datetime import datetime
 from server.alert_settings import AlertSettings
 from server.alerting import close_alerts, open_alerts, reconcile
 from server.config import IngestSettings
-from server.dead_letters import DeadLetter, insert_dead_letters
 from server.dialect import upsert
 from server.errors import StoreError
 from server.gateway_health import health_alerts, subject_prefix
-from server.gateway_trust import GatewayTrust, raise_trust_alerts
+from server.gateway_trust import GatewayTrust, store_rejected
 from server.metrics import Metrics
 from server.payloads import VALIDATION_ERRORS, PayloadError, decode_json, describe
 from server.rules.alerts import GATEWAY_HEALTH_KINDS, GATEWAY_OFFLINE
@@ -177,19 +176,8 @@ class StatusRecorder:
         self._metrics.dead_letters.labels(kind="status").inc()
         if self._trust is not None and not self._trust.may_store_reject(gateway):
             return StatusResult("rejected", gateway, reason=f"{err.reason} (not stored)")
-        log.warning("dead letter on %r: %s", topic[:200], err.reason)
-        letter = DeadLetter(
-            topic=topic, reason=err.reason, payload=payload, gateway=gateway, kind=err.kind
-        )
-        try:
-            async with self._store.begin("recording a dead letter") as conn:
-                now = self._clock()
-                await insert_dead_letters(
-                    conn, [letter], now, self._ingest.dead_letter_payload_bytes
-                )
-                site = topic.split("/")[2] if topic.count("/") == 4 else None
-                if await raise_trust_alerts(conn, [letter], site, now) and self._on_alerts:
-                    self._on_alerts()
-        except StoreError as store_err:
-            log.error("dead letter not stored (%s): %s", store_err, err.reason)
+        limit = self._ingest.dead_letter_payload_bytes
+        opened = await store_rejected(self._store, self._clock, limit, topic, payload, gateway, err)
+        if opened and self._on_alerts:
+            self._on_alerts()
         return StatusResult("rejected", gateway, reason=err.reason)
