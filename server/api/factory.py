@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from server.api import adjustments as adjustments_api
 from server.api import aggregations as aggregations_api
@@ -95,6 +96,12 @@ def create_app(
     app.state.read_points = (
         read_points if read_points is not None else ReadPointCatalog(store, settings.read_points)
     )
+    routers: list[APIRouter] = []
+
+    def include(router: APIRouter) -> None:
+        app.include_router(router)
+        routers.append(router)
+
     for master in (
         items_api,
         categories_api,
@@ -105,7 +112,7 @@ def create_app(
         reversals_api,
         costs_api,
     ):
-        app.include_router(master.router)
+        include(master.router)
     for module in (
         health,
         stock,
@@ -121,19 +128,19 @@ def create_app(
         aggregations_api,
         valuation_api,
     ):
-        app.include_router(module.router)
+        include(module.router)
     app.state.stream_feed = (
         stream_feed if stream_feed is not None else StreamFeed(store, settings.stream)
     )
     for delivery in (alert_kinds_api, stream_api):
-        app.include_router(delivery.router)
+        include(delivery.router)
     for orders in (purchase_orders_api, sales_orders_api, transfer_orders_api):
-        app.include_router(orders.router)
+        include(orders.router)
     # Partner exchange and replenishment (issue 15).
     app.state.epcis = settings.epcis
     app.state.replenishment = settings.replenishment
-    app.include_router(epcis_api.router)
-    app.include_router(replenishment_api.router)
+    include(epcis_api.router)
+    include(replenishment_api.router)
     # Last: it finds the routes that take a larger body among all of them.
     app.add_middleware(
         RequestGuard,
@@ -143,26 +150,28 @@ def create_app(
             lambda: [
                 # EPCIS capture documents have their own bound ([epcis] max_capture_bytes).
                 (re.compile(r"^/api/v1/epcis/capture$"), settings.epcis.max_capture_bytes),
-                *upload_limits(app),
+                *upload_limits(routers),
             ],
         ),
     )
     return app
 
 
-def upload_limits(app: FastAPI) -> list[tuple[re.Pattern[str], int]]:
+def upload_limits(routers: Iterable[APIRouter]) -> list[tuple[re.Pattern[str], int]]:
     """The CSV import routes and the larger body they take.
 
-    Found in the OpenAPI document (a route that reads CSV declares a ``text/csv`` body),
-    which is built once and cached by FastAPI.
+    Found from the routes' own OpenAPI extras (a route that reads CSV declares a
+    ``text/csv`` body), not from the whole OpenAPI document: building that takes a second
+    or more, and it would fall on the first request a new server answers.
     """
     found: list[tuple[re.Pattern[str], int]] = []
-    for path, operations in app.openapi().get("paths", {}).items():
-        for operation in operations.values():
-            content = operation.get("requestBody", {}).get("content", {})
+    for router in routers:
+        for route in router.routes:
+            if not isinstance(route, APIRoute) or not route.openapi_extra:
+                continue
+            content = route.openapi_extra.get("requestBody", {}).get("content", {})
             if CSV_MEDIA_TYPE in content:
-                parts = re.split(r"\{[^}]+\}", path)
-                found.append(
-                    (re.compile("^" + "[^/]+".join(map(re.escape, parts)) + "$"), MAX_IMPORT_BYTES)
-                )
+                parts = re.split(r"\{[^}]+\}", route.path)
+                pattern = "^" + "[^/]+".join(map(re.escape, parts)) + "$"
+                found.append((re.compile(pattern), MAX_IMPORT_BYTES))
     return found
