@@ -32,6 +32,7 @@ from server.alerting import clear_alert
 from server.config import ReadPointSettings
 from server.dialect import upsert
 from server.ledger import apply_fresh
+from server.pallet_contents import load_contents
 from server.refusals import Invalid, NotFound
 from server.rules.alerts import UNKNOWN_PALLET
 from server.rules.pallets import SSCC_URN_PREFIX, is_pallet_epc, sscc_of
@@ -371,9 +372,14 @@ async def release_held(
 ) -> Released:
     """Apply the held events of pallet ``sscc`` now that its contents are recorded.
 
+    A pallet with nothing recorded (an EPCIS ``DELETE`` emptied it) releases nothing: its
+    held events would only be held again.
+
     Args:
         sites: the caller's sites (empty: all); held events of other sites stay held.
     """
+    if not (await load_contents(conn, [sscc])).get(sscc):
+        return Released()
     statement = (
         sa.select(pallet_holds)
         .where(pallet_holds.c.sscc == sscc)

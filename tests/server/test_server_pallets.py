@@ -411,3 +411,19 @@ async def test_a_partners_aggregation_events_fill_and_empty_a_pallet(
     await capture(client, aggregation_event("ni:///unpacked-2", "DELETE"))
     response = await client.get(f"/api/v1/aggregations/{SSCC}", headers=bearer(VIEWER_KEY))
     assert response.status_code == 404
+
+
+async def test_emptying_a_pallet_releases_none_of_its_held_events(
+    ingestor: Ingestor, batches: Batches, probe: Probe, client: httpx.AsyncClient
+) -> None:
+    inbound = batches.event(epc=SSCC_EPC, direction="in")
+    await send(ingestor, batches, inbound)
+    summary = await capture(client, aggregation_event("ni:///emptied", "DELETE"))
+    assert summary["pallets"] == [SSCC]
+    assert await probe.count(pallet_holds) == 1
+    assert await probe.ledger() == []
+    [alert] = [a for a in await probe.alerts() if a["kind"] == "unknown_pallet"]
+    assert alert["closed_at"] is None
+    await capture(client, aggregation_event("ni:///filled", "ADD", childEPCs=[sgtin(3)]))
+    assert await probe.count(pallet_holds) == 0
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 1}
