@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Final, Protocol, runtime_checkable
@@ -49,6 +48,7 @@ from pydantic import ValidationError
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
 from edge.clock_sync import clock_synchronised, wait_for_sync
 from edge.config import EdgeSettings, LlrpSettings
+from edge.counters import EdgeCounters
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.host import HostProbe
 from edge.metrics import MetricsServer, registry_for
@@ -186,7 +186,8 @@ class EdgeAgent:
         self.trackers = self.points.trackers
         """Every read point (portals, zones, de-duplication), in config order."""
         self.monitor = HealthMonitor(settings, self.issues)
-        self.reads_by_reader: Counter[str] = Counter()
+        self.counters = EdgeCounters()
+        """What the agent counts (reads, passes, scans, refusals); metrics read it."""
         self.oldest_age_s: float | None = None
         self.clock_synced: bool | None = None
         """Whether the kernel said the clock is synchronised (None: not checked)."""
@@ -195,17 +196,6 @@ class EdgeAgent:
         self._client: MqttClient | None = None
         self._cpu = CpuMeter()
         self._started = 0.0
-        self.reads = 0
-        """Tag reads received from every reader."""
-        self.ignored_reads = 0
-        """Reads on an antenna (or a reader) no portal uses."""
-        self.passes = 0
-        """Passes stored in the outbox."""
-        self.refused = 0
-        """Passes refused by a full outbox."""
-        self.bad_passes = 0
-        """Passes that could not become an event (e.g. an EPC that is not hex)."""
-        self.reader_events: Counter[str] = Counter()
         self._last_error: dict[str, str] = {}
         self._refusals: dict[str, tuple[float, str]] = {}
         """Per scanner, when the server last refused one of its scans, and why."""
@@ -217,10 +207,6 @@ class EdgeAgent:
         self._rate: RateMeter | None = None
         self.sessions = {scanner.name: ScanSession(scanner) for scanner in settings.scanners}
         """One scan session per ``[[scanners]]``: location, mode and open count."""
-        self.scans = 0
-        """Well-formed scans received from every scanner."""
-        self.scan_events = 0
-        """Events from scans stored in the outbox."""
         self._host = host if host is not None else HostProbe()
         self._software_version = software_version()
         self._antennas = reader_antennas(settings)
@@ -358,8 +344,8 @@ class EdgeAgent:
                 log.info(
                     "edge agent %s stopped: %d reads, %d passes stored, %d events held",
                     self.gateway,
-                    self.reads,
-                    self.passes,
+                    self.counters.reads,
+                    self.counters.passes,
                     outbox.depth(),
                 )
                 self._outbox = None
@@ -420,14 +406,15 @@ class EdgeAgent:
 
     async def _read(self, name: str, reader: Reader) -> None:
         route = self.points.read
-        counts = self.reads_by_reader
+        counters = self.counters
+        counts = counters.reads_by_reader
         clock = asyncio.get_running_loop().time
         async for item in reader:
             if isinstance(item, TagRead):
-                self.reads += 1
+                counters.reads += 1
                 counts[name] += 1
                 if not route(name, item, clock()):
-                    self.ignored_reads += 1
+                    counters.ignored_reads += 1
             elif isinstance(item, ScanRead):
                 self._scanned(name, item)
             else:
@@ -439,10 +426,10 @@ class EdgeAgent:
         if session is None:
             log.warning("scanner %s: no [[scanners]] table names it; scan ignored", name)
             return
-        self.scans += 1
+        self.counters.scans += 1
         outcome = session.handle(read)
         if outcome.notice is not None:
-            self.reader_events["scan_notice"] += 1
+            self.counters.reader_events["scan_notice"] += 1
             self._last_error[name] = f"scan: {outcome.notice}"[:1000]
             log.warning("scanner %s: %s (scan %r)", name, outcome.notice, read.raw[:80])
         for event in outcome.events:
@@ -451,7 +438,7 @@ class EdgeAgent:
     def _refused(self, refused: RefusedEvent) -> None:
         """The server refused an event: shown as the last error of the scanners at its
         read point (in the status the gateway publishes), so the operator sees it."""
-        self.reader_events["refused_by_server"] += 1
+        self.counters.reader_events["refused_by_server"] += 1
         for name, session in self.sessions.items():
             if session.read_point == refused.read_point:
                 text = f"refused by the server: {refused.reason}"[:1000]
@@ -465,17 +452,17 @@ class EdgeAgent:
         try:
             outbox.append(event.to_event)
         except OutboxFull:
-            self.refused += 1
+            self.counters.refused += 1
             return
         except ValidationError as err:
             # A scan that parsed but does not fit the wire contract: a bug, said loudly.
-            self.reader_events["scan_refused"] += 1
+            self.counters.reader_events["scan_refused"] += 1
             log.error("scanner %s: %s event not stored: %s", name, event.biz_step, err)
             return
-        self.scan_events += 1
+        self.counters.scan_events += 1
 
     def _reader_event(self, name: str, event: ReaderEvent) -> None:
-        self.reader_events[event.kind] += 1
+        self.counters.reader_events[event.kind] += 1
         now = self.clock()
         self.points.reader_event(event, now)
         self.monitor.reader_event(event, now)
@@ -562,10 +549,10 @@ class EdgeAgent:
                 outbox.append(finished.to_event)
             except OutboxFull:
                 # The outbox logged the alarm once; count every refusal.
-                self.refused += 1
+                self.counters.refused += 1
                 continue
             except (IdentifierError, ValidationError) as err:
-                self.bad_passes += 1
+                self.counters.bad_passes += 1
                 log.warning(
                     "read point %s: event of tag %r dropped: %s",
                     finished.read_point,
@@ -573,7 +560,7 @@ class EdgeAgent:
                     err,
                 )
                 continue
-            self.passes += 1
+            self.counters.passes += 1
 
     async def status(self) -> Status:
         """The current online status of this gateway."""
@@ -583,7 +570,7 @@ class EdgeAgent:
         throttling = self._host.throttling()
         rate = 0.0
         if self._rate is not None:
-            rate = self._rate.rate(self.reads, asyncio.get_running_loop().time())
+            rate = self._rate.rate(self.counters.reads, asyncio.get_running_loop().time())
         return Status(
             gateway=self.gateway,
             site=self.site,
@@ -592,7 +579,7 @@ class EdgeAgent:
             readers=[self._reader_status(n, r) for n, r in self.readers.items()][:MAX_READERS],
             buffer_depth=depth,
             buffer_full=outbox.full if outbox is not None else False,
-            events_refused=self.refused,
+            events_refused=self.counters.refused,
             oldest_unacked_age_s=oldest,
             reads_per_s=round(rate, 1),
             buffer_age_alarm=self.monitor.backlog_alarm,

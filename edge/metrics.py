@@ -57,7 +57,7 @@ class EdgeCollector(Collector):
         agent = self._agent
         points = agent.points
         reads = _counter("reads", "Tag reads received, by reader.", ["reader"])
-        for reader, count in sorted(agent.reads_by_reader.items()):
+        for reader, count in sorted(agent.counters.reads_by_reader.items()):
             reads.add_metric([reader], count)
         yield reads
         filtered = _counter("reads_filtered", "Reads dropped by software filters.", ["reader"])
@@ -67,7 +67,7 @@ class EdgeCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_reads_ignored",
             "Reads on antennas no read point uses.",
-            value=agent.ignored_reads,
+            value=agent.counters.ignored_reads,
         )
         outside = _counter(
             "reads_outside_window",
@@ -86,15 +86,17 @@ class EdgeCollector(Collector):
             finished.add_metric([read_point, kind], count)
         yield finished
         yield CounterMetricFamily(
-            f"{PREFIX}_events_stored", "Events stored in the outbox.", value=agent.passes
+            f"{PREFIX}_events_stored", "Events stored in the outbox.", value=agent.counters.passes
         )
         yield CounterMetricFamily(
-            f"{PREFIX}_events_refused", "Events refused by a full outbox.", value=agent.refused
+            f"{PREFIX}_events_refused",
+            "Events refused by a full outbox.",
+            value=agent.counters.refused,
         )
         yield CounterMetricFamily(
             f"{PREFIX}_events_invalid",
             "Finished passes that could not become an event.",
-            value=agent.bad_passes,
+            value=agent.counters.bad_passes,
         )
         unread = _counter(
             "unread_windows", "Photo-eye windows that closed with no read.", ["read_point"]
@@ -103,7 +105,7 @@ class EdgeCollector(Collector):
             unread.add_metric([read_point], count)
         yield unread
         events = _counter("reader_events", "Reader events, by kind.", ["kind"])
-        for kind, count in sorted(agent.reader_events.items()):
+        for kind, count in sorted(agent.counters.reader_events.items()):
             events.add_metric([kind], count)
         yield events
         yield from self._readers()

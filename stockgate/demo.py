@@ -291,7 +291,7 @@ class _Progress:
                     units = sum(stock.values())
                     outbox = agent.outbox.depth() if agent.outbox is not None else 0
                     line = (
-                        f"edge: {agent.reads} reads, {agent.passes} passes | "
+                        f"edge: {agent.counters.reads} reads, {agent.counters.passes} passes | "
                         f"outbox {outbox} | server: {units} units on hand"
                     )
                     if line != last:

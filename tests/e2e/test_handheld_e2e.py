@@ -92,7 +92,7 @@ async def play_with_handhelds(
 
                 async def settled() -> bool:
                     outbox = agent.outbox
-                    heard = agent.scans + agent.reader_events["decode_error"]
+                    heard = agent.counters.scans + agent.counters.reader_events["decode_error"]
                     return heard >= sent and outbox is not None and outbox.depth() == 0
 
                 await _eventually(settled, "the edge sending every scan's event")
@@ -159,4 +159,4 @@ async def test_a_negative_pick_under_both_policies(mosquitto: Any, tmp_path: Pat
     for scanner, _, location in truth.refused:
         assert shown[scanner].startswith("refused by the server: negative stock refused")
         assert location in shown[scanner]
-    assert agent.reader_events["refused_by_server"] == len(truth.refused)
+    assert agent.counters.reader_events["refused_by_server"] == len(truth.refused)

@@ -115,7 +115,7 @@ async def test_a_shelf_reader_counts_continuously_and_stock_is_the_ground_truth(
                 async def settled() -> bool:
                     outbox = agent.outbox
                     heard = len(scanners["handheld-1"].sent)
-                    if outbox is None or outbox.depth() or agent.scans < heard:
+                    if outbox is None or outbox.depth() or agent.counters.scans < heard:
                         return False
                     rows = await report()
                     recorded = {

@@ -323,7 +323,7 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
 
         await asyncio.to_thread(mosquitto.stop)
         await fake.send_report(crossings(tags(101, 1000)))
-        await until(lambda: asyncio.sleep(0, agent.passes == 1100), 20, "passes stored")
+        await until(lambda: asyncio.sleep(0, agent.counters.passes == 1100), 20, "passes stored")
         await until(
             lambda: asyncio.sleep(0, agent.outbox is not None and agent.outbox.pending == 0),
             10,

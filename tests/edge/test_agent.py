@@ -168,13 +168,13 @@ async def test_passes_reach_the_outbox_with_the_broker_away(
     with caplog.at_level(logging.WARNING):
         async with running(agent):
             await asyncio.wait_for(reader.done.wait(), 10)
-            await eventually(lambda: agent.passes == 2)
+            await eventually(lambda: agent.counters.passes == 2)
             status = await agent.status()
     assert reader.entered
     assert reader.closed
-    assert agent.ignored_reads == 1
-    assert agent.reads == 18
-    assert agent.passes == 3  # the open pass was stored at shutdown, not dropped
+    assert agent.counters.ignored_reads == 1
+    assert agent.counters.reads == 18
+    assert agent.counters.passes == 3  # the open pass was stored at shutdown, not dropped
     assert status.state == "online"
     assert status.buffer_depth == 2
     assert status.readers[0].last_error == "exception: reader overheated"

@@ -175,14 +175,14 @@ async def test_scans_become_published_events(
         ("0" + EAN13, None, 1),
         (GTIN_A, "L1", 3),
     ]
-    assert agent.scans == 10
-    assert agent.scan_events == 3
-    assert agent.reader_events["decode_error"] == 1
+    assert agent.counters.scans == 10
+    assert agent.counters.scan_events == 3
+    assert agent.counters.reader_events["decode_error"] == 1
     [scanner] = [r for r in status.readers if r.name == "handheld-1"]
     assert (scanner.kind, scanner.state) == ("serial", "connected")
     # The server's refusal of the pick is what the scanner's status shows.
     assert scanner.last_error == f"refused by the server: {REFUSAL}"
-    assert agent.reader_events["refused_by_server"] == 1
+    assert agent.counters.reader_events["refused_by_server"] == 1
     messages = [r.getMessage() for r in caplog.records]
     assert any(
         m.startswith("scanner handheld-1: malformed scan") and "5901234123458" in m

@@ -145,7 +145,7 @@ async def test_photo_eye_windows_and_lights(tmp_path: Path) -> None:
             await eventually(lambda: agent.points.windows["wh1.dock.1"].is_open)
             await fake.send_report(crossing(EPC_PALLET))
             await fake.send_event(gpi_event(1, False))
-            await eventually(lambda: agent.passes == 1)
+            await eventually(lambda: agent.counters.passes == 1)
             await eventually(lambda: light_writes(fake).count((ACCEPTED, False)) >= 2)
 
             # The beam breaks and clears again with nothing read: an unread pallet.
@@ -241,7 +241,7 @@ async def test_a_simulated_photo_eye_gates_the_reads_of_a_portal(tmp_path: Path)
             await sim.wait_inventory(10)
             await run_scenario(scenario, sim)
             await eventually(lambda: not any(map(len, agent.trackers)))
-        assert agent.reader_events["gpi"] >= 2, "the photo-eye went high and low"
+        assert agent.counters.reader_events["gpi"] >= 2, "the photo-eye went high and low"
         assert agent.points.outside_window["wh1.dock.1"] > 0, "staged goods read, ignored"
         assert agent.points.unread_windows == {}
     events = await stored(config.buffer.path)
