@@ -118,7 +118,7 @@ def _movement_differences(conn: AsyncConnection, position: int) -> sa.Select[Any
 PLACE_KEYS = ("period", "bucket", "location", "side", "read_point", "kind")
 
 
-SITE_KEYS = ("period", "bucket", "site", "side", "read_point", "kind")
+SITE_KEYS = ("period", "bucket", "site", "side", "kind")
 
 
 def _place_differences() -> sa.Select[Any]:
@@ -290,10 +290,9 @@ async def history_report(store: Store) -> HistoryReport:
         for period, bucket, location, side, read_point, kind, ic, iq, pc, pq in places
     ]
     place_lines += [
-        f"{period} {_when(bucket)} site {site} {side}"
-        f"{f' at {read_point}' if read_point else ''} {kind}: per site "
+        f"{period} {_when(bucket)} site {site} {side} {kind}: per site "
         f"{int(sc)} rows / {int(sq)}, by location {int(lc)} rows / {int(lq)}"
-        for period, bucket, site, side, read_point, kind, lc, lq, sc, sq in sites
+        for period, bucket, site, side, kind, lc, lq, sc, sq in sites
     ]
     return HistoryReport(position, newest, movement_lines, stock_lines, place_lines)
 

@@ -6,7 +6,8 @@ the rollups follower has reached (normally within ``[history] poll_interval_s`` 
 
 Queries that neither filter nor group by item read ``history_place_movements`` (the sums
 without the item), and of those, the ones that neither filter by a location below a site
-nor group by location read ``history_site_movements`` (per site); the others read
+nor group by location, and neither filter nor group by read point, read
+``history_site_movements`` (per site); the others read
 ``history_movements``.
 
 Movement buckets always keep the ``side`` apart: a transfer leaves one location (``out``)
@@ -75,19 +76,22 @@ def movement_select(query: MovementHistoryQuery, *, by_item: bool = False) -> sa
     # rollup per site (one row per site instead of one per location).
     table: sa.Table = history_movements
     if not by_item and not needs_items(query):
-        per_site = "location" not in query.group_by and (
-            query.location is None or "." not in query.location
+        per_site = (
+            "location" not in query.group_by
+            and "read_point" not in query.group_by
+            and query.read_point is None
+            and (query.location is None or "." not in query.location)
         )
         table = history_site_movements if per_site else history_place_movements
     rollup = table.c
     group_columns: dict[GroupBy, sa.ColumnElement[Any]] = {
         "site": rollup.site,
-        "read_point": rollup.read_point,
         "sku": items.c.sku,
         "kind": rollup.kind,
     }
     if table is not history_site_movements:
         group_columns["location"] = rollup.location
+        group_columns["read_point"] = rollup.read_point
     keys = [rollup.bucket, rollup.side, *(group_columns[name] for name in query.group_by)]
     conditions: list[sa.ColumnElement[bool]] = [
         rollup.period == query.period,

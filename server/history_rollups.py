@@ -6,7 +6,7 @@ What a ledger row adds (see ``server.schema_history`` for the tables):
   ``out`` side of ``from_location`` and one to the ``in`` side of ``to_location``, keyed by
   bucket start (UTC), location, read point, item and kind: ``count`` 1, ``quantity``;
 - to ``history_place_movements``, the same without the item (``place_sums``), and to
-  ``history_site_movements`` without the location either (``site_sums``);
+  ``history_site_movements`` without the location and read point either (``site_sums``);
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
   of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
 
@@ -45,8 +45,8 @@ MovementKey = tuple[Period, datetime, str, Side, str, int, str]
 """(period, bucket, location, side, read point, item id, kind)."""
 PlaceKey = tuple[Period, datetime, str, Side, str, str]
 """(period, bucket, location, side, read point, kind)."""
-SiteKey = tuple[Period, datetime, str, Side, str, str]
-"""(period, bucket, site, side, read point, kind)."""
+SiteKey = tuple[Period, datetime, str, Side, str]
+"""(period, bucket, site, side, kind)."""
 StockKey = tuple[str, int, datetime]
 """(site, item id, day)."""
 
@@ -91,10 +91,10 @@ def place_sums(movements: dict[MovementKey, list[int]]) -> dict[PlaceKey, list[i
 
 
 def site_sums(places: dict[PlaceKey, list[int]]) -> dict[SiteKey, list[int]]:
-    """``place_sums`` added up over each site's locations."""
+    """``place_sums`` added up over each site's locations and read points."""
     sums: dict[SiteKey, list[int]] = defaultdict(lambda: [0, 0])
-    for (period, bucket, location, side, read_point, kind), (count, quantity) in places.items():
-        figures = sums[(period, bucket, site_of(location), side, read_point, kind)]
+    for (period, bucket, location, side, _, kind), (count, quantity) in places.items():
+        figures = sums[(period, bucket, site_of(location), side, kind)]
         figures[0] += count
         figures[1] += quantity
     return sums
@@ -226,12 +226,11 @@ class RollupSink:
                         "bucket": bucket,
                         "site": site,
                         "side": side,
-                        "read_point": read_point,
                         "kind": kind,
                         "count": count,
                         "quantity": quantity,
                     }
-                    for (period, bucket, site, side, read_point, kind), (
+                    for (period, bucket, site, side, kind), (
                         count,
                         quantity,
                     ) in site_sums(places).items()

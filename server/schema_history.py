@@ -15,8 +15,8 @@ Everything here is derived from the ledger and can be rebuilt from it
 - ``history_place_movements``: the same sums without the item (revision 0014), so a query
   over a site, location, read point or kind reads one row per place and kind instead of one
   per item there; queries that filter or group by item read ``history_movements``.
-- ``history_site_movements``: the same without the location either (revision 0014b): what
-  a query over whole sites reads (no location below a site in its filter or columns).
+- ``history_site_movements``: the same without the location and the read point either
+  (revisions 0014b, 0014c): what a query over whole sites without a read point reads.
 - ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
   (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
   Moves inside a site change no site's stock and add nothing here.
@@ -93,13 +93,11 @@ history_site_movements = sa.Table(
     sa.Column("bucket", UtcDateTime(), primary_key=True),
     sa.Column("site", sa.String(64), primary_key=True),
     sa.Column("side", sa.String(3), primary_key=True),
-    sa.Column("read_point", sa.String(MAX_READ_POINT), primary_key=True),
     sa.Column("kind", sa.String(32), primary_key=True),
     sa.Column("count", sa.BigInteger(), nullable=False),
     sa.Column("quantity", sa.BigInteger(), nullable=False),
     sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
     sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
-    sa.Index("ix_history_site_movements_read_point", "period", "read_point", "bucket"),
 )
 
 history_stock_daily = sa.Table(
