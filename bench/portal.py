@@ -41,20 +41,11 @@ from edge.readers.llrp_reports import tag_reads
 from edge.readpoints import ReadPoints
 from firmware_sim.llrp_encode import ContentSelector, ReportEncoder
 from firmware_sim.offline import play
-from firmware_sim.scenario import Scenario, TagPass, bundled_scenario
+from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, TagPass, bundled_scenario
 from plumbing.settings import load
 from wire.models import Event
 
-SCENARIOS: Final = (
-    "overlap",
-    "multipath",
-    "shielded",
-    "doorway_stop",
-    "back_out",
-    "wide_door",
-    "cross_traffic",
-    "jitter",
-)
+SCENARIOS: Final = DOORWAY_SCENARIOS
 SEEDS: Final = 6
 """Reader seeds per scenario (and layout seeds: the scenario's seed moves with it)."""
 BASE_UTC_US: Final = 1_732_521_600_000_000

@@ -125,6 +125,7 @@ from wire.identifiers import IdentifierError, sgtin96_hex
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DOORWAY_SCENARIOS",
     "CountTruth",
     "ExpectedAlert",
     "GroundTruth",
@@ -1499,6 +1500,21 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as err:
         raise ScenarioError(f"{path}: cannot read: {err}") from err
     return parse_scenario(text, str(path))
+
+
+DOORWAY_SCENARIOS: Final = (
+    "overlap",
+    "multipath",
+    "shielded",
+    "doorway_stop",
+    "back_out",
+    "wide_door",
+    "cross_traffic",
+    "jitter",
+)
+"""The bundled hard-doorway scenarios, each with per-tag-pass ground truth: overlapping
+fields, multipath, a shielded pallet, a stop in the door, a pallet backing out, two
+pallets crossing a wide door, cross traffic, timestamp jitter."""
 
 
 def bundled_scenario(name: str) -> Path:

@@ -30,6 +30,7 @@ from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from server.app import Server
 from stockgate.demo import edge_settings, fetch_stock, server_settings, staged_units_moved
+from tests.e2e.settle import settle
 from wire import topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
@@ -45,16 +46,6 @@ class Stack:
     api: httpx.AsyncClient
     observer: MqttClient
     seen: list[Message]
-
-
-async def _settle(agent: EdgeAgent) -> None:
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        outbox = agent.outbox
-        if outbox is not None and outbox.depth() == 0 and not any(map(len, agent.trackers)):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the edge did not drain its outbox in time")
 
 
 async def _record(observer: MqttClient, seen: list[Message]) -> None:
@@ -90,7 +81,7 @@ async def stack(mosquitto, tmp_path: Path) -> AsyncIterator[Stack]:
             # server ingests, follows history and shares two cores with the other tests.
             async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
                 await run_scenario(scenario, sim)
-                await _settle(agent)
+                await settle(agent, SETTLE_TIMEOUT_S)
                 yield Stack(scenario, scenario.ground_truth(), agent, api, observer, seen)
             stop.set()
             await edge_task

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,22 +29,20 @@ import pytest
 
 from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import Scenario, TagPass, bundled_scenario, load_scenario, run_scenario
+from firmware_sim.scenario import (
+    DOORWAY_SCENARIOS,
+    Scenario,
+    TagPass,
+    bundled_scenario,
+    load_scenario,
+    run_scenario,
+)
 from server.app import Server
 from stockgate.demo import edge_settings, fetch_stock, server_settings
+from tests.e2e.settle import settle
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SCENARIOS = (
-    "overlap",
-    "multipath",
-    "shielded",
-    "doorway_stop",
-    "back_out",
-    "wide_door",
-    "cross_traffic",
-    "jitter",
-)
 SETTLE_TIMEOUT_S = 90.0
 MATCH_SLACK_S = 1.0
 """How far an unresolved pass's time (its last read) may stray past its truth window."""
@@ -58,18 +55,7 @@ class Played:
     api: httpx.AsyncClient
 
 
-async def _settle(agent: EdgeAgent) -> None:
-    """Until every pass has been judged and every event acknowledged (bounded)."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        outbox = agent.outbox
-        if outbox is not None and outbox.depth() == 0 and not any(map(len, agent.trackers)):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("the edge did not judge and deliver every pass in time")
-
-
-@pytest.fixture(params=SCENARIOS)
+@pytest.fixture(params=DOORWAY_SCENARIOS)
 async def played(
     request: pytest.FixtureRequest, mosquitto: Any, tmp_path: Path
 ) -> AsyncIterator[Played]:
@@ -92,7 +78,7 @@ async def played(
             base_url = f"http://127.0.0.1:{server.api_port}"
             async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
                 run = await run_scenario(scenario, sim)
-                await _settle(agent)
+                await settle(agent, SETTLE_TIMEOUT_S)
                 yield Played(scenario, run.started_utc_us, api)
             stop.set()
             await edge_task

@@ -22,21 +22,18 @@ from firmware_sim.portal import (
     Side,
     TagField,
 )
-from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario, parse_scenario
+from firmware_sim.scenario import (
+    DOORWAY_SCENARIOS,
+    Scenario,
+    bundled_scenario,
+    load_scenario,
+    parse_scenario,
+)
 
 ROUND_S = 0.025
 OUTSIDE, INSIDE = 1, 2
 DOOR = DockDoor(outside_antennas=(OUTSIDE,), inside_antennas=(INSIDE,))
-NEW_SCENARIOS = (
-    "overlap",
-    "multipath",
-    "shielded",
-    "doorway_stop",
-    "back_out",
-    "wide_door",
-    "cross_traffic",
-    "jitter",
-)
+NEW_SCENARIOS = DOORWAY_SCENARIOS
 
 
 def epcs(n: int, base: int = 0) -> list[str]:
