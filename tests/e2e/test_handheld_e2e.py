@@ -81,7 +81,7 @@ async def play_with_handhelds(
             await _eventually(scanners_open, "the edge opening every scanner")
             headers = {"Authorization": f"Bearer {keys['admin']}"}
             base_url = f"http://127.0.0.1:{server.api_port}"
-            async with httpx.AsyncClient(base_url=base_url, headers=headers) as api:
+            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
                 for sscc, epcs in scenario.aggregations().items():
                     response = await api.post(
                         "/api/v1/aggregations", json={"parent": sscc, "children": list(epcs)}

@@ -234,9 +234,12 @@ async def test_demand_history_to_reorder_point_to_draft_to_confirmation(
         client, store, ingestor, batches, "PO-2", now - 45 * day, now - 37 * day, 80
     )
     # A month of shipments to customers: 3..9 a day.
+    # Each at noon of one of the 30 whole days before today (the window the planner reads;
+    # counted from now, the last one fell into today whenever the test ran after noon).
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     shipped = [3 + (n * 5) % 7 for n in range(WINDOW_DAYS)]
     for n, quantity in enumerate(shipped):
-        when = now - (WINDOW_DAYS - n) * day + timedelta(hours=12)
+        when = today - (WINDOW_DAYS - n) * day + timedelta(hours=12)
         await send(
             ingestor, batches, batches.event(gtin=GTIN_A, qty=quantity, direction="out", at=when)
         )
