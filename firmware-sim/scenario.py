@@ -391,6 +391,14 @@ class ShelfReaderSpec(_Model):
     antennas: int = Field(default=1, ge=1, le=8)
 
 
+class LocationSpec(_Model):
+    """``[[locations]]``: a location's name, for the people reading the demo and console
+    (locations work without one: the server creates them as goods arrive)."""
+
+    id: str = Field(pattern=LOCATION_PATTERN, max_length=128)
+    name: str = Field(min_length=1, max_length=200)
+
+
 class ShelfSpec(_Model):
     """``[[shelves]]``: a shelf whose own reader reads every case on it, all the time."""
 
@@ -668,6 +676,7 @@ class Scenario(_Model):
     faults: tuple[FaultAt, ...] = Field(default=(), max_length=1000)
     shelves: tuple[ShelfSpec, ...] = Field(default=(), max_length=64)
     shelf_changes: tuple[ShelfChangeSpec, ...] = Field(default=(), max_length=1000)
+    locations: tuple[LocationSpec, ...] = Field(default=(), max_length=1000)
     refuse_negative_stock: tuple[Annotated[str, Field(pattern=SITE_PATTERN)], ...] = Field(
         default=(), max_length=100
     )

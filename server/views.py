@@ -129,6 +129,8 @@ class ReaderSummary(View):
     """The antennas the gateway's config uses on it (empty: all, or a scanner)."""
     antennas_disconnected: list[int] = []
     reads_per_s: float = 0.0
+    antenna_reads_per_s: dict[str, float] = {}
+    """Reads per second by antenna (its number as text), over the reader's last window."""
 
 
 class GatewayView(View):

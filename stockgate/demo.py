@@ -213,6 +213,24 @@ async def fetch_stock(api: httpx.AsyncClient) -> Stock:
             return stock
 
 
+async def load_locations(api: httpx.AsyncClient, scenario: Scenario) -> int:
+    """Names the scenario's ``[[locations]]`` in the server's location master, parents
+    first (a location the server already has, e.g. a read point's inbound location, is
+    renamed). Returns how many were named."""
+    named = 0
+    for location in sorted(scenario.locations, key=lambda spec: spec.id.count(".")):
+        response = await api.post(
+            "/api/v1/locations", json={"id": location.id, "name": location.name}
+        )
+        if response.status_code == httpx.codes.CONFLICT:
+            response = await api.patch(
+                f"/api/v1/locations/{location.id}", json={"name": location.name}
+            )
+        response.raise_for_status()
+        named += 1
+    return named
+
+
 async def load_items(api: httpx.AsyncClient, scenario: Scenario) -> int:
     """Creates the scenario's known items in the server's item master (SKU = the item's
     id), so the API and the console show their names; unknown ones stay out on purpose
@@ -417,11 +435,13 @@ async def run_demo(
                 base_url=base_url, headers=admin, timeout=API_TIMEOUT_S
             ) as master:
                 loaded = await load_items(master, scenario)
+                places = await load_locations(master, scenario)
             out.write(
                 f"stockgate demo — scenario {scenario.name!r}: {scenario.description}\n"
                 f"  console    {base_url}/  (sign in with a key below)\n"
                 f"  API        {base_url}/api/v1  (OpenAPI: {base_url}/docs)\n"
-                f"  items      {loaded} of the scenario's {len(scenario.items)} loaded\n"
+                f"  items      {loaded} of the scenario's {len(scenario.items)} loaded, "
+                f"{places} location(s) named\n"
                 f"  admin key  {keys['admin']}\n"
                 f"  viewer key {keys['viewer']}\n"
                 f"  try: curl -H 'Authorization: Bearer {keys['viewer']}' {base_url}/api/v1/stock\n"

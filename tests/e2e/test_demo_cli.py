@@ -31,6 +31,7 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
     answers: dict[str, int] = {}
     console: str | None = None
     names: set[str] = set()
+    receiving: str | None = None
     sign_in: httpx.Response | None = None
     deadline = time.monotonic() + DEMO_TIMEOUT_S
     try:
@@ -49,6 +50,10 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
                     answers[route] = httpx.get(api + route, headers=headers, timeout=5).status_code
                 items = httpx.get(api + "/api/v1/items", headers=headers, timeout=5).json()
                 names = {item["name"] for item in items["items"]}
+                where = httpx.get(
+                    api + "/api/v1/locations/wh1.receiving", headers=headers, timeout=5
+                )
+                receiving = where.json().get("name")
                 if console is not None:
                     sign_in = httpx.get(console, timeout=5, follow_redirects=True)  # to sign-in
             assert time.monotonic() < deadline, "demo ran too long:\n" + "".join(lines)
@@ -65,6 +70,9 @@ def test_demo_runs_answers_the_api_and_ends_with_the_ground_truth() -> None:
     # The scenario's items were loaded: their names, not "Unreviewed item <GTIN>".
     assert names, output
     assert not any(name.startswith("Unreviewed") for name in names), names
+    # And its locations have their names (the read point's inbound location included).
+    assert receiving == "Receiving dock", output
+    assert "7 location(s) named" in output
     assert sign_in is not None, output
     assert sign_in.status_code == 200
     assert 'name="key"' in sign_in.text

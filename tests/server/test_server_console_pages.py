@@ -235,7 +235,7 @@ async def test_the_gateways_page_shows_fleet_health(
         assert fact in text, fact
     assert re.search(r"Config version\s+3", text)
     assert table_rows(section.group(0), "readers") == [
-        ["dock1", "llrp", "connected", "1, 2", "2", "0.0"]
+        ["dock1", "llrp", "connected", "1, 2", "2", "30.5", "1: 30.5"]
     ]
 
 

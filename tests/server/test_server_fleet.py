@@ -75,6 +75,8 @@ def online(**fields: Any) -> bytes:
                 "state": "connected",
                 "antennas": [1, 2],
                 "antennas_disconnected": [2],
+                "reads_per_s": 30.5,
+                "antenna_reads_per_s": {"1": 30.5},
             }
         ],
     }
@@ -104,7 +106,8 @@ async def test_the_fleet_view_shows_health_and_keeps_it_through_a_last_will(
             "state": "connected",
             "antennas": [1, 2],
             "antennas_disconnected": [2],
-            "reads_per_s": 0.0,
+            "reads_per_s": 30.5,
+            "antenna_reads_per_s": {"1": 30.5},
         }
     ]
 
