@@ -26,7 +26,8 @@ passes end within moments of each other, are all there), then:
    on one side and never on the other was not near the other side), must not have been
    seen on one side of this door in the last ``LOITER_US`` (goods staged beside the door
    are read now and then and must not move with a passing pallet), and waits
-   ``confirm_s`` on probation: read again meanwhile on one side, it keeps its own verdict.
+   ``confirm_s`` on probation: read again meanwhile on one side (also when that new pass
+   began before this one was judged), it keeps its own verdict.
    Probation is counted in the reader's time (the latest read timestamp at this door),
    not the host's: on a loaded gateway the reads of the next seconds may reach the
    judge late, and a staged case whose next read is still queued must not take the
@@ -48,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -181,12 +183,20 @@ class GroupJudge:
         confirm_s: probation of a one-sided tag given its group's direction.
     """
 
-    def __init__(self, read_point: str, hold_s: float, confirm_s: float = CONFIRM_S) -> None:
+    def __init__(
+        self,
+        read_point: str,
+        hold_s: float,
+        confirm_s: float = CONFIRM_S,
+        reading: Callable[[str], bool] = lambda epc: False,
+    ) -> None:
         if hold_s < 0 or confirm_s < 0:
             raise ValueError("hold_s and confirm_s must be >= 0")
         self.read_point = read_point
         self.hold_s = hold_s
         self.confirm_s = confirm_s
+        self._reading = reading
+        """Whether the door has a pass of this EPC open now (read again since)."""
         self._pending: list[Pass] = []
         self._first_at = 0.0
         self._last_at = 0.0
@@ -352,6 +362,10 @@ class GroupJudge:
                     p,
                     dataclasses.replace(own, group=p.group, group_size=p.group_size),
                 )
+                if self._reading(p.epc_hex):
+                    # Read again after this pass ended, before it was judged: its new pass
+                    # began before the probation did, so ``seen`` could not flag it.
+                    self._reread.add(p.epc_hex)
             else:
                 kept.append(p)
         return settled + kept

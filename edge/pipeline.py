@@ -287,7 +287,12 @@ class PassTracker:
         # Ordered by the host time of each tag's latest read: departures sit at the front.
         self._tracks: OrderedDict[str, _Track] = OrderedDict()
         self._ended: list[Pass] = []
-        self.groups = GroupJudge(portal.read_point, portal.group_hold_s, portal.group_confirm_s)
+        self.groups = GroupJudge(
+            portal.read_point,
+            portal.group_hold_s,
+            portal.group_confirm_s,
+            self._tracks.__contains__,
+        )
         self.evicted = 0
         """Passes ended early because ``max_tracked`` tags were in the field."""
 

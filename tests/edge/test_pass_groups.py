@@ -212,6 +212,26 @@ def test_probation_counts_the_readers_time_not_a_loaded_hosts() -> None:
     assert [p.direction for p in mine] == [None, None]
 
 
+def test_a_case_read_again_before_its_pass_is_judged_keeps_its_own_verdict() -> None:
+    """A staged case read once as the pallet passes, then read on and on beside the door:
+    its next pass began before the first was judged, and outlasts the probation."""
+    tracker = PassTracker(portal())
+    for n in range(8):
+        cross(tracker, epc(n), "in", 0.0)
+    # Stamped 0.5 s by the reader, taken in just after the pallet's reads (host 1.6 s).
+    tracker.observe(read(epc(20), OUT, 0.5, rssi_at(-0.5, OUT) - 12.0), 1.6)
+    passes: list[Pass] = []
+    passes += run_out(tracker, 3.95)  # its first pass ended at 3.6 s; judged at 4.6 s
+    for k in range(20):
+        at = 4.0 + k * 1.0
+        tracker.observe(read(epc(20), OUT, at, -66.0), at)
+        passes += run_out(tracker, at + 0.95, start=at + 0.05)
+    passes += run_out(tracker, 25.0 + CONFIRM_S + MAX_WAIT_S + 1.0, start=24.0)
+    mine = [p for p in passes if p.epc_hex == epc(20)]
+    assert [p.direction for p in mine] == [None, None]
+    assert {p.direction for p in passes if p.epc_hex != epc(20)} == {"in"}
+
+
 def test_a_group_pass_becomes_an_event_with_its_evidence() -> None:
     tracker = PassTracker(portal())
     for n in range(5):
