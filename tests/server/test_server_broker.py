@@ -22,7 +22,9 @@ from wire.models import Ack
 
 pytestmark = pytest.mark.broker
 
-READY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 60.0
+"""A restart onto the broker's persistent session took 30 s once on a busy machine (20 s
+was too short); not understood yet, see the closing note of the session that raised it."""
 MESSAGE_TIMEOUT_S = 10.0
 
 
