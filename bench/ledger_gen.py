@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from server.config import DatabaseSettings
 from server.store import Store
-from wire.barcodes import with_check_digit
+from wire.gs1 import with_check_digit
 
 SITES: Final = 4
 AISLES: Final = 20

@@ -9,14 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from plumbing.settings import FileSettings, MqttSettings, Section
-from wire.barcodes import (
-    COMMAND_PREFIX,
-    LOCATION_PATTERN,
-    LOCATION_PREFIX,
-    MAX_LINE,
-    MAX_LOCATION,
-    Mode,
-)
+from wire.barcodes import COMMAND_PREFIX, LOCATION_PATTERN, LOCATION_PREFIX, MAX_LINE, MAX_LOCATION
+from wire.scans import Mode
 from wire.topics import ID_PATTERN
 
 Antenna = Annotated[int, Field(ge=1, le=32)]

@@ -59,7 +59,9 @@ from typing import Final
 
 from edge.config import ScannerSettings
 from edge.readers.types import ScanRead
-from wire.barcodes import (
+from wire.identifiers import sgtin_urn
+from wire.models import COUNT_STEP, MAX_COUNT_LINES, Direction, Event, Quantity
+from wire.scans import (
     MAX_QTY,
     MODE_OF,
     Command,
@@ -69,8 +71,6 @@ from wire.barcodes import (
     Mode,
     PalletScan,
 )
-from wire.identifiers import sgtin_urn
-from wire.models import COUNT_STEP, MAX_COUNT_LINES, Direction, Event, Quantity
 
 SOURCE: Final = "serial"
 

@@ -35,7 +35,8 @@ from firmware_sim.scanner import (
     parse_terminator,
 )
 from firmware_sim.scenario import Scenario, ScenarioEvent, load_scenario, run_scenario
-from wire.barcodes import COMMAND_PREFIX, GS, LOCATION_PREFIX
+from wire.barcodes import COMMAND_PREFIX, LOCATION_PREFIX
+from wire.gs1 import GS
 from wire.identifiers import sgtin96_hex
 
 SHELF_COMPANY_PREFIX: Final = "0614141"

@@ -48,20 +48,15 @@ from types import TracebackType
 from typing import Final, Self
 
 from firmware_sim.errors import SimConfigError, SimError
-from wire.barcodes import (
-    GS,
+from wire.barcodes import command_barcode, location_label
+from wire.gs1 import GS, digital_link, gs1_item, parse_gtin, sscc_label
+from wire.scans import (
     SYMBOLOGY_EAN13,
     SYMBOLOGY_GS1_128,
     SYMBOLOGY_GS1_DATAMATRIX,
     SYMBOLOGY_QR,
     BarcodeError,
     Command,
-    command_barcode,
-    digital_link,
-    gs1_item,
-    location_label,
-    parse_gtin,
-    sscc_label,
 )
 
 logger = logging.getLogger(__name__)
@@ -229,7 +224,7 @@ class Symbol:
         """A command barcode (``CMD:COUNT``).
 
         Raises:
-            SimConfigError: not one of ``wire.barcodes.Command``.
+            SimConfigError: not one of ``wire.scans.Command``.
         """
         try:
             return cls(command_barcode(Command(str(command).upper())), SYMBOLOGY_CODE128)

@@ -113,14 +113,10 @@ from firmware_sim.truth import (
     GroundTruth,
     UnitInfo,
 )
-from wire.barcodes import (
-    LOCATION_PATTERN,
-    BarcodeError,
-    Command,
-    parse_barcode,
-    with_check_digit,
-)
+from wire.barcodes import LOCATION_PATTERN, parse_barcode
+from wire.gs1 import with_check_digit
 from wire.identifiers import IdentifierError, sgtin96_hex
+from wire.scans import BarcodeError, Command
 
 logger = logging.getLogger(__name__)
 

@@ -51,16 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from wire.barcodes import (
-    MODE_OF,
-    Command,
-    CommandScan,
-    ItemScan,
-    LocationScan,
-    Mode,
-    PalletScan,
-    Scan,
-)
+from wire.scans import MODE_OF, Command, CommandScan, ItemScan, LocationScan, Mode, PalletScan, Scan
 
 UNKNOWN_ITEM: Final = "unknown_item"
 NEGATIVE_STOCK: Final = "negative_stock"

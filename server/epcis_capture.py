@@ -63,8 +63,9 @@ from server.rules.pallets import sscc_of
 from server.schema import MAX_EPC, MAX_EVENT_ID, items
 from server.schema_orders import orders
 from server.schema_supply import asn_units, epcis_captures, epcis_seen_events
-from wire.barcodes import MAX_QTY, BarcodeError, ItemScan, parse_label
+from wire.gs1 import parse_label
 from wire.identifiers import gtin_of
+from wire.scans import MAX_QTY, BarcodeError, ItemScan
 
 MAX_SKIPPED_REPORTED = 1000
 """Skipped events and EPCs listed in one answer (the counts cover all)."""

@@ -46,7 +46,7 @@ from server.schema_master import (
     read_points,
 )
 from server.sites import in_sites
-from wire.barcodes import with_check_digit
+from wire.gs1 import with_check_digit
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 """A SKU the API accepts (and can carry in a URL path): letters, digits and ``._:-``."""

@@ -39,9 +39,10 @@ from server.rules.pallets import SSCC_URN_PREFIX, is_pallet_epc, sscc_of
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.schema import MAX_EPC
 from server.schema_pallets import MAX_LOT, aggregations, pallet_holds
-from wire.barcodes import BarcodeError, PalletScan, parse_gtin, parse_label, parse_sscc
+from wire.gs1 import parse_gtin, parse_label, parse_sscc
 from wire.identifiers import gtin_of
 from wire.models import Event
+from wire.scans import BarcodeError, PalletScan
 
 MAX_PALLET_LINES: Final = 5000
 """Children and quantity lines one pallet may hold."""

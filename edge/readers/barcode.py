@@ -22,17 +22,9 @@ from typing import Final
 
 from edge.config import ScannerSettings
 from edge.errors import ReaderError
-from wire.barcodes import (
-    ANY_TERMINATORS,
-    GS,
-    MAX_LINE,
-    BarcodeError,
-    CommandScan,
-    ItemScan,
-    LocationScan,
-    Scan,
-    parse_barcode,
-)
+from wire.barcodes import ANY_TERMINATORS, MAX_LINE, parse_barcode
+from wire.gs1 import GS
+from wire.scans import BarcodeError, CommandScan, ItemScan, LocationScan, Scan
 
 __all__ = [
     "MAX_LINE",

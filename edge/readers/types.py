@@ -9,7 +9,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
-from wire.barcodes import Scan
+from wire.scans import Scan
 
 
 @dataclass(frozen=True, slots=True)

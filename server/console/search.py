@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.masterdata import ItemFilter, get_item, get_location, list_items
 from server.queries import StockQuery, stock
 from server.views import StockRow
-from wire.barcodes import BarcodeError, CommandScan, LocationScan, PalletScan, parse_barcode
+from wire.barcodes import parse_barcode
+from wire.scans import BarcodeError, CommandScan, LocationScan, PalletScan
 
 MAX_QUERY: Final = 200
 """Characters of search text taken (a GS1-128 label is well under it)."""

@@ -16,8 +16,10 @@ from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from tests.edge.scanner_pty import pty_scanner
 from wire import topics
-from wire.barcodes import Command, command_barcode, gs1_item, location_label, scan_line
+from wire.barcodes import command_barcode, location_label, scan_line
+from wire.gs1 import gs1_item
 from wire.models import Ack, AckedBatch, Event, EventBatch, RefusedEvent, Status
+from wire.scans import Command
 
 SITE = "wh1"
 GATEWAY = "gw-aisle-3"

@@ -11,8 +11,9 @@ import pytest
 from edge.config import ScannerSettings
 from edge.readers.types import ScanRead
 from edge.scanning import ScanEvent, ScanSession
-from wire.barcodes import Command, CommandScan, ItemScan, LocationScan, Scan, parse_barcode
+from wire.barcodes import parse_barcode
 from wire.models import Event, Quantity
+from wire.scans import Command, CommandScan, ItemScan, LocationScan, Scan
 
 GTIN_A = "09506000016924"
 GTIN_B = "05901234123457"

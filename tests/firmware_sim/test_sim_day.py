@@ -28,14 +28,8 @@ from firmware_sim.scenario import (
     run_scenario,
 )
 from tests.firmware_sim.support import Seen, direction_of, edge_on, passes_of, until
-from wire.barcodes import (
-    BarcodeError,
-    Command,
-    CommandScan,
-    ItemScan,
-    LocationScan,
-    parse_barcode,
-)
+from wire.barcodes import parse_barcode
+from wire.scans import BarcodeError, Command, CommandScan, ItemScan, LocationScan
 
 ROUGH = bundled_scenario("rough_day")
 BUSY = bundled_scenario("busy_day")

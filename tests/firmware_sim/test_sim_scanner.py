@@ -29,14 +29,8 @@ from firmware_sim.scanner import (
     demo_symbols,
     parse_terminator,
 )
-from wire.barcodes import (
-    MAX_LINE,
-    Command,
-    CommandScan,
-    ItemScan,
-    LocationScan,
-    parse_barcode,
-)
+from wire.barcodes import MAX_LINE, parse_barcode
+from wire.scans import Command, CommandScan, ItemScan, LocationScan
 
 GTIN = "09506000134352"  # GS1's example GTIN-14
 EAN13 = "4006381333931"

@@ -23,7 +23,7 @@ from firmware_sim.scenario import (
     run_scenario,
 )
 from tests.firmware_sim.support import direction_of, passes_of
-from wire.barcodes import with_check_digit
+from wire.gs1 import with_check_digit
 from wire.identifiers import epc_urn, gtin_of
 
 DEPARTURE_TIMEOUT_S = 2.0

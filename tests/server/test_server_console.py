@@ -30,7 +30,8 @@ from server.console.sessions import COOKIE, Sessions
 from server.ingest import Ingestor
 from server.metrics import Metrics
 from server.store import Store
-from wire.barcodes import gs1_item, location_label
+from wire.barcodes import location_label
+from wire.gs1 import gs1_item
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FORM = {"content-type": "application/x-www-form-urlencoded"}

@@ -33,7 +33,8 @@ from server.config import ServerSettings
 from server.ingest import Ingestor
 from server.schema_pallets import pallet_holds
 from server.store import Store
-from wire.barcodes import digital_link, parse_barcode, sscc_label
+from wire.barcodes import parse_barcode
+from wire.gs1 import digital_link, sscc_label
 
 SSCC = "106141412345678908"
 SSCC_EPC = "urn:epc:id:sscc:0614141.1234567890"

@@ -9,26 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire.barcodes import (
-    GS,
     MAX_LINE,
-    BarcodeError,
-    Command,
-    CommandScan,
-    ItemScan,
-    LocationScan,
-    PalletScan,
     command_barcode,
-    digital_link,
-    gs1_item,
     location_label,
     parse_barcode,
-    parse_gtin,
-    parse_item,
     scan_line,
     split_symbology,
+)
+from wire.gs1 import (
+    GS,
+    digital_link,
+    gs1_item,
+    parse_gtin,
+    parse_item,
     sscc_label,
     with_check_digit,
 )
+from wire.scans import BarcodeError, Command, CommandScan, ItemScan, LocationScan, PalletScan
 
 GTIN = "09506000016924"  # valid check digit 4
 EAN13 = "5901234123457"

@@ -17,7 +17,8 @@ from edge.readers.barcode import (
     parse_scan,
     strip_controls,
 )
-from wire.barcodes import GS, Command, CommandScan, ItemScan, LocationScan
+from wire.gs1 import GS
+from wire.scans import Command, CommandScan, ItemScan, LocationScan
 
 GTIN = "09506000016924"
 

@@ -13,7 +13,7 @@ from edge.config import ScannerSettings
 from edge.readers.serial_scanner import SerialScanner
 from edge.readers.types import ReaderEvent, ScanRead, StateChanged
 from tests.edge.scanner_pty import next_output, outputs, pty_scanner, until_state
-from wire.barcodes import Command, CommandScan, ItemScan, LocationScan
+from wire.scans import Command, CommandScan, ItemScan, LocationScan
 
 GTIN = "09506000016924"
 
