@@ -31,7 +31,7 @@ from typing import Final
 
 from firmware_sim.llrp_encode import Status, StatusCode
 from firmware_sim.llrp_requests import AntennaRf, RequestError
-from firmware_sim.portal import Drive, Observation
+from firmware_sim.portal_rf import Drive, Observation
 from firmware_sim.profile import ReaderProfile
 
 SINGLE_TARGET: Final = 1

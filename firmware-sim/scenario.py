@@ -86,16 +86,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from firmware_sim.errors import ScenarioError, SimConfigError, SimError
 from firmware_sim.faults import Fault, make_fault
-from firmware_sim.portal import (
-    CrossTraffic,
-    Direction,
-    DockDoor,
-    PalletPass,
-    RfModel,
-    ShelfPopulation,
-    Side,
-    StagedPallet,
-)
+from firmware_sim.portal import ShelfPopulation, StagedPallet
+from firmware_sim.portal_door import Direction, DockDoor, Side
+from firmware_sim.portal_motion import CrossTraffic, PalletPass
+from firmware_sim.portal_rf import RfModel
 from firmware_sim.profile import R420
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import (

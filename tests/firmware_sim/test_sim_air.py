@@ -17,14 +17,10 @@ from collections import Counter
 import pytest
 
 from firmware_sim.air import S1_PERSISTENCE_S
-from firmware_sim.portal import (
-    Direction,
-    DockDoor,
-    Drive,
-    PalletPass,
-    ShelfPopulation,
-    TagField,
-)
+from firmware_sim.portal import ShelfPopulation, TagField
+from firmware_sim.portal_door import Direction, DockDoor
+from firmware_sim.portal_motion import PalletPass
+from firmware_sim.portal_rf import Drive
 from firmware_sim.profile import ReaderProfile
 from firmware_sim.reader import ReaderSimulator
 from tests.firmware_sim.support import Seen, edge_on, epcs, until

@@ -12,16 +12,10 @@ import pytest
 
 from firmware_sim.errors import ScenarioError, SimConfigError
 from firmware_sim.offline import play
-from firmware_sim.portal import (
-    CrossTraffic,
-    Direction,
-    DockDoor,
-    Observation,
-    PalletPass,
-    RfModel,
-    Side,
-    TagField,
-)
+from firmware_sim.portal import TagField
+from firmware_sim.portal_door import Direction, DockDoor, Side
+from firmware_sim.portal_motion import CrossTraffic, PalletPass
+from firmware_sim.portal_rf import Observation, RfModel
 from firmware_sim.scenario import (
     DOORWAY_SCENARIOS,
     Scenario,

@@ -12,7 +12,8 @@ from edge.readers.llrp import LlrpReader
 from edge.readers.types import GpiChanged, ReaderEvent, TagRead
 from firmware_sim.errors import SimConfigError
 from firmware_sim.faults import FaultKind, Scope, make_fault, parse_fault_arg
-from firmware_sim.portal import Direction, DockDoor, PalletPass
+from firmware_sim.portal_door import Direction, DockDoor
+from firmware_sim.portal_motion import PalletPass
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.replay import load_reports
 from tests.firmware_sim.support import Seen, edge_on, epcs, settings, shelf, until

@@ -9,17 +9,10 @@ from collections import Counter, defaultdict
 import pytest
 
 from firmware_sim.errors import SimConfigError
-from firmware_sim.portal import (
-    Direction,
-    DockDoor,
-    Observation,
-    PalletPass,
-    RfModel,
-    ShelfPopulation,
-    Side,
-    StagedPallet,
-    TagField,
-)
+from firmware_sim.portal import ShelfPopulation, StagedPallet, TagField
+from firmware_sim.portal_door import Direction, DockDoor, Side
+from firmware_sim.portal_motion import PalletPass
+from firmware_sim.portal_rf import Observation, RfModel
 
 ROUND_S = 0.025
 OUTSIDE, INSIDE = 1, 2

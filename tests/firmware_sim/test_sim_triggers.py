@@ -24,7 +24,8 @@ from firmware_sim.llrp_triggers import (
     StopSpec,
     TagObservation,
 )
-from firmware_sim.portal import Direction, DockDoor, PalletPass
+from firmware_sim.portal_door import Direction, DockDoor
+from firmware_sim.portal_motion import PalletPass
 from firmware_sim.probe import LlrpProbe, gpo_write_config, raw_request, rospec_param
 from firmware_sim.reader import GPI_POLL_S, ReaderSimulator
 from firmware_sim.replay import load_reports
