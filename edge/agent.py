@@ -39,15 +39,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
-from types import TracebackType
-from typing import Final, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
 from edge.clock_sync import clock_synchronised, wait_for_sync
-from edge.config import EdgeSettings, LlrpSettings
+from edge.config import EdgeSettings
 from edge.counters import EdgeCounters
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.host import HostProbe
@@ -55,6 +54,7 @@ from edge.metrics import MetricsServer, registry_for
 from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
 from edge.rates import RateMeter
+from edge.readers.port import Reader, Retunable
 from edge.readers.types import (
     AntennaChanged,
     DecodeFailed,
@@ -88,30 +88,6 @@ log = logging.getLogger(__name__)
 TICK_S: Final = 0.1
 """How often open passes are checked for departure."""
 MAX_CLIENT_ID: Final = 64
-
-
-class Reader(Protocol):
-    """The reader port: an async context manager and an async iterator of typed reads."""
-
-    async def __aenter__(self) -> Reader: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def __aiter__(self) -> AsyncIterator[TagRead | ScanRead | ReaderEvent]: ...
-
-    def status(self) -> ReaderStatus: ...
-
-
-@runtime_checkable
-class Retunable(Protocol):
-    """A reader that can take new settings while it runs (``LlrpReader``)."""
-
-    def retune(self, settings: LlrpSettings) -> None: ...
 
 
 REFUSAL_SHOWN_S = 300.0

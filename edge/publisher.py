@@ -47,8 +47,9 @@ from typing import Final
 from pydantic import ValidationError
 
 from edge.buffer.outbox import Outbox, OutboxError
+from edge.mqtt_port import MqttPort
 from edge.ratelimit import TokenBucket
-from plumbing.mqtt import Message, MqttClient, MqttError, MqttNotConnected
+from plumbing.mqtt import Message, MqttError, MqttNotConnected
 from wire import topics
 from wire.models import (
     MAX_BATCH_EVENTS,
@@ -95,7 +96,8 @@ class Publisher:
 
     Args:
         outbox: the open outbox.
-        client: the MQTT client (its own task connects and reconnects).
+        client: the broker link (``edge.mqtt_port``; the agent's MQTT client, whose own
+            task connects and reconnects).
         site: this gateway's site id.
         gateway: this gateway's id.
         batch_size: most events per message (1..MAX_BATCH_EVENTS).
@@ -110,7 +112,7 @@ class Publisher:
     def __init__(
         self,
         outbox: Outbox,
-        client: MqttClient,
+        client: MqttPort,
         *,
         site: str,
         gateway: str,

@@ -17,8 +17,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from edge.mqtt_port import MqttPort
 from plumbing import software_version
-from plumbing.mqtt import MqttClient, MqttError, Will
+from plumbing.mqtt import MqttError, Will
 from wire import topics
 from wire.models import Status, now_utc
 
@@ -60,7 +61,8 @@ class StatusReporter:
     """Publishes the retained status on every connect and every ``interval_s``.
 
     Args:
-        client: the MQTT client, built with ``will=last_will(site, gateway)``.
+        client: the broker link (``edge.mqtt_port``): the agent's MQTT client, built with
+            ``will=last_will(site, gateway)``.
         site: this gateway's site id.
         gateway: this gateway's id.
         interval_s: time between two status messages while connected.
@@ -70,7 +72,7 @@ class StatusReporter:
 
     def __init__(
         self,
-        client: MqttClient,
+        client: MqttPort,
         *,
         site: str,
         gateway: str,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,13 @@ import pytest
 from edge.agent import EdgeAgent, run_edge
 from edge.buffer.outbox import Outbox
 from edge.config import EdgeSettings
-from edge.readers.types import AntennaChanged, ReaderEvent, ReaderFault, TagRead
+from edge.readers.scripted import ScriptedReader, Step
+from edge.readers.types import AntennaChanged, ReaderFault, TagRead
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from wire import topics
 from wire.identifiers import sgtin96_hex
-from wire.models import Ack, AckedBatch, EventBatch, ReaderStatus, Status
+from wire.models import Ack, AckedBatch, EventBatch, Status
 
 SITE = "wh1"
 GATEWAY = "gw-agent"
@@ -29,40 +30,10 @@ EPC_OUT = sgtin96_hex("urn:epc:id:sgtin:0614141.107346.2")
 EPC_STRAY = sgtin96_hex("urn:epc:id:sgtin:0614141.107346.3")
 EPC_LATE = sgtin96_hex("urn:epc:id:sgtin:0614141.107346.4")
 
-Step = TagRead | ReaderEvent | float
 
-
-class ScriptedReader:
-    """A fake of the reader port: yields a script of reads and events, then idles."""
-
-    def __init__(self, name: str, script: Sequence[Step]) -> None:
-        self.name = name
-        self.script = list(script)
-        self.entered = False
-        self.closed = False
-        self.done = asyncio.Event()
-
-    async def __aenter__(self) -> ScriptedReader:
-        self.entered = True
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.closed = True
-
-    def __aiter__(self) -> AsyncIterator[TagRead | ReaderEvent]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[TagRead | ReaderEvent]:
-        for step in self.script:
-            if isinstance(step, float):
-                await asyncio.sleep(step)
-            else:
-                yield step
-        self.done.set()
-        await asyncio.Event().wait()  # a real reader never ends its stream
-
-    def status(self) -> ReaderStatus:
-        return ReaderStatus(name=self.name, kind="llrp", state="connected", reads_per_s=3.0)
+def scripted(name: str, script: list[Step]) -> ScriptedReader:
+    """The reader port's in-repo fake, playing ``script`` and then idling."""
+    return ScriptedReader(name, script, reads_per_s=3.0)
 
 
 def tag(epc: str, antenna: int, reader: str = "dock1") -> TagRead:
@@ -152,7 +123,7 @@ async def test_passes_reach_the_outbox_with_the_broker_away(
         closed_port_url(),
         scanners=[{"name": "handheld-1", "port": "/dev/null", "read_point": "wh1.aisle.3"}],
     )
-    reader = ScriptedReader(
+    reader = scripted(
         "dock1",
         [
             *crossing(EPC_IN, 1, 2),
@@ -206,7 +177,7 @@ async def test_agent_publishes_batches_status_and_goes_offline(
     tmp_path: Path, mosquitto: Any, relay: Any
 ) -> None:
     config = settings(tmp_path, relay.url)
-    reader = ScriptedReader("dock1", [*crossing(EPC_IN, 1, 2), *crossing(EPC_OUT, 2, 1)])
+    reader = scripted("dock1", [*crossing(EPC_IN, 1, 2), *crossing(EPC_OUT, 2, 1)])
     events_topic = topics.events(SITE, GATEWAY)
     status_topic = topics.status(SITE, GATEWAY)
     received: asyncio.Queue[Message] = asyncio.Queue()
@@ -289,7 +260,7 @@ def _ack(batch: EventBatch) -> Ack:
 
 async def test_run_edge_stops_on_cancel_and_keeps_reads(tmp_path: Path) -> None:
     config = settings(tmp_path, closed_port_url())
-    reader = ScriptedReader("dock1", crossing(EPC_IN, 1, 2))
+    reader = scripted("dock1", crossing(EPC_IN, 1, 2))
     task = asyncio.create_task(run_edge(config, readers={"dock1": reader}))
     await asyncio.wait_for(reader.done.wait(), 10)
     task.cancel()
