@@ -13,6 +13,9 @@ event, prints stock by item and location beside the scenario's ground truth, and
 shelves' shrinkage beside the truth's, and exits 0 only when they agree. The duration must
 leave room for the whole scenario plus the edge's departure timeout; a shorter one is
 refused up front rather than ending with a table that cannot match.
+
+The server's and the edge's settings come from ``stockgate.demo_settings``; what the demo
+does through the API (master data in, stock and shrinkage back) from ``stockgate.demo_api``.
 """
 
 from __future__ import annotations
@@ -23,43 +26,38 @@ import secrets
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 
 from edge.agent import EdgeAgent
-from edge.config import EdgeSettings
 from edge.pipeline import PassTracker
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import ScannerSimulator
-from firmware_sim.scenario import (
-    GroundTruth,
-    Scenario,
-    ScenarioEvent,
-    bundled_scenario,
-    load_scenario,
-    run_scenario,
-)
+from firmware_sim.scenario import ScenarioEvent, bundled_scenario, load_scenario, run_scenario
 from plumbing.broker import EmbeddedBroker
-from plumbing.settings import load
 from server.app import Server
-from server.config import ServerSettings
+from stockgate.demo_api import (
+    fetch_shrinkage,
+    fetch_stock,
+    load_items,
+    load_locations,
+    shrinkage_lines,
+    staged_units_moved,
+    stock_table,
+)
+from stockgate.demo_settings import edge_settings, server_settings
 
-GATEWAY_ID = "gw-demo-1"
 SETTLE_MARGIN_S = 6.0
 """Time after the last pass for the departure timeout, the commit, the batch and its Ack."""
 SETTLE_TIMEOUT_S = 30.0
 PROGRESS_INTERVAL_S = 2.0
 INVENTORY_TIMEOUT_S = 15.0
-SHELF_SWEEP_S = 0.5
-"""The server's alert sweep interval when the scenario has shelves (missing units)."""
 API_TIMEOUT_S = 30.0
 """The demo's own API calls (loading items, the progress line, the final table): httpx's
 5 s default timed out loading the items on a loaded machine."""
-
-Stock = dict[tuple[str, str], int]
 
 
 class DemoError(Exception):
@@ -73,204 +71,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def server_settings(
-    scenario: Scenario, broker_url: str, workdir: Path, api_port: int, keys: dict[str, str]
-) -> ServerSettings:
-    return load(
-        ServerSettings,
-        mqtt={"url": broker_url},
-        database={"url": f"sqlite+aiosqlite:///{workdir / 'stockgate.db'}"},
-        api={
-            "host": "127.0.0.1",
-            "port": api_port,
-            "keys": [
-                {"key": key, "role": role, "name": f"demo-{role}"} for role, key in keys.items()
-            ],
-        },
-        read_points=[
-            {
-                "id": door.read_point,
-                "inbound_location": door.inbound_location,
-                "outbound": "ship",
-            }
-            for door in scenario.all_doors
-        ]
-        + shelf_read_points(scenario)
-        + scanner_read_points(scenario),
-        operations={
-            "negative_stock_sites": {site: "refuse" for site in scenario.refuse_negative_stock}
-        },
-        # Shelves: the sweep that records missing units runs often enough to be seen.
-        alerts={"sweep_interval_s": SHELF_SWEEP_S} if scenario.shelves else {},
-    )
-
-
-def shelf_read_points(scenario: Scenario) -> list[dict[str, Any]]:
-    """A read point per scenario shelf: its shelf is its inbound location, and a case gone
-    from it and read nowhere for its ``missing_after_s`` becomes missing."""
-    return [
-        {
-            "id": shelf.read_point,
-            "inbound_location": shelf.location,
-            "outbound": "ignore",
-            "missing_after_s": shelf.missing_after_s,
-        }
-        for shelf in scenario.shelves
-    ]
-
-
-def scanner_read_points(scenario: Scenario) -> list[dict[str, Any]]:
-    """A read point per scenario scanner's ``read_point`` that no door has: it receives
-    into the location of the same name (where the ground truth says a scanner is until a
-    location label is scanned)."""
-    doors = {door.read_point for door in scenario.all_doors}
-    points = sorted({spec.read_point for spec in scenario.scanner_specs} - doors)
-    return [{"id": point, "inbound_location": point, "outbound": "ignore"} for point in points]
-
-
-def scanner_settings(scenario: Scenario, links: dict[str, Path]) -> list[dict[str, Any]]:
-    """The edge's ``[[scanners]]`` for the scenario's scanners, each on its pty link."""
-    return [
-        {
-            "name": spec.name,
-            "port": str(links[spec.name]),
-            "read_point": spec.read_point,
-            "prefix": spec.prefix,
-            "suffix": spec.suffix,
-            "symbology_ids": spec.aim_ids,
-            "terminator": "\t" if spec.terminator == "tab" else None,
-            "backoff_initial_s": 0.1,
-            "backoff_max_s": 1.0,
-        }
-        for spec in scenario.scanner_specs
-    ]
-
-
-def edge_settings(
-    scenario: Scenario,
-    broker_url: str,
-    workdir: Path,
-    reader_port: int,
-    scanner_links: dict[str, Path] | None = None,
-    shelf_ports: Mapping[str, int] | None = None,
-) -> EdgeSettings:
-    """The demo edge: the first door's portal, the scenario's scanners on their links and
-    its shelves (a ``[[zones]]`` each) on their readers' ports (by reader name)."""
-    door = scenario.reader
-    shelves = [shelf for shelf in scenario.shelves if shelf.reader.name in (shelf_ports or {})]
-    readers = [{"name": door.name, "host": "127.0.0.1", "port": reader_port, "keepalive_s": 5}]
-    readers += [
-        {
-            "name": shelf.reader.name,
-            "host": "127.0.0.1",
-            "port": (shelf_ports or {})[shelf.reader.name],
-            "keepalive_s": 5,
-        }
-        for shelf in shelves
-    ]
-    return load(
-        EdgeSettings,
-        gateway={"id": GATEWAY_ID, "site": scenario.site},
-        mqtt={"url": broker_url},
-        buffer={"path": str(workdir / "edge-outbox.db")},
-        llrp=readers,
-        portals=[
-            {
-                "read_point": scenario.read_point,
-                "reader": door.name,
-                "outside_antennas": list(door.outside_antennas),
-                "inside_antennas": list(door.inside_antennas),
-            }
-        ],
-        zones=[
-            {
-                "read_point": shelf.read_point,
-                "reader": shelf.reader.name,
-                "location": shelf.location,
-                "departure_timeout_s": shelf.departure_timeout_s,
-            }
-            for shelf in shelves
-        ],
-        scanners=scanner_settings(scenario, scanner_links or {}) if scanner_links else [],
-        status={"interval_s": 2},
-    )
-
-
-async def fetch_stock(api: httpx.AsyncClient) -> Stock:
-    """Stock by (GTIN, location) as the API serves it (every page)."""
-    stock: Stock = {}
-    offset = 0
-    while True:
-        response = await api.get("/api/v1/stock", params={"limit": 1000, "offset": offset})
-        response.raise_for_status()
-        page: dict[str, Any] = response.json()
-        for row in page["items"]:
-            stock[(row["gtin"], row["location"])] = int(row["on_hand"])
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return stock
-
-
-async def load_locations(api: httpx.AsyncClient, scenario: Scenario) -> int:
-    """Names the scenario's ``[[locations]]`` in the server's location master, parents
-    first (a location the server already has, e.g. a read point's inbound location, is
-    renamed). Returns how many were named."""
-    named = 0
-    for location in sorted(scenario.locations, key=lambda spec: spec.id.count(".")):
-        response = await api.post(
-            "/api/v1/locations", json={"id": location.id, "name": location.name}
-        )
-        if response.status_code == httpx.codes.CONFLICT:
-            response = await api.patch(
-                f"/api/v1/locations/{location.id}", json={"name": location.name}
-            )
-        response.raise_for_status()
-        named += 1
-    return named
-
-
-async def load_items(api: httpx.AsyncClient, scenario: Scenario) -> int:
-    """Creates the scenario's known items in the server's item master (SKU = the item's
-    id), so the API and the console show their names; unknown ones stay out on purpose
-    (they show what an unknown GTIN does). Returns how many were created."""
-    created = 0
-    for item in scenario.items:
-        if not item.known:
-            continue
-        response = await api.post(
-            "/api/v1/items", json={"sku": item.id, "gtin": item.gtin, "name": item.name}
-        )
-        response.raise_for_status()
-        created += 1
-    return created
-
-
-async def staged_units_moved(api: httpx.AsyncClient, truth: GroundTruth) -> list[str]:
-    """EPCs of staged units the server knows as units (a staged unit must never move)."""
-    moved = []
-    for urn in sorted(truth.staged):
-        response = await api.get(f"/api/v1/units/{urn}")
-        if response.status_code != httpx.codes.NOT_FOUND:
-            moved.append(urn)
-    return moved
-
-
-def stock_table(actual: Stock, truth: GroundTruth, names: dict[str, str]) -> tuple[str, bool]:
-    """A table of stock by item and location beside the ground truth, and whether they agree."""
-    expected = truth.stock
-    keys = sorted(set(actual) | set(expected))
-    header = f"{'GTIN':<16}{'item':<36}{'location':<18}{'on hand':>8}{'expected':>10}"
-    lines = [header, "-" * len(header)]
-    agree = True
-    for gtin, location in keys:
-        got, want = actual.get((gtin, location), 0), expected.get((gtin, location), 0)
-        mark = "" if got == want else "   <-- differs"
-        agree = agree and got == want
-        name = names.get(gtin, "")[:34]
-        lines.append(f"{gtin:<16}{name:<36}{location:<18}{got:>8}{want:>10}{mark}")
-    return "\n".join(lines), agree
 
 
 class _Progress:
@@ -315,28 +115,6 @@ class _Progress:
                     if line != last:
                         self.say(line)
                         last = line
-
-
-async def fetch_shrinkage(api: httpx.AsyncClient) -> dict[tuple[str, str, str], int]:
-    """Units shelves recorded missing, by (read point, location, GTIN), as the API says."""
-    response = await api.get("/api/v1/reports/shrinkage", params={"limit": 1000})
-    response.raise_for_status()
-    return {
-        (row["read_point"], row["location"], row["gtin"]): int(row["missing"])
-        for row in response.json()["items"]
-    }
-
-
-def shrinkage_lines(
-    actual: dict[tuple[str, str, str], int], truth: GroundTruth
-) -> tuple[list[str], bool]:
-    """One line per shelf, location and item that lost stock, and whether they agree."""
-    lines = []
-    for key in sorted(set(actual) | set(truth.shrinkage)):
-        got, want = actual.get(key, 0), truth.shrinkage.get(key, 0)
-        mark = "" if got == want else "   <-- differs"
-        lines.append(f"  {key[0]} {key[1]} {key[2]}: missing {got} (expected {want}){mark}")
-    return lines, actual == truth.shrinkage
 
 
 async def _scanners_open(agent: EdgeAgent, count: int) -> bool:

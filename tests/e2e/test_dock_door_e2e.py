@@ -29,7 +29,8 @@ from firmware_sim.scenario import (
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from server.app import Server
-from stockgate.demo import edge_settings, fetch_stock, server_settings, staged_units_moved
+from stockgate.demo_api import fetch_stock, staged_units_moved
+from stockgate.demo_settings import edge_settings, server_settings
 from tests.e2e.settle import settle
 from wire import topics
 

@@ -38,7 +38,8 @@ from firmware_sim.scenario import (
     run_scenario,
 )
 from server.app import Server
-from stockgate.demo import edge_settings, fetch_stock, server_settings
+from stockgate.demo_api import fetch_stock
+from stockgate.demo_settings import edge_settings, server_settings
 from tests.e2e.settle import settle
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -22,7 +22,8 @@ from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import ScenarioEvent, bundled_scenario, load_scenario, run_scenario
 from server.app import Server
-from stockgate.demo import GATEWAY_ID, edge_settings, fetch_stock, server_settings
+from stockgate.demo_api import fetch_stock
+from stockgate.demo_settings import GATEWAY_ID, edge_settings, server_settings
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 

@@ -26,7 +26,8 @@ from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import ScannerSimulator
 from firmware_sim.scenario import bundled_scenario, load_scenario, run_scenario
 from server.app import Server
-from stockgate.demo import edge_settings, fetch_stock, server_settings
+from stockgate.demo_api import fetch_stock
+from stockgate.demo_settings import edge_settings, server_settings
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
