@@ -56,7 +56,8 @@ from edge.readers.llrp_reports import (
     notification,
     tag_reads,
 )
-from firmware_sim.llrp_encode import ContentSelector, ReportEncoder, TagReportEntry
+from firmware_sim.llrp_types import ContentSelector, TagReportEntry
+from firmware_sim.report_encoder import ReportEncoder
 
 CAPTURES: Final = Path(__file__).resolve().parents[1] / "tests" / "data" / "llrp-captures.json"
 INTERESTING_16: Final = (0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x3FF, 0x400, 0x7FFF, 0x8000, 0xFFFF)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from bench.edge_config import INSIDE_ANTENNA, OUTSIDE_ANTENNA
-from firmware_sim.llrp_encode import ContentSelector, ReportEncoder, TagReportEntry
+from firmware_sim.llrp_types import ContentSelector, TagReportEntry
+from firmware_sim.report_encoder import ReportEncoder
 
 COMPANY_PREFIX: Final = 614141
 """GS1 company prefix of the generated SGTINs (7 digits, SGTIN-96 partition 5)."""

@@ -39,8 +39,9 @@ from edge.config import EdgeSettings
 from edge.readers.llrp_codec import LlrpFramer, decode
 from edge.readers.llrp_reports import tag_reads
 from edge.readpoints import ReadPoints
-from firmware_sim.llrp_encode import ContentSelector, ReportEncoder
+from firmware_sim.llrp_types import ContentSelector
 from firmware_sim.offline import play
+from firmware_sim.report_encoder import ReportEncoder
 from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, TagPass, bundled_scenario
 from plumbing.settings import load
 from wire.models import Event

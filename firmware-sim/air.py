@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from firmware_sim.llrp_encode import Status, StatusCode
-from firmware_sim.llrp_requests import AntennaRf, RequestError
+from firmware_sim.llrp_params import RequestError
+from firmware_sim.llrp_rospec import AntennaRf
+from firmware_sim.llrp_types import Status, StatusCode
 from firmware_sim.portal_rf import Drive, Observation
 from firmware_sim.profile import ReaderProfile
 

@@ -45,7 +45,7 @@ from types import MappingProxyType
 from typing import Final
 
 from firmware_sim.errors import SimConfigError
-from firmware_sim.llrp_encode import ConnectionAttempt, MsgType
+from firmware_sim.llrp_types import ConnectionAttempt, MsgType
 
 MAX_FAULT_AT_S: Final = 86_400.0
 MAX_GARBAGE_BYTES: Final = 64 * 1024

@@ -28,8 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from firmware_sim.llrp_encode import ReportSpec, ReportTrigger
-from firmware_sim.llrp_requests import RoSpec
+from firmware_sim.llrp_rospec import RoSpec
 from firmware_sim.llrp_triggers import (
     AiSpec,
     AiSpecStop,
@@ -37,6 +36,7 @@ from firmware_sim.llrp_triggers import (
     ObservationKind,
     RoSpecStop,
 )
+from firmware_sim.llrp_types import ReportSpec, ReportTrigger
 
 MIN_CYCLE_S: Final = 0.01
 MAX_CYCLE_S: Final = 60.0

@@ -23,7 +23,7 @@ from enum import IntEnum
 from typing import Final, TypeVar
 
 from firmware_sim.errors import SimError
-from firmware_sim.llrp_encode import Status, StatusCode
+from firmware_sim.llrp_types import Status, StatusCode
 
 ROSPEC: Final = 177
 RO_BOUNDARY_SPEC: Final = 178

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from firmware_sim.errors import SimConfigError
-from firmware_sim.llrp_encode import TagReportEntry
+from firmware_sim.llrp_types import TagReportEntry
 from firmware_sim.portal import TagField
 from firmware_sim.reader import ROUND_S
 from firmware_sim.reports import ReadWindow

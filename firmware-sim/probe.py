@@ -29,16 +29,7 @@ from edge.readers.llrp_codec import (
     encode,
 )
 from firmware_sim.errors import ProbeError
-from firmware_sim.llrp_encode import (
-    ContentSelector,
-    MsgType,
-    ParamType,
-    ReportSpec,
-    StatusCode,
-    message,
-    report_spec_param,
-    tlv,
-)
+from firmware_sim.llrp_encode import message, report_spec_param, tlv
 from firmware_sim.llrp_triggers import (
     AISPEC,
     AISPEC_STOP_TRIGGER,
@@ -59,6 +50,7 @@ from firmware_sim.llrp_triggers import (
     StartTrigger,
     StopSpec,
 )
+from firmware_sim.llrp_types import ContentSelector, MsgType, ParamType, ReportSpec, StatusCode
 
 _NULL_AI = AiSpecStop.NULL
 

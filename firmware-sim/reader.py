@@ -47,7 +47,8 @@ from typing import Final, Self
 
 from firmware_sim.errors import SimConfigError
 from firmware_sim.faults import REFUSAL_STATUS, Fault, FaultKind, Scope, make_fault
-from firmware_sim.llrp_encode import ConnectionAttempt, encode_connection_attempt
+from firmware_sim.llrp_encode import encode_connection_attempt
+from firmware_sim.llrp_types import ConnectionAttempt
 from firmware_sim.portal import TagField
 from firmware_sim.profile import R420, ReaderProfile
 from firmware_sim.replay import ReplayFrame

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from edge.readers.llrp_codec import LlrpCodecError, LlrpFramer, decode
 from firmware_sim.errors import SimConfigError
-from firmware_sim.llrp_encode import MsgType
+from firmware_sim.llrp_types import MsgType
 
 MAX_CAPTURE_FILE_BYTES: Final = 16 * 1024 * 1024
 MAX_REPLAY_FRAMES: Final = 100_000

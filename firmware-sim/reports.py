@@ -6,7 +6,7 @@ TagReportData with its first and last sighting, how often it was seen and its pe
 
 from __future__ import annotations
 
-from firmware_sim.llrp_encode import TagReportEntry
+from firmware_sim.llrp_types import TagReportEntry
 
 _FIRST, _LAST, _COUNT, _PEAK, _CHANNEL = range(5)
 

@@ -31,19 +31,6 @@ from firmware_sim.errors import EncodeError
 from firmware_sim.faults import HANDSHAKE_REQUEST_TYPES, Fault, FaultKind
 from firmware_sim.inventory import ReportPlan, RoSpecRun, report_plan
 from firmware_sim.llrp_encode import (
-    IMPINJ_ENABLE_EXTENSIONS,
-    IMPINJ_ENABLE_EXTENSIONS_RESPONSE,
-    IMPINJ_VENDOR_ID,
-    RESPONSE_TYPES,
-    SUCCESS,
-    AntennaState,
-    MsgType,
-    ReportEncoder,
-    ReportSpec,
-    ReportTrigger,
-    RoSpecEventType,
-    Status,
-    StatusCode,
     encode_aispec_event,
     encode_antenna_event,
     encode_capabilities_response,
@@ -59,8 +46,8 @@ from firmware_sim.llrp_encode import (
     llrp_status,
     message,
 )
+from firmware_sim.llrp_params import RequestError
 from firmware_sim.llrp_requests import (
-    ALL_ANTENNAS,
     ALL_SPECS,
     MAX_REQUEST_FRAME,
     AddAccessSpec,
@@ -69,15 +56,27 @@ from firmware_sim.llrp_requests import (
     CustomRequest,
     ReaderConfigRequest,
     Request,
-    RequestError,
-    RoSpec,
-    RoSpecState,
     SetReaderConfig,
     SpecIdRequest,
-    StartTrigger,
     parse_request,
 )
-from firmware_sim.llrp_triggers import AiSpec, GpiTrigger
+from firmware_sim.llrp_rospec import ALL_ANTENNAS, RoSpec, RoSpecState
+from firmware_sim.llrp_triggers import AiSpec, GpiTrigger, StartTrigger
+from firmware_sim.llrp_types import (
+    IMPINJ_ENABLE_EXTENSIONS,
+    IMPINJ_ENABLE_EXTENSIONS_RESPONSE,
+    IMPINJ_VENDOR_ID,
+    RESPONSE_TYPES,
+    SUCCESS,
+    AntennaState,
+    MsgType,
+    ReportSpec,
+    ReportTrigger,
+    RoSpecEventType,
+    Status,
+    StatusCode,
+)
+from firmware_sim.report_encoder import ReportEncoder
 from firmware_sim.reports import ReadWindow
 
 if TYPE_CHECKING:

@@ -16,19 +16,6 @@ from sllurp.llrp_proto import decode_all_parameters
 from edge.readers.llrp_codec import Decoded, Frame, LlrpFramer, decode
 from firmware_sim.errors import EncodeError
 from firmware_sim.llrp_encode import (
-    RESPONSE_TYPES,
-    AntennaState,
-    CapabilitySet,
-    ConfigSet,
-    ConnectionAttempt,
-    ContentSelector,
-    MsgType,
-    ReportEncoder,
-    ReportSpec,
-    ReportTrigger,
-    Status,
-    StatusCode,
-    TagReportEntry,
     custom_message,
     encode_antenna_event,
     encode_capabilities_response,
@@ -42,7 +29,22 @@ from firmware_sim.llrp_encode import (
     encode_response,
     llrp_status,
 )
+from firmware_sim.llrp_types import (
+    RESPONSE_TYPES,
+    AntennaState,
+    CapabilitySet,
+    ConfigSet,
+    ConnectionAttempt,
+    ContentSelector,
+    MsgType,
+    ReportSpec,
+    ReportTrigger,
+    Status,
+    StatusCode,
+    TagReportEntry,
+)
 from firmware_sim.profile import R420
+from firmware_sim.report_encoder import ReportEncoder
 
 CAPTURES = Path(
     os.environ.get(

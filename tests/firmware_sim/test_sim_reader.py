@@ -15,7 +15,7 @@ from sllurp.llrp_proto import LLRPROSpec, decode_all_parameters
 
 from edge.readers.llrp_codec import LlrpFramer, decode, encode
 from firmware_sim.errors import ProbeError, SimConfigError
-from firmware_sim.llrp_encode import ContentSelector, MsgType, StatusCode
+from firmware_sim.llrp_types import ContentSelector, MsgType, StatusCode
 from firmware_sim.portal import ShelfPopulation, TagField
 from firmware_sim.probe import LlrpProbe, Response, raw_request
 from firmware_sim.reader import ReaderSimulator

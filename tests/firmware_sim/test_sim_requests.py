@@ -11,22 +11,21 @@ from sllurp.llrp_proto import LLRPROSpec
 from edge.config import LlrpSettings
 from edge.readers.llrp_codec import Frame, LlrpFramer, encode
 from edge.readers.llrp_rospec import add_rospec, set_reader_config
-from firmware_sim.llrp_encode import CapabilitySet, MsgType, ReportTrigger, StatusCode
+from firmware_sim.llrp_params import RequestError
 from firmware_sim.llrp_requests import (
     AddAccessSpec,
     AddRoSpec,
-    AiSpecStop,
     CapabilitiesRequest,
     CustomRequest,
     ReaderConfigRequest,
     Request,
-    RequestError,
-    RoSpecState,
     SetReaderConfig,
     SpecIdRequest,
-    StartTrigger,
     parse_request,
 )
+from firmware_sim.llrp_rospec import RoSpecState
+from firmware_sim.llrp_triggers import AiSpecStop, StartTrigger
+from firmware_sim.llrp_types import CapabilitySet, MsgType, ReportTrigger, StatusCode
 from firmware_sim.probe import raw_request
 from tests.edge.readers.r420 import r420_capabilities
 

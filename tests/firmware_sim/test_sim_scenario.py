@@ -12,7 +12,7 @@ import pytest
 
 from firmware_sim.cli import run_scenario_file, serve_shelf_reader
 from firmware_sim.errors import ScenarioError
-from firmware_sim.llrp_encode import ContentSelector
+from firmware_sim.llrp_types import ContentSelector
 from firmware_sim.probe import LlrpProbe
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from edge.readers.llrp_codec import LlrpFramer, decode
-from firmware_sim.llrp_encode import ContentSelector, MsgType, ReportSpec, ReportTrigger, StatusCode
-from firmware_sim.llrp_requests import AddRoSpec, RequestError, parse_request
+from firmware_sim.llrp_params import RequestError
+from firmware_sim.llrp_requests import AddRoSpec, parse_request
 from firmware_sim.llrp_triggers import (
     AiSpecStop,
     AiStopSpec,
@@ -24,6 +24,7 @@ from firmware_sim.llrp_triggers import (
     StopSpec,
     TagObservation,
 )
+from firmware_sim.llrp_types import ContentSelector, MsgType, ReportSpec, ReportTrigger, StatusCode
 from firmware_sim.portal_door import Direction, DockDoor
 from firmware_sim.portal_motion import PalletPass
 from firmware_sim.probe import LlrpProbe, gpo_write_config, raw_request, rospec_param

@@ -16,7 +16,8 @@ import pytest
 from bench.fuzz import HANG_S, fuzz_llrp, fuzz_parallel, fuzz_serial, run_mutated
 from edge.readers.llrp import INLINE_DECODE_BYTES, decode_frame
 from edge.readers.llrp_codec import HEADER, MAX_FRAME, LlrpFramer, LlrpFramingError
-from firmware_sim.llrp_encode import ContentSelector, ReportEncoder, TagReportEntry
+from firmware_sim.llrp_types import ContentSelector, TagReportEntry
+from firmware_sim.report_encoder import ReportEncoder
 
 INPUTS = 3000
 MEMORY_BOUND = 8 * 1024 * 1024
