@@ -42,7 +42,7 @@ from bench.profiling import write_text
 from edge.agent import TICK_S
 from edge.buffer.outbox import Outbox, OutboxFull
 from edge.config import EdgeSettings
-from edge.pipeline import Pass
+from edge.passes import Pass
 from edge.rates import ReadRates
 from edge.readers.llrp import READ_CHUNK
 from edge.readers.llrp_codec import LlrpFramer, decode

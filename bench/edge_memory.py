@@ -23,7 +23,7 @@ from bench.edge import remove_outbox
 from bench.edge_config import GATEWAY, READ_POINT, SITE
 from bench.figures import Figure, Target
 from edge.buffer.outbox import Outbox
-from edge.pipeline import Pass
+from edge.passes import Pass
 from plumbing.settings import MqttSettings
 from wire import topics
 from wire.models import Event

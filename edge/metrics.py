@@ -3,8 +3,10 @@
 The agent already counts what matters (reads, passes, refusals, publisher counters, the
 outbox depth), so nothing here sits on the hot path: a custom collector reads those
 counters when Prometheus scrapes, into its own ``CollectorRegistry`` (no global state,
-several agents per process in tests). Process CPU and memory come from
-prometheus-client's ``ProcessCollector``.
+several agents per process in tests). What it reads is ``Observed``, a protocol of the
+few things it needs (the agent's ``EdgeCounters``, its read points' counts, health,
+readers, outbox and publisher): ``EdgeAgent`` is one, and this module does not know the
+agent. Process CPU and memory come from prometheus-client's ``ProcessCollector``.
 
 Serving is a small asyncio HTTP/1.1 responder (``GET /metrics``), not prometheus-client's
 threaded server: the agent is asyncio only. Requests are bounded (head size, time,
@@ -17,17 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from edge.agent import EdgeAgent
+from edge.buffer.outbox import Outbox
+from edge.counters import EdgeCounters
+from edge.health import IssueBoard
+from edge.monitor import HealthMonitor
+from edge.publisher import Publisher
+from edge.readers.port import Reader
+from edge.readpoints import ReadPoints
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,59 @@ MAX_HEAD: Final = 8 * 1024
 REQUEST_TIMEOUT_S: Final = 5.0
 MAX_CONNECTIONS: Final = 16
 STATES: Final = ("connecting", "connected", "disconnected", "error")
+
+
+class Observed(Protocol):
+    """What the metrics read at scrape time, and nothing else (``EdgeAgent`` is one)."""
+
+    @property
+    def counters(self) -> EdgeCounters:
+        """Reads, passes, refusals and reader events counted so far."""
+        ...
+
+    @property
+    def points(self) -> ReadPoints:
+        """The read points, for their counts (filtered, outside a window, finished)."""
+        ...
+
+    @property
+    def issues(self) -> IssueBoard:
+        """The health issues listed in the status."""
+        ...
+
+    @property
+    def monitor(self) -> HealthMonitor:
+        """Health, for the outbox backlog alarm."""
+        ...
+
+    @property
+    def readers(self) -> Mapping[str, Reader]:
+        """The readers running, for their states, rates and antennas."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The open outbox, for its depth and fill."""
+        ...
+
+    @property
+    def oldest_age_s(self) -> float | None:
+        """Age of the oldest unacknowledged event at the last health check."""
+        ...
+
+    @property
+    def mqtt_connected(self) -> bool:
+        """Whether the broker link is up now."""
+        ...
+
+    @property
+    def publisher(self) -> Publisher | None:
+        """The publisher, for its batch counters."""
+        ...
+
+    def clock(self) -> float:
+        """The monotonic clock the health issues are kept on."""
+        ...
 
 
 def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
@@ -50,7 +110,7 @@ def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily
 class EdgeCollector(Collector):
     """Reads an agent's counters at scrape time."""
 
-    def __init__(self, agent: EdgeAgent) -> None:
+    def __init__(self, agent: Observed) -> None:
         self._agent = agent
 
     def collect(self) -> Iterator[Metric]:
@@ -191,7 +251,7 @@ class EdgeCollector(Collector):
         )
 
 
-def registry_for(agent: EdgeAgent) -> CollectorRegistry:
+def registry_for(agent: Observed) -> CollectorRegistry:
     """A registry of its own with the agent's metrics and the process's CPU and memory."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EdgeCollector(agent))

@@ -51,10 +51,9 @@ import statistics
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from edge.pipeline import Pass
+from edge.passes import Pass
 
 GROUP_GAP_US: Final = 250_000
 """Strong-read windows this close are one group."""

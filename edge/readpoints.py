@@ -27,7 +27,8 @@ from edge.dedupe import CooldownDeduper
 from edge.filters import ReadFilter, read_filter
 from edge.health import IssueBoard
 from edge.lights import GpoWriter, LightStack
-from edge.pipeline import Pass, PassTracker
+from edge.passes import Pass
+from edge.pipeline import PassTracker
 from edge.readers.types import GpiChanged, ReaderEvent, StateChanged, TagRead
 from edge.windows import ReadWindow
 from edge.zones import ZoneTracker

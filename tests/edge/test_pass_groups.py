@@ -11,7 +11,8 @@ import pytest
 
 from edge.config import PortalSettings
 from edge.pass_groups import CONFIRM_S, MAX_WAIT_S
-from edge.pipeline import Pass, PassTracker
+from edge.passes import Pass
+from edge.pipeline import PassTracker
 from edge.readers.types import TagRead
 from wire.identifiers import sgtin96_hex
 

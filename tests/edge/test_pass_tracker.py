@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from edge.config import PortalSettings
-from edge.pipeline import BIZ_STEPS, Pass, PassTracker, judge
+from edge.passes import BIZ_STEPS, Pass
+from edge.pipeline import PassTracker, judge
 from edge.readers.types import TagRead
 from wire.identifiers import sgtin96_hex
 
