@@ -7,7 +7,7 @@ script it idles like a real reader (whose stream never ends while it runs), or e
 stream when asked to. Its status follows the ``StateChanged`` events it has yielded.
 
 Used by the agent's tests in place of an LLRP reader or a serial scanner; the adapters
-themselves are tested against the real protocols (``edge.readers.fake``, a pty).
+themselves are tested against the real protocols (``firmware_sim.fake_reader``, a pty).
 """
 
 from __future__ import annotations

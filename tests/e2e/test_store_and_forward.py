@@ -34,7 +34,7 @@ import pytest
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
-from edge.readers.fake import FakeLlrpReader, FakeTag
+from firmware_sim.fake_reader import FakeLlrpReader, FakeTag
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import Scenario, parse_scenario, run_scenario
 from plumbing.settings import load

@@ -9,7 +9,7 @@ import pytest
 
 from edge.check import check_edge
 from edge.config import EdgeSettings
-from edge.readers.fake import FakeLlrpReader
+from firmware_sim.fake_reader import FakeLlrpReader
 from plumbing.settings import load
 
 pytestmark = pytest.mark.broker

@@ -6,8 +6,8 @@ from typing import Any
 
 from edge.check import check_llrp, gpio_needs
 from edge.config import EdgeSettings
-from edge.readers import fake as llrp
-from edge.readers.fake import FakeLlrpReader, request_params
+from firmware_sim.fake_reader import FakeLlrpReader, request_params
+from firmware_sim.llrp_types import MsgType
 
 
 def settings(port: int, lights: dict[str, Any]) -> EdgeSettings:
@@ -34,7 +34,7 @@ async def test_the_check_passes_when_the_reader_has_the_ports() -> None:
         gpis, gpos = gpio_needs(config, "dock1")
         assert (gpis, gpos) == ([2], [1, 4])
         result = await check_llrp(config.llrp[0], 5, gpis=gpis, gpos=gpos)
-        sent = request_params(fake.requests(llrp.SET_READER_CONFIG)[0])
+        sent = request_params(fake.requests(MsgType.SET_READER_CONFIG)[0])
     assert result.ok, result.detail
     assert "GPI [2] and GPO [1, 4] available" in result.detail
     assert sent["GPIPortCurrentState"]["GPIPortNum"] == 2, "the handshake switched it on"

@@ -20,9 +20,10 @@ from typing import Any
 from edge.agent import EdgeAgent
 from edge.buffer.outbox import Outbox
 from edge.config import EdgeSettings, LlrpSettings
-from edge.readers import fake as llrp
-from edge.readers.fake import FakeLlrpReader, FakeTag, gpi_event, gpo_writes, request_params
 from edge.readers.llrp import LlrpReader
+from firmware_sim.fake_reader import FakeLlrpReader, FakeTag, gpo_writes, request_params
+from firmware_sim.llrp_encode import gpi_event
+from firmware_sim.llrp_types import MsgType
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import parse_scenario, run_scenario
 from wire.identifiers import sgtin96_hex
@@ -108,7 +109,7 @@ async def running(agent: EdgeAgent) -> AsyncIterator[None]:
 def light_writes(fake: FakeLlrpReader) -> list[tuple[int, bool]]:
     """Every GPO write the reader got, in order (the handshake's config carries none)."""
     writes: list[tuple[int, bool]] = []
-    for frame in fake.requests(llrp.SET_READER_CONFIG):
+    for frame in fake.requests(MsgType.SET_READER_CONFIG):
         writes += gpo_writes(frame)
     return writes
 
@@ -123,9 +124,9 @@ async def test_photo_eye_windows_and_lights(tmp_path: Path) -> None:
         config = settings(tmp_path, fake.port)
         agent = EdgeAgent(config)
         async with running(agent):
-            await fake.wait_requests(llrp.ENABLE_ROSPEC)
+            await fake.wait_requests(MsgType.ENABLE_ROSPEC)
             # The handshake switched the photo-eye input and its events on.
-            handshake = request_params(fake.requests(llrp.SET_READER_CONFIG)[0])
+            handshake = request_params(fake.requests(MsgType.SET_READER_CONFIG)[0])
             assert handshake["GPIPortCurrentState"] == {
                 "GPIPortNum": 1,
                 "GPIConfig": True,
@@ -187,7 +188,7 @@ async def test_the_epc_mask_goes_into_the_rospec_of_every_antenna() -> None:
             epc_mask_pointer=32,
         )
         async with LlrpReader(config):
-            (frame,) = await fake.wait_requests(llrp.ADD_ROSPEC)
+            (frame,) = await fake.wait_requests(MsgType.ADD_ROSPEC)
     tlv = mask_tlv("3034257b", 32)
     assert frame.raw.count(tlv) == 3, "one C1G2TagInventoryMask per antenna"
     # The filter around it: C1G2Filter (331) with T=0 directly holding the mask.

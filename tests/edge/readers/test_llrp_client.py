@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 
 from edge.config import LlrpSettings
-from edge.readers import fake as llrp
-from edge.readers.fake import FakeLlrpReader, FakeTag, request_params
 from edge.readers.llrp import LlrpReader
 from edge.readers.types import (
     AntennaChanged,
@@ -23,20 +21,28 @@ from edge.readers.types import (
     StateChanged,
     TagRead,
 )
+from firmware_sim.fake_reader import FakeLlrpReader, FakeTag, request_params, ro_access_report
+from firmware_sim.llrp_encode import (
+    antenna_event,
+    encode_keepalive,
+    llrp_status,
+    message,
+    reader_exception_event,
+)
+from firmware_sim.llrp_types import ConnectionAttempt, MsgType, Status, StatusCode
 
-CUSTOM_MESSAGE = 1023
 HANDSHAKE = [
-    llrp.GET_READER_CAPABILITIES,
+    MsgType.GET_READER_CAPABILITIES,
     # The fake says it is an Impinj: the extensions are asked for, refused (the fake has
     # no custom messages, like older firmware), and the reader runs on standard fields.
-    CUSTOM_MESSAGE,
-    llrp.GET_READER_CONFIG,
-    llrp.SET_READER_CONFIG,
-    llrp.ENABLE_EVENTS_AND_REPORTS,
-    llrp.DELETE_ACCESSSPEC,
-    llrp.DELETE_ROSPEC,
-    llrp.ADD_ROSPEC,
-    llrp.ENABLE_ROSPEC,
+    MsgType.CUSTOM_MESSAGE,
+    MsgType.GET_READER_CONFIG,
+    MsgType.SET_READER_CONFIG,
+    MsgType.ENABLE_EVENTS_AND_REPORTS,
+    MsgType.DELETE_ACCESSSPEC,
+    MsgType.DELETE_ROSPEC,
+    MsgType.ADD_ROSPEC,
+    MsgType.ENABLE_ROSPEC,
 ]
 EPC_A = "3000abcdef00000000000003"
 EPC_B = "e2801160600002054cd4a36b00001234"  # 128 bits: sent as EPCData
@@ -90,14 +96,15 @@ def is_read(item: ReaderOutput) -> bool:
 async def test_handshake_sends_our_rospec_and_config() -> None:
     async with FakeLlrpReader(max_antennas=4) as fake, LlrpReader(settings(fake.port)) as reader:
         await next_matching(reader, state("connected"))
-        sent = [r.frame.msg_type for r in fake.received if r.frame.msg_type != llrp.KEEPALIVE_ACK]
+        ack = MsgType.KEEPALIVE_ACK
+        sent = [r.frame.msg_type for r in fake.received if r.frame.msg_type != ack]
         assert sent == HANDSHAKE
         assert reader.status().state == "connected"
         assert reader.status().kind == "llrp"
         assert reader.capabilities is not None
         assert reader.capabilities.max_antennas == 4
 
-        (add,) = fake.requests(llrp.ADD_ROSPEC)
+        (add,) = fake.requests(MsgType.ADD_ROSPEC)
         spec = request_params(add)["ROSpec"]
         selector = spec["ROReportSpec"]["TagReportContentSelector"]
         for flag in (
@@ -119,7 +126,7 @@ async def test_handshake_sends_our_rospec_and_config() -> None:
             "DurationTriggerValue": 200,
         }
 
-        (config,) = fake.requests(llrp.SET_READER_CONFIG)
+        (config,) = fake.requests(MsgType.SET_READER_CONFIG)
         params = request_params(config)
         assert params["KeepaliveSpec"]["TimeInterval"] == 500
         assert params["KeepaliveSpec"]["KeepaliveTriggerType"] == "Immediate"  # = periodic
@@ -130,7 +137,7 @@ async def test_handshake_sends_our_rospec_and_config() -> None:
         assert events["AntennaEvent"] is True
         assert events["ReaderExceptionEvent"] is True
 
-        for msg_type in (llrp.DELETE_ACCESSSPEC, llrp.DELETE_ROSPEC):
+        for msg_type in (MsgType.DELETE_ACCESSSPEC, MsgType.DELETE_ROSPEC):
             (delete,) = fake.requests(msg_type)
             assert struct.unpack_from("!I", delete.raw, 10) == (0,)
 
@@ -140,7 +147,7 @@ async def test_configured_antennas_and_report_every_n_tags() -> None:
         config = settings(fake.port, antennas=[3, 1], report_every_n_tags=25, report_timeout_ms=0)
         async with LlrpReader(config) as reader:
             await next_matching(reader, state("connected"))
-        spec = request_params(fake.requests(llrp.ADD_ROSPEC)[0])["ROSpec"]
+        spec = request_params(fake.requests(MsgType.ADD_ROSPEC)[0])["ROSpec"]
         assert spec["AISpec"][0]["AntennaID"] == [1, 3]
         assert spec["AISpec"][0]["AISpecStopTrigger"]["AISpecStopTriggerType"] == 0  # Null
         assert spec["ROReportSpec"]["N"] == 25
@@ -158,7 +165,7 @@ async def test_antenna_beyond_the_reader_is_an_error_and_nothing_is_added() -> N
             assert status.state in ("connecting", "error")
             assert status.last_error is not None
             assert "[5]" in status.last_error
-        assert fake.requests(llrp.ADD_ROSPEC) == []
+        assert fake.requests(MsgType.ADD_ROSPEC) == []
 
 
 async def test_tag_reports_become_tag_reads() -> None:
@@ -194,7 +201,7 @@ async def test_reads_without_timestamps_get_the_receive_time() -> None:
 async def test_reconnects_after_a_drop_mid_message_with_fresh_framing() -> None:
     async with FakeLlrpReader() as fake, LlrpReader(settings(fake.port)) as reader:
         await next_matching(reader, state("connected"))
-        report = llrp.ro_access_report([FakeTag(EPC_A)])
+        report = ro_access_report([FakeTag(EPC_A)])
         await fake.drop(partial=report[: len(report) // 2])
         await next_matching(reader, state("disconnected"))
         await next_matching(reader, state("connected"))
@@ -213,11 +220,11 @@ async def test_keepalives_are_acknowledged() -> None:
         await next_matching(reader, state("connected"))
         keepalive_id = await fake.send_keepalive()
         await fake.wait_until(
-            lambda: keepalive_id in {a.msg_id for a in fake.requests(llrp.KEEPALIVE_ACK)}
+            lambda: keepalive_id in {a.msg_id for a in fake.requests(MsgType.KEEPALIVE_ACK)}
         )
-        assert all(a.raw[10:] == b"" for a in fake.requests(llrp.KEEPALIVE_ACK))
+        assert all(a.raw[10:] == b"" for a in fake.requests(MsgType.KEEPALIVE_ACK))
         # The periodic ones the fake sends at the requested 0.5 s are answered too.
-        await fake.wait_requests(llrp.KEEPALIVE_ACK, 3)
+        await fake.wait_requests(MsgType.KEEPALIVE_ACK, 3)
 
 
 async def test_watchdog_reconnects_a_reader_that_goes_silent() -> None:
@@ -240,9 +247,9 @@ async def test_undecodable_frames_are_reported_and_survived(
     async with FakeLlrpReader() as fake, LlrpReader(settings(fake.port)) as reader:
         await next_matching(reader, state("connected"))
         # GET_ROSPECS_RESPONSE (sllurp has no decoder), an unknown type, a broken report.
-        await fake.send(llrp.message(36, llrp.llrp_status(), 7))
-        await fake.send(llrp.message(900, b"xyz", 8))
-        await fake.send(llrp.message(llrp.RO_ACCESS_REPORT, struct.pack("!HH", 240, 100), 9))
+        await fake.send(message(36, 7, llrp_status()))
+        await fake.send(message(900, 8, b"xyz"))
+        await fake.send(message(MsgType.RO_ACCESS_REPORT, 9, struct.pack("!HH", 240, 100)))
         await fake.send_report([FakeTag(EPC_A)])
         errors = [await next_matching(reader, kind("decode_error")) for _ in range(3)]
         details = [e.detail for e in errors if isinstance(e, ReaderEvent)]
@@ -266,13 +273,13 @@ async def test_undecodable_frames_are_reported_and_survived(
 async def test_framing_error_drops_the_connection_and_reconnects() -> None:
     async with FakeLlrpReader() as fake, LlrpReader(settings(fake.port)) as reader:
         await next_matching(reader, state("connected"))
-        bad_version = struct.pack("!HII", (2 << 10) | llrp.KEEPALIVE, 10, 1)
-        await fake.send(llrp.message(llrp.KEEPALIVE, b"", 5) + bad_version)
+        bad_version = struct.pack("!HII", (2 << 10) | MsgType.KEEPALIVE, 10, 1)
+        await fake.send(encode_keepalive(5) + bad_version)
         await next_matching(reader, state("error", "version"))
         await next_matching(reader, state("connected"))
         assert fake.connections == 2
         # The good KEEPALIVE before the bad header was still answered.
-        assert [a.msg_id for a in fake.requests(llrp.KEEPALIVE_ACK, connection=1)][:1] == [5]
+        assert [a.msg_id for a in fake.requests(MsgType.KEEPALIVE_ACK, connection=1)][:1] == [5]
 
 
 async def test_connection_refused_then_reader_comes_back() -> None:
@@ -292,26 +299,26 @@ async def test_connection_refused_then_reader_comes_back() -> None:
 
 async def test_refused_connection_attempt_backs_off_then_succeeds() -> None:
     async with FakeLlrpReader() as fake:
-        fake.connection_status = llrp.CONNECTION_FAILED_CLIENT_EXISTS
+        fake.connection_status = ConnectionAttempt.CLIENT_INITIATED_EXISTS
         async with LlrpReader(settings(fake.port)) as reader:
             error = await next_matching(reader, state("error", "refused the connection"))
             assert isinstance(error, ReaderEvent)
             assert "Client initiated connection already exists" in error.detail
-            fake.connection_status = llrp.CONNECTION_SUCCESS
+            fake.connection_status = ConnectionAttempt.SUCCESS
             await next_matching(reader, state("connected"))
-        assert len(fake.requests(llrp.ADD_ROSPEC)) == 1
+        assert len(fake.requests(MsgType.ADD_ROSPEC)) == 1
 
 
 async def test_non_success_status_names_message_and_status() -> None:
     async with FakeLlrpReader() as fake:
-        fake.statuses[llrp.ADD_ROSPEC] = (llrp.FIELD_ERROR, "ROSpecID in use")
+        fake.statuses[MsgType.ADD_ROSPEC] = Status(StatusCode.FIELD_ERROR, "ROSpecID in use")
         async with LlrpReader(settings(fake.port)) as reader:
             error = await next_matching(reader, state("error", "ADD_ROSPEC_RESPONSE"))
             assert isinstance(error, ReaderEvent)
             assert "FieldError" in error.detail
             assert "ROSpecID in use" in error.detail
-            assert fake.requests(llrp.ENABLE_ROSPEC) == []
-            del fake.statuses[llrp.ADD_ROSPEC]
+            assert fake.requests(MsgType.ENABLE_ROSPEC) == []
+            del fake.statuses[MsgType.ADD_ROSPEC]
             await next_matching(reader, state("connected"))
             assert "ROSpecID in use" in (reader.status().last_error or "")
 
@@ -319,8 +326,8 @@ async def test_non_success_status_names_message_and_status() -> None:
 async def test_reader_events_are_passed_on() -> None:
     async with FakeLlrpReader() as fake, LlrpReader(settings(fake.port)) as reader:
         await next_matching(reader, state("connected"))
-        await fake.send_event(llrp.antenna_event(3, connected=False))
-        await fake.send_event(llrp.reader_exception("antenna 3 VSWR too high"))
+        await fake.send_event(antenna_event(3, connected=False))
+        await fake.send_event(reader_exception_event("antenna 3 VSWR too high"))
         antenna = await next_matching(reader, kind("antenna"))
         exception = await next_matching(reader, kind("exception"))
         assert antenna == AntennaChanged(
@@ -348,7 +355,7 @@ async def test_stop_deletes_the_rospec_and_closes() -> None:
     async with FakeLlrpReader() as fake:
         async with LlrpReader(settings(fake.port)) as reader:
             await next_matching(reader, state("connected"))
-        assert len(fake.requests(llrp.DELETE_ROSPEC, connection=1)) == 2
+        assert len(fake.requests(MsgType.DELETE_ROSPEC, connection=1)) == 2
         await fake.wait_disconnected()
         assert reader.status().state == "disconnected"
         async with asyncio.timeout(5):

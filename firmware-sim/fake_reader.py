@@ -1,14 +1,16 @@
 """A scripted fake LLRP reader for tests: the reader side of the protocol on 127.0.0.1.
 
-It is the I/O port of ``LlrpReader`` and nothing more (the full reader simulator is in
-``firmware_sim``): it greets each client with a ConnectionAttemptEvent, answers each
+It is the I/O port of the edge's ``LlrpReader`` and nothing more (the full reader
+simulator is ``reader.ReaderSimulator``; ``probe.LlrpProbe`` is the same kind of tool from
+the client's side): it greets each client with a ConnectionAttemptEvent, answers each
 request with its response and an LLRPStatus (Success unless told otherwise), never
 answers ENABLE_EVENTS_AND_REPORTS, sends KEEPALIVE at the interval SET_READER_CONFIG
 asks for, and on command pushes tag reports, reader events, KEEPALIVEs or raw bytes,
 drops the connection (mid-message if asked) or goes silent with TCP left open.
 
-sllurp cannot encode reader-to-client messages, so the few needed are built here from
-the LLRP 1.0.1 layouts (10-byte message header; TLV and TV parameters).
+Everything it sends is encoded by the simulator's encoders (``llrp_encode``,
+``report_encoder``); requests are read with sllurp's parameter decoders
+(``request_params``) or the simulator's request parser (``gpo_writes``).
 """
 
 from __future__ import annotations
@@ -16,132 +18,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Final, Self
 
 from sllurp.llrp_proto import decode_all_parameters
 
 from edge.readers.llrp_codec import HEADER_LEN, Frame, LlrpFramer, LlrpFramingError
+from firmware_sim.llrp_encode import (
+    encode_capabilities_response,
+    encode_connection_attempt,
+    encode_error_message,
+    encode_keepalive,
+    encode_reader_event,
+    encode_response,
+    message,
+)
+from firmware_sim.llrp_requests import SetReaderConfig, parse_request
+from firmware_sim.llrp_types import (
+    RESPONSE_TYPES,
+    CapabilitySet,
+    ConnectionAttempt,
+    ContentSelector,
+    MsgType,
+    Status,
+    StatusCode,
+    TagReportEntry,
+)
+from firmware_sim.profile import ReaderProfile
+from firmware_sim.report_encoder import ReportEncoder
 
-VERSION = 1
+FAKE_PROFILE: Final = ReaderProfile(firmware="1.0.0-fake", receive_sensitivity_db=())
+"""What the fake says it is: an Impinj (so a client asks for the extensions, which the fake
+refuses like older firmware) with 4 GPIs and 4 GPOs and no sensitivity table."""
+READ_CHUNK: Final = 65536
+STOP_TIMEOUT_S: Final = 5.0
 
-# Message types (LLRP 1.0.1 section 16).
-GET_READER_CAPABILITIES = 1
-GET_READER_CONFIG = 2
-SET_READER_CONFIG = 3
-ADD_ROSPEC = 20
-DELETE_ROSPEC = 21
-ENABLE_ROSPEC = 24
-DELETE_ACCESSSPEC = 41
-RO_ACCESS_REPORT = 61
-KEEPALIVE = 62
-READER_EVENT_NOTIFICATION = 63
-ENABLE_EVENTS_AND_REPORTS = 64
-KEEPALIVE_ACK = 72
-ERROR_MESSAGE = 100
-GET_READER_CAPABILITIES_RESPONSE = 11
-
-RESPONSE_TYPES = {
-    1: 11, 2: 12, 3: 13, 14: 4, 20: 30, 21: 31, 22: 32, 23: 33, 24: 34, 25: 35,
-    40: 50, 41: 51, 42: 52, 43: 53,
-}  # fmt: skip
-"""Request type -> response type. ENABLE_EVENTS_AND_REPORTS and KEEPALIVE_ACK have none."""
-
-SUCCESS = 0
-FIELD_ERROR = 101
-UNSUPPORTED_MESSAGE = 109
-
-CONNECTION_SUCCESS = 0
-CONNECTION_FAILED_CLIENT_EXISTS = 2
-
-_FIXED_FIELDS = {
-    GET_READER_CAPABILITIES: 1,
-    GET_READER_CONFIG: 7,
-    SET_READER_CONFIG: 1,
-    ADD_ROSPEC: 0,
-    DELETE_ROSPEC: 4,
-    ENABLE_ROSPEC: 4,
-    DELETE_ACCESSSPEC: 4,
+_FIXED_FIELDS: Final[Mapping[int, int]] = {
+    MsgType.GET_READER_CAPABILITIES: 1,
+    MsgType.GET_READER_CONFIG: 7,
+    MsgType.SET_READER_CONFIG: 1,
+    MsgType.ADD_ROSPEC: 0,
+    MsgType.DELETE_ROSPEC: 4,
+    MsgType.ENABLE_ROSPEC: 4,
+    MsgType.DELETE_ACCESSSPEC: 4,
 }
-"""Bytes of fixed fields before the parameters, per request type we decode."""
+"""Bytes of fixed fields before the parameters, per request type ``request_params`` reads."""
 
-_REPEATED = ["AISpec", "EventNotificationState", "AntennaConfiguration", "AntennaProperties"]
-
-
-# --- encoding ---------------------------------------------------------------------------
-
-
-def message(msg_type: int, body: bytes = b"", msg_id: int = 0) -> bytes:
-    """One LLRP message: header plus body."""
-    return struct.pack("!HII", (VERSION << 10) | msg_type, HEADER_LEN + len(body), msg_id) + body
-
-
-def tlv(param_type: int, *parts: bytes) -> bytes:
-    """A TLV parameter: type, length (header included), value."""
-    value = b"".join(parts)
-    return struct.pack("!HH", param_type, 4 + len(value)) + value
-
-
-def tv(param_type: int, value: bytes) -> bytes:
-    """A TV parameter: one byte with the top bit set and the type, then the value."""
-    return bytes([0x80 | param_type]) + value
-
-
-def llrp_status(code: int = SUCCESS, description: str = "") -> bytes:
-    text = description.encode()
-    return tlv(287, struct.pack("!HH", code, len(text)), text)
-
-
-def connection_attempt(status: int = CONNECTION_SUCCESS) -> bytes:
-    return tlv(256, struct.pack("!H", status))
-
-
-def antenna_event(antenna: int, connected: bool) -> bytes:
-    return tlv(255, struct.pack("!BH", int(connected), antenna))
-
-
-def reader_exception(text: str) -> bytes:
-    raw = text.encode()
-    return tlv(252, struct.pack("!H", len(raw)), raw)
-
-
-def connection_close() -> bytes:
-    return tlv(257)
-
-
-def gpi_event(port: int, high: bool) -> bytes:
-    """GPIEvent: a GPI input changed level (e.g. a photo-eye blocked: high)."""
-    return tlv(248, struct.pack("!HB", port, 0x80 if high else 0))
-
-
-def gpo_writes(frame: Frame) -> list[tuple[int, bool]]:
-    """The ``(port, high)`` pairs of the GPOWriteData in a SET_READER_CONFIG (for tests).
-
-    Parsed here because sllurp keeps only the last of several parameters of one kind.
-    """
-    body = frame.raw[HEADER_LEN + _FIXED_FIELDS[SET_READER_CONFIG] :]
-    writes = []
-    offset = 0
-    while offset + 4 <= len(body):
-        param_type, length = struct.unpack_from("!HH", body, offset)
-        if length < 4:
-            break
-        if param_type & 0x3FF == 219 and length >= 7:
-            port, flags = struct.unpack_from("!HB", body, offset + 4)
-            writes.append((port, bool(flags & 0x80)))
-        offset += length
-    return writes
-
-
-def reader_event(*events: bytes, msg_id: int = 0, timestamp_us: int | None = None) -> bytes:
-    """READER_EVENT_NOTIFICATION with a UTCTimestamp and the given event parameters."""
-    stamp = time.time_ns() // 1000 if timestamp_us is None else timestamp_us
-    data = tlv(246, tlv(128, struct.pack("!Q", stamp)), *events)
-    return message(READER_EVENT_NOTIFICATION, data, msg_id)
+_REPEATED: Final = [
+    "AISpec",
+    "EventNotificationState",
+    "AntennaConfiguration",
+    "AntennaProperties",
+]
+_NO_RESPONSE: Final = (MsgType.ENABLE_EVENTS_AND_REPORTS, MsgType.KEEPALIVE_ACK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,33 +87,31 @@ class FakeTag:
     last_seen_us: int | None = None
     seen_count: int | None = 1
 
-
-def tag_report_data(tag: FakeTag) -> bytes:
-    epc = bytes.fromhex(tag.epc_hex)
-    # EPC-96 (TV 13) for 96-bit EPCs, EPCData (241) with a bit count otherwise.
-    parts = [tv(13, epc) if len(epc) == 12 else tlv(241, struct.pack("!H", len(epc) * 8), epc)]
-    if tag.antenna is not None:
-        parts.append(tv(1, struct.pack("!H", tag.antenna)))
-    if tag.rssi is not None:
-        parts.append(tv(6, struct.pack("!b", tag.rssi)))
-    if tag.first_seen_us is not None:
-        parts.append(tv(2, struct.pack("!Q", tag.first_seen_us)))
-    if tag.last_seen_us is not None:
-        parts.append(tv(4, struct.pack("!Q", tag.last_seen_us)))
-    if tag.seen_count is not None:
-        parts.append(tv(8, struct.pack("!H", tag.seen_count)))
-    return tlv(240, *parts)
+    def tag_report_data(self) -> bytes:
+        """This tag's TagReportData: the EPC and the fields that are not None (the
+        absent ones are left out by the selector, so the values put for them are unused)."""
+        selector = ContentSelector(
+            antenna_id=self.antenna is not None,
+            peak_rssi=self.rssi is not None,
+            first_seen=self.first_seen_us is not None,
+            last_seen=self.last_seen_us is not None,
+            tag_seen_count=self.seen_count is not None,
+        )
+        entry = TagReportEntry(
+            self.epc_hex,
+            1 if self.antenna is None else self.antenna,
+            self.rssi or 0,
+            self.first_seen_us or 0,
+            self.last_seen_us or 0,
+            self.seen_count or 0,
+        )
+        return ReportEncoder(selector).tag_report_data(entry)
 
 
 def ro_access_report(tags: Iterable[FakeTag], msg_id: int = 0) -> bytes:
-    return message(RO_ACCESS_REPORT, b"".join(tag_report_data(t) for t in tags), msg_id)
-
-
-def general_device_capabilities(max_antennas: int, firmware: str = "1.0.0-fake") -> bytes:
-    fw = firmware.encode()
-    has_utc_clock = 1 << 14
-    fixed = struct.pack("!HHIIH", max_antennas, has_utc_clock, 25882, 2001002, len(fw))
-    return tlv(137, fixed, fw, tlv(141, struct.pack("!HH", 4, 4)))
+    """An RO_ACCESS_REPORT with one TagReportData per tag."""
+    body = b"".join(tag.tag_report_data() for tag in tags)
+    return message(MsgType.RO_ACCESS_REPORT, msg_id, body)
 
 
 def request_params(frame: Frame) -> dict[str, Any]:
@@ -195,7 +125,17 @@ def request_params(frame: Frame) -> dict[str, Any]:
     return dict(params)
 
 
-# --- the server -----------------------------------------------------------------------
+def gpo_writes(frame: Frame) -> list[tuple[int, bool]]:
+    """The ``(port, high)`` pairs of the GPOWriteData in a SET_READER_CONFIG, in order.
+
+    Raises:
+        ValueError: ``frame`` is another message.
+        RequestError: the simulator's parser refuses it.
+    """
+    request = parse_request(frame)
+    if not isinstance(request, SetReaderConfig):
+        raise ValueError(f"message type {frame.msg_type} is not a SET_READER_CONFIG")
+    return list(request.gpo_writes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +183,10 @@ class FakeLlrpReader:
     def __init__(self, *, max_antennas: int = 4, port: int = 0) -> None:
         self.max_antennas = max_antennas
         self.port = port
-        self.connection_status = CONNECTION_SUCCESS
-        """ConnectionAttemptEvent status for new connections; non-zero ones are closed."""
-        self.statuses: dict[int, tuple[int, str]] = {}
-        """Request type -> (status code, description) to answer with instead of Success."""
+        self.connection_status = ConnectionAttempt.SUCCESS
+        """ConnectionAttemptEvent status for new connections; others are closed."""
+        self.statuses: dict[int, Status] = {}
+        """Request type -> the status to answer with instead of Success."""
         self.received: list[Received] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
@@ -256,7 +196,7 @@ class FakeLlrpReader:
         self._keepalive_tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
-    async def __aenter__(self) -> FakeLlrpReader:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -286,7 +226,7 @@ class FakeLlrpReader:
         # Handlers end on the EOF the abort gives them; cancelling one would make
         # asyncio's stream callback log the CancelledError as an error.
         if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=5.0)
+            await asyncio.wait(set(self._handlers), timeout=STOP_TIMEOUT_S)
         for task in set(self._keepalive_tasks):
             task.cancel()
         if self._keepalive_tasks:
@@ -340,13 +280,14 @@ class FakeLlrpReader:
         """Send a KEEPALIVE; returns its message id (the client's ACK echoes it)."""
         conn = self._current()
         msg_id = next(conn.ids)
-        await conn.write(message(KEEPALIVE, b"", msg_id))
+        await conn.write(encode_keepalive(msg_id))
         return msg_id
 
     async def send_event(self, *events: bytes) -> None:
-        """A READER_EVENT_NOTIFICATION carrying the given event parameters."""
+        """A READER_EVENT_NOTIFICATION carrying the given event parameters
+        (``llrp_encode.antenna_event``, ``gpi_event``, ...), stamped now."""
         conn = self._current()
-        await conn.write(reader_event(*events, msg_id=next(conn.ids)))
+        await conn.write(encode_reader_event(next(conn.ids), _utc_now_us(), *events))
 
     async def drop(self, partial: bytes = b"") -> None:
         """Send ``partial`` (e.g. half a message), then reset the connection."""
@@ -378,14 +319,14 @@ class FakeLlrpReader:
             old.abort()
         self._notify()
         try:
-            await conn.write(reader_event(connection_attempt(self.connection_status)))
-            if self.connection_status != CONNECTION_SUCCESS:
+            await conn.write(encode_connection_attempt(0, _utc_now_us(), self.connection_status))
+            if self.connection_status is not ConnectionAttempt.SUCCESS:
                 # Closed gracefully, so the client reads the refusal before the EOF.
                 writer.close()
                 await writer.wait_closed()
                 return
             framer = LlrpFramer()
-            while data := await reader.read(65536):
+            while data := await reader.read(READ_CHUNK):
                 for frame in framer.feed(data):
                     self.received.append(Received(conn.number, frame))
                     self._notify()
@@ -402,18 +343,21 @@ class FakeLlrpReader:
 
     async def _answer(self, conn: _Connection, frame: Frame) -> None:
         msg_type = frame.msg_type
-        if msg_type in (ENABLE_EVENTS_AND_REPORTS, KEEPALIVE_ACK):
+        if msg_type in _NO_RESPONSE:
             return
-        response = RESPONSE_TYPES.get(msg_type)
-        if response is None:
-            status = llrp_status(UNSUPPORTED_MESSAGE, f"message type {msg_type} not supported")
-            await conn.write(message(ERROR_MESSAGE, status, frame.msg_id))
+        if msg_type not in RESPONSE_TYPES:
+            text = f"message type {msg_type} not supported"
+            status = Status(StatusCode.UNSUPPORTED_MESSAGE, text)
+            await conn.write(encode_error_message(frame.msg_id, status))
             return
-        code, text = self.statuses.get(msg_type, (SUCCESS, ""))
-        body = llrp_status(code, text)
-        if msg_type == GET_READER_CAPABILITIES and code == SUCCESS:
-            body += general_device_capabilities(self.max_antennas)
-        if msg_type == SET_READER_CONFIG and code == SUCCESS:
+        status = self.statuses.get(msg_type, Status())
+        if msg_type == MsgType.GET_READER_CAPABILITIES and status.ok:
+            response = encode_capabilities_response(
+                frame.msg_id, FAKE_PROFILE, self.max_antennas, CapabilitySet.GENERAL
+            )
+        else:
+            response = encode_response(msg_type, frame.msg_id, status)
+        if msg_type == MsgType.SET_READER_CONFIG and status.ok:
             spec = request_params(frame).get("KeepaliveSpec")
             if spec and spec["TimeInterval"] > 0:
                 conn.stop_keepalives()
@@ -422,10 +366,14 @@ class FakeLlrpReader:
                 )
                 self._keepalive_tasks.add(conn.keepalives)
                 conn.keepalives.add_done_callback(self._keepalive_tasks.discard)
-        await conn.write(message(response, body, frame.msg_id))
+        await conn.write(response)
 
     async def _keepalives(self, conn: _Connection, interval: float) -> None:
         with contextlib.suppress(ConnectionError):
             while not conn.silent:
                 await asyncio.sleep(interval)
-                await conn.write(message(KEEPALIVE, b"", next(conn.ids)))
+                await conn.write(encode_keepalive(next(conn.ids)))
+
+
+def _utc_now_us() -> int:
+    return time.time_ns() // 1000
