@@ -41,6 +41,7 @@ from typing import Final
 
 from bench import (
     api,
+    broker_ceiling,
     console,
     edge,
     edge_memory,
@@ -55,6 +56,7 @@ from bench import (
     replenishment,
     report,
     server,
+    server_workload,
     sqlite_floor,
 )
 from bench.broker import Mosquitto
@@ -180,10 +182,14 @@ def run_server(ctx: Context) -> list[Figure]:
     )
     # The same payloads, repeated until there are enough to time the broker alone.
     rounds = max(1, -(-ctx.sizes.raw_messages // len(payloads)))
-    raw = server.broker_raw(ctx.broker.host, ctx.broker.port, payloads, ctx.workdir, rounds=rounds)
-    ceiling = raw.value * server.BATCH_EVENTS
+    raw = broker_ceiling.broker_raw(
+        ctx.broker.host, ctx.broker.port, payloads, ctx.workdir, rounds=rounds
+    )
+    ceiling = raw.value * server_workload.BATCH_EVENTS
     floor = sqlite_floor.raw_events(
-        ctx.workdir, ctx.sizes.batches_per_gateway, warmup_batches=server.WARMUP_BATCHES
+        ctx.workdir,
+        ctx.sizes.batches_per_gateway,
+        warmup_batches=server_workload.WARMUP_BATCHES,
     )
     figure = dataclasses.replace(
         figure,
@@ -237,7 +243,9 @@ def _on_pg(ctx: Context, instances: int, sites: int = 1) -> Figure:
 def run_server_pg(ctx: Context, sqlite_figure: Figure) -> list[Figure]:
     """The PostgreSQL figures: its floor, one server instance, two on a shared subscription."""
     floor = pg_floor.raw_events(
-        ctx.pg_admin_dsn, ctx.sizes.batches_per_gateway, warmup_batches=server.WARMUP_BATCHES
+        ctx.pg_admin_dsn,
+        ctx.sizes.batches_per_gateway,
+        warmup_batches=server_workload.WARMUP_BATCHES,
     )
     one = _on_pg(ctx, 1)
     one = dataclasses.replace(

@@ -34,7 +34,7 @@ from typing import Any, Final
 import asyncpg
 
 from bench.figures import Figure
-from bench.server import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
+from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from bench.sqlite_floor import RECEIVING, RECORDED_AT, _groups, _rows, _Transaction
 from server.config import DatabaseSettings
 from server.store import Store

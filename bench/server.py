@@ -1,17 +1,15 @@
-"""Server figures: events per second from MQTT to committed ledger and Ack, and the broker ceiling.
+"""Server figures: events per second from MQTT to committed ledger and Ack.
 
 ``server.events_per_s``: a real Mosquitto, the server as its own process (``stockgate
 server``, SQLite file), and edge-like publishers in this process: ``GATEWAYS`` gateways,
 each with its own MQTT connection (``plumbing.mqtt.MqttClient``), publishing pre-built
-EventBatch payloads of ``BATCH_EVENTS`` events with QoS 1 on its events topic and keeping
-at most ``WINDOW`` batches unacknowledged (the edge's ``max_in_flight`` default), exactly
-as the edge publisher does. The clock runs from the first publish to the last Ack. A
-warm-up (untimed) creates the items and locations first. Afterwards the ledger, the seen
-event ids and the balances are checked against what was sent.
-
-``broker.raw_msgs_per_s``: the same payloads through the same Mosquitto with no server:
-``mosquitto_pub -l`` (one message per line, QoS 1) to a ``mosquitto_sub`` (QoS 1); the
-clock runs from starting ``mosquitto_pub`` to the last message arriving at the subscriber.
+EventBatch payloads of ``BATCH_EVENTS`` events (``bench.server_workload``) with QoS 1 on its
+events topic and keeping at most ``WINDOW`` batches unacknowledged (the edge's
+``max_in_flight`` default), exactly as the edge publisher does. The clock runs from the
+first publish to the last Ack. A warm-up (untimed) creates the items and locations first.
+Afterwards the ledger, the seen event ids and the balances are checked against what was
+sent. ``server.pg_events_per_s`` and ``server.pg_{n}_instances_events_per_s`` run the same
+on PostgreSQL. The broker alone is ``bench.broker_ceiling``.
 """
 
 from __future__ import annotations
@@ -19,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -34,150 +31,27 @@ from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
 from bench.profiling import write_text
 from bench.server_proc import ServerProcess
-from edge.publisher import batch_id
+from bench.server_workload import (
+    WARMUP_BATCHES,
+    WINDOW,
+    Batch,
+    build_batches,
+    read_points,
+    workload_how,
+)
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from server.check import check_ledger
 from server.config import DatabaseSettings
 from server.store import Store
 from wire import topics
-from wire.models import Ack, BatchHeader, Event, ReadEvidence
+from wire.models import Ack
 
-SITE: Final = "wh1"
-SITES: Final = ("wh1", "wh2")
-"""The sites of a workload spread over several: gateway n belongs to SITES[(n - 1) % sites]."""
-GATEWAYS: Final = 4
-WINDOW: Final = 8
-BATCH_EVENTS: Final = 500
-WARMUP_BATCHES: Final = 2
-"""Per gateway, untimed: creates items (``ITEMS`` GTINs) and locations."""
-ITEMS: Final = 200
-SHIP_SHARE: Final = 5
-"""One event in ``SHIP_SHARE`` is a shipment of a unit received earlier; the rest receipts."""
-SHIP_LAG_BATCHES: Final = WINDOW + 2
-"""A shipment ships a unit received this many batches earlier on the same gateway, so the
-receipt is committed before the shipment arrives (at most ``WINDOW`` are unacknowledged)."""
 EVENTS_TARGET: Final = 20_000.0
-BASE_TIME: Final = datetime(2024, 11, 25, 8, 0, tzinfo=UTC)
-EPOCH: Final = "b3e7c0de5eed0001"
 ACK_TIMEOUT_S: Final = 300.0
-RAW_TIMEOUT_S: Final = 300.0
-SUB_READY_TIMEOUT_S: Final = 10.0
 DATABASE_NAME: Final = "server-events.db"
 """The run's SQLite file in the work directory (``bench.history`` follows its ledger)."""
 CATCH_UP_TIMEOUT_S: Final = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    gateway: str
-    site: str
-    topic: str
-    batch_id: str
-    events: int
-    receipts: int
-    shipments: int
-    payload: bytes
-
-
-def gateway_name(number: int) -> str:
-    return f"gw-dock-{number}"
-
-
-def site_of_gateway(number: int, sites: int = 1) -> str:
-    return SITES[(number - 1) % sites]
-
-
-def read_points(sites: int = 1) -> list[dict[str, object]]:
-    """One dock door per gateway, all receiving into their site's receiving area."""
-    points: list[dict[str, object]] = []
-    for n in range(1, GATEWAYS + 1):
-        site = site_of_gateway(n, sites)
-        point: dict[str, object] = {
-            "id": f"{site}.dock.{n}",
-            "inbound_location": f"{site}.receiving",
-            "outbound": "ship",
-        }
-        if sites > 1:
-            point["site"] = site
-        points.append(point)
-    return points
-
-
-def _sgtin(item: int, serial: int) -> str:
-    return f"urn:epc:id:sgtin:0614141.{100_000 + item}.{serial}"
-
-
-def _payload(site: str, gateway: str, seq_first: int, bodies: list[str]) -> tuple[str, bytes]:
-    """An EventBatch as the edge publisher builds it (header JSON with the events spliced in)."""
-    seq_last = seq_first + len(bodies) - 1
-    identity = batch_id(gateway, EPOCH, seq_first, seq_last)
-    header = BatchHeader(
-        batch_id=identity,
-        site=site,
-        gateway=gateway,
-        epoch=EPOCH,
-        seq_first=seq_first,
-        seq_last=seq_last,
-        sent_at=BASE_TIME,
-    ).model_dump_json()
-    payload = b"".join((header[:-1].encode(), b',"events":[', ",".join(bodies).encode(), b"]}"))
-    return identity, payload
-
-
-def _gateway_batches(number: int, batches: int, site: str) -> Iterator[Batch]:
-    """The batches of one gateway: receipts of new units, and shipments of older ones."""
-    gateway = gateway_name(number)
-    topic = topics.events(site, gateway)
-    read_point = f"{site}.dock.{number}"
-    seq = 0
-    received: list[list[str]] = []
-    for index in range(batches):
-        shippable = received[index - SHIP_LAG_BATCHES] if index >= SHIP_LAG_BATCHES else []
-        bodies: list[str] = []
-        mine: list[str] = []
-        receipts = shipments = 0
-        for slot in range(BATCH_EVENTS):
-            seq += 1
-            at = BASE_TIME + timedelta(milliseconds=seq * 40 + number)
-            ship = bool(shippable) and slot % SHIP_SHARE == 0
-            if ship:
-                epc = shippable.pop()
-                shipments += 1
-            else:
-                epc = _sgtin(seq % ITEMS, number * 100_000_000 + seq)
-                mine.append(epc)
-                receipts += 1
-            event = Event(
-                event_id=f"{gateway}:{EPOCH}:{seq}",
-                event_time=at,
-                biz_step="shipping" if ship else "receiving",
-                read_point=read_point,
-                epc=epc,
-                direction="out" if ship else "in",
-                confidence=0.97,
-                reads=ReadEvidence(
-                    count=42,
-                    antennas=[1, 2],
-                    peak_rssi=-44.0,
-                    first_seen=at - timedelta(seconds=3),
-                    last_seen=at,
-                ),
-                source="llrp",
-            )
-            bodies.append(event.model_dump_json())
-        received.append(mine)
-        identity, payload = _payload(site, gateway, seq - BATCH_EVENTS + 1, bodies)
-        yield Batch(gateway, site, topic, identity, BATCH_EVENTS, receipts, shipments, payload)
-
-
-def build_batches(per_gateway: int, gateways: int = GATEWAYS, sites: int = 1) -> list[list[Batch]]:
-    """``per_gateway`` batches for each of ``gateways`` gateways (warm-up included), the
-    gateways spread over ``sites`` sites (``SITES``)."""
-    return [
-        list(_gateway_batches(n, per_gateway, site_of_gateway(n, sites)))
-        for n in range(1, gateways + 1)
-    ]
 
 
 @dataclass(slots=True)
@@ -356,20 +230,6 @@ def _workload_detail(measured: _Measured) -> dict[str, object]:
     }
 
 
-WORKLOAD_HOW: Final = (
-    "EventBatch payloads of {events} pass events (4 in 5 receipts of new SGTIN units, 1 in 5 "
-    "shipments of units received earlier; {items} GTINs) from {gateways} edge-like publishers "
-    "(own MQTT connections, QoS 1, at most {window} batches unacknowledged each) through "
-    "Mosquitto to `stockgate server`"
-)
-
-
-def _workload_how(batches: int) -> str:
-    return f"{batches} " + WORKLOAD_HOW.format(
-        events=BATCH_EVENTS, items=ITEMS, gateways=GATEWAYS, window=WINDOW
-    )
-
-
 def server_events(
     mqtt_url: str,
     workdir: Path,
@@ -399,7 +259,7 @@ def server_events(
         value=round(int(str(detail["events"])) / measured.seconds, 1),
         unit="events/s",
         how=(
-            f"{_workload_how(len(measured.timed))} (its own process, SQLite file in WAL mode "
+            f"{workload_how(len(measured.timed))} (its own process, SQLite file in WAL mode "
             "with synchronous=FULL); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. The server process's CPU use over the timed part, per thread from "
@@ -467,7 +327,7 @@ def pg_server_events(
         value=round(int(str(detail["events"])) / measured.seconds, 1),
         unit="events/s",
         how=(
-            f"{_workload_how(len(measured.timed))}: {shared} on the machine's PostgreSQL "
+            f"{workload_how(len(measured.timed))}: {shared} on the machine's PostgreSQL "
             "(synchronous_commit on); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. Each server process's CPU use (cores, from /proc) and what the "
@@ -525,107 +385,6 @@ def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, flo
         "event_loop_thread_cores": round(main / wall_s, 3),
         "other_threads_cores": round((total - main) / wall_s, 3),
     }
-
-
-# --- the broker ceiling ---------------------------------------------------------------------
-
-
-RAW_TOPIC: Final = "bench/raw"
-READY_TOPIC: Final = "bench/ready"
-
-
-async def _raw_run(host: str, port: int, payloads: list[bytes], workdir: Path) -> float:
-    lines = workdir / "raw-payloads.txt"
-    with lines.open("wb") as out:
-        for payload in payloads:
-            if b"\n" in payload:
-                raise ValueError("a payload holds a newline; mosquitto_pub -l cannot send it")
-            out.write(payload + b"\n")
-    connect = ["-h", host, "-p", str(port), "-q", "1"]
-    sub = await asyncio.create_subprocess_exec(
-        "mosquitto_sub",
-        *connect,
-        "-t",
-        RAW_TOPIC,
-        "-t",
-        READY_TOPIC,
-        "-F",
-        "%t %l",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert sub.stdout is not None
-    try:
-        # Subscribed once a ready probe comes back; probes repeat until one does.
-        async with asyncio.timeout(SUB_READY_TIMEOUT_S):
-            while True:
-                probe = await asyncio.create_subprocess_exec(
-                    "mosquitto_pub", *connect, "-t", READY_TOPIC, "-m", "ready"
-                )
-                await probe.wait()
-                try:
-                    async with asyncio.timeout(0.3):
-                        line = await sub.stdout.readline()
-                except TimeoutError:
-                    continue
-                if line.startswith(READY_TOPIC.encode()):
-                    break
-        expected = sum(len(payload) for payload in payloads)
-        received = count = 0
-        started = time.perf_counter()
-        with lines.open("rb") as source:
-            pub = await asyncio.create_subprocess_exec(
-                "mosquitto_pub", *connect, "-t", RAW_TOPIC, "-l", stdin=source
-            )
-        async with asyncio.timeout(RAW_TIMEOUT_S):
-            while count < len(payloads):
-                line = await sub.stdout.readline()
-                if not line:
-                    raise RuntimeError("mosquitto_sub ended early")
-                topic, _, size = line.decode().strip().partition(" ")
-                if topic == RAW_TOPIC:
-                    count += 1
-                    received += int(size)
-            seconds = time.perf_counter() - started
-            await pub.wait()
-        if received != expected:
-            raise RuntimeError(f"subscriber got {received} payload bytes, {expected} were sent")
-        return seconds
-    finally:
-        if sub.returncode is None:
-            sub.terminate()
-        await sub.wait()
-        lines.unlink(missing_ok=True)
-
-
-def broker_raw(
-    host: str, port: int, payloads: list[bytes], workdir: Path, *, rounds: int = 1
-) -> Figure:
-    """``broker.raw_msgs_per_s``: the server benchmark's payloads, broker only.
-
-    The payloads are sent ``rounds`` times over, so there are enough messages to time.
-    """
-    messages = payloads * rounds
-    seconds = asyncio.run(_raw_run(host, port, messages, workdir))
-    rate = len(messages) / seconds
-    events_rate = rate * BATCH_EVENTS
-    return Figure(
-        key="broker.raw_msgs_per_s",
-        value=round(rate, 1),
-        unit="msgs/s",
-        how=(
-            f"The {len(payloads):,} payloads of server.events_per_s, sent {rounds} times over "
-            f"({len(messages):,} messages), through the same Mosquitto with no server: "
-            "`mosquitto_pub -l -q 1` (one message per line) to `mosquitto_sub -q 1`, timed from "
-            "starting mosquitto_pub to the last message at the subscriber (every byte counted). "
-            f"The ceiling: {events_rate:,.0f} events/s equivalent."
-        ),
-        detail={
-            "messages": len(messages),
-            "distinct_payloads": len(payloads),
-            "seconds": round(seconds, 3),
-            "events_per_s_equivalent": round(events_rate, 1),
-        },
-    )
 
 
 class ProfileError(RuntimeError):

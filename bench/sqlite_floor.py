@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.figures import Figure
-from bench.server import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
+from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from server.config import DatabaseSettings
 from server.schema import sqlite_utc_text
 from server.store import Store, sqlite_pragmas

@@ -14,17 +14,26 @@ import pytest
 
 from bench import history, pg_floor, pg_waits, server, sqlite_floor
 from bench.broker import Mosquitto, wait_listening
+from bench.broker_ceiling import broker_raw
+from bench.server_workload import (
+    BATCH_EVENTS,
+    GATEWAYS,
+    SHIP_LAG_BATCHES,
+    build_batches,
+    gateway_name,
+    read_points,
+)
 from wire.models import EventBatch
 
 pytestmark = pytest.mark.broker
 
 
 def test_batches_are_valid_event_batches() -> None:
-    batches = server.build_batches(server.SHIP_LAG_BATCHES + 1, gateways=2)
+    batches = build_batches(SHIP_LAG_BATCHES + 1, gateways=2)
     assert len(batches) == 2
     for mine in batches:
         parsed = [EventBatch.model_validate_json(batch.payload) for batch in mine]
-        assert all(len(batch.events) == server.BATCH_EVENTS for batch in parsed)
+        assert all(len(batch.events) == BATCH_EVENTS for batch in parsed)
         assert parsed[0].seq_first == 1
         assert parsed[1].seq_first == parsed[0].seq_last + 1
         assert mine[-1].shipments > 0
@@ -34,8 +43,8 @@ def test_batches_are_valid_event_batches() -> None:
 
 
 def test_a_workload_over_two_sites_keeps_each_gateway_on_its_own_site() -> None:
-    batches = server.build_batches(1, gateways=4, sites=2)
-    points = {point["id"]: point for point in server.read_points(2)}
+    batches = build_batches(1, gateways=4, sites=2)
+    points = {point["id"]: point for point in read_points(2)}
     sites = []
     for mine in batches:
         parsed = EventBatch.model_validate_json(mine[0].payload)
@@ -45,30 +54,30 @@ def test_a_workload_over_two_sites_keeps_each_gateway_on_its_own_site() -> None:
         assert {points[e.read_point]["site"] for e in parsed.events} == {parsed.site}
     assert sites == ["wh1", "wh2", "wh1", "wh2"]
     # One site: the read points name none (the single-site workload is unchanged).
-    assert all("site" not in point for point in server.read_points())
+    assert all("site" not in point for point in read_points())
 
 
 def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) -> None:
     figure, payloads = server.server_events(mosquitto.url, tmp_path, 1, warmup_batches=1)
     assert figure.key == "server.events_per_s"
     assert figure.value > 0
-    assert figure.detail["events"] == server.GATEWAYS * server.BATCH_EVENTS
+    assert figure.detail["events"] == GATEWAYS * BATCH_EVENTS
     # The server process worked while it was timed, on its event loop thread above all.
     assert figure.detail["event_loop_thread_cores"] > 0
     assert figure.detail["server_cpu_cores"] == pytest.approx(
         figure.detail["event_loop_thread_cores"] + figure.detail["other_threads_cores"], abs=0.002
     )
-    assert len(payloads) == server.GATEWAYS
-    raw = server.broker_raw(mosquitto.host, mosquitto.port, payloads, tmp_path)
+    assert len(payloads) == GATEWAYS
+    raw = broker_raw(mosquitto.host, mosquitto.port, payloads, tmp_path)
     assert raw.key == "broker.raw_msgs_per_s"
     assert raw.value > 0
-    assert json.loads(payloads[0])["gateway"] == server.gateway_name(1)
+    assert json.loads(payloads[0])["gateway"] == gateway_name(1)
     # The server's own rollups follower caught up with the run's ledger.
     assert figure.detail["history_rows_behind_at_last_ack"] >= 0
     following = history.follow_rate(tmp_path / server.DATABASE_NAME, tmp_path, figure.value)
     assert following.key == "history.follow_rows_per_s"
     assert following.value > 0
-    rows = server.GATEWAYS * server.BATCH_EVENTS * 2  # the warm-up's batches and the timed
+    rows = GATEWAYS * BATCH_EVENTS * 2  # the warm-up's batches and the timed
     assert following.detail["ledger_rows"] == rows
     assert following.detail["points_read_back"] == rows  # one side per pass event
     assert following.detail["server_events_per_s"] == figure.value
@@ -105,7 +114,7 @@ def _rows(database: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def test_sqlite_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitto: Any) -> None:
     # Enough batches that the last ones ship units received earlier.
-    batches = server.SHIP_LAG_BATCHES
+    batches = SHIP_LAG_BATCHES
     figure, _ = server.server_events(mosquitto.url, tmp_path, batches, warmup_batches=1)
     floor = sqlite_floor.raw_events(tmp_path, batches, warmup_batches=1)
 
@@ -136,7 +145,7 @@ def _pg_admin_dsn() -> str:
 
 def test_pg_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitto: Any) -> None:
     admin = _pg_admin_dsn()
-    batches = server.SHIP_LAG_BATCHES
+    batches = SHIP_LAG_BATCHES
     name = asyncio.run(pg_floor.create_database(admin, "stockgate_test_bench_pg"))
     dsn = pg_floor.dsn_of(admin, name)
     try:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bench.server import Batch, build_batches, read_points
 from bench.server_proc import ServerProcess
+from bench.server_workload import Batch, build_batches, read_points
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from server.check import check_ledger
