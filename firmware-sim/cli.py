@@ -21,19 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from firmware_sim.barcode_symbols import ScannerStyle, Symbol, demo_symbols, parse_terminator
 from firmware_sim.errors import ScenarioError, SimConfigError, SimError
-from firmware_sim.faults import ScheduledFault, parse_fault_arg
+from firmware_sim.faults import FAULTS, ScheduledFault, parse_fault_arg
 from firmware_sim.portal import ShelfPopulation, TagField
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.replay import load_reports
-from firmware_sim.scanner import (
-    ScannerSimulator,
-    ScannerStyle,
-    Symbol,
-    check_scanner_fault,
-    demo_symbols,
-    parse_terminator,
-)
+from firmware_sim.scanner import ScannerFault, ScannerSimulator, check_scanner_fault
 from firmware_sim.scenario import Scenario, ScenarioEvent, load_scenario, run_scenario
 from wire.barcodes import COMMAND_PREFIX, LOCATION_PREFIX
 from wire.gs1 import GS
@@ -387,9 +381,6 @@ def _scanner_fault(text: str) -> tuple[str, dict[str, object], float]:
 
 def describe_faults() -> str:
     """A table of every fault kind, its parameters and what it does."""
-    from firmware_sim.faults import FAULTS
-    from firmware_sim.scanner import ScannerFault
-
     lines = ["reader faults (sim reader / sim scenario --fault, [[faults]] with reader=):"]
     for kind, spec in FAULTS.items():
         params = ", ".join(

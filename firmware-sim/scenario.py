@@ -84,6 +84,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from firmware_sim.barcode_symbols import ScannerStyle, Symbol, parse_terminator
 from firmware_sim.errors import ScenarioError, SimConfigError, SimError
 from firmware_sim.faults import Fault, make_fault
 from firmware_sim.portal import ShelfPopulation, StagedPallet
@@ -92,13 +93,7 @@ from firmware_sim.portal_motion import CrossTraffic, PalletPass
 from firmware_sim.portal_rf import RfModel
 from firmware_sim.profile import R420
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scanner import (
-    ScannerSimulator,
-    ScannerStyle,
-    Symbol,
-    check_scanner_fault,
-    parse_terminator,
-)
+from firmware_sim.scanner import ScannerSimulator, check_scanner_fault
 from firmware_sim.truth import (
     Book,
     BookError,

@@ -18,17 +18,15 @@ from biip import ParseConfig
 from edge.config import ScannerSettings
 from edge.readers.serial_scanner import SerialScanner
 from edge.readers.types import ReaderEvent, ScannerOutput, ScanRead
-from firmware_sim.errors import SimConfigError
-from firmware_sim.scanner import (
-    LONG_LINE_BYTES,
-    ScannerError,
-    ScannerSimulator,
+from firmware_sim.barcode_symbols import (
     ScannerStyle,
     Symbol,
     Terminator,
     demo_symbols,
     parse_terminator,
 )
+from firmware_sim.errors import SimConfigError
+from firmware_sim.scanner import LONG_LINE_BYTES, ScannerError, ScannerSimulator
 from wire.barcodes import MAX_LINE, parse_barcode
 from wire.scans import Command, CommandScan, ItemScan, LocationScan
 
