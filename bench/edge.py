@@ -44,8 +44,8 @@ from edge.buffer.outbox import Outbox, OutboxFull
 from edge.config import EdgeSettings
 from edge.passes import Pass
 from edge.rates import ReadRates
-from edge.readers.llrp import READ_CHUNK
 from edge.readers.llrp_codec import LlrpFramer, decode
+from edge.readers.llrp_link import READ_CHUNK
 from edge.readers.llrp_reports import tag_reads
 from edge.readers.types import TagRead
 from edge.readpoints import Finished, ReadPoints

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from bench.fuzz import HANG_S, fuzz_llrp, fuzz_parallel, fuzz_serial, run_mutated
-from edge.readers.llrp import INLINE_DECODE_BYTES, decode_frame
 from edge.readers.llrp_codec import HEADER, MAX_FRAME, LlrpFramer, LlrpFramingError
+from edge.readers.llrp_link import INLINE_DECODE_BYTES, decode_frame
 from firmware_sim.llrp_types import ContentSelector, TagReportEntry
 from firmware_sim.report_encoder import ReportEncoder
 
