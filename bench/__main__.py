@@ -45,6 +45,7 @@ from bench import (
     console,
     edge,
     edge_memory,
+    fault_harness,
     faults,
     fuzz,
     history,
@@ -375,7 +376,7 @@ def run_faults(ctx: Context) -> list[Figure]:
                     scenario, ctx.workdir / f"faults-{scenario}", ctx.sizes.fault_events
                 )
             )
-        except faults.FaultError as err:
+        except fault_harness.FaultError as err:
             # Not verified: every event counts against the figure, with the reason, and
             # the other scenarios (and groups) still run.
             print(f"bench: {key} did not run: {err}", file=sys.stderr, flush=True)

@@ -27,8 +27,10 @@ QoS 1 messages it had handed to it, the edge's re-sends cover them) and ``clock_
 (the gateway's clock 1 h ahead: every event quarantined, none applied, then applied once by
 a replay when the server's clock has caught up).
 
-``python -m bench --only faults`` records the figures; ``tests/e2e/test_fault_matrix.py``
-runs each scenario at a smaller size.
+This module holds the scenarios: how each breaks the system (``HOW``) and
+``run_scenario``. The processes, the edge path and the ledger count they share are
+``bench.fault_harness``. ``python -m bench --only faults`` records the figures;
+``tests/e2e/test_fault_matrix.py`` runs each scenario at a smaller size.
 """
 
 from __future__ import annotations
@@ -36,14 +38,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import sqlite3
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -51,15 +47,24 @@ from typing import Final
 import asyncpg
 import httpx
 
-from bench.broker import ChildProcess, Mosquitto, free_port
-from edge.buffer.outbox import Outbox
-from edge.config import BufferSettings
-from edge.publisher import Publisher
-from plumbing.mqtt import MqttClient
-from plumbing.settings import MqttSettings
-from wire.models import Event, now_utc
+from bench.broker import Mosquitto
+from bench.fault_harness import (
+    API_KEY,
+    DRAIN_TIMEOUT_S,
+    READ_POINT,
+    Edge,
+    FaultError,
+    FaultResult,
+    FaultServer,
+    count_ledger,
+    count_sqlite_ledger,
+    first_part,
+    fresh_database,
+    open_edge,
+    pg_dsn,
+)
+from wire.models import now_utc
 
-REPO: Final = Path(__file__).resolve().parent.parent
 SCENARIOS: Final = (
     "server_kill9",
     "broker_restart",
@@ -69,20 +74,9 @@ SCENARIOS: Final = (
     "shared_sub_kill9",
     "clock_ahead",
 )
-SITE: Final = "wh1"
-GATEWAY: Final = "gw-fault"
-READ_POINT: Final = "wh1.dock.1"
-API_KEY: Final = "fault-viewer-key-0123456789"
-START_TIMEOUT_S: Final = 60.0
-DRAIN_TIMEOUT_S: Final = 180.0
-RESEND_S: Final = 1.0
-RESEND_MAX_S: Final = 8.0
 OUTAGE_S: Final = 600.0
 """The broker outage of ``broker_down``: ten minutes, on the wall clock (the edge's timers
 are real; only the reads are simulated)."""
-OUTAGE_EDGE: Final = BufferSettings()
-"""``broker_down`` runs the edge's shipped timers: re-send after 10 s doubling to 300 s,
-8 batches in flight, drain at 2,000 events/s."""
 DISK_MB: Final = 32
 """Size of the tmpfs under the server's database in ``server_disk_full``."""
 HEADROOM_BYTES: Final = 512 * 1024
@@ -90,8 +84,6 @@ HEADROOM_BYTES: Final = 512 * 1024
 FULL_WAIT_S: Final = 60.0
 FULL_HOLD_S: Final = 5.0
 """How long the disk stays full once the server has reported it (the edge keeps sending)."""
-CHUNK: Final = 50
-CHUNK_PAUSE_S: Final = 0.02
 CLOCK_AHEAD: Final = timedelta(hours=1)
 
 
@@ -114,271 +106,8 @@ HOW: Final = {
 """How each scenario breaks the system, for the report."""
 
 
-class FaultError(RuntimeError):
-    """A scenario could not run (a process did not start, the stream did not drain)."""
-
-
-@dataclass
-class FaultResult:
-    """One scenario's figures."""
-
-    scenario: str
-    events: int
-    applied: int = 0
-    """Distinct event ids in the ledger."""
-    ledger_rows: int = 0
-    on_hand: int = 0
-    lost: int = 0
-    doubled: int = 0
-    recover_s: float = 0.0
-    resends: int = 0
-    batches: int = 0
-    detail: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def exact(self) -> bool:
-        """Every event applied once: nothing lost, nothing doubled, balances agree."""
-        return (
-            self.lost == 0
-            and self.doubled == 0
-            and self.applied == self.events
-            and self.on_hand == self.events
-        )
-
-
-class FaultServer(ChildProcess):
-    """``stockgate server`` on PostgreSQL, as a child process that may be SIGKILLed."""
-
-    stop_timeout_s = 30.0
-
-    def __init__(
-        self, workdir: Path, name: str, mqtt_url: str, db_url: str, *, shared: bool
-    ) -> None:
-        super().__init__()
-        self.name = name
-        self.port = free_port()
-        self.config = workdir / f"{name}.toml"
-        self.log = workdir / f"{name}.log"
-        self.config.write_text(
-            "\n".join(
-                [
-                    "[mqtt]",
-                    f'url = "{mqtt_url}"',
-                    f'client_id = "{name}"',
-                    "[database]",
-                    f'url = "{db_url}"',
-                    "[api]",
-                    'host = "127.0.0.1"',
-                    f"port = {self.port}",
-                    "[[api.keys]]",
-                    f'key = "{API_KEY}"',
-                    'role = "viewer"',
-                    "[[read_points]]",
-                    f'id = "{READ_POINT}"',
-                    'inbound_location = "wh1.receiving"',
-                    "[ingest]",
-                    f"shared_subscription = {'true' if shared else 'false'}",
-                ]
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-
-    def start(self) -> None:
-        command = [sys.executable, "-c", "from stockgate.cli import main; main()"]
-        command += ["server", "--config", str(self.config), "--log-level", "warning"]
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise FaultError(f"{self.name} exited; see {self.log}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise FaultError(f"{self.name} not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
-
-    @property
-    def running(self) -> bool:
-        """The process is alive (it has not exited or crashed)."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def kill9(self) -> None:
-        """SIGKILL: no clean shutdown, whatever transaction is open dies with it."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-
-
-def _pg_dsn(database: str) -> str:
-    host = os.environ.get("STOCKGATE_TEST_PG_HOST", "127.0.0.1")
-    port = os.environ.get("STOCKGATE_TEST_PG_PORT", "5432")
-    return f"postgresql://postgres@{host}:{port}/{database}"
-
-
-@contextlib.asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    name = f"stockgate_fault_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_pg_dsn("test"), timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield name
-    finally:
-        admin = await asyncpg.connect(_pg_dsn("test"), timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-def _receipt(serial: int, ahead: timedelta) -> Callable[[str], Event]:
-    def build(event_id: str) -> Event:
-        return Event(
-            event_id=event_id,
-            event_time=now_utc() + ahead,
-            biz_step="receiving",
-            read_point=READ_POINT,
-            epc=f"urn:epc:id:sgtin:0614141.812345.{serial}",
-            direction="in",
-            source="llrp",
-        )
-
-    return build
-
-
-class Edge:
-    """The edge's outbox, publisher and MQTT client, fed ``events`` receipts in chunks.
-
-    With ``spread_s``, the first third is read at once and the rest only after
-    ``fault_started`` is set, at a steady pace over ``spread_s`` (a door that keeps reading
-    through the fault).
-    """
-
-    def __init__(
-        self,
-        outbox: Outbox,
-        publisher: Publisher,
-        client: MqttClient,
-        events: int,
-        ahead: timedelta,
-        spread_s: float | None = None,
-    ):
-        self.outbox = outbox
-        self.publisher = publisher
-        self.client = client
-        self.events = events
-        self.appended = 0
-        self.fault_started = asyncio.Event()
-        self._ahead = ahead
-        self.spread_s = spread_s
-
-    def _append(self, count: int) -> None:
-        for _ in range(count):
-            self.appended += 1
-            self.outbox.append(_receipt(self.appended, self._ahead))
-
-    async def feed(self) -> None:
-        first = self.events if self.spread_s is None else _first_part(self.events)
-        while self.appended < first:
-            self._append(min(CHUNK, first - self.appended))
-            await asyncio.sleep(CHUNK_PAUSE_S)
-        if self.spread_s is not None and self.appended < self.events:
-            await self.fault_started.wait()
-            began = time.monotonic()
-            rest = self.events - self.appended
-            for number in range(1, rest + 1):
-                # Event n of the rest is read in the middle of the n-th of ``rest`` equal
-                # slices of the outage.
-                due = began + self.spread_s * (number - 0.5) / rest
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                self._append(1)
-        await self.outbox.flush()
-
-    async def acked_at_least(self, count: int) -> None:
-        while self.publisher.events_acked < count:  # noqa: ASYNC110 - a counter, no event
-            await asyncio.sleep(0.05)
-
-    async def drained(self) -> None:
-        while self.appended < self.events or self.outbox.depth():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-
-
-def _first_part(events: int) -> int:
-    """Events acknowledged before the fault is injected."""
-    return min(events // 3, events - 1)
-
-
-@contextlib.asynccontextmanager
-async def _edge(
-    workdir: Path,
-    mqtt_url: str,
-    events: int,
-    ahead: timedelta,
-    *,
-    spread_s: float | None = None,
-    shipped_timers: bool = False,
-) -> AsyncIterator[Edge]:
-    async with (
-        Outbox.open(workdir / "outbox.db", GATEWAY, commit_interval_ms=50) as outbox,
-        MqttClient(MqttSettings(url=mqtt_url), f"edge-{GATEWAY}") as client,
-    ):
-        publisher = Publisher(
-            outbox,
-            client,
-            site=SITE,
-            gateway=GATEWAY,
-            batch_size=100,
-            max_in_flight=OUTAGE_EDGE.max_in_flight if shipped_timers else 4,
-            resend_after_s=OUTAGE_EDGE.resend_after_s if shipped_timers else RESEND_S,
-            resend_max_s=OUTAGE_EDGE.resend_max_s if shipped_timers else RESEND_MAX_S,
-            drain_rate_per_s=OUTAGE_EDGE.drain_rate_per_s if shipped_timers else 0.0,
-        )
-        edge = Edge(outbox, publisher, client, events, ahead, spread_s)
-        tasks = [
-            asyncio.create_task(publisher.run(), name="fault-publisher"),
-            asyncio.create_task(edge.feed(), name="fault-feed"),
-        ]
-        try:
-            yield edge
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-
-async def _ledger(database: str, result: FaultResult) -> None:
-    conn = await asyncpg.connect(_pg_dsn(database), timeout=10)
-    try:
-        result.ledger_rows = int(await conn.fetchval("SELECT count(*) FROM ledger"))
-        result.applied = int(await conn.fetchval("SELECT count(DISTINCT event_id) FROM ledger"))
-        result.on_hand = int(await conn.fetchval("SELECT coalesce(sum(on_hand), 0) FROM balances"))
-        letters = await conn.fetch(
-            "SELECT coalesce(kind, '') AS kind, count(*) AS n FROM dead_letters GROUP BY 1"
-        )
-        result.detail["dead_letters"] = {row["kind"]: int(row["n"]) for row in letters}
-    finally:
-        await conn.close()
-    result.lost = result.events - result.applied
-    result.doubled = result.ledger_rows - result.applied
-
-
 async def _kill_pg_connections(database: str) -> int:
-    conn = await asyncpg.connect(_pg_dsn("test"), timeout=10)
+    conn = await asyncpg.connect(pg_dsn("test"), timeout=10)
     try:
         rows = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -400,7 +129,7 @@ async def _replay_quarantined(database: str) -> int:
     from server.metrics import Metrics
     from server.store import Store
 
-    url = _pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
+    url = pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
     settings = load(
         ServerSettings,
         None,
@@ -443,8 +172,8 @@ async def run_scenario(
     result = FaultResult(scenario, events)
     ahead = CLOCK_AHEAD if scenario == "clock_ahead" else timedelta(0)
     outage = scenario == "broker_down"
-    async with _database() as database:
-        db_url = _pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
+    async with fresh_database() as database:
+        db_url = pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
         await asyncio.to_thread((workdir / "broker").mkdir, exist_ok=True)
         broker = Mosquitto(workdir / "broker")
         await asyncio.to_thread(broker.start)
@@ -456,7 +185,7 @@ async def run_scenario(
         try:
             for server in servers:
                 await asyncio.to_thread(server.start)
-            async with _edge(
+            async with open_edge(
                 workdir,
                 broker.url,
                 events,
@@ -465,7 +194,7 @@ async def run_scenario(
                 shipped_timers=outage,
             ) as edge:
                 async with asyncio.timeout(DRAIN_TIMEOUT_S + (outage_s if outage else 0)):
-                    await edge.acked_at_least(_first_part(events))
+                    await edge.acked_at_least(first_part(events))
                     resent_before = edge.publisher.batches_resent
                     fault_end = await _inject(scenario, servers, broker, database, edge, result)
                     await edge.drained()
@@ -477,10 +206,10 @@ async def run_scenario(
                 server.stop()
             broker.stop()
         if scenario == "clock_ahead":
-            await _ledger(database, result)
+            await count_ledger(database, result)
             result.detail["applied_before_replay"] = result.applied
             result.detail["replayed"] = await _replay_quarantined(database)
-        await _ledger(database, result)
+        await count_ledger(database, result)
     return result
 
 
@@ -527,7 +256,7 @@ async def _broker_outage(broker: Mosquitto, edge: Edge, result: FaultResult) -> 
         await asyncio.sleep(0.01)
     result.detail.update(
         outage_s=round(time.monotonic() - began, 1),
-        read_during_outage=edge.appended - _first_part(edge.events),
+        read_during_outage=edge.appended - first_part(edge.events),
         outbox_depth_at_return=edge.outbox.depth(),
         outbox_depth_at_outage=depth_before,
         batches_sent_during_outage=publisher.batches_sent - sent,
@@ -604,9 +333,9 @@ async def _run_disk_full(workdir: Path, events: int) -> FaultResult:
         )
         try:
             await asyncio.to_thread(server.start)
-            async with _edge(workdir, broker.url, events, timedelta(0)) as edge:
+            async with open_edge(workdir, broker.url, events, timedelta(0)) as edge:
                 async with asyncio.timeout(DRAIN_TIMEOUT_S + FULL_WAIT_S):
-                    await edge.acked_at_least(_first_part(events))
+                    await edge.acked_at_least(first_part(events))
                     resent_before = edge.publisher.batches_resent
                     ballast = disk / "ballast"
                     filled = await asyncio.to_thread(_fill, disk, ballast, HEADROOM_BYTES)
@@ -634,7 +363,7 @@ async def _run_disk_full(workdir: Path, events: int) -> FaultResult:
         finally:
             server.stop()
             broker.stop()
-        await asyncio.to_thread(_sqlite_ledger, database, result)
+        await asyncio.to_thread(count_sqlite_ledger, database, result)
         log_lines = server.log.read_text(errors="replace").splitlines()
         result.detail["log_lines_database_full"] = sum(
             "database full: writes refused" in line for line in log_lines
@@ -645,20 +374,3 @@ async def _run_disk_full(workdir: Path, events: int) -> FaultResult:
     finally:
         await asyncio.to_thread(_unmount, disk)
     return result
-
-
-def _sqlite_ledger(database: Path, result: FaultResult) -> None:
-    with contextlib.closing(sqlite3.connect(database)) as conn:
-        result.ledger_rows = int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
-        result.applied = int(
-            conn.execute("SELECT count(DISTINCT event_id) FROM ledger").fetchone()[0]
-        )
-        result.on_hand = int(
-            conn.execute("SELECT coalesce(sum(on_hand), 0) FROM balances").fetchone()[0]
-        )
-        letters = conn.execute(
-            "SELECT coalesce(kind, ''), count(*) FROM dead_letters GROUP BY 1"
-        ).fetchall()
-        result.detail["dead_letters"] = {str(kind): int(n) for kind, n in letters}
-    result.lost = result.events - result.applied
-    result.doubled = result.ledger_rows - result.applied
