@@ -39,9 +39,9 @@ from bench.cpu import median, one_core
 from bench.edge_config import GATEWAY, READER, edge_settings
 from bench.figures import Figure, Target
 from bench.profiling import write_text
-from edge.agent import TICK_S
 from edge.buffer.outbox import Outbox, OutboxFull
 from edge.config import EdgeSettings
+from edge.intake import TICK_S
 from edge.passes import Pass
 from edge.rates import ReadRates
 from edge.readers.llrp_codec import LlrpFramer, decode

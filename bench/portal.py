@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bench.figures import Figure, Target
-from edge.agent import TICK_S
 from edge.config import EdgeSettings
+from edge.intake import TICK_S
 from edge.readers.llrp_codec import LlrpFramer, decode
 from edge.readers.llrp_reports import tag_reads
 from edge.readpoints import ReadPoints

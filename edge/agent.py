@@ -2,16 +2,18 @@
 
 One ``EdgeAgent.run`` owns everything it starts: the outbox (and its flusher), the MQTT
 client, one reader per ``[[llrp]]`` (or the readers handed in), and a TaskGroup with one
-named task per reader, the tracker tick, the publisher and the status reporter. On stop or
-cancellation the readers close first, the passes still open are ended and stored (what
-was read is kept), the outbox commits, the offline status goes out, then the link closes.
+named task per reader, the tracker tick, the publisher and the status reporter. The read
+loops themselves (a reader's stream to the read points and scan sessions, what ends to
+the outbox) are ``edge.intake``'s. On stop or cancellation the readers close first, the
+passes still open are ended and stored (what was read is kept), the outbox commits, the
+offline status goes out, then the link closes.
 
 Durability window: a read becomes part of an event when its pass ends (the tag has been
 quiet for ``departure_timeout_s``, or at most ``MAX_PASS_S`` into a pass), is appended
-at the next tick (``TICK_S``) and committed at most ``commit_interval_ms`` later. Reads of
-passes still open live in memory only; a crash (not a clean stop) loses those passes.
-Keeping every raw read on disk would cost a write per read on the hot path for passes
-that the portal reads again anyway while the goods are still in the field.
+at the next tick (``edge.intake.TICK_S``) and committed at most ``commit_interval_ms``
+later. Reads of passes still open live in memory only; a crash (not a clean stop) loses
+those passes. Keeping every raw read on disk would cost a write per read on the hot path
+for passes that the portal reads again anyway while the goods are still in the field.
 
 Read points (``edge.readpoints``): each read goes through its reader's software filter,
 then to every read point of that reader: portals (passes with direction, optionally only
@@ -39,60 +41,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from pydantic import ValidationError
 
-from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
+from edge.buffer.outbox import Outbox, OutboxError
 from edge.clock_sync import clock_synchronised, wait_for_sync
 from edge.config import EdgeSettings
 from edge.counters import EdgeCounters
 from edge.health import CpuMeter, IssueBoard, rss_bytes
 from edge.host import HostProbe
+from edge.intake import Intake
 from edge.metrics import MetricsServer, registry_for
 from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
 from edge.rates import RateMeter
 from edge.readers.port import Reader, Retunable
-from edge.readers.types import (
-    AntennaChanged,
-    DecodeFailed,
-    GpiChanged,
-    ReaderEvent,
-    ReaderFault,
-    ScanRead,
-    StateChanged,
-    TagRead,
-)
-from edge.readpoints import Finished, ReadPoints, gpi_ports
+from edge.readpoints import ReadPoints, gpi_ports
 from edge.remote_config import RemoteConfig
-from edge.scanning import ScanEvent, ScanSession
+from edge.scanning import ScanSession
 from edge.status import StatusReporter, last_will
 from plumbing import software_version
 from plumbing.mqtt import Message, MqttClient, MqttError
 from wire import topics
-from wire.identifiers import IdentifierError
 from wire.models import (
     MAX_ANTENNAS,
     MAX_READERS,
     ConfigRejection,
     ReaderStatus,
-    RefusedEvent,
     Status,
     now_utc,
 )
 
 log = logging.getLogger(__name__)
 
-TICK_S: Final = 0.1
-"""How often open passes are checked for departure."""
 MAX_CLIENT_ID: Final = 64
-
-
-REFUSAL_SHOWN_S = 300.0
-"""How long a scanner's status shows the server's refusal of one of its scans as its
-``last_error`` (over any other error)."""
 
 
 def serial_scanners(settings: EdgeSettings) -> dict[str, Reader]:
@@ -165,16 +149,13 @@ class EdgeAgent:
         self.counters = EdgeCounters()
         """What the agent counts (reads, passes, scans, refusals); metrics read it."""
         self.oldest_age_s: float | None = None
+        """Age of the oldest unacknowledged event at the last health check."""
         self.clock_synced: bool | None = None
         """Whether the kernel said the clock is synchronised (None: not checked)."""
-        """Age of the oldest unacknowledged event at the last health check."""
         self.publisher: Publisher | None = None
         self._client: MqttClient | None = None
         self._cpu = CpuMeter()
         self._started = 0.0
-        self._last_error: dict[str, str] = {}
-        self._refusals: dict[str, tuple[float, str]] = {}
-        """Per scanner, when the server last refused one of its scans, and why."""
         self.readers: dict[str, Reader] = {}
         """The readers of the current run."""
         self._outbox: Outbox | None = None
@@ -183,6 +164,8 @@ class EdgeAgent:
         self._rate: RateMeter | None = None
         self.sessions = {scanner.name: ScanSession(scanner) for scanner in settings.scanners}
         """One scan session per ``[[scanners]]``: location, mode and open count."""
+        self.intake = Intake(self.points, self.sessions, self.monitor, self.counters)
+        """The read loops: readers to read points and scan sessions, events to the outbox."""
         self._host = host if host is not None else HostProbe()
         self._software_version = software_version()
         self._antennas = reader_antennas(settings)
@@ -218,6 +201,7 @@ class EdgeAgent:
         buffer = settings.buffer
         client_id = (settings.mqtt.client_id or f"stockgate-edge-{self.gateway}")[:MAX_CLIENT_ID]
         loop = asyncio.get_running_loop()
+        intake = self.intake
         self._rate = RateMeter(loop.time())
         async with (
             Outbox.open(
@@ -235,6 +219,7 @@ class EdgeAgent:
             ) as client,
         ):
             self._outbox = outbox
+            intake.outbox = outbox
             self._client = client
             publisher = Publisher(
                 outbox,
@@ -247,7 +232,7 @@ class EdgeAgent:
                 resend_max_s=buffer.resend_max_s,
                 drain_rate_per_s=buffer.drain_rate_per_s,
                 on_other=self._on_message,
-                on_refused=self._refused,
+                on_refused=intake.refused,
             )
             self.publisher = publisher
             self.points.attach_lights(readers, lambda: client.connected)
@@ -279,10 +264,10 @@ class EdgeAgent:
                         log.info("reader %s started", name)
                     async with asyncio.TaskGroup() as tasks:
                         running = [
-                            tasks.create_task(self._read(name, reader), name=f"reader:{name}")
+                            tasks.create_task(intake.read(name, reader), name=f"reader:{name}")
                             for name, reader in readers.items()
                         ]
-                        running.append(tasks.create_task(self._tick(), name="pass-tick"))
+                        running.append(tasks.create_task(intake.tick(), name="pass-tick"))
                         running.append(tasks.create_task(publisher.run(), name="publisher"))
                         running.append(tasks.create_task(reporter.run(), name="status"))
                         running.append(tasks.create_task(self._health(), name="health"))
@@ -295,23 +280,7 @@ class EdgeAgent:
                         for task in running:
                             task.cancel()
             finally:
-                # Readers are closed: nothing new arrives. Keep what was read.
-                self._store(self.points.drain())
-                for name, session in self.sessions.items():
-                    if session.counted_lines:
-                        log.warning(
-                            "scanner %s: count at %s not sent (no END before the stop): %d lines",
-                            name,
-                            session.location,
-                            session.counted_lines,
-                        )
-                    if session.held_items:
-                        log.warning(
-                            "scanner %s: move of %d items not sent (no destination before "
-                            "the stop)",
-                            name,
-                            session.held_items,
-                        )
+                intake.finish()
                 try:
                     await outbox.flush()
                 except OutboxError as err:
@@ -325,6 +294,7 @@ class EdgeAgent:
                     outbox.depth(),
                 )
                 self._outbox = None
+                intake.outbox = None
 
     # -- remote configuration -----------------------------------------------------------
 
@@ -380,81 +350,6 @@ class EdgeAgent:
                 running.retune(reader_settings)
         self.settings = settings
 
-    async def _read(self, name: str, reader: Reader) -> None:
-        route = self.points.read
-        counters = self.counters
-        counts = counters.reads_by_reader
-        clock = asyncio.get_running_loop().time
-        async for item in reader:
-            if isinstance(item, TagRead):
-                counters.reads += 1
-                counts[name] += 1
-                if not route(name, item, clock()):
-                    counters.ignored_reads += 1
-            elif isinstance(item, ScanRead):
-                self._scanned(name, item)
-            else:
-                self._reader_event(name, item)
-        log.warning("reader %s: its read stream ended", name)
-
-    def _scanned(self, name: str, read: ScanRead) -> None:
-        session = self.sessions.get(name)
-        if session is None:
-            log.warning("scanner %s: no [[scanners]] table names it; scan ignored", name)
-            return
-        self.counters.scans += 1
-        outcome = session.handle(read)
-        if outcome.notice is not None:
-            self.counters.reader_events["scan_notice"] += 1
-            self._last_error[name] = f"scan: {outcome.notice}"[:1000]
-            log.warning("scanner %s: %s (scan %r)", name, outcome.notice, read.raw[:80])
-        for event in outcome.events:
-            self._store_scan(name, event)
-
-    def _refused(self, refused: RefusedEvent) -> None:
-        """The server refused an event: shown as the last error of the scanners at its
-        read point (in the status the gateway publishes), so the operator sees it."""
-        self.counters.reader_events["refused_by_server"] += 1
-        for name, session in self.sessions.items():
-            if session.read_point == refused.read_point:
-                text = f"refused by the server: {refused.reason}"[:1000]
-                self._refusals[name] = (self.clock(), text)
-                log.warning("scanner %s: the server refused a scan: %s", name, refused.reason)
-
-    def _store_scan(self, name: str, event: ScanEvent) -> None:
-        outbox = self._outbox
-        if outbox is None:
-            return
-        try:
-            outbox.append(event.to_event)
-        except OutboxFull:
-            self.counters.refused += 1
-            return
-        except ValidationError as err:
-            # A scan that parsed but does not fit the wire contract: a bug, said loudly.
-            self.counters.reader_events["scan_refused"] += 1
-            log.error("scanner %s: %s event not stored: %s", name, event.biz_step, err)
-            return
-        self.counters.scan_events += 1
-
-    def _reader_event(self, name: str, event: ReaderEvent) -> None:
-        self.counters.reader_events[event.kind] += 1
-        now = self.clock()
-        self.points.reader_event(event, now)
-        self.monitor.reader_event(event, now)
-        match event:
-            case StateChanged():
-                log.info("reader %s: %s %s", name, event.state, event.detail)
-            case AntennaChanged(connected=False):
-                log.warning("reader %s: antenna %s disconnected", name, event.antenna)
-            case AntennaChanged():
-                log.info("reader %s: antenna %s connected", name, event.antenna)
-            case ReaderFault() | DecodeFailed():
-                self._last_error[name] = f"{event.kind}: {event.detail}"[:1000]
-                log.warning("reader %s: %s: %s", name, event.kind, event.detail)
-            case GpiChanged():
-                log.info("reader %s: %s", name, event.detail)
-
     def clock(self) -> float:
         """The agent's monotonic clock (the event loop's)."""
         return asyncio.get_running_loop().time()
@@ -463,14 +358,6 @@ class EdgeAgent:
     def mqtt_connected(self) -> bool:
         """Whether the broker link is up now."""
         return self._client is not None and self._client.connected
-
-    async def _tick(self) -> None:
-        clock = asyncio.get_running_loop().time
-        while True:
-            await asyncio.sleep(TICK_S)
-            ended = self.points.tick(clock())
-            if ended:
-                self._store(ended)
 
     async def _health(self) -> None:
         # Health is judged with the broker away too: that is when the backlog ages.
@@ -510,34 +397,6 @@ class EdgeAgent:
             return
         self.metrics_server = server
 
-    def _store(self, passes: Iterable[Finished]) -> None:
-        outbox = self._outbox
-        if outbox is None:
-            return
-        try:
-            self._append(passes, outbox)
-        finally:
-            self.monitor.check_depth(outbox.depth(), outbox.full)
-
-    def _append(self, passes: Iterable[Finished], outbox: Outbox) -> None:
-        for finished in passes:
-            try:
-                outbox.append(finished.to_event)
-            except OutboxFull:
-                # The outbox logged the alarm once; count every refusal.
-                self.counters.refused += 1
-                continue
-            except (IdentifierError, ValidationError) as err:
-                self.counters.bad_passes += 1
-                log.warning(
-                    "read point %s: event of tag %r dropped: %s",
-                    finished.read_point,
-                    finished.epc_hex[:40],
-                    err,
-                )
-                continue
-            self.counters.passes += 1
-
     async def status(self) -> Status:
         """The current online status of this gateway."""
         outbox = self._outbox
@@ -576,12 +435,8 @@ class EdgeAgent:
     def _reader_status(self, name: str, reader: Reader) -> ReaderStatus:
         status = reader.status()
         update: dict[str, object] = {}
-        error = self._last_error.get(name)
-        refusal = self._refusals.get(name)
-        if refusal is not None and self.clock() - refusal[0] < REFUSAL_SHOWN_S:
-            # What the operator most needs to see: the books did not take a scan.
-            update["last_error"] = refusal[1]
-        elif status.last_error is None and error is not None:
+        error = self.intake.error_to_show(name, status.last_error, self.clock())
+        if error is not None:
             update["last_error"] = error
         antennas = self._antennas.get(name)
         if antennas and not status.antennas:
