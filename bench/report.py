@@ -27,7 +27,7 @@ GROUP_PREFIXES: Final[Mapping[str, tuple[str, ...]]] = {
     "fuzz": ("fuzz.",),
     "faults": ("faults.",),
 }
-"""Every group of ``bench.__main__.GROUPS`` and the keys its figures have: a key of no group
+"""Every group of ``bench.groups.GROUPS`` and the keys its figures have: a key of no group
 would be dropped by the next run of any group, and ``--only`` clears profiles by prefix."""
 ORDER: Final = (
     "edge.reads_per_s",

@@ -7,9 +7,10 @@ import argparse
 import pytest
 
 from bench import report
-from bench.__main__ import GROUPS, parse
+from bench.__main__ import parse
 from bench.cpu import percentile
 from bench.figures import Figure, Target
+from bench.groups import GROUPS
 
 META = {"date": "2026-01-01T00:00:00+00:00", "machine": {"cpu_model": "Test CPU", "cores": 2}}
 
