@@ -1,9 +1,10 @@
 """The durable edge outbox: every business event lives here until the server acknowledges it.
 
-Storage is one SQLite file in WAL mode with ``synchronous=FULL``, reached through aiosqlite.
-It holds three things: a ``meta`` table (schema version, gateway, epoch, next sequence
-number), the ``events`` table (sequence number, event JSON, the wall time it was appended)
-and nothing else. It is the only durable store on the edge (docs/architecture.md §4).
+It is the only durable store on the edge (docs/architecture.md §4): one SQLite file,
+whose schema, opening, lock and statements are ``edge.buffer.storage``'s (WAL mode,
+``synchronous=FULL``, event ids ``{gateway}:{epoch}:{seq}`` whose numbers are never
+reused, one process at a time). This module holds the policies: when a commit happens,
+what is refused, what the publisher gets and when an event is deleted.
 
 Durability point. ``append`` is synchronous and cheap: it gives the event its id, turns it
 into JSON and puts it on a pending list. A flusher task owned by the outbox commits the
@@ -13,11 +14,9 @@ append, or sooner when ``flush_threshold`` events are pending. An event is *comm
 forces one. Only committed events are ever handed to the publisher, so nothing leaves the
 box that is not on its disk first.
 
-Identity. Event ids are ``{gateway}:{epoch}:{seq}``. The epoch is a random hex id made
-when the file is created; a replaced disk gets a new epoch, so ids stay unique forever. The
-sequence number increases by one per event and is never reused, even after the events
-holding the highest numbers were acknowledged and deleted: the next number is kept in
-``meta`` and committed with the events that used it.
+Delivery. The publisher takes committed events oldest first (``next_batch``) and deletes
+them only when the server's Ack names them (``ack``); an Ack of another epoch (an earlier
+disk's) deletes nothing.
 
 Capacity policy. The outbox holds at most ``max_events`` events (committed plus pending).
 When it is full it *keeps the oldest and refuses new ones*: ``append`` raises
@@ -41,20 +40,14 @@ before its commit, so a crash while the disk is full loses at most the pending e
 has room again the next retry commits them. ``max_file_mb`` bounds the outbox file itself
 (SQLite's ``max_page_count``): past it a commit fails exactly as on a full disk, so the
 outbox cannot take the last free bytes of a disk it shares with the system.
-
-One process at a time. Two agents on one file would hand out the same sequence numbers,
-and the server would then skip the second event with a given id as a duplicate. An
-exclusive ``flock`` on ``{path}.lock`` makes a second opener fail with ``OutboxLocked``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -63,14 +56,28 @@ from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from edge.errors import EdgeError
+import edge.buffer.storage as storage
+from edge.buffer.errors import OutboxError, OutboxFull, OutboxLocked
 from wire.models import Event
+
+__all__ = [
+    "DEFAULT_COMMIT_INTERVAL_MS",
+    "DEFAULT_FLUSH_THRESHOLD",
+    "DEFAULT_MAX_EVENTS",
+    "DEFAULT_MAX_UNCOMMITTED",
+    "FLUSH_RETRY_S",
+    "MAX_READ_BATCH",
+    "CommitListener",
+    "Outbox",
+    "OutboxError",
+    "OutboxFull",
+    "OutboxLocked",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
 DEFAULT_COMMIT_INTERVAL_MS: Final = 200
 DEFAULT_MAX_EVENTS: Final = 5_000_000
 DEFAULT_MAX_UNCOMMITTED: Final = 20_000
@@ -81,33 +88,6 @@ MAX_READ_BATCH: Final = 1_000
 """Most events one ``next_batch`` call returns (the wire's MAX_BATCH_EVENTS)."""
 FLUSH_RETRY_S: Final = 1.0
 """Pause before the flusher retries a failed commit (disk full, I/O error)."""
-EPOCH_BYTES: Final = 8
-"""The epoch is 16 hex digits: 64 random bits."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    body TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
-
-
-class OutboxError(EdgeError):
-    """Base of the outbox's errors: the file cannot be opened, read or written."""
-
-
-class OutboxLocked(OutboxError):
-    """Another process has the outbox open."""
-
-
-class OutboxFull(OutboxError):
-    """The outbox holds ``max_events`` events; the new event was refused, none was dropped."""
-
 
 CommitListener = Callable[[], None]
 
@@ -196,9 +176,9 @@ class Outbox:
                 "commit_interval_ms, max_events, flush_threshold and max_uncommitted must be > 0"
             )
         path = Path(path)
-        lock_fd = _lock(path)
+        lock_fd = storage.lock(path)
         try:
-            db = await _connect(path)
+            db = await storage.connect(path)
             try:
                 outbox = await cls._load(
                     db,
@@ -210,7 +190,7 @@ class Outbox:
                 )
                 outbox.max_uncommitted = max_uncommitted
                 if max_file_mb is not None:
-                    await _bound_file(db, path, max_file_mb)
+                    await storage.bound_file(db, path, max_file_mb)
                 flusher = asyncio.create_task(outbox._flush_loop(), name=f"outbox-flush:{path}")
                 try:
                     yield outbox
@@ -236,52 +216,23 @@ class Outbox:
         max_events: int,
         flush_threshold: int,
     ) -> Outbox:
-        try:
-            await db.executescript(_SCHEMA)
-            meta = await _read_meta(db)
-            if not meta:
-                meta = {
-                    "schema": str(SCHEMA_VERSION),
-                    "gateway": gateway,
-                    "epoch": secrets.token_hex(EPOCH_BYTES),
-                    "next_seq": "1",
-                }
-                await db.execute("BEGIN IMMEDIATE")
-                await db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", meta.items())
-                await db.execute("COMMIT")
-                log.info("outbox %s created with epoch %s", path, meta["epoch"])
-            async with db.execute("SELECT COUNT(*), MAX(seq) FROM events") as cursor:
-                row = await cursor.fetchone()
-        except sqlite3.Error as err:
-            raise OutboxError(f"outbox {path}: cannot read: {err}") from err
-        if meta.get("schema") != str(SCHEMA_VERSION):
-            raise OutboxError(
-                f"outbox {path}: schema {meta.get('schema')!r}, this build reads {SCHEMA_VERSION}"
-            )
-        if meta.get("gateway") != gateway:
-            raise OutboxError(
-                f"outbox {path} belongs to gateway {meta.get('gateway')!r}, not {gateway!r}; "
-                f"let it drain under its own id or move it away"
-            )
-        depth, max_seq = (row[0], row[1]) if row is not None else (0, None)
-        try:
-            next_seq = max(int(meta["next_seq"]), (max_seq or 0) + 1)
-        except (KeyError, ValueError) as err:
-            raise OutboxError(f"outbox {path}: damaged meta table: {err}") from err
+        stored = await storage.load(db, path, gateway)
+        if stored.created:
+            log.info("outbox %s created with epoch %s", path, stored.epoch)
         log.info(
             "outbox %s open: epoch %s, %d unacknowledged events, next seq %d",
             path,
-            meta["epoch"],
-            depth,
-            next_seq,
+            stored.epoch,
+            stored.depth,
+            stored.next_seq,
         )
         return cls(
             db,
             path,
             gateway,
-            meta["epoch"],
-            next_seq,
-            depth,
+            stored.epoch,
+            stored.next_seq,
+            stored.depth,
             commit_interval_ms=commit_interval_ms,
             max_events=max_events,
             flush_threshold=flush_threshold,
@@ -356,17 +307,8 @@ class Outbox:
             next_seq = rows[-1][0] + 1
             self._flushing = len(rows)
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                await self._db.executemany(
-                    "INSERT INTO events(seq, body, created_at) VALUES (?, ?, ?)", rows
-                )
-                await self._db.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(next_seq),)
-                )
-                await self._db.execute("COMMIT")
+                await storage.insert_events(self._db, rows, next_seq)
             except sqlite3.Error as err:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
                 # Put them back in front, in order, so the retry commits the same ids.
                 self._pending[:0] = rows
                 if self.commit_error is None:
@@ -427,14 +369,9 @@ class Outbox:
             raise ValueError(f"limit must be 1..{MAX_READ_BATCH}, got {limit}")
         async with self._lock:
             try:
-                async with self._db.execute(
-                    "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (after_seq, limit),
-                ) as cursor:
-                    rows = await cursor.fetchall()
+                return await storage.read_events(self._db, after_seq, limit)
             except sqlite3.Error as err:
                 raise OutboxError(f"outbox {self.path}: read failed: {err}") from err
-        return [(int(seq), str(body)) for seq, body in rows]
 
     async def ack(self, epoch: str, seq_first: int, seq_last: int) -> int:
         """Delete the events ``seq_first..seq_last`` of ``epoch`` the server has committed.
@@ -454,16 +391,8 @@ class Outbox:
     async def _ack(self, seq_first: int, seq_last: int) -> int:
         async with self._lock:
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                cursor = await self._db.execute(
-                    "DELETE FROM events WHERE seq BETWEEN ? AND ?", (seq_first, seq_last)
-                )
-                deleted = cursor.rowcount
-                await cursor.close()
-                await self._db.execute("COMMIT")
+                deleted = await storage.delete_events(self._db, seq_first, seq_last)
             except sqlite3.Error as err:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
                 raise OutboxError(f"outbox {self.path}: delete failed: {err}") from err
             self._committed_depth -= deleted
         if self._full and self.depth() < self.max_events:
@@ -498,14 +427,11 @@ class Outbox:
         """Seconds since the oldest held event was appended; None when the outbox is empty."""
         async with self._lock:
             try:
-                async with self._db.execute(
-                    "SELECT created_at FROM events ORDER BY seq LIMIT 1"
-                ) as cursor:
-                    row = await cursor.fetchone()
+                stored = await storage.oldest_created_at(self._db)
             except sqlite3.Error as err:
                 raise OutboxError(f"outbox {self.path}: read failed: {err}") from err
-        if row is not None:
-            oldest: float = row[0]
+        if stored is not None:
+            oldest = stored
         elif self._pending:
             oldest = self._pending[0][2]
         else:
@@ -516,13 +442,10 @@ class Outbox:
     async def storage_modes(self) -> tuple[str, int]:
         """``(journal_mode, synchronous)`` in effect, for health checks and tests."""
         async with self._lock:
-            async with self._db.execute("PRAGMA journal_mode") as cursor:
-                journal = await cursor.fetchone()
-            async with self._db.execute("PRAGMA synchronous") as cursor:
-                synchronous = await cursor.fetchone()
-        if journal is None or synchronous is None:
+            modes = await storage.storage_modes(self._db)
+        if modes is None:
             raise OutboxError(f"outbox {self.path}: PRAGMA returned no row")
-        return str(journal[0]), int(synchronous[0])
+        return modes
 
 
 async def _complete(work: Coroutine[Any, Any, T]) -> T:
@@ -539,55 +462,3 @@ async def _complete(work: Coroutine[Any, Any, T]) -> T:
         if not task.cancelled() and task.exception() is not None:
             log.error("outbox write failed during cancellation: %s", task.exception())
         raise
-
-
-def _lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise OutboxError(f"outbox {path}: cannot create {lock_path}: {err.strerror}") from err
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        raise OutboxLocked(f"outbox {path} is open in another process") from err
-    return fd
-
-
-async def _connect(path: Path) -> aiosqlite.Connection:
-    try:
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-        db = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as err:
-        raise OutboxError(f"outbox {path}: cannot open: {err}") from err
-    try:
-        async with db.execute("PRAGMA journal_mode=WAL") as cursor:
-            row = await cursor.fetchone()
-        if row is None or str(row[0]).lower() != "wal":
-            raise OutboxError(f"outbox {path}: the file system does not support WAL mode")
-        # FULL: a commit is on the disk when COMMIT returns, also across a power cut.
-        await db.execute("PRAGMA synchronous=FULL")
-    except (sqlite3.Error, OutboxError) as err:
-        await db.close()
-        if isinstance(err, OutboxError):
-            raise
-        raise OutboxError(f"outbox {path}: cannot open: {err}") from err
-    return db
-
-
-async def _bound_file(db: aiosqlite.Connection, path: Path, max_file_mb: int) -> None:
-    """Cap the database at ``max_file_mb`` (a commit past it fails like on a full disk)."""
-    try:
-        async with db.execute("PRAGMA page_size") as cursor:
-            row = await cursor.fetchone()
-        page_size = int(row[0]) if row is not None else 4096
-        pages = max(1, max_file_mb * 1024 * 1024 // page_size)
-        await db.execute(f"PRAGMA max_page_count = {pages}")
-    except sqlite3.Error as err:
-        raise OutboxError(f"outbox {path}: cannot bound its size: {err}") from err
-
-
-async def _read_meta(db: aiosqlite.Connection) -> dict[str, str]:
-    async with db.execute("SELECT key, value FROM meta") as cursor:
-        return {str(key): str(value) for key, value in await cursor.fetchall()}

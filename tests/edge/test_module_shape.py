@@ -1,8 +1,9 @@
 """The shape of the ``edge`` package, checked on the source tree (nothing is executed).
 
-No import cycles between its modules: every ``import`` counts, also one inside a function
-or under ``TYPE_CHECKING`` (a cycle hidden in a lazy import is still a cycle to whoever
-reads the code).
+No module over ``MAX_LINES`` lines (split along its responsibilities instead). No import
+cycles between its modules: every ``import`` counts, also one inside a function or under
+``TYPE_CHECKING`` (a cycle hidden in a lazy import is still a cycle to whoever reads the
+code).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = ROOT / "edge"
+MAX_LINES = 500
 
 
 def modules() -> dict[str, Path]:
@@ -80,3 +82,12 @@ def test_the_checker_finds_a_cycle() -> None:
 
 def test_no_import_cycles_between_edge_modules() -> None:
     assert cycles(import_graph()) == []
+
+
+def test_no_module_over_max_lines() -> None:
+    long = {
+        name: lines
+        for name, path in modules().items()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
