@@ -1,10 +1,13 @@
 """A simulated LLRP 1.0.1 RFID reader on TCP: an Impinj R420 look-alike.
 
 ``ReaderSimulator`` listens on a TCP port; each client connection gets a
-``session.Session`` that speaks first (ConnectionAttemptEvent), answers every request
-with exactly one response carrying an LLRPStatus, keeps ROSpecs and AccessSpecs, runs
-inventory while a ROSpec is active and sends RO_ACCESS_REPORTs of what its ``TagField``
-lets the antennas read. Several simulators can run in one event loop (one per reader).
+``session.Session`` that speaks first (ConnectionAttemptEvent) and whose state machine
+(``reader_protocol``) answers every request with exactly one response carrying an
+LLRPStatus, keeps ROSpecs and AccessSpecs, runs inventory while a ROSpec is active and
+sends RO_ACCESS_REPORTs of what its ``TagField`` lets the antennas read. The simulator
+is the sessions' ``session_context.ReaderHost``: identity, tables, the field, its antenna
+and GPIO ports, and the counters they count into. Several simulators can run in one
+event loop (one per reader).
 
 Behaviour worth knowing:
 
@@ -27,7 +30,8 @@ Behaviour worth knowing:
   SET_READER_CONFIG are recorded (``gpo_writes``).
 * Replay: ``replay(frames)`` makes inventory send recorded RO_ACCESS_REPORTs (with fresh
   message ids) besides what the field yields.
-* Faults (``inject``): see ``faults`` for the kinds and what each does.
+* Faults (``inject``): see ``faults`` for the kinds and what each does, and
+  ``armed_faults`` for where they wait until they act.
 * Timestamps are UTC microseconds derived from one monotonic clock reading per session,
   so they are real wall-clock time and never go backwards.
 """
@@ -41,18 +45,19 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
+from firmware_sim.armed_faults import ArmedFaults
+from firmware_sim.counters import ReaderCounters, SimStats
 from firmware_sim.errors import SimConfigError
-from firmware_sim.faults import REFUSAL_STATUS, Fault, FaultKind, Scope, make_fault
+from firmware_sim.faults import Fault, Scope, make_fault
 from firmware_sim.llrp_encode import encode_connection_attempt
 from firmware_sim.llrp_types import ConnectionAttempt
 from firmware_sim.portal import TagField
 from firmware_sim.profile import R420, ReaderProfile
 from firmware_sim.replay import ReplayFrame
-from firmware_sim.session import CLOSE_TIMEOUT_S, REPLAY_INTERVAL_S, ConnectionFaults, Session
+from firmware_sim.session import CLOSE_TIMEOUT_S, Session
 
 logger = logging.getLogger(__name__)
 
@@ -68,31 +73,8 @@ GPI_POLL_S: Final = 0.01
 """How often GPI inputs are sampled (a photo-eye edge is seen within this)."""
 MAX_RECORDED: Final = 100_000
 """GPI changes and GPO writes kept (oldest dropped first)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SimStats:
-    """Counters of one simulator since it started (all sessions)."""
-
-    connections: int
-    refused: int
-    requests: int
-    reports_sent: int
-    tag_entries_sent: int
-    reads_emitted: int
-    keepalives_sent: int
-    keepalive_acks: int
-    faults: int = 0
-    reports_dropped: int = 0
-    empty_reports: int = 0
-
-
-@dataclass(slots=True)
-class _Armed:
-    """A connection fault waiting for connections (``remaining`` None: every one)."""
-
-    fault: Fault
-    remaining: int | None
+REPLAY_INTERVAL_S: Final = 0.05
+"""Default pause between recorded reports replayed."""
 
 
 def _mac(name: str) -> bytes:
@@ -170,13 +152,11 @@ class ReaderSimulator:
         self._session: Session | None = None
         self._sessions_started = 0
         self._disconnected: set[int] = set()
-        self._emitted: Counter[tuple[str, int]] = Counter()
-        self._counts: Counter[str] = Counter()
-        self._requests: Counter[int] = Counter()
+        self.counters = ReaderCounters()
+        """What the simulator has done, over all its sessions (they count into it)."""
         self._connected = asyncio.Event()
         self._inventorying = asyncio.Event()
-        self._armed: list[_Armed] = []
-        self._pending: list[Fault] = []
+        self._faults = ArmedFaults()
         self._rebooting = False
         self._gpi_forced: dict[int, bool] = {}
         self._gpi_levels: dict[int, bool] = dict.fromkeys(range(1, profile.gpis + 1), False)
@@ -267,12 +247,12 @@ class ReaderSimulator:
     @property
     def emitted(self) -> Counter[tuple[str, int]]:
         """Tag reads sent in reports so far, by (EPC hex, antenna) (sum of seen counts)."""
-        return Counter(self._emitted)
+        return self.counters.emitted
 
     @property
     def requests(self) -> Counter[int]:
         """Client messages received so far, by LLRP message type."""
-        return Counter(self._requests)
+        return self.counters.requests
 
     @property
     def gpi_changes(self) -> list[tuple[float, int, bool]]:
@@ -285,20 +265,7 @@ class ReaderSimulator:
         return list(self._gpo_writes)
 
     def stats(self) -> SimStats:
-        c = self._counts
-        return SimStats(
-            connections=c["connections"],
-            refused=c["refused"],
-            requests=sum(self._requests.values()),
-            reports_sent=c["reports"],
-            tag_entries_sent=c["entries"],
-            reads_emitted=c["reads"],
-            keepalives_sent=c["keepalives"],
-            keepalive_acks=c["keepalive_acks"],
-            faults=len(self.faults_injected),
-            reports_dropped=c["reports_dropped"],
-            empty_reports=c["empty_reports"],
-        )
+        return self.counters.stats(faults=len(self.faults_injected))
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until a client holds a session.
@@ -334,7 +301,7 @@ class ReaderSimulator:
         else:
             self._disconnected.add(antenna)
         if was != connected and self._session is not None:
-            self._session.antenna_changed(antenna, connected)
+            self._session.protocol.antenna_changed(antenna, connected)
 
     def antenna_connected(self, antenna: int) -> bool:
         return 1 <= antenna <= self.antennas and antenna not in self._disconnected
@@ -394,14 +361,15 @@ class ReaderSimulator:
                 self._gpi_changes.append((t, port, level))
                 logger.debug("reader %s: GPI %d %s", self.name, port, "high" if level else "low")
                 if self._session is not None:
-                    self._session.gpi_changed(port, level, t)
+                    self._session.protocol.gpi_changed(port, level, t)
 
     async def _gpi_loop(self) -> None:
         while True:
             self._poll_gpi()
             await asyncio.sleep(GPI_POLL_S)
 
-    def _write_gpo(self, port: int, high: bool) -> None:
+    def write_gpo(self, port: int, high: bool) -> None:
+        """A client set a GPO port (SET_READER_CONFIG): recorded in ``gpo_writes``."""
         self._gpo_levels[port] = high
         self._gpo_writes.append((self.now(), port, high))
         logger.info("reader %s: GPO %d set %s", self.name, port, "high" if high else "low")
@@ -421,8 +389,7 @@ class ReaderSimulator:
         fault = make_fault(kind, **params)
         self.faults_injected.append((self.now(), fault))
         if fault.scope is Scope.CONNECTION:
-            count = fault.int_("count")
-            self._armed.append(_Armed(fault, count or None))
+            self._faults.arm(fault)
             logger.warning("reader %s: fault armed: %s", self.name, fault.describe())
         elif fault.scope is Scope.READER:
             self._spawn_control(self._reboot(fault.float_("delay_s")), "reboot")
@@ -431,7 +398,7 @@ class ReaderSimulator:
             if session is not None and session.inventory_started and not session.closing:
                 session.apply(fault)
             else:
-                self._pending.append(fault)
+                self._faults.hold(fault)
                 logger.warning(
                     "reader %s: fault waits for a session: %s", self.name, fault.describe()
                 )
@@ -439,34 +406,7 @@ class ReaderSimulator:
 
     def clear_faults(self) -> None:
         """Forget connection faults still armed and session faults still waiting."""
-        self._armed.clear()
-        self._pending.clear()
-
-    def _take_connection_faults(self) -> list[Fault]:
-        taken = []
-        for armed in list(self._armed):
-            if armed.fault.kind is FaultKind.REFUSE_CONNECTION:
-                continue
-            taken.append(armed.fault)
-            self._use(armed)
-        return taken
-
-    def _use(self, armed: _Armed) -> None:
-        if armed.remaining is not None:
-            armed.remaining -= 1
-            if armed.remaining <= 0:
-                self._armed.remove(armed)
-
-    def _take_refusal(self) -> ConnectionAttempt | None:
-        for armed in self._armed:
-            if armed.fault.kind is FaultKind.REFUSE_CONNECTION:
-                self._use(armed)
-                return REFUSAL_STATUS[armed.fault.str_("status")]
-        return None
-
-    def _take_pending(self) -> list[Fault]:
-        pending, self._pending = self._pending, []
-        return pending
+        self._faults.clear()
 
     async def _reboot(self, delay_s: float) -> None:
         """Drop the connection, refuse connections for ``delay_s``, then serve again."""
@@ -486,25 +426,10 @@ class ReaderSimulator:
         finally:
             self._rebooting = False
 
-    # --- called by sessions ----------------------------------------------------------------
+    # --- sessions --------------------------------------------------------------------------
 
-    def _record(self, entries: list[tuple[str, int, int]]) -> None:
-        emitted = self._emitted
-        reads = 0
-        for epc, antenna, count in entries:
-            emitted[(epc, antenna)] += count
-            reads += count
-        self._counts["reports"] += 1
-        self._counts["entries"] += len(entries)
-        self._counts["reads"] += reads
-
-    def _count(self, what: str) -> None:
-        self._counts[what] += 1
-
-    def _count_request(self, msg_type: int) -> None:
-        self._requests[msg_type] += 1
-
-    def _set_inventorying(self, running: bool) -> None:
+    def set_inventorying(self, running: bool) -> None:
+        """A session started or stopped inventory (``inventorying``, ``wait_inventory``)."""
         if running:
             self._inventorying.set()
         else:
@@ -518,7 +443,7 @@ class ReaderSimulator:
             if self._session is not None or self._server is None:
                 await self._refuse(writer, ConnectionAttempt.CLIENT_INITIATED_EXISTS)
                 return
-            refusal = self._take_refusal()
+            refusal = self._faults.take_refusal()
             if refusal is not None:
                 logger.warning(
                     "reader %s: fault: refusing a connection (%s)", self.name, refusal.name
@@ -526,22 +451,22 @@ class ReaderSimulator:
                 await self._refuse(writer, refusal)
                 return
             self._sessions_started += 1
-            self._count("connections")
-            faults = ConnectionFaults.of(self._take_connection_faults(), self.antennas)
+            self.counters.count("connections")
+            faults = self._faults.take_connection_faults(self.antennas)
             session = Session(self, reader, writer, self._sessions_started, faults)
             self._session = session
             self._connected.set()
             try:
-                await session.run(self._take_pending)
+                await session.run(self._faults.take_held)
             finally:
                 self._session = None
                 self._connected.clear()
-                self._set_inventorying(False)
+                self.set_inventorying(False)
         finally:
             self._tasks.discard(task)
 
     async def _refuse(self, writer: asyncio.StreamWriter, status: ConnectionAttempt) -> None:
-        self._count("refused")
+        self.counters.count("refused")
         with contextlib.suppress(ConnectionError, OSError):
             writer.write(encode_connection_attempt(0, time.time_ns() // 1000, status))
             await writer.drain()
