@@ -30,6 +30,7 @@ from edge.readers.llrp_link import LlrpLink, decode_frame
 from edge.readers.llrp_reports import (
     MAX_DETAIL,
     LlrpError,
+    LlrpReportError,
     LlrpStatusError,
     ReaderCapabilities,
     check_status,
@@ -148,7 +149,7 @@ class LlrpInbound:
     async def _report(self, link: LlrpLink, decoded: Decoded) -> None:
         try:
             reads, skipped = tag_reads(self.name, decoded.body, time.time_ns() // 1000)
-        except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as err:
+        except LlrpReportError as err:
             # sllurp gave a shape we do not expect: the frame counts as undecodable.
             await self.decode_error(link, decoded.frame, err)
             return

@@ -29,6 +29,11 @@ class LlrpError(ReaderError):
     """Base of the LLRP client's protocol errors (framing errors are ``LlrpCodecError``)."""
 
 
+class LlrpReportError(LlrpError):
+    """A report of a shape we do not expect (sllurp gave something else): the frame
+    counts as undecodable. Its text is the original error's."""
+
+
 class LlrpStatusError(LlrpError):
     """A response whose LLRPStatus is not Success; names the message and the status."""
 
@@ -218,7 +223,18 @@ def tag_reads(reader: str, body: Mapping[str, Any], now_us: int) -> tuple[list[T
 
     Returns:
         The reads, and how many entries were skipped because they carried no EPC.
+
+    Raises:
+        LlrpReportError: the report is not of the shape sllurp gives (a field of an
+            unexpected type, an EPC that is not ASCII hex).
     """
+    try:
+        return _tag_reads(reader, body, now_us)
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise LlrpReportError(str(err)) from err
+
+
+def _tag_reads(reader: str, body: Mapping[str, Any], now_us: int) -> tuple[list[TagRead], int]:
     reads: list[TagRead] = []
     append = reads.append
     skipped = 0

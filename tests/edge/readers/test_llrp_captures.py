@@ -15,6 +15,8 @@ import pytest
 
 from edge.readers.llrp_codec import Decoded, Frame, LlrpFramer, decode
 from edge.readers.llrp_reports import (
+    LlrpError,
+    LlrpReportError,
     LlrpStatusError,
     capabilities,
     check_status,
@@ -316,3 +318,19 @@ def test_whole_stream_of_all_captures_keeps_framing() -> None:
     assert framer.buffered == 0
     expected = [f.raw for c in CAPTURES for f in feed_whole(bytes.fromhex(c["hex"]))]
     assert [f.raw for f in frames] == expected
+
+
+def test_a_report_of_an_unexpected_shape_is_an_llrp_error_with_the_cause_named() -> None:
+    """sllurp's dicts stop at llrp_reports: a shape it should not give (here an EPC that
+    is not ASCII, a seen count that is not a number) leaves as ``LlrpReportError``, with
+    the text of the error that met it, which the reader reports as an undecodable frame."""
+    not_ascii = {"TagReportData": [{"EPC": b"\xff\xfe"}]}
+    with pytest.raises(LlrpReportError, match="can't decode byte 0xff") as caught:
+        tag_reads("dock1", not_ascii, RECEIVED_US)
+    assert isinstance(caught.value, LlrpError)
+    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+    assert str(caught.value) == str(caught.value.__cause__)
+    not_a_list = {"TagReportData": 5}
+    with pytest.raises(LlrpReportError) as caught:
+        tag_reads("dock1", not_a_list, RECEIVED_US)
+    assert isinstance(caught.value.__cause__, TypeError)
