@@ -42,7 +42,8 @@ from edge.readpoints import ReadPoints
 from firmware_sim.llrp_types import ContentSelector
 from firmware_sim.offline import play
 from firmware_sim.report_encoder import ReportEncoder
-from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, TagPass, bundled_scenario
+from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, bundled_scenario
+from firmware_sim.scenario_doorways import TagPass
 from plumbing.settings import load
 from wire.models import Event
 

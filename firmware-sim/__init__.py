@@ -14,7 +14,9 @@
   geometry, ``portal_motion`` pallets passing (photo-eyes, stops, shielding).
 * ``scanner.ScannerSimulator``: a barcode scanner on a pseudo-terminal; what it reads
   and the line each scan makes in ``barcode_symbols`` (the format is ``wire.barcodes``).
-* ``scenario``: declarative TOML scenarios; ``truth``: their ground truth.
+* ``scenario``: declarative TOML scenarios, validated and planned (the file format in
+  ``scenario_model`` and ``scenario_tables``, planning in ``scenario_plan`` and the
+  modules it names); ``scenario_run`` plays them; ``truth``: their ground truth.
 * ``probe.LlrpProbe``: a minimal conformant LLRP client to drive and observe a reader;
   ``fake_reader.FakeLlrpReader``: a scripted LLRP reader to drive and observe a client.
 """

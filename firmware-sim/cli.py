@@ -28,7 +28,9 @@ from firmware_sim.portal import ShelfPopulation, TagField
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.replay import load_reports
 from firmware_sim.scanner import ScannerFault, ScannerSimulator, check_scanner_fault
-from firmware_sim.scenario import Scenario, ScenarioEvent, load_scenario, run_scenario
+from firmware_sim.scenario import Scenario, load_scenario
+from firmware_sim.scenario_plan import ScenarioEvent
+from firmware_sim.scenario_run import run_scenario
 from wire.barcodes import COMMAND_PREFIX, LOCATION_PREFIX
 from wire.gs1 import GS
 from wire.identifiers import sgtin96_hex

@@ -36,7 +36,9 @@ from edge.agent import EdgeAgent
 from edge.pipeline import PassTracker
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import ScannerSimulator
-from firmware_sim.scenario import ScenarioEvent, bundled_scenario, load_scenario, run_scenario
+from firmware_sim.scenario import bundled_scenario, load_scenario
+from firmware_sim.scenario_plan import ScenarioEvent
+from firmware_sim.scenario_run import run_scenario
 from plumbing.broker import EmbeddedBroker
 from server.app import Server
 from stockgate.demo_api import (

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from firmware_sim.scenario import GroundTruth, Scenario
+from firmware_sim.scenario import Scenario
+from firmware_sim.truth import GroundTruth
 
 Stock = dict[tuple[str, str], int]
 

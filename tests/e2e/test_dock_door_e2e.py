@@ -19,13 +19,9 @@ import pytest
 
 from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import (
-    GroundTruth,
-    Scenario,
-    bundled_scenario,
-    load_scenario,
-    run_scenario,
-)
+from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario
+from firmware_sim.scenario_run import run_scenario
+from firmware_sim.truth import GroundTruth
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from server.app import Server

@@ -29,14 +29,9 @@ import pytest
 
 from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import (
-    DOORWAY_SCENARIOS,
-    Scenario,
-    TagPass,
-    bundled_scenario,
-    load_scenario,
-    run_scenario,
-)
+from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, bundled_scenario, load_scenario
+from firmware_sim.scenario_doorways import TagPass
+from firmware_sim.scenario_run import run_scenario
 from server.app import Server
 from stockgate.demo_api import fetch_stock
 from stockgate.demo_settings import edge_settings, server_settings

@@ -23,7 +23,8 @@ import pytest
 from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import ScannerSimulator
-from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario, run_scenario
+from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario
+from firmware_sim.scenario_run import run_scenario
 from server.app import Server
 from stockgate.demo_api import fetch_stock
 from stockgate.demo_settings import edge_settings, server_settings

@@ -20,7 +20,9 @@ import pytest
 
 from edge.agent import EdgeAgent
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import ScenarioEvent, bundled_scenario, load_scenario, run_scenario
+from firmware_sim.scenario import bundled_scenario, load_scenario
+from firmware_sim.scenario_plan import ScenarioEvent
+from firmware_sim.scenario_run import run_scenario
 from server.app import Server
 from stockgate.demo_api import fetch_stock
 from stockgate.demo_settings import GATEWAY_ID, edge_settings, server_settings

@@ -36,7 +36,8 @@ from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
 from firmware_sim.fake_reader import FakeLlrpReader, FakeTag
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import Scenario, parse_scenario, run_scenario
+from firmware_sim.scenario import Scenario, parse_scenario
+from firmware_sim.scenario_run import run_scenario
 from plumbing.settings import load
 from server.app import Server
 from server.config import ServerSettings

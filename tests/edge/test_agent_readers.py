@@ -22,7 +22,8 @@ from edge.agent import EdgeAgent
 from edge.buffer.outbox import Outbox
 from edge.config import EdgeSettings
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import Scenario, parse_scenario, run_scenario
+from firmware_sim.scenario import Scenario, parse_scenario
+from firmware_sim.scenario_run import run_scenario
 
 GATEWAY = "gw-two"
 

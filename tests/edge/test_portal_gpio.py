@@ -25,7 +25,8 @@ from firmware_sim.fake_reader import FakeLlrpReader, FakeTag, gpo_writes, reques
 from firmware_sim.llrp_encode import gpi_event
 from firmware_sim.llrp_types import MsgType
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import parse_scenario, run_scenario
+from firmware_sim.scenario import parse_scenario
+from firmware_sim.scenario_run import run_scenario
 from wire.identifiers import sgtin96_hex
 
 GATEWAY = "gw-gpio"

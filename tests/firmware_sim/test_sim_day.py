@@ -20,13 +20,9 @@ from firmware_sim.errors import ScenarioError, SimConfigError
 from firmware_sim.probe import LlrpProbe
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scanner import ScannerSimulator
-from firmware_sim.scenario import (
-    ExpectedAlert,
-    bundled_scenario,
-    load_scenario,
-    parse_scenario,
-    run_scenario,
-)
+from firmware_sim.scenario import bundled_scenario, load_scenario, parse_scenario
+from firmware_sim.scenario_run import run_scenario
+from firmware_sim.truth import ExpectedAlert
 from tests.firmware_sim.support import Seen, direction_of, edge_on, passes_of, until
 from wire.barcodes import parse_barcode
 from wire.scans import BarcodeError, Command, CommandScan, ItemScan, LocationScan

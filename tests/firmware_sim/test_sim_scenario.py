@@ -15,13 +15,9 @@ from firmware_sim.errors import ScenarioError
 from firmware_sim.llrp_types import ContentSelector
 from firmware_sim.probe import LlrpProbe
 from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scenario import (
-    ScenarioEvent,
-    bundled_scenario,
-    load_scenario,
-    parse_scenario,
-    run_scenario,
-)
+from firmware_sim.scenario import bundled_scenario, load_scenario, parse_scenario
+from firmware_sim.scenario_plan import ScenarioEvent
+from firmware_sim.scenario_run import run_scenario
 from tests.firmware_sim.support import direction_of, passes_of
 from wire.gs1 import with_check_digit
 from wire.identifiers import epc_urn, gtin_of
