@@ -37,9 +37,9 @@ from bench.api_requests import (
 from bench.cpu import percentile
 from bench.figures import Figure, Target
 from bench.server_proc import API_KEY, ServerProcess
-from server.check import check_ledger
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.check import check_ledger
+from server.store.database import Store
 
 P99_TARGET_MS: Final = 50.0
 WARMUP_PER_KIND: Final = 5

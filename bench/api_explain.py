@@ -1,7 +1,7 @@
 """Where an API query's time goes: the store query alone, its SQL and SQLite's plan.
 
 Run (untimed, after the measurement) when an API figure misses its target. For each
-request kind it calls the server's own query function (``server.queries.movements`` or
+request kind it calls the server's own query function (``server.queries.reads.movements`` or
 ``stock``) directly on a ``Store`` over the same database, ``samples`` times, capturing each
 SQL statement SQLAlchemy sends (the engine's ``before_cursor_execute`` event); then it asks
 SQLite for ``EXPLAIN QUERY PLAN`` of the slowest kind's statements. Comparing the query
@@ -24,9 +24,9 @@ from sqlalchemy import event
 from bench import ledger_gen
 from bench.api_requests import MOVEMENT_KINDS, STOCK_KINDS, Kind, Params
 from bench.cpu import percentile
-from server.config import DatabaseSettings
-from server.queries import MovementQuery, StockQuery, movements, stock
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.queries.reads import MovementQuery, StockQuery, movements, stock
+from server.store.database import Store
 
 
 def _text(params: Params, name: str) -> str | None:

@@ -123,11 +123,11 @@ async def _replay_quarantined(database: str) -> int:
     """Apply the quarantined events with the server's clock 2 h on (their time has come)."""
     # Imported here: the server stack is only needed by this scenario.
     from plumbing.settings import load
-    from server.config import DatabaseSettings, ServerSettings
-    from server.dead_letter_replay import OFFLINE, replay_dead_letters
-    from server.ingest import Ingestor
+    from server.config.settings import DatabaseSettings, ServerSettings
+    from server.ingest.consumer import Ingestor
+    from server.ingest.dead_letter_replay import OFFLINE, replay_dead_letters
     from server.metrics import Metrics
-    from server.store import Store
+    from server.store.database import Store
 
     url = pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://")
     settings = load(

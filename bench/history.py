@@ -3,7 +3,7 @@
 ``history.follow_rows_per_s``: after the ``server.events_per_s`` run, on the ledger that run
 wrote (same file, same machine, minutes later), both followers of the server start again
 from the first row, concurrently, in one process, as a server runs them: the SQL rollups
-(``server.history_rollups``, SQLite) and the InfluxDB sink (``server.history_influx``) writing
+(``server.history.rollups``, SQLite) and the InfluxDB sink (``server.history.influx``) writing
 to a real VictoriaMetrics (``bench.victoria``). The clock runs until both have reached the
 newest row; rows per second = ledger rows / that time. Its target is the ingest rate of the
 same run (the follower keeps up when the ratio is at least 1). Afterwards the rollups are
@@ -36,17 +36,17 @@ from bench.cpu import percentile
 from bench.figures import Figure, Target
 from bench.server_proc import ServerProcess
 from bench.victoria import VictoriaMetrics
-from server.config import DatabaseSettings
-from server.history_check import history_report, rebuild_history, reset_rollups
-from server.history_follow import LedgerFollower, last_ledger_id
-from server.history_influx import INFLUXDB, MOVEMENT, InfluxSink
-from server.history_queries import MovementHistoryQuery, movement_select, needs_items
-from server.history_rollups import RollupSink
-from server.history_settings import HistorySettings, InfluxSettings
-from server.schema import items
-from server.schema_costs import item_costs
-from server.schema_history import history_cursors, history_place_movements
-from server.store import Store
+from server.config.history import HistorySettings, InfluxSettings
+from server.config.settings import DatabaseSettings
+from server.history.check import history_report, rebuild_history, reset_rollups
+from server.history.follow import LedgerFollower, last_ledger_id
+from server.history.influx import INFLUXDB, MOVEMENT, InfluxSink
+from server.history.queries import MovementHistoryQuery, movement_select, needs_items
+from server.history.rollups import RollupSink
+from server.store.database import Store
+from server.store.schema.core import items
+from server.store.schema.costs import item_costs
+from server.store.schema.history import history_cursors, history_place_movements
 
 FOLLOW_TIMEOUT_S: Final = 1800.0
 PAGES_P99_MS: Final = 50.0

@@ -34,8 +34,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.database import Store
 from wire.gs1 import with_check_digit
 
 SITES: Final = 4

@@ -36,8 +36,8 @@ import asyncpg
 from bench.figures import Figure
 from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from bench.sqlite_floor import RECEIVING, RECORDED_AT, _groups, _rows, _Transaction
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.database import Store
 from wire.identifiers import gtin_of
 
 DEFAULT_ADMIN_DSN: Final = "postgresql://postgres@127.0.0.1:5432/test"

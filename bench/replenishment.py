@@ -21,7 +21,7 @@ Two policies run on the same days, demand and lead-time draws:
   below the reorder point. (The planner's SQL side, history from the ledger, is tested in
   ``tests/server/test_server_replenishment.py``; the backtest drives its arithmetic.)
 - **fixed**: the reorder point typed once from the warm-up history, as a person does today
-  (``server.stock_levels``): average daily demand x average lead time, plus half of that as
+  (``server.alerts.stock_levels``): average daily demand x average lead time, plus half of that as
   safety stock, never updated; the reorder quantity ``review_days`` of average demand.
 
 Figures (over the simulated year, all items together):

@@ -41,9 +41,9 @@ from bench.server_workload import (
 )
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
-from server.check import check_ledger
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire import topics
 from wire.models import Ack
 
@@ -409,6 +409,7 @@ def profile(mqtt_url: str, workdir: Path, batches_per_gateway: int, out: Path) -
         f"The server.events_per_s workload ({figure.detail.get('events')} events) with the "
         f"server process under cProfile ({figure.value:,.0f} events/s with the profiler on). "
         "The whole process is included (start-up, warm-up, the API idle); look at "
-        "server.ingest and below. Main thread only: SQLite statements execute on aiosqlite's "
+        "server.ingest.consumer and below. Main thread only: SQLite statements execute on "
+        "aiosqlite's "
         "thread, whose waits show up as the event loop's select/poll time.",
     )

@@ -3,7 +3,7 @@
 The database floor under the server figure, measured in the same run on the same disk: the
 same timed batches (after the same warm-up) become the rows the server writes for them,
 and plain ``sqlite3`` writes them into a file migrated to the server's schema (every index
-and constraint), with the connection settings the server uses (``server.store``: WAL,
+and constraint), with the connection settings the server uses (``server.store.database``: WAL,
 ``synchronous=FULL``, the default page cache and checkpoint size). Per transaction, as the
 server does for a group of batches: read the event ids seen before and the units named,
 insert the seen ids, the ledger rows, the balance deltas, the unit states and the batch
@@ -34,9 +34,9 @@ from typing import Any, Final
 
 from bench.figures import Figure
 from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
-from server.config import DatabaseSettings
-from server.schema import sqlite_utc_text
-from server.store import Store, sqlite_pragmas
+from server.config.settings import DatabaseSettings
+from server.store.schema.core import sqlite_utc_text
+from server.store.database import Store, sqlite_pragmas
 from wire.identifiers import gtin_of
 
 RECEIVING: Final = f"{SITE}.receiving"

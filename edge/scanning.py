@@ -37,7 +37,7 @@ serials as lines, which the server matches to units.)
 A pallet label (an SSCC, AI 00, or its Digital Link URI) is scanned like an item in receive,
 pick and move mode: the event carries the pallet's EPC pure identity (``epc``,
 ``urn:epc:id:sscc:...``) instead of a quantity, and the server moves the pallet's contents
-as it knows them (``server.pallets``). A count is of items, so a pallet label in count mode
+as it knows them (``server.commands.pallets``). A count is of items, so a pallet label in count mode
 is refused with a notice (count its cases).
 
 Every event names the scanner's configured ``read_point``; its time is the scan's (the END

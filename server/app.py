@@ -2,8 +2,8 @@
 
 Start-up order: (the embedded broker, if ``[mqtt] url = "embedded"``), open the store and
 run ``upgrade head``, write ``[[read_points]]`` to the read point table (config wins; see
-``server.read_points``), connect MQTT, subscribe to events and statuses (QoS 1), and serve the
-API on a socket bound here (so port 0 works and the bound port is known at once). Shutdown
+``server.commands.read_points``), connect MQTT, subscribe to events and statuses (QoS 1), and
+serve the API on a socket bound here (so port 0 works and the bound port is known at once). Shutdown
 is cancellation: the API stops accepting and drains, MQTT disconnects cleanly, the engine
 is disposed.
 
@@ -31,29 +31,29 @@ import uvicorn
 from plumbing.broker import EmbeddedBroker
 from plumbing.mqtt import Message, MqttClient, MqttError
 from plumbing.settings import MqttSettings
-from server.alert_relay import AlertRelay
-from server.alert_sweeps import AlertSweeper
+from server.alerts.relay import AlertRelay
+from server.alerts.stream import StreamFeed
+from server.alerts.sweeps import AlertSweeper
+from server.alerts.webhooks import WebhookDispatcher
 from server.api import create_app
-from server.check import ledger_report
-from server.config import ServerSettings
-from server.epcis_subscriptions import EpcisSubscriptions
+from server.commands.gateway_config import ConfigRelay
+from server.commands.read_points import ReadPointCatalog
+from server.config.settings import ServerSettings
+from server.epcis.subscriptions import EpcisSubscriptions
 from server.errors import PublishFailed, ServerError
-from server.gateway_config import ConfigRelay
-from server.gateway_trust import GatewayTrust
-from server.history_check import history_report, rebuild_history
-from server.history_follow import LedgerFollower
-from server.history_influx import InfluxSink
-from server.history_rollups import RollupSink
-from server.ingest import Ahead, Ingestor, Prepared, Publisher
+from server.history.check import history_report, rebuild_history
+from server.history.follow import LedgerFollower
+from server.history.influx import InfluxSink
+from server.history.metrics_feed import ledger_counter, run_gateway_export
+from server.history.rollups import RollupSink
+from server.ingest.consumer import Ahead, Ingestor, Prepared, Publisher
+from server.ingest.gateway_status import StatusRecorder
+from server.ingest.gateway_trust import GatewayTrust
 from server.metrics import Metrics
-from server.metrics_feed import ledger_counter, run_gateway_export
-from server.read_points import ReadPointCatalog
 from server.replenishment.planner import ReplenishmentScheduler
-from server.retention import Pruner
-from server.status import StatusRecorder
-from server.store import Store
-from server.stream import StreamFeed
-from server.webhooks import WebhookDispatcher
+from server.store.check import ledger_report
+from server.store.database import Store
+from server.store.retention import Pruner
 from wire import topics
 
 log = logging.getLogger(__name__)

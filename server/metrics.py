@@ -86,7 +86,7 @@ class Metrics:
             registry=self.registry,
         )
         # Ledger rows by site, read point and kind, counted by the rollups follower as it
-        # commits them (server.history_follow): every row once, by the instance that holds
+        # commits them (server.history.follow): every row once, by the instance that holds
         # the follower's lease, whichever instance applied it; sum over instances. Bounded:
         # sites and read points are configured (others are dead-lettered), kinds are five.
         self.ledger_rows = Counter(

@@ -17,7 +17,7 @@ from plumbing.logs import setup as setup_logging
 from plumbing.settings import ConfigError
 
 if TYPE_CHECKING:  # only for annotations: edge commands never import the server
-    from server.config import ServerSettings
+    from server.config.settings import ServerSettings
 
 app = typer.Typer(
     help="stockgate: RFID and barcode edge gateway with a central stock ledger.",
@@ -127,7 +127,7 @@ def _run_server(main: Coroutine[Any, Any, int | None]) -> None:
 def _server_settings(config: Path, log_level: str) -> ServerSettings:
     """The server's settings from ``config``; a bad file is one line and status 2."""
     from plumbing.settings import load
-    from server.config import ServerSettings
+    from server.config.settings import ServerSettings
 
     _setup_logging(log_level)
     try:
@@ -206,7 +206,7 @@ def server_backup(
     log_level: LogLevel = "warning",
 ) -> None:
     """Copy the SQLite database as of one moment, while the server runs (PostgreSQL: pg_dump)."""
-    from server.backup import backup_command
+    from server.store.backup import backup_command
 
     settings = _server_settings(config, log_level)
     _run_server(backup_command(settings.database, to, force=force))
@@ -221,7 +221,7 @@ def server_restore(
     log_level: LogLevel = "warning",
 ) -> None:
     """Replace the SQLite database with a backup; the server must be stopped."""
-    from server.backup import restore_command
+    from server.store.backup import restore_command
 
     settings = _server_settings(config, log_level)
     _run_server(restore_command(settings.database, source))
@@ -240,7 +240,7 @@ def replay_dead_letters(
     log_level: LogLevel = "warning",
 ) -> None:
     """Put waiting dead letters through ingest again; apply the ones that now pass."""
-    from server.dead_letter_replay import replay_command
+    from server.ingest.dead_letter_replay import replay_command
 
     settings = _server_settings(config, log_level)
     _run_server(replay_command(settings, kind or [], letter or []))
@@ -249,7 +249,7 @@ def replay_dead_letters(
 @server_app.command("prune")
 def server_prune(config: ConfigOption, log_level: LogLevel = "warning") -> None:
     """Delete dead letters, batch records (and seen ids) past [retention] now."""
-    from server.retention import prune_command
+    from server.store.retention import prune_command
 
     settings = _server_settings(config, log_level)
     _run_server(prune_command(settings))
@@ -266,8 +266,8 @@ def broker_config(
 ) -> None:
     """Write Mosquitto's ACL and password file for the [[gateways]] registry."""
     from plumbing.settings import load
-    from server.broker_config import DEFAULT_SERVER_USER, write_broker_files
-    from server.config import ServerSettings
+    from server.config.broker import DEFAULT_SERVER_USER, write_broker_files
+    from server.config.settings import ServerSettings
     from server.errors import ServerError
 
     try:
@@ -292,8 +292,8 @@ def mint_key(
     """Make a random API key; print it once and the [[api.keys]] entry holding its hash."""
     from pydantic import ValidationError
 
-    from server.api_keys import mint
-    from server.config import ROLE_RANK
+    from server.commands.api_keys import mint
+    from server.config.settings import ROLE_RANK
 
     if role not in ROLE_RANK:
         typer.echo(f"error: --role must be one of {', '.join(ROLE_RANK)}", err=True)

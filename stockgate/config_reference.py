@@ -90,7 +90,7 @@ def _tables(model: type[BaseModel], prefix: str, many: bool) -> list[str]:
 def reference() -> str:
     """The whole reference: the edge's file, then the server's."""
     from edge.config import EdgeSettings
-    from server.config import ServerSettings
+    from server.config.settings import ServerSettings
 
     out = ["### edge.toml", ""]
     out += _tables(EdgeSettings, "", False)

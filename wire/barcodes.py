@@ -14,7 +14,7 @@ of:
   the scanner's mode (``END`` closes a count);
 - an item or a logistic unit (a pallet): GS1 content, an element string, a bare GTIN or a
   GS1 Digital Link URI, read by ``wire.gs1``. A pallet's contents are what the server
-  knows of its SSCC (``server.pallets``).
+  knows of its SSCC (``server.commands.pallets``).
 
 ``parse_barcode`` turns a line's text into one of the typed scans of ``wire.scans``; a scan
 that is none of these, or one with a bad value, is a ``BarcodeError`` whose message names

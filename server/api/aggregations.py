@@ -1,4 +1,4 @@
-"""``/api/v1/aggregations``: what a pallet (SSCC) holds (``server.pallets``).
+"""``/api/v1/aggregations``: what a pallet (SSCC) holds (``server.commands.pallets``).
 
 Viewers list pallets and read one; operators record a pallet's contents (all of it, which
 also applies the pallet's events held while its contents were unknown) and remove them.
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from server.api.auth import Context, Operator, Viewer
 from server.api.params import DEFAULT_PAGE, Epc, Gtin, Limit, gtin14
 from server.api.read_points import Catalog
-from server.pallets import (
+from server.commands.pallets import (
     MAX_PARENT_TEXT,
     AggregationQuery,
     AggregationRequest,

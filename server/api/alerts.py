@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
-from server.alerting import acknowledge
+from server.alerts.store import acknowledge
 from server.api.auth import Context, Operator, Viewer
 from server.api.params import DEFAULT_PAGE, Limit
-from server.queries import AlertFilter, list_alerts
-from server.views import AlertView
+from server.queries.reads import AlertFilter, list_alerts
+from server.queries.views import AlertView
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])

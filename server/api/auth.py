@@ -2,7 +2,7 @@
 
 Roles: ``viewer`` reads; ``operator`` also changes stock (and orders, alerts); ``admin``
 also changes master data. A key with ``sites = [...]`` sees and changes only those sites:
-lists are narrowed to them (``server.sites.in_sites``), and a request that names a
+lists are narrowed to them (``server.store.sites.in_sites``), and a request that names a
 location, read point or row of another site gets 403 (``check_locations``,
 ``check_site``). Global master data (items, item categories) is not of any site: reading it
 needs a viewer key, changing it an admin key without a site restriction (``GlobalAdmin``).
@@ -17,8 +17,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.api.context import SCOPE_PRINCIPAL, ApiContext, Principal, get_context
-from server.config import ROLE_RANK, Role
-from server.sites import site_of
+from server.config.settings import ROLE_RANK, Role
+from server.store.sites import site_of
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `[[api.keys]]`.")
 

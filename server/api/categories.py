@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.audit import record_change, snapshot
-from server.masterdata import (
+from server.commands.audit import record_change, snapshot
+from server.commands.masterdata import (
     CATEGORY_PATTERN,
     CategoryChanges,
     CategoryFields,
@@ -22,7 +22,7 @@ from server.masterdata import (
     rename_category,
     require_category,
 )
-from server.masterdata import (
+from server.commands.masterdata import (
     get_category as find_category,
 )
 from wire.models import now_utc

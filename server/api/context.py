@@ -10,10 +10,10 @@ from typing import cast
 
 from fastapi import Request
 
-from server.config import ApiSettings, Role
+from server.config.settings import ApiSettings, Role
 from server.metrics import Metrics
 from server.rules.policy import DEFAULT_POLICY, Policy
-from server.store import Store
+from server.store.database import Store
 
 SCOPE_PRINCIPAL = "stockgate.principal"
 """ASGI scope key of a request the console makes in-process for a signed-in person

@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from server.api.auth import Admin, Context, Operator, Viewer, check_site
 from server.api.history import bounded
 from server.api.params import DEFAULT_PAGE, Limit
-from server.audit import ChangeFilter, list_changes
-from server.costs import (
+from server.commands.audit import ChangeFilter, list_changes
+from server.commands.costs import (
     ReceiptCostRequest,
     ReceiptCostView,
     StandardCostRequest,
@@ -28,9 +28,9 @@ from server.costs import (
     set_standard_cost,
     standard_costs,
 )
-from server.masterdata import SKU_PATTERN
+from server.commands.masterdata import SKU_PATTERN
 from server.refusals import Forbidden
-from server.schema_costs import MAX_KEY, Entity
+from server.store.schema.costs import MAX_KEY, Entity
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["costs and audit"])

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Operator
 from server.api.params import DEFAULT_PAGE, Limit
-from server.queries import list_dead_letters
-from server.views import DeadLetterView
+from server.queries.reads import list_dead_letters
+from server.queries.views import DeadLetterView
 
 router = APIRouter(prefix="/api/v1", tags=["dead letters"])
 

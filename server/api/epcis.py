@@ -1,7 +1,7 @@
 """EPCIS 2.0: ``GET /api/v1/epcis/events`` (query), ``POST /api/v1/epcis/capture`` (capture),
 and ``GET /api/v1/purchase-orders/{id}/asn`` (a purchase order's shipping notice reconciled).
 
-Query parameters follow the GS1 EPCIS 2.0 names (``server.epcis_query``); a list parameter
+Query parameters follow the GS1 EPCIS 2.0 names (``server.epcis.query``); a list parameter
 may be repeated or hold several values separated by ``|``, as the GS1 REST binding writes
 them. The next page is in the ``Link`` header (``rel="next"``) and in
 ``GS1-Next-Page-Token``; the body is always a schema-valid ``EPCISQueryDocument``.
@@ -20,12 +20,12 @@ from server.api.auth import Context, Operator, Viewer, check_site
 from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
 from server.api.params import EPC_PATTERN, MAX_PAGE, as_utc
 from server.api.read_points import Catalog
-from server.asn import AsnReport, asn_report
-from server.epcis_capture import CaptureRefused, CaptureSummary, capture
-from server.epcis_documents import CBV_STEPS, query_document
-from server.epcis_query import EpcisQuery, bare_step, query_events
-from server.epcis_settings import EpcisSettings
-from server.pallets import release_held
+from server.commands.asn import AsnReport, asn_report
+from server.commands.pallets import release_held
+from server.config.epcis import EpcisSettings
+from server.epcis.capture import CaptureRefused, CaptureSummary, capture
+from server.epcis.documents import CBV_STEPS, query_document
+from server.epcis.query import EpcisQuery, bare_step, query_events
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["epcis"])

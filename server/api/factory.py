@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
+from server.alerts.stream import StreamFeed
 from server.api import adjustments as adjustments_api
 from server.api import aggregations as aggregations_api
 from server.api import alert_kinds as alert_kinds_api
@@ -34,14 +35,13 @@ from server.api import valuation as valuation_api
 from server.api.context import ApiContext, KeyRing
 from server.api.guard import BodyLimits, RequestGuard
 from server.api.uploads import CSV_MEDIA_TYPE
-from server.config import ServerSettings
+from server.commands.csv_import import MAX_IMPORT_BYTES
+from server.commands.gateway_config import ConfigRelay
+from server.commands.read_points import ReadPointCatalog
+from server.config.settings import ServerSettings
 from server.console import pages as console
-from server.csv_import import MAX_IMPORT_BYTES
-from server.gateway_config import ConfigRelay
 from server.metrics import Metrics
-from server.read_points import ReadPointCatalog
-from server.store import Store
-from server.stream import StreamFeed
+from server.store.database import Store
 
 API_VERSION = "1"
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from server.api.auth import Context, Viewer, check_locations, check_site
 from server.api.params import Gtin, Location, Sku, as_utc, gtin14
 from server.api.uploads import csv_download
-from server.history_queries import (
+from server.history.queries import (
     GROUP_BY,
     GroupBy,
     MovementHistoryQuery,
@@ -32,9 +32,9 @@ from server.history_queries import (
     stock_history,
     stream_movement_history,
 )
-from server.schema import LEDGER_KINDS
-from server.schema_history import Period, Side
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.core import LEDGER_KINDS
+from server.store.schema.history import Period, Side
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
 

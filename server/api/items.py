@@ -13,9 +13,9 @@ from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
-from server.audit import record_change, snapshot
-from server.csv_import import ImportSummary, export_items, import_items
-from server.masterdata import (
+from server.commands.audit import record_change, snapshot
+from server.commands.csv_import import ImportSummary, export_items, import_items
+from server.commands.masterdata import (
     CATEGORY_PATTERN,
     GTIN_INPUT_PATTERN,
     NAME_PATTERN,
@@ -31,11 +31,11 @@ from server.masterdata import (
     require_item,
     update_item,
 )
-from server.masterdata import (
+from server.commands.masterdata import (
     get_item as find_item,
 )
 from server.refusals import Invalid
-from server.schema_master import InventoryType
+from server.store.schema.master import InventoryType
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["items"])

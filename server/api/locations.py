@@ -16,9 +16,9 @@ from server.api.auth import Admin, Context, Viewer, check_locations
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit, Location
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
-from server.audit import record_change, snapshot
-from server.csv_import import ImportSummary, export_locations, import_locations
-from server.masterdata import (
+from server.commands.audit import record_change, snapshot
+from server.commands.csv_import import ImportSummary, export_locations, import_locations
+from server.commands.masterdata import (
     LocationChanges,
     LocationFields,
     LocationFilter,
@@ -29,7 +29,7 @@ from server.masterdata import (
     rename_location,
     require_location,
 )
-from server.masterdata import (
+from server.commands.masterdata import (
     get_location as find_location,
 )
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH

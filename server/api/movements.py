@@ -21,9 +21,9 @@ from server.api.params import (
     as_utc,
     gtin14,
 )
-from server.queries import MovementQuery, movements
+from server.queries.reads import MovementQuery, movements
+from server.queries.views import MovementView
 from server.rules.model import LedgerKind
-from server.views import MovementView
 
 router = APIRouter(prefix="/api/v1", tags=["movements"])
 MAX_RANGE = timedelta(days=366)

@@ -4,7 +4,7 @@
 change terms (PATCH), move along the workflow (``POST .../status``), add, change and remove
 lines. Creating an order takes a body of the kind's own shape, so each kind's module adds
 its ``POST`` with ``create``. Viewers read; operators and admins change; a key restricted to
-sites sees and changes only orders of its sites (``server.orders``).
+sites sees and changes only orders of its sites (``server.commands.orders``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from server.api.auth import Context, Operator, Viewer, check_locations, check_si
 from server.api.context import Principal
 from server.api.keyset import decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.masterdata import SKU_PATTERN, normalize_gtin
-from server.orders import (
+from server.commands.masterdata import SKU_PATTERN, normalize_gtin
+from server.commands.orders import (
     LineIn,
     LineQuantity,
     OrderChanges,
@@ -40,7 +40,7 @@ from server.orders import (
     remove_line,
 )
 from server.rules.orders import OrderKindSpec, OrderStatus
-from server.schema_orders import ORDER_NUMBER_PATTERN
+from server.store.schema.orders import ORDER_NUMBER_PATTERN
 from wire.models import now_utc
 
 MAX_ID = 2**63 - 1

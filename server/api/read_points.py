@@ -15,9 +15,8 @@ from pydantic import BaseModel
 from server.api.auth import Admin, Context, Viewer, check_locations, check_site
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.audit import record_change, snapshot
-from server.config import ReadPointSettings
-from server.read_points import (
+from server.commands.audit import record_change, snapshot
+from server.commands.read_points import (
     ReadPointCatalog,
     ReadPointView,
     create_read_point,
@@ -27,6 +26,7 @@ from server.read_points import (
     replace_read_point,
     require_read_point,
 )
+from server.config.settings import ReadPointSettings
 from server.refusals import Invalid
 from wire.models import now_utc
 

@@ -25,21 +25,21 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.alerting import clear_alert
+from server.alerts.store import clear_alert
 from server.api.auth import Context, GlobalAdmin, Operator, Viewer, check_site, require
 from server.api.context import Principal
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.audit import record_change, snapshot
-from server.masterdata import SKU_PATTERN
-from server.orders import OrderView, change_status
+from server.commands.audit import record_change, snapshot
+from server.commands.masterdata import SKU_PATTERN
+from server.commands.orders import OrderView, change_status
 from server.replenishment.planner import Draft, run_planner, save_settings
 from server.replenishment.settings import ReplenishmentSettings
 from server.rules.alerts import REORDER_SUGGESTED
 from server.rules.orders import PURCHASE
-from server.schema import items
-from server.schema_orders import orders
-from server.schema_supply import reorder_plans, replenishment_settings
+from server.store.schema.core import items
+from server.store.schema.orders import orders
+from server.store.schema.supply import reorder_plans, replenishment_settings
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1/replenishment", tags=["replenishment"])

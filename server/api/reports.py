@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from server.api.auth import Context, Viewer, check_site
 from server.api.history import CSV_MEDIA, SiteParam, bounded, wants_csv
 from server.api.uploads import csv_download
-from server.reports import dead_stock
+from server.reports.stock import dead_stock
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 

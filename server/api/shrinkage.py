@@ -2,7 +2,7 @@
 or CSV (``Accept: text/csv`` or ``/reports/shrinkage.csv``, streamed like the other CSV
 reports).
 
-What the continuous counting of shelf readers found (``server.shelves``): every unit the
+What the continuous counting of shelf readers found (``server.ingest.shelves``): every unit the
 sweep recorded missing after it left a watched shelf and was read nowhere, counted by the
 shelf's read point, the location it left and its item, with how many are missing still
 (not read anywhere since). A key restricted to sites sees only their locations.
@@ -25,7 +25,7 @@ from server.api.context import Principal
 from server.api.history import CSV_MEDIA, wants_csv
 from server.api.params import DEFAULT_PAGE, MAX_PAGE, Limit, Location, as_utc
 from server.api.uploads import csv_download
-from server.shelves import ShrinkageFilter, shrinkage_report
+from server.ingest.shelves import ShrinkageFilter, shrinkage_report
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 

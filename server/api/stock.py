@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations
 from server.api.params import DEFAULT_PAGE, Gtin, Limit, Location, Sku, as_utc, gtin14
-from server.queries import StockQuery, stock
-from server.stock_history import stock_as_of
-from server.views import StockRow
+from server.queries.reads import StockQuery, stock
+from server.queries.stock_history import stock_as_of
+from server.queries.views import StockRow
 
 router = APIRouter(prefix="/api/v1", tags=["stock"])
 MAX_OFFSET = 1_000_000

@@ -1,6 +1,6 @@
 """``GET /api/v1/stream``: movements and alert changes, live, as Server-Sent Events.
 
-See ``server.stream`` for what is sent and how. A key restricted to sites sees the
+See ``server.alerts.stream`` for what is sent and how. A key restricted to sites sees the
 movements touching its sites and the alerts of its sites only.
 """
 
@@ -12,9 +12,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from server.api.auth import Viewer
-from server.api.context import Principal
-from server.stream import (
+from server.alerts.stream import (
     TOPICS,
     StreamEnded,
     StreamFeed,
@@ -23,6 +21,8 @@ from server.stream import (
     sse_comment,
     sse_event,
 )
+from server.api.auth import Viewer
+from server.api.context import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 RETRY_MS = 3000

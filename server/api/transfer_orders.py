@@ -1,7 +1,8 @@
 """``/api/v1/transfer-orders``: goods shipped from one site to another, in transit on the road.
 
 Transfer orders: the list, read and change routes come from ``server.api.order_routes``; this
-module adds the create route, whose body is this kind's (``server.orders.TransferOrderIn``).
+module adds the create route, whose body is this kind's
+(``server.commands.orders.TransferOrderIn``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from fastapi import status
 
 from server.api.auth import Context, Operator
 from server.api.order_routes import REFUSALS, create, order_router
-from server.orders import OrderView, TransferOrderIn
+from server.commands.orders import OrderView, TransferOrderIn
 from server.rules.orders import TRANSFER
 
 router = order_router(TRANSFER)

@@ -2,7 +2,7 @@
 
 Viewers list them (narrowed to their sites); operators and admins resolve them, one by id
 (``POST /{id}/resolve``) or several at once, a whole group or a list of ids
-(``POST /resolve``). ``server.unresolved`` holds the rules.
+(``POST /resolve``). ``server.commands.unresolved`` holds the rules.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, enc
 from server.api.movements import MAX_RANGE
 from server.api.params import DEFAULT_PAGE, TEXT_PATTERN, Epc, Limit, as_utc
 from server.api.read_points import Catalog
-from server.schema_passes import MAX_GROUP
-from server.unresolved import (
+from server.commands.unresolved import (
     MAX_ROW_ID,
     BulkResolveRequest,
     PassQuery,
@@ -32,6 +31,7 @@ from server.unresolved import (
     list_passes,
     resolve,
 )
+from server.store.schema.passes import MAX_GROUP
 from wire.models import now_utc
 from wire.topics import ID_PATTERN
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
-from server.csv_import import MAX_IMPORT_BYTES
+from server.commands.csv_import import MAX_IMPORT_BYTES
 
 CSV_MEDIA_TYPE = "text/csv"
 CSV_BODY: dict[str, Any] = {

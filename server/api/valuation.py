@@ -31,12 +31,11 @@ from server.api.auth import Context, Viewer, check_locations, check_site
 from server.api.history import CSV_MEDIA, SiteParam, bounded, wants_csv
 from server.api.params import DEFAULT_PAGE, Limit, Location, Sku
 from server.api.uploads import csv_download
-from server.count_accuracy import CountFilter, count_accuracy
-from server.door_reports import door_throughput
-from server.masterdata import CATEGORY_PATTERN
-from server.schema import LEDGER_KINDS
-from server.valuation import Method
-from server.valuation_reports import (
+from server.commands.masterdata import CATEGORY_PATTERN
+from server.reports.count_accuracy import CountFilter, count_accuracy
+from server.reports.doors import door_throughput
+from server.reports.valuation import Method
+from server.reports.valuation_reports import (
     DEFAULT_AGE_BUCKETS,
     LOSS_GROUPS,
     DemandPeriod,
@@ -52,6 +51,7 @@ from server.valuation_reports import (
     turnover,
     unit_money,
 )
+from server.store.schema.core import LEDGER_KINDS
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 

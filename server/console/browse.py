@@ -37,7 +37,7 @@ from server.console.web import (
     to_sign_in,
     writer,
 )
-from server.schema import LEDGER_KINDS
+from server.store.schema.core import LEDGER_KINDS
 
 router = APIRouter(include_in_schema=False)
 

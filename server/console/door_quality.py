@@ -20,8 +20,8 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.schema import ledger
-from server.schema_passes import unresolved_passes
+from server.store.schema.core import ledger
+from server.store.schema.passes import unresolved_passes
 
 LOW_CONFIDENCE: Final = 0.5
 """Below this a direction is doubtful (the edge's ``[[portals]] min_confidence`` default)."""

@@ -28,6 +28,14 @@ from pydantic import ValidationError
 from server.api.read_points import get_catalog
 from server.api.stream import _events, get_feed
 from server.api.unresolved_passes import _resolve
+from server.commands.unresolved import (
+    MAX_ROW_ID,
+    BulkResolveRequest,
+    PassQuery,
+    ResolveRequest,
+    UnresolvedPassView,
+    list_passes,
+)
 from server.console import browse, reports, things
 from server.console.door_quality import LOW_CONFIDENCE, pass_quality
 from server.console.search import SearchError, search_stock
@@ -45,20 +53,12 @@ from server.console.web import (
     to_sign_in,
     writer,
 )
-from server.queries import MovementQuery, movements
+from server.queries.reads import MovementQuery, movements
+from server.queries.views import MovementView
 from server.refusals import Refused
-from server.schema import MAX_READ_POINT
-from server.schema_passes import Resolution
-from server.sites import site_of
-from server.unresolved import (
-    MAX_ROW_ID,
-    BulkResolveRequest,
-    PassQuery,
-    ResolveRequest,
-    UnresolvedPassView,
-    list_passes,
-)
-from server.views import MovementView
+from server.store.schema.core import MAX_READ_POINT
+from server.store.schema.passes import Resolution
+from server.store.sites import site_of
 
 RECENT_MOVEMENTS: Final = 200
 """Ledger rows read to fill the doors' recent passes when a page opens."""

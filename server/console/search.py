@@ -14,9 +14,9 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.masterdata import ItemFilter, get_item, get_location, list_items
-from server.queries import StockQuery, stock
-from server.views import StockRow
+from server.commands.masterdata import ItemFilter, get_item, get_location, list_items
+from server.queries.reads import StockQuery, stock
+from server.queries.views import StockRow
 from wire.barcodes import parse_barcode
 from wire.scans import BarcodeError, CommandScan, LocationScan, PalletScan
 

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from server.api.params import EPC_PATTERN
+from server.commands.masterdata import SKU_PATTERN
 from server.console.charts import bar_chart, line_chart
 from server.console.sessions import Session
 from server.console.web import api, base_values, page, session_of, to_sign_in
-from server.masterdata import SKU_PATTERN
 
 router = APIRouter(include_in_schema=False)
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from server.api.context import ApiContext, Principal
-from server.config import ROLE_RANK
+from server.config.settings import ROLE_RANK
 from server.console.internal import ApiAnswer, Params, call_api
 from server.console.sessions import COOKIE, Session, Sessions, same_token
 

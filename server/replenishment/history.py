@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.rules.policy import TRANSIT_SITE
-from server.schema import UtcDateTime, ledger
-from server.schema_orders import order_lines, orders
-from server.sites import site_of
+from server.store.schema.core import UtcDateTime, ledger
+from server.store.schema.orders import order_lines, orders
+from server.store.sites import site_of
 
 DAY_S = 86_400.0
 
@@ -34,7 +34,7 @@ def _day(conn: AsyncConnection, column: sa.ColumnElement[datetime]) -> sa.Column
     """The UTC day of a timestamp as ``YYYY-MM-DD`` text, in the database."""
     if conn.dialect.name == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    # SQLite keeps UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (server.schema.UtcDateTime).
+    # SQLite keeps UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (server.store.schema.core.UtcDateTime).
     return sa.func.substr(column, 1, 10)
 
 

@@ -22,7 +22,7 @@ One run (``run_planner``, in one transaction):
 
 Which (item, site) pairs are planned: those with demand in the window, and items with a
 replenishment settings row at every site where they have a stock row. The run takes the
-``replenishment`` job lease first (``server.job_leases``): on schedule only when the last
+``replenishment`` job lease first (``server.store.job_leases``): on schedule only when the last
 run is ``interval_s`` old, so with several instances one of them plans per interval; on
 demand (the API) always, waiting for a run in progress to finish.
 """
@@ -40,11 +40,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import job_leases
-from server.alerting import reconcile
-from server.dialect import upsert
+from server.alerts.store import reconcile
+from server.commands.orders import LineIn, OrderIn, create_order
 from server.errors import StoreError
-from server.orders import LineIn, OrderIn, create_order
 from server.replenishment.history import daily_demand, lead_times
 from server.replenishment.method import (
     AbcClass,
@@ -61,11 +59,13 @@ from server.rules.alerts import REORDER_SUGGESTED
 from server.rules.model import AlertSpec
 from server.rules.orders import PURCHASE
 from server.rules.policy import TRANSIT_SITE
-from server.schema import balances, items, locations
-from server.schema_orders import order_lines, order_positions, orders
-from server.schema_supply import reorder_plans, replenishment_settings
-from server.sites import site_of
-from server.store import Store
+from server.store import job_leases
+from server.store.database import Store
+from server.store.dialect import upsert
+from server.store.schema.core import balances, items, locations
+from server.store.schema.orders import order_lines, order_positions, orders
+from server.store.schema.supply import reorder_plans, replenishment_settings
+from server.store.sites import site_of
 from wire.models import now_utc
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ Each ``AlertKind`` row says what the alert is about (``condition``), how urgent 
 message template, and how it clears (``clears``):
 
 - ``condition``: the alert stays open while its condition holds and is closed by whoever
-  re-evaluates that condition: a gateway status (``server.gateway_health``), the periodic
-  sweeps (``server.alert_sweeps``: stock levels, stale gateways, reviewed items), or the
-  domain code that raised it, through ``server.alerting.clear_alert``.
+  re-evaluates that condition: a gateway status (``server.ingest.gateway_health``), the periodic
+  sweeps (``server.alerts.sweeps``: stock levels, stale gateways, reviewed items), or the
+  domain code that raised it, through ``server.alerts.store.clear_alert``.
 - ``quiet``: an occurrence (something happened once: a unit seen after it was shipped). It
   has no lasting condition, so it closes by itself once it has not happened again for
   ``[alerts] occurrence_quiet_s``. Each recurrence while open updates it (count, evidence).

@@ -106,7 +106,7 @@ OrderKind = Literal["purchase", "sales", "transfer"]
 
 @dataclass(frozen=True, slots=True)
 class OpenLine:
-    """A line of an open order, as the store had it before the batch (``server.order_book``).
+    """A line of an open order, as the store had it before the batch (``server.ingest.order_book``).
 
     ``location`` is where a purchase order receives and where sales and transfer orders ship
     from; ``destination`` is where a transfer order receives.

@@ -13,7 +13,7 @@ a move of more than is there, a shipment or a loss of goods never received) foll
   refused: none of its movements apply, and the caller says why (ingest dead-letters it and
   tells the gateway in its Ack, the API answers 409).
 
-Balances are per item and location (``server.schema.balances``); the check walks the
+Balances are per item and location (``server.store.schema.core.balances``); the check walks the
 movements in the order the planner made them (event time), one event's movements at a
 time, from the balances as the store held them before the batch.
 """

@@ -35,7 +35,7 @@ open lines taken oldest order first:
   open purchase order line raises ``unexpected_receipt`` (subject ``<site>/<item>``).
   Over-filling is judged on the counters the store returns after the batch
   (``overfill_alerts``), so batches applied concurrently cannot overfill a line unseen.
-  ``short_receipt`` is raised when an order is closed (``server.orders``).
+  ``short_receipt`` is raised when an order is closed (``server.commands.orders``).
 - any movement out of a transit location into a site (a receipt, an arrival, a count)
   counts as received on that transfer order.
 

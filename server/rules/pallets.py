@@ -13,7 +13,7 @@ pallet itself is not stock; what it holds is. Decisions:
   once: the whole pallet moves exactly once, or (refused for negative stock) not at all.
 - An SSCC event whose contents are not known moves nothing (not a pseudo-item ``epc:sscc``,
   which would put a pallet in the books as if it were one unit). It raises
-  ``unknown_pallet`` and is held (``server.pallets``) until the contents are recorded.
+  ``unknown_pallet`` and is held (``server.commands.pallets``) until the contents are recorded.
 - An SSCC event without a stock effect (a sighting, a departure, a pass without a
   direction) is left as it is: an undirected pass is kept for an operator like any other,
   and expands when it is resolved.

@@ -4,7 +4,7 @@ A shelf read point with ``missing_after_s`` (``[[read_points]]``) turns a depart
 step ``departing``, from the edge's ``[[zones]]``) of a unit the books hold in stock into a
 ``Departure``: unless the unit is read again somewhere (any read point: a pass, an arrival
 on another shelf, a pick, a move) within ``missing_after_s`` of its last read on the shelf,
-it becomes ``missing`` (``server.shelves``: a ``count_adjustment`` of reason ``shrinkage``
+it becomes ``missing`` (``server.ingest.shelves``: a ``count_adjustment`` of reason ``shrinkage``
 and the alert ``unit_missing`` naming the shelf). Read again later, it comes back into stock
 where it is read (``server.rules.steps.place_unit``) and ``unit_missing`` clears.
 

@@ -115,7 +115,7 @@ def _pass_confidence(event: Event) -> float | None:
     """The edge's confidence in a portal pass's direction, for its ledger row.
 
     Only for a pass the edge gave a direction with its read evidence: a resolved pass
-    (``server.unresolved``) is rebuilt without ``reads`` and its direction is a person's
+    (``server.commands.unresolved``) is rebuilt without ``reads`` and its direction is a person's
     word, not a confidence.
     """
     if event.direction is None or event.reads is None:
@@ -307,7 +307,7 @@ def plan(
             _sighted(result, event)
         if rule is None:
             if is_undirected_pass(event):
-                # Never silent: kept for an operator to resolve (server.unresolved); its
+                # Never silent: kept for an operator to resolve (server.commands.unresolved); its
                 # item is created now, as a receipt would, so the pass can name it.
                 inp = _rule_input(event, read_point, unit, site, policy, batch)
                 _note_items(result, known, inp)

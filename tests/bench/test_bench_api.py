@@ -12,9 +12,9 @@ import pytest
 from bench import api, history, ledger_gen
 from bench.api_explain import explain
 from bench.api_requests import MOVEMENT_KINDS, STOCK_KINDS
-from server.check import check_ledger
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire.identifiers import gtin_of
 
 

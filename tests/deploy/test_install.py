@@ -233,7 +233,7 @@ def test_the_server_installer_gives_the_server_and_a_unit_that_verifies(
     server_root: Path,
 ) -> None:
     python = _venv(server_root) / "python"
-    subprocess.run([str(python), "-c", "import server.app, server.backup"], check=True)
+    subprocess.run([str(python), "-c", "import server.app, server.store.backup"], check=True)
     assert _found(python, ("sllurp", "serial", "aiosqlite")) == []
     unit = server_root / "etc" / "systemd" / "system" / "stockgate-server.service"
     _verify(unit)

@@ -28,7 +28,7 @@ from jsonschema import Draft7Validator
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings, load
 from server.app import Server
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from wire.models import now_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]

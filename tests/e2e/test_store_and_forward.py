@@ -40,7 +40,7 @@ from firmware_sim.scenario import Scenario, parse_scenario
 from firmware_sim.scenario_run import run_scenario
 from plumbing.settings import load
 from server.app import Server
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from stockgate.demo_api import fetch_stock
 from wire.identifiers import sgtin96_hex
 

@@ -20,10 +20,10 @@ import asyncpg
 import pytest
 from server_helpers import Batches, Probe, RecordingPublisher, make_settings
 
-from server.config import DatabaseSettings, ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import DatabaseSettings, ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
+from server.store.database import Store
 
 PG_HOST = os.environ.get("STOCKGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("STOCKGATE_TEST_PG_PORT", "5432"))

@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from plumbing.settings import load
-from server import schema
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from server.errors import PublishFailed
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
 
 VIEWER_KEY = "viewer-key-0123456789"
 OPERATOR_KEY = "operator-key-0123456789"

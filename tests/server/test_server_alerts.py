@@ -15,13 +15,14 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import BASE_TIME, GTIN_A, Batches, Probe, sgtin
 
-from server import schema
-from server.alert_settings import AlertSettings
-from server.alert_sweeps import AlertSweeper
-from server.alerting import acknowledge, clear_alert, raise_alert, reconcile
-from server.config import ServerSettings
-from server.gateway_health import health_alerts
-from server.ingest import Ingestor
+from server.alerts.stock_levels import StockLevel, level_alerts
+from server.alerts.store import acknowledge, clear_alert, raise_alert, reconcile
+from server.alerts.sweeps import AlertSweeper
+from server.config.alerts import AlertSettings
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.ingest.gateway_health import health_alerts
+from server.ingest.gateway_status import StatusRecorder
 from server.metrics import Metrics
 from server.rules.alerts import (
     ALERT_KINDS,
@@ -31,11 +32,10 @@ from server.rules.alerts import (
     UNIT_SEEN_AFTER_SHIPPED,
     alert_kind,
 )
-from server.schema_alerts import alert_events
-from server.schema_orders import order_positions
-from server.status import StatusRecorder
-from server.stock_levels import StockLevel, level_alerts
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
+from server.store.schema.alerts import alert_events
+from server.store.schema.orders import order_positions
 from wire.models import Status
 
 STATUS_TOPIC = "stockgate/v1/wh1/gw1/status"

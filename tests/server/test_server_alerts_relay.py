@@ -24,14 +24,14 @@ from server_helpers import (
 
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
-from server.alert_relay import AlertNotice, AlertRelay
-from server.alert_settings import AlertSettings, WebhookSettings
-from server.alerting import acknowledge, clear_alert, raise_alert, raise_alerts
+from server.alerts.relay import AlertNotice, AlertRelay
+from server.alerts.store import acknowledge, clear_alert, raise_alert, raise_alerts
 from server.app import Server
-from server.ingest import Ingestor
+from server.config.alerts import AlertSettings, WebhookSettings
+from server.ingest.consumer import Ingestor
 from server.rules.alerts import UNIT_SEEN_AFTER_SHIPPED
-from server.schema_alerts import alert_events, webhook_deliveries
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.alerts import alert_events, webhook_deliveries
 
 ALERTS_TOPIC = "stockgate/v1/wh1/alerts"
 READY_TIMEOUT_S = 20.0

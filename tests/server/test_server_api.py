@@ -25,11 +25,11 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import DatabaseSettings, ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import DatabaseSettings, ServerSettings
+from server.ingest.consumer import Ingestor
+from server.ingest.gateway_status import StatusRecorder
 from server.metrics import Metrics
-from server.status import StatusRecorder
-from server.store import Store
+from server.store.database import Store
 
 GTIN_13 = "4006381333931"
 

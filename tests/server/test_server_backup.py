@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from server_helpers import Batches, RecordingPublisher, make_settings, sgtin
 
-from server.backup import BackupError, backup_sqlite, restore_sqlite, sqlite_path
-from server.config import DatabaseSettings
-from server.ingest import Ingestor
+from server.config.settings import DatabaseSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
+from server.store.backup import BackupError, backup_sqlite, restore_sqlite, sqlite_path
+from server.store.database import Store
 
 STOCKGATE = str(Path(sys.executable).parent / "stockgate")
 EVENTS_PER_BATCH = 40

@@ -17,7 +17,7 @@ from plumbing.broker import free_loopback_port as free_port
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
 from server.app import Server
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from wire.models import Ack
 
 pytestmark = pytest.mark.broker

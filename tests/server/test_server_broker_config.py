@@ -9,13 +9,13 @@ import pytest
 from server_helpers import make_settings
 
 from plumbing.settings import load
-from server.broker_config import (
+from server.config.broker import (
     DEFAULT_SERVER_USER,
     BrokerConfigError,
     acl_text,
     write_broker_files,
 )
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from wire.models import MAX_PAYLOAD_BYTES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

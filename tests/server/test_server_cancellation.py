@@ -16,11 +16,11 @@ from typing import Any
 
 from server_helpers import RecordingPublisher
 
-from server.alert_relay import AlertRelay
-from server.alert_settings import AlertSettings, WebhookSettings
-from server.store import Store
-from server.stream import StreamEvent, Subscription
-from server.webhooks import WebhookDispatcher
+from server.alerts.relay import AlertRelay
+from server.alerts.stream import StreamEvent, Subscription
+from server.alerts.webhooks import WebhookDispatcher
+from server.config.alerts import AlertSettings, WebhookSettings
+from server.store.database import Store
 
 STOP_TIMEOUT_S = 5.0
 

@@ -8,12 +8,12 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import GTIN_A, Batches, sgtin
 
-from server import schema
 from server.app import check_ledger_command
-from server.check import check_ledger
-from server.config import ServerSettings
-from server.ingest import Ingestor
-from server.store import Store
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.store.check import check_ledger
+from server.store.database import Store
+from server.store.schema import core as schema
 
 
 @pytest.fixture

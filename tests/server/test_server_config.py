@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from plumbing.settings import ConfigError, load
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 
 GOOD_KEY = "k3y-0123456789abcdef"
 

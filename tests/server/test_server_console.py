@@ -23,13 +23,13 @@ from server_helpers import (
 )
 from test_server_unresolved import undirected
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.api.context import Principal
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from server.console.sessions import COOKIE, Sessions
-from server.ingest import Ingestor
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
+from server.store.database import Store
 from wire.barcodes import location_label
 from wire.gs1 import gs1_item
 

@@ -37,13 +37,13 @@ from test_server_unresolved import undirected
 
 from server.api import create_app
 from server.api.context import Principal
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from server.console.internal import call_api
-from server.history_check import rebuild_history
-from server.ingest import Ingestor
+from server.history.check import rebuild_history
+from server.ingest.consumer import Ingestor
+from server.ingest.gateway_status import StatusRecorder
 from server.metrics import Metrics
-from server.status import StatusRecorder
-from server.store import Store
+from server.store.database import Store
 
 ITEM_SKU = "OIL-1L"
 

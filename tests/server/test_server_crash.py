@@ -27,9 +27,9 @@ from bench.server_proc import ServerProcess
 from bench.server_workload import Batch, build_batches, read_points
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
-from server.check import check_ledger
-from server.config import DatabaseSettings
-from server.store import Store
+from server.config.settings import DatabaseSettings
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire import topics
 from wire.models import Ack, EventBatch
 

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from server.api.factory import create_app
-from server.ingest import Ingestor, IngestResult
+from server.ingest.consumer import Ingestor, IngestResult
 from server.metrics import Metrics
-from server.schema import balances, ledger
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.core import balances, ledger
 from tests.server.server_helpers import Batches, RecordingPublisher, make_settings, sgtin
 
 BATCH = 50

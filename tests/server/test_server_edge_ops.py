@@ -21,16 +21,16 @@ from server_helpers import (
     sgtin,
 )
 
-from server import schema
-from server.check import check_ledger
-from server.config import ReadPointSettings, ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import ReadPointSettings, ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
 from server.rules import STEP_RULES, Policy, StockState, UnitState, location_problem, plan, rule_for
 from server.rules.counts import sgtin_candidates, urn_serial
 from server.rules.model import CountBasis
-from server.schema_counts import count_results
-from server.store import Store
+from server.store.check import check_ledger
+from server.store.database import Store
+from server.store.schema import core as schema
+from server.store.schema.counts import count_results
 from wire.identifiers import gtin_of
 from wire.models import Event
 

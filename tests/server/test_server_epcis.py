@@ -35,15 +35,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.alerts.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
 from server.api import create_app
-from server.config import ServerSettings
-from server.epcis_documents import LedgerEvent, event_hash, object_event, prehash_string
-from server.epcis_settings import EpcisSettings, EpcisSubscriptionSettings
-from server.epcis_subscriptions import EpcisSubscriptions
-from server.ingest import Ingestor
+from server.config.epcis import EpcisSettings, EpcisSubscriptionSettings
+from server.config.settings import ServerSettings
+from server.epcis.documents import LedgerEvent, event_hash, object_event, prehash_string
+from server.epcis.subscriptions import EpcisSubscriptions
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
-from server.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
+from server.store.database import Store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "epcis"
 SCHEMA = json.loads((DATA / "EPCIS-JSON-Schema.json").read_text())

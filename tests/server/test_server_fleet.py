@@ -13,12 +13,12 @@ import pytest
 from server_helpers import ADMIN_KEY, BASE_TIME, VIEWER_KEY
 
 from server.api import create_app
-from server.config import ServerSettings
+from server.commands.gateway_config import ConfigRelay
+from server.config.settings import ServerSettings
 from server.errors import PublishFailed
-from server.gateway_config import ConfigRelay
+from server.ingest.gateway_status import StatusRecorder
 from server.metrics import Metrics
-from server.status import StatusRecorder
-from server.store import Store
+from server.store.database import Store
 from wire.models import GatewayConfig
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

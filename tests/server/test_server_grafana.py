@@ -1,5 +1,5 @@
 """The Grafana files in deploy/grafana: every dashboard query names a measurement, a field
-and tags the InfluxDB sink writes (``server.history_influx``), through the provisioned
+and tags the InfluxDB sink writes (``server.history.influx``), through the provisioned
 datasource."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from server.history_influx import FIELDS, MEASUREMENTS
+from server.history.influx import FIELDS, MEASUREMENTS
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 COMPARED = re.compile(r'\br\.(\w+)\s*==\s*"([^"]*)"')

@@ -17,22 +17,22 @@ import sqlalchemy as sa
 from server_helpers import BASE_TIME, GTIN_A, GTIN_B, Batches, Probe, sgtin
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import schema
 from server.app import check_history_command, rebuild_history_command
-from server.config import ServerSettings
+from server.config.history import HistorySettings
+from server.config.settings import ServerSettings
 from server.errors import StoreError
-from server.history_check import history_report, rebuild_history
-from server.history_follow import LedgerFollower, LedgerRow, cursor_position, last_ledger_id
-from server.history_rollups import ROLLUPS, RollupSink
-from server.history_settings import HistorySettings
-from server.ingest import Ingestor
-from server.schema_history import (
+from server.history.check import history_report, rebuild_history
+from server.history.follow import LedgerFollower, LedgerRow, cursor_position, last_ledger_id
+from server.history.rollups import ROLLUPS, RollupSink
+from server.ingest.consumer import Ingestor
+from server.store.database import Store
+from server.store.schema import core as schema
+from server.store.schema.history import (
     history_cursors,
     history_movements,
     history_site_movements,
     history_stock_daily,
 )
-from server.store import Store
 
 SMALL_STEPS = HistorySettings(batch_rows=7, gap_settle_s=0.0)
 GAP_WAIT_STEPS = 600

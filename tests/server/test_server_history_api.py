@@ -26,13 +26,13 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import ServerSettings
-from server.history_follow import LedgerFollower
-from server.history_rollups import RollupSink
-from server.history_settings import HistorySettings
-from server.ingest import Ingestor
+from server.config.history import HistorySettings
+from server.config.settings import ServerSettings
+from server.history.follow import LedgerFollower
+from server.history.rollups import RollupSink
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
+from server.store.database import Store
 
 VIEWER = bearer(VIEWER_KEY)
 WINDOW = {

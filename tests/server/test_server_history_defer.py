@@ -9,12 +9,12 @@ import asyncio
 import sqlalchemy as sa
 from server_helpers import GTIN_A, Batches
 
-from server.history_follow import LedgerFollower, cursor_position, last_ledger_id
-from server.history_rollups import ROLLUPS, RollupSink
-from server.history_settings import HistorySettings
-from server.ingest import Ingestor
-from server.schema_history import history_cursors
-from server.store import Store
+from server.config.history import HistorySettings
+from server.history.follow import LedgerFollower, cursor_position, last_ledger_id
+from server.history.rollups import ROLLUPS, RollupSink
+from server.ingest.consumer import Ingestor
+from server.store.database import Store
+from server.store.schema.history import history_cursors
 
 DEFER = HistorySettings(batch_rows=2, defer_to_ingest_s=5.0, poll_interval_s=0.05)
 RUN_BOUND_S = 60.0

@@ -29,18 +29,18 @@ from server_helpers import ADMIN_KEY, BASE_TIME, GTIN_B, Batches, Probe, Recordi
 from bench.broker import Mosquitto, free_port
 from bench.victoria import VictoriaMetrics
 from plumbing.settings import load
-from server.config import ServerSettings
+from server.config.history import HistorySettings, InfluxSettings
+from server.config.settings import ServerSettings
 from server.errors import SinkUnavailable
-from server.history_check import history_report
-from server.history_follow import LedgerFollower, cursor_position, last_ledger_id, read_rows
-from server.history_influx import GATEWAY, INFLUXDB, MOVEMENT, STOCK, InfluxSink
-from server.history_rollups import ROLLUPS
-from server.history_settings import HistorySettings, InfluxSettings
-from server.ingest import Ingestor
+from server.history.check import history_report
+from server.history.follow import LedgerFollower, cursor_position, last_ledger_id, read_rows
+from server.history.influx import GATEWAY, INFLUXDB, MOVEMENT, STOCK, InfluxSink
+from server.history.rollups import ROLLUPS
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.schema import gateways
-from server.schema_history import history_cursors
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.core import gateways
+from server.store.schema.history import history_cursors
 
 STOCKGATE = Path(sys.executable).parent / "stockgate"
 FOLLOW = HistorySettings(batch_rows=40, retry_s=0.2, poll_interval_s=0.1)

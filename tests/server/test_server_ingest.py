@@ -20,11 +20,11 @@ from server_helpers import (
     sgtin,
 )
 
-from server import schema
-from server.config import ServerSettings
-from server.ingest import Ingestor, Prepared
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor, Prepared
 from server.metrics import Metrics
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
 from wire.models import MAX_PAYLOAD_BYTES, Ack
 
 

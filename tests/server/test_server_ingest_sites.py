@@ -9,9 +9,9 @@ import asyncio
 import sqlalchemy as sa
 from server_helpers import GTIN_A, Batches, Probe, sgtin
 
-from server import schema
-from server.ingest import Ingestor, Prepared
-from server.store import Store
+from server.ingest.consumer import Ingestor, Prepared
+from server.store.database import Store
+from server.store.schema import core as schema
 
 LOOKS = 600
 

@@ -1,6 +1,6 @@
 """Movements and stock by location: the planned queries return what a plain filter would.
 
-``server.queries.movements`` answers a location filter in one of two shapes (a branch per
+``server.queries.reads.movements`` answers a location filter in one of two shapes (a branch per
 location of a small subtree, or a walk of the time index for a large one). Both must give
 the rows a brute-force filter gives, in order, page after page, with the other filters
 combined, on both databases.
@@ -16,10 +16,16 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import BASE_TIME
 
-from server.queries import SUBTREE_BRANCH_LOCATIONS, MovementQuery, StockQuery, movements, stock
-from server.schema import balances, items, ledger, locations
-from server.schema_orders import order_positions
-from server.store import Store
+from server.queries.reads import (
+    SUBTREE_BRANCH_LOCATIONS,
+    MovementQuery,
+    StockQuery,
+    movements,
+    stock,
+)
+from server.store.database import Store
+from server.store.schema.core import balances, items, ledger, locations
+from server.store.schema.orders import order_positions
 
 SMALL_AISLE = [f"wh1.a01.b{n:02d}" for n in range(1, 6)]
 LARGE_AISLE = [f"wh1.a02.b{n:02d}" for n in range(1, SUBTREE_BRANCH_LOCATIONS + 9)]

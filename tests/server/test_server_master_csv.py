@@ -16,11 +16,11 @@ from server_helpers import (
     make_scoped_settings,
 )
 
-from server import schema
 from server.api import create_app
-from server.config import ServerSettings
-from server.csv_import import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
-from server.store import Store
+from server.commands.csv_import import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
+from server.config.settings import ServerSettings
+from server.store.database import Store
+from server.store.schema import core as schema
 
 ADMIN = bearer(ADMIN_KEY)
 VIEWER = bearer(VIEWER_KEY)

@@ -23,9 +23,9 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import ServerSettings
-from server.ingest import Ingestor
-from server.store import Store
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.store.database import Store
 
 ADMIN = bearer(ADMIN_KEY)
 VIEWER = bearer(VIEWER_KEY)

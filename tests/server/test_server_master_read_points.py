@@ -21,11 +21,11 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.commands.read_points import ReadPointCatalog
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.read_points import ReadPointCatalog
-from server.store import Store
+from server.store.database import Store
 
 ADMIN = bearer(ADMIN_KEY)
 VIEWER = bearer(VIEWER_KEY)

@@ -9,14 +9,14 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import BASE_TIME, GTIN_B, Batches, Probe, sgtin
 
-from server.history_follow import LedgerFollower
-from server.history_rollups import RollupSink
-from server.history_settings import HistorySettings
-from server.ingest import Ingestor
+from server.config.history import HistorySettings
+from server.history.follow import LedgerFollower
+from server.history.metrics_feed import export_gateways, ledger_counter
+from server.history.rollups import RollupSink
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.metrics_feed import export_gateways, ledger_counter
-from server.schema import gateways
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.core import gateways
 
 
 def _samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:

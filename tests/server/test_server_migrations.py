@@ -1,4 +1,4 @@
-"""Migrations: a fresh database reaches head, matches server.schema, and can go back down."""
+"""Migrations: a fresh database reaches head, matches server.store.schema, and can go back down."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from alembic.script import ScriptDirectory
 from pydantic import ValidationError
 from sqlalchemy.dialects import sqlite
 
-from server.config import DatabaseSettings
+from server.config.settings import DatabaseSettings
 from server.errors import TransientStoreError
-from server.schema import UtcDateTime, metadata
-from server.store import Store, alembic_config
+from server.store.database import Store, alembic_config
+from server.store.schema.core import UtcDateTime, metadata
 
 TABLES = {*metadata.tables, "alembic_version"}
 """Every table the definitions hold, plus Alembic's own."""

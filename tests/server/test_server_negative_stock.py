@@ -22,16 +22,16 @@ from server_helpers import (
     sgtin,
 )
 
-from server.alert_sweeps import check_negative_stock
-from server.alerting import open_alerts
-from server.check import check_ledger
-from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.alerts.store import open_alerts
+from server.alerts.sweeps import check_negative_stock
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
 from server.rules.alerts import NEGATIVE_STOCK
 from server.rules.model import ItemKey, Movement
 from server.rules.negative import check_movements
 from server.rules.policy import Policy
-from server.store import Store
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire.identifiers import gtin_of
 from wire.models import Ack
 

@@ -24,10 +24,10 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.check import check_ledger
-from server.config import ServerSettings
-from server.ingest import Ingestor
-from server.store import Store
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire.models import now_utc
 
 ADMIN = bearer(ADMIN_KEY)

@@ -15,16 +15,16 @@ import sqlalchemy as sa
 from server_helpers import ADMIN_KEY, OPERATOR_KEY, Batches, RecordingPublisher, bearer, sgtin
 
 from plumbing.settings import load
-from server import schema
 from server.api import create_app
-from server.config import ServerSettings
-from server.history_follow import LedgerFollower
-from server.history_rollups import RollupSink
-from server.history_settings import HistorySettings
-from server.ingest import Ingestor
+from server.config.history import HistorySettings
+from server.config.settings import ServerSettings
+from server.history.follow import LedgerFollower
+from server.history.rollups import RollupSink
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.schema_history import history_movements, history_stock_daily
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
+from server.store.schema.history import history_movements, history_stock_daily
 
 STOCKGATE = Path(sys.executable).parent / "stockgate"
 CLI_TIMEOUT_S = 60

@@ -29,14 +29,14 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.check import check_ledger
-from server.config import DatabaseSettings, ServerSettings
-from server.ingest import Ingestor
+from server.commands.orders import rebuild_positions
+from server.config.settings import DatabaseSettings, ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.orders import rebuild_positions
-from server.schema import items, locations
-from server.schema_orders import order_positions
-from server.store import Store, alembic_config
+from server.store.check import check_ledger
+from server.store.database import Store, alembic_config
+from server.store.schema.core import items, locations
+from server.store.schema.orders import order_positions
 
 GTIN_C = "04006381333931"
 OPERATOR = bearer(OPERATOR_KEY)

@@ -27,12 +27,12 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
-from server.check import check_ledger
-from server.config import ServerSettings
-from server.ingest import Ingestor
-from server.schema_pallets import pallet_holds
-from server.store import Store
+from server.api.factory import create_app
+from server.store.check import check_ledger
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.store.schema.pallets import pallet_holds
+from server.store.database import Store
 from wire.barcodes import parse_barcode
 from wire.gs1 import digital_link, sscc_label
 

@@ -10,9 +10,9 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-from server.config import DatabaseSettings
+from server.config.settings import DatabaseSettings
 from server.errors import StoreError
-from server.store import Store
+from server.store.database import Store
 
 
 @pytest.fixture

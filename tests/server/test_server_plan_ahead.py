@@ -9,10 +9,10 @@ import asyncio
 
 from server_helpers import GTIN_A, Batches, Probe, sgtin
 
-from server.ingest import Ahead, Ingestor, Prepared
+from server.commands.operations import Caller, TransferRequest, transfer
+from server.ingest.consumer import Ahead, Ingestor, Prepared
 from server.metrics import Metrics
-from server.operations import Caller, TransferRequest, transfer
-from server.store import Store
+from server.store.database import Store
 from wire.models import now_utc
 
 

@@ -25,8 +25,8 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
 from server.replenishment.method import (
     DemandStats,
@@ -46,8 +46,8 @@ from server.replenishment.method import (
     z_of,
 )
 from server.replenishment.planner import run_planner
-from server.schema_orders import orders
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.orders import orders
 from wire.models import now_utc
 
 ADMIN, OPERATOR, VIEWER = bearer(ADMIN_KEY), bearer(OPERATOR_KEY), bearer(VIEWER_KEY)

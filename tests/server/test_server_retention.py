@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from server_helpers import Batches, Probe, RecordingPublisher, make_settings, sgtin
 
-from server import schema
-from server.config import RetentionSettings
-from server.ingest import Ingestor
+from server.config.settings import RetentionSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.retention import prune
-from server.store import Store
+from server.store.database import Store
+from server.store.retention import prune
+from server.store.schema import core as schema
 
 
 async def test_old_records_are_pruned_and_seen_ids_kept_by_default(

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from server_helpers import BASE_TIME, GTIN_A, sgtin
 
-from server.config import ReadPointSettings
+from server.config.settings import ReadPointSettings
 from server.rules import STOCK_RULES, StockState, UnitState, plan, rule_for
 from server.rules.items import epc_scheme, identify
 from wire.models import Event

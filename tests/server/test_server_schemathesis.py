@@ -32,10 +32,10 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.masterdata import ItemFields, LocationFields, create_item, create_location
-from server.operations import AdjustmentRequest, Caller, adjust
-from server.read_points import ReadPointCatalog
-from server.store import Store
+from server.commands.masterdata import ItemFields, LocationFields, create_item, create_location
+from server.commands.operations import AdjustmentRequest, Caller, adjust
+from server.commands.read_points import ReadPointCatalog
+from server.store.database import Store
 from wire.models import now_utc
 
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]

@@ -25,11 +25,11 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.check import check_ledger
-from server.config import ServerSettings
-from server.ingest import Ingestor
-from server.shelves import missing_units
-from server.store import Store
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.ingest.shelves import missing_units
+from server.store.check import check_ledger
+from server.store.database import Store
 from wire.identifiers import gtin_of
 
 SHELF = "wh1.a02.b01"

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from server_helpers import BASE_TIME, Probe
 
-from server import schema
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
+from server.ingest.gateway_status import StatusRecorder
 from server.metrics import Metrics
-from server.status import StatusRecorder
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
 
 TOPIC = "stockgate/v1/wh1/gw1/status"
 

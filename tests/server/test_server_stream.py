@@ -24,12 +24,12 @@ from server_helpers import (
     sgtin,
 )
 
+from server.alerts.stream import IdTail, StreamEnded, StreamEvent, StreamFeed, Subscription
 from server.api import create_app
-from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.store import Store
-from server.stream import IdTail, StreamEnded, StreamEvent, StreamFeed, Subscription
+from server.store.database import Store
 
 WH2_KEY = "wh2-viewer-key-0123456789"
 READ_TIMEOUT_S = 10.0

@@ -25,13 +25,13 @@ from server_helpers import ADMIN_KEY, OPERATOR_KEY, VIEWER_KEY, make_settings
 from typer.testing import CliRunner
 
 from plumbing.settings import ConfigError, load
+from server.alerts.webhooks import address_problem, target_problem
 from server.api import create_app
 from server.api.context import KeyRing
 from server.api.docs import assets_dir
-from server.config import ServerSettings
-from server.csv_import import MAX_IMPORT_BYTES
-from server.store import Store
-from server.webhooks import address_problem, target_problem
+from server.commands.csv_import import MAX_IMPORT_BYTES
+from server.config.settings import ServerSettings
+from server.store.database import Store
 from stockgate.cli import app as cli
 
 WAIT_S = 10.0

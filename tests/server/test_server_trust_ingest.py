@@ -25,15 +25,15 @@ from server_helpers import (
 )
 from typer.testing import CliRunner
 
-from server import schema
 from server.api import create_app
-from server.config import ServerSettings
-from server.dead_letter_replay import OFFLINE, replay_dead_letters
-from server.gateway_trust import GatewayTrust
-from server.ingest import Ingestor
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
+from server.ingest.dead_letter_replay import OFFLINE, replay_dead_letters
+from server.ingest.gateway_status import StatusRecorder
+from server.ingest.gateway_trust import GatewayTrust
 from server.metrics import Metrics
-from server.status import StatusRecorder
-from server.store import Store
+from server.store.database import Store
+from server.store.schema import core as schema
 from stockgate.cli import app as cli
 
 REGISTRY = [

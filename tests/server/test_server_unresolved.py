@@ -27,15 +27,15 @@ from server_helpers import (
     sgtin,
 )
 
-from server.alert_sweeps import AlertSweeper
-from server.alerting import clear_alert
+from server.alerts.store import clear_alert
+from server.alerts.sweeps import AlertSweeper
 from server.api import create_app
-from server.config import ServerSettings
-from server.ingest import Ingestor
+from server.config.settings import ServerSettings
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
 from server.rules.stock import is_undirected_pass
-from server.schema_passes import unresolved_passes
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.passes import unresolved_passes
 from wire.models import Event
 
 VIEWER = bearer(VIEWER_KEY)

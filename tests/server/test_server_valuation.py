@@ -47,12 +47,12 @@ from server_helpers import (
 )
 
 from server.api import create_app
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from server.errors import StoreError
-from server.ingest import Ingestor
+from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
-from server.schema_costs import item_costs, masterdata_changes, receipt_costs
-from server.store import Store
+from server.store.database import Store
+from server.store.schema.costs import item_costs, masterdata_changes, receipt_costs
 
 VIEWER = bearer(VIEWER_KEY)
 OPERATOR = bearer(OPERATOR_KEY)

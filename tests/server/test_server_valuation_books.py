@@ -1,5 +1,5 @@
-"""The books (``server.valuation.Books``) against a brute force on generated ledgers: FIFO as a
-list of one cost per unit, the moving average recomputed from scratch; no database."""
+"""The books (``server.reports.valuation.Books``) against a brute force on generated ledgers:
+FIFO as a list of one cost per unit, the moving average recomputed from scratch; no database."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from server.valuation import Books, CostRow, StandardCosts
+from server.reports.valuation import Books, CostRow, StandardCosts
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SITES = ("wh1", "wh2", "wh3")

@@ -20,13 +20,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from plumbing.backoff import Backoff
-from server.alert_relay import AlertRelay
-from server.alert_settings import AlertSettings, WebhookSettings
-from server.alerting import raise_alert
-from server.config import ServerSettings
-from server.schema_alerts import webhook_deliveries
-from server.store import Store
-from server.webhooks import (
+from server.alerts.relay import AlertRelay
+from server.alerts.store import raise_alert
+from server.alerts.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -34,6 +30,10 @@ from server.webhooks import (
     signature_header,
     verify_signature,
 )
+from server.config.alerts import AlertSettings, WebhookSettings
+from server.config.settings import ServerSettings
+from server.store.database import Store
+from server.store.schema.alerts import webhook_deliveries
 
 SECRET = "a-webhook-secret-0123456789"
 WAIT_S = 10.0

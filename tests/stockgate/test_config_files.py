@@ -8,7 +8,7 @@ import pytest
 
 from edge.config import EdgeSettings
 from plumbing.settings import ConfigError, load
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 from stockgate.config_reference import readme_section, reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,7 @@ def test_example_configs_are_valid() -> None:
     edge = load(EdgeSettings, ROOT / "deploy" / "edge.example.toml")
     server = load(ServerSettings, ROOT / "deploy" / "server.example.toml")
     assert edge.portals[0].reader == edge.llrp[0].name
-    assert server.read_points[0].outbound == "ship"
+    assert server.commands.read_points[0].outbound == "ship"
 
 
 def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: their rows and change log, the sweeps that raise them, and their delivery."""

@@ -1,0 +1,1 @@
+"""What people change through the API: stock operations, master data, orders, pallets."""

@@ -1,0 +1,1 @@
+"""Server settings: server.toml's tables as pydantic models."""

@@ -1,0 +1,1 @@
+"""EPCIS 2.0: capture, documents, queries and subscriptions."""

@@ -1,0 +1,1 @@
+"""The time-series history: ledger followers, SQL rollups, InfluxDB, and their checks."""

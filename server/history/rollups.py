@@ -1,0 +1,263 @@
+"""The SQL rollups sink: ledger rows summed into hourly and daily buckets, and daily stock.
+
+What a ledger row adds (see ``server.store.schema.history`` for the tables):
+
+- to ``history_movements``, for each period (hour, day) and each side it has: one to the
+  ``out`` side of ``from_location`` and one to the ``in`` side of ``to_location``, keyed by
+  bucket start (UTC), location, read point, item and kind: ``count`` 1, ``quantity``;
+- to ``history_place_movements``, the same without the item (``place_sums``), and to
+  ``history_site_movements`` without the location and read point either (``site_sums``);
+- to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
+  of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
+
+Buckets follow the row's event time, not when it was recorded, so a late event lands in the
+hour it happened. The sums are added with ``INSERT ... ON CONFLICT DO UPDATE`` in the
+follower's transaction (``server.history.follow``), so every row counts exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.history.follow import LedgerRow
+from server.store.dialect import execute_many, upsert
+from server.store.schema.history import (
+    NO_READ_POINT,
+    Period,
+    Side,
+    history_movements,
+    history_place_movements,
+    history_site_movements,
+    history_stock_daily,
+)
+from server.store.sites import site_of
+
+ROLLUPS: Final = "rollups"
+"""The rollups follower's cursor name."""
+
+MovementKey = tuple[Period, datetime, str, Side, str, int, str]
+"""(period, bucket, location, side, read point, item id, kind)."""
+PlaceKey = tuple[Period, datetime, str, Side, str, str]
+"""(period, bucket, location, side, read point, kind)."""
+SiteKey = tuple[Period, datetime, str, Side, str]
+"""(period, bucket, site, side, kind)."""
+StockKey = tuple[str, int, datetime]
+"""(site, item id, day)."""
+
+
+def bucket_start(moment: datetime, period: Period) -> datetime:
+    """The UTC start of the hour or day ``moment`` falls in."""
+    if period == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:
+    """``[count, quantity]`` per movement key over ``rows``."""
+    sums: dict[MovementKey, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        read_point = row.read_point or NO_READ_POINT
+        sides: list[tuple[str, Side]] = []
+        if row.from_location is not None:
+            sides.append((row.from_location, "out"))
+        if row.to_location is not None:
+            sides.append((row.to_location, "in"))
+        for period in ("hour", "day"):
+            bucket = bucket_start(row.event_time, period)
+            for location, side in sides:
+                figures = sums[(period, bucket, location, side, read_point, row.item_id, row.kind)]
+                figures[0] += 1
+                figures[1] += row.quantity
+    return sums
+
+
+def place_sums(movements: dict[MovementKey, list[int]]) -> dict[PlaceKey, list[int]]:
+    """``movement_sums`` added up over the items."""
+    sums: dict[PlaceKey, list[int]] = defaultdict(lambda: [0, 0])
+    for (period, bucket, location, side, read_point, _, kind), (
+        count,
+        quantity,
+    ) in movements.items():
+        figures = sums[(period, bucket, location, side, read_point, kind)]
+        figures[0] += count
+        figures[1] += quantity
+    return sums
+
+
+def site_sums(places: dict[PlaceKey, list[int]]) -> dict[SiteKey, list[int]]:
+    """``place_sums`` added up over each site's locations and read points."""
+    sums: dict[SiteKey, list[int]] = defaultdict(lambda: [0, 0])
+    for (period, bucket, location, side, _, kind), (count, quantity) in places.items():
+        figures = sums[(period, bucket, site_of(location), side, kind)]
+        figures[0] += count
+        figures[1] += quantity
+    return sums
+
+
+def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
+    """``[in, out]`` per (site, item, day) over ``rows`` that cross a site boundary."""
+    sums: dict[StockKey, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        source = site_of(row.from_location) if row.from_location is not None else None
+        target = site_of(row.to_location) if row.to_location is not None else None
+        if source == target:
+            continue
+        day = bucket_start(row.event_time, "day")
+        if target is not None:
+            sums[(target, row.item_id, day)][0] += row.quantity
+        if source is not None:
+            sums[(source, row.item_id, day)][1] += row.quantity
+    return sums
+
+
+def _add_movements(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_movements)
+    return insert.on_conflict_do_update(
+        index_elements=[column.name for column in history_movements.primary_key],
+        set_={
+            "count": history_movements.c.count + insert.excluded.count,
+            "quantity": history_movements.c.quantity + insert.excluded.quantity,
+        },
+    )
+
+
+def _add_places(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_place_movements)
+    return insert.on_conflict_do_update(
+        index_elements=[column.name for column in history_place_movements.primary_key],
+        set_={
+            "count": history_place_movements.c.count + insert.excluded.count,
+            "quantity": history_place_movements.c.quantity + insert.excluded.quantity,
+        },
+    )
+
+
+def _add_sites(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_site_movements)
+    return insert.on_conflict_do_update(
+        index_elements=[column.name for column in history_site_movements.primary_key],
+        set_={
+            "count": history_site_movements.c.count + insert.excluded.count,
+            "quantity": history_site_movements.c.quantity + insert.excluded.quantity,
+        },
+    )
+
+
+def _add_stock(conn: AsyncConnection) -> sa.Insert:
+    insert = upsert(conn, history_stock_daily)
+    return insert.on_conflict_do_update(
+        index_elements=["site", "item_id", "day"],
+        set_={
+            "quantity_in": history_stock_daily.c.quantity_in + insert.excluded.quantity_in,
+            "quantity_out": history_stock_daily.c.quantity_out + insert.excluded.quantity_out,
+        },
+    )
+
+
+class RollupSink:
+    """Adds ledger rows to the rollup tables in the follower's transaction."""
+
+    name = ROLLUPS
+
+    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+        movements = movement_sums(rows)
+        if movements:
+            # One prepared executemany (``dialect.execute_many``): a step writes thousands
+            # of buckets, and SQLAlchemy's per-row parameter handling cost more than SQLite.
+            await execute_many(
+                conn,
+                "history_movements",
+                _add_movements,
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "location": location,
+                        "side": side,
+                        "read_point": read_point,
+                        "item_id": item_id,
+                        "kind": kind,
+                        "site": site_of(location),
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, location, side, read_point, item_id, kind), (
+                        count,
+                        quantity,
+                    ) in movements.items()
+                ],
+            )
+            places = place_sums(movements)
+            await execute_many(
+                conn,
+                "history_place_movements",
+                _add_places,
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "location": location,
+                        "side": side,
+                        "read_point": read_point,
+                        "kind": kind,
+                        "site": site_of(location),
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, location, side, read_point, kind), (
+                        count,
+                        quantity,
+                    ) in places.items()
+                ],
+            )
+            await execute_many(
+                conn,
+                "history_site_movements",
+                _add_sites,
+                [
+                    {
+                        "period": period,
+                        "bucket": bucket,
+                        "site": site,
+                        "side": side,
+                        "kind": kind,
+                        "count": count,
+                        "quantity": quantity,
+                    }
+                    for (period, bucket, site, side, kind), (
+                        count,
+                        quantity,
+                    ) in site_sums(places).items()
+                ],
+            )
+        stock = stock_sums(rows)
+        if stock:
+            await execute_many(
+                conn,
+                "history_stock_daily",
+                _add_stock,
+                [
+                    {
+                        "site": site,
+                        "item_id": item_id,
+                        "day": day,
+                        "quantity_in": quantity_in,
+                        "quantity_out": quantity_out,
+                    }
+                    for (site, item_id, day), (quantity_in, quantity_out) in stock.items()
+                ],
+            )
+
+
+async def clear_rollups(conn: AsyncConnection) -> None:
+    """Empty the rollup tables (the caller resets the cursor in the same transaction)."""
+    await conn.execute(sa.delete(history_movements))
+    await conn.execute(sa.delete(history_place_movements))
+    await conn.execute(sa.delete(history_site_movements))
+    await conn.execute(sa.delete(history_stock_daily))

@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages from gateways in, applied once to the ledger, acknowledged."""

@@ -1,0 +1,1 @@
+"""The read side the API serves: bounded queries and the views they return."""

@@ -1,0 +1,1 @@
+"""Reports over the stock, its value and its history."""

@@ -1,0 +1,438 @@
+"""Reports on the books (``server.reports.valuation``): stock value, turnover, aging, ABC/XYZ,
+losses.
+
+Every report replays the ledger up to its end (``as_of`` or ``until``) for the items it
+covers, so its cost grows with the ledger rows that cross a site boundary, not with the
+rows asked for; see the README for what each figure means. A key restricted to sites sees
+only the rows of its sites (the books themselves are kept over every site, since goods
+moving between sites take their value with them).
+
+Amounts are ``Decimal``; the API rounds them for JSON and CSV (``money``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Final, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos, load_books
+from server.store.schema.core import ledger
+from server.store.sites import site_of
+
+CENT: Final = Decimal("0.01")
+UNIT_COST_PLACES: Final = Decimal("0.000001")
+DEFAULT_AGE_BUCKETS: Final = (30, 60, 90, 180)
+StockValueGroup = Literal["item", "location", "category"]
+DemandPeriod = Literal["day", "week"]
+LossGroup = Literal["reason", "site", "sku"]
+LOSS_GROUPS: Final[tuple[LossGroup, ...]] = ("reason", "site", "sku")
+
+
+def money(value: Decimal) -> float:
+    """An amount rounded to cents, for JSON and CSV."""
+    return float(value.quantize(CENT, rounding=ROUND_HALF_EVEN))
+
+
+def unit_money(value: Decimal | None) -> float | None:
+    """A unit cost rounded to millionths."""
+    if value is None:
+        return None
+    return float(value.quantize(UNIT_COST_PLACES, rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which books a report lists."""
+
+    site: str | None = None
+    sku: str | None = None
+    category: str | None = None
+    sites: frozenset[str] = frozenset()
+    """The key's sites (empty: every site)."""
+
+    def allows(self, site: str) -> bool:
+        if self.site is not None and site != self.site:
+            return False
+        return not self.sites or site in self.sites
+
+
+async def _books(
+    conn: AsyncConnection, scope: Scope, since: datetime, until: datetime
+) -> tuple[Books, dict[int, ItemInfo]]:
+    infos = await item_infos(conn, scope.sku, scope.category)
+    narrowed = scope.sku is not None or scope.category is not None
+    books = await load_books(conn, since, until, sorted(infos) if narrowed else None)
+    return books, infos
+
+
+def _listed(
+    books: Books, infos: dict[int, ItemInfo], scope: Scope
+) -> Iterable[tuple[str, ItemInfo, Book]]:
+    for (item_id, site), book in sorted(
+        books.books.items(), key=lambda entry: (entry[0][1], infos[entry[0][0]].sku)
+    ):
+        if item_id in infos and scope.allows(site):
+            yield site, infos[item_id], book
+
+
+# --- stock value ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StockValueRow:
+    site: str
+    location: str | None
+    sku: str | None
+    name: str | None
+    category: str | None
+    on_hand: int
+    unit_cost: Decimal | None
+    value: Decimal
+    unvalued: int
+    """Of the quantity received there, how much came in with no cost known (valued at 0)."""
+
+
+async def _location_quantities(
+    conn: AsyncConnection, as_of: datetime, item_ids: Sequence[int] | None
+) -> dict[tuple[int, str], int]:
+    row = ledger.c
+    quantities: dict[tuple[int, str], int] = defaultdict(int)
+    for column, sign in ((row.to_location, 1), (row.from_location, -1)):
+        conditions = [row.event_time < as_of, column.is_not(None)]
+        if item_ids is not None:
+            conditions.append(row.item_id.in_(sorted(item_ids)))
+        for item_id, location, quantity in await conn.execute(
+            sa.select(row.item_id, column, sa.func.sum(row.quantity))
+            .where(*conditions)
+            .group_by(row.item_id, column)
+        ):
+            quantities[(int(item_id), location)] += sign * int(quantity)
+    return quantities
+
+
+async def stock_value(
+    conn: AsyncConnection, as_of: datetime, method: Method, group_by: StockValueGroup, scope: Scope
+) -> list[StockValueRow]:
+    """On hand and its value as of ``as_of``, per site and item (``item``), per location and
+    item (``location``: the site's unit cost times what the location holds), or per site
+    and category (``category``). Books with nothing on hand and no value are left out."""
+    books, infos = await _books(conn, scope, as_of, as_of)
+    listed = [
+        (site, info, book)
+        for site, info, book in _listed(books, infos, scope)
+        if book.quantity != 0 or book.value(method) != ZERO
+    ]
+    if group_by == "item":
+        return [
+            StockValueRow(
+                site=site,
+                location=None,
+                sku=info.sku,
+                name=info.name,
+                category=info.category,
+                on_hand=book.quantity,
+                unit_cost=book.value(method) / book.quantity if book.quantity > 0 else None,
+                value=book.value(method),
+                unvalued=book.unvalued,
+            )
+            for site, info, book in listed
+        ]
+    if group_by == "category":
+        totals: dict[tuple[str, str | None], list[Any]] = {}
+        for site, info, book in listed:
+            entry = totals.setdefault((site, info.category), [0, ZERO, 0])
+            entry[0] += book.quantity
+            entry[1] += book.value(method)
+            entry[2] += book.unvalued
+        return [
+            StockValueRow(site, None, None, None, category, quantity, None, value, unvalued)
+            for (site, category), (quantity, value, unvalued) in sorted(
+                totals.items(), key=lambda entry: (entry[0][0], entry[0][1] or "")
+            )
+        ]
+    narrowed = scope.sku is not None or scope.category is not None
+    held = await _location_quantities(conn, as_of, sorted(infos) if narrowed else None)
+    rows: list[StockValueRow] = []
+    for (item_id, location), quantity in sorted(held.items(), key=lambda entry: entry[0][1]):
+        site = site_of(location)
+        known = infos.get(item_id)
+        if quantity == 0 or known is None or not scope.allows(site):
+            continue
+        kept = books.books.get((item_id, site))
+        unit = None
+        if kept is not None and kept.quantity > 0:
+            unit = kept.value(method) / kept.quantity
+        rows.append(
+            StockValueRow(
+                site=site,
+                location=location,
+                sku=known.sku,
+                name=known.name,
+                category=known.category,
+                on_hand=quantity,
+                unit_cost=unit,
+                value=(unit or ZERO) * quantity,
+                unvalued=0,
+            )
+        )
+    rows.sort(key=lambda row: (row.site, row.location or "", row.sku or ""))
+    return rows
+
+
+# --- turnover -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnoverRow:
+    site: str
+    sku: str
+    name: str
+    opening_quantity: int
+    opening_value: Decimal
+    closing_quantity: int
+    closing_value: Decimal
+    received_quantity: int
+    shipped_quantity: int
+    cost_of_goods_shipped: Decimal
+    turnover: float | None
+    """Cost of goods shipped / the mean of opening and closing value (None: no value held)."""
+    days_of_supply: float | None
+    """Closing quantity / quantity shipped per day over the period (None: nothing shipped)."""
+
+
+async def turnover(
+    conn: AsyncConnection, since: datetime, until: datetime, method: Method, scope: Scope
+) -> list[TurnoverRow]:
+    """Per site and item over ``since``..``until``: stock at both ends, what came in and
+    was shipped, and the cost of goods shipped; turnover and days of supply from them."""
+    books, infos = await _books(conn, scope, since, until)
+    days = (until - since).total_seconds() / 86400
+    rows: list[TurnoverRow] = []
+    for site, info, book in _listed(books, infos, scope):
+        assert book.opening is not None
+        flow = book.flow
+        opening_value = book.opening_value(method)
+        closing_value = book.value(method)
+        cogs = flow.shipped(method)
+        mean = (opening_value + closing_value) / 2
+        rows.append(
+            TurnoverRow(
+                site=site,
+                sku=info.sku,
+                name=info.name,
+                opening_quantity=book.opening[0],
+                opening_value=opening_value,
+                closing_quantity=book.quantity,
+                closing_value=closing_value,
+                received_quantity=flow.received_quantity,
+                shipped_quantity=flow.shipped_quantity,
+                cost_of_goods_shipped=cogs,
+                turnover=round(float(cogs / mean), 4) if mean > 0 else None,
+                days_of_supply=(
+                    round(book.quantity / (flow.shipped_quantity / days), 2)
+                    if flow.shipped_quantity
+                    else None
+                ),
+            )
+        )
+    return rows
+
+
+# --- aging ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgingRow:
+    site: str
+    sku: str
+    name: str
+    on_hand: int
+    value: Decimal
+    buckets: list[tuple[str, int, Decimal]]
+    """(label, quantity, value) per age bucket, youngest first."""
+    oldest_received: datetime | None
+
+
+def bucket_labels(limits: Sequence[int]) -> list[str]:
+    """``[30, 60]`` -> ``["0-30", "31-60", "61+"]`` (days on hand)."""
+    labels, low = [], 0
+    for limit in limits:
+        labels.append(f"{low}-{limit}")
+        low = limit + 1
+    labels.append(f"{low}+")
+    return labels
+
+
+async def aging(
+    conn: AsyncConnection, as_of: datetime, limits: Sequence[int], scope: Scope
+) -> list[AgingRow]:
+    """How long the stock on hand at ``as_of`` has been on hand, from its FIFO layers: per
+    site and item, quantity and value in age buckets (whole days since the layer was
+    received; goods moved between sites keep their first receipt's date)."""
+    books, infos = await _books(conn, scope, as_of, as_of)
+    labels = bucket_labels(limits)
+    rows: list[AgingRow] = []
+    for site, info, book in _listed(books, infos, scope):
+        if not book.layers:
+            continue
+        quantities = [0 for _ in labels]
+        values = [ZERO for _ in labels]
+        for layer in book.layers:
+            age = (as_of - layer.received_at).days
+            index = next((i for i, limit in enumerate(limits) if age <= limit), len(limits))
+            quantities[index] += layer.quantity
+            values[index] += layer.unit_cost * layer.quantity
+        rows.append(
+            AgingRow(
+                site=site,
+                sku=info.sku,
+                name=info.name,
+                on_hand=sum(layer.quantity for layer in book.layers),
+                value=sum((layer.unit_cost * layer.quantity for layer in book.layers), ZERO),
+                buckets=list(zip(labels, quantities, values, strict=True)),
+                oldest_received=min(layer.received_at for layer in book.layers),
+            )
+        )
+    return rows
+
+
+# --- ABC / XYZ ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AbcXyzRow:
+    sku: str
+    name: str
+    shipped_quantity: int
+    shipped_value: Decimal
+    share: float
+    """Of the value shipped by every item listed."""
+    cumulative_share: float
+    abc: str
+    periods: int
+    mean_demand: float
+    """Quantity shipped per period (day or week)."""
+    cv: float | None
+    """Coefficient of variation of the demand per period (None: no demand)."""
+    xyz: str
+
+
+async def abc_xyz(
+    conn: AsyncConnection,
+    since: datetime,
+    until: datetime,
+    method: Method,
+    scope: Scope,
+    *,
+    a_share: float = 0.8,
+    b_share: float = 0.95,
+    per: DemandPeriod = "week",
+    x_cv: float = 0.5,
+    y_cv: float = 1.0,
+) -> list[AbcXyzRow]:
+    """Items by value shipped over ``since``..``until`` (over the sites in scope):
+
+    - ABC: items sorted by value shipped, most first; an item is A while the cumulative
+      share before it is below ``a_share``, B below ``b_share``, else C (so the item that
+      crosses a limit still belongs to the class it started in). Items that shipped
+      nothing are C.
+    - XYZ: the coefficient of variation (population standard deviation / mean) of the
+      quantity shipped per ``per`` (whole periods from ``since``; a last partial period
+      counts as one): X up to ``x_cv``, Y up to ``y_cv``, else Z; Z for no demand.
+    """
+    books, infos = await _books(conn, scope, since, until)
+    step = timedelta(days=1 if per == "day" else 7)
+    periods = max(1, math.ceil((until - since) / step))
+    totals: dict[int, list[Any]] = {}
+    for item_id, site in books.books:
+        if item_id not in infos or not scope.allows(site):
+            continue
+        book = books.books[(item_id, site)]
+        entry = totals.setdefault(item_id, [0, ZERO, [0] * periods])
+        entry[0] += book.flow.shipped_quantity
+        entry[1] += book.flow.shipped(method)
+        for day, quantity in book.flow.demand.items():
+            entry[2][min(periods - 1, int((day - since) / step))] += quantity
+    grand = sum((entry[1] for entry in totals.values()), ZERO)
+    ranked = sorted(totals.items(), key=lambda entry: (-entry[1][1], infos[entry[0]].sku))
+    rows: list[AbcXyzRow] = []
+    running = ZERO
+    for item_id, (quantity, value, demand) in ranked:
+        before = float(running / grand) if grand > 0 else 1.0
+        running += value
+        share = float(value / grand) if grand > 0 else 0.0
+        abc = "C" if value <= 0 else "A" if before < a_share else "B" if before < b_share else "C"
+        mean = sum(demand) / periods
+        cv: float | None = None
+        xyz = "Z"
+        if mean > 0:
+            variance = sum((period - mean) ** 2 for period in demand) / periods
+            cv = round(math.sqrt(variance) / mean, 4)
+            xyz = "X" if cv <= x_cv else "Y" if cv <= y_cv else "Z"
+        rows.append(
+            AbcXyzRow(
+                sku=infos[item_id].sku,
+                name=infos[item_id].name,
+                shipped_quantity=quantity,
+                shipped_value=value,
+                share=round(share, 6),
+                cumulative_share=round(float(running / grand) if grand > 0 else 0.0, 6),
+                abc=abc,
+                periods=periods,
+                mean_demand=round(mean, 4),
+                cv=cv,
+                xyz=xyz,
+            )
+        )
+    return rows
+
+
+# --- losses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LossRow:
+    reason: str | None
+    site: str | None
+    sku: str | None
+    quantity: int
+    value: Decimal
+
+
+async def losses(
+    conn: AsyncConnection,
+    since: datetime,
+    until: datetime,
+    method: Method,
+    group_by: Sequence[LossGroup],
+    scope: Scope,
+) -> list[LossRow]:
+    """Stock that left a site to no site other than by shipment over ``since``..``until``
+    (losses: lost, stolen, damaged, expired; counts that found less: ``cycle_counting``,
+    shelf ``shrinkage``; negative ``correction``), quantity and value, per ``group_by``."""
+    books, infos = await _books(conn, scope, since, until)
+    index = 1 if method == "moving_average" else 2
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for site, info, book in _listed(books, infos, scope):
+        for reason, entry in book.flow.losses.items():
+            values = {"reason": reason, "site": site, "sku": info.sku}
+            key = tuple(values[name] for name in group_by)
+            total = sums.setdefault(key, [0, ZERO])
+            total[0] += entry[0]
+            total[1] += entry[index]
+    rows = []
+    for key, (quantity, value) in sums.items():
+        values = dict(zip(group_by, key, strict=True))
+        rows.append(
+            LossRow(values.get("reason"), values.get("site"), values.get("sku"), quantity, value)
+        )
+    rows.sort(key=lambda row: (-row.value, row.reason or "", row.site or "", row.sku or ""))
+    return rows

@@ -1,0 +1,1 @@
+"""The store: engine and transactions, the schema, migrations, and jobs over the database."""

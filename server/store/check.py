@@ -1,0 +1,123 @@
+"""Checking that the balances agree with the ledger they are derived from.
+
+Every ledger row counts the same way whatever its kind (receipts, shipments, transfers,
+losses, count adjustments from ingest or the API, and reversals): ``quantity`` leaves
+``from_location`` and arrives at ``to_location``. Reversals are also checked to mirror the
+row they cancel (same item, unit, kind and quantity, locations swapped, and not a reversal
+themselves), since that is what makes a reversal cancel exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.store.database import Store
+from server.store.schema.core import balances, items, ledger
+
+
+def _differences() -> sa.Select[Any]:
+    # One statement, so it reads one snapshot even while ingest keeps writing.
+    deltas = sa.union_all(
+        sa.select(
+            ledger.c.item_id,
+            ledger.c.to_location.label("location"),
+            ledger.c.quantity.label("ledger"),
+            sa.literal(0).label("balance"),
+        ).where(ledger.c.to_location.is_not(None)),
+        sa.select(
+            ledger.c.item_id,
+            ledger.c.from_location,
+            -ledger.c.quantity,
+            sa.literal(0),
+        ).where(ledger.c.from_location.is_not(None)),
+        sa.select(balances.c.item_id, balances.c.location_id, sa.literal(0), balances.c.on_hand),
+    ).subquery("deltas")
+    ledger_sum = sa.func.sum(deltas.c.ledger)
+    balance_sum = sa.func.sum(deltas.c.balance)
+    return (
+        sa.select(deltas.c.item_id, deltas.c.location, ledger_sum, balance_sum)
+        .group_by(deltas.c.item_id, deltas.c.location)
+        .having(ledger_sum != balance_sum)
+        .order_by(deltas.c.item_id, deltas.c.location)
+    )
+
+
+def _bad_reversals() -> sa.Select[Any]:
+    reversal = ledger.alias("reversal")
+    original = ledger.alias("original")
+    mirrors = sa.and_(
+        original.c.reverses.is_(None),
+        reversal.c.item_id == original.c.item_id,
+        reversal.c.quantity == original.c.quantity,
+        reversal.c.kind == original.c.kind,
+        reversal.c.epc.is_not_distinct_from(original.c.epc),
+        reversal.c.from_location.is_not_distinct_from(original.c.to_location),
+        reversal.c.to_location.is_not_distinct_from(original.c.from_location),
+    )
+    return (
+        sa.select(reversal.c.id, original.c.id.label("original"))
+        .join(original, original.c.id == reversal.c.reverses)
+        .where(~mirrors)
+        .order_by(reversal.c.id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    """What ``check-ledger`` found: one line per problem, by kind."""
+
+    balances: list[str]
+    """Item and location where the balance is not what the ledger sums to."""
+    reversals: list[str]
+    """Reversals that do not mirror the row they cancel."""
+
+    @property
+    def lines(self) -> list[str]:
+        return [*self.balances, *self.reversals]
+
+
+async def ledger_report(store: Store) -> LedgerReport:
+    """Rebuild on-hand figures from the ledger, compare them with ``balances``, and check
+    that every reversal mirrors its original.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    async with store.read("checking balances against the ledger") as conn:
+        rows = (await conn.execute(_differences())).all()
+        reversals = [
+            f"movement {row.id} reverses movement {row.original} but does not mirror it "
+            "(same item, unit, kind and quantity with the locations swapped, and not a reversal)"
+            for row in await conn.execute(_bad_reversals())
+        ]
+        if not rows:
+            return LedgerReport([], reversals)
+        item_ids = sorted({row[0] for row in rows})
+        names = {
+            row.id: row.sku
+            for row in await conn.execute(
+                sa.select(items.c.id, items.c.sku).where(items.c.id.in_(item_ids))
+            )
+        }
+    balances = [
+        f"item {names.get(row[0], row[0])} at {row[1]}: balance {int(row[3])}, "
+        f"ledger says {int(row[2])}"
+        for row in rows
+    ]
+    return LedgerReport(balances, reversals)
+
+
+async def check_ledger(store: Store) -> list[str]:
+    """Rebuild on-hand figures from the ledger and compare them with ``balances``.
+
+    Returns:
+        One line per item and location where they disagree, then one per reversal that
+        does not mirror its original; empty when all agree.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    return (await ledger_report(store)).lines

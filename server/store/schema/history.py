@@ -1,0 +1,113 @@
+"""Tables of the time-series history (revision 0010): follower positions and SQL rollups.
+
+Everything here is derived from the ledger and can be rebuilt from it
+(``stockgate server rebuild-history``); the ledger stays the only source of truth.
+
+- ``history_cursors``: one row per ledger follower (``rollups``, ``influxdb``): the highest
+  ledger id it has handed to its sink (every id at or below it is settled: present or
+  known never to commit), and the lease that lets one server instance at a time follow.
+- ``history_movements``: ledger rows counted per bucket (``period`` hour or day, its UTC
+  start) and per side of a movement: a row that moves stock out of ``from_location`` and
+  into ``to_location`` adds to the ``out`` side of the first and the ``in`` side of the
+  second, so a location's inflow and outflow are separate rows and a transfer is never
+  counted twice on one side. ``read_point`` is ``''`` for rows without one (a key column
+  cannot be NULL and stay unique on both databases).
+- ``history_place_movements``: the same sums without the item (revision 0014), so a query
+  over a site, location, read point or kind reads one row per place and kind instead of one
+  per item there; queries that filter or group by item read ``history_movements``.
+- ``history_site_movements``: the same without the location and the read point either
+  (revisions 0014b, 0014c): what a query over whole sites without a read point reads.
+- ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
+  (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
+  Moves inside a site change no site's stock and add nothing here.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import sqlalchemy as sa
+
+from server.store.schema.core import MAX_READ_POINT, UtcDateTime, big_id, location_id, metadata
+
+Period = Literal["hour", "day"]
+PERIODS: Final[tuple[Period, ...]] = ("hour", "day")
+Side = Literal["in", "out"]
+SIDES: Final[tuple[Side, ...]] = ("in", "out")
+NO_READ_POINT: Final = ""
+MAX_CURSOR_NAME: Final = 32
+MAX_OWNER: Final = 128
+
+history_cursors = sa.Table(
+    "history_cursors",
+    metadata,
+    sa.Column("name", sa.String(MAX_CURSOR_NAME), primary_key=True),
+    sa.Column("position", sa.BigInteger(), nullable=False),
+    sa.Column("owner", sa.String(MAX_OWNER), nullable=True),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+history_movements = sa.Table(
+    "history_movements",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", UtcDateTime(), primary_key=True),
+    sa.Column("location", location_id(), primary_key=True),
+    sa.Column("side", sa.String(3), primary_key=True),
+    sa.Column("read_point", sa.String(MAX_READ_POINT), primary_key=True),
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
+    sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
+    sa.Index("ix_history_movements_site", "period", "site", "bucket"),
+    sa.Index("ix_history_movements_read_point", "period", "read_point", "bucket"),
+    sa.Index("ix_history_movements_item", "period", "item_id", "bucket"),
+)
+
+history_place_movements = sa.Table(
+    "history_place_movements",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", UtcDateTime(), primary_key=True),
+    sa.Column("location", location_id(), primary_key=True),
+    sa.Column("side", sa.String(3), primary_key=True),
+    sa.Column("read_point", sa.String(MAX_READ_POINT), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
+    sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
+    sa.Index("ix_history_place_movements_site", "period", "site", "bucket"),
+    sa.Index("ix_history_place_movements_read_point", "period", "read_point", "bucket"),
+)
+
+history_site_movements = sa.Table(
+    "history_site_movements",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", UtcDateTime(), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("side", sa.String(3), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
+    sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
+)
+
+history_stock_daily = sa.Table(
+    "history_stock_daily",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("day", UtcDateTime(), primary_key=True),
+    sa.Column("quantity_in", sa.BigInteger(), nullable=False),
+    sa.Column("quantity_out", sa.BigInteger(), nullable=False),
+    # Revision 0014b: one item's days (``/history/stock``) without reading every site's.
+    sa.Index("ix_history_stock_daily_item", "item_id", "day"),
+)
