@@ -35,7 +35,7 @@ from server.alerts.relay import AlertRelay
 from server.alerts.stream import StreamFeed
 from server.alerts.sweeps import AlertSweeper
 from server.alerts.webhooks import WebhookDispatcher
-from server.api import create_app
+from server.api.factory import create_app
 from server.commands.gateway_config import ConfigRelay
 from server.commands.read_points import ReadPointCatalog
 from server.config.settings import ServerSettings

@@ -1,5 +1,4 @@
-"""The HTTP API (FastAPI): one router per resource, bearer API keys with roles."""
+"""The HTTP API (FastAPI): one router per resource, bearer API keys with roles.
 
-from server.api.factory import create_app
-
-__all__ = ["create_app"]
+``factory.create_app`` builds the application from the routers.
+"""

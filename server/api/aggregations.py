@@ -30,7 +30,7 @@ from server.commands.pallets import (
     release_held,
     remove,
 )
-from server.refusals import Invalid, NotFound
+from server.errors import Invalid, NotFound
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["aggregations"])

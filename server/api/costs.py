@@ -29,7 +29,7 @@ from server.commands.costs import (
     standard_costs,
 )
 from server.commands.masterdata import SKU_PATTERN
-from server.refusals import Forbidden
+from server.errors import Forbidden
 from server.store.schema.costs import MAX_KEY, Entity
 from wire.models import now_utc
 

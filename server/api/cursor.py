@@ -6,12 +6,14 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
+from server.errors import ServerError
+
 MAX_CURSOR_LENGTH = 200
 MAX_ROW_ID = 2**63 - 1
 
 
-class CursorError(ValueError):
-    """A cursor this server did not issue."""
+class CursorError(ServerError, ValueError):
+    """A cursor this server did not issue (a ``ValueError`` too: it is a bad argument)."""
 
 
 def encode_cursor(event_time: datetime, row_id: int) -> str:

@@ -21,7 +21,6 @@ from server.api import items as items_api
 from server.api import locations as locations_api
 from server.api import purchase_orders as purchase_orders_api
 from server.api import read_points as read_points_api
-from server.api import refusals as refusals_api
 from server.api import replenishment as replenishment_api
 from server.api import reports as reports_api
 from server.api import reversals as reversals_api
@@ -92,7 +91,6 @@ def create_app(
     docs.install(app)
     console.install(app)
     errors.install(app)
-    refusals_api.install(app)
     app.state.read_points = (
         read_points if read_points is not None else ReadPointCatalog(store, settings.read_points)
     )

@@ -19,9 +19,9 @@ from server.api.auth import Admin, Context, Viewer, check_site
 from server.api.context import ApiContext
 from server.api.params import MAX_PAGE
 from server.commands.gateway_config import ConfigRelay, known_site, latest_config, record_config
+from server.errors import Invalid, NotFound
 from server.queries.reads import fleet_view, list_gateways
 from server.queries.views import GatewayConfigView, GatewayView
-from server.refusals import Invalid, NotFound
 from server.store.schema.core import gateways
 from wire.models import MAX_CONFIG_BYTES, now_utc
 from wire.topics import ID_PATTERN

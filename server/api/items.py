@@ -34,7 +34,7 @@ from server.commands.masterdata import (
 from server.commands.masterdata import (
     get_item as find_item,
 )
-from server.refusals import Invalid
+from server.errors import Invalid
 from server.store.schema.master import InventoryType
 from wire.models import now_utc
 

@@ -27,7 +27,7 @@ from server.commands.read_points import (
     require_read_point,
 )
 from server.config.settings import ReadPointSettings
-from server.refusals import Invalid
+from server.errors import Invalid
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["read points"])

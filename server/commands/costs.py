@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.audit import record_change
 from server.commands.masterdata import NAME_PATTERN
 from server.config.settings import SiteId
-from server.refusals import Conflict, Forbidden, NotFound
+from server.errors import Conflict, Forbidden, NotFound
 from server.store.schema.core import items, ledger
 from server.store.schema.costs import (
     COST_SCALE,

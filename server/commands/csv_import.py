@@ -47,8 +47,8 @@ from server.commands.masterdata import (
     locations_by_id,
     parent_of,
 )
+from server.errors import ImportRejected, RowError
 from server.ingest.apply import location_kind
-from server.refusals import ImportRejected, RowError
 from server.store.database import Store
 from server.store.schema.core import items, locations
 from server.store.schema.master import DEFAULT_UNIT, item_categories

@@ -27,9 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edge.remote_config import RemoteConfigError, validate_tuning
-from server.errors import PublishFailed, StoreError
+from server.errors import Conflict, Invalid, PublishFailed, StoreError
 from server.queries.views import GatewayConfigView
-from server.refusals import Conflict, Invalid
 from server.store.database import Store
 from server.store.schema.core import gateway_configs, gateways
 from wire import topics

@@ -53,10 +53,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import clear_alert, open_alerts
 from server.commands.masterdata import NAME_PATTERN, Gtin, Sku, missing_locations
+from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.ingest.apply import claim_events, write_plan
 from server.ingest.negative_stock import check_stock
 from server.queries.views import MovementView
-from server.refusals import Conflict, Forbidden, Invalid, NotFound
 from server.rules.model import ItemKey, LedgerKind, Movement, Plan, UnitState, UnitStatus
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.rules.policy import DEFAULT_POLICY, Policy

@@ -49,8 +49,8 @@ from server.commands.masterdata import (
     Strict,
     missing_locations,
 )
+from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.ingest.order_book import add_change, shift_positions
-from server.refusals import Conflict, Forbidden, Invalid, NotFound
 from server.rules.alerts import OVER_RECEIPT, SHORT_RECEIPT
 from server.rules.model import AlertSpec, OrderKind
 from server.rules.orders import (

@@ -35,9 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.masterdata import IN_CHUNK, missing_locations
 from server.config.settings import MAX_READ_POINTS, ReadPointSettings
-from server.errors import StoreError
+from server.errors import Conflict, Invalid, NotFound, StoreError
 from server.ingest.apply import ancestors, location_kind
-from server.refusals import Conflict, Invalid, NotFound
 from server.store.database import Store
 from server.store.dialect import from_excluded, upsert
 from server.store.schema.core import locations

@@ -37,10 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.config.settings import ReadPointSettings
+from server.errors import Conflict, NotFound
 from server.ingest.apply import apply_fresh
 from server.ingest.unresolved_rows import clear_if_done
 from server.queries.views import MovementView, View
-from server.refusals import Conflict, NotFound
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.store.schema.core import items, ledger
 from server.store.schema.passes import MAX_GROUP, PassState, Resolution, unresolved_passes

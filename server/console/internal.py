@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from starlette.types import ASGIApp, Message
 
 from server.api.context import SCOPE_PRINCIPAL, Principal
+from server.errors import ServerError
 
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 """An answer longer than this is cut off and reported as an error (a report or a page is
@@ -34,7 +35,7 @@ CALL_TIMEOUT_S: Final = 120.0
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
-class ApiCallError(RuntimeError):
+class ApiCallError(ServerError, RuntimeError):
     """The in-process call did not complete (too long an answer, or no answer in time)."""
 
 

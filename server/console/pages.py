@@ -53,9 +53,9 @@ from server.console.web import (
     to_sign_in,
     writer,
 )
+from server.errors import Refused
 from server.queries.reads import MovementQuery, movements
 from server.queries.views import MovementView
-from server.refusals import Refused
 from server.store.schema.core import MAX_READ_POINT
 from server.store.schema.passes import Resolution
 from server.store.sites import site_of

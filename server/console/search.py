@@ -15,6 +15,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.masterdata import ItemFilter, get_item, get_location, list_items
+from server.errors import ServerError
 from server.queries.reads import StockQuery, stock
 from server.queries.views import StockRow
 from wire.barcodes import parse_barcode
@@ -28,7 +29,7 @@ MAX_NAME_MATCHES: Final = 20
 """Items a name search looks at."""
 
 
-class SearchError(ValueError):
+class SearchError(ServerError, ValueError):
     """The search text cannot be searched; ``str`` says why, for the person at the box."""
 
 

@@ -58,7 +58,7 @@ from server.epcis.query import bare_step
 from server.config.epcis import EpcisSettings
 from server.ingest.pallet_contents import load_contents
 from server.commands.pallets import check_lines, parse_parent, record, remove
-from server.errors import Invalid
+from server.errors import Invalid, ServerError
 from server.rules.pallets import sscc_of
 from server.store.schema.core import MAX_EPC, MAX_EVENT_ID, items
 from server.store.schema.orders import orders
@@ -76,7 +76,7 @@ NOTICE_ACTIONS = frozenset({"OBSERVE", "ADD"})
 DOCUMENT_TYPES = ("EPCISDocument", "EPCISQueryDocument")
 
 
-class CaptureRefused(ValueError):
+class CaptureRefused(ServerError, ValueError):
     """The document is not one capture takes; the message says what is wrong."""
 
 

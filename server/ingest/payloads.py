@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from server.errors import ServerError
 from wire.models import MAX_PAYLOAD_BYTES
 
 MAX_ERRORS_SHOWN = 5
@@ -16,8 +17,8 @@ VALIDATION_ERRORS = (ValidationError, ValueError, OverflowError)
 conversion raise OverflowError, which pydantic lets through unwrapped."""
 
 
-class PayloadError(ValueError):
-    """A payload the server cannot use.
+class PayloadError(ServerError, ValueError):
+    """A payload the server cannot use (a ``ValueError`` too: it is bad input).
 
     Args:
         kind: bounded category for metrics (``size``, ``json``, ``envelope``, ...).

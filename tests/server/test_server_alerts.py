@@ -443,7 +443,7 @@ async def test_alert_kinds_are_served(store: Store, settings: ServerSettings) ->
     import httpx
     from server_helpers import VIEWER_KEY
 
-    from server.api import create_app
+    from server.api.factory import create_app
 
     app = create_app(store, settings)
     transport = httpx.ASGITransport(app=app)

@@ -24,7 +24,7 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import DatabaseSettings, ServerSettings
 from server.ingest.consumer import Ingestor
 from server.ingest.gateway_status import StatusRecorder

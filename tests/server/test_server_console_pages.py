@@ -35,8 +35,8 @@ from test_server_console import browser, csrf_of, ingest_passes, sign_in
 from test_server_fleet import online
 from test_server_unresolved import undirected
 
-from server.api import create_app
 from server.api.context import Principal
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.console.internal import call_api
 from server.history.check import rebuild_history

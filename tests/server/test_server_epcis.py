@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.alerts.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.epcis import EpcisSettings, EpcisSubscriptionSettings
 from server.config.settings import ServerSettings
 from server.epcis.documents import LedgerEvent, event_hash, object_event, prehash_string

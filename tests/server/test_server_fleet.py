@@ -12,7 +12,7 @@ import httpx
 import pytest
 from server_helpers import ADMIN_KEY, BASE_TIME, VIEWER_KEY
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.commands.gateway_config import ConfigRelay
 from server.config.settings import ServerSettings
 from server.errors import PublishFailed

@@ -25,7 +25,7 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.history import HistorySettings
 from server.config.settings import ServerSettings
 from server.history.follow import LedgerFollower

@@ -16,7 +16,7 @@ from server_helpers import (
     make_scoped_settings,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.commands.csv_import import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 from server.config.settings import ServerSettings
 from server.store.database import Store

@@ -22,7 +22,7 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.store.database import Store

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from server_helpers import ADMIN_KEY, OPERATOR_KEY, Batches, RecordingPublisher, bearer, sgtin
 
 from plumbing.settings import load
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.history import HistorySettings
 from server.config.settings import ServerSettings
 from server.history.follow import LedgerFollower

@@ -28,7 +28,7 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.commands.orders import rebuild_positions
 from server.config.settings import DatabaseSettings, ServerSettings
 from server.ingest.consumer import Ingestor

@@ -31,7 +31,7 @@ from server_helpers import (
     make_scoped_settings,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.commands.masterdata import ItemFields, LocationFields, create_item, create_location
 from server.commands.operations import AdjustmentRequest, Caller, adjust
 from server.commands.read_points import ReadPointCatalog

@@ -25,7 +25,7 @@ from server_helpers import (
 )
 
 from server.alerts.stream import IdTail, StreamEnded, StreamEvent, StreamFeed, Subscription
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.metrics import Metrics

@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 
 from plumbing.settings import ConfigError, load
 from server.alerts.webhooks import address_problem, target_problem
-from server.api import create_app
 from server.api.context import KeyRing
 from server.api.docs import assets_dir
+from server.api.factory import create_app
 from server.commands.csv_import import MAX_IMPORT_BYTES
 from server.config.settings import ServerSettings
 from server.store.database import Store

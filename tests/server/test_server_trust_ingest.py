@@ -25,7 +25,7 @@ from server_helpers import (
 )
 from typer.testing import CliRunner
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.ingest.dead_letter_replay import OFFLINE, replay_dead_letters

@@ -29,7 +29,7 @@ from server_helpers import (
 
 from server.alerts.store import clear_alert
 from server.alerts.sweeps import AlertSweeper
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.metrics import Metrics

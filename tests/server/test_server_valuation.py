@@ -46,7 +46,7 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api import create_app
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.errors import StoreError
 from server.ingest.consumer import Ingestor
