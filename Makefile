@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 ## Mosquitto and PostgreSQL are real parts of the tests; install what is missing when we may.
-## (openssl makes the TLS certificates of the deploy test; mosquitto_passwd comes with mosquitto.)
+## (openssl makes the TLS certificates of the deploy test; mosquitto_passwd comes with mosquitto;
+## victoria-metrics takes the InfluxDB v2 writes of the history sink's tests.)
 ## (A PostgreSQL that is installed but not running is fine: the tests start a private one.)
 APT_PACKAGES = $(strip \
   $(if $(or $(wildcard /usr/sbin/mosquitto),$(shell command -v mosquitto)),,mosquitto) \
@@ -35,7 +36,8 @@ APT_PACKAGES = $(strip \
   $(if $(or $(wildcard /usr/bin/systemd-analyze),$(shell command -v systemd-analyze)),,systemd) \
   $(if $(or $(wildcard /usr/bin/openssl),$(shell command -v openssl)),,openssl) \
   $(if $(wildcard /usr/lib/chromium/chromium),,chromium) \
-  $(if $(wildcard /usr/bin/chromedriver),,chromium-driver))
+  $(if $(wildcard /usr/bin/chromedriver),,chromium-driver) \
+  $(if $(or $(wildcard /usr/bin/victoria-metrics),$(shell command -v victoria-metrics)),,victoria-metrics))
 system-deps:
 	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
