@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, field_validator
 
 from plumbing.settings import Section
+from server.rules.alerts import ALERT_KINDS
 from wire.models import AlertChange
 from wire.topics import ID_PATTERN
 
@@ -69,9 +70,6 @@ class AlertSettings(Section):
 
 
 def _known_kinds(kinds: list[str]) -> list[str]:
-    # Imported here: server.rules imports server.config.settings, which imports this module.
-    from server.rules.alerts import ALERT_KINDS
-
     unknown = sorted(set(kinds) - set(ALERT_KINDS))
     if unknown:
         raise ValueError(f"unknown alert kinds {unknown}; known: {sorted(ALERT_KINDS)}")

@@ -18,7 +18,7 @@ def test_example_configs_are_valid() -> None:
     edge = load(EdgeSettings, ROOT / "deploy" / "edge.example.toml")
     server = load(ServerSettings, ROOT / "deploy" / "server.example.toml")
     assert edge.portals[0].reader == edge.llrp[0].name
-    assert server.commands.read_points[0].outbound == "ship"
+    assert server.read_points[0].outbound == "ship"
 
 
 def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
