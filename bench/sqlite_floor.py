@@ -35,8 +35,8 @@ from typing import Any, Final
 from bench.figures import Figure
 from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from server.config.settings import DatabaseSettings
-from server.store.schema.core import sqlite_utc_text
 from server.store.database import Store, sqlite_pragmas
+from server.store.schema.core import sqlite_utc_text
 from wire.identifiers import gtin_of
 
 RECEIVING: Final = f"{SITE}.receiving"

@@ -15,7 +15,7 @@ from typing import Any
 from edge.config import EdgeSettings
 from firmware_sim.scenario import Scenario
 from plumbing.settings import load
-from server.config import ServerSettings
+from server.config.settings import ServerSettings
 
 GATEWAY_ID = "gw-demo-1"
 SHELF_SWEEP_S = 0.5

@@ -32,8 +32,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.ingest.apply import location_kind
 from server.errors import Conflict, Invalid, NotFound
+from server.ingest.apply import location_kind
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from server.store.schema.core import MAX_SGLN, balances, items, ledger, locations, units
 from server.store.schema.master import (

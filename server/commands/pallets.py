@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import clear_alert
 from server.config.settings import ReadPointSettings
-from server.store.dialect import upsert
+from server.errors import Invalid, NotFound
 from server.ingest.apply import apply_fresh
 from server.ingest.pallet_contents import load_contents
-from server.errors import Invalid, NotFound
 from server.rules.alerts import UNKNOWN_PALLET
 from server.rules.pallets import SSCC_URN_PREFIX, is_pallet_epc, sscc_of
 from server.rules.policy import DEFAULT_POLICY, Policy
+from server.store.dialect import upsert
 from server.store.schema.core import MAX_EPC
 from server.store.schema.pallets import MAX_LOT, aggregations, pallet_holds
 from wire.gs1 import parse_gtin, parse_label, parse_sscc

@@ -52,14 +52,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.asn import mark_received_before
-from server.store.dialect import upsert
+from server.commands.pallets import check_lines, parse_parent, record, remove
+from server.config.epcis import EpcisSettings
 from server.epcis.documents import event_hash
 from server.epcis.query import bare_step
-from server.config.epcis import EpcisSettings
-from server.ingest.pallet_contents import load_contents
-from server.commands.pallets import check_lines, parse_parent, record, remove
 from server.errors import Invalid, ServerError
+from server.ingest.pallet_contents import load_contents
 from server.rules.pallets import sscc_of
+from server.store.dialect import upsert
 from server.store.schema.core import MAX_EPC, MAX_EVENT_ID, items
 from server.store.schema.orders import orders
 from server.store.schema.supply import asn_units, epcis_captures, epcis_seen_events

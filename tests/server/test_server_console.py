@@ -23,8 +23,8 @@ from server_helpers import (
 )
 from test_server_unresolved import undirected
 
-from server.api.factory import create_app
 from server.api.context import Principal
+from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.console.sessions import COOKIE, Sessions
 from server.ingest.consumer import Ingestor

@@ -28,11 +28,11 @@ from server_helpers import (
 )
 
 from server.api.factory import create_app
-from server.store.check import check_ledger
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
-from server.store.schema.pallets import pallet_holds
+from server.store.check import check_ledger
 from server.store.database import Store
+from server.store.schema.pallets import pallet_holds
 from wire.barcodes import parse_barcode
 from wire.gs1 import digital_link, sscc_label
 
