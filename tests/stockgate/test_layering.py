@@ -3,7 +3,8 @@
 Every ``import`` and ``from … import`` of our packages is read with ``ast`` (nothing is
 executed, so an import inside a function or under ``TYPE_CHECKING`` counts as well) and
 checked against the floors: a package imports only the packages below it, ``edge`` and
-``server`` never each other, and ``server/rules`` nothing of the server above it.
+``server`` never each other, and ``server/rules`` nothing of the server above it; and no
+module imports itself through others (no cycles, imports inside functions counted too).
 """
 
 from __future__ import annotations
@@ -100,3 +101,70 @@ def test_the_check_sees_a_crossing() -> None:
     assert allowed("server", "server.commands.gateway_config", "edge.remote_config")
     assert allowed("firmware_sim", "firmware_sim.x", "edge.readers.llrp_codec")
     assert not allowed("firmware_sim", "firmware_sim.x", "edge.readers.llrp")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports (a ``from m import x`` counts ``m.x`` where
+    that is a module)."""
+    modules: dict[str, Path] = {}
+    for package, folder_name in PACKAGES.items():
+        folder = ROOT / folder_name
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            modules[".".join((package, *parts)).removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {module: set() for module in modules}
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            graph[module].update(name for name in names if name in modules and name != module)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycles between modules, imports inside functions included."""
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
