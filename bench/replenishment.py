@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from bench.figures import Figure, Target
+from server.config.replenishment import ReplenishmentSettings
 from server.replenishment.method import (
     OrderTerms,
     demand_stats,
@@ -49,7 +50,6 @@ from server.replenishment.method import (
     order_quantity,
     reorder_figures,
 )
-from server.replenishment.settings import ReplenishmentSettings
 
 SETTINGS: Final = ReplenishmentSettings()
 """The planner runs with the server's defaults (window, order-up-to days, service measure)."""

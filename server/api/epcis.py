@@ -24,8 +24,9 @@ from server.commands.asn import AsnReport, asn_report
 from server.commands.pallets import release_held
 from server.config.epcis import EpcisSettings
 from server.epcis.capture import CaptureRefused, CaptureSummary, capture
-from server.epcis.documents import CBV_STEPS, query_document
+from server.epcis.documents import query_document
 from server.epcis.query import EpcisQuery, bare_step, query_events
+from wire.cbv import CBV_STEPS
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["epcis"])

@@ -33,8 +33,8 @@ from server.api.params import DEFAULT_PAGE, Limit
 from server.commands.audit import record_change, snapshot
 from server.commands.masterdata import SKU_PATTERN
 from server.commands.orders import OrderView, change_status
+from server.config.replenishment import ReplenishmentSettings
 from server.replenishment.planner import Draft, run_planner, save_settings
-from server.replenishment.settings import ReplenishmentSettings
 from server.rules.alerts import REORDER_SUGGESTED
 from server.rules.orders import PURCHASE
 from server.store.schema.core import items

@@ -15,7 +15,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 
 from plumbing.settings import Section
 from server.config.alerts import MAX_WEBHOOK_SECRET, MIN_WEBHOOK_SECRET
-from server.epcis.documents import CBV_STEPS
+from wire.cbv import CBV_STEPS
 from wire.topics import ID_PATTERN
 
 MAX_SUBSCRIPTIONS = 32

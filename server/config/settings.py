@@ -39,7 +39,7 @@ from server.config.alerts import MAX_WEBHOOKS, AlertSettings, StreamSettings, We
 from server.config.epcis import EpcisSettings
 from server.config.history import HistorySettings, InfluxSettings
 from server.config.operations import OperationsSettings, OrdersSettings
-from server.replenishment.settings import ReplenishmentSettings
+from server.config.replenishment import ReplenishmentSettings
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH, Outbound
 from server.rules.policy import Policy
 from wire.models import MAX_PAYLOAD_BYTES

@@ -59,6 +59,8 @@ from typing import Any, Final
 
 from epcpy import ConvertException, epc_pure_identity_to_scheme
 
+from wire.cbv import CBV_STEPS
+
 EPCIS_CONTEXT: Final = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 STOCKGATE_NS: Final = "urn:stockgate:epcis:"
 """JSON-LD namespace of our extension fields (``stockgate:ledgerRow``)."""
@@ -73,53 +75,6 @@ LOCATION_URI: Final = "urn:stockgate:loc:"
 READ_POINT_URI: Final = "urn:stockgate:readpoint:"
 SKU_URI: Final = "urn:stockgate:sku:"
 HASH_VERSION: Final = "?ver=CBV2.0"
-
-CBV_STEPS: Final = frozenset(
-    {
-        "accepting",
-        "arriving",
-        "assembling",
-        "collecting",
-        "commissioning",
-        "consigning",
-        "creating_class_instance",
-        "cycle_counting",
-        "decommissioning",
-        "departing",
-        "destroying",
-        "disassembling",
-        "dispensing",
-        "encoding",
-        "entering_exiting",
-        "holding",
-        "inspecting",
-        "installing",
-        "killing",
-        "loading",
-        "other",
-        "packing",
-        "picking",
-        "receiving",
-        "removing",
-        "repackaging",
-        "repairing",
-        "replacing",
-        "reserving",
-        "retail_selling",
-        "shipping",
-        "staging_outbound",
-        "stock_taking",
-        "stocking",
-        "storing",
-        "transporting",
-        "unloading",
-        "unpacking",
-        "void_shipping",
-        "sensor_reporting",
-        "sampling",
-    }
-)
-"""The CBV 2.0 business steps (bare words in EPCIS 2.0 JSON)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import reconcile
 from server.commands.orders import LineIn, OrderIn, create_order
+from server.config.replenishment import ReplenishmentSettings
 from server.errors import StoreError
 from server.replenishment.history import daily_demand, lead_times
 from server.replenishment.method import (
@@ -54,7 +55,6 @@ from server.replenishment.method import (
     order_quantity,
     reorder_figures,
 )
-from server.replenishment.settings import ReplenishmentSettings
 from server.rules.alerts import REORDER_SUGGESTED
 from server.rules.model import AlertSpec
 from server.rules.orders import PURCHASE

@@ -93,6 +93,39 @@ def test_the_rules_import_nothing_of_the_server_above_them() -> None:
     assert wrong == []
 
 
+SERVER_FLOORS: dict[str, int] = {
+    "errors": 1, "rules": 1,
+    "config": 2,
+    "store": 3,
+    "ingest": 4, "alerts": 4, "commands": 4, "queries": 4, "reports": 4, "history": 4,
+    "epcis": 4, "replenishment": 4, "metrics": 4,
+    "api": 5, "console": 5,
+    "app": 6,
+}  # fmt: skip
+"""The server's groups (a subpackage or a top module) by floor, docs/architecture.md §2: a
+group imports only groups on its own floor or below."""
+
+
+def server_group(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_every_server_group_has_a_floor() -> None:
+    groups = {server_group(module) for module, _ in imports("server")} - {""}
+    assert groups - set(SERVER_FLOORS) == set()
+
+
+def test_a_server_group_imports_nothing_above_its_floor() -> None:
+    wrong = sorted(
+        f"{module} imports {name}"
+        for module, name in imports("server")
+        if name.startswith("server.")
+        and server_group(module) in SERVER_FLOORS
+        and SERVER_FLOORS.get(server_group(name), 0) > SERVER_FLOORS[server_group(module)]
+    )
+    assert wrong == []
+
+
 def test_the_check_sees_a_crossing() -> None:
     """The checker itself: a module importing upward is found."""
     assert not allowed("server", "server.x", "edge.agent")
