@@ -25,7 +25,6 @@ Decisions written down here:
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -35,7 +34,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.audit import record_changes, snapshot
@@ -49,7 +47,7 @@ from server.commands.masterdata import (
 )
 from server.errors import ImportRejected, RowError
 from server.ingest.apply import location_kind
-from server.store.database import Store
+from server.store.database import Store, refused_on_conflict
 from server.store.schema.core import items, locations
 from server.store.schema.master import DEFAULT_UNIT, item_categories
 from server.store.sites import in_sites, site_of
@@ -274,7 +272,7 @@ async def import_items(
     if not dry_run:
         skus = [fields.sku for fields in (*new, *old)]
         before = await items_by_sku(conn, skus) if actor is not None else {}
-        async with _concurrent_change_refused():
+        async with refused_on_conflict(_changed_meanwhile()):
             await _write_items(conn, header, new, old, existing, now)
         if actor is not None:
             after = await items_by_sku(conn, skus)
@@ -310,16 +308,12 @@ async def _write_items(
         )
 
 
-@contextlib.asynccontextmanager
-async def _concurrent_change_refused() -> AsyncIterator[None]:
+def _changed_meanwhile() -> ImportRejected:
     # Everything was checked inside this transaction; a unique or foreign key violation now
     # means another request changed the same rows meanwhile.
-    try:
-        yield
-    except IntegrityError as err:
-        raise ImportRejected(
-            [RowError(None, None, "another change to the same rows came in meanwhile; retry")]
-        ) from err
+    return ImportRejected(
+        [RowError(None, None, "another change to the same rows came in meanwhile; retry")]
+    )
 
 
 async def import_locations(
@@ -375,7 +369,7 @@ async def import_locations(
     if not dry_run:
         ids = [fields.id for fields in (*new, *old)]
         before = await locations_by_id(conn, ids) if actor is not None else {}
-        async with _concurrent_change_refused():
+        async with refused_on_conflict(_changed_meanwhile()):
             await _write_locations(conn, header, new, old, now)
         if actor is not None:
             after = await locations_by_id(conn, ids)

@@ -23,13 +23,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edge.remote_config import RemoteConfigError, validate_tuning
 from server.errors import Conflict, Invalid, PublishFailed, StoreError
 from server.queries.views import GatewayConfigView
-from server.store.database import Store
+from server.store.database import Store, refused_on_conflict
 from server.store.schema.core import gateway_configs, gateways
 from wire import topics
 from wire.models import GatewayConfig
@@ -103,12 +102,10 @@ async def record_config(
         "created_at": now,
         "created_by": actor[:256],
     }
-    try:
+    async with refused_on_conflict(
+        Conflict(f"gateway {gateway}: another change took version {version}; send it again")
+    ):
         await conn.execute(gateway_configs.insert().values(**row))
-    except IntegrityError as err:
-        raise Conflict(
-            f"gateway {gateway}: another change took version {version}; send it again"
-        ) from err
     return GatewayConfigView.model_validate(row)
 
 

@@ -29,12 +29,12 @@ import sqlalchemy as sa
 from epcpy import ConvertException
 from epcpy.epc_schemes import SGLN
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import Conflict, Invalid, NotFound
 from server.ingest.apply import location_kind
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
+from server.store.database import refused_on_conflict
 from server.store.schema.core import MAX_SGLN, balances, items, ledger, locations, units
 from server.store.schema.master import (
     DEFAULT_UNIT,
@@ -229,11 +229,6 @@ def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
     return [values[start : start + IN_CHUNK] for start in range(0, len(values), IN_CHUNK)]
 
 
-def _duplicate(err: IntegrityError, what: str) -> Conflict:
-    detail = str(err.orig).splitlines()[0] if err.orig is not None else str(err)
-    return Conflict(f"{what} conflicts with existing data ({detail})")
-
-
 # --- items -------------------------------------------------------------------------------
 
 _ITEM_COLUMNS = tuple(items.c[name] for name in ItemDetail.model_fields)
@@ -328,12 +323,10 @@ async def create_item(conn: AsyncConnection, fields: ItemFields, now: datetime) 
     if fields.gtin is not None and (owner := await _gtin_owner(conn, fields.gtin)) is not None:
         raise Conflict(f"GTIN {fields.gtin} belongs to item {owner!r} already")
     await _check_category(conn, fields.category)
-    try:
+    async with refused_on_conflict(f"item {fields.sku!r}"):
         await conn.execute(
             items.insert().values(**fields.model_dump(), created_at=now, updated_at=now)
         )
-    except IntegrityError as err:
-        raise _duplicate(err, f"item {fields.sku!r}") from err
     return await require_item(conn, fields.sku)
 
 
@@ -356,12 +349,10 @@ async def update_item(
         raise Conflict(f"GTIN {gtin} belongs to item {owner!r} already")
     await _check_category(conn, changes.get("category"))
     if changes:
-        try:
+        async with refused_on_conflict(f"item {sku!r}"):
             await conn.execute(
                 items.update().where(items.c.id == current.id).values(**changes, updated_at=now)
             )
-        except IntegrityError as err:
-            raise _duplicate(err, f"item {sku!r}") from err
     return await require_item(conn, new_sku if new_sku is not None else sku)
 
 
@@ -396,10 +387,10 @@ async def delete_item(conn: AsyncConnection, sku: str) -> None:
             ),
         ],
     )
-    try:
+    async with refused_on_conflict(
+        Conflict(f"item {sku!r} is still referred to; it cannot be deleted")
+    ):
         await conn.execute(items.delete().where(items.c.id == item.id))
-    except IntegrityError as err:
-        raise Conflict(f"item {sku!r} is still referred to; it cannot be deleted") from err
 
 
 # --- item categories -------------------------------------------------------------------
@@ -438,14 +429,12 @@ async def create_category(
 ) -> CategoryView:
     if await get_category(conn, fields.code) is not None:
         raise Conflict(f"item category {fields.code!r} exists already")
-    try:
+    async with refused_on_conflict(f"item category {fields.code!r}"):
         await conn.execute(
             item_categories.insert().values(
                 code=fields.code, name=fields.name, created_at=now, updated_at=now
             )
         )
-    except IntegrityError as err:
-        raise _duplicate(err, f"item category {fields.code!r}") from err
     return await require_category(conn, fields.code)
 
 
@@ -472,10 +461,8 @@ async def delete_category(conn: AsyncConnection, code: str) -> None:
             )
         ],
     )
-    try:
+    async with refused_on_conflict(Conflict(f"item category {code!r} is still referred to")):
         await conn.execute(item_categories.delete().where(item_categories.c.code == code))
-    except IntegrityError as err:
-        raise Conflict(f"item category {code!r} is still referred to") from err
 
 
 # --- locations ---------------------------------------------------------------------------
@@ -565,7 +552,7 @@ async def create_location(
     parent = parent_of(fields.id)
     if parent is not None and await get_location(conn, parent) is None:
         raise Invalid("id", f"parent location {parent!r} does not exist; create it first")
-    try:
+    async with refused_on_conflict(f"location {fields.id!r}"):
         await conn.execute(
             locations.insert().values(
                 id=fields.id,
@@ -577,8 +564,6 @@ async def create_location(
                 updated_at=now,
             )
         )
-    except IntegrityError as err:
-        raise _duplicate(err, f"location {fields.id!r}") from err
     return await require_location(conn, fields.id)
 
 
@@ -634,7 +619,7 @@ async def delete_location(conn: AsyncConnection, location: str) -> None:
             ),
         ],
     )
-    try:
+    async with refused_on_conflict(
+        Conflict(f"location {location!r} is still referred to; it cannot be deleted")
+    ):
         await conn.execute(locations.delete().where(locations.c.id == location))
-    except IntegrityError as err:
-        raise Conflict(f"location {location!r} is still referred to; it cannot be deleted") from err

@@ -36,7 +36,6 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import clear_alert, raise_alerts
@@ -65,6 +64,7 @@ from server.rules.orders import (
     positions,
 )
 from server.rules.policy import TRANSIT_SITE
+from server.store.database import refused_on_conflict
 from server.store.schema.core import items
 from server.store.schema.orders import (
     MAX_ORDER_NOTE,
@@ -512,7 +512,7 @@ async def create_order(
     if exists is not None:
         raise Conflict(f"{spec.title} {body.number!r} exists already (id {exists})")
     item_ids = await _resolve_lines(conn, body.lines)
-    try:
+    async with refused_on_conflict(Conflict(f"{spec.title} {body.number!r} exists already")):
         order_id = await conn.scalar(
             orders.insert()
             .values(
@@ -535,8 +535,6 @@ async def create_order(
             )
             .returning(orders.c.id)
         )
-    except IntegrityError as err:
-        raise Conflict(f"{spec.title} {body.number!r} exists already") from err
     assert order_id is not None
     if body.lines:
         await conn.execute(

@@ -1,5 +1,11 @@
 """The database handle: engine set-up, migrations, transactions and error translation.
 
+Errors are translated here and nowhere else: ``translate`` turns what SQLAlchemy raises into
+``StoreError`` and its kinds (``Store.begin`` and ``Store.read`` apply it), and
+``refused_on_conflict`` turns a statement that breaks a constraint (a unique or foreign key:
+another request took the same SKU or number, or something still refers to a row) into the
+refusal the caller names, a 409 in the API.
+
 One ``Store`` per process, built from ``[database]`` and passed down (no global engine).
 SQLite runs in WAL mode with ``synchronous=FULL``: an Ack tells the edge it may delete the
 events, so a committed batch must survive a power cut. Its page cache and checkpoint size
@@ -31,11 +37,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config.settings import DatabaseSettings
-from server.errors import StoreError, StoreFull, TransientStoreError
+from server.errors import Conflict, Refused, StoreError, StoreFull, TransientStoreError
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +157,38 @@ def translate(err: SQLAlchemyError, doing: str) -> StoreError:
     kind = TransientStoreError if transient else StoreError
     if _is_full(err):
         kind = StoreFull
+    return kind(f"database error while {doing}: {_detail(err)}")
+
+
+def _detail(err: SQLAlchemyError) -> str:
+    """The first line of what the database said (the driver's message), else SQLAlchemy's."""
     detail = str(err.orig) if isinstance(err, DBAPIError) and err.orig is not None else str(err)
-    return kind(f"database error while {doing}: {detail.splitlines()[0] if detail else err}")
+    return detail.splitlines()[0] if detail else str(err)
+
+
+@contextlib.asynccontextmanager
+async def refused_on_conflict(refusal: str | Refused) -> AsyncIterator[None]:
+    """Statements inside that break a constraint of the schema are refused, not failed.
+
+    Callers check what they can before writing (the SKU is free, nothing refers to the row);
+    a violation that still happens means another transaction got in between, or a reference
+    no check covers. Use it inside ``Store.begin``: the refusal leaves the transaction and
+    rolls it back (PostgreSQL has aborted it already).
+
+    Args:
+        refusal: what the statements write (``"item 'A-1'"``), for a ``Conflict`` naming it
+            and the constraint the database reports; or the refusal itself, when the caller
+            knows what a violation means there ("another change took version 3").
+
+    Raises:
+        Refused: ``refusal``, or the ``Conflict`` naming it, from the ``IntegrityError``.
+    """
+    try:
+        yield
+    except IntegrityError as err:
+        if isinstance(refusal, Refused):
+            raise refusal from err
+        raise Conflict(f"{refusal} conflicts with existing data ({_detail(err)})") from err
 
 
 @dataclass(frozen=True, slots=True)
