@@ -64,15 +64,10 @@ INTERESTING_16: Final = (0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x3FF, 0x400, 0x7FFF, 0x
 INTERESTING_32: Final = (0, 1, 9, 10, 0xFFFF, 0x10000, MAX_FRAME, MAX_FRAME + 1, 0x7FFFFFFF)
 MAX_INPUT: Final = 64 * 1024
 """Largest mutated input (the mutator never grows an input past it)."""
-HANDLED_CONVERSION_ERRORS: Final = (
-    KeyError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    UnicodeDecodeError,
-    LlrpError,
-)
-"""What the reader treats as an undecodable frame after sllurp has decoded it."""
+HANDLED_CONVERSION_ERRORS: Final = (LlrpError,)
+"""What the reader handles after sllurp has decoded a frame: a refused status, or a body of a
+shape it does not expect (``LlrpReportError``, an undecodable frame). Anything else escaping
+the conversions would end the reader's connection, so it counts as a crash."""
 NOW_US: Final = 1_700_000_000_000_000
 HANG_S: Final = 10.0
 """An input still running after this long is a hang (most take well under 10 ms)."""

@@ -112,11 +112,18 @@ class LlrpInbound:
         await self.dispatch(link, decoded)
 
     async def dispatch(self, link: LlrpLink, decoded: Decoded) -> None:
-        """Act on one decoded message by its type.
+        """Act on one decoded message by its type; one of a shape we do not expect counts
+        as undecodable (reported, skipped), and the connection goes on.
 
         Raises:
             LlrpConnectionLost, LlrpWatchdogError: acknowledging a keepalive failed.
         """
+        try:
+            await self._act(link, decoded)
+        except LlrpReportError as err:
+            await self.decode_error(link, decoded.frame, err)
+
+    async def _act(self, link: LlrpLink, decoded: Decoded) -> None:
         name = decoded.name
         if name == REPORT:
             await self._report(link, decoded)
@@ -140,19 +147,14 @@ class LlrpInbound:
         elif name == ERROR_MESSAGE:
             try:
                 check_status(ERROR_MESSAGE, decoded.body)
-            except LlrpError as err:
+            except LlrpStatusError as err:
                 self.log.warning("reader sent %s", err)
                 await self.emit_one(ReaderFault(self.name, str(err)[:MAX_DETAIL]))
         else:
             self.log.debug("ignoring %s (message id %d)", name, decoded.frame.msg_id)
 
     async def _report(self, link: LlrpLink, decoded: Decoded) -> None:
-        try:
-            reads, skipped = tag_reads(self.name, decoded.body, time.time_ns() // 1000)
-        except LlrpReportError as err:
-            # sllurp gave a shape we do not expect: the frame counts as undecodable.
-            await self.decode_error(link, decoded.frame, err)
-            return
+        reads, skipped = tag_reads(self.name, decoded.body, time.time_ns() // 1000)
         if skipped:
             total = skipped + len(reads)
             problem = LlrpError(f"{skipped} of {total} TagReportData entries carry no EPC")

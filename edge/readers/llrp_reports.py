@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edge.errors import ReaderError
 from edge.readers.types import (
@@ -30,8 +30,14 @@ class LlrpError(ReaderError):
 
 
 class LlrpReportError(LlrpError):
-    """A report of a shape we do not expect (sllurp gave something else): the frame
-    counts as undecodable. Its text is the original error's."""
+    """A message of a shape we do not expect (sllurp gave something else): the frame
+    counts as undecodable. Its text names the message and the original error."""
+
+
+SHAPE_ERRORS: Final = (KeyError, TypeError, ValueError, AttributeError, IndexError, UnicodeError)
+"""What reading a decoded body of an unexpected shape raises: sllurp hands over dicts of
+whatever the bytes said, so every public reader of a body here turns these into
+``LlrpReportError`` (the one class the receiving side treats as an undecodable frame)."""
 
 
 class LlrpStatusError(LlrpError):
@@ -77,7 +83,15 @@ def check_status(message_name: str, body: Mapping[str, Any]) -> None:
     Raises:
         LlrpStatusError: the status is missing or not Success; the error names
             ``message_name``, the status code and the reader's description.
+        LlrpReportError: the status is of a shape sllurp does not give.
     """
+    try:
+        _check_status(message_name, body)
+    except SHAPE_ERRORS as err:
+        raise LlrpReportError(f"{message_name}: {type(err).__name__}: {err}") from err
+
+
+def _check_status(message_name: str, body: Mapping[str, Any]) -> None:
     status = body.get("LLRPStatus")
     if not isinstance(status, Mapping):
         raise LlrpStatusError(message_name, "no LLRPStatus", "")
@@ -148,8 +162,18 @@ def capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
     """Read a GET_READER_CAPABILITIES_RESPONSE body (status already checked).
 
     Raises:
-        LlrpError: GeneralDeviceCapabilities is missing or malformed.
+        LlrpError: GeneralDeviceCapabilities is missing or malformed (``LlrpReportError``
+            where a part is of a shape sllurp does not give).
     """
+    try:
+        return _capabilities(body)
+    except SHAPE_ERRORS as err:
+        raise LlrpReportError(
+            f"GET_READER_CAPABILITIES_RESPONSE: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _capabilities(body: Mapping[str, Any]) -> ReaderCapabilities:
     general = body.get("GeneralDeviceCapabilities")
     if not isinstance(general, Mapping):
         raise LlrpError("GET_READER_CAPABILITIES_RESPONSE has no GeneralDeviceCapabilities")
@@ -230,8 +254,8 @@ def tag_reads(reader: str, body: Mapping[str, Any], now_us: int) -> tuple[list[T
     """
     try:
         return _tag_reads(reader, body, now_us)
-    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as err:
-        raise LlrpReportError(str(err)) from err
+    except SHAPE_ERRORS as err:
+        raise LlrpReportError(f"RO_ACCESS_REPORT: {type(err).__name__}: {err}") from err
 
 
 def _tag_reads(reader: str, body: Mapping[str, Any], now_us: int) -> tuple[list[TagRead], int]:
@@ -337,7 +361,18 @@ EVENT_CONVERTERS: Mapping[str, _EventConverter] = {
 
 
 def notification(reader: str, body: Mapping[str, Any]) -> Notification:
-    """Read a READER_EVENT_NOTIFICATION body."""
+    """Read a READER_EVENT_NOTIFICATION body.
+
+    Raises:
+        LlrpReportError: an event in it is of a shape sllurp does not give.
+    """
+    try:
+        return _notification(reader, body)
+    except SHAPE_ERRORS as err:
+        raise LlrpReportError(f"READER_EVENT_NOTIFICATION: {type(err).__name__}: {err}") from err
+
+
+def _notification(reader: str, body: Mapping[str, Any]) -> Notification:
     data = body.get("ReaderEventNotificationData")
     if not isinstance(data, Mapping):
         return Notification((), None, False, None)

@@ -322,14 +322,18 @@ def test_whole_stream_of_all_captures_keeps_framing() -> None:
 
 def test_a_report_of_an_unexpected_shape_is_an_llrp_error_with_the_cause_named() -> None:
     """sllurp's dicts stop at llrp_reports: a shape it should not give (here an EPC that
-    is not ASCII, a seen count that is not a number) leaves as ``LlrpReportError``, with
-    the text of the error that met it, which the reader reports as an undecodable frame."""
+    is not ASCII, an antenna id that is not a number, a list that is not one) leaves as
+    ``LlrpReportError`` naming the message and the error that met it, which the reader
+    reports as an undecodable frame."""
     not_ascii = {"TagReportData": [{"EPC": b"\xff\xfe"}]}
     with pytest.raises(LlrpReportError, match="can't decode byte 0xff") as caught:
         tag_reads("dock1", not_ascii, RECEIVED_US)
     assert isinstance(caught.value, LlrpError)
     assert isinstance(caught.value.__cause__, UnicodeDecodeError)
-    assert str(caught.value) == str(caught.value.__cause__)
+    assert str(caught.value) == f"RO_ACCESS_REPORT: UnicodeDecodeError: {caught.value.__cause__}"
+    odd_event = {"ReaderEventNotificationData": {"AntennaEvent": {"AntennaID": "x"}}}
+    with pytest.raises(LlrpReportError, match=r"^READER_EVENT_NOTIFICATION: ValueError: "):
+        notification("dock1", odd_event)
     not_a_list = {"TagReportData": 5}
     with pytest.raises(LlrpReportError) as caught:
         tag_reads("dock1", not_a_list, RECEIVED_US)
