@@ -11,19 +11,21 @@ from server.api.auth import Context, GlobalAdmin, Viewer
 from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.commands.audit import record_change, snapshot
-from server.commands.masterdata import (
-    CATEGORY_PATTERN,
-    CategoryChanges,
-    CategoryFields,
-    CategoryView,
+from server.commands.categories import (
     create_category,
     delete_category,
     list_categories,
     rename_category,
     require_category,
 )
-from server.commands.masterdata import (
+from server.commands.categories import (
     get_category as find_category,
+)
+from server.commands.masterdata import (
+    CATEGORY_PATTERN,
+    CategoryChanges,
+    CategoryFields,
+    CategoryView,
 )
 from wire.models import now_utc
 

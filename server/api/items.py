@@ -15,6 +15,17 @@ from server.api.params import DEFAULT_PAGE, Limit
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
 from server.commands.audit import record_change, snapshot
 from server.commands.csv_import import ImportSummary, export_items, import_items
+from server.commands.items import (
+    ItemFilter,
+    create_item,
+    delete_item,
+    list_items,
+    require_item,
+    update_item,
+)
+from server.commands.items import (
+    get_item as find_item,
+)
 from server.commands.masterdata import (
     CATEGORY_PATTERN,
     GTIN_INPUT_PATTERN,
@@ -23,16 +34,7 @@ from server.commands.masterdata import (
     ItemChanges,
     ItemDetail,
     ItemFields,
-    ItemFilter,
-    create_item,
-    delete_item,
-    list_items,
     normalize_gtin,
-    require_item,
-    update_item,
-)
-from server.commands.masterdata import (
-    get_item as find_item,
 )
 from server.errors import Invalid
 from server.store.schema.master import InventoryType

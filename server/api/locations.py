@@ -18,20 +18,18 @@ from server.api.params import DEFAULT_PAGE, Limit, Location
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
 from server.commands.audit import record_change, snapshot
 from server.commands.csv_import import ImportSummary, export_locations, import_locations
-from server.commands.masterdata import (
-    LocationChanges,
-    LocationFields,
+from server.commands.locations import (
     LocationFilter,
-    LocationView,
     create_location,
     delete_location,
     list_locations,
     rename_location,
     require_location,
 )
-from server.commands.masterdata import (
+from server.commands.locations import (
     get_location as find_location,
 )
+from server.commands.masterdata import LocationChanges, LocationFields, LocationView
 from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
 from wire.models import now_utc
 

@@ -37,17 +37,13 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.audit import record_changes, snapshot
-from server.commands.masterdata import (
-    IN_CHUNK,
-    ItemFields,
-    LocationFields,
-    items_by_sku,
-    locations_by_id,
-    parent_of,
-)
+from server.commands.items import items_by_sku
+from server.commands.locations import locations_by_id
+from server.commands.masterdata import ItemFields, LocationFields, parent_of
 from server.errors import ImportRejected, RowError
 from server.ingest.apply import location_kind
 from server.store.database import Store, refused_on_conflict
+from server.store.dialect import in_chunks
 from server.store.schema.core import items, locations
 from server.store.schema.master import DEFAULT_UNIT, item_categories
 from server.store.sites import in_sites, site_of
@@ -199,12 +195,8 @@ async def _existing(
     conn: AsyncConnection, column: sa.ColumnElement[str], wanted: Sequence[str], *extra: Any
 ) -> list[Any]:
     found: list[Any] = []
-    unique = sorted(set(wanted))
-    for start in range(0, len(unique), IN_CHUNK):
-        rows = await conn.execute(
-            sa.select(column, *extra).where(column.in_(unique[start : start + IN_CHUNK]))
-        )
-        found.extend(rows)
+    for chunk in in_chunks(sorted(set(wanted))):
+        found.extend(await conn.execute(sa.select(column, *extra).where(column.in_(chunk))))
     return found
 
 

@@ -52,7 +52,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import clear_alert, open_alerts
-from server.commands.masterdata import NAME_PATTERN, Gtin, Sku, missing_locations
+from server.commands.locations import missing_locations
+from server.commands.masterdata import NAME_PATTERN, Gtin, Sku
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.ingest.apply import claim_events, write_plan
 from server.ingest.negative_stock import check_stock

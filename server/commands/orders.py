@@ -40,14 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import clear_alert, raise_alerts
 from server.commands.asn import asn_on_status
-from server.commands.masterdata import (
-    NAME_PATTERN,
-    Gtin,
-    LocationId,
-    Sku,
-    Strict,
-    missing_locations,
-)
+from server.commands.locations import missing_locations
+from server.commands.masterdata import NAME_PATTERN, Gtin, LocationId, Sku, Strict
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.ingest.order_book import add_change, shift_positions
 from server.rules.alerts import OVER_RECEIPT, SHORT_RECEIPT

@@ -33,12 +33,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.commands.masterdata import IN_CHUNK, missing_locations
+from server.commands.locations import missing_locations
 from server.config.settings import MAX_READ_POINTS, ReadPointSettings
 from server.errors import Conflict, Invalid, NotFound, StoreError
 from server.ingest.apply import ancestors, location_kind
 from server.store.database import Store
-from server.store.dialect import from_excluded, upsert
+from server.store.dialect import from_excluded, in_chunks, upsert
 from server.store.schema.core import locations
 from server.store.schema.master import ReadPointSource, read_points
 from server.store.sites import site_of
@@ -230,10 +230,8 @@ async def seed_read_points(
         for point_id, row in existing.items()
         if row.source == "config" and point_id not in ids
     )
-    for start in range(0, len(stale), IN_CHUNK):
-        await conn.execute(
-            read_points.delete().where(read_points.c.id.in_(stale[start : start + IN_CHUNK]))
-        )
+    for chunk in in_chunks(stale):
+        await conn.execute(read_points.delete().where(read_points.c.id.in_(chunk)))
     changed = [
         _row(point, "config", now)
         for point in configured

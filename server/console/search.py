@@ -14,7 +14,8 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.commands.masterdata import ItemFilter, get_item, get_location, list_items
+from server.commands.items import ItemFilter, get_item, list_items
+from server.commands.locations import get_location
 from server.errors import ServerError
 from server.queries.reads import StockQuery, stock
 from server.queries.views import StockRow

@@ -7,13 +7,16 @@ import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 Upsert = sqlite.Insert | postgresql.Insert
+IN_CHUNK = 500
+"""Keys per ``IN (...)`` list, well under every driver's parameter limit."""
+T = TypeVar("T")
 
 
 def upsert(conn: AsyncConnection, table: sa.Table) -> Upsert:
@@ -37,6 +40,12 @@ def bytewise(conn: AsyncConnection, column: sa.ColumnElement[str]) -> sa.ColumnE
     if conn.dialect.name == "postgresql":
         return column.collate("C")
     return column
+
+
+def in_chunks(values: Sequence[T]) -> list[Sequence[T]]:
+    """``values`` cut into lists of at most ``IN_CHUNK``, one ``IN (...)`` each (for lookups
+    by key; ``one_of`` binds a whole list as one parameter instead)."""
+    return [values[start : start + IN_CHUNK] for start in range(0, len(values), IN_CHUNK)]
 
 
 def one_of(

@@ -32,7 +32,9 @@ from server_helpers import (
 )
 
 from server.api.factory import create_app
-from server.commands.masterdata import ItemFields, LocationFields, create_item, create_location
+from server.commands.items import create_item
+from server.commands.locations import create_location
+from server.commands.masterdata import ItemFields, LocationFields
 from server.commands.operations import AdjustmentRequest, Caller, adjust
 from server.commands.read_points import ReadPointCatalog
 from server.store.database import Store
