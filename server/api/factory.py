@@ -19,6 +19,7 @@ from server.api import epcis as epcis_api
 from server.api import history as history_api
 from server.api import items as items_api
 from server.api import locations as locations_api
+from server.api import process_reports as process_reports_api
 from server.api import purchase_orders as purchase_orders_api
 from server.api import read_points as read_points_api
 from server.api import replenishment as replenishment_api
@@ -125,6 +126,7 @@ def create_app(
         shrinkage_api,
         aggregations_api,
         valuation_api,
+        process_reports_api,
     ):
         include(module.router)
     app.state.stream_feed = (

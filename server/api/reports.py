@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -14,6 +12,7 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_site
 from server.api.history import CSV_MEDIA, SiteParam, bounded, wants_csv
+from server.api.report_routes import cells_of, csv_lines
 from server.api.uploads import csv_download
 from server.reports.stock import dead_stock
 
@@ -39,17 +38,9 @@ class DeadStockReport(BaseModel):
     items: list[DeadStockItem]
 
 
-async def _lines(rows: Sequence[DeadStockItem]) -> AsyncIterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(DEAD_STOCK_COLUMNS)
-    for row in rows:
-        values: list[Any] = [getattr(row, name) for name in DEAD_STOCK_COLUMNS]
-        writer.writerow(
-            "" if value is None else value.isoformat() if isinstance(value, datetime) else value
-            for value in values
-        )
-    yield buffer.getvalue()
+def _lines(rows: Sequence[DeadStockItem]) -> AsyncIterator[str]:
+    line = cells_of(DEAD_STOCK_COLUMNS)
+    return csv_lines(DEAD_STOCK_COLUMNS, [line(row) for row in rows])
 
 
 Days = Annotated[

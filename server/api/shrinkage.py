@@ -10,8 +10,6 @@ shelf's read point, the location it left and its item, with how many are missing
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -24,6 +22,7 @@ from server.api.auth import Context, Viewer, check_locations
 from server.api.context import Principal
 from server.api.history import CSV_MEDIA, wants_csv
 from server.api.params import DEFAULT_PAGE, MAX_PAGE, Limit, Location, as_utc
+from server.api.report_routes import cells_of, csv_lines
 from server.api.uploads import csv_download
 from server.ingest.shelves import ShrinkageFilter, shrinkage_report
 
@@ -90,17 +89,9 @@ async def _report(
     return ShrinkageReport(items=items, total_missing=sum(row.missing for row in items))
 
 
-async def _lines(rows: Sequence[ShrinkageRow]) -> AsyncIterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        values = [getattr(row, name) for name in COLUMNS]
-        writer.writerow(
-            "" if value is None else value.isoformat() if isinstance(value, datetime) else value
-            for value in values
-        )
-    yield buffer.getvalue()
+def _lines(rows: Sequence[ShrinkageRow]) -> AsyncIterator[str]:
+    line = cells_of(COLUMNS)
+    return csv_lines(COLUMNS, [line(row) for row in rows])
 
 
 @router.get(
