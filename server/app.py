@@ -24,12 +24,13 @@ import contextlib
 import gc
 import logging
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Protocol, TypeVar
 
 import uvicorn
 
 from plumbing.broker import EmbeddedBroker
-from plumbing.mqtt import Message, MqttClient, MqttError
+from plumbing.mqtt import MqttClient, MqttError
 from plumbing.settings import MqttSettings
 from server.alerts.relay import AlertRelay
 from server.alerts.stream import StreamFeed
@@ -46,9 +47,11 @@ from server.history.follow import LedgerFollower
 from server.history.influx import InfluxSink
 from server.history.metrics_feed import ledger_counter, run_gateway_export
 from server.history.rollups import RollupSink
-from server.ingest.consumer import Ahead, Ingestor, Prepared, Publisher
+from server.ingest.acks import Publisher
+from server.ingest.consumer import Ingestor
 from server.ingest.gateway_status import StatusRecorder
 from server.ingest.gateway_trust import GatewayTrust
+from server.ingest.pipeline import run_ingest
 from server.metrics import Metrics
 from server.replenishment.planner import ReplenishmentScheduler
 from server.store.check import ledger_report
@@ -58,15 +61,13 @@ from wire import topics
 
 log = logging.getLogger(__name__)
 
+Result = TypeVar("Result")
+ReportT = TypeVar("ReportT", bound="_Report")
+
 DEFAULT_CLIENT_ID = "stockgate-server"
 API_BACKLOG = 2048
 API_DRAIN_S = 5
 SUBSCRIBE_TIMEOUT_S = 10.0
-PIPELINE_DEPTH = 32
-"""Checked batches waiting for the database at most (then reading from MQTT waits)."""
-GROUP_MAX_BATCHES = 32
-GROUP_MAX_EVENTS = 16_000
-"""Most batches and events applied in one transaction."""
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -257,7 +258,9 @@ class Server:
                     group.create_task(planner.run(), name="server-replenishment")
                 if self.settings.epcis.subscriptions:
                     group.create_task(epcis_feed.run(), name="server-epcis-subscriptions")
-                group.create_task(self._consume(client, ingestor, recorder), name="server-ingest")
+                group.create_task(
+                    run_ingest(client.messages(), ingestor, recorder), name="server-ingest"
+                )
                 group.create_task(
                     self._announce_ready(client, subscriptions, ready), name="server-ready"
                 )
@@ -325,76 +328,6 @@ class Server:
             await serving
             raise
 
-    @staticmethod
-    async def _consume(client: MqttClient, ingestor: Ingestor, recorder: StatusRecorder) -> None:
-        # Three stages on one loop: messages are checked here; ``_plan`` takes the batches
-        # that queued up meanwhile as one group and plans it while ``_write`` commits the
-        # group before (the database's work and the loop's overlap).
-        prepared: asyncio.Queue[Prepared] = asyncio.Queue(PIPELINE_DEPTH)
-        planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]] = asyncio.Queue(1)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(Server._plan(ingestor, prepared, planned), name="server-ingest-plan")
-            group.create_task(Server._write(ingestor, planned), name="server-ingest-write")
-            async for message in client.messages():
-                await Server._dispatch(message, ingestor, recorder, prepared)
-
-    @staticmethod
-    async def _plan(
-        ingestor: Ingestor,
-        prepared: asyncio.Queue[Prepared],
-        planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]],
-    ) -> None:
-        while True:
-            group = [await prepared.get()]
-            events = group[0].count
-            while (
-                not prepared.empty()
-                and len(group) < GROUP_MAX_BATCHES
-                and events < GROUP_MAX_EVENTS
-            ):
-                group.append(prepared.get_nowait())
-                events += group[-1].count
-            ahead: Ahead | None = None
-            try:
-                ahead = await ingestor.plan(group)
-            except Exception:
-                log.exception("unexpected error planning %d batch(es)", len(group))
-            await planned.put((group, ahead))
-            # One group planned ahead at most: the next is taken once the writer has this one,
-            # so it holds what arrived meanwhile and its plan is as fresh as can be.
-            await planned.join()
-
-    @staticmethod
-    async def _write(
-        ingestor: Ingestor, planned: asyncio.Queue[tuple[list[Prepared], Ahead | None]]
-    ) -> None:
-        while True:
-            group, ahead = await planned.get()
-            planned.task_done()
-            try:
-                await ingestor.apply(group, ahead)
-            except Exception:
-                log.exception("unexpected error applying %d batch(es)", len(group))
-
-    @staticmethod
-    async def _dispatch(
-        message: Message,
-        ingestor: Ingestor,
-        recorder: StatusRecorder,
-        prepared: asyncio.Queue[Prepared],
-    ) -> None:
-        try:
-            if message.topic.endswith("/events"):
-                checked = await ingestor.prepare(message.topic, message.payload)
-                if isinstance(checked, Prepared):
-                    await prepared.put(checked)
-            elif message.topic.endswith("/status"):
-                await recorder.handle(message.topic, message.payload)
-            else:
-                log.debug("ignoring message on %s", message.topic)
-        except Exception:
-            log.exception("unexpected error handling a message on %s", message.topic[:200])
-
 
 GC_YOUNG_THRESHOLD = 50_000
 """Allocations between young-generation collections in a server process (Python's is 700)."""
@@ -426,18 +359,40 @@ async def run_server(
     await Server(settings, mqtt_url_override=mqtt_url_override).run(ready)
 
 
-async def check_ledger_command(settings: ServerSettings) -> int:
-    """``stockgate server check-ledger``: print differences; exit status 1 if any, 2 on error."""
+async def _on_store(
+    settings: ServerSettings, work: Callable[[Store], Awaitable[Result]]
+) -> Result | None:
+    """``work`` on the configured database, closed after; None when it failed (said)."""
     store = Store.open(settings.database)
     try:
-        report = await ledger_report(store)
+        return await work(store)
     except ServerError as err:
         print(f"error: {err}")
-        return 2
+        return None
     finally:
         await store.close()
-    for line in report.lines:
+
+
+class _Report(Protocol):
+    @property
+    def lines(self) -> list[str]: ...
+
+
+async def _check(
+    settings: ServerSettings, check: Callable[[Store], Awaitable[ReportT]]
+) -> ReportT | None:
+    """``check`` on the configured database, each line of its report printed."""
+    report = await _on_store(settings, check)
+    for line in report.lines if report is not None else []:
         print(line)
+    return report
+
+
+async def check_ledger_command(settings: ServerSettings) -> int:
+    """``stockgate server check-ledger``: print differences; exit status 1 if any, 2 on error."""
+    report = await _check(settings, ledger_report)
+    if report is None:
+        return 2
     if report.balances:
         print(f"{len(report.balances)} balance(s) disagree with the ledger")
     if report.reversals:
@@ -448,33 +403,25 @@ async def check_ledger_command(settings: ServerSettings) -> int:
     return 0
 
 
+async def _rebuild_history(store: Store) -> int:
+    await store.migrate()
+    return await rebuild_history(store)
+
+
 async def rebuild_history_command(settings: ServerSettings) -> int:
     """``stockgate server rebuild-history``: the rollups summed again from the whole ledger."""
-    store = Store.open(settings.database)
-    try:
-        await store.migrate()
-        position = await rebuild_history(store)
-    except ServerError as err:
-        print(f"error: {err}")
+    position = await _on_store(settings, _rebuild_history)
+    if position is None:
         return 2
-    finally:
-        await store.close()
     print(f"history rebuilt from the ledger up to row {position}")
     return 0
 
 
 async def check_history_command(settings: ServerSettings) -> int:
     """``stockgate server check-history``: print differences; exit 1 if any, 2 on error."""
-    store = Store.open(settings.database)
-    try:
-        report = await history_report(store)
-    except ServerError as err:
-        print(f"error: {err}")
+    report = await _check(settings, history_report)
+    if report is None:
         return 2
-    finally:
-        await store.close()
-    for line in report.lines:
-        print(line)
     if report.lines:
         print(f"{len(report.lines)} history bucket(s) disagree with the ledger")
         return 1

@@ -41,7 +41,7 @@ from server.commands.items import items_by_sku
 from server.commands.locations import locations_by_id
 from server.commands.masterdata import ItemFields, LocationFields, parent_of
 from server.errors import ImportRejected, RowError
-from server.ingest.apply import location_kind
+from server.ingest.ledger_writes import location_kind
 from server.store.database import Store, refused_on_conflict
 from server.store.dialect import in_chunks
 from server.store.schema.core import items, locations

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.masterdata import LocationChanges, LocationFields, LocationView, parent_of
 from server.errors import Conflict, Invalid, NotFound
-from server.ingest.apply import location_kind
+from server.ingest.ledger_writes import location_kind
 from server.store.database import refused_on_conflict
 from server.store.dialect import in_chunks
 from server.store.rows import keyset_page, refuse_while_referenced

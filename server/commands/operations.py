@@ -1,7 +1,7 @@
 """Stock operations people record through the API: adjustments, transfers and reversals.
 
 Each operation appends ledger rows (and updates balances and unit states) through
-``server.ingest.apply.write_plan``, in one transaction; nothing is ever edited or deleted.
+``server.ingest.ledger_writes.write_plan``, in one transaction; nothing is ever edited or deleted.
 
 Decisions written down here:
 
@@ -55,7 +55,8 @@ from server.alerts.store import clear_alert, open_alerts
 from server.commands.locations import missing_locations
 from server.commands.masterdata import NAME_PATTERN, Gtin, Sku
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.ingest.apply import claim_events, write_plan
+from server.ingest.claims import claim_events
+from server.ingest.ledger_writes import write_plan
 from server.ingest.negative_stock import check_stock
 from server.queries.views import MovementView
 from server.rules.model import ItemKey, LedgerKind, Movement, Plan, UnitState, UnitStatus

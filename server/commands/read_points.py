@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.locations import missing_locations
 from server.config.settings import MAX_READ_POINTS, ReadPointSettings
 from server.errors import Conflict, Invalid, NotFound, StoreError
-from server.ingest.apply import ancestors, location_kind
+from server.ingest.ledger_writes import ancestors, location_kind
 from server.store.database import Store
 from server.store.dialect import from_excluded, in_chunks, upsert
 from server.store.schema.core import locations

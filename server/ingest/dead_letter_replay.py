@@ -32,7 +32,9 @@ import sqlalchemy as sa
 from server.commands.read_points import ReadPointCatalog
 from server.config.settings import ServerSettings
 from server.errors import PublishFailed, ServerError
-from server.ingest.consumer import Ingestor, Prepared, Publisher
+from server.ingest.acks import Publisher
+from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
 from server.metrics import Metrics
 from server.store.database import Store
 from server.store.schema.core import dead_letters

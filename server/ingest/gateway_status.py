@@ -24,8 +24,9 @@ from server.config.alerts import AlertSettings
 from server.config.settings import IngestSettings
 from server.errors import StoreError
 from server.ingest.gateway_health import health_alerts, subject_prefix
-from server.ingest.gateway_trust import GatewayTrust, store_rejected
-from server.ingest.payloads import VALIDATION_ERRORS, PayloadError, decode_json, describe
+from server.ingest.gateway_trust import GatewayTrust
+from server.ingest.payloads import PayloadError, validated
+from server.ingest.rejects import RejectedMessages
 from server.metrics import Metrics
 from server.queries.views import AlertView
 from server.rules.alerts import GATEWAY_HEALTH_KINDS, GATEWAY_OFFLINE
@@ -71,12 +72,19 @@ class StatusRecorder:
         trust: GatewayTrust | None = None,
     ) -> None:
         self._store = store
-        self._ingest = ingest
         self._metrics = metrics
         self._clock = clock
         self._alerts = alerts if alerts is not None else AlertSettings()
         self._on_alerts = on_alerts
         self._trust = trust
+        self._rejects = RejectedMessages(
+            store,
+            ingest.dead_letter_payload_bytes,
+            metrics,
+            clock=clock,
+            trust=trust,
+            on_alerts=on_alerts,
+        )
 
     async def handle(self, topic: str, payload: bytes) -> StatusResult:
         """Take one message from ``stockgate/v1/+/+/status``. Never raises for bad input."""
@@ -89,7 +97,7 @@ class StatusRecorder:
                 raise PayloadError(refusal.kind, refusal.reason)
             if not payload:
                 return StatusResult("cleared", gateway)
-            status = self._status(payload)
+            status = validated(Status, payload, "status", "not a valid gateway status")
             if status.site != site or status.gateway != gateway:
                 raise PayloadError(
                     "mismatch",
@@ -101,14 +109,6 @@ class StatusRecorder:
         except PayloadError as err:
             return await self._reject(topic, payload, gateway, err)
         return await self._record(status)
-
-    @staticmethod
-    def _status(payload: bytes) -> Status:
-        data = decode_json(payload)
-        try:
-            return Status.model_validate(data)
-        except VALIDATION_ERRORS as err:
-            raise PayloadError("status", f"not a valid gateway status: {describe(err)}") from err
 
     async def _record(self, status: Status) -> StatusResult:
         now = self._clock()
@@ -173,11 +173,5 @@ class StatusRecorder:
     async def _reject(
         self, topic: str, payload: bytes, gateway: str | None, err: PayloadError
     ) -> StatusResult:
-        self._metrics.dead_letters.labels(kind="status").inc()
-        if self._trust is not None and not self._trust.may_store_reject(gateway):
-            return StatusResult("rejected", gateway, reason=f"{err.reason} (not stored)")
-        limit = self._ingest.dead_letter_payload_bytes
-        opened = await store_rejected(self._store, self._clock, limit, topic, payload, gateway, err)
-        if opened and self._on_alerts:
-            self._on_alerts()
-        return StatusResult("rejected", gateway, reason=err.reason)
+        dropped = await self._rejects.keep(topic, payload, gateway, err, kind="status")
+        return StatusResult("rejected", gateway, reason=dropped or err.reason)

@@ -31,7 +31,8 @@ are no longer a way to pre-empt anyone's events, and they are the EPCIS event id
 a movement to its source.
 
 Whole-message dead letters cost a transaction each, so they are bounded per gateway (by
-topic) to ``[ingest] rejects_per_minute``; past that they are counted and dropped.
+topic) to ``[ingest] rejects_per_minute``; past that they are counted and dropped
+(``server.ingest.rejects`` records them).
 Event-level dead letters ride in their batch's transaction and are bounded by the message
 size limit.
 """
@@ -49,12 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import raise_alert
 from server.config.settings import RESERVED_GATEWAY_IDS, ServerSettings
-from server.errors import StoreError
-from server.ingest.dead_letters import DeadLetter, insert_dead_letters
-from server.ingest.payloads import PayloadError
+from server.ingest.dead_letters import DeadLetter
 from server.rules.alerts import CLOCK_SKEW, GATEWAY_REFUSED, UNKNOWN_GATEWAY
-from server.store.database import Store
-from wire import topics
 from wire.models import BatchHeader, Event
 
 log = logging.getLogger(__name__)
@@ -213,42 +210,3 @@ async def raise_trust_alerts(
         }
         await raise_alert(conn, kind, gateway, evidence, site=site, now=now)
     return len(grouped)
-
-
-def topic_site(topic: str) -> str | None:
-    """The site level of a gateway topic; None for a topic that is not one of ours."""
-    try:
-        return topics.parse_gateway_topic(topic)[0]
-    except topics.TopicError:
-        return None
-
-
-async def store_rejected(
-    store: Store,
-    now: Callable[[], datetime],
-    payload_limit: int,
-    topic: str,
-    payload: bytes,
-    gateway: str | None,
-    err: PayloadError,
-) -> bool:
-    """Keep a whole message the server refused as one dead letter, with its trust alert.
-
-    The one place ingest and gateway statuses record a refused message. A store error is
-    logged and the message is lost (the sender's re-send brings it again).
-
-    Returns:
-        Whether an alert was raised or updated.
-    """
-    log.warning("dead letter on %r: %s", topic[:200], err.reason)
-    letter = DeadLetter(
-        topic=topic, reason=err.reason, payload=payload, gateway=gateway, kind=err.kind
-    )
-    try:
-        async with store.begin("recording a dead letter") as conn:
-            at = now()
-            await insert_dead_letters(conn, [letter], at, payload_limit)
-            return bool(await raise_trust_alerts(conn, [letter], topic_site(topic), at))
-    except StoreError as store_err:
-        log.error("dead letter not stored (%s): %s", store_err, err.reason)
-        return False

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from server.errors import ServerError
 from wire.models import MAX_PAYLOAD_BYTES
@@ -15,6 +15,7 @@ MAX_ERRORS_SHOWN = 5
 VALIDATION_ERRORS = (ValidationError, ValueError, OverflowError)
 """What validating a wire model can raise: a timestamp far out of range makes the UTC
 conversion raise OverflowError, which pydantic lets through unwrapped."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class PayloadError(ServerError, ValueError):
@@ -75,3 +76,17 @@ def decode_json(payload: bytes, limit: int = MAX_PAYLOAD_BYTES) -> Any:
         raise PayloadError("json", "payload is not JSON: nested too deeply") from err
     except ValueError as err:
         raise PayloadError("json", f"payload is not JSON: {err}") from err
+
+
+def validated(model: type[ModelT], payload: bytes, kind: str, what: str) -> ModelT:
+    """``payload`` parsed (``decode_json``) and validated as ``model``.
+
+    Raises:
+        PayloadError: ``decode_json``'s, or one of ``kind`` saying ``what``, then the
+            validation errors (``describe``).
+    """
+    data = decode_json(payload)
+    try:
+        return model.model_validate(data)
+    except VALIDATION_ERRORS as err:
+        raise PayloadError(kind, f"{what}: {describe(err)}") from err

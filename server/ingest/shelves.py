@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import AlertChange, raise_alerts
 from server.config.settings import ReadPointSettings
-from server.ingest.apply import ancestors, claim_events, write_plan
+from server.ingest.claims import claim_events
+from server.ingest.ledger_writes import ancestors, write_plan
 from server.rules.alerts import UNIT_MISSING
 from server.rules.model import ItemKey, Movement, Plan, UnitState
 from server.rules.policy import site_of

@@ -12,7 +12,7 @@ events, so a committed batch must survive a power cut. Its page cache and checkp
 are ``[database] sqlite_cache_mb`` and ``sqlite_checkpoint_mb`` (both larger than SQLite's
 defaults, which made ingest re-read index pages and checkpoint every couple of commits).
 PostgreSQL needs nothing special; several server instances may share it (see
-``server.ingest.apply`` for how writes stay correct).
+``server.ingest.claims`` and ``server.ingest.ledger_writes`` for how writes stay correct).
 
 A full disk is a state, not only an error: the first write refused for lack of space
 (``StoreFull``) is logged once and kept in ``Store.full`` until a batch of events commits
@@ -225,7 +225,7 @@ class Store:
         """Write transactions of this process committed so far that may have changed what the
         stock rules read (``begin(..., stock=False)`` promises they did not). Ingest plans a
         group ahead of its transaction and compares this count to tell whether anything
-        else committed meanwhile (``server.ingest.consumer``)."""
+        else committed meanwhile (``server.ingest.transactions``)."""
 
     @classmethod
     def open(cls, settings: DatabaseSettings) -> Store:

@@ -21,7 +21,8 @@ from server_helpers import (
 )
 
 from server.config.settings import ServerSettings
-from server.ingest.consumer import Ingestor, Prepared
+from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
 from server.metrics import Metrics
 from server.store.database import Store
 from server.store.schema import core as schema

@@ -9,7 +9,8 @@ import asyncio
 import sqlalchemy as sa
 from server_helpers import GTIN_A, Batches, Probe, sgtin
 
-from server.ingest.consumer import Ingestor, Prepared
+from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
 from server.store.database import Store
 from server.store.schema import core as schema
 

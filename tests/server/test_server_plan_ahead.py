@@ -1,4 +1,4 @@
-"""Groups planned ahead of their transaction (``Ingestor.plan``, ``ledger.plan_ahead``), on
+"""Groups planned ahead of their transaction (``Ingestor.plan``, ``planning.plan_ahead``), on
 SQLite and PostgreSQL: a plan is kept only while nothing committed since its read can have
 changed what it read; otherwise the group is planned again inside its transaction, so the
 outcome is the one of applying the groups one after the other."""
@@ -10,7 +10,9 @@ import asyncio
 from server_helpers import GTIN_A, Batches, Probe, sgtin
 
 from server.commands.operations import Caller, TransferRequest, transfer
-from server.ingest.consumer import Ahead, Ingestor, Prepared
+from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
+from server.ingest.transactions import Ahead
 from server.metrics import Metrics
 from server.store.database import Store
 from wire.models import now_utc

@@ -1,0 +1,67 @@
+"""Claiming event ids: the exactly-once guard of every path that writes stock.
+
+The claim is made in the transaction that writes the event's rows (docs/architecture.md
+§4), so an id is seen exactly when its rows are committed. With several server instances
+on one PostgreSQL the insert itself decides: it runs ``ON CONFLICT DO NOTHING RETURNING``,
+the ids that come back are the ones this transaction owns, and a concurrent transaction
+inserting the same id waits on the unique index and then gets nothing back, so it skips
+them. SQLite has one writer: the ids seen before are read, and the others inserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.store.dialect import execute_many, one_of
+from server.store.schema.core import seen_events
+
+_CLAIM_IDS = (
+    sa.func.unnest(sa.bindparam("event_ids", type_=postgresql.ARRAY(seen_events.c.event_id.type)))
+    .table_valued("event_id")
+    .render_derived()
+)
+_CLAIM = (
+    postgresql.insert(seen_events)
+    .from_select(
+        ["event_id", "seen_at"],
+        sa.select(_CLAIM_IDS.c.event_id, sa.bindparam("seen_at", type_=seen_events.c.seen_at.type)),
+    )
+    .on_conflict_do_nothing()
+    .returning(seen_events.c.event_id)
+)
+"""PostgreSQL's claim: insert the ids, get back the ones no other transaction had."""
+
+
+async def seen_before(conn: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` were seen already (a read: it claims nothing)."""
+    if not event_ids:
+        return set()
+    condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
+    seen = await conn.execute(sa.select(seen_events.c.event_id).where(condition), params)
+    return set(seen.scalars())
+
+
+async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
+    """Record ``event_ids`` (distinct) as seen; returns those that were not seen before."""
+    if not event_ids:
+        return set()
+    if conn.dialect.name == "sqlite":
+        # One writer: the transaction holds SQLite's write lock, so the ids seen before
+        # (usually none) cannot change between this read and the insert of the others.
+        fresh = set(event_ids).difference(await seen_before(conn, event_ids))
+        await execute_many(
+            conn,
+            "seen events",
+            lambda _: seen_events.insert(),
+            [{"event_id": event_id, "seen_at": now} for event_id in fresh],
+        )
+        return fresh
+    # Several instances: the insert itself decides, and returns the ids this one won. One
+    # statement over an array of the ids (not a row of parameters per id).
+    result = await conn.execute(_CLAIM, {"event_ids": list(event_ids), "seen_at": now})
+    return set(result.scalars())

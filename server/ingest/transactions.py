@@ -1,0 +1,359 @@
+"""The transaction of a group of prepared batches: claims, rows, dead letters, batch records.
+
+One transaction for the batches that queued up while the group before was written (one
+commit, one fsync); their Acks go out after that commit (``server.ingest.acks``). A
+database failure rolls the group back and its batches are not acked: transient ones
+(locks, deadlocks) are retried ``[ingest] max_attempts`` times, then the edge's own
+re-send brings the batches back later. A full disk (``StoreFull``) is not retried: the
+batches wait at the edge until the database has room. If the transaction fails for a
+reason that is not transient, each batch is retried in a transaction of its own, so one
+batch the database refuses cannot hold back the others. On PostgreSQL the batches of each
+site share a transaction of their own (``GroupWriter.commit``), so one site's balance rows
+never make another site's batches wait.
+
+``GroupWriter.plan`` plans a group from a read of the store before its transaction, while
+the group before is written: ``commit`` keeps that plan only if its claim and every commit
+since the read say nothing it read has changed (``_still_valid``), else it plans again
+inside the transaction. The claim is made in the writing transaction either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.config.settings import IngestSettings, ReadPointSettings
+from server.errors import StoreError, StoreFull, TransientStoreError
+from server.ingest.apply import ApplyContext, apply_events, apply_planned
+from server.ingest.dead_letters import DeadLetter, insert_dead_letters, printable
+from server.ingest.gateway_trust import raise_trust_alerts
+from server.ingest.intake import Prepared
+from server.ingest.ledger_writes import Applied
+from server.ingest.planning import PlannedEvents, plan_ahead
+from server.metrics import Metrics
+from server.rules.policy import Policy
+from server.store.database import Store
+from server.store.schema.core import MAX_EVENT_ID, batches
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.05
+COMMITS_KEPT = 64
+"""Ingest's own recent commits remembered for checking plans made ahead (older: replan)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A group's events planned per site before its transaction (``GroupWriter.plan``)."""
+
+    since: int
+    """``Store.stock_writes`` before the plans' read: later commits are checked."""
+    sites: dict[str, PlannedEvents | None] = field(default_factory=dict)
+    """Per site, its plan; None: planned inside the transaction (counts, open orders)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    """What one of ingest's commits changed that a plan made ahead may have read."""
+
+    units: frozenset[str]
+    items: frozenset[str]
+
+
+class GroupWriter:
+    """Plans groups of batches ahead and writes them, each group in its transaction.
+
+    Args:
+        store: the database.
+        ingest: ``[ingest]`` (retries, dead-letter payload bound).
+        policy: what the rules take from the config.
+        metrics: counters to update.
+    """
+
+    def __init__(
+        self, store: Store, ingest: IngestSettings, policy: Policy, metrics: Metrics
+    ) -> None:
+        self._store = store
+        self._ingest = ingest
+        self._policy = policy
+        self._metrics = metrics
+        self._commits: OrderedDict[int, _Touched] = OrderedDict()
+        """Ingest's recent commits by their ``Store.stock_writes`` number."""
+
+    async def plan(
+        self, group: Sequence[Prepared], read_points: Mapping[str, ReadPointSettings]
+    ) -> Ahead | None:
+        """Plan ``group``'s events before its transaction, from a read of the store.
+
+        Returns:
+            The plans, or None when the read failed (``commit`` then plans as usual).
+        """
+        since = self._store.stock_writes
+        sites: dict[str, PlannedEvents | None] = {}
+        try:
+            async with self._store.read("planning a group of batches") as conn:
+                for site, members in by_site(group):
+                    sites[site] = await plan_ahead(
+                        conn,
+                        [event for prepared in members for event in prepared.events],
+                        read_points,
+                        self._policy,
+                    )
+        except StoreError as err:
+            log.warning("planning ahead failed (%s); planning in the transaction", err)
+            return None
+        return Ahead(since, sites)
+
+    async def commit(
+        self,
+        group: Sequence[Prepared],
+        read_points: Mapping[str, ReadPointSettings],
+        now: datetime,
+        ahead: Ahead | None,
+    ) -> list[Applied | None]:
+        """Write ``group``; on PostgreSQL one transaction per site.
+
+        Instances on a shared subscription get batches of every site. A transaction holding
+        the balance rows of two sites would make an instance applying the other site's
+        batches wait for it too; one transaction per site keeps the waits within a site
+        (its balance rows). SQLite has one writer whatever the split, so it keeps one
+        transaction (one commit) for the group.
+
+        Returns:
+            Per batch, what it did; None for a batch that could not be applied.
+        """
+        sites = by_site(group)
+        if self._store.dialect != "postgresql" or len(sites) == 1:
+            return await self._commit(group, read_points, now, ahead)
+        done: dict[int, Applied | None] = {}
+        for site, members in sites:
+            mine = None if ahead is None else Ahead(ahead.since, {site: ahead.sites.get(site)})
+            for prepared, applied in zip(
+                members, await self._commit(members, read_points, now, mine), strict=True
+            ):
+                done[id(prepared)] = applied
+        return [done[id(prepared)] for prepared in group]
+
+    async def _commit(
+        self,
+        group: Sequence[Prepared],
+        read_points: Mapping[str, ReadPointSettings],
+        now: datetime,
+        ahead: Ahead | None = None,
+    ) -> list[Applied | None]:
+        """Apply ``group`` in one transaction; None for a batch that could not be applied."""
+        attempts = self._ingest.max_attempts
+        names = ", ".join(prepared.header.batch_id for prepared in group[:3])
+        doing = f"applying batch {names}" + (
+            f" and {len(group) - 3} more" if len(group) > 3 else ""
+        )
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._store.begin(doing, events=True) as conn:
+                    # A retry plans again: the first try may have settled the plan already.
+                    mine = ahead if attempt == 1 else None
+                    done = await self._write(conn, group, read_points, now, mine)
+            except StoreFull as err:
+                # Every try would fail alike until space returns (the store logged it once
+                # and reports it); the gateways keep these batches and re-send them.
+                log.warning("%s: %s; not acked", doing, err)
+                return [None] * len(group)
+            except TransientStoreError as err:
+                if attempt == attempts:
+                    log.error("%s failed after %d tries: %s", doing, attempts, err)
+                    return [None] * len(group)
+                log.warning("%s: %s; retrying", doing, err)
+                await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+                continue
+            except StoreError as err:
+                if len(group) == 1:
+                    log.error("batch %s not applied: %s", names, err)
+                    return [None]
+                # One of them may be what the database refuses: each on its own.
+                log.warning("%s failed (%s); applying each batch alone", doing, err)
+                return [(await self._commit([one], read_points, now))[0] for one in group]
+            # Only after the commit (nothing awaited since): what it changed, for the plans
+            # made ahead of it; a rolled-back location insert must not be cached.
+            self._committed(done)
+            for applied in done:
+                self._store.known_locations.update(applied.new_locations)
+            return list(done)
+        return [None] * len(group)
+
+    def _committed(self, done: Sequence[Applied]) -> None:
+        self._commits[self._store.stock_writes] = _Touched(
+            frozenset().union(*(applied.units_written for applied in done)),
+            frozenset().union(*(applied.items_created for applied in done)),
+        )
+        while len(self._commits) > COMMITS_KEPT:
+            self._commits.popitem(last=False)
+
+    def _still_valid(self, since: int) -> Callable[[PlannedEvents], bool]:
+        """Whether a plan made from a read after commit number ``since`` still holds.
+
+        Called inside the writing transaction (on SQLite it holds the write lock, so no
+        commit of this process can come between). Every stock commit after ``since`` must
+        be one of ingest's own, and none may have written a unit the plan read or created
+        an item the plan creates. Anything else committed (an API operation, a sweep) or
+        too old to remember: plan again. Other processes' commits (PostgreSQL instances)
+        are not seen here; they race with a plan as they race with any transaction's
+        reads, and the SQL guards (claims, newer unit states, balance increments) hold.
+        """
+
+        def check(planned: PlannedEvents) -> bool:
+            epcs = planned.epcs
+            created = planned.new_items
+            for number in range(since + 1, self._store.stock_writes + 1):
+                touched = self._commits.get(number)
+                if touched is None or not touched.units.isdisjoint(epcs):
+                    return False
+                if not touched.items.isdisjoint(created):
+                    return False
+            return True
+
+        return check
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        group: Sequence[Prepared],
+        read_points: Mapping[str, ReadPointSettings],
+        now: datetime,
+        ahead: Ahead | None = None,
+    ) -> list[Applied]:
+        """The rows of ``group``'s batches, inside the caller's transaction.
+
+        The batches of one site are applied in one ``apply_events`` call: their events are
+        planned together in event-time order (ties by event id), and every statement runs
+        once for the group instead of once per batch (each costs a round trip, and
+        SQLAlchemy's fixed cost, whatever it holds). Each event keeps its gateway as the
+        ledger row's actor; each batch's record says what became of its own events. A plan
+        made ahead (``plan``) is written if it still holds, else the site is planned again.
+        """
+        applied: dict[int, Applied] = {}
+        # Sites in one order in every transaction, so instances lock their balance rows in
+        # one order too (arrival order could deadlock two groups holding two sites each).
+        for site, members in by_site(group):
+            gateways = {prepared.header.gateway for prepared in members}
+            context = ApplyContext(
+                read_points,
+                self._store.known_locations,
+                actor=members[0].header.gateway,
+                site=site,
+                now=now,
+                policy=self._policy,
+                actors=None
+                if len(gateways) == 1
+                else {
+                    event.event_id: prepared.header.gateway
+                    for prepared in members
+                    for event in prepared.events
+                },
+            )
+            planned = ahead.sites.get(site) if ahead is not None else None
+            if planned is not None and ahead is not None:
+                merged, kept = await apply_planned(
+                    conn, planned, context, still_valid=self._still_valid(ahead.since)
+                )
+                self._metrics.ingest_plans.labels(outcome="ahead" if kept else "replanned").inc()
+            else:
+                events = [event for prepared in members for event in prepared.events]
+                merged = await apply_events(conn, events, context)
+                self._metrics.ingest_plans.labels(outcome="in_transaction").inc()
+            for prepared, mine in zip(members, _split(merged, members), strict=True):
+                applied[id(prepared)] = mine
+        done = [applied[id(prepared)] for prepared in group]
+        for prepared, result in zip(group, done, strict=True):
+            letters = [*prepared.letters, *self._refusal_letters(prepared, result)]
+            await insert_dead_letters(conn, letters, now, self._ingest.dead_letter_payload_bytes)
+            await raise_trust_alerts(conn, prepared.letters, prepared.header.site, now)
+        await conn.execute(
+            batches.insert(),
+            [
+                {
+                    "batch_id": printable(prepared.header.batch_id, MAX_EVENT_ID),
+                    "site": prepared.header.site,
+                    "gateway": prepared.header.gateway,
+                    "epoch": prepared.header.epoch,
+                    "seq_first": prepared.header.seq_first,
+                    "seq_last": prepared.header.seq_last,
+                    "events": prepared.count,
+                    "applied": result.applied,
+                    "duplicates": result.duplicates,
+                    "dead_letters": len(prepared.letters) + len(result.refused),
+                    "received_at": now,
+                }
+                for prepared, result in zip(group, done, strict=True)
+            ],
+        )
+        return done
+
+    def _refusal_letters(self, prepared: Prepared, applied: Applied) -> list[DeadLetter]:
+        letters = []
+        for event, reason in applied.refused:
+            self._metrics.dead_letters.labels(kind="negative_stock").inc()
+            log.warning("event %s from %s refused: %s", event.event_id, prepared.topic, reason)
+            letters.append(
+                DeadLetter(
+                    topic=prepared.topic,
+                    reason=reason,
+                    payload=event.model_dump_json(exclude_none=True).encode(),
+                    gateway=prepared.header.gateway,
+                    event_id=event.event_id,
+                    kind="negative_stock",
+                )
+            )
+        return letters
+
+
+def by_site(group: Sequence[Prepared]) -> list[tuple[str, list[Prepared]]]:
+    """The batches of ``group`` by site, sites sorted, batches in their order."""
+    sites: dict[str, list[Prepared]] = {}
+    for prepared in group:
+        sites.setdefault(prepared.header.site, []).append(prepared)
+    return sorted(sites.items())
+
+
+def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
+    """What one ``apply_events`` call over ``members``' events did, batch by batch.
+
+    An event id belongs to the first batch that holds it (later ones, and repeats within a
+    batch, are duplicates, as they are when the batches are applied one by one). The
+    alerts opened, the locations created and any ledger row not tied to an event go with
+    the first batch (the pass counters too: they are summed over the batches).
+    """
+    claimed = set(merged.fresh_ids)
+    parts: list[Applied] = []
+    for prepared in members:
+        mine = []
+        for event in prepared.events:
+            if event.event_id in claimed:
+                claimed.discard(event.event_id)
+                mine.append(event.event_id)
+        movements = sum(merged.movements_by_event.get(event_id, 0) for event_id in mine)
+        ids = set(mine)
+        refused = [(event, reason) for event, reason in merged.refused if event.event_id in ids]
+        parts.append(
+            Applied(
+                applied=len(mine) - len(refused),
+                duplicates=len(prepared.events) - len(mine),
+                movements=movements,
+                fresh_ids=ids,
+                refused=refused,
+            )
+        )
+    first = parts[0]
+    first.alerts = merged.alerts
+    first.new_locations = merged.new_locations
+    first.unresolved = merged.unresolved
+    first.grouped = merged.grouped
+    first.units_written = merged.units_written
+    first.items_created = merged.items_created
+    first.movements += merged.movements - sum(part.movements for part in parts)
+    return parts
