@@ -8,8 +8,9 @@ so the model is pure and a test can step it through any timeline.
 
 The pieces: ``portal_rf`` (read chance, RSSI and transmit power), ``portal_door`` (the
 door's geometry), ``portal_motion`` (pallets driven through or across a door); this
-module holds the field itself and the things that stand still (``StagedPallet``,
-``ShelfPopulation``).
+module holds the field itself, the round it asks its things about (``Round``; a
+``TimedThing`` is read only between its start and end) and the things that stand still
+(``StagedPallet``, ``ShelfPopulation``).
 
 The harder physics of real doorways, each off by default so the old scenarios read as
 they did:
@@ -33,8 +34,9 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from firmware_sim.errors import SimConfigError
 from firmware_sim.portal_door import DockDoor, Side
@@ -43,18 +45,24 @@ from firmware_sim.portal_rf import Observation, loss_of, power_share
 MAX_TAGS_PER_THING = 100_000
 
 
+class Round(NamedTuple):
+    """One inventory round, as the things in the field see it."""
+
+    t: float
+    """The round's time (the simulator's monotonic clock, seconds)."""
+    dt: float
+    """Seconds since the previous round."""
+    antennas: Collection[int]
+    """The antennas the reader is driving (a ``Drive`` when it drives them below full power)."""
+    rng: random.Random
+    """The reader's random generator (seeded for reproducible runs)."""
+
+
 class FieldThing(Protocol):
     """Something in front of the reader that tags can be read from."""
 
-    def observe(
-        self,
-        t: float,
-        dt: float,
-        antennas: Collection[int],
-        rng: random.Random,
-        out: list[Observation],
-    ) -> None:
-        """Append the reads of one inventory round at time ``t`` (``dt`` since the last)."""
+    def observe(self, now: Round, out: list[Observation]) -> None:
+        """Append the reads of the inventory round ``now``."""
 
     def finished(self, t: float) -> bool:
         """True once the thing can never be read again (the field then drops it)."""
@@ -78,7 +86,30 @@ def check_tags(epcs: Sequence[str]) -> tuple[str, ...]:
     return tuple(e.lower() for e in epcs)
 
 
-class StagedPallet:
+class TimedThing(ABC):
+    """A thing in the field from ``start`` to ``end`` (reader clock): read only then,
+    dropped after."""
+
+    start: float
+    end: float
+
+    def present(self, t: float) -> bool:
+        """True while the thing is in the field at time ``t``."""
+        return not (t < self.start or t > self.end)
+
+    def observe(self, now: Round, out: list[Observation]) -> None:
+        if self.present(now.t):
+            self.read(now, out)
+
+    @abstractmethod
+    def read(self, now: Round, out: list[Observation]) -> None:
+        """Append the reads of the round ``now``, which falls while the thing is present."""
+
+    def finished(self, t: float) -> bool:
+        return t > self.end
+
+
+class StagedPallet(TimedThing):
     """A pallet parked beside the door: read now and then by one side's antennas only.
 
     Real staged pallets sit at the edge of one side's read zone, so they are read
@@ -110,16 +141,8 @@ class StagedPallet:
         self.distance_m = distance_m
         self._antennas = door.outside_antennas if side is Side.OUTSIDE else door.inside_antennas
 
-    def observe(
-        self,
-        t: float,
-        dt: float,
-        antennas: Collection[int],
-        rng: random.Random,
-        out: list[Observation],
-    ) -> None:
-        if t < self.start or t > self.end:
-            return
+    def read(self, now: Round, out: list[Observation]) -> None:
+        antennas, rng = now.antennas, now.rng
         rf = self.door.rf
         p = self.read_probability
         for antenna in self._antennas:
@@ -131,11 +154,8 @@ class StagedPallet:
                 if rng.random() < chance:
                     out.append(Observation(epc, antenna, rf.rssi(self.distance_m, rng, loss)))
 
-    def finished(self, t: float) -> bool:
-        return t > self.end
 
-
-class ShelfPopulation:
+class ShelfPopulation(TimedThing):
     """A static population read continuously at a target rate (shelf mode).
 
     Each round draws ``reads_per_s · dt`` reads (the fraction carried by chance), each
@@ -166,16 +186,8 @@ class ShelfPopulation:
         self.start = start
         self.end = end
 
-    def observe(
-        self,
-        t: float,
-        dt: float,
-        antennas: Collection[int],
-        rng: random.Random,
-        out: list[Observation],
-    ) -> None:
-        if t < self.start or t > self.end:
-            return
+    def read(self, now: Round, out: list[Observation]) -> None:
+        _, dt, antennas, rng = now
         usable = sorted(antennas if self.antennas is None else self.antennas & set(antennas))
         if not usable:
             return
@@ -192,9 +204,6 @@ class ShelfPopulation:
                 continue
             rssi = rng.randint(low, high) - round(loss)
             out.append(Observation(rng.choice(epcs), antenna, rssi))
-
-    def finished(self, t: float) -> bool:
-        return t > self.end
 
 
 class TagField:
@@ -241,9 +250,10 @@ class TagField:
             antennas: the antennas the reader is driving (connected and asked for).
             rng: the reader's random generator (seeded for reproducible runs).
         """
+        now = Round(t, dt, antennas, rng)
         out: list[Observation] = []
         for thing in self._things:
-            thing.observe(t, dt, antennas, rng, out)
+            thing.observe(now, out)
         if any(thing.finished(t) for thing in self._things):
             self._things = [thing for thing in self._things if not thing.finished(t)]
         return out

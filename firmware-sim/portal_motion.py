@@ -1,5 +1,6 @@
 """Pallets that move in front of a dock door: through it (``PalletPass``), into it and
-back out, stopping on the way, or across its face (``CrossTraffic``).
+back out, stopping on the way, or across its face (``CrossTraffic``); both read case by
+case by distance to each antenna (``MovingPallet``).
 
 Nothing here sleeps or reads a clock: a thing's path is planned when it is made (its
 case layout drawn from ``layout_seed``), and the reader samples it once per round.
@@ -14,7 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Final, NamedTuple
 
 from firmware_sim.errors import SimConfigError
-from firmware_sim.portal import check_tags
+from firmware_sim.portal import Round, TimedThing, check_tags
 from firmware_sim.portal_door import Direction, DockDoor, Side
 from firmware_sim.portal_rf import Observation, loss_of, power_share, range_scale
 
@@ -43,12 +44,56 @@ class Leg(NamedTuple):
         return (begin, finish) if begin <= finish else None
 
 
+def check_speed(speed_mps: float) -> None:
+    """Raises SimConfigError: a speed no forklift drives a pallet at."""
+    if not 0.05 <= speed_mps <= 20:
+        raise SimConfigError(f"speed {speed_mps} m/s outside 0.05..20")
+
+
+Case = tuple[str, float, float]
+"""A tagged case where it is in one round: its EPC, x (across the door) and y (lateral)."""
+
+
+class MovingPallet(TimedThing):
+    """Cases driven in front of a door's antennas, each read by its distance to each."""
+
+    def __init__(
+        self, door: DockDoor, epcs: Sequence[str], *, start: float, speed_mps: float
+    ) -> None:
+        self.door = door
+        self.epcs = check_tags(epcs)
+        self.start = start
+        self.speed_mps = speed_mps
+        self._antennas = [(a, door.antenna_x(a), door.antenna_y(a)) for a in door.antennas]
+
+    def _read_cases(
+        self, now: Round, cases: Sequence[Case], stray: float, out: list[Observation]
+    ) -> None:
+        """Each driven antenna reads each case by its distance (and, with a ``stray``
+        chance, by a reflection while the case is near the door)."""
+        antennas, rng = now.antennas, now.rng
+        rf = self.door.rf
+        for antenna, ax, ay in self._antennas:
+            if antenna not in antennas:
+                continue
+            loss = loss_of(antennas, antenna)
+            scale = range_scale(loss)
+            stray_p = stray * power_share(loss)
+            for epc, x, y in cases:
+                distance = math.hypot(x - ax, y - ay)
+                p = rf.read_probability(distance * scale)
+                if p and rng.random() < p:
+                    out.append(Observation(epc, antenna, rf.rssi(distance, rng, loss)))
+                elif stray_p and abs(x) <= rf.stray_range_m and rng.random() < stray_p:
+                    out.append(Observation(epc, antenna, rf.stray_rssi(rng, loss)))
+
+
 LEAK_ZONE_M: Final = 0.5
 """A shielded case answers only while it is this close (along the path) to an antenna."""
 LEAK_STEP_S: Final = 0.01
 
 
-class PalletPass:
+class PalletPass(MovingPallet):
     """A pallet of tagged cases driven through (or into and back out of) a dock door.
 
     Cases sit at fixed offsets around the pallet's centre (along the path within
@@ -80,8 +125,7 @@ class PalletPass:
         leaks: tuple[int, int] = (1, 3),
         shield_db: float = 12.0,
     ) -> None:
-        if not 0.05 <= speed_mps <= 20:
-            raise SimConfigError(f"speed {speed_mps} m/s outside 0.05..20")
+        check_speed(speed_mps)
         if not 0 <= spread_m <= 2 or not 0.05 <= lateral_m <= 3:
             raise SimConfigError("spread_m must be in 0..2 and lateral_m in 0.05..3")
         if abs(lane_m) > 10:
@@ -98,11 +142,8 @@ class PalletPass:
             raise SimConfigError(f"shielded {shielded} outside 0..{len(epcs)} cases")
         if not 1 <= leaks[0] <= leaks[1] <= 100:
             raise SimConfigError(f"leaks {leaks} must be 1 <= low <= high <= 100")
-        self.door = door
-        self.epcs = check_tags(epcs)
-        self.start = start
+        super().__init__(door, epcs, start=start, speed_mps=speed_mps)
         self.direction = direction
-        self.speed_mps = speed_mps
         self.spread_m = spread_m
         self.lane_m = lane_m
         self.turns_back = turn_at_m is not None
@@ -112,7 +153,6 @@ class PalletPass:
             for epc in self.epcs
         ]
         self._sign = 1.0 if direction is Direction.IN else -1.0
-        self._antennas = [(a, door.antenna_x(a), door.antenna_y(a)) for a in door.antennas]
         self.legs = self._plan(stop_at_m, stop_s, turn_at_m)
         self.end = self.legs[-1].t1 + 2 * spread_m / speed_mps
         """When the last case has left the approach (the pass can no longer be read)."""
@@ -204,37 +244,16 @@ class PalletPass:
         span = self._times_within(low - spread, high + spread)
         return span if span is not None else (self.start, self.start)
 
-    def observe(
-        self,
-        t: float,
-        dt: float,
-        antennas: Collection[int],
-        rng: random.Random,
-        out: list[Observation],
-    ) -> None:
-        if t < self.start or t > self.end:
-            return
+    def read(self, now: Round, out: list[Observation]) -> None:
+        t, dt, antennas, rng = now
         centre = self.centre_x(t)
-        rf = self.door.rf
         leaks = self._leaks
-        stray = rf.stray_probability
-        for antenna, ax, ay in self._antennas:
-            if antenna not in antennas:
-                continue
-            loss = loss_of(antennas, antenna)
-            scale = range_scale(loss)
-            stray_p = stray * power_share(loss)
-            for index, (epc, offset, lateral) in enumerate(self._layout):
-                if leaks and index in leaks:
-                    continue
-                distance = math.hypot(centre + offset - ax, lateral - ay)
-                p = rf.read_probability(distance * scale)
-                if p and rng.random() < p:
-                    out.append(Observation(epc, antenna, rf.rssi(distance, rng, loss)))
-                elif (
-                    stray_p and abs(centre + offset) <= rf.stray_range_m and rng.random() < stray_p
-                ):
-                    out.append(Observation(epc, antenna, rf.stray_rssi(rng, loss)))
+        cases = [
+            (epc, centre + offset, lateral)
+            for index, (epc, offset, lateral) in enumerate(self._layout)
+            if not leaks or index not in leaks
+        ]
+        self._read_cases(now, cases, self.door.rf.stray_probability, out)
         for index, moments in leaks.items():
             if any(t - dt < moment <= t for moment in moments):
                 self._leak(index, centre, antennas, rng, out)
@@ -260,14 +279,9 @@ class PalletPass:
         rssi = self.door.rf.rssi(distance, rng, self._shield_db + loss)
         out.append(Observation(epc, antenna, rssi))
 
-    def finished(self, t: float) -> bool:
-        return t > self.end
-
     def in_door(self, t: float) -> bool:
         """True while the pallet breaks the photo-eye's beam across the door."""
-        if t < self.start or t > self.end:
-            return False
-        return abs(self.centre_x(t)) <= self.door.pallet_half_length_m
+        return self.present(t) and abs(self.centre_x(t)) <= self.door.pallet_half_length_m
 
     def door_window(self) -> tuple[float, float]:
         """Times (from, to) the pallet is in the door (beam broken); (start, start) if
@@ -281,7 +295,7 @@ class PalletPass:
         return (port,) if port is not None and self.in_door(t) else ()
 
 
-class CrossTraffic:
+class CrossTraffic(MovingPallet):
     """A pallet driven across the door's face on one side, along the antennas' line,
     never through the door: read by that side's antennas only (it moved nothing).
 
@@ -302,15 +316,11 @@ class CrossTraffic:
         layout_seed: int | str = 0,
         spread_m: float = 0.3,
     ) -> None:
-        if not 0.05 <= speed_mps <= 20:
-            raise SimConfigError(f"speed {speed_mps} m/s outside 0.05..20")
+        check_speed(speed_mps)
         if not 0 <= offset_m <= 20 or not 0.5 <= reach_m <= 50:
             raise SimConfigError("offset_m must be in 0..20 and reach_m in 0.5..50")
-        self.door = door
-        self.epcs = check_tags(epcs)
+        super().__init__(door, epcs, start=start, speed_mps=speed_mps)
         self.side = side
-        self.start = start
-        self.speed_mps = speed_mps
         self.reach_m = reach_m
         x = door.outside_x_m - offset_m if side is Side.OUTSIDE else door.inside_x_m + offset_m
         layout = random.Random(layout_seed)
@@ -318,34 +328,12 @@ class CrossTraffic:
             (epc, x + layout.uniform(-0.2, 0.2), layout.uniform(-spread_m, spread_m))
             for epc in self.epcs
         ]
-        self._antennas = [(a, door.antenna_x(a), door.antenna_y(a)) for a in door.antennas]
         self.end = start + (2 * reach_m + 2 * spread_m) / speed_mps
 
     def centre_y(self, t: float) -> float:
         return -self.reach_m + max(0.0, t - self.start) * self.speed_mps
 
-    def observe(
-        self,
-        t: float,
-        dt: float,
-        antennas: Collection[int],
-        rng: random.Random,
-        out: list[Observation],
-    ) -> None:
-        if t < self.start or t > self.end:
-            return
-        centre = self.centre_y(t)
-        rf = self.door.rf
-        for antenna, ax, ay in self._antennas:
-            if antenna not in antennas:
-                continue
-            loss = loss_of(antennas, antenna)
-            scale = range_scale(loss)
-            for epc, x, offset in self._layout:
-                distance = math.hypot(x - ax, centre + offset - ay)
-                p = rf.read_probability(distance * scale)
-                if p and rng.random() < p:
-                    out.append(Observation(epc, antenna, rf.rssi(distance, rng, loss)))
-
-    def finished(self, t: float) -> bool:
-        return t > self.end
+    def read(self, now: Round, out: list[Observation]) -> None:
+        centre = self.centre_y(now.t)
+        cases = [(epc, x, centre + offset) for epc, x, offset in self._layout]
+        self._read_cases(now, cases, 0.0, out)
