@@ -35,6 +35,7 @@ from edge.monitor import HealthMonitor
 from edge.publisher import Publisher
 from edge.readers.port import Reader
 from edge.readpoints import ReadPoints
+from plumbing.streams import close_writer, listen
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +278,7 @@ class MetricsServer:
         self.served = 0
 
     async def __aenter__(self) -> MetricsServer:
-        self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, limit=MAX_HEAD, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._handle, self.host, self.port, limit=MAX_HEAD)
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
         return self
 
@@ -326,10 +324,8 @@ class MetricsServer:
         ):
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            with contextlib.suppress(asyncio.CancelledError):
+                await close_writer(writer, 1.0)
             self._handlers.discard(task)
 
     def _answer(self, head: bytes) -> tuple[str, bytes, str]:

@@ -49,6 +49,7 @@ from firmware_sim.llrp_types import (
 )
 from firmware_sim.profile import ReaderProfile
 from firmware_sim.report_encoder import ReportEncoder
+from plumbing.streams import listen
 
 FAKE_PROFILE: Final = ReaderProfile(firmware="1.0.0-fake", receive_sensitivity_db=())
 """What the fake says it is: an Impinj (so a client asks for the extensions, which the fake
@@ -210,10 +211,7 @@ class FakeLlrpReader:
 
     async def start(self) -> None:
         """Listen (again) on 127.0.0.1, on the same port as before if there was one."""
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", self.port, reuse_address=True
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._serve, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
         """Stop listening and drop the current connection (clients see a reset)."""

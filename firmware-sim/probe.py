@@ -9,7 +9,6 @@ client: it gives up (``ProbeError``) on anything unexpected instead of recoverin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 from collections import Counter
@@ -51,6 +50,7 @@ from firmware_sim.llrp_triggers import (
     StopSpec,
 )
 from firmware_sim.llrp_types import ContentSelector, MsgType, ParamType, ReportSpec, StatusCode
+from plumbing.streams import close_writer
 
 _NULL_AI = AiSpecStop.NULL
 
@@ -202,10 +202,7 @@ class LlrpProbe:
 
     async def _close_writer(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                async with asyncio.timeout(self.timeout):
-                    await self._writer.wait_closed()
+            await close_writer(self._writer, self.timeout)
 
     async def _first_frame(self, framer: LlrpFramer) -> Frame:
         assert self._reader is not None

@@ -58,6 +58,7 @@ from firmware_sim.portal import TagField
 from firmware_sim.profile import R420, ReaderProfile
 from firmware_sim.replay import ReplayFrame
 from firmware_sim.session import CLOSE_TIMEOUT_S, Session
+from plumbing.streams import close_writer, listen
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +176,7 @@ class ReaderSimulator:
         return self
 
     async def _listen(self, port: int) -> None:
-        self._server = await asyncio.start_server(
-            self._on_client, self.host, port, reuse_address=True
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._server, self._port = await listen(self._on_client, self.host, port)
         logger.info("reader %s listening on %s:%d", self.name, self.host, self._port)
 
     async def __aexit__(
@@ -470,7 +468,4 @@ class ReaderSimulator:
         with contextlib.suppress(ConnectionError, OSError):
             writer.write(encode_connection_attempt(0, time.time_ns() // 1000, status))
             await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await writer.wait_closed()
+        await close_writer(writer, CLOSE_TIMEOUT_S)

@@ -39,6 +39,7 @@ from firmware_sim.llrp_requests import MAX_REQUEST_FRAME
 from firmware_sim.llrp_types import MsgType, Status, StatusCode
 from firmware_sim.reader_protocol import ReaderProtocol
 from firmware_sim.session_context import Output, ReaderHost
+from plumbing.streams import close_writer
 
 logger = logging.getLogger("firmware_sim.reader")
 
@@ -220,10 +221,7 @@ class Session:
             # A simulator bug must not pass silently; the client sees the connection drop.
             logger.error("reader %s: session failed", name, exc_info=group.exceptions[0])
         finally:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await self._writer.wait_closed()
+            await close_writer(self._writer, CLOSE_TIMEOUT_S)
             logger.info("reader %s: client %s gone", name, peer)
 
     async def _receive_loop(self) -> None:

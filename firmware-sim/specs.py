@@ -93,12 +93,7 @@ class Specs:
         return send_ok(self._link, request)
 
     async def delete_rospec(self, request: Request) -> bool:
-        assert isinstance(request, SpecIdRequest)
-        specs = self._specs(request.spec_id)
-        if any(s.state is RoSpecState.ACTIVE for s in specs):
-            await self._inventory.stop(flush=True)
-        for spec in specs:
-            spec.disarm()
+        for spec in await self._stop_and_disarm(request):
             del self._rospecs[spec.spec.rospec_id]
         return send_ok(self._link, request)
 
@@ -142,14 +137,20 @@ class Specs:
         return send_ok(self._link, request)
 
     async def disable_rospec(self, request: Request) -> bool:
+        for spec in await self._stop_and_disarm(request):
+            spec.state = RoSpecState.DISABLED
+        return send_ok(self._link, request)
+
+    async def _stop_and_disarm(self, request: Request) -> list[HeldRoSpec]:
+        """The ROSpecs ``request`` names, their inventory stopped if one of them was
+        running, their start triggers disarmed (for a delete or a disable)."""
         assert isinstance(request, SpecIdRequest)
         specs = self._specs(request.spec_id)
         if any(s.state is RoSpecState.ACTIVE for s in specs):
             await self._inventory.stop(flush=True)
         for spec in specs:
             spec.disarm()
-            spec.state = RoSpecState.DISABLED
-        return send_ok(self._link, request)
+        return specs
 
     async def get_rospecs(self, request: Request) -> bool:
         params = [spec.param() for spec in self._rospecs.values()]

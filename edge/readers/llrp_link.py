@@ -15,7 +15,6 @@ a worker thread when it is large (``INLINE_DECODE_BYTES``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections import deque
 from typing import Final
@@ -23,6 +22,7 @@ from typing import Final
 from edge.readers import llrp_rospec as requests
 from edge.readers.llrp_codec import Decoded, Frame, LlrpFramer, LlrpFramingError, decode
 from edge.readers.llrp_reports import LlrpError
+from plumbing.streams import close_writer
 
 __all__ = [
     "INLINE_DECODE_BYTES",
@@ -142,10 +142,7 @@ class LlrpLink:
 
     async def close(self, timeout: float) -> None:
         """Close the connection, waiting at most ``timeout`` seconds for it to close."""
-        self._writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._writer.wait_closed()
+        await close_writer(self._writer, timeout)
         self._writer.transport.abort()
 
 
