@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel
 
 from server.api.auth import Context, GlobalAdmin, Viewer
-from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
+from server.api.keyset import KeyCursor, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.commands.audit import record_change, snapshot
+from server.commands.audit import record_view_change
 from server.commands.categories import (
     create_category,
     delete_category,
@@ -47,9 +47,7 @@ class CategoryPage(BaseModel):
 async def get_categories(
     context: Context,
     _: Viewer,
-    cursor: Annotated[
-        str | None, Query(min_length=1, max_length=MAX_KEY_CURSOR, pattern=r"^[A-Za-z0-9_-]+$")
-    ] = None,
+    cursor: KeyCursor = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> CategoryPage:
     """Item categories by code."""
@@ -76,9 +74,7 @@ async def post_category(
     now = now_utc()
     async with context.store.begin(f"creating item category {fields.code}") as conn:
         created = await create_category(conn, fields, now)
-        await record_change(
-            conn, "category", fields.code, "create", None, snapshot(created), principal.name, now
-        )
+        await record_view_change(conn, "category", fields.code, None, created, principal.name, now)
     return created
 
 
@@ -91,16 +87,7 @@ async def patch_category(
     async with context.store.begin(f"renaming item category {code}") as conn:
         before = await find_category(conn, code)
         renamed = await rename_category(conn, code, changes, now)
-        await record_change(
-            conn,
-            "category",
-            code,
-            "update",
-            snapshot(before),
-            snapshot(renamed),
-            principal.name,
-            now,
-        )
+        await record_view_change(conn, "category", code, before, renamed, principal.name, now)
     return renamed
 
 
@@ -116,7 +103,5 @@ async def remove_category(context: Context, principal: GlobalAdmin, code: CodePa
     async with context.store.begin(f"deleting item category {code}") as conn:
         before = await find_category(conn, code)
         await delete_category(conn, code)
-        await record_change(
-            conn, "category", code, "delete", snapshot(before), None, principal.name, now
-        )
+        await record_view_change(conn, "category", code, before, None, principal.name, now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

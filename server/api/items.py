@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import Context, GlobalAdmin, Viewer
-from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
+from server.api.keyset import KeyCursor, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
-from server.commands.audit import record_change, snapshot
+from server.commands.audit import record_view_change
 from server.commands.csv_import import ImportSummary, export_items, import_items
 from server.commands.items import (
     ItemFilter,
@@ -42,9 +42,6 @@ from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["items"])
 
-Cursor = Annotated[
-    str | None, Query(min_length=1, max_length=MAX_KEY_CURSOR, pattern=r"^[A-Za-z0-9_-]+$")
-]
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, min_length=1, max_length=64)]
 REFUSALS: dict[int | str, dict[str, str]] = {
     404: {"description": "No item with that SKU."},
@@ -73,7 +70,7 @@ async def get_items(
             min_length=1, max_length=64, pattern=NAME_PATTERN, description="Part of SKU or name."
         ),
     ] = None,
-    cursor: Cursor = None,
+    cursor: KeyCursor = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> ItemPage:
     """Items by SKU; ``reviewed=false`` lists those ingest created for unknown GTINs."""
@@ -135,9 +132,7 @@ async def post_item(context: Context, principal: GlobalAdmin, fields: ItemFields
     now = now_utc()
     async with context.store.begin(f"creating item {fields.sku}") as conn:
         created = await create_item(conn, fields, now)
-        await record_change(
-            conn, "item", created.sku, "create", None, snapshot(created), principal.name, now
-        )
+        await record_view_change(conn, "item", created.sku, None, created, principal.name, now)
     return created
 
 
@@ -151,9 +146,7 @@ async def patch_item(
     async with context.store.begin(f"changing item {sku}") as conn:
         before = await find_item(conn, sku)
         changed = await update_item(conn, sku, values, now)
-        await record_change(
-            conn, "item", sku, "update", snapshot(before), snapshot(changed), principal.name, now
-        )
+        await record_view_change(conn, "item", sku, before, changed, principal.name, now)
     return changed
 
 
@@ -169,7 +162,5 @@ async def remove_item(context: Context, principal: GlobalAdmin, sku: SkuPath) ->
     async with context.store.begin(f"deleting item {sku}") as conn:
         before = await find_item(conn, sku)
         await delete_item(conn, sku)
-        await record_change(
-            conn, "item", sku, "delete", snapshot(before), None, principal.name, now
-        )
+        await record_view_change(conn, "item", sku, before, None, principal.name, now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Query, status
 
 MAX_KEY_CURSOR = 400
+KeyCursor = Annotated[
+    str | None, Query(min_length=1, max_length=MAX_KEY_CURSOR, pattern=r"^[A-Za-z0-9_-]+$")
+]
+"""The ``cursor`` query parameter of a list by key: what ``encode_key`` made, or nothing."""
 
 
 def encode_key(key: str) -> str:

@@ -13,10 +13,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import Admin, Context, Viewer, check_locations
-from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
+from server.api.keyset import KeyCursor, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit, Location
 from server.api.uploads import CSV_BODY, CSV_IMPORT_RESPONSES, csv_download, read_upload
-from server.commands.audit import record_change, snapshot
+from server.commands.audit import record_view_change
 from server.commands.csv_import import ImportSummary, export_locations, import_locations
 from server.commands.locations import (
     LocationFilter,
@@ -57,9 +57,7 @@ async def get_locations(
     principal: Viewer,
     under: Location = None,
     kind: Literal["site", "zone", "bin"] | None = None,
-    cursor: Annotated[
-        str | None, Query(min_length=1, max_length=MAX_KEY_CURSOR, pattern=r"^[A-Za-z0-9_-]+$")
-    ] = None,
+    cursor: KeyCursor = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> LocationPage:
     """Locations by id (each parent before its children); ``under`` includes its subtree."""
@@ -124,9 +122,7 @@ async def post_location(context: Context, principal: Admin, fields: LocationFiel
     now = now_utc()
     async with context.store.begin(f"creating location {fields.id}") as conn:
         created = await create_location(conn, fields, now)
-        await record_change(
-            conn, "location", fields.id, "create", None, snapshot(created), principal.name, now
-        )
+        await record_view_change(conn, "location", fields.id, None, created, principal.name, now)
     return created
 
 
@@ -140,16 +136,7 @@ async def patch_location(
     async with context.store.begin(f"renaming location {location}") as conn:
         before = await find_location(conn, location)
         renamed = await rename_location(conn, location, changes, now)
-        await record_change(
-            conn,
-            "location",
-            location,
-            "update",
-            snapshot(before),
-            snapshot(renamed),
-            principal.name,
-            now,
-        )
+        await record_view_change(conn, "location", location, before, renamed, principal.name, now)
     return renamed
 
 
@@ -166,8 +153,6 @@ async def remove_location(context: Context, principal: Admin, location: Location
     async with context.store.begin(f"deleting location {location}") as conn:
         before = await find_location(conn, location)
         await delete_location(conn, location)
-        await record_change(
-            conn, "location", location, "delete", snapshot(before), None, principal.name, now
-        )
+        await record_view_change(conn, "location", location, before, None, principal.name, now)
     context.store.known_locations.discard(location)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

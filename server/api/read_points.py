@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel
 
 from server.api.auth import Admin, Context, Viewer, check_locations, check_site
-from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
+from server.api.keyset import KeyCursor, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
-from server.commands.audit import record_change, snapshot
+from server.commands.audit import record_view_change
 from server.commands.read_points import (
     ReadPointCatalog,
     ReadPointView,
@@ -60,9 +60,7 @@ class ReadPointPage(BaseModel):
 async def get_read_points(
     context: Context,
     principal: Viewer,
-    cursor: Annotated[
-        str | None, Query(min_length=1, max_length=MAX_KEY_CURSOR, pattern=r"^[A-Za-z0-9_-]+$")
-    ] = None,
+    cursor: KeyCursor = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> ReadPointPage:
     """Read points by id, from the config and from the API."""
@@ -98,9 +96,7 @@ async def post_read_point(
     now = now_utc()
     async with context.store.begin(f"creating read point {point.id}") as conn:
         created = await create_read_point(conn, point, now)
-        await record_change(
-            conn, "read_point", point.id, "create", None, snapshot(created), principal.name, now
-        )
+        await record_view_change(conn, "read_point", point.id, None, created, principal.name, now)
     catalog.invalidate()
     return created
 
@@ -122,15 +118,8 @@ async def put_read_point(
         check_site(principal, current.site, f"read point {point_id!r}")
         now = now_utc()
         replaced = await replace_read_point(conn, point, now)
-        await record_change(
-            conn,
-            "read_point",
-            point_id,
-            "update",
-            snapshot(current),
-            snapshot(replaced),
-            principal.name,
-            now,
+        await record_view_change(
+            conn, "read_point", point_id, current, replaced, principal.name, now
         )
     catalog.invalidate()
     return replaced
@@ -150,15 +139,8 @@ async def remove_read_point(
         current = await require_read_point(conn, point_id)
         check_site(principal, current.site, f"read point {point_id!r}")
         await delete_read_point(conn, point_id)
-        await record_change(
-            conn,
-            "read_point",
-            point_id,
-            "delete",
-            snapshot(current),
-            None,
-            principal.name,
-            now_utc(),
+        await record_view_change(
+            conn, "read_point", point_id, current, None, principal.name, now_utc()
         )
     catalog.invalidate()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -14,6 +14,8 @@ for an unknown GTIN (the ledger row and the ``unreviewed_item`` alert are theirs
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +82,45 @@ async def record_changes(
     ]
     if rows:
         await conn.execute(sa.insert(masterdata_changes), rows)
+
+
+async def record_view_change(
+    conn: AsyncConnection,
+    entity: Entity,
+    key: str,
+    before: BaseModel | None,
+    after: BaseModel | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Append the change of one record between two of its views (None where it did not
+    exist: before a creation, after a deletion); the action follows, as in
+    ``record_changes``."""
+    await record_changes(conn, entity, [(key, snapshot(before), snapshot(after))], actor, now)
+
+
+ViewsByKey = Callable[[AsyncConnection, Sequence[str]], Awaitable[Mapping[str, BaseModel]]]
+"""Reads the views of the records of some keys that exist, by key (``items_by_sku``)."""
+
+
+@contextlib.asynccontextmanager
+async def audited(
+    conn: AsyncConnection,
+    entity: Entity,
+    keys: Sequence[str],
+    views: ViewsByKey,
+    actor: str | None,
+    now: datetime,
+) -> AsyncIterator[None]:
+    """Records in the trail what the writes inside change of the records ``keys``: ``views``
+    reads them before and after, and each that changed is one entry. Without ``actor``
+    nothing is read or recorded."""
+    before = await views(conn, keys) if actor is not None else {}
+    yield
+    if actor is not None:
+        after = await views(conn, keys)
+        changes = [(key, snapshot(before.get(key)), snapshot(after.get(key))) for key in keys]
+        await record_changes(conn, entity, changes, actor, now)
 
 
 @dataclass(frozen=True, slots=True)

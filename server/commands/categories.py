@@ -11,16 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.masterdata import CategoryChanges, CategoryFields, CategoryView
 from server.errors import Conflict, NotFound
 from server.store.database import refused_on_conflict
-from server.store.rows import keyset_page, refuse_while_referenced
+from server.store.rows import first_view, keyset_page, refuse_while_referenced
 from server.store.schema.core import items
 from server.store.schema.master import item_categories
 
 
 async def get_category(conn: AsyncConnection, code: str) -> CategoryView | None:
-    row = (
-        await conn.execute(sa.select(item_categories).where(item_categories.c.code == code))
-    ).first()
-    return CategoryView.model_validate(row._mapping) if row is not None else None
+    query = sa.select(item_categories).where(item_categories.c.code == code)
+    return await first_view(conn, query, CategoryView)
 
 
 async def require_category(conn: AsyncConnection, code: str) -> CategoryView:

@@ -25,26 +25,28 @@ Decisions written down here:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.commands.audit import record_changes, snapshot
+from server.commands.audit import ViewsByKey, audited
 from server.commands.items import items_by_sku
 from server.commands.locations import locations_by_id
 from server.commands.masterdata import ItemFields, LocationFields, parent_of
 from server.errors import ImportRejected, RowError
 from server.ingest.ledger_writes import location_kind
 from server.store.database import Store, refused_on_conflict
-from server.store.dialect import in_chunks
+from server.store.rows import rows_with_keys
 from server.store.schema.core import items, locations
+from server.store.schema.costs import Entity
 from server.store.schema.master import DEFAULT_UNIT, item_categories
 from server.store.sites import in_sites, site_of
 
@@ -68,6 +70,7 @@ ITEM_COLUMNS = (
 ITEM_REQUIRED = ("sku", "name")
 LOCATION_COLUMNS = ("id", "name", "kind", "parent")
 LOCATION_REQUIRED = ("id",)
+Fields = TypeVar("Fields", bound=BaseModel)
 EMPTY_MEANS: Mapping[str, Any] = {"unit": DEFAULT_UNIT, "reviewed": True}
 """What an empty cell stands for in a column whose field cannot be empty."""
 
@@ -177,7 +180,7 @@ def parse(
     return header, rows
 
 
-def _validate(model: type[BaseModel], row: CsvRow, errors: _Errors) -> BaseModel | None:
+def _validate(model: type[Fields], row: CsvRow, errors: _Errors) -> Fields | None:
     values = {
         name: (cell if cell != "" else EMPTY_MEANS.get(name)) for name, cell in row.values.items()
     }
@@ -193,11 +196,9 @@ def _validate(model: type[BaseModel], row: CsvRow, errors: _Errors) -> BaseModel
 
 async def _existing(
     conn: AsyncConnection, column: sa.ColumnElement[str], wanted: Sequence[str], *extra: Any
-) -> list[Any]:
-    found: list[Any] = []
-    for chunk in in_chunks(sorted(set(wanted))):
-        found.extend(await conn.execute(sa.select(column, *extra).where(column.in_(chunk))))
-    return found
+) -> list[sa.Row[Any]]:
+    """``column`` (and ``extra``) of the rows whose ``column`` is one of ``wanted``."""
+    return await rows_with_keys(conn, sa.select(column, *extra), column, wanted)
 
 
 def _duplicates(rows: Iterable[tuple[int, str | None]], column: str, errors: _Errors) -> None:
@@ -227,11 +228,11 @@ async def import_items(
     """
     errors = _Errors()
     header, rows = parse(data, ITEM_COLUMNS, ITEM_REQUIRED, errors)
-    valid: list[tuple[int, ItemFields]] = []
-    for row in rows:
-        fields = _validate(ItemFields, row, errors)
-        if isinstance(fields, ItemFields):
-            valid.append((row.number, fields))
+    valid = [
+        (row.number, fields)
+        for row in rows
+        if (fields := _validate(ItemFields, row, errors)) is not None
+    ]
     _duplicates(((number, f.sku) for number, f in valid), "sku", errors)
     _duplicates(((number, f.gtin) for number, f in valid), "gtin", errors)
     existing = {
@@ -263,13 +264,8 @@ async def import_items(
     old = [fields for _, fields in valid if fields.sku in existing]
     if not dry_run:
         skus = [fields.sku for fields in (*new, *old)]
-        before = await items_by_sku(conn, skus) if actor is not None else {}
-        async with refused_on_conflict(_changed_meanwhile()):
+        async with _writing(conn, "item", skus, items_by_sku, actor, now):
             await _write_items(conn, header, new, old, existing, now)
-        if actor is not None:
-            after = await items_by_sku(conn, skus)
-            changes = [(sku, snapshot(before.get(sku)), snapshot(after.get(sku))) for sku in skus]
-            await record_changes(conn, "item", changes, actor, now)
     return ImportSummary(created=len(new), updated=len(old), dry_run=dry_run)
 
 
@@ -300,12 +296,24 @@ async def _write_items(
         )
 
 
-def _changed_meanwhile() -> ImportRejected:
+@contextlib.asynccontextmanager
+async def _writing(
+    conn: AsyncConnection,
+    entity: Entity,
+    keys: Sequence[str],
+    views: ViewsByKey,
+    actor: str | None,
+    now: datetime,
+) -> AsyncIterator[None]:
+    """Around an import's writes: the audit trail of the records ``keys`` (with ``actor``),
+    and a broken constraint refused as a change that came in meanwhile."""
     # Everything was checked inside this transaction; a unique or foreign key violation now
     # means another request changed the same rows meanwhile.
-    return ImportRejected(
+    meanwhile = ImportRejected(
         [RowError(None, None, "another change to the same rows came in meanwhile; retry")]
     )
+    async with audited(conn, entity, keys, views, actor, now), refused_on_conflict(meanwhile):
+        yield
 
 
 async def import_locations(
@@ -329,7 +337,7 @@ async def import_locations(
     for row in rows:
         derived = {k: row.values.pop(k) for k in ("kind", "parent") if k in row.values}
         fields = _validate(LocationFields, row, errors)
-        if not isinstance(fields, LocationFields):
+        if fields is None:
             continue
         if derived.get("kind") not in (None, "", location_kind(fields.id)):
             errors.add(
@@ -360,13 +368,8 @@ async def import_locations(
     old = [fields for _, fields in valid if fields.id in known]
     if not dry_run:
         ids = [fields.id for fields in (*new, *old)]
-        before = await locations_by_id(conn, ids) if actor is not None else {}
-        async with refused_on_conflict(_changed_meanwhile()):
+        async with _writing(conn, "location", ids, locations_by_id, actor, now):
             await _write_locations(conn, header, new, old, now)
-        if actor is not None:
-            after = await locations_by_id(conn, ids)
-            changes = [(key, snapshot(before.get(key)), snapshot(after.get(key))) for key in ids]
-            await record_changes(conn, "location", changes, actor, now)
     return ImportSummary(created=len(new), updated=len(old), dry_run=dry_run)
 
 

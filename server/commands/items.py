@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.masterdata import ItemDetail, ItemFields
 from server.errors import Conflict, Invalid, NotFound
 from server.store.database import refused_on_conflict
-from server.store.dialect import in_chunks
-from server.store.rows import keyset_page, refuse_while_referenced
+from server.store.rows import first_view, keyset_page, refuse_while_referenced, rows_with_keys
 from server.store.schema.core import balances, items, ledger, units
 from server.store.schema.master import item_categories
 
@@ -33,18 +32,14 @@ class ItemFilter:
 
 
 async def get_item(conn: AsyncConnection, sku: str) -> ItemDetail | None:
-    row = (await conn.execute(sa.select(*_ITEM_COLUMNS).where(items.c.sku == sku))).first()
-    return ItemDetail.model_validate(row._mapping) if row is not None else None
+    return await first_view(conn, sa.select(*_ITEM_COLUMNS).where(items.c.sku == sku), ItemDetail)
 
 
 async def items_by_sku(conn: AsyncConnection, skus: Sequence[str]) -> dict[str, ItemDetail]:
     """The items of ``skus`` that exist, by SKU."""
-    found: dict[str, ItemDetail] = {}
-    for chunk in in_chunks(sorted(set(skus))):
-        for row in await conn.execute(sa.select(*_ITEM_COLUMNS).where(items.c.sku.in_(chunk))):
-            detail = ItemDetail.model_validate(row._mapping)
-            found[detail.sku] = detail
-    return found
+    rows = await rows_with_keys(conn, sa.select(*_ITEM_COLUMNS), items.c.sku, skus)
+    details = (ItemDetail.model_validate(row._mapping) for row in rows)
+    return {detail.sku: detail for detail in details}
 
 
 async def require_item(conn: AsyncConnection, sku: str) -> ItemDetail:

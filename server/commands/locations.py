@@ -14,8 +14,7 @@ from server.commands.masterdata import LocationChanges, LocationFields, Location
 from server.errors import Conflict, Invalid, NotFound
 from server.ingest.ledger_writes import location_kind
 from server.store.database import refused_on_conflict
-from server.store.dialect import in_chunks
-from server.store.rows import keyset_page, refuse_while_referenced
+from server.store.rows import first_view, keyset_page, refuse_while_referenced, rows_with_keys
 from server.store.schema.core import balances, ledger, locations, units
 from server.store.schema.master import read_points
 from server.store.sites import in_sites
@@ -33,22 +32,15 @@ class LocationFilter:
 
 
 async def get_location(conn: AsyncConnection, location: str) -> LocationView | None:
-    row = (
-        await conn.execute(sa.select(*_LOCATION_COLUMNS).where(locations.c.id == location))
-    ).first()
-    return LocationView.model_validate(row._mapping) if row is not None else None
+    query = sa.select(*_LOCATION_COLUMNS).where(locations.c.id == location)
+    return await first_view(conn, query, LocationView)
 
 
 async def locations_by_id(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, LocationView]:
     """The locations of ``ids`` that exist, by id."""
-    found: dict[str, LocationView] = {}
-    for chunk in in_chunks(sorted(set(ids))):
-        for row in await conn.execute(
-            sa.select(*_LOCATION_COLUMNS).where(locations.c.id.in_(chunk))
-        ):
-            view = LocationView.model_validate(row._mapping)
-            found[view.id] = view
-    return found
+    rows = await rows_with_keys(conn, sa.select(*_LOCATION_COLUMNS), locations.c.id, ids)
+    views = (LocationView.model_validate(row._mapping) for row in rows)
+    return {view.id: view for view in views}
 
 
 async def require_location(conn: AsyncConnection, location: str) -> LocationView:
@@ -60,15 +52,8 @@ async def require_location(conn: AsyncConnection, location: str) -> LocationView
 
 async def missing_locations(conn: AsyncConnection, wanted: Sequence[str]) -> list[str]:
     """The ids among ``wanted`` that are not in the location table, sorted."""
-    unique = sorted(set(wanted))
-    found: set[str] = set()
-    for chunk in in_chunks(unique):
-        found.update(
-            (await conn.execute(sa.select(locations.c.id).where(locations.c.id.in_(chunk))))
-            .scalars()
-            .all()
-        )
-    return [location for location in unique if location not in found]
+    rows = await rows_with_keys(conn, sa.select(locations.c.id), locations.c.id, wanted)
+    return sorted(set(wanted) - {row.id for row in rows})
 
 
 async def list_locations(

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 from server_helpers import Batches, Probe, RecordingPublisher, make_settings
 
+from server.api.factory import create_app
 from server.config.settings import DatabaseSettings, ServerSettings
 from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
@@ -146,6 +148,15 @@ async def store(settings: ServerSettings) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def client(store: Store, settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on ``create_app(store, settings)`` in process (no server, no socket); a
+    module that needs another app defines its own ``client``."""
+    transport = httpx.ASGITransport(app=create_app(store, settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://stockgate.test") as http:
+        yield http
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,10 +15,8 @@ from server_helpers import (
     make_scoped_settings,
 )
 
-from server.api.factory import create_app
 from server.commands.csv_import import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 from server.config.settings import ServerSettings
-from server.store.database import Store
 from server.store.schema import core as schema
 
 ADMIN = bearer(ADMIN_KEY)
@@ -31,13 +28,6 @@ GTIN_13 = "4006381333931"
 @pytest.fixture
 def settings(database_url: str) -> ServerSettings:
     return make_scoped_settings(database_url)
-
-
-@pytest.fixture
-async def client(store: Store, settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(store, settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://stockgate.test") as http:
-        yield http
 
 
 async def upload(

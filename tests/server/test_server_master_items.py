@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,10 +19,8 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
-from server.store.database import Store
 
 ADMIN = bearer(ADMIN_KEY)
 VIEWER = bearer(VIEWER_KEY)
@@ -33,13 +30,6 @@ GTIN_13 = "4006381333931"  # a real EAN-13
 @pytest.fixture
 def settings(database_url: str) -> ServerSettings:
     return make_scoped_settings(database_url)
-
-
-@pytest.fixture
-async def client(store: Store, settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(store, settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://stockgate.test") as http:
-        yield http
 
 
 async def create(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,10 +21,8 @@ from server_helpers import (
     sgtin,
 )
 
-from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
-from server.store.database import Store
 
 ADMIN = bearer(ADMIN_KEY)
 VIEWER = bearer(VIEWER_KEY)
@@ -36,13 +33,6 @@ WH2_VIEWER = bearer(WH2_VIEWER_KEY)
 @pytest.fixture
 def settings(database_url: str) -> ServerSettings:
     return make_scoped_settings(database_url)
-
-
-@pytest.fixture
-async def client(store: Store, settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(store, settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://stockgate.test") as http:
-        yield http
 
 
 async def post(
