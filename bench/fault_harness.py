@@ -19,8 +19,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,9 +28,9 @@ from pathlib import Path
 from typing import Final
 
 import asyncpg
-import httpx
 
 from bench.broker import ChildProcess, free_port
+from bench.server_proc import SERVER_CLI, ServerStartError, spawn_server, wait_healthy
 from edge.buffer.outbox import Outbox
 from edge.config import BufferSettings
 from edge.publisher import Publisher
@@ -40,12 +38,10 @@ from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from wire.models import Event, now_utc
 
-REPO: Final = Path(__file__).resolve().parent.parent
 SITE: Final = "wh1"
 GATEWAY: Final = "gw-fault"
 READ_POINT: Final = "wh1.dock.1"
 API_KEY: Final = "fault-viewer-key-0123456789"
-START_TIMEOUT_S: Final = 60.0
 DRAIN_TIMEOUT_S: Final = 180.0
 RESEND_S: Final = 1.0
 RESEND_MAX_S: Final = 8.0
@@ -127,27 +123,11 @@ class FaultServer(ChildProcess):
         )
 
     def start(self) -> None:
-        command = [sys.executable, "-c", "from stockgate.cli import main; main()"]
-        command += ["server", "--config", str(self.config), "--log-level", "warning"]
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise FaultError(f"{self.name} exited; see {self.log}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise FaultError(f"{self.name} not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
+        self._proc = spawn_server(SERVER_CLI, self.config, self.log)
+        try:
+            wait_healthy(self._proc, f"http://127.0.0.1:{self.port}", self.log)
+        except ServerStartError as err:
+            raise FaultError(f"{self.name}: {err}") from err
 
     @property
     def running(self) -> bool:

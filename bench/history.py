@@ -30,7 +30,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from bench import ledger_gen
-from bench.api import _check, _remove, _summary, measure
+from bench.api import _check, _remove, measure, p99_figure
 from bench.api_requests import FLOOR_KIND, HISTORY_KINDS, REPORT_KINDS
 from bench.cpu import percentile
 from bench.figures import Figure, Target
@@ -256,8 +256,6 @@ def latency(
             )
     finally:
         _remove(path)
-    pages_ms = [ms for kind in HISTORY_KINDS for ms in results[kind.key].latencies_ms]
-    reports_ms = [ms for kind in REPORT_KINDS for ms in results[kind.key].latencies_ms]
     floor_ms = results[FLOOR_KIND.key].latencies_ms
     data_text = (
         f"{generated.ledger_rows:,} generated ledger rows ({generated.units:,} units over two "
@@ -276,38 +274,24 @@ def latency(
         "rollup_rows_without_item": coarse_rows,
         "http_floor_healthz_p50_ms": round(percentile(floor_ms, 50), 2),
     }
-    pages_text = "; ".join(kind.text for kind in HISTORY_KINDS)
-    reports_text = "; ".join(kind.text for kind in REPORT_KINDS)
     return [
-        Figure(
-            key="history.pages_p99_ms",
-            value=round(percentile(pages_ms, 99), 2),
-            unit="ms",
-            how=(
-                f"{data_text}. GET /api/v1/history/..., {samples} each of: {pages_text}; "
-                f"p99 over all {len(pages_ms)} requests."
-            ),
-            target=Target("<=", PAGES_P99_MS),
-            detail={
-                **common,
-                "p50_ms": round(percentile(pages_ms, 50), 2),
-                "by_kind": _summary(results, HISTORY_KINDS),
-                "rollup_without_item_vs_by_item": baseline,
-            },
+        p99_figure(
+            "history.pages_p99_ms",
+            results,
+            HISTORY_KINDS,
+            f"{data_text}. GET /api/v1/history/...",
+            samples,
+            PAGES_P99_MS,
+            common,
+            {"rollup_without_item_vs_by_item": baseline},
         ),
-        Figure(
-            key="history.reports_p99_ms",
-            value=round(percentile(reports_ms, 99), 2),
-            unit="ms",
-            how=(
-                f"Same ledger and server. GET /api/v1/reports/..., {report_samples} each of: "
-                f"{reports_text}; p99 over all {len(reports_ms)} requests."
-            ),
-            target=Target("<=", REPORTS_P99_MS),
-            detail={
-                **common,
-                "p50_ms": round(percentile(reports_ms, 50), 2),
-                "by_kind": _summary(results, REPORT_KINDS),
-            },
+        p99_figure(
+            "history.reports_p99_ms",
+            results,
+            REPORT_KINDS,
+            "Same ledger and server. GET /api/v1/reports/...",
+            report_samples,
+            REPORTS_P99_MS,
+            common,
         ),
     ]

@@ -87,6 +87,45 @@ def server_toml(
     return "\n".join(lines) + "\n"
 
 
+SERVER_CLI: Final = (sys.executable, "-c", "from stockgate.cli import main; main()")
+"""``stockgate`` run by this Python, with the repository on the path."""
+
+
+def spawn_server(entry: Sequence[str], config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``<entry> server --config <config>``, its output appended to ``log``."""
+    command = [*entry, "server", "--config", str(config), "--log-level", "warning"]
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    """Until the server at ``base_url`` answers ``/healthz`` with 200.
+
+    Raises:
+        ServerStartError: it exited, or was not healthy within ``START_TIMEOUT_S``.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerStartError(
+                f"server exited with {proc.returncode}; see {log}:\n"
+                + log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            )
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ServerStartError(f"server not healthy within {START_TIMEOUT_S:g}s; see {log}")
+
+
 class ServerProcess(ChildProcess):
     """``stockgate server`` in a child process.
 
@@ -147,28 +186,10 @@ class ServerProcess(ChildProcess):
         if self.profile_to is not None:
             entry = [sys.executable, "-m", "bench.run_profiled", "--out", str(self.profile_to)]
         else:
-            entry = [sys.executable, "-c", "from stockgate.cli import main; main()"]
-        command = [*entry, "server", "--config", str(self.config), "--log-level", "warning"]
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ServerStartError(
-                    f"server exited with {self._proc.returncode}; see {self.log}:\n"
-                    + self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
-                )
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ServerStartError(f"server not healthy within {START_TIMEOUT_S:g}s; see {self.log}")
+            entry = list(SERVER_CLI)
+        self._proc = spawn_server(entry, self.config, self.log)
+        try:
+            wait_healthy(self._proc, self.base_url, self.log)
+        except ServerStartError:
+            self.stop()
+            raise

@@ -83,30 +83,6 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert following.detail["server_events_per_s"] == figure.value
 
 
-SAME_ROWS = {
-    "ledger": (
-        "SELECT l.event_id, l.event_time, i.gtin, l.epc, l.from_location, l.to_location, "
-        "l.quantity, l.kind, l.reason, l.actor, l.read_point, l.note, l.reverses "
-        "FROM ledger l JOIN items i ON i.id = l.item_id ORDER BY l.event_id"
-    ),
-    "units": (
-        "SELECT u.epc, i.gtin, u.location_id, u.status, u.last_event_time, u.last_event_id, "
-        "u.site FROM units u JOIN items i ON i.id = u.item_id ORDER BY u.epc"
-    ),
-    "balances": (
-        "SELECT i.gtin, b.location_id, b.on_hand FROM balances b JOIN items i ON i.id = b.item_id "
-        "ORDER BY i.gtin, b.location_id"
-    ),
-    "seen_events": "SELECT event_id FROM seen_events ORDER BY event_id",
-    "batches": (
-        "SELECT batch_id, site, gateway, epoch, seq_first, seq_last, events, applied, "
-        "duplicates, dead_letters FROM batches ORDER BY batch_id"
-    ),
-    "items": "SELECT sku, gtin, name, reviewed FROM items ORDER BY gtin",
-    "locations": "SELECT id, parent, kind FROM locations ORDER BY id",
-}
-
-
 def _rows(database: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(database) as conn:
         return conn.execute(sql).fetchall()
@@ -122,10 +98,10 @@ def test_sqlite_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitt
     assert floor.value > 0
     assert floor.detail["events"] == figure.detail["events"]
     served, raw = tmp_path / "server-events.db", tmp_path / "sqlite-raw.db"
-    assert any(row[7] == "shipment" for row in _rows(raw, SAME_ROWS["ledger"]))
+    assert any(row[7] == "shipment" for row in _rows(raw, pg_floor.SAME_ROWS["ledger"]))
     unsynced = tmp_path / "sqlite-raw-nosync.db"
     assert floor.detail["synchronous_off_events_per_s"] > 0
-    for table, sql in SAME_ROWS.items():
+    for table, sql in pg_floor.SAME_ROWS.items():
         assert _rows(raw, sql) == _rows(served, sql), table
         assert _rows(unsynced, sql) == _rows(served, sql), table
 
