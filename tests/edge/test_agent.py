@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from edge.readers.scripted import ScriptedReader, Step
 from edge.readers.types import AntennaChanged, ReaderFault, TagRead
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
+from tests.edge.support import eventually, running
 from wire import topics
 from wire.identifiers import sgtin96_hex
 from wire.models import Ack, AckedBatch, EventBatch, Status
@@ -89,30 +89,11 @@ def closed_port_url() -> str:
     return f"mqtt://127.0.0.1:{port}"  # nothing listens there
 
 
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
 async def stored_events(path: Path) -> list[dict[str, Any]]:
     import json
 
     async with Outbox.open(path, GATEWAY) as outbox:
         return [json.loads(body) for _, body in await outbox.next_batch(0, 1000)]
-
-
-@contextlib.asynccontextmanager
-async def running(agent: EdgeAgent) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def test_passes_reach_the_outbox_with_the_broker_away(

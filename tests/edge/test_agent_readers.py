@@ -9,9 +9,7 @@ metrics on a local port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from edge.config import EdgeSettings
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import Scenario, parse_scenario
 from firmware_sim.scenario_run import run_scenario
+from tests.edge.support import eventually, running
 
 GATEWAY = "gw-two"
 
@@ -105,25 +104,6 @@ def settings(tmp_path: Path, ports: dict[str, int]) -> EdgeSettings:
         status={"interval_s": 0.5},
         metrics={"port": 0},
     )
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-@contextlib.asynccontextmanager
-async def running(agent: EdgeAgent) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def metrics(agent: EdgeAgent) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -15,6 +15,7 @@ from edge.config import EdgeSettings
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from tests.edge.scanner_pty import pty_scanner
+from tests.edge.support import eventually
 from wire import topics
 from wire.barcodes import command_barcode, location_label, scan_line
 from wire.gs1 import gs1_item
@@ -71,14 +72,6 @@ def ack(batch: EventBatch, refused: list[RefusedEvent] | None = None) -> bytes:
         .model_dump_json()
         .encode()
     )
-
-
-async def eventually(check: Any, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.mark.broker

@@ -17,22 +17,11 @@ from pathlib import Path
 import pytest
 
 from edge.buffer.outbox import Outbox, OutboxError, OutboxFull, OutboxLocked
-from wire.models import Event, now_utc
+from tests.edge.support import received_event
+from wire.models import Event
 
 GATEWAY = "gw-test"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def make_event(event_id: str) -> Event:
-    return Event(
-        event_id=event_id,
-        event_time=now_utc(),
-        biz_step="receiving",
-        read_point="wh1.dock.1",
-        epc="urn:epc:raw:96.x3034257BF7194E4000001A85",
-        direction="in",
-        source="llrp",
-    )
 
 
 def seqs(rows: list[tuple[int, str]]) -> list[int]:
@@ -46,7 +35,7 @@ async def test_storage_is_wal_with_full_sync(tmp_path: Path) -> None:
 
 async def test_ids_are_unique_increasing_and_carry_gateway_and_epoch(tmp_path: Path) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY) as outbox:
-        ids = [outbox.append(make_event) for _ in range(50)]
+        ids = [outbox.append(received_event) for _ in range(50)]
         assert outbox.pending == 50
         assert await outbox.flush() == 50
         rows = await outbox.next_batch(0, 1000)
@@ -64,7 +53,7 @@ async def test_flusher_commits_within_interval_without_explicit_flush(tmp_path: 
     async with Outbox.open(tmp_path / "o.db", GATEWAY, commit_interval_ms=50) as outbox:
         committed = asyncio.Event()
         outbox.on_commit(committed.set)
-        outbox.append(make_event)
+        outbox.append(received_event)
         await asyncio.wait_for(committed.wait(), timeout=5)
         assert outbox.pending == 0
         assert seqs(await outbox.next_batch(0, 10)) == [1]
@@ -72,7 +61,7 @@ async def test_flusher_commits_within_interval_without_explicit_flush(tmp_path: 
 
 async def test_uncommitted_events_are_not_handed_out(tmp_path: Path) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY, commit_interval_ms=1000) as outbox:
-        outbox.append(make_event)
+        outbox.append(received_event)
         assert await outbox.next_batch(0, 10) == []
         assert outbox.depth() == 1
         await outbox.flush()
@@ -87,7 +76,7 @@ async def test_threshold_triggers_early_commit(tmp_path: Path) -> None:
         outbox.on_commit(committed.set)
         started = time.monotonic()
         for _ in range(10):
-            outbox.append(make_event)
+            outbox.append(received_event)
         await asyncio.wait_for(committed.wait(), timeout=5)
         # Well before the 1 s interval: the threshold, not the timer, committed them.
         assert time.monotonic() - started < 0.9
@@ -98,7 +87,7 @@ async def test_reopen_keeps_epoch_sequence_and_unacked(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     async with Outbox.open(path, GATEWAY) as outbox:
         for _ in range(10):
-            outbox.append(make_event)
+            outbox.append(received_event)
         await outbox.flush()
         assert await outbox.ack(outbox.epoch, 1, 4) == 4
         # Ack the highest numbers too: the next number must still not be reused.
@@ -108,7 +97,7 @@ async def test_reopen_keeps_epoch_sequence_and_unacked(tmp_path: Path) -> None:
         assert again.epoch == epoch
         assert again.depth() == 4
         assert seqs(await again.next_batch(0, 100)) == [5, 6, 7, 8]
-        new_id = again.append(make_event)
+        new_id = again.append(received_event)
     assert new_id == f"{GATEWAY}:{epoch}:11"
 
 
@@ -116,7 +105,7 @@ async def test_close_commits_pending(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     async with Outbox.open(path, GATEWAY, commit_interval_ms=1000) as outbox:
         for _ in range(3):
-            outbox.append(make_event)
+            outbox.append(received_event)
     async with Outbox.open(path, GATEWAY) as again:
         assert seqs(await again.next_batch(0, 10)) == [1, 2, 3]
 
@@ -128,7 +117,7 @@ async def test_cancelled_owner_still_commits(tmp_path: Path) -> None:
     async def owner() -> None:
         async with Outbox.open(path, GATEWAY, commit_interval_ms=1000) as outbox:
             for _ in range(5):
-                outbox.append(make_event)
+                outbox.append(received_event)
             ready.set()
             await asyncio.sleep(30)
 
@@ -144,7 +133,7 @@ async def test_cancelled_owner_still_commits(tmp_path: Path) -> None:
 async def test_ack_deletes_exactly_the_range_of_its_epoch(tmp_path: Path) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY) as outbox:
         for _ in range(10):
-            outbox.append(make_event)
+            outbox.append(received_event)
         await outbox.flush()
         assert await outbox.ack("0123456789abcdef", 1, 10) == 0  # another epoch
         assert await outbox.ack(outbox.epoch, 3, 5) == 3
@@ -158,13 +147,13 @@ async def test_full_refuses_new_keeps_oldest_and_raises_alarm(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY, max_events=5) as outbox:
-        ids = [outbox.append(make_event) for _ in range(5)]
+        ids = [outbox.append(received_event) for _ in range(5)]
         assert not outbox.full
         with caplog.at_level(logging.ERROR, logger="edge.buffer.outbox"):
             with pytest.raises(OutboxFull):
-                outbox.append(make_event)
+                outbox.append(received_event)
             with pytest.raises(OutboxFull):
-                outbox.append(make_event)
+                outbox.append(received_event)
         assert outbox.full
         assert outbox.refused == 2
         alarms = [r for r in caplog.records if "ALARM" in r.getMessage()]
@@ -175,13 +164,13 @@ async def test_full_refuses_new_keeps_oldest_and_raises_alarm(
         # An Ack makes room: the flag clears and new events are taken again.
         await outbox.ack(outbox.epoch, 1, 1)
         assert not outbox.full
-        assert outbox.append(make_event).endswith(":6")
+        assert outbox.append(received_event).endswith(":6")
 
 
 async def test_oldest_age(tmp_path: Path) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY) as outbox:
         assert await outbox.oldest_age_s() is None
-        outbox.append(make_event)
+        outbox.append(received_event)
         pending_age = await outbox.oldest_age_s()
         assert pending_age is not None
         assert 0 <= pending_age < 5
@@ -199,7 +188,7 @@ async def test_failing_build_uses_no_number(tmp_path: Path) -> None:
     async with Outbox.open(tmp_path / "o.db", GATEWAY) as outbox:
         with pytest.raises(ValueError, match="no event"):
             outbox.append(broken)
-        assert outbox.append(make_event).endswith(":1")
+        assert outbox.append(received_event).endswith(":1")
 
 
 async def test_second_opener_is_refused(tmp_path: Path) -> None:
@@ -300,6 +289,6 @@ async def test_flushed_events_survive_sigkill(tmp_path: Path) -> None:
         for seq, body in rows:
             assert Event.model_validate_json(body).event_id.endswith(f":{seq}")
         # The numbering goes on after the highest committed number.
-        assert again.append(make_event).endswith(f":{max(present) + 1}")
+        assert again.append(received_event).endswith(f":{max(present) + 1}")
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

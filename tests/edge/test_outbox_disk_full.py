@@ -17,23 +17,16 @@ from edge.buffer.outbox import Outbox, OutboxError, OutboxFull
 from edge.config import BufferSettings, EdgeSettings
 from edge.health import IssueBoard
 from edge.monitor import OUTBOX_UNWRITABLE, HealthMonitor
-from wire.models import Event, now_utc
+from tests.edge.support import received_event
+from wire.models import Event
 
 GATEWAY = "gw-test"
 MAX_UNCOMMITTED = 300
 
 
 def make_event(event_id: str) -> Event:
-    return Event(
-        event_id=event_id,
-        event_time=now_utc(),
-        biz_step="receiving",
-        read_point="wh1.dock.1",
-        epc="urn:epc:raw:96.x3034257BF7194E4000001A85",
-        direction="in",
-        source="llrp",
-        group="x" * 200,  # a bigger row fills the capped file sooner
-    )
+    # A bigger row fills the capped file sooner.
+    return received_event(event_id).model_copy(update={"group": "x" * 200})
 
 
 async def test_a_full_disk_holds_a_bounded_number_of_events_and_recovers(tmp_path: Path) -> None:

@@ -8,12 +8,9 @@ which is what the offline light is for.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from firmware_sim.llrp_types import MsgType
 from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import parse_scenario
 from firmware_sim.scenario_run import run_scenario
+from tests.edge.support import eventually, running
 from wire.identifiers import sgtin96_hex
 
 GATEWAY = "gw-gpio"
@@ -86,25 +84,6 @@ def crossing(epc: str) -> list[FakeTag]:
     return [
         FakeTag(epc, antenna=1 if i < 4 else 2, first_seen_us=now + i * 50_000) for i in range(8)
     ]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
-@contextlib.asynccontextmanager
-async def running(agent: EdgeAgent) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 def light_writes(fake: FakeLlrpReader) -> list[tuple[int, bool]]:

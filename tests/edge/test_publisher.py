@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,8 +22,9 @@ from edge.buffer.outbox import Outbox
 from edge.publisher import Publisher, batch_id
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
+from tests.edge.support import eventually, shipped_event
 from wire import topics
-from wire.models import Ack, AckedBatch, Event, EventBatch, now_utc
+from wire.models import Ack, AckedBatch, EventBatch
 
 pytestmark = pytest.mark.broker
 
@@ -30,27 +32,6 @@ SITE = "wh1"
 GATEWAY = "gw-pub"
 EVENTS = topics.events(SITE, GATEWAY)
 ACKS = topics.ack(SITE, GATEWAY)
-
-
-def make_event(event_id: str) -> Event:
-    return Event(
-        event_id=event_id,
-        event_time=now_utc(),
-        biz_step="shipping",
-        read_point="wh1.dock.1",
-        epc="urn:epc:raw:96.x3034257BF7194E4000001A85",
-        direction="out",
-        confidence=0.9,
-        source="llrp",
-    )
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):  # bounded in count and so in time
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 class Server:
@@ -93,9 +74,24 @@ class Rig:
     relay: Any
     edge: MqttClient
 
+    async def cut_link(self) -> None:
+        """Cut the edge's link to the broker and refuse it until ``relay.open`` again."""
+        self.relay.open = False
+        self.relay.cut()
+        await eventually(lambda: not self.edge.connected)
+
+
+RigFactory = Callable[..., contextlib.AbstractAsyncContextManager[Rig]]
+
+
+@pytest.fixture
+def rig(tmp_path: Path, mosquitto: Any, relay: Any) -> RigFactory:
+    """``rig(events=..., **publisher_args)``: see ``rigged``."""
+    return functools.partial(rigged, tmp_path, mosquitto, relay)
+
 
 @contextlib.asynccontextmanager
-async def rig(
+async def rigged(
     tmp_path: Path, broker: Any, relay: Any, *, events: int = 0, **publisher_args: Any
 ) -> AsyncIterator[Rig]:
     """Outbox with ``events`` committed, edge client via the relay, server on the broker."""
@@ -106,7 +102,7 @@ async def rig(
         MqttClient(MqttSettings(url=broker.url), f"srv-{tmp_path.name}"[:60]) as server_client,
     ):
         for _ in range(events):
-            outbox.append(make_event)
+            outbox.append(shipped_event)
         await outbox.flush()
         await server_client.wait_connected(10)
         await server_client.subscribe(EVENTS)
@@ -127,12 +123,8 @@ async def rig(
                     await task
 
 
-async def test_batches_not_messages_per_event_and_delete_only_on_ack(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, events=250, batch_size=100, max_in_flight=2, resend_after_s=60
-    ) as r:
+async def test_batches_not_messages_per_event_and_delete_only_on_ack(rig: RigFactory) -> None:
+    async with rig(events=250, batch_size=100, max_in_flight=2, resend_after_s=60) as r:
         first, second = await r.server.next(), await r.server.next()
         assert [len(first.events), len(second.events)] == [100, 100]
         assert (first.seq_first, first.seq_last) == (1, 100)
@@ -161,17 +153,13 @@ async def test_batches_not_messages_per_event_and_delete_only_on_ack(
 
         # New events go out as they are committed.
         for _ in range(3):
-            r.outbox.append(make_event)
+            r.outbox.append(shipped_event)
         fourth = await r.server.next()
         assert (fourth.seq_first, fourth.seq_last) == (251, 253)
 
 
-async def test_lost_ack_means_same_batch_again_after_resend_time(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, events=5, batch_size=100, max_in_flight=1, resend_after_s=0.5
-    ) as r:
+async def test_lost_ack_means_same_batch_again_after_resend_time(rig: RigFactory) -> None:
+    async with rig(events=5, batch_size=100, max_in_flight=1, resend_after_s=0.5) as r:
         first = await r.server.next()
         # The server commits it but its Ack is lost: no Ack is published.
         again = await r.server.next(timeout=5)
@@ -185,17 +173,12 @@ async def test_lost_ack_means_same_batch_again_after_resend_time(
         assert r.publisher.batches_resent >= 1
 
 
-async def test_a_batch_without_an_ack_is_resent_ever_less_often(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
+async def test_a_batch_without_an_ack_is_resent_ever_less_often(rig: RigFactory) -> None:
     """No resend storm: each re-send of an unacknowledged batch waits at least 3/4 of twice
     the previous wait (capped), so a batch the server never acks costs a bounded number of
     messages however long it waits."""
     base, cap, window = 0.3, 1.2, 4.0
     async with rig(
-        tmp_path,
-        mosquitto,
-        relay,
         events=5,
         batch_size=100,
         max_in_flight=1,
@@ -219,12 +202,8 @@ async def test_a_batch_without_an_ack_is_resent_ever_less_often(
     assert len(arrivals) <= 6
 
 
-async def test_acks_for_other_epochs_and_gateways_delete_nothing(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, events=5, batch_size=100, max_in_flight=1, resend_after_s=60
-    ) as r:
+async def test_acks_for_other_epochs_and_gateways_delete_nothing(rig: RigFactory) -> None:
+    async with rig(events=5, batch_size=100, max_in_flight=1, resend_after_s=60) as r:
         batch = await r.server.next()
         other_epoch = batch.model_copy(update={"epoch": "00000000aaaaaaaa"})
         await r.server.ack(other_epoch)
@@ -241,17 +220,11 @@ async def test_acks_for_other_epochs_and_gateways_delete_nothing(
         assert r.publisher.in_flight == 1
 
 
-async def test_reconnect_resends_unacked_in_order(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, events=30, batch_size=10, max_in_flight=3, resend_after_s=60
-    ) as r:
+async def test_reconnect_resends_unacked_in_order(rig: RigFactory) -> None:
+    async with rig(events=30, batch_size=10, max_in_flight=3, resend_after_s=60) as r:
         sent = [await r.server.next() for _ in range(3)]
         await eventually(lambda: r.publisher.batches_sent == 3)
-        r.relay.open = False
-        r.relay.cut()
-        await eventually(lambda: not r.edge.connected)
+        await r.cut_link()
         # Acks published now never reach the edge (its session is gone with the link).
         await r.server.ack(sent[0])
         await asyncio.sleep(0.2)
@@ -264,18 +237,12 @@ async def test_reconnect_resends_unacked_in_order(
         await eventually(lambda: r.outbox.depth() == 0)
 
 
-async def test_broker_unreachable_keeps_events_without_spinning(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, batch_size=50, max_in_flight=2, resend_after_s=60
-    ) as r:
-        r.relay.open = False
-        r.relay.cut()
-        await eventually(lambda: not r.edge.connected)
+async def test_broker_unreachable_keeps_events_without_spinning(rig: RigFactory) -> None:
+    async with rig(batch_size=50, max_in_flight=2, resend_after_s=60) as r:
+        await r.cut_link()
         rounds = r.publisher.rounds
         for _ in range(120):
-            r.outbox.append(make_event)
+            r.outbox.append(shipped_event)
             await asyncio.sleep(0.005)
         await r.outbox.flush()
         await asyncio.sleep(0.5)
@@ -293,18 +260,12 @@ async def test_broker_unreachable_keeps_events_without_spinning(
         await eventually(lambda: r.outbox.depth() == 0)
 
 
-async def test_publisher_resumes_after_restart_from_outbox(
-    tmp_path: Path, mosquitto: Any, relay: Any
-) -> None:
-    async with rig(
-        tmp_path, mosquitto, relay, events=4, batch_size=10, max_in_flight=1, resend_after_s=60
-    ) as r:
+async def test_publisher_resumes_after_restart_from_outbox(rig: RigFactory) -> None:
+    async with rig(events=4, batch_size=10, max_in_flight=1, resend_after_s=60) as r:
         first = await r.server.next()
         epoch = r.outbox.epoch
     # A new process: same outbox, nothing acknowledged yet, so the same range goes again.
-    async with rig(
-        tmp_path, mosquitto, relay, batch_size=10, max_in_flight=1, resend_after_s=60
-    ) as r:
+    async with rig(batch_size=10, max_in_flight=1, resend_after_s=60) as r:
         assert r.outbox.epoch == epoch
         again = await r.server.next()
         assert again.batch_id == first.batch_id

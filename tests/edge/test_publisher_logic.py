@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,35 +19,15 @@ from edge.buffer.outbox import Outbox
 from edge.mqtt_fake import FakeMqtt
 from edge.publisher import RETRY_PAUSE_S, Publisher
 from plumbing.mqtt import Message, MqttPublishTimeout
+from tests.edge.support import eventually, shipped_event
 from wire import topics
-from wire.models import MAX_PAYLOAD_BYTES, Ack, AckedBatch, Event, EventBatch, RefusedEvent, now_utc
+from wire.models import MAX_PAYLOAD_BYTES, Ack, AckedBatch, EventBatch, RefusedEvent
 
 SITE = "wh1"
 GATEWAY = "gw-logic"
 EVENTS = topics.events(SITE, GATEWAY)
 ACKS = topics.ack(SITE, GATEWAY)
 CONFIG = topics.config(SITE, GATEWAY)
-
-
-def make_event(event_id: str) -> Event:
-    return Event(
-        event_id=event_id,
-        event_time=now_utc(),
-        biz_step="shipping",
-        read_point="wh1.dock.1",
-        epc="urn:epc:raw:96.x3034257BF7194E4000001A85",
-        direction="out",
-        confidence=0.9,
-        source="llrp",
-    )
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached in time")
 
 
 @dataclass
@@ -84,7 +64,7 @@ async def rig(
     broker = FakeMqtt(connected=connected)
     async with Outbox.open(tmp_path / "outbox.db", GATEWAY, commit_interval_ms=20) as outbox:
         for _ in range(events):
-            outbox.append(make_event)
+            outbox.append(shipped_event)
         await outbox.flush()
         refused: list[RefusedEvent] = []
         other: list[Message] = []
@@ -150,7 +130,7 @@ async def test_offline_nothing_is_sent_and_a_reconnect_resends_every_unacked_bat
         sent = [await r.next_batch(), await r.next_batch()]
         r.broker.disconnect()
         rounds = r.publisher.rounds
-        r.outbox.append(make_event)
+        r.outbox.append(shipped_event)
         await r.outbox.flush()
         await asyncio.sleep(0.3)
         assert len(r.broker.published) == 2
