@@ -9,7 +9,7 @@ Each function checks the entries it resolves; a ``ValueError`` names the entry
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +19,7 @@ from firmware_sim.portal_motion import CrossTraffic, PalletPass
 from firmware_sim.portal_rf import RfModel
 from firmware_sim.scenario_model import ScenarioSpec
 from firmware_sim.scenario_tables import PortalSpec, ReaderSpec
-from firmware_sim.scenario_units import PalletUnits
+from firmware_sim.scenario_units import PalletUnits, Unit
 
 Window = tuple[float, float]
 """Scenario times (from, to) outside which a pass cannot be read."""
@@ -310,7 +310,6 @@ def expected_tag_passes(
     """Every tag's time at a door and what a portal must make of it (see ``TagPass``)."""
     found: list[TagPass] = []
     for i, p in enumerate(scenario.passes):
-        read_point = p.door or scenario.read_point
         start, end = windows[i]
         kind: Literal["pass", "stop", "back_out"] = (
             "back_out" if p.turn_at_m is not None else "stop" if p.stop_s else "pass"
@@ -318,47 +317,31 @@ def expected_tag_passes(
         expected: Literal["in", "out"] | None = (
             None if p.turn_at_m is not None else ("in" if p.direction is Direction.IN else "out")
         )
-        for unit in units[p.pallet]:
-            found.append(
-                TagPass(
-                    unit.epc_hex,
-                    unit.urn,
-                    read_point,
-                    start,
-                    end,
-                    expected,
-                    kind,
-                    f"passes[{i}]",
-                )
-            )
+        at = p.door or scenario.read_point
+        found += _each_unit(units[p.pallet], at, (start, end), expected, kind, f"passes[{i}]")
     for i, staged in enumerate(scenario.staged):
         until = staged.until_s if staged.until_s is not None else duration_s
-        for unit in units[staged.pallet]:
-            found.append(
-                TagPass(
-                    unit.epc_hex,
-                    unit.urn,
-                    staged.door or scenario.read_point,
-                    staged.from_s,
-                    until,
-                    None,
-                    "staged",
-                    f"staged[{i}]",
-                )
-            )
+        at = staged.door or scenario.read_point
+        span = (staged.from_s, until)
+        found += _each_unit(units[staged.pallet], at, span, None, "staged", f"staged[{i}]")
     for i, c in enumerate(scenario.cross):
-        thing = cross_traffic(scenario, doors, units, i)
-        for unit in units[c.pallet]:
-            found.append(
-                TagPass(
-                    unit.epc_hex,
-                    unit.urn,
-                    c.door or scenario.read_point,
-                    c.at_s,
-                    thing.end,
-                    None,
-                    "cross",
-                    f"cross[{i}]",
-                )
-            )
+        span = (c.at_s, cross_traffic(scenario, doors, units, i).end)
+        at = c.door or scenario.read_point
+        found += _each_unit(units[c.pallet], at, span, None, "cross", f"cross[{i}]")
     return found
+
+
+def _each_unit(
+    units: Sequence[Unit],
+    read_point: str,
+    span: Window,
+    expected: Literal["in", "out"] | None,
+    kind: Literal["pass", "stop", "back_out", "staged", "cross"],
+    entry: str,
+) -> list[TagPass]:
+    """The same ``TagPass`` for each case of a pallet."""
+    start, end = span
+    return [
+        TagPass(unit.epc_hex, unit.urn, read_point, start, end, expected, kind, entry)
+        for unit in units
+    ]
