@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal
 
 from edge.agent import EdgeAgent
-from wire.models import Event, now_utc
+from wire.models import Ack, AckedBatch, Event, EventBatch, RefusedEvent, now_utc
 
 POLL_S = 0.02
 EPC = "urn:epc:raw:96.x3034257BF7194E4000001A85"
@@ -16,29 +17,36 @@ EPC = "urn:epc:raw:96.x3034257BF7194E4000001A85"
 
 def shipped_event(event_id: str) -> Event:
     """A case shipped out through dock door 1, judged with confidence 0.9."""
-    return Event(
-        event_id=event_id,
-        event_time=now_utc(),
-        biz_step="shipping",
-        read_point="wh1.dock.1",
-        epc=EPC,
-        direction="out",
-        confidence=0.9,
-        source="llrp",
-    )
+    return _dock_event(event_id, "shipping", "out", confidence=0.9)
 
 
 def received_event(event_id: str) -> Event:
     """A case received in through dock door 1."""
+    return _dock_event(event_id, "receiving", "in")
+
+
+def _dock_event(
+    event_id: str, biz_step: str, direction: Literal["in", "out"], **more: Any
+) -> Event:
     return Event(
         event_id=event_id,
         event_time=now_utc(),
-        biz_step="receiving",
+        biz_step=biz_step,
         read_point="wh1.dock.1",
         epc=EPC,
-        direction="in",
+        direction=direction,
         source="llrp",
+        **more,
     )
+
+
+def ack_of(gateway: str, *batches: EventBatch, refused: Sequence[RefusedEvent] = ()) -> bytes:
+    """The server's Ack of ``batches`` (refusing ``refused``), as it publishes it."""
+    acked = [
+        AckedBatch(batch_id=b.batch_id, epoch=b.epoch, seq_first=b.seq_first, seq_last=b.seq_last)
+        for b in batches
+    ]
+    return Ack(gateway=gateway, batches=acked, refused=list(refused)).model_dump_json().encode()
 
 
 async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:

@@ -18,10 +18,10 @@ from edge.readers.scripted import ScriptedReader, Step
 from edge.readers.types import AntennaChanged, ReaderFault, TagRead
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
-from tests.edge.support import eventually, running
+from tests.edge.support import ack_of, eventually, running
 from wire import topics
 from wire.identifiers import sgtin96_hex
-from wire.models import Ack, AckedBatch, EventBatch, Status
+from wire.models import EventBatch, Status
 
 SITE = "wh1"
 GATEWAY = "gw-agent"
@@ -186,9 +186,7 @@ async def test_agent_publishes_batches_status_and_goes_offline(
                 for _ in range(5):  # the two passes may end in one batch or in two
                     payload = (await next_on(events_topic)).payload
                     batch = EventBatch.model_validate_json(payload)
-                    await server.publish(
-                        topics.ack(SITE, GATEWAY), _ack(batch).model_dump_json().encode()
-                    )
+                    await server.publish(topics.ack(SITE, GATEWAY), ack_of(GATEWAY, batch))
                     directions |= {e.epc: e.direction for e in batch.events}
                     if len(directions) == 2:
                         break
@@ -223,20 +221,6 @@ async def test_agent_publishes_batches_status_and_goes_offline(
             with contextlib.suppress(asyncio.CancelledError):
                 await collector
     assert await stored_events(config.buffer.path) == []
-
-
-def _ack(batch: EventBatch) -> Ack:
-    return Ack(
-        gateway=GATEWAY,
-        batches=[
-            AckedBatch(
-                batch_id=batch.batch_id,
-                epoch=batch.epoch,
-                seq_first=batch.seq_first,
-                seq_last=batch.seq_last,
-            )
-        ],
-    )
 
 
 async def test_run_edge_stops_on_cancel_and_keeps_reads(tmp_path: Path) -> None:

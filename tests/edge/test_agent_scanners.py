@@ -15,11 +15,11 @@ from edge.config import EdgeSettings
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
 from tests.edge.scanner_pty import pty_scanner
-from tests.edge.support import eventually
+from tests.edge.support import ack_of, eventually
 from wire import topics
 from wire.barcodes import command_barcode, location_label, scan_line
 from wire.gs1 import gs1_item
-from wire.models import Ack, AckedBatch, Event, EventBatch, RefusedEvent, Status
+from wire.models import Event, EventBatch, RefusedEvent, Status
 from wire.scans import Command
 
 SITE = "wh1"
@@ -55,25 +55,6 @@ def settings(tmp_path: Path, url: str, port: Path) -> EdgeSettings:
 REFUSAL = "negative stock refused: wh1.aisle.3.bin.1 holds 0 of 05901234123457"
 
 
-def ack(batch: EventBatch, refused: list[RefusedEvent] | None = None) -> bytes:
-    return (
-        Ack(
-            refused=refused or [],
-            gateway=GATEWAY,
-            batches=[
-                AckedBatch(
-                    batch_id=batch.batch_id,
-                    epoch=batch.epoch,
-                    seq_first=batch.seq_first,
-                    seq_last=batch.seq_last,
-                )
-            ],
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
 @pytest.mark.broker
 async def test_scans_become_published_events(
     tmp_path: Path, mosquitto: Any, caplog: pytest.LogCaptureFixture
@@ -98,7 +79,9 @@ async def test_scans_become_published_events(
                 for e in batch.events
                 if e.biz_step == "picking"
             ]
-            await server.publish(topics.ack(SITE, GATEWAY), ack(batch, refusals))
+            await server.publish(
+                topics.ack(SITE, GATEWAY), ack_of(GATEWAY, batch, refused=refusals)
+            )
 
     config = settings(tmp_path, mosquitto.url, port)
     agent = EdgeAgent(config)

@@ -22,7 +22,7 @@ from edge.buffer.outbox import Outbox
 from edge.publisher import Publisher, batch_id
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings
-from tests.edge.support import eventually, shipped_event
+from tests.edge.support import ack_of, eventually, shipped_event
 from wire import topics
 from wire.models import Ack, AckedBatch, EventBatch
 
@@ -55,16 +55,7 @@ class Server:
             raise AssertionError(f"unexpected batch {batch.batch_id}")
 
     async def ack(self, *batches: EventBatch) -> None:
-        ack = Ack(
-            gateway=GATEWAY,
-            batches=[
-                AckedBatch(
-                    batch_id=b.batch_id, epoch=b.epoch, seq_first=b.seq_first, seq_last=b.seq_last
-                )
-                for b in batches
-            ],
-        )
-        await self.client.publish(ACKS, ack.model_dump_json().encode(), qos=1)
+        await self.client.publish(ACKS, ack_of(GATEWAY, *batches), qos=1)
 
 
 class Rig:

@@ -19,7 +19,7 @@ from edge.buffer.outbox import Outbox
 from edge.mqtt_fake import FakeMqtt
 from edge.publisher import RETRY_PAUSE_S, Publisher
 from plumbing.mqtt import Message, MqttPublishTimeout
-from tests.edge.support import eventually, shipped_event
+from tests.edge.support import ack_of, eventually, shipped_event
 from wire import topics
 from wire.models import MAX_PAYLOAD_BYTES, Ack, AckedBatch, EventBatch, RefusedEvent
 
@@ -44,17 +44,7 @@ class Rig:
         return EventBatch.model_validate_json(published.payload)
 
     def ack(self, *batches: EventBatch, refused: list[RefusedEvent] | None = None) -> None:
-        ack = Ack(
-            gateway=GATEWAY,
-            batches=[
-                AckedBatch(
-                    batch_id=b.batch_id, epoch=b.epoch, seq_first=b.seq_first, seq_last=b.seq_last
-                )
-                for b in batches
-            ],
-            refused=refused or [],
-        )
-        self.broker.deliver(ACKS, ack.model_dump_json().encode())
+        self.broker.deliver(ACKS, ack_of(GATEWAY, *batches, refused=refused or []))
 
 
 @contextlib.asynccontextmanager

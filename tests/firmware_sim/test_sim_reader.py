@@ -6,7 +6,6 @@ import asyncio
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,43 +13,15 @@ from sllurp.llrp import LLRPReaderClient, LLRPReaderConfig, LLRPReaderState
 from sllurp.llrp_proto import LLRPROSpec, decode_all_parameters
 
 from edge.readers.llrp_codec import LlrpFramer, decode, encode
+from edge.readers.llrp_rospec import TAG_REPORT_CONTENT
 from firmware_sim.errors import ProbeError, SimConfigError
 from firmware_sim.llrp_types import ContentSelector, MsgType, StatusCode
-from firmware_sim.portal import ShelfPopulation, TagField
 from firmware_sim.probe import LlrpProbe, Response, raw_request
 from firmware_sim.reader import ReaderSimulator
+from tests.firmware_sim.support import WAIT_S, epcs, shelf, until
 
-WAIT_S = 10.0
-POLL_S = 0.02
-PORTAL_SELECTOR = {
-    "EnableROSpecID": False,
-    "EnableSpecIndex": False,
-    "EnableInventoryParameterSpecID": False,
-    "EnableAntennaID": True,
-    "EnableChannelIndex": False,
-    "EnablePeakRSSI": True,
-    "EnableFirstSeenTimestamp": True,
-    "EnableLastSeenTimestamp": True,
-    "EnableTagSeenCount": True,
-    "EnableAccessSpecID": False,
-}
-
-
-def epcs(n: int, base: int = 0) -> list[str]:
-    return [f"3054257bf461a840{base + i:08x}" for i in range(n)]
-
-
-def shelf(tags: list[str], rate: float = 2000.0) -> TagField:
-    return TagField([ShelfPopulation(tags, reads_per_s=rate)])
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Poll ``check`` until it holds; bounded in time (and so in count)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL_S)
+PORTAL_SELECTOR = dict(TAG_REPORT_CONTENT)
+"""What the edge asks a portal reader to report of each tag."""
 
 
 def rospec_state(response: Response) -> list[tuple[int, int]]:
