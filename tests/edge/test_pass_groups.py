@@ -83,6 +83,18 @@ def by_epc(passes: list[Pass]) -> dict[str, Pass]:
     return found
 
 
+def a_case_on_probation() -> tuple[PassTracker, dict[str, Pass]]:
+    """Eight cases carried in, and a ninth read once on the outside only (shielded, or
+    standing beside the door): the eight have passed, the ninth is still on probation."""
+    tracker = PassTracker(portal())
+    for n in range(8):
+        cross(tracker, epc(n), "in", 0.0)
+    once(tracker, epc(20), OUT, 0.5, -0.5)
+    passes = by_epc(run_out(tracker, 6.0))
+    assert epc(20) not in passes, "on probation"
+    return tracker, passes
+
+
 def test_a_pallets_weak_cases_take_the_pallets_direction() -> None:
     tracker = PassTracker(portal())
     for n in range(10):
@@ -168,12 +180,7 @@ def test_goods_beside_the_door_do_not_ride_a_passing_pallet() -> None:
 
 
 def test_a_one_sided_case_read_again_beside_the_door_loses_the_groups_direction() -> None:
-    tracker = PassTracker(portal())
-    for n in range(8):
-        cross(tracker, epc(n), "in", 0.0)
-    once(tracker, epc(20), OUT, 0.5, -0.5)
-    passes = by_epc(run_out(tracker, 6.0))
-    assert epc(20) not in passes, "on probation"
+    tracker, passes = a_case_on_probation()
     assert {p.direction for p in passes.values()} == {"in"}
     # Still there, read again on the outside: it was standing beside the door.
     ended: list[Pass] = []
@@ -191,12 +198,7 @@ def test_probation_counts_the_readers_time_not_a_loaded_hosts() -> None:
     """A loaded gateway takes reads in late: 15 s of host time pass while the reader's
     clock moves 4 s. The staged case's re-read, stamped 4 s after the pallet, still
     counts as a re-read within the probation (it keeps its own verdict)."""
-    tracker = PassTracker(portal())
-    for n in range(8):
-        cross(tracker, epc(n), "in", 0.0)
-    once(tracker, epc(20), OUT, 0.5, -0.5)
-    passes = by_epc(run_out(tracker, 6.0))
-    assert epc(20) not in passes, "on probation"
+    tracker, _ = a_case_on_probation()
     # The host runs on (ticks up to 15 s) while reads of other tags keep coming in, each
     # stamped only a little later by the reader: the backlog is being worked off.
     late: list[Pass] = []
