@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Response, status
 
 from server.api.context import Principal
-from server.commands.operations import Caller, OperationResult
+from server.commands.operation_models import Caller, OperationResult
 
 OPERATION_RESPONSES: dict[int | str, dict[str, str]] = {
     200: {"description": "A request_id sent before: the rows of the first call."},

@@ -19,26 +19,19 @@ from server.api.context import Principal
 from server.api.keyset import decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.commands.masterdata import SKU_PATTERN, normalize_gtin
-from server.commands.orders import (
+from server.commands.order_lines import add_line, change_line, remove_line
+from server.commands.order_models import (
     LineIn,
     LineQuantity,
     OrderChanges,
-    OrderFilter,
     OrderIn,
     OrderSummary,
     OrderView,
     StatusChange,
     TransferOrderIn,
-    add_line,
-    change_line,
-    change_order,
-    change_status,
-    create_order,
-    get_order,
-    item_id_of,
-    list_orders,
-    remove_line,
 )
+from server.commands.orders import change_order, change_status, create_order
+from server.queries.orders import OrderFilter, get_order, item_id_of, list_orders
 from server.rules.orders import OrderKindSpec, OrderStatus
 from server.store.schema.orders import ORDER_NUMBER_PATTERN
 from wire.models import now_utc

@@ -32,7 +32,8 @@ from server.api.keyset import MAX_KEY_CURSOR, decode_key, encode_key
 from server.api.params import DEFAULT_PAGE, Limit
 from server.commands.audit import record_change, snapshot
 from server.commands.masterdata import SKU_PATTERN
-from server.commands.orders import OrderView, change_status
+from server.commands.order_models import OrderView
+from server.commands.orders import change_status
 from server.config.replenishment import ReplenishmentSettings
 from server.replenishment.planner import Draft, run_planner, save_settings
 from server.rules.alerts import REORDER_SUGGESTED

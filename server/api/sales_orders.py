@@ -1,7 +1,7 @@
 """``/api/v1/sales-orders``: goods allocated at a location, shipped against through the dock.
 
 Sales orders: the list, read and change routes come from ``server.api.order_routes``; this
-module adds the create route, whose body is this kind's (``server.commands.orders.OrderIn``).
+module adds the create route, whose body is this kind's (``server.commands.order_models.OrderIn``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fastapi import status
 
 from server.api.auth import Context, Operator
 from server.api.order_routes import REFUSALS, create, order_router
-from server.commands.orders import OrderIn, OrderView
+from server.commands.order_models import OrderIn, OrderView
 from server.rules.orders import SALES
 
 router = order_router(SALES)

@@ -2,7 +2,7 @@
 
 Transfer orders: the list, read and change routes come from ``server.api.order_routes``; this
 module adds the create route, whose body is this kind's
-(``server.commands.orders.TransferOrderIn``).
+(``server.commands.order_models.TransferOrderIn``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import status
 
 from server.api.auth import Context, Operator
 from server.api.order_routes import REFUSALS, create, order_router
-from server.commands.orders import OrderView, TransferOrderIn
+from server.commands.order_models import OrderView, TransferOrderIn
 from server.rules.orders import TRANSFER
 
 router = order_router(TRANSFER)

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Response, status
 
 from server.api.auth import Context, Operator
 from server.api.operation_responses import OPERATION_RESPONSES, caller_of, respond
-from server.commands.operations import OperationResult, TransferRequest, transfer
+from server.commands.operation_models import OperationResult, TransferRequest
+from server.commands.operations import transfer
 from wire.models import now_utc
 
 router = APIRouter(prefix="/api/v1", tags=["stock operations"])

@@ -1,7 +1,10 @@
 """Stock operations people record through the API: adjustments, transfers and reversals.
 
 Each operation appends ledger rows (and updates balances and unit states) through
-``server.ingest.ledger_writes.write_plan``, in one transaction; nothing is ever edited or deleted.
+``server.ingest.ledger_writes.write_plan``, in one transaction; nothing is ever edited or
+deleted. The requests and the result are in ``server.commands.operation_models``, the steps
+all three take (event id, event time, the item or unit, the write) in
+``server.commands.operation_steps``.
 
 Decisions written down here:
 
@@ -30,9 +33,9 @@ Decisions written down here:
   original took it from (``in_stock``), or becomes ``missing`` if the original brought it
   in. Reversals are not refused for lack of stock: the original should not have counted.
 - **Time.** An operation takes effect at ``event_time`` (default: now; at most
-  ``MAX_FUTURE`` ahead). A reversal cannot predate its original, and an operation on a
-  unit must be later than the unit's newest event (the unit's state is decided by event
-  time, and an older operation could not change it).
+  ``operation_steps.MAX_FUTURE`` ahead). A reversal cannot predate its original, and an
+  operation on a unit must be later than the unit's newest event (the unit's state is decided
+  by event time, and an older operation could not change it).
 - **Retries.** Each operation gets an event id (``api:<uuid>``, or
   ``api:<key name>:<request_id>`` when the client sends a ``request_id``) that is claimed
   in ``seen_events`` like a gateway's. Sending the same ``request_id`` again returns the
@@ -41,40 +44,41 @@ Decisions written down here:
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.alerts.store import clear_alert, open_alerts
-from server.commands.locations import missing_locations
-from server.commands.masterdata import NAME_PATTERN, Gtin, Sku
+from server.commands.operation_models import (
+    AdjustmentReason,
+    AdjustmentRequest,
+    Caller,
+    OperationResult,
+    ReversalRequest,
+    TransferRequest,
+)
+from server.commands.operation_steps import (
+    Item,
+    Unit,
+    after_last_event,
+    claim,
+    event_time,
+    item_by_id,
+    ledger_movement,
+    new_event_id,
+    replay,
+    require_locations,
+    resolve_item,
+    unit_row,
+    write_operation,
+)
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.ingest.claims import claim_events
-from server.ingest.ledger_writes import write_plan
-from server.ingest.negative_stock import check_stock
-from server.queries.views import MovementView
-from server.rules.model import ItemKey, LedgerKind, Movement, Plan, UnitState, UnitStatus
-from server.rules.points import LOCATION_PATTERN, MAX_LOCATION_LENGTH
+from server.rules.model import LedgerKind, UnitState, UnitStatus
 from server.rules.policy import DEFAULT_POLICY, Policy
-from server.store.schema.core import items, ledger, units
-from server.store.schema.master import MAX_NOTE
-from server.store.sites import site_of
-from wire.identifiers import gtin_of
-
-AdjustmentReason = Literal["lost", "stolen", "damaged", "expired", "found", "correction"]
-MAX_FUTURE = timedelta(minutes=5)
-"""How far ahead of the server's clock an operation's event time may be (clock skew)."""
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_OPERATION_QUANTITY = 1_000_000_000
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-EPC_PATTERN = r"^urn:epc:[A-Za-z0-9:._%-]+$"
-API_EVENT_PREFIX = "api:"
+from server.store.schema.core import ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,331 +112,6 @@ ADJUSTMENT_REASONS: Mapping[str, ReasonRule] = {
 UNIT_STATUS_AFTER: Mapping[int, UnitStatus] = {-1: "missing", +1: "in_stock"}
 """A unit's status after an adjustment that takes it out (-1) or puts it in (+1)."""
 
-Note = Annotated[str, Field(min_length=1, max_length=MAX_NOTE, pattern=NAME_PATTERN)]
-Location = Annotated[
-    str, Field(pattern=LOCATION_PATTERN, min_length=1, max_length=MAX_LOCATION_LENGTH)
-]
-Epc = Annotated[str, Field(min_length=9, max_length=200, pattern=EPC_PATTERN)]
-RequestId = Annotated[
-    str,
-    Field(
-        pattern=REQUEST_ID_PATTERN,
-        description="Optional client-chosen id; sending it again returns the first result.",
-    ),
-]
-
-
-class _Operation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    note: Note | None = None
-    event_time: datetime | None = None
-    """When it happened; no offset means UTC; default now."""
-    request_id: RequestId | None = None
-
-
-class _ItemOperation(_Operation):
-    sku: Sku | None = None
-    gtin: Gtin | None = None
-    epc: Epc | None = None
-    """A tagged unit; ``sku`` or ``gtin`` beside it name the item of a unit never seen."""
-
-    @model_validator(mode="after")
-    def _one_identity(self) -> _ItemOperation:
-        if self.sku is not None and self.gtin is not None:
-            raise ValueError("give sku or gtin, not both")
-        if self.sku is None and self.gtin is None and self.epc is None:
-            raise ValueError("give sku, gtin or epc")
-        return self
-
-
-class AdjustmentRequest(_ItemOperation):
-    """Stock found, lost, stolen, damaged, expired, or corrected at a location."""
-
-    reason: AdjustmentReason
-    location: Location | None = None
-    """Required for quantities and found units; a lost unit is taken from where it is."""
-    quantity: (
-        Annotated[int, Field(ge=-MAX_OPERATION_QUANTITY, le=MAX_OPERATION_QUANTITY)] | None
-    ) = None
-    """The signed change (``-3``: three fewer); a unit's is +1 or -1 and may be left out."""
-
-
-class TransferRequest(_ItemOperation):
-    """Stock moved from one location to another (also between sites)."""
-
-    from_location: Location | None = None
-    """Required for quantities; a unit leaves from where it is."""
-    to_location: Location
-    quantity: Annotated[int, Field(ge=1, le=MAX_OPERATION_QUANTITY)] | None = None
-    """Required for quantities; a unit's is 1 and may be left out."""
-
-
-class ReversalRequest(_Operation):
-    """Cancel a ledger row with a new one (see the module docstring)."""
-
-    movement_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
-    note: Note
-    """Why the row is wrong (required)."""
-
-
-class OperationResult(BaseModel):
-    """The ledger rows an operation appended."""
-
-    event_id: str
-    replayed: bool
-    """True when ``request_id`` was seen before: these are the first call's rows."""
-    movements: list[MovementView]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who asks: the name recorded as actor, and the sites the key is for (empty: all)."""
-
-    name: str
-    sites: frozenset[str] = frozenset()
-
-    def check(self, *locations: str | None) -> None:
-        """Raise ``Forbidden`` unless every location given is in the caller's sites."""
-        if not self.sites:
-            return
-        for location in locations:
-            if location is not None and site_of(location) not in self.sites:
-                raise Forbidden(
-                    f"this key is restricted to sites {sorted(self.sites)}; location "
-                    f"{location!r} is outside them"
-                )
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    id: int
-    key: ItemKey
-
-
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    item: _Item
-    state: UnitState | None
-    """None: never seen."""
-
-
-def _event_id(caller: Caller, request_id: str | None) -> str:
-    if request_id is not None:
-        return f"{API_EVENT_PREFIX}{caller.name}:{request_id}"
-    return f"{API_EVENT_PREFIX}{uuid.uuid4().hex}"
-
-
-def _event_time(value: datetime | None, now: datetime) -> datetime:
-    if value is None:
-        return now
-    try:
-        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as err:
-        raise Invalid("event_time", "is out of range in UTC") from err
-    if when > now + MAX_FUTURE:
-        raise Invalid("event_time", f"is in the future (the server's time is {now.isoformat()})")
-    if when < EARLIEST:
-        raise Invalid("event_time", f"is before {EARLIEST.date().isoformat()}")
-    return when
-
-
-def _movement_columns() -> list[sa.ColumnElement[Any]]:
-    return [
-        items.c[name] if name in ("sku", "gtin") else ledger.c[name]
-        for name in MovementView.model_fields
-    ]
-
-
-async def _rows_of(conn: AsyncConnection, event_id: str) -> list[MovementView]:
-    rows = await conn.execute(
-        sa.select(*_movement_columns())
-        .join(items, items.c.id == ledger.c.item_id)
-        .where(ledger.c.event_id == event_id)
-        .order_by(ledger.c.id)
-    )
-    return [MovementView.model_validate(row._mapping) for row in rows]
-
-
-async def _claim(conn: AsyncConnection, event_id: str, now: datetime) -> bool:
-    return bool(await claim_events(conn, [event_id], now))
-
-
-async def _replay(conn: AsyncConnection, event_id: str, matches: Any) -> OperationResult:
-    rows = await _rows_of(conn, event_id)
-    if not rows or not all(matches(row) for row in rows):
-        raise Conflict(
-            "request_id was used before for a different operation; choose a new request_id"
-        )
-    return OperationResult(event_id=event_id, replayed=True, movements=rows)
-
-
-def _item(row: Any) -> _Item:
-    return _Item(id=row.id, key=ItemKey(gtin=row.gtin, sku=row.sku, name=row.name))
-
-
-async def _item_by(conn: AsyncConnection, field: str, value: str) -> _Item:
-    column = items.c.sku if field == "sku" else items.c.gtin
-    row = (
-        await conn.execute(
-            sa.select(items.c.id, items.c.gtin, items.c.sku, items.c.name).where(column == value)
-        )
-    ).first()
-    if row is None:
-        raise Invalid(field, f"no item with {field.upper()} {value!r}")
-    return _item(row)
-
-
-async def _item_by_id(conn: AsyncConnection, item_id: int) -> _Item:
-    row = (
-        await conn.execute(
-            sa.select(items.c.id, items.c.gtin, items.c.sku, items.c.name).where(
-                items.c.id == item_id
-            )
-        )
-    ).one()
-    return _item(row)
-
-
-async def _unit_row(conn: AsyncConnection, epc: str) -> Any:
-    # FOR UPDATE (PostgreSQL): two operations on one unit run one after the other.
-    return (
-        await conn.execute(
-            sa.select(
-                units.c.item_id,
-                units.c.location_id,
-                units.c.status,
-                units.c.last_event_time,
-                units.c.last_event_id,
-            )
-            .where(units.c.epc == epc)
-            .with_for_update()
-        )
-    ).first()
-
-
-async def _resolve(conn: AsyncConnection, request: _ItemOperation) -> tuple[_Item, _Unit | None]:
-    """The item an operation is about, and its unit when it names an EPC."""
-    named: _Item | None = None
-    if request.sku is not None:
-        named = await _item_by(conn, "sku", request.sku)
-    elif request.gtin is not None:
-        named = await _item_by(conn, "gtin", request.gtin)
-    if request.epc is None:
-        assert named is not None  # the request model wants sku, gtin or epc
-        return named, None
-    row = await _unit_row(conn, request.epc)
-    if row is not None:
-        item = await _item_by_id(conn, row.item_id)
-        if named is not None and named.id != item.id:
-            raise Conflict(f"unit {request.epc} is of item {item.key.sku!r}, not {named.key.sku!r}")
-        state = UnitState(
-            epc=request.epc,
-            item=item.key.ref,
-            location=row.location_id,
-            status=row.status,
-            last_event_time=row.last_event_time,
-            last_event_id=row.last_event_id,
-        )
-        return item, _Unit(item, state)
-    if named is None:
-        gtin = gtin_of(request.epc)
-        if gtin is None:
-            raise Invalid(
-                "epc", "no unit with this EPC has been seen and it names no GTIN; give its sku"
-            )
-        try:
-            named = await _item_by(conn, "gtin", gtin)
-        except Invalid as err:
-            raise Invalid(
-                "epc", f"no unit with this EPC has been seen and no item has its GTIN {gtin}"
-            ) from err
-    return named, _Unit(named, None)
-
-
-async def _require_locations(conn: AsyncConnection, **fields: str) -> None:
-    missing = set(await missing_locations(conn, list(fields.values())))
-    for field, location in fields.items():
-        if location in missing:
-            raise Invalid(field, f"no location {location!r}; create it first")
-
-
-def _after_last_event(unit: UnitState | None, when: datetime) -> None:
-    if unit is not None and when <= unit.last_event_time:
-        raise Conflict(
-            f"unit {unit.epc} has an event at {unit.last_event_time.isoformat()}; an operation "
-            "on it must be later than that"
-        )
-
-
-async def _write(
-    conn: AsyncConnection,
-    movements: Sequence[Movement],
-    unit_states: Sequence[UnitState],
-    item: _Item,
-    caller: Caller,
-    event_id: str,
-    known_locations: set[str],
-    now: datetime,
-    policy: Policy,
-    *,
-    refusable: bool = True,
-) -> OperationResult:
-    plan = Plan(movements=list(movements), units={state.epc: state for state in unit_states})
-    item_ids = {item.key.ref: item.id}
-    # Always with a row lock: two requests taking the last units of one bin queue here.
-    check = await check_stock(conn, plan, item_ids, policy, refusable=refusable, lock=True)
-    for shortfall in check.refused.values():
-        movement = shortfall.movement
-        raise Conflict(
-            f"{movement.from_location} has {shortfall.on_hand} of {item.key.sku!r} on hand, "
-            f"fewer than the {movement.quantity} this takes out; record what was found or "
-            f"corrected first ([operations] negative_stock is 'refuse' at site {shortfall.site})"
-        )
-    await write_plan(
-        conn,
-        plan,
-        item_ids,
-        known_locations=known_locations,
-        actor=caller.name,
-        now=now,
-    )
-    for kind, subject in check.cleared:
-        await clear_alert(conn, kind, subject, reason="a stock operation ended it", now=now)
-    await open_alerts(conn, check.alerts, None, now)
-    return OperationResult(
-        event_id=event_id, replayed=False, movements=await _rows_of(conn, event_id)
-    )
-
-
-def _movement(
-    request: _Operation,
-    event_id: str,
-    when: datetime,
-    item: _Item,
-    epc: str | None,
-    source: str | None,
-    target: str | None,
-    quantity: int,
-    kind: LedgerKind,
-    reason: str | None,
-    reverses: int | None = None,
-) -> Movement:
-    return Movement(
-        event_id=event_id,
-        event_time=when,
-        item=item.key,
-        epc=epc,
-        from_location=source,
-        to_location=target,
-        quantity=quantity,
-        kind=kind,
-        read_point=None,
-        reason=reason,
-        note=request.note,
-        reverses=reverses,
-    )
-
 
 async def adjust(
     conn: AsyncConnection,
@@ -451,13 +130,13 @@ async def adjust(
         Forbidden: a location is outside the caller's sites.
     """
     rule = ADJUSTMENT_REASONS[request.reason]
-    event_id = _event_id(caller, request.request_id)
-    if not await _claim(conn, event_id, now):
-        return await _replay(conn, event_id, lambda row: row.reason == request.reason)
+    event_id = new_event_id(caller, request.request_id)
+    if not await claim(conn, event_id, now):
+        return await replay(conn, event_id, lambda row: row.reason == request.reason)
     if rule.note_required and request.note is None:
         raise Invalid("note", f"a {request.reason!r} adjustment needs a note saying why")
-    when = _event_time(request.event_time, now)
-    item, unit = await _resolve(conn, request)
+    when = event_time(request.event_time, now)
+    item, unit = await resolve_item(conn, request)
     if unit is not None:
         assert request.epc is not None
         return await _adjust_unit(
@@ -488,20 +167,22 @@ async def adjust(
     if request.location is None:
         raise Invalid("location", "an adjustment of a quantity needs its location")
     caller.check(request.location)
-    await _require_locations(conn, location=request.location)
+    await require_locations(conn, location=request.location)
     source, target = (request.location, None) if sign < 0 else (None, request.location)
-    movement = _movement(
+    movement = ledger_movement(
         request, event_id, when, item, None, source, target, abs(quantity), rule.kind, rule.reason
     )
-    return await _write(conn, [movement], [], item, caller, event_id, known_locations, now, policy)
+    return await write_operation(
+        conn, [movement], [], item, caller, event_id, known_locations, now, policy
+    )
 
 
 async def _adjust_unit(
     conn: AsyncConnection,
     request: AdjustmentRequest,
     rule: ReasonRule,
-    item: _Item,
-    unit: _Unit,
+    item: Item,
+    unit: Unit,
     epc: str,
     event_id: str,
     when: datetime,
@@ -518,7 +199,7 @@ async def _adjust_unit(
     if rule.sign and request.quantity is not None and request.quantity != rule.sign:
         raise Invalid("quantity", f"a {request.reason!r} adjustment of a unit is {rule.sign:+d}")
     state = unit.state
-    _after_last_event(state, when)
+    after_last_event(state, when)
     if sign < 0:
         if state is None or state.status != "in_stock" or state.location is None:
             status = "never seen" if state is None else state.status.replace("_", " ")
@@ -535,9 +216,9 @@ async def _adjust_unit(
         if request.location is None:
             raise Invalid("location", "say where the unit was found")
         caller.check(request.location)
-        await _require_locations(conn, location=request.location)
+        await require_locations(conn, location=request.location)
         source, target, location = None, request.location, request.location
-    movement = _movement(
+    movement = ledger_movement(
         request, event_id, when, item, epc, source, target, 1, rule.kind, rule.reason
     )
     after = UnitState(
@@ -548,7 +229,7 @@ async def _adjust_unit(
         last_event_time=when,
         last_event_id=event_id,
     )
-    return await _write(
+    return await write_operation(
         conn, [movement], [after], item, caller, event_id, known_locations, now, policy
     )
 
@@ -569,11 +250,11 @@ async def transfer(
         Conflict: the unit is not in stock or not at ``from_location``; too little on hand.
         Forbidden: a location is outside the caller's sites.
     """
-    event_id = _event_id(caller, request.request_id)
-    if not await _claim(conn, event_id, now):
-        return await _replay(conn, event_id, lambda row: row.kind == "transfer")
-    when = _event_time(request.event_time, now)
-    item, unit = await _resolve(conn, request)
+    event_id = new_event_id(caller, request.request_id)
+    if not await claim(conn, event_id, now):
+        return await replay(conn, event_id, lambda row: row.kind == "transfer")
+    when = event_time(request.event_time, now)
+    item, unit = await resolve_item(conn, request)
     target = request.to_location
     if unit is not None:
         epc = request.epc
@@ -587,7 +268,7 @@ async def transfer(
             raise Conflict(f"unit {epc} is at {state.location}, not at {request.from_location}")
         source = state.location
         quantity = 1
-        _after_last_event(state, when)
+        after_last_event(state, when)
     else:
         epc = None
         if request.from_location is None:
@@ -598,8 +279,8 @@ async def transfer(
     if source == target:
         raise Invalid("to_location", f"is the same as from_location ({source})")
     caller.check(source, target)
-    await _require_locations(conn, from_location=source, to_location=target)
-    movement = _movement(
+    await require_locations(conn, from_location=source, to_location=target)
+    movement = ledger_movement(
         request, event_id, when, item, epc, source, target, quantity, "transfer", None
     )
     states = []
@@ -614,7 +295,7 @@ async def transfer(
                 last_event_id=event_id,
             )
         )
-    return await _write(
+    return await write_operation(
         conn, [movement], states, item, caller, event_id, known_locations, now, policy
     )
 
@@ -650,9 +331,9 @@ async def reverse(
         Conflict: the row is a reversal, was reversed already, or is not its unit's latest.
         Invalid: the event time is before the original's.
     """
-    event_id = _event_id(caller, request.request_id)
-    if not await _claim(conn, event_id, now):
-        return await _replay(conn, event_id, lambda row: row.reverses == request.movement_id)
+    event_id = new_event_id(caller, request.request_id)
+    if not await claim(conn, event_id, now):
+        return await replay(conn, event_id, lambda row: row.reverses == request.movement_id)
     # FOR UPDATE (PostgreSQL): concurrent reversals of one row queue here; the second then
     # sees the first's row. The unique index on ``reverses`` backs this up.
     original = (
@@ -674,14 +355,14 @@ async def reverse(
     earlier = await conn.scalar(sa.select(ledger.c.id).where(ledger.c.reverses == original.id))
     if earlier is not None:
         raise Conflict(f"movement {original.id} was reversed already, by movement {earlier}")
-    when = _event_time(request.event_time, now)
+    when = event_time(request.event_time, now)
     if when < original.event_time:
         raise Invalid(
             "event_time",
             f"is before the event time of movement {original.id} "
             f"({original.event_time.isoformat()})",
         )
-    item = await _item_by_id(conn, original.item_id)
+    item = await item_by_id(conn, original.item_id)
     states: list[UnitState] = []
     if original.epc is not None:
         latest = await _latest_effective(conn, original.epc)
@@ -690,7 +371,7 @@ async def reverse(
                 f"unit {original.epc} moved after movement {original.id} (movement {latest}); "
                 "reverse its movements newest first"
             )
-        row = await _unit_row(conn, original.epc)
+        row = await unit_row(conn, original.epc)
         if row is not None and when <= row.last_event_time:
             raise Conflict(
                 f"unit {original.epc} has an event at {row.last_event_time.isoformat()}; "
@@ -707,7 +388,7 @@ async def reverse(
                 last_event_id=event_id,
             )
         )
-    movement = _movement(
+    movement = ledger_movement(
         request,
         event_id,
         when,
@@ -721,7 +402,7 @@ async def reverse(
         reverses=original.id,
     )
     # Not refused for lack of stock (the original should not have counted): alerts only.
-    return await _write(
+    return await write_operation(
         conn,
         [movement],
         states,
@@ -737,13 +418,7 @@ async def reverse(
 
 __all__ = [
     "ADJUSTMENT_REASONS",
-    "AdjustmentReason",
-    "AdjustmentRequest",
-    "Caller",
-    "OperationResult",
     "ReasonRule",
-    "ReversalRequest",
-    "TransferRequest",
     "adjust",
     "reverse",
     "transfer",

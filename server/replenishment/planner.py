@@ -41,7 +41,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts.store import reconcile
-from server.commands.orders import LineIn, OrderIn, create_order
+from server.commands.order_models import LineIn, OrderIn
+from server.commands.orders import create_order
 from server.config.replenishment import ReplenishmentSettings
 from server.errors import StoreError
 from server.replenishment.history import daily_demand, lead_times

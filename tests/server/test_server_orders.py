@@ -29,10 +29,10 @@ from server_helpers import (
 )
 
 from server.api.factory import create_app
-from server.commands.orders import rebuild_positions
 from server.config.settings import DatabaseSettings, ServerSettings
 from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
+from server.queries.orders import rebuild_positions
 from server.store.check import check_ledger
 from server.store.database import Store, alembic_config
 from server.store.schema.core import items, locations

@@ -9,7 +9,8 @@ import asyncio
 
 from server_helpers import GTIN_A, Batches, Probe, sgtin
 
-from server.commands.operations import Caller, TransferRequest, transfer
+from server.commands.operation_models import Caller, TransferRequest
+from server.commands.operations import transfer
 from server.ingest.consumer import Ingestor
 from server.ingest.intake import Prepared
 from server.ingest.transactions import Ahead

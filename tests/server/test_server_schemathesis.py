@@ -35,7 +35,8 @@ from server.api.factory import create_app
 from server.commands.items import create_item
 from server.commands.locations import create_location
 from server.commands.masterdata import ItemFields, LocationFields
-from server.commands.operations import AdjustmentRequest, Caller, adjust
+from server.commands.operation_models import AdjustmentRequest, Caller
+from server.commands.operations import adjust
 from server.commands.read_points import ReadPointCatalog
 from server.store.database import Store
 from wire.models import now_utc

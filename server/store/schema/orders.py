@@ -11,7 +11,7 @@
 - ``order_positions``: per item and location, what open orders add to the stock rows
   (``on_order``, ``allocated``, ``in_transit``), maintained in the same transaction as every
   change of an order or its counters, by increments (as ``balances`` are). It is derived
-  data: ``server.commands.orders.rebuild_positions`` recomputes it from the open orders. Every key
+  data: ``server.queries.orders.rebuild_positions`` recomputes it from the open orders. Every key
   also has a ``balances`` row (on hand 0 if need be), so the stock listing finds it.
 """
 
