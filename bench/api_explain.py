@@ -1,11 +1,12 @@
 """Where an API query's time goes: the store query alone, its SQL and SQLite's plan.
 
 Run (untimed, after the measurement) when an API figure misses its target. For each
-request kind it calls the server's own query function (``server.queries.reads.movements`` or
-``stock``) directly on a ``Store`` over the same database, ``samples`` times, capturing each
-SQL statement SQLAlchemy sends (the engine's ``before_cursor_execute`` event); then it asks
-SQLite for ``EXPLAIN QUERY PLAN`` of the slowest kind's statements. Comparing the query
-time with the HTTP p99 says whether the time is in the database or in the API layer.
+request kind it calls the server's own query function (``server.queries.movements`` or
+``server.queries.stock``) directly on a ``Store`` over the same database, ``samples``
+times, capturing each SQL statement SQLAlchemy sends (the engine's
+``before_cursor_execute`` event); then it asks SQLite for ``EXPLAIN QUERY PLAN`` of the
+slowest kind's statements. Comparing the query time with the HTTP p99 says whether the time
+is in the database or in the API layer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from bench import ledger_gen
 from bench.api_requests import MOVEMENT_KINDS, STOCK_KINDS, Kind, Params
 from bench.cpu import percentile
 from server.config.settings import DatabaseSettings
-from server.queries.reads import MovementQuery, StockQuery, movements, stock
+from server.queries.movements import MovementQuery, movements
+from server.queries.stock import StockQuery, stock
 from server.store.database import Store
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from server.alerts.store import acknowledge
 from server.api.auth import Context, Operator, Viewer
 from server.api.params import DEFAULT_PAGE, Limit
-from server.queries.reads import AlertFilter, list_alerts
+from server.queries.lists import AlertFilter, list_alerts
 from server.queries.views import AlertView
 from wire.models import now_utc
 

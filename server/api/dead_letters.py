@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Operator
 from server.api.params import DEFAULT_PAGE, Limit
-from server.queries.reads import list_dead_letters
+from server.queries.lists import list_dead_letters
 from server.queries.views import DeadLetterView
 
 router = APIRouter(prefix="/api/v1", tags=["dead letters"])

@@ -20,7 +20,7 @@ from server.api.context import ApiContext
 from server.api.params import MAX_PAGE
 from server.commands.gateway_config import ConfigRelay, known_site, latest_config, record_config
 from server.errors import Invalid, NotFound
-from server.queries.reads import fleet_view, list_gateways
+from server.queries.lists import fleet_view, list_gateways
 from server.queries.views import GatewayConfigView, GatewayView
 from server.store.schema.core import gateways
 from wire.models import MAX_CONFIG_BYTES, now_utc

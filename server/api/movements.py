@@ -21,7 +21,7 @@ from server.api.params import (
     as_utc,
     gtin14,
 )
-from server.queries.reads import MovementQuery, movements
+from server.queries.movements import MovementQuery, movements
 from server.queries.views import MovementView
 from server.rules.model import LedgerKind
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations
 from server.api.params import DEFAULT_PAGE, Gtin, Limit, Location, Sku, as_utc, gtin14
-from server.queries.reads import StockQuery, stock
+from server.queries.stock import StockQuery, stock
 from server.queries.stock_history import stock_as_of
 from server.queries.views import StockRow
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from server.api.auth import Context, Viewer
 from server.api.params import EPC_PATTERN, MAX_PAGE
-from server.queries.reads import unit
+from server.queries.units import unit
 from server.queries.views import UnitView
 
 router = APIRouter(prefix="/api/v1", tags=["units"])

@@ -54,7 +54,7 @@ from server.console.web import (
     writer,
 )
 from server.errors import Refused
-from server.queries.reads import MovementQuery, movements
+from server.queries.movements import MovementQuery, movements
 from server.queries.views import MovementView
 from server.store.schema.core import MAX_READ_POINT
 from server.store.schema.passes import Resolution

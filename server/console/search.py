@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.items import ItemFilter, get_item, list_items
 from server.commands.locations import get_location
 from server.errors import ServerError
-from server.queries.reads import StockQuery, stock
+from server.queries.stock import StockQuery, stock
 from server.queries.views import StockRow
 from wire.barcodes import parse_barcode
 from wire.scans import BarcodeError, CommandScan, LocationScan, PalletScan

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.rollups import bucket_start
-from server.queries.reads import in_subtree
+from server.queries.subtree import in_subtree
 from server.store.schema.core import items
 from server.store.schema.history import (
     Period,

@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.queries.reads import StockQuery, in_subtree
+from server.queries.stock import StockQuery
+from server.queries.subtree import in_subtree
 from server.queries.views import StockRow
 from server.store.schema.core import items, ledger
 from server.store.sites import in_sites

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.queries.reads import in_subtree
+from server.queries.subtree import in_subtree
 from server.store.schema.counts import count_results
 
 

@@ -1,6 +1,6 @@
 """Movements and stock by location: the planned queries return what a plain filter would.
 
-``server.queries.reads.movements`` answers a location filter in one of two shapes (a branch per
+``server.queries.movements.movements`` answers a location filter in one of two shapes (a branch per
 location of a small subtree, or a walk of the time index for a large one). Both must give
 the rows a brute-force filter gives, in order, page after page, with the other filters
 combined, on both databases.
@@ -16,13 +16,9 @@ import pytest
 import sqlalchemy as sa
 from server_helpers import BASE_TIME
 
-from server.queries.reads import (
-    SUBTREE_BRANCH_LOCATIONS,
-    MovementQuery,
-    StockQuery,
-    movements,
-    stock,
-)
+from server.queries.movements import MovementQuery, movements
+from server.queries.stock import StockQuery, stock
+from server.queries.subtree import SUBTREE_BRANCH_LOCATIONS
 from server.store.database import Store
 from server.store.schema.core import balances, items, ledger, locations
 from server.store.schema.orders import order_positions
