@@ -231,73 +231,70 @@ def check_cross(
     scenario: ScenarioSpec, doors: Mapping[str, Door], units: PalletUnits, end: float
 ) -> float:
     """Check ``[[cross]]``; the time the last crossing pallet has gone, or ``end`` if later."""
+    traffic = Traffic(scenario, doors, units)
     for i, cross in enumerate(scenario.cross):
         if cross.pallet not in units:
             raise ValueError(f"cross[{i}].pallet: unknown pallet {cross.pallet!r}")
         door_of(scenario, doors, cross.door, f"cross[{i}].door")
-        end = max(end, cross_traffic(scenario, doors, units, i).end)
+        end = max(end, traffic.cross_traffic(i).end)
     return end
 
 
-def pallet_pass(
-    scenario: ScenarioSpec,
-    doors: Mapping[str, Door],
-    units: PalletUnits,
-    index: int,
-    t0: float = 0.0,
-    speed: float = 1.0,
-) -> PalletPass:
-    """Pass ``index`` as the portal model drives it, scenario time 0 at ``t0``."""
-    p = scenario.passes[index]
-    door = door_of(scenario, doors, p.door, f"passes[{index}].door")
-    pallet = next(pallet for pallet in scenario.pallets if pallet.id == p.pallet)
-    try:
-        return PalletPass(
-            door.model,
-            [u.epc_hex for u in units[p.pallet]],
-            start=t0 + p.at_s / speed,
-            direction=p.direction,
-            speed_mps=min(20.0, p.speed_mps * speed),
-            layout_seed=f"{scenario.seed}:{index}",
-            spread_m=door.portal.spread_m,
-            lateral_m=door.portal.lateral_m,
-            lane_m=p.lane_m,
-            stop_at_m=p.stop_at_m,
-            stop_s=p.stop_s / speed,
-            turn_at_m=p.turn_at_m,
-            shielded=pallet.shielded,
-            leaks=pallet.leaks,
-            shield_db=door.portal.shield_db,
-        )
-    except SimConfigError as err:
-        raise ValueError(f"passes[{index}]: {err}") from err
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The pallets a scenario drives in front of its doors (``[[passes]]``, ``[[cross]]``)
+    as the portal model drives them, scenario time 0 at ``t0``, played ``speed`` times as
+    fast."""
 
+    scenario: ScenarioSpec
+    doors: Mapping[str, Door]
+    units: PalletUnits
 
-def cross_traffic(
-    scenario: ScenarioSpec,
-    doors: Mapping[str, Door],
-    units: PalletUnits,
-    index: int,
-    t0: float = 0.0,
-    speed: float = 1.0,
-) -> CrossTraffic:
-    """Crossing ``index`` as the portal model drives it, scenario time 0 at ``t0``."""
-    c = scenario.cross[index]
-    door = door_of(scenario, doors, c.door, f"cross[{index}].door")
-    try:
-        return CrossTraffic(
-            door.model,
-            [u.epc_hex for u in units[c.pallet]],
-            side=c.side,
-            start=t0 + c.at_s / speed,
-            speed_mps=min(20.0, c.speed_mps * speed),
-            offset_m=c.offset_m,
-            reach_m=c.reach_m,
-            layout_seed=f"{scenario.seed}:cross:{index}",
-            spread_m=door.portal.spread_m,
-        )
-    except SimConfigError as err:
-        raise ValueError(f"cross[{index}]: {err}") from err
+    def pallet_pass(self, index: int, t0: float = 0.0, speed: float = 1.0) -> PalletPass:
+        """Pass ``index``."""
+        scenario = self.scenario
+        p = scenario.passes[index]
+        door = door_of(scenario, self.doors, p.door, f"passes[{index}].door")
+        pallet = next(pallet for pallet in scenario.pallets if pallet.id == p.pallet)
+        try:
+            return PalletPass(
+                door.model,
+                [u.epc_hex for u in self.units[p.pallet]],
+                start=t0 + p.at_s / speed,
+                direction=p.direction,
+                speed_mps=min(20.0, p.speed_mps * speed),
+                layout_seed=f"{scenario.seed}:{index}",
+                spread_m=door.portal.spread_m,
+                lateral_m=door.portal.lateral_m,
+                lane_m=p.lane_m,
+                stop_at_m=p.stop_at_m,
+                stop_s=p.stop_s / speed,
+                turn_at_m=p.turn_at_m,
+                shielded=pallet.shielded,
+                leaks=pallet.leaks,
+                shield_db=door.portal.shield_db,
+            )
+        except SimConfigError as err:
+            raise ValueError(f"passes[{index}]: {err}") from err
+
+    def cross_traffic(self, index: int, t0: float = 0.0, speed: float = 1.0) -> CrossTraffic:
+        """Crossing ``index``."""
+        c = self.scenario.cross[index]
+        door = door_of(self.scenario, self.doors, c.door, f"cross[{index}].door")
+        try:
+            return CrossTraffic(
+                door.model,
+                [u.epc_hex for u in self.units[c.pallet]],
+                side=c.side,
+                start=t0 + c.at_s / speed,
+                speed_mps=min(20.0, c.speed_mps * speed),
+                offset_m=c.offset_m,
+                reach_m=c.reach_m,
+                layout_seed=f"{self.scenario.seed}:cross:{index}",
+                spread_m=door.portal.spread_m,
+            )
+        except SimConfigError as err:
+            raise ValueError(f"cross[{index}]: {err}") from err
 
 
 def expected_tag_passes(
@@ -325,7 +322,7 @@ def expected_tag_passes(
         span = (staged.from_s, until)
         found += _each_unit(units[staged.pallet], at, span, None, "staged", f"staged[{i}]")
     for i, c in enumerate(scenario.cross):
-        span = (c.at_s, cross_traffic(scenario, doors, units, i).end)
+        span = (c.at_s, Traffic(scenario, doors, units).cross_traffic(i).end)
         at = c.door or scenario.read_point
         found += _each_unit(units[c.pallet], at, span, None, "cross", f"cross[{i}]")
     return found

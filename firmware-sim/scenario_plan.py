@@ -24,15 +24,14 @@ from firmware_sim.scanner import check_scanner_fault
 from firmware_sim.scenario_book import PlannedScan, make_scanners, play
 from firmware_sim.scenario_doorways import (
     Door,
+    Traffic,
     Window,
     check_cross,
     check_gaps,
     check_passes,
     check_staged,
-    cross_traffic,
     door_of,
     make_doors,
-    pallet_pass,
 )
 from firmware_sim.scenario_model import ScenarioSpec
 from firmware_sim.scenario_shelves import (
@@ -80,9 +79,8 @@ def plan_scenario(scenario: ScenarioSpec) -> ScenarioPlan:
     doors = make_doors(scenario)
     units = make_units(scenario)
     check_passes(scenario, doors, units)
-    windows = tuple(
-        pallet_pass(scenario, doors, units, i).read_window() for i in range(len(scenario.passes))
-    )
+    traffic = Traffic(scenario, doors, units)
+    windows = tuple(traffic.pallet_pass(i).read_window() for i in range(len(scenario.passes)))
     check_gaps(scenario, windows)
     end = max((w[1] for w in windows), default=0.0)
     end = check_staged(scenario, doors, units, end)
@@ -179,11 +177,10 @@ def placed_things(
     """Everything the scenario puts in front of its readers, by reader name, with
     scenario time 0 at ``t0`` (the readers' clock)."""
     placed: list[tuple[str, PalletPass | StagedPallet | CrossTraffic | ShelfPopulation]] = []
+    traffic = Traffic(scenario, plan.doors, plan.units)
     for i, p in enumerate(scenario.passes):
         door = door_of(scenario, plan.doors, p.door, "")
-        placed.append(
-            (door.reader.name, pallet_pass(scenario, plan.doors, plan.units, i, t0, speed))
-        )
+        placed.append((door.reader.name, traffic.pallet_pass(i, t0, speed)))
     for staged in scenario.staged:
         door = door_of(scenario, plan.doors, staged.door, "")
         until = staged.until_s if staged.until_s is not None else plan.duration_s
@@ -198,9 +195,7 @@ def placed_things(
         placed.append((door.reader.name, thing))
     for i, c in enumerate(scenario.cross):
         door = door_of(scenario, plan.doors, c.door, "")
-        placed.append(
-            (door.reader.name, cross_traffic(scenario, plan.doors, plan.units, i, t0, speed))
-        )
+        placed.append((door.reader.name, traffic.cross_traffic(i, t0, speed)))
     for presence in plan.presence:
         shelf = shelf_of(scenario, presence.shelf)
         end = math.inf if presence.end is None else t0 + presence.end / speed
@@ -229,7 +224,7 @@ def timeline_events(scenario: ScenarioSpec, plan: ScenarioPlan) -> list[Scenario
         events.append(ScenarioEvent(until, "staged_end", s.pallet, None, s.side, i, door))
     for i, c in enumerate(scenario.cross):
         door = c.door or scenario.read_point
-        end = cross_traffic(scenario, plan.doors, plan.units, i).end
+        end = Traffic(scenario, plan.doors, plan.units).cross_traffic(i).end
         events.append(ScenarioEvent(c.at_s, "cross_start", c.pallet, None, c.side, i, door))
         events.append(ScenarioEvent(end, "cross_end", c.pallet, None, c.side, i, door))
     for i, (when, kind, shelf, units) in enumerate(plan.shelf_plan):
