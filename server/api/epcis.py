@@ -23,7 +23,8 @@ from server.api.read_points import Catalog
 from server.commands.asn import AsnReport, asn_report
 from server.commands.pallets import release_held
 from server.config.epcis import EpcisSettings
-from server.epcis.capture import CaptureRefused, CaptureSummary, capture
+from server.epcis.capture import CaptureSummary, capture
+from server.epcis.capture_document import CaptureRefused
 from server.epcis.documents import query_document
 from server.epcis.query import EpcisQuery, bare_step, query_events
 from wire.cbv import CBV_STEPS

@@ -35,7 +35,8 @@ from server.commands.masterdata import SKU_PATTERN
 from server.commands.order_models import OrderView
 from server.commands.orders import change_status
 from server.config.replenishment import ReplenishmentSettings
-from server.replenishment.planner import Draft, run_planner, save_settings
+from server.replenishment.drafts import Draft
+from server.replenishment.planner import run_planner, save_settings
 from server.rules.alerts import REORDER_SUGGESTED
 from server.rules.orders import PURCHASE
 from server.store.schema.core import items
