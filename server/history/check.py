@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.follow import utc_now
 from server.history.rollups import ROLLUPS, clear_rollups
+from server.reports import book_checkpoints
 from server.store.database import Store, translate
 from server.store.dialect import upsert
 from server.store.schema.core import items, ledger
@@ -265,6 +266,7 @@ async def history_report(store: Store) -> HistoryReport:
         stock = (await conn.execute(_stock_differences(conn, position))).all()
         places = (await conn.execute(_place_differences())).all()
         sites = (await conn.execute(_site_differences())).all()
+        books = await book_checkpoints.differences(conn, position)
         ids = {row.item_id for row in (*moves, *stock)}
         skus = {
             row.id: row.sku
@@ -294,7 +296,7 @@ async def history_report(store: Store) -> HistoryReport:
         f"{int(sc)} rows / {int(sq)}, by location {int(lc)} rows / {int(lq)}"
         for period, bucket, site, side, kind, lc, lq, sc, sq in sites
     ]
-    return HistoryReport(position, newest, movement_lines, stock_lines, place_lines)
+    return HistoryReport(position, newest, movement_lines, stock_lines, [*place_lines, *books])
 
 
 async def reset_rollups(store: Store) -> None:
@@ -442,6 +444,7 @@ async def rebuild_history(store: Store) -> int:
         await conn.execute(_place_rollups())
         await conn.execute(_site_rollups())
         await conn.execute(_stock_rollups(conn, newest))
+        await book_checkpoints.rebuild(conn, newest, utc_now())
         await conn.execute(
             sa.update(history_cursors)
             .where(history_cursors.c.name == ROLLUPS)

@@ -8,7 +8,8 @@ What a ledger row adds (see ``server.store.schema.history`` for the tables):
 - to ``history_place_movements``, the same without the item (``place_sums``), and to
   ``history_site_movements`` without the location and read point either (``site_sums``);
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
-  of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day.
+  of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day;
+- to the valuation books kept at checkpoints (``server.reports.book_checkpoints``).
 
 Buckets follow the row's event time, not when it was recorded, so a late event lands in the
 hour it happened. The sums are added with ``INSERT ... ON CONFLICT DO UPDATE`` in the
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.follow import LedgerRow
+from server.reports import book_checkpoints
 from server.store.dialect import execute_many, upsert
 from server.store.schema.history import (
     NO_READ_POINT,
@@ -236,6 +238,7 @@ class RollupSink:
                     ) in site_sums(places).items()
                 ],
             )
+        await book_checkpoints.follow(conn, rows, datetime.now(UTC))
         stock = stock_sums(rows)
         if stock:
             await execute_many(
@@ -261,3 +264,4 @@ async def clear_rollups(conn: AsyncConnection) -> None:
     await conn.execute(sa.delete(history_place_movements))
     await conn.execute(sa.delete(history_site_movements))
     await conn.execute(sa.delete(history_stock_daily))
+    await book_checkpoints.clear(conn)

@@ -218,13 +218,19 @@ class Books:
     """
 
     def __init__(
-        self, standard: StandardCosts, recorded: Mapping[int, Decimal], since: datetime
+        self,
+        standard: StandardCosts,
+        recorded: Mapping[int, Decimal],
+        since: datetime,
+        *,
+        demand: bool = True,
     ) -> None:
         self.books: dict[tuple[int, str], Book] = {}
         self._standard = standard
         self._recorded = recorded
         self._since = since
         self._opened = False
+        self._demand = demand
 
     def book(self, item_id: int, site: str) -> Book:
         key = (item_id, site)
@@ -278,8 +284,9 @@ class Books:
             flow.shipped_quantity += row.quantity
             flow.shipped_value[0] += average
             flow.shipped_value[1] += fifo
-            day = row.event_time.replace(hour=0, minute=0, second=0, microsecond=0)
-            flow.demand[day] += row.quantity
+            if self._demand:
+                day = row.event_time.replace(hour=0, minute=0, second=0, microsecond=0)
+                flow.demand[day] += row.quantity
             return
         entry = flow.losses.setdefault(row.reason or row.kind, [0, ZERO, ZERO])
         entry[0] += row.quantity
@@ -303,9 +310,30 @@ def _site(conn: AsyncConnection, column: Any) -> sa.ColumnElement[str]:
     return sa.case((dot > 0, sa.func.substr(column, 1, dot - 1)), else_=column)
 
 
-async def _rows(
-    conn: AsyncConnection, until: datetime, item_ids: Sequence[int] | None
+async def cost_rows(
+    conn: AsyncConnection,
+    until: datetime,
+    item_ids: Sequence[int] | None,
+    *,
+    since: datetime | None = None,
+    upto: int | None = None,
 ) -> AsyncIterator[list[CostRow]]:
+    """The ledger rows that cross a site boundary, before ``until`` (and from ``since``; of
+    ids up to ``upto``), in event-time order, in chunks."""
+    result = await conn.stream(cost_row_select(conn, until, item_ids, since=since, upto=upto))
+    async for chunk in result.partitions(STREAM_ROWS):
+        yield [CostRow(*values) for values in chunk]
+
+
+def cost_row_select(
+    conn: AsyncConnection,
+    until: datetime,
+    item_ids: Sequence[int] | None,
+    *,
+    since: datetime | None = None,
+    upto: int | None = None,
+) -> sa.Select[Any]:
+    """The SQL of ``cost_rows``."""
     row = ledger.c
     conditions: list[sa.ColumnElement[bool]] = [
         row.event_time < until,
@@ -317,7 +345,11 @@ async def _rows(
     ]
     if item_ids is not None:
         conditions.append(row.item_id.in_(sorted(item_ids)))
-    result = await conn.stream(
+    if since is not None:
+        conditions.append(row.event_time >= since)
+    if upto is not None:
+        conditions.append(row.id <= upto)
+    return (
         sa.select(
             row.id,
             row.event_time,
@@ -331,8 +363,36 @@ async def _rows(
         .where(*conditions)
         .order_by(row.event_time, row.id)
     )
-    async for chunk in result.partitions(STREAM_ROWS):
-        yield [CostRow(*values) for values in chunk]
+
+
+async def standard_costs(conn: AsyncConnection, item_ids: Sequence[int] | None) -> StandardCosts:
+    """The standard costs of every item (or of ``item_ids``)."""
+    cost = item_costs.c
+    query = sa.select(cost.item_id, cost.site, cost.unit_cost, cost.effective_from)
+    if item_ids is not None:
+        query = query.where(cost.item_id.in_(sorted(item_ids)))
+    return StandardCosts((int(a), b, c, d) for a, b, c, d in await conn.execute(query))
+
+
+async def recorded_costs(
+    conn: AsyncConnection,
+    until: datetime,
+    item_ids: Sequence[int] | None,
+    *,
+    since: datetime | None = None,
+) -> dict[int, Decimal]:
+    """The newest cost recorded against each ledger row before ``until`` (from ``since``)."""
+    query = (
+        sa.select(receipt_costs.c.ledger_id, receipt_costs.c.unit_cost)
+        .join(ledger, ledger.c.id == receipt_costs.c.ledger_id)
+        .where(ledger.c.event_time < until)
+        .order_by(receipt_costs.c.id)
+    )
+    if since is not None:
+        query = query.where(ledger.c.event_time >= since)
+    if item_ids is not None:
+        query = query.where(ledger.c.item_id.in_(sorted(item_ids)))
+    return {int(ledger_id): unit_cost for ledger_id, unit_cost in await conn.execute(query)}
 
 
 async def load_books(
@@ -343,23 +403,10 @@ async def load_books(
 ) -> Books:
     """The books of every item (or of ``item_ids``) after the ledger rows before ``until``,
     with the flows of the rows from ``since`` on."""
-    cost = item_costs.c
-    standard_query = sa.select(cost.item_id, cost.site, cost.unit_cost, cost.effective_from)
-    recorded_query = (
-        sa.select(receipt_costs.c.ledger_id, receipt_costs.c.unit_cost)
-        .join(ledger, ledger.c.id == receipt_costs.c.ledger_id)
-        .where(ledger.c.event_time < until)
-        .order_by(receipt_costs.c.id)
-    )
-    if item_ids is not None:
-        standard_query = standard_query.where(cost.item_id.in_(sorted(item_ids)))
-        recorded_query = recorded_query.where(ledger.c.item_id.in_(sorted(item_ids)))
-    standard = StandardCosts((int(a), b, c, d) for a, b, c, d in await conn.execute(standard_query))
-    recorded = {
-        int(ledger_id): unit_cost for ledger_id, unit_cost in await conn.execute(recorded_query)
-    }
+    standard = await standard_costs(conn, item_ids)
+    recorded = await recorded_costs(conn, until, item_ids)
     books = Books(standard, recorded, since)
-    async for chunk in _rows(conn, until, item_ids):
+    async for chunk in cost_rows(conn, until, item_ids):
         for row in chunk:
             books.apply(row)
     books.close()

@@ -1,9 +1,10 @@
 """Reports on the books (``server.reports.valuation``): stock value, turnover, aging, ABC/XYZ,
 losses.
 
-Every report replays the ledger up to its end (``as_of`` or ``until``) for the items it
-covers, so its cost grows with the ledger rows that cross a site boundary, not with the
-rows asked for; see the README for what each figure means. A key restricted to sites sees
+Every report reads the books of the items it covers as of its start and end
+(``server.reports.book_reads``: the books kept at the checkpoint before each, and the ledger
+rows after it), so its cost grows with the books and the rows since a checkpoint, not with
+the ledger; see the README for what each figure means. A key restricted to sites sees
 only the rows of its sites (the books themselves are kept over every site, since goods
 moving between sites take their value with them).
 
@@ -23,7 +24,8 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos, load_books
+from server.reports.book_reads import books_at, period_books
+from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.schema.core import ledger
 from server.store.sites import site_of
 
@@ -64,13 +66,34 @@ class Scope:
         return not self.sites or site in self.sites
 
 
-async def _books(
-    conn: AsyncConnection, scope: Scope, since: datetime, until: datetime
-) -> tuple[Books, dict[int, ItemInfo]]:
+async def _scope_items(
+    conn: AsyncConnection, scope: Scope
+) -> tuple[dict[int, ItemInfo], list[int] | None]:
     infos = await item_infos(conn, scope.sku, scope.category)
     narrowed = scope.sku is not None or scope.category is not None
-    books = await load_books(conn, since, until, sorted(infos) if narrowed else None)
-    return books, infos
+    return infos, sorted(infos) if narrowed else None
+
+
+async def _books_at(
+    conn: AsyncConnection, scope: Scope, moment: datetime
+) -> tuple[Books, dict[int, ItemInfo]]:
+    """The books as of ``moment`` (``server.reports.book_reads``: the books kept at the
+    checkpoint before it, and the ledger rows after that)."""
+    infos, item_ids = await _scope_items(conn, scope)
+    return await books_at(conn, moment, item_ids), infos
+
+
+async def _books(
+    conn: AsyncConnection,
+    scope: Scope,
+    since: datetime,
+    until: datetime,
+    *,
+    demand: bool = False,
+) -> tuple[Books, dict[int, ItemInfo]]:
+    """The books at ``until`` with their openings at ``since`` and their flows between."""
+    infos, item_ids = await _scope_items(conn, scope)
+    return await period_books(conn, since, until, item_ids, demand=demand), infos
 
 
 def _listed(
@@ -124,7 +147,7 @@ async def stock_value(
     """On hand and its value as of ``as_of``, per site and item (``item``), per location and
     item (``location``: the site's unit cost times what the location holds), or per site
     and category (``category``). Books with nothing on hand and no value are left out."""
-    books, infos = await _books(conn, scope, as_of, as_of)
+    books, infos = await _books_at(conn, scope, as_of)
     listed = [
         (site, info, book)
         for site, info, book in _listed(books, infos, scope)
@@ -277,7 +300,7 @@ async def aging(
     """How long the stock on hand at ``as_of`` has been on hand, from its FIFO layers: per
     site and item, quantity and value in age buckets (whole days since the layer was
     received; goods moved between sites keep their first receipt's date)."""
-    books, infos = await _books(conn, scope, as_of, as_of)
+    books, infos = await _books_at(conn, scope, as_of)
     labels = bucket_labels(limits)
     rows: list[AgingRow] = []
     for site, info, book in _listed(books, infos, scope):
@@ -348,7 +371,7 @@ async def abc_xyz(
       quantity shipped per ``per`` (whole periods from ``since``; a last partial period
       counts as one): X up to ``x_cv``, Y up to ``y_cv``, else Z; Z for no demand.
     """
-    books, infos = await _books(conn, scope, since, until)
+    books, infos = await _books(conn, scope, since, until, demand=True)
     step = timedelta(days=1 if per == "day" else 7)
     periods = max(1, math.ceil((until - since) / step))
     totals: dict[int, list[Any]] = {}

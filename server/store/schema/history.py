@@ -20,6 +20,14 @@ Everything here is derived from the ledger and can be rebuilt from it
 - ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
   (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
   Moves inside a site change no site's stock and add nothing here.
+- ``book_checkpoints`` (revision 0016): the valuation books (``server.reports.valuation``)
+  of every item and site as they stood at a checkpoint ``boundary`` (every
+  ``CHECKPOINT_DAYS`` days, UTC), after the ledger rows before it up to the rollups
+  follower's position, as JSON (``server.reports.book_state``); ``book_checkpoint_marks``
+  lists the boundaries whose books are complete, and ``book_cost_marks`` how many cost rows
+  each item had when its books were last computed from the start (a report replays an item
+  whose costs changed since). A report reads the books at the checkpoint before the moment
+  it asks about and replays only the ledger rows after it.
 """
 
 from __future__ import annotations
@@ -110,4 +118,28 @@ history_stock_daily = sa.Table(
     sa.Column("quantity_out", sa.BigInteger(), nullable=False),
     # Revision 0014b: one item's days (``/history/stock``) without reading every site's.
     sa.Index("ix_history_stock_daily_item", "item_id", "day"),
+)
+
+
+book_checkpoint_marks = sa.Table(
+    "book_checkpoint_marks",
+    metadata,
+    sa.Column("boundary", UtcDateTime(), primary_key=True),
+)
+
+book_checkpoints = sa.Table(
+    "book_checkpoints",
+    metadata,
+    sa.Column("boundary", UtcDateTime(), primary_key=True),
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("book", sa.Text(), nullable=False),
+)
+
+book_cost_marks = sa.Table(
+    "book_cost_marks",
+    metadata,
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("item_costs", sa.BigInteger(), nullable=False),
+    sa.Column("receipt_costs", sa.BigInteger(), nullable=False),
 )

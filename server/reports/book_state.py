@@ -1,0 +1,159 @@
+"""Valuation books at rest: their JSON form, the checkpoint boundaries, the cost marks.
+
+A checkpoint holds every book (``server.reports.valuation.Book``) as it stood at a
+``boundary``: after the ledger rows with an event time before it. The books there count
+their flows from the first row on (received, shipped, lost: cumulative), so the flows of a
+period are the difference between the books at its end and at its start; the demand per
+day is not kept (it is read from the ledger when a report needs it).
+
+Boundaries fall every ``CHECKPOINT_DAYS`` days from the Unix epoch (UTC midnights), and one
+is only made once it has passed (``latest_boundary``), so rows in time order never change
+a checkpoint; a row that arrives late changes the checkpoints of its item after it.
+
+Costs. A checkpoint is valid for an item while the item's cost rows are what they were
+when its books were computed (``book_cost_marks``: how many ``item_costs`` and
+``receipt_costs`` rows it had; both tables are append-only, so a count changes with every
+new cost). A report replays an item whose count differs from its mark from the start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.reports.valuation import Book, Flow, Layer
+from server.store.schema.core import ledger
+from server.store.schema.costs import item_costs, receipt_costs
+
+CHECKPOINT_DAYS: Final = 7
+"""Days between checkpoints: a report replays at most this many days of the ledger per
+moment it asks about."""
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+STEP: Final = timedelta(days=CHECKPOINT_DAYS)
+
+
+def boundary_at_or_before(moment: datetime) -> datetime:
+    """The latest boundary at or before ``moment``."""
+    return EPOCH + STEP * ((moment - EPOCH) // STEP)
+
+
+def boundaries_between(after: datetime | None, through: datetime) -> list[datetime]:
+    """Boundaries after ``after`` (exclusive; None: from the one after the epoch) up to and
+    including ``through``."""
+    first = EPOCH + STEP if after is None else after + STEP
+    out: list[datetime] = []
+    boundary = first
+    while boundary <= through:
+        out.append(boundary)
+        boundary += STEP
+    return out
+
+
+def _money(value: Decimal) -> str:
+    return str(value)
+
+
+def dump_book(book: Book) -> str:
+    """The JSON of ``book`` (amounts as exact decimal strings; the demand left out)."""
+    flow = book.flow
+    return json.dumps(
+        [
+            book.quantity,
+            _money(book.average_value),
+            [
+                [layer.quantity, _money(layer.unit_cost), layer.received_at.isoformat()]
+                for layer in book.layers
+            ],
+            book.shortfall,
+            None if book.last_cost is None else _money(book.last_cost),
+            book.unvalued,
+            flow.received_quantity,
+            _money(flow.received_value),
+            flow.shipped_quantity,
+            [_money(value) for value in flow.shipped_value],
+            {
+                reason: [entry[0], _money(entry[1]), _money(entry[2])]
+                for reason, entry in flow.losses.items()
+            },
+        ],
+        separators=(",", ":"),
+    )
+
+
+def load_book(text: str) -> Book:
+    """The book ``dump_book`` wrote."""
+    values: list[Any] = json.loads(text)
+    (
+        quantity,
+        average,
+        layers,
+        shortfall,
+        last_cost,
+        unvalued,
+        received_quantity,
+        received_value,
+        shipped_quantity,
+        shipped_value,
+        losses,
+    ) = values
+    book = Book(
+        quantity=quantity,
+        average_value=Decimal(average),
+        shortfall=shortfall,
+        last_cost=None if last_cost is None else Decimal(last_cost),
+        unvalued=unvalued,
+    )
+    book.layers.extend(
+        Layer(layer[0], Decimal(layer[1]), datetime.fromisoformat(layer[2])) for layer in layers
+    )
+    book.flow = Flow(
+        received_quantity=received_quantity,
+        received_value=Decimal(received_value),
+        shipped_quantity=shipped_quantity,
+        shipped_value=[Decimal(value) for value in shipped_value],
+        losses={
+            reason: [entry[0], Decimal(entry[1]), Decimal(entry[2])]
+            for reason, entry in losses.items()
+        },
+    )
+    return book
+
+
+CostCounts = dict[int, tuple[int, int]]
+"""item id -> (item_costs rows, receipt_costs rows)."""
+
+
+async def cost_counts(conn: AsyncConnection, item_ids: Iterable[int] | None = None) -> CostCounts:
+    """How many cost rows each item has (items without any are left out)."""
+    wanted = None if item_ids is None else sorted(set(item_ids))
+    standard = sa.select(item_costs.c.item_id, sa.func.count()).group_by(item_costs.c.item_id)
+    recorded = (
+        sa.select(ledger.c.item_id, sa.func.count())
+        .select_from(receipt_costs.join(ledger, ledger.c.id == receipt_costs.c.ledger_id))
+        .group_by(ledger.c.item_id)
+    )
+    if wanted is not None:
+        standard = standard.where(item_costs.c.item_id.in_(wanted))
+        recorded = recorded.where(ledger.c.item_id.in_(wanted))
+    counts: dict[int, list[int]] = {}
+    for item_id, count in await conn.execute(standard):
+        counts.setdefault(int(item_id), [0, 0])[0] = int(count)
+    for item_id, count in await conn.execute(recorded):
+        counts.setdefault(int(item_id), [0, 0])[1] = int(count)
+    return {item_id: (pair[0], pair[1]) for item_id, pair in counts.items()}
+
+
+def changed_costs(
+    marks: dict[int, tuple[int, int]], counts: CostCounts, item_ids: Sequence[int]
+) -> set[int]:
+    """Of ``item_ids`` (items with books at a checkpoint), those whose cost rows are not
+    what their mark says."""
+    return {
+        item_id for item_id in item_ids if counts.get(item_id, (0, 0)) != marks.get(item_id, (0, 0))
+    }

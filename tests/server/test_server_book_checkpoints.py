@@ -1,0 +1,315 @@
+"""The valuation books kept at checkpoints (``server.reports.book_checkpoints``), on SQLite
+and PostgreSQL.
+
+A generated ledger over ten weeks (receipts with and without recorded costs, shipments,
+losses, transfers between sites, moves inside a site, and rows that arrive late: their ids
+come after rows with a later event time). Every report read from checkpoints equals the
+same report replayed from the whole ledger (no checkpoints); checkpoints kept by the
+follower step by step equal those of a rebuild; a step that fails half way leaves them as
+they were; a cost recorded later makes the reports replay that item until the follower
+computes it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.config.history import HistorySettings
+from server.errors import StoreError
+from server.history.check import history_report, rebuild_history, reset_rollups
+from server.history.follow import LedgerFollower, LedgerRow
+from server.history.rollups import RollupSink
+from server.reports import book_checkpoints
+from server.reports import valuation_reports as reports
+from server.reports.book_state import CHECKPOINT_DAYS, boundary_at_or_before
+from server.store.database import Store
+from server.store.schema.core import items, ledger, locations
+from server.store.schema.costs import item_costs, receipt_costs
+from server.store.schema.history import book_checkpoint_marks
+from server.store.schema.history import book_checkpoints as kept
+
+T0 = datetime(2024, 3, 4, 5, tzinfo=UTC)
+SITES = ("wh1", "wh2", "wh3")
+ITEMS = 4
+ROWS = 400
+STEPS = HistorySettings(batch_rows=23, gap_settle_s=0.0)
+
+
+def _generated(seed: int) -> tuple[list[dict[str, Any]], dict[int, Decimal]]:
+    """Ledger rows (in id order) and costs recorded against some receipts (by row number)."""
+    rng = random.Random(seed)
+    held: dict[tuple[int, str], int] = {}
+    rows: list[dict[str, Any]] = []
+    recorded: dict[int, Decimal] = {}
+    span = timedelta(days=10 * CHECKPOINT_DAYS).total_seconds()
+    for number in range(ROWS):
+        at = T0 + timedelta(seconds=span * number / ROWS)
+        if rng.random() < 0.1:  # a late event: happened up to three weeks before
+            at -= timedelta(days=rng.uniform(0, 3 * CHECKPOINT_DAYS))
+        item = rng.randrange(1, ITEMS + 1)
+        site = rng.choice(SITES)
+        place = f"{site}.bin{rng.randrange(3)}"
+        have = held.get((item, site), 0)
+        choice = rng.random()
+        row: dict[str, Any] = {"event_time": at, "item_id": item, "reason": None}
+        if have <= 0 or choice < 0.35:
+            quantity = rng.randrange(1, 20)
+            row.update(from_location=None, to_location=place, kind="receipt")
+            if rng.random() < 0.5:
+                recorded[number] = Decimal(rng.randrange(100, 1000)) / 100
+            held[(item, site)] = have + quantity
+        else:
+            quantity = rng.randrange(1, have + 1)
+            held[(item, site)] = have - quantity
+            if choice < 0.6:
+                row.update(from_location=place, to_location=None, kind="shipment")
+            elif choice < 0.7:
+                reason = rng.choice(["damaged", "stolen"])
+                row.update(from_location=place, to_location=None, kind="loss", reason=reason)
+            elif choice < 0.9:
+                other = rng.choice([name for name in SITES if name != site])
+                row.update(from_location=place, to_location=f"{other}.bin0", kind="transfer")
+                held[(item, other)] = held.get((item, other), 0) + quantity
+            else:
+                row.update(from_location=place, to_location=f"{site}.bin2", kind="transfer")
+                held[(item, site)] += quantity
+        row["quantity"] = quantity
+        rows.append(row)
+    return rows, recorded
+
+
+async def _fill(store: Store, seed: int, *, costs_after: int | None = None) -> None:
+    """Items, locations, the generated ledger and its costs (standard costs for the odd
+    items from T0, and a later one for item 1 at wh2); with ``costs_after``, the recorded
+    costs go in after that many rows' worth of following (see the tests)."""
+    rows, recorded = _generated(seed)
+    now = datetime.now(UTC)
+    async with store.begin("filling a generated ledger") as conn:
+        await conn.execute(
+            sa.insert(items),
+            [
+                {
+                    "id": n,
+                    "sku": f"SKU{n}",
+                    "name": f"item {n}",
+                    "reviewed": True,
+                    "created_at": now,
+                }
+                for n in range(1, ITEMS + 1)
+            ],
+        )
+        await conn.execute(
+            sa.insert(locations),
+            [{"id": site, "parent": None, "kind": "site", "created_at": now} for site in SITES]
+            + [
+                {"id": f"{site}.bin{n}", "parent": site, "kind": "bin", "created_at": now}
+                for site in SITES
+                for n in range(3)
+            ],
+        )
+        for row in rows:
+            await conn.execute(
+                sa.insert(ledger).values(**row, recorded_at=now, actor="test", epc=None)
+            )
+        for item_id, site, cost, since in (
+            (1, None, "3.5", T0),
+            (3, None, "0.25", T0),
+            (1, "wh2", "4", T0 + timedelta(days=20)),
+        ):
+            await conn.execute(
+                sa.insert(item_costs).values(
+                    item_id=item_id,
+                    site=site,
+                    unit_cost=Decimal(cost),
+                    effective_from=since,
+                    actor="test",
+                    recorded_at=now,
+                )
+            )
+        if costs_after is None:
+            await _record(conn, recorded)
+
+
+async def _record(conn: AsyncConnection, recorded: dict[int, Decimal]) -> None:
+    ids = [int(row[0]) for row in await conn.execute(sa.select(ledger.c.id).order_by(ledger.c.id))]
+    for number, cost in recorded.items():
+        await conn.execute(
+            sa.insert(receipt_costs).values(
+                ledger_id=ids[number], unit_cost=cost, actor="test", recorded_at=datetime.now(UTC)
+            )
+        )
+
+
+def _moments() -> list[datetime]:
+    """Moments before the first checkpoint, on boundaries, between them, after the last."""
+    first = boundary_at_or_before(T0)
+    out = [T0 - timedelta(days=30), T0 + timedelta(hours=1)]
+    for week in range(1, 12):
+        out.append(first + timedelta(days=CHECKPOINT_DAYS * week))
+        out.append(first + timedelta(days=CHECKPOINT_DAYS * week + 2, hours=7, minutes=13))
+    return out
+
+
+def _exact_enough(value: Any) -> Any:
+    """``value`` with amounts to a billionth: the books kept at a checkpoint count their
+    flows from the first row, and a period's flow is a difference of two sums, which can
+    differ from the sum over the period in the last of Decimal's 28 digits (reports give
+    cents)."""
+    if isinstance(value, Decimal):
+        return value.quantize(Decimal("0.000000001"))
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_exact_enough(entry) for entry in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple(
+            _exact_enough(getattr(value, field.name)) for field in dataclasses.fields(value)
+        )
+    return value
+
+
+async def _all_reports(store: Store) -> list[Any]:
+    """Every report on the books, over a range of moments and periods, both methods."""
+    scope = reports.Scope()
+    wh2 = reports.Scope(site="wh2", sku="SKU1")
+    out: list[Any] = []
+    moments = _moments()
+    async with store.read("reports") as conn:
+        for moment in moments:
+            for method in ("moving_average", "fifo"):
+                for group in ("item", "location", "category"):
+                    out.append(await reports.stock_value(conn, moment, method, group, scope))
+                out.append(await reports.stock_value(conn, moment, method, "item", wh2))
+            out.append(await reports.aging(conn, moment, (7, 21), scope))
+        for since, until in zip(moments, moments[3:], strict=False):
+            for method in ("moving_average", "fifo"):
+                out.append(await reports.turnover(conn, since, until, method, scope))
+                out.append(await reports.turnover(conn, since, until, method, wh2))
+                out.append(await reports.abc_xyz(conn, since, until, method, scope, per="day"))
+                out.append(
+                    await reports.losses(
+                        conn, since, until, method, ("reason", "site", "sku"), scope
+                    )
+                )
+    return _exact_enough(out)  # type: ignore[no-any-return]
+
+
+async def _kept(store: Store) -> tuple[list[Any], list[Any]]:
+    async with store.read("reading checkpoints") as conn:
+        books = (
+            await conn.execute(
+                sa.select(kept.c.boundary, kept.c.item_id, kept.c.site, kept.c.book).order_by(
+                    kept.c.boundary, kept.c.item_id, kept.c.site
+                )
+            )
+        ).all()
+        marks = (await conn.execute(sa.select(book_checkpoint_marks.c.boundary))).all()
+    return [tuple(row) for row in books], sorted(row[0] for row in marks)
+
+
+async def _follow_all(follower: LedgerFollower) -> None:
+    for _ in range(1000):
+        if not await follower.step():
+            return
+    raise AssertionError("the follower did not catch up")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_reports_from_checkpoints_equal_a_replay_of_the_whole_ledger(
+    store: Store, seed: int
+) -> None:
+    await _fill(store, seed)
+    replayed = await _all_reports(store)
+    await rebuild_history(store)
+    books, marks = await _kept(store)
+    assert len(marks) >= 9
+    assert books
+    assert await _all_reports(store) == replayed
+    assert (await history_report(store)).lines == []
+
+
+async def test_following_step_by_step_equals_a_rebuild(store: Store) -> None:
+    await _fill(store, 3)
+    await rebuild_history(store)
+    rebuilt = await _kept(store)
+    await reset_rollups(store)
+    assert await _kept(store) == ([], [])
+    await _follow_all(LedgerFollower(store, RollupSink(), STEPS))
+    assert await _kept(store) == rebuilt
+    assert (await history_report(store)).lines == []
+
+
+class _FailingSink(RollupSink):
+    """Writes its rollups and checkpoints and then fails, as a crash half way would."""
+
+    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+        await super().apply(conn, rows)
+        raise StoreError("disk full (test)")
+
+
+async def test_a_step_that_fails_half_way_loses_and_doubles_nothing(store: Store) -> None:
+    await _fill(store, 4)
+    replayed = await _all_reports(store)
+    follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
+    for _ in range(12):
+        await follower.step()
+    before = await _kept(store)
+    assert before[1]
+    failing = LedgerFollower(store, _FailingSink(), STEPS, owner="a")
+    for _ in range(3):
+        with pytest.raises(StoreError):
+            await failing.step()
+        assert await _kept(store) == before
+    assert await _all_reports(store) == replayed  # part way: the rest comes from the ledger
+    await _follow_all(follower)
+    assert await _all_reports(store) == replayed
+    await rebuild_history(store)
+    rebuilt = await _kept(store)
+    await reset_rollups(store)
+    await _follow_all(follower)
+    assert await _kept(store) == rebuilt
+
+
+async def test_costs_recorded_later_are_replayed_until_the_follower_catches_up(
+    store: Store,
+) -> None:
+    await _fill(store, 5, costs_after=0)
+    await rebuild_history(store)
+    _, recorded = _generated(5)
+    async with store.begin("recording costs") as conn:
+        await _record(conn, recorded)
+    replayed_after = await _all_reports_without_checkpoints(store)
+    assert await _all_reports(store) == replayed_after
+    problems = (await history_report(store)).lines
+    assert problems == []  # items whose costs changed are not held against the checkpoints
+    async with store.begin("repairing") as conn:
+        position = int(await conn.scalar(sa.select(sa.func.max(ledger.c.id))) or 0)
+        assert await book_checkpoints.repair_costs(conn, position, None) > 0
+        assert await book_checkpoints.repair_costs(conn, position, None) == 0
+    assert await _all_reports(store) == replayed_after
+    repaired = await _kept(store)
+    await rebuild_history(store)
+    assert await _kept(store) == repaired
+
+
+async def _all_reports_without_checkpoints(store: Store) -> list[Any]:
+    async with store.begin("hiding checkpoints") as conn:
+        saved = (await conn.execute(sa.select(book_checkpoint_marks.c.boundary))).all()
+        await conn.execute(sa.delete(book_checkpoint_marks))
+    try:
+        return await _all_reports(store)
+    finally:
+        async with store.begin("restoring checkpoints") as conn:
+            if saved:
+                await conn.execute(
+                    sa.insert(book_checkpoint_marks), [{"boundary": row[0]} for row in saved]
+                )
