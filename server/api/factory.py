@@ -9,27 +9,33 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from server.alerts.stream import StreamFeed
-from server.api import adjustments as adjustments_api
 from server.api import aggregations as aggregations_api
 from server.api import alert_kinds as alert_kinds_api
-from server.api import alerts, dead_letters, docs, errors, gateways, health, movements, stock, units
+from server.api import (
+    alerts,
+    dead_letters,
+    docs,
+    errors,
+    gateways,
+    health,
+    movements,
+    order_routes,
+    stock,
+    units,
+)
 from server.api import categories as categories_api
 from server.api import costs as costs_api
 from server.api import epcis as epcis_api
 from server.api import history as history_api
 from server.api import items as items_api
 from server.api import locations as locations_api
+from server.api import operations as operations_api
 from server.api import process_reports as process_reports_api
-from server.api import purchase_orders as purchase_orders_api
 from server.api import read_points as read_points_api
 from server.api import replenishment as replenishment_api
 from server.api import reports as reports_api
-from server.api import reversals as reversals_api
-from server.api import sales_orders as sales_orders_api
 from server.api import shrinkage as shrinkage_api
 from server.api import stream as stream_api
-from server.api import transfer_orders as transfer_orders_api
-from server.api import transfers as transfers_api
 from server.api import unresolved_passes as unresolved_passes_api
 from server.api import valuation as valuation_api
 from server.api.context import ApiContext, KeyRing
@@ -106,9 +112,7 @@ def create_app(
         categories_api,
         locations_api,
         read_points_api,
-        adjustments_api,
-        transfers_api,
-        reversals_api,
+        operations_api,
         costs_api,
     ):
         include(master.router)
@@ -134,8 +138,8 @@ def create_app(
     )
     for delivery in (alert_kinds_api, stream_api):
         include(delivery.router)
-    for orders in (purchase_orders_api, sales_orders_api, transfer_orders_api):
-        include(orders.router)
+    for orders in order_routes.ROUTERS:
+        include(orders)
     # Partner exchange and replenishment (issue 15).
     app.state.epcis = settings.epcis
     app.state.replenishment = settings.replenishment

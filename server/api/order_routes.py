@@ -1,17 +1,25 @@
-"""The routes every kind of order has, built once per kind (``order_router``).
+"""The order routes: the same for every kind of order, built once per kind (``ROUTERS``).
 
-``/api/v1/{purchase,sales,transfer}-orders``: list (newest first, cursor pagination), read,
-change terms (PATCH), move along the workflow (``POST .../status``), add, change and remove
-lines. Creating an order takes a body of the kind's own shape, so each kind's module adds
-its ``POST`` with ``create``. Viewers read; operators and admins change; a key restricted to
-sites sees and changes only orders of its sites (``server.commands.orders``).
+- ``/api/v1/purchase-orders``: goods expected at a location (on order), received at the dock.
+- ``/api/v1/sales-orders``: goods allocated at a location, shipped against through the dock.
+- ``/api/v1/transfer-orders``: goods shipped from one site to another, in transit on the road.
+
+Each has: list (newest first, cursor pagination), create (``POST``, with a body of the kind's
+own shape, ``KINDS``), read, change terms (``PATCH``), move along the workflow
+(``POST .../status``), add, change and remove lines. Viewers read; operators and admins change;
+a key restricted to sites sees and changes only orders of its sites
+(``server.commands.orders``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: FastAPI reads the create route's body class
+# from its signature when the route is added, and ``order_router`` puts the kind's class there.
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from server.api.auth import Context, Operator, Viewer, check_locations, check_site
@@ -32,7 +40,7 @@ from server.commands.order_models import (
 )
 from server.commands.orders import change_order, change_status, create_order
 from server.queries.orders import OrderFilter, get_order, item_id_of, list_orders
-from server.rules.orders import OrderKindSpec, OrderStatus
+from server.rules.orders import PURCHASE, SALES, TRANSFER, OrderKindSpec, OrderStatus
 from server.store.schema.orders import ORDER_NUMBER_PATTERN
 from wire.models import now_utc
 
@@ -40,6 +48,13 @@ MAX_ID = 2**63 - 1
 MAX_LINE_NO = 2**31 - 1
 SITE_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 PARTNER_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+KINDS: tuple[tuple[OrderKindSpec, type[OrderIn]], ...] = (
+    (PURCHASE, OrderIn),
+    (SALES, OrderIn),
+    (TRANSFER, TransferOrderIn),
+)
+"""Each kind of order with the body that creates one, in the order OpenAPI lists them."""
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The order or a location is outside the key's sites."},
@@ -67,25 +82,34 @@ def _before(cursor: str | None) -> int | None:
     return int(key)
 
 
-async def create(
-    context: Context, principal: Principal, spec: OrderKindSpec, body: OrderIn
-) -> OrderView:
-    """Create an order of ``spec``'s kind (the body of each kind's ``POST``)."""
-    destination = body.destination if isinstance(body, TransferOrderIn) else None
-    check_locations(principal, body.location, destination)
-    async with context.store.begin(f"creating {spec.title} {body.number}") as conn:
-        return await create_order(conn, spec, body, principal.name, now_utc())
+def _by(principal: Principal) -> tuple[str, datetime, frozenset[str]]:
+    """The actor, the time and the caller's sites: the last arguments of an order command."""
+    return principal.name, now_utc(), principal.sites
 
 
-def order_router(spec: OrderKindSpec) -> APIRouter:
-    """The list, read and change routes of one kind of order."""
+def order_router(spec: OrderKindSpec, body: type[OrderIn]) -> APIRouter:
+    """The routes of one kind of order, whose create route takes ``body``."""
     router = APIRouter(prefix=f"/api/v1/{spec.path}", tags=[f"{spec.title}s"])
-    title = spec.title
+    kind, title = spec.kind, spec.title
+
+    def change_route(
+        method: str, path: str, name: str, description: str, status_code: int | None = None
+    ) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """A route that changes an order and answers with it (or with one of ``REFUSALS``)."""
+        return router.api_route(
+            path,
+            methods=[method],
+            response_model=OrderView,
+            status_code=status_code,
+            responses=REFUSALS,
+            name=name,
+            description=description,
+        )
 
     @router.get(
         "",
         response_model=OrderPage,
-        name=f"list_{spec.kind}_orders",
+        name=f"list_{kind}_orders",
         description=f"{title.capitalize()}s, newest first, without their lines.",
     )
     async def list_route(
@@ -142,70 +166,56 @@ def order_router(spec: OrderKindSpec) -> APIRouter:
         "/{order_id}",
         response_model=OrderView,
         responses=REFUSALS,
-        name=f"get_{spec.kind}_order",
+        name=f"get_{kind}_order",
         description=f"A {title} with its lines: quantity, received, shipped, short, over.",
     )
     async def get_route(context: Context, principal: Viewer, order_id: OrderId) -> OrderView:
         async with context.store.read(f"reading {title} {order_id}") as conn:
             return await get_order(conn, spec, order_id, principal.sites)
 
-    @router.patch(
+    @change_route(
+        "PATCH",
         "/{order_id}",
-        response_model=OrderView,
-        responses=REFUSALS,
-        name=f"change_{spec.kind}_order",
-        description=(
-            f"Change a draft or open {title}'s terms; where it goes only while it is a draft."
-        ),
+        f"change_{kind}_order",
+        f"Change a draft or open {title}'s terms; where it goes only while it is a draft.",
     )
     async def patch_route(
         context: Context, principal: Operator, order_id: OrderId, changes: OrderChanges
     ) -> OrderView:
         async with context.store.begin(f"changing {title} {order_id}") as conn:
-            return await change_order(
-                conn, spec, order_id, changes, principal.name, now_utc(), principal.sites
-            )
+            return await change_order(conn, spec, order_id, changes, *_by(principal))
 
-    @router.post(
+    @change_route(
+        "POST",
         "/{order_id}/status",
-        response_model=OrderView,
-        responses=REFUSALS,
-        name=f"change_{spec.kind}_order_status",
-        description=(
-            f"Move a {title} along draft -> open -> closed (or cancelled). Closing a purchase "
-            "order reconciles it: short and over lines raise alerts."
-        ),
+        f"change_{kind}_order_status",
+        f"Move a {title} along draft -> open -> closed (or cancelled). Closing a purchase "
+        "order reconciles it: short and over lines raise alerts.",
     )
     async def status_route(
         context: Context, principal: Operator, order_id: OrderId, change: StatusChange
     ) -> OrderView:
         async with context.store.begin(f"changing the status of {title} {order_id}") as conn:
-            return await change_status(
-                conn, spec, order_id, change.status, principal.name, now_utc(), principal.sites
-            )
+            return await change_status(conn, spec, order_id, change.status, *_by(principal))
 
-    @router.post(
+    @change_route(
+        "POST",
         "/{order_id}/lines",
-        response_model=OrderView,
-        status_code=status.HTTP_201_CREATED,
-        responses=REFUSALS,
-        name=f"add_{spec.kind}_order_line",
-        description=f"Add a line to a draft or open {title}.",
+        f"add_{kind}_order_line",
+        f"Add a line to a draft or open {title}.",
+        status.HTTP_201_CREATED,
     )
     async def add_line_route(
         context: Context, principal: Operator, order_id: OrderId, line: LineIn
     ) -> OrderView:
         async with context.store.begin(f"adding a line to {title} {order_id}") as conn:
-            return await add_line(
-                conn, spec, order_id, line, principal.name, now_utc(), principal.sites
-            )
+            return await add_line(conn, spec, order_id, line, *_by(principal))
 
-    @router.put(
+    @change_route(
+        "PUT",
         "/{order_id}/lines/{line_no}",
-        response_model=OrderView,
-        responses=REFUSALS,
-        name=f"change_{spec.kind}_order_line",
-        description=f"Set the quantity of a line of a draft or open {title}.",
+        f"change_{kind}_order_line",
+        f"Set the quantity of a line of a draft or open {title}.",
     )
     async def change_line_route(
         context: Context,
@@ -214,33 +224,43 @@ def order_router(spec: OrderKindSpec) -> APIRouter:
         line_no: LineNo,
         change: LineQuantity,
     ) -> OrderView:
-        async with context.store.begin(f"changing line {line_no} of {title} {order_id}") as conn:
+        doing = f"changing line {line_no} of {title} {order_id}"
+        async with context.store.begin(doing) as conn:
             return await change_line(
-                conn,
-                spec,
-                order_id,
-                line_no,
-                change.quantity,
-                principal.name,
-                now_utc(),
-                principal.sites,
+                conn, spec, order_id, line_no, change.quantity, *_by(principal)
             )
 
-    @router.delete(
+    @change_route(
+        "DELETE",
         "/{order_id}/lines/{line_no}",
-        response_model=OrderView,
-        responses=REFUSALS,
-        name=f"remove_{spec.kind}_order_line",
-        description=(
-            f"Remove a line of a draft or open {title} that nothing was received or shipped on."
-        ),
+        f"remove_{kind}_order_line",
+        f"Remove a line of a draft or open {title} that nothing was received or shipped on.",
     )
     async def remove_line_route(
         context: Context, principal: Operator, order_id: OrderId, line_no: LineNo
     ) -> OrderView:
-        async with context.store.begin(f"removing line {line_no} of {title} {order_id}") as conn:
-            return await remove_line(
-                conn, spec, order_id, line_no, principal.name, now_utc(), principal.sites
-            )
+        doing = f"removing line {line_no} of {title} {order_id}"
+        async with context.store.begin(doing) as conn:
+            return await remove_line(conn, spec, order_id, line_no, *_by(principal))
 
+    # Last, as it always was: OpenAPI lists a path's methods in the order they were added.
+    @change_route(
+        "POST",
+        "",
+        f"create_{kind}_order",
+        f"Create a {title} with its lines, as a draft or open at once.",
+        status.HTTP_201_CREATED,
+    )
+    async def create_route(context: Context, principal: Operator, body: OrderIn) -> OrderView:
+        destination = body.destination if isinstance(body, TransferOrderIn) else None
+        check_locations(principal, body.location, destination)
+        async with context.store.begin(f"creating {title} {body.number}") as conn:
+            return await create_order(conn, spec, body, principal.name, now_utc())
+
+    # The kind's own body class (``OrderIn`` or a subclass), where FastAPI looks for it.
+    create_route.__annotations__["body"] = body
     return router
+
+
+ROUTERS = [order_router(spec, body) for spec, body in KINDS]
+"""One router a kind of order, in ``KINDS``' order."""

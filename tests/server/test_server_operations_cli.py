@@ -93,11 +93,12 @@ async def filled_store(config: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-async def check_ledger(config: Path) -> tuple[int, str]:
+async def _cli(config: Path, command: str) -> tuple[int, str]:
+    """Run ``stockgate server <command>``: its exit code and output."""
     proc = await asyncio.create_subprocess_exec(
         str(STOCKGATE),
         "server",
-        "check-ledger",
+        command,
         "--config",
         str(config),
         stdout=asyncio.subprocess.PIPE,
@@ -117,7 +118,7 @@ async def check_ledger(config: Path) -> tuple[int, str]:
 async def test_check_ledger_exits_0_when_balances_agree_and_1_naming_what_was_tampered(
     config: Path, filled_store: Store
 ) -> None:
-    code, output = await check_ledger(config)
+    code, output = await _cli(config, "check-ledger")
     assert (code, output.strip()) == (0, "balances agree with the ledger")
 
     async with filled_store.engine.begin() as conn:
@@ -138,7 +139,7 @@ async def test_check_ledger_exits_0_when_balances_agree_and_1_naming_what_was_ta
             .where(schema.ledger.c.id == reversal)
             .values(to_location="wh1.a")
         )
-    code, output = await check_ledger(config)
+    code, output = await _cli(config, "check-ledger")
     assert code == 1, output
     assert output.splitlines() == [
         "item 80614141123458 at wh1.a: balance 0, ledger says 1",
@@ -149,27 +150,6 @@ async def test_check_ledger_exits_0_when_balances_agree_and_1_naming_what_was_ta
         "3 balance(s) disagree with the ledger",
         "1 reversal(s) do not mirror the row they reverse",
     ]
-
-
-async def _cli(config: Path, command: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(STOCKGATE),
-        "server",
-        command,
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT_S):
-            output, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, output.decode()
 
 
 async def _rollups(store: Store) -> dict[str, list[tuple[object, ...]]]:
