@@ -4,7 +4,8 @@ Every ``import`` and ``from … import`` of our packages is read with ``ast`` (n
 executed, so an import inside a function or under ``TYPE_CHECKING`` counts as well) and
 checked against the floors: a package imports only the packages below it, ``edge`` and
 ``server`` never each other, and ``server/rules`` nothing of the server above it; and no
-module imports itself through others (no cycles, imports inside functions counted too).
+module imports itself through others (no cycles, imports inside functions counted too);
+no module is longer than a reader can hold in mind (500 lines, tests aside).
 """
 
 from __future__ import annotations
@@ -201,3 +202,17 @@ def test_no_module_imports_itself_through_others() -> None:
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module a reader can hold in mind: split by responsibility before it grows past this."""
+    long = sorted(
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for folder in PACKAGES.values()
+        for path in (ROOT / folder).rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    )
+    assert long == []
