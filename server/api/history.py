@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations, check_site
@@ -47,7 +48,8 @@ DEFAULT_WINDOW: Final[dict[str, timedelta]] = {
 }
 MAX_HISTORY_PAGE: Final = 10_000
 DEFAULT_HISTORY_PAGE: Final = 1000
-MAX_CURSOR: Final = 64
+MAX_CURSOR: Final = 2048
+"""A keyset cursor holds the last bucket's keys (locations and read points included)."""
 CSV_MEDIA: Final = "text/csv"
 
 Kind = Literal["receipt", "shipment", "transfer", "count_adjustment", "loss"]
@@ -145,22 +147,46 @@ def _group_by(raw: str | None) -> tuple[GroupBy, ...]:
     return tuple(name for name in GROUP_BY if name in names)
 
 
-def _offset(cursor: str | None) -> int:
+def _position(cursor: str | None, query: MovementHistoryQuery) -> tuple[list[Any] | None, int]:
+    """The keys a page starts after (``k:`` cursors), or the number of buckets it skips
+    (``o:`` cursors, as pages were once given out)."""
     if cursor is None:
-        return 0
+        return None, 0
     try:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
-        prefix, _, number = text.partition(":")
-        offset = int(number)
-        if prefix != "o" or offset < 0:
+        prefix, _, rest = text.partition(":")
+        if prefix == "o":
+            offset = int(rest)
+            if offset < 0:
+                raise ValueError(text)
+            return None, offset
+        if prefix != "k":
+            raise ValueError(text)
+        keys = json.loads(rest)
+        if (
+            not isinstance(keys, list)
+            or len(keys) != len(query.columns) - 2
+            or not all(isinstance(key, str) for key in keys)
+        ):
+            raise ValueError(text)
+        bucket = datetime.fromisoformat(keys[0])
+        if bucket.tzinfo is None:
             raise ValueError(text)
     except (ValueError, UnicodeError) as err:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "bad cursor") from err
-    return offset
+    return [bucket, *keys[1:]], 0
 
 
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode("ascii")).decode("ascii")
+def _cursor(keys: list[Any]) -> str:
+    text = json.dumps([keys[0].isoformat(), *keys[1:]], separators=(",", ":"))
+    return base64.urlsafe_b64encode(f"k:{text}".encode("ascii")).decode("ascii")
+
+
+def _json(model: type[BaseModel], page: dict[str, Any]) -> Response:
+    """``page`` validated as ``model`` and written as its JSON in one pass: the same body
+    FastAPI writes for a returned model, without building a model per row and then
+    validating and encoding the page again (most of a 1,000-row page's time)."""
+    return Response(model.model_validate(page).model_dump_json(), media_type="application/json")
 
 
 def wants_csv(request: Request) -> bool:
@@ -258,17 +284,18 @@ async def get_movement_history(
     )
     if wants_csv(request):
         return csv_download(_csv_lines(context.store, query), "movement-history.csv")
-    offset = _offset(cursor)
+    after, offset = _position(cursor, query)
     async with context.store.read("reading movement history") as conn:
-        rows, more = await movement_history(conn, query, offset, limit)
-    return MovementHistoryPage(
-        bucket=bucket,
-        group_by=list(query.group_by),
-        since=query.since,
-        until=query.until,
-        items=[MovementBucket(**row) for row in rows],
-        next_cursor=_cursor(offset + limit) if more else None,
-    )
+        rows, more = await movement_history(conn, query, after, limit, offset)
+    page = {
+        "bucket": bucket,
+        "group_by": list(query.group_by),
+        "since": query.since,
+        "until": query.until,
+        "items": rows,
+        "next_cursor": _cursor(more) if more is not None else None,
+    }
+    return _json(MovementHistoryPage, page)
 
 
 @router.get(
@@ -306,7 +333,7 @@ async def get_stock_history(
     site: SiteParam = None,
     since: Since = None,
     until: Until = None,
-) -> StockHistoryPage:
+) -> Response:
     """Closing stock of one item (``sku`` or ``gtin``) per site and UTC day."""
     if (sku is None) == (gtin is None):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "give exactly one of sku and gtin")
@@ -318,18 +345,19 @@ async def get_stock_history(
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no item {sku or gtin}")
         days = await stock_history(conn, item[0], item[1], start, end, site, principal.sites)
-    return StockHistoryPage(
-        since=start,
-        until=end,
-        items=[
-            StockDayView(
-                day=day.day,
-                site=day.site,
-                sku=day.sku,
-                quantity_in=day.quantity_in,
-                quantity_out=day.quantity_out,
-                closing=day.closing,
-            )
+    page = {
+        "since": start,
+        "until": end,
+        "items": [
+            {
+                "day": day.day,
+                "site": day.site,
+                "sku": day.sku,
+                "quantity_in": day.quantity_in,
+                "quantity_out": day.quantity_out,
+                "closing": day.closing,
+            }
             for day in days
         ],
-    )
+    }
+    return _json(StockHistoryPage, page)

@@ -68,9 +68,16 @@ def needs_items(query: MovementHistoryQuery) -> bool:
     return "sku" in query.group_by or query.sku is not None or query.gtin is not None
 
 
-def movement_select(query: MovementHistoryQuery, *, by_item: bool = False) -> sa.Select[Any]:
+def movement_select(
+    query: MovementHistoryQuery,
+    *,
+    by_item: bool = False,
+    after: Sequence[Any] | None = None,
+) -> sa.Select[Any]:
     """The SQL of ``query``; ``by_item`` reads the rollup by item even where the one without
-    the item would answer (the benchmark's baseline)."""
+    the item would answer (the benchmark's baseline); ``after``: only the buckets whose keys
+    (bucket, side and the ``group_by`` columns, as stored) come after these (keyset
+    pagination: a page costs the same wherever it starts)."""
     # Without an item filter or column, the rollup without the item answers: one row per
     # place, read point and kind instead of one per item there; over whole sites, the
     # rollup per site (one row per site instead of one per location).
@@ -115,6 +122,13 @@ def movement_select(query: MovementHistoryQuery, *, by_item: bool = False) -> sa
         conditions.append(rollup.side == query.side)
     if query.sites:
         conditions.append(rollup.site.in_(sorted(query.sites)))
+    if after is not None:
+        conditions.append(
+            sa.tuple_(*keys)
+            > sa.tuple_(
+                *(sa.literal(value, key.type) for key, value in zip(keys, after, strict=True))
+            )
+        )
     source: sa.FromClause = table
     if needs_items(query):
         source = table.join(items, items.c.id == history_movements.c.item_id)
@@ -137,11 +151,19 @@ def _movement_row(query: MovementHistoryQuery, row: Sequence[Any]) -> dict[str, 
 
 
 async def movement_history(
-    conn: AsyncConnection, query: MovementHistoryQuery, offset: int, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """One page of buckets (oldest first) and whether more follow."""
-    rows = (await conn.execute(movement_select(query).offset(offset).limit(limit + 1))).all()
-    return [_movement_row(query, row) for row in rows[:limit]], len(rows) > limit
+    conn: AsyncConnection,
+    query: MovementHistoryQuery,
+    after: Sequence[Any] | None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """One page of buckets (oldest first) after the keys ``after`` (or ``offset`` buckets
+    in), and the keys of its last bucket when more follow (None: this is the last page)."""
+    select = movement_select(query, after=after).offset(offset).limit(limit + 1)
+    rows = (await conn.execute(select)).all()
+    page = rows[:limit]
+    more = list(page[-1][: len(query.columns) - 2]) if len(rows) > limit else None
+    return [_movement_row(query, row) for row in page], more
 
 
 async def stream_movement_history(
