@@ -8,26 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from edge.agent import EdgeAgent
-from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario
 from firmware_sim.scenario_run import run_scenario
 from firmware_sim.truth import GroundTruth
 from plumbing.mqtt import Message, MqttClient
 from plumbing.settings import MqttSettings
-from server.app import Server
 from stockgate.demo_api import fetch_stock, staged_units_moved
-from stockgate.demo_settings import edge_settings, server_settings
+from stockgate.demo_settings import GATEWAY_ID
 from tests.e2e.settle import settle
+from tests.e2e.stack import running_stack
 from wire import topics
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
@@ -51,39 +50,24 @@ async def _record(observer: MqttClient, seen: list[Message]) -> None:
 
 
 @pytest.fixture
-async def stack(mosquitto, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(mosquitto: Any, tmp_path: Path) -> AsyncIterator[Stack]:
     scenario = load_scenario(bundled_scenario("small"))
-    keys = {"admin": secrets.token_urlsafe(24), "viewer": secrets.token_urlsafe(24)}
-    async with ReaderSimulator(
-        antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
-    ) as sim:
-        server = Server(server_settings(scenario, mosquitto.url, tmp_path, 0, keys))
-        agent = EdgeAgent(edge_settings(scenario, mosquitto.url, tmp_path, sim.port))
-        observer = MqttClient(MqttSettings(url=mosquitto.url), "e2e-observer")
-        seen: list[Message] = []
-        ready, stop = asyncio.Event(), asyncio.Event()
-        async with observer, asyncio.TaskGroup() as tasks:
-            await observer.wait_connected(10)
-            await observer.subscribe(topics.events(scenario.site, "gw-demo-1"))
-            await observer.subscribe(topics.ack(scenario.site, "gw-demo-1"))
-            recorder = tasks.create_task(_record(observer, seen))
-            server_task = tasks.create_task(server.run(ready))
-            async with asyncio.timeout(60):
-                await ready.wait()
-            edge_task = tasks.create_task(agent.run(stop))
-            await sim.wait_inventory(60)
-            headers = {"Authorization": f"Bearer {keys['admin']}"}
-            base_url = f"http://127.0.0.1:{server.api_port}"
-            # httpx's 5 s default is shorter than a movement page can take while the
-            # server ingests, follows history and shares two cores with the other tests.
-            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-                await run_scenario(scenario, sim)
-                await settle(agent, SETTLE_TIMEOUT_S)
-                yield Stack(scenario, scenario.ground_truth(), agent, api, observer, seen)
-            stop.set()
-            await edge_task
-            server_task.cancel()
-            recorder.cancel()
+    observer = MqttClient(MqttSettings(url=mosquitto.url), "e2e-observer")
+    seen: list[Message] = []
+    async with observer, asyncio.TaskGroup() as tasks:
+        # Subscribed before the edge starts: every batch it publishes is recorded.
+        await observer.wait_connected(10)
+        await observer.subscribe(topics.events(scenario.site, GATEWAY_ID))
+        await observer.subscribe(topics.ack(scenario.site, GATEWAY_ID))
+        recorder = tasks.create_task(_record(observer, seen))
+        async with (
+            running_stack(scenario, mosquitto.url, tmp_path, ("admin", "viewer")) as running,
+            running.api("admin") as api,
+        ):
+            await run_scenario(scenario, running.door)
+            await settle(running.agent, SETTLE_TIMEOUT_S)
+            yield Stack(scenario, scenario.ground_truth(), running.agent, api, observer, seen)
+        recorder.cancel()
 
 
 async def _all_movements(api: httpx.AsyncClient, **params: str) -> list[dict[str, object]]:
@@ -135,7 +119,7 @@ async def test_a_batch_sent_again_after_its_ack_was_lost_changes_nothing(stack: 
     publishing one again on the edge's topic is exactly the edge's re-send.
     """
     scenario = stack.scenario
-    events_topic = topics.events(scenario.site, "gw-demo-1")
+    events_topic = topics.events(scenario.site, GATEWAY_ID)
     batches = [m for m in stack.seen if m.topic == events_topic]
     assert batches, "the edge published no batch"
     before_stock = await fetch_stock(stack.api)

@@ -15,8 +15,6 @@ broker and the server on SQLite. Then, as an operator would:
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,15 +25,12 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.agent import EdgeAgent
-from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import DOORWAY_SCENARIOS, Scenario, bundled_scenario, load_scenario
 from firmware_sim.scenario_doorways import TagPass
 from firmware_sim.scenario_run import run_scenario
-from server.app import Server
 from stockgate.demo_api import fetch_stock
-from stockgate.demo_settings import edge_settings, server_settings
 from tests.e2e.settle import settle
+from tests.e2e.stack import running_stack
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -57,28 +52,13 @@ async def played(
 ) -> AsyncIterator[Played]:
     scenario = load_scenario(bundled_scenario(request.param))
     assert len(scenario.all_doors) == 1
-    keys = {"operator": secrets.token_urlsafe(24)}
-    async with ReaderSimulator(
-        antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
-    ) as sim:
-        server = Server(server_settings(scenario, mosquitto.url, tmp_path, 0, keys))
-        agent = EdgeAgent(edge_settings(scenario, mosquitto.url, tmp_path, sim.port))
-        ready, stop = asyncio.Event(), asyncio.Event()
-        async with asyncio.TaskGroup() as tasks:
-            server_task = tasks.create_task(server.run(ready))
-            async with asyncio.timeout(60):
-                await ready.wait()
-            edge_task = tasks.create_task(agent.run(stop))
-            await sim.wait_inventory(60)
-            headers = {"Authorization": f"Bearer {keys['operator']}"}
-            base_url = f"http://127.0.0.1:{server.api_port}"
-            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-                run = await run_scenario(scenario, sim)
-                await settle(agent, SETTLE_TIMEOUT_S)
-                yield Played(scenario, run.started_utc_us, api)
-            stop.set()
-            await edge_task
-            server_task.cancel()
+    async with (
+        running_stack(scenario, mosquitto.url, tmp_path, ("operator",)) as stack,
+        stack.api("operator") as api,
+    ):
+        run = await run_scenario(scenario, stack.door)
+        await settle(stack.agent, SETTLE_TIMEOUT_S)
+        yield Played(scenario, run.started_utc_us, api)
 
 
 async def _pages(api: httpx.AsyncClient, path: str, **params: str) -> list[dict[str, Any]]:

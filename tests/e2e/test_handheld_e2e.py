@@ -10,101 +10,48 @@ pallet's contents recorded first through ``POST /api/v1/aggregations``); its gro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from edge.agent import EdgeAgent
-from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scanner import ScannerSimulator
 from firmware_sim.scenario import Scenario, bundled_scenario, load_scenario
 from firmware_sim.scenario_run import run_scenario
-from server.app import Server
 from stockgate.demo_api import fetch_stock
-from stockgate.demo_settings import edge_settings, server_settings
+from tests.e2e.settle import eventually
+from tests.e2e.stack import running_stack
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
 SETTLE_TIMEOUT_S = 60.0
 
 
-async def _eventually(check: Any, what: str, timeout: float = SETTLE_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} did not happen in {timeout} s")
-
-
 async def play_with_handhelds(
-    scenario: Scenario, broker_url: str, workdir: Path, **server_extra: Any
+    scenario: Scenario, broker_url: str, workdir: Path
 ) -> tuple[dict[tuple[str, str], int], list[dict[str, Any]], EdgeAgent]:
     """Run ``scenario`` through scanners on ptys, the edge and the server; the stock and
     the alerts the API serves once the edge has nothing left to send, and the agent."""
-    keys = {"admin": secrets.token_urlsafe(24)}
-    links = {spec.name: workdir / "dev" / spec.name for spec in scenario.scanner_specs}
-    settings = server_settings(scenario, broker_url, workdir, 0, keys)
-    if server_extra:
-        settings = settings.model_copy(update=server_extra)
-    async with contextlib.AsyncExitStack() as stack:
-        sim = await stack.enter_async_context(
-            ReaderSimulator(
-                antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
+    async with running_stack(scenario, broker_url, workdir) as stack, stack.api("admin") as api:
+        for sscc, epcs in scenario.aggregations().items():
+            response = await api.post(
+                "/api/v1/aggregations", json={"parent": sscc, "children": list(epcs)}
             )
-        )
-        scanners = {
-            spec.name: await stack.enter_async_context(
-                ScannerSimulator(links[spec.name], name=spec.name, style=spec.style())
-            )
-            for spec in scenario.scanner_specs
-        }
-        server = Server(settings)
-        agent = EdgeAgent(edge_settings(scenario, broker_url, workdir, sim.port, links))
-        ready, stop = asyncio.Event(), asyncio.Event()
-        async with asyncio.TaskGroup() as tasks:
-            server_task = tasks.create_task(server.run(ready))
-            async with asyncio.timeout(60):
-                await ready.wait()
-            edge_task = tasks.create_task(agent.run(stop))
-            await sim.wait_inventory(60)
+            assert response.status_code == 200, response.text
+        await run_scenario(scenario, stack.door, scanners=stack.scanners)
+        sent = sum(len(s.sent) for s in stack.scanners.values())
+        agent = stack.agent
 
-            async def scanners_open() -> bool:
-                status = await agent.status()
-                serial = [r for r in status.readers if r.kind == "serial"]
-                return len(serial) == len(scanners) and all(r.state == "connected" for r in serial)
+        async def settled() -> bool:
+            outbox = agent.outbox
+            heard = agent.counters.scans + agent.counters.reader_events["decode_error"]
+            return heard >= sent and outbox is not None and outbox.depth() == 0
 
-            await _eventually(scanners_open, "the edge opening every scanner")
-            headers = {"Authorization": f"Bearer {keys['admin']}"}
-            base_url = f"http://127.0.0.1:{server.api_port}"
-            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-                for sscc, epcs in scenario.aggregations().items():
-                    response = await api.post(
-                        "/api/v1/aggregations", json={"parent": sscc, "children": list(epcs)}
-                    )
-                    assert response.status_code == 200, response.text
-                await run_scenario(scenario, sim, scanners=scanners)
-                sent = sum(len(s.sent) for s in scanners.values())
-
-                async def settled() -> bool:
-                    outbox = agent.outbox
-                    heard = agent.counters.scans + agent.counters.reader_events["decode_error"]
-                    return heard >= sent and outbox is not None and outbox.depth() == 0
-
-                await _eventually(settled, "the edge sending every scan's event")
-                stock = await fetch_stock(api)
-                response = await api.get("/api/v1/alerts", params={"limit": 500})
-                assert response.status_code == 200, response.text
-                alerts: list[dict[str, Any]] = response.json()["items"]
-            stop.set()
-            await edge_task
-            server_task.cancel()
+        await eventually(settled, "the edge sending every scan's event", SETTLE_TIMEOUT_S)
+        stock = await fetch_stock(api)
+        response = await api.get("/api/v1/alerts", params={"limit": 500})
+        assert response.status_code == 200, response.text
+        alerts: list[dict[str, Any]] = response.json()["items"]
     return stock, alerts, agent
 
 

@@ -10,12 +10,10 @@ schema-valid EPCIS, and plans replenishment from the shipments it ingested: reor
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,9 @@ from jsonschema import Draft7Validator
 
 from plumbing.mqtt import MqttClient
 from plumbing.settings import MqttSettings, load
-from server.app import Server
 from server.config.settings import ServerSettings
+from tests.e2e.settle import eventually
+from tests.e2e.stack import api_client, serving
 from wire.models import now_utc
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
@@ -120,15 +119,6 @@ class Gateway:
         await self.client.publish(topic, json.dumps(batch).encode(), qos=1)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 async def running(
     mosquitto: Any, database_url: str
@@ -142,21 +132,13 @@ async def running(
         read_points=[{"id": "wh1.dock.1", "inbound_location": "wh1.receiving"}],
         replenishment={"enabled": False, "demand_window_days": 28},
     )
-    server = Server(settings)
-    ready = asyncio.Event()
     gateway_client = MqttClient(
         MqttSettings(url=mosquitto.url), f"{GATEWAY}-{uuid.uuid4().hex[:6]}"
     )
-    async with gateway_client, asyncio.TaskGroup() as tasks:
-        serving = tasks.create_task(server.run(ready))
-        async with asyncio.timeout(DEADLINE_S):
-            await ready.wait()
+    async with gateway_client, serving(settings) as server:
         await gateway_client.wait_connected(10)
-        base_url = f"http://127.0.0.1:{server.api_port}"
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
+        async with api_client(server, key) as api:
             yield api, Gateway(gateway_client)
-        serving.cancel()
 
 
 async def ok(response: Awaitable[httpx.Response]) -> Any:
@@ -209,7 +191,7 @@ async def test_asn_receipt_reconciliation_and_replenishment_over_real_parts(
         report = await ok(api.get(f"/api/v1/purchase-orders/{order['id']}/asn"))
         return bool(report["received"] == 1)
 
-    await until(reconciled, "the receipt to reconcile against the notice")
+    await eventually(reconciled, "the receipt to reconcile against the notice", DEADLINE_S)
     alerts = (await ok(api.get("/api/v1/alerts")))["items"]
     (unexpected,) = [a for a in alerts if a["kind"] == "asn_unexpected_units"]
     assert unexpected["evidence"]["epcs"] == [EXAMPLE_EPC.format(2099)]
@@ -246,7 +228,7 @@ async def test_asn_receipt_reconciliation_and_replenishment_over_real_parts(
         stock = (await ok(api.get("/api/v1/stock", params={"sku": "WIDGET"})))["items"]
         return sum(row["on_hand"] for row in stock) == 150 - sum(shipped)
 
-    await until(ingested, "the shipments to be ingested")
+    await eventually(ingested, "the shipments to be ingested", DEADLINE_S)
     run = await ok(api.post("/api/v1/replenishment/run"))
     (draft,) = run["drafts"]
     plans = (await ok(api.get("/api/v1/replenishment/plans", params={"sku": "WIDGET"})))["items"]

@@ -11,37 +11,21 @@ recorded missing, and puts new cases on the shelf; its ground truth
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from edge.agent import EdgeAgent
-from firmware_sim.reader import ReaderSimulator
-from firmware_sim.scanner import ScannerSimulator
 from firmware_sim.scenario import bundled_scenario, load_scenario
 from firmware_sim.scenario_run import run_scenario
-from server.app import Server
 from stockgate.demo_api import fetch_stock
-from stockgate.demo_settings import edge_settings, server_settings
+from tests.e2e.settle import eventually
+from tests.e2e.stack import running_stack
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
 SETTLE_TIMEOUT_S = 60.0
-
-
-async def _eventually(check: Any, what: str, timeout: float = SETTLE_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} did not happen in {timeout} s")
 
 
 async def test_a_shelf_reader_counts_continuously_and_stock_is_the_ground_truth(
@@ -52,99 +36,46 @@ async def test_a_shelf_reader_counts_continuously_and_stock_is_the_ground_truth(
     (shelf,) = scenario.shelves
     assert truth.missing, "the scenario must lose cases"
     assert truth.shrinkage
-    keys = {"admin": secrets.token_urlsafe(24)}
-    links = {spec.name: tmp_path / "dev" / spec.name for spec in scenario.scanner_specs}
-    async with contextlib.AsyncExitStack() as stack:
-        door = await stack.enter_async_context(
-            ReaderSimulator(
-                antennas=scenario.reader.antennas, name=scenario.reader.name, seed=scenario.seed
+    async with (
+        running_stack(scenario, mosquitto.url, tmp_path) as stack,
+        stack.api("admin") as api,
+    ):
+        # Cases left on the shelf stay there (read on) until the checks are done.
+        await run_scenario(scenario, stack.readers, scanners=stack.scanners, keep_shelves=True)
+        agent = stack.agent
+
+        async def report() -> list[dict[str, Any]]:
+            response = await api.get("/api/v1/reports/shrinkage")
+            assert response.status_code == 200, response.text
+            items: list[dict[str, Any]] = response.json()["items"]
+            return items
+
+        async def settled() -> bool:
+            outbox = agent.outbox
+            heard = len(stack.scanners["handheld-1"].sent)
+            if outbox is None or outbox.depth() or agent.counters.scans < heard:
+                return False
+            rows = await report()
+            recorded = {(r["read_point"], r["location"], r["gtin"]): r["missing"] for r in rows}
+            stock = {k: n for k, n in (await fetch_stock(api)).items() if n}
+            return recorded == truth.shrinkage and stock == truth.stock
+
+        # Wait for the sweep and the last arrival; then the checks below say what
+        # differs, if anything still does.
+        with contextlib.suppress(AssertionError):
+            await eventually(
+                settled, "the books agreeing with the ground truth", SETTLE_TIMEOUT_S, 0.2
             )
-        )
-        shelf_sim = await stack.enter_async_context(
-            ReaderSimulator(
-                antennas=shelf.reader.antennas, name=shelf.reader.name, seed=scenario.seed
-            )
-        )
-        scanners = {
-            spec.name: await stack.enter_async_context(
-                ScannerSimulator(links[spec.name], name=spec.name, style=spec.style())
-            )
-            for spec in scenario.scanner_specs
+        stock = await fetch_stock(api)
+        rows = await report()
+        units = {
+            urn: (await api.get(f"/api/v1/units/{urn}")).json()
+            for urn in sorted({u.urn for u in scenario.units})
         }
-        server = Server(server_settings(scenario, mosquitto.url, tmp_path, 0, keys))
-        agent = EdgeAgent(
-            edge_settings(
-                scenario,
-                mosquitto.url,
-                tmp_path,
-                door.port,
-                links,
-                shelf_ports={shelf.reader.name: shelf_sim.port},
-            )
-        )
-        ready, stop = asyncio.Event(), asyncio.Event()
-        async with asyncio.TaskGroup() as tasks:
-            server_task = tasks.create_task(server.run(ready))
-            async with asyncio.timeout(60):
-                await ready.wait()
-            edge_task = tasks.create_task(agent.run(stop))
-            await door.wait_inventory(60)
-            await shelf_sim.wait_inventory(60)
-
-            async def scanners_open() -> bool:
-                status = await agent.status()
-                serial = [r for r in status.readers if r.kind == "serial"]
-                return len(serial) == len(scanners) and all(r.state == "connected" for r in serial)
-
-            await _eventually(scanners_open, "the edge opening the scanner")
-            headers = {"Authorization": f"Bearer {keys['admin']}"}
-            base_url = f"http://127.0.0.1:{server.api_port}"
-            async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-                # Cases left on the shelf stay there (read on) until the checks are done.
-                await run_scenario(
-                    scenario,
-                    {door.name: door, shelf_sim.name: shelf_sim},
-                    scanners=scanners,
-                    keep_shelves=True,
-                )
-
-                async def report() -> list[dict[str, Any]]:
-                    response = await api.get("/api/v1/reports/shrinkage")
-                    assert response.status_code == 200, response.text
-                    items: list[dict[str, Any]] = response.json()["items"]
-                    return items
-
-                async def settled() -> bool:
-                    outbox = agent.outbox
-                    heard = len(scanners["handheld-1"].sent)
-                    if outbox is None or outbox.depth() or agent.counters.scans < heard:
-                        return False
-                    rows = await report()
-                    recorded = {
-                        (r["read_point"], r["location"], r["gtin"]): r["missing"] for r in rows
-                    }
-                    stock = {k: n for k, n in (await fetch_stock(api)).items() if n}
-                    return recorded == truth.shrinkage and stock == truth.stock
-
-                # Wait for the sweep and the last arrival; then the checks below say what
-                # differs, if anything still does.
-                with contextlib.suppress(AssertionError):
-                    await _eventually(settled, "the books agreeing with the ground truth")
-                stock = await fetch_stock(api)
-                rows = await report()
-                units = {
-                    urn: (await api.get(f"/api/v1/units/{urn}")).json()
-                    for urn in sorted({u.urn for u in scenario.units})
-                }
-                response = await api.get("/api/v1/alerts", params={"state": "all", "limit": 500})
-                assert response.status_code == 200, response.text
-                alerts = response.json()["items"]
-                csv_text = (await api.get("/api/v1/reports/shrinkage.csv")).text
-            stop.set()
-            await edge_task
-            server_task.cancel()
-        for reader in (door, shelf_sim):
-            reader.field.clear()
+        response = await api.get("/api/v1/alerts", params={"state": "all", "limit": 500})
+        assert response.status_code == 200, response.text
+        alerts = response.json()["items"]
+        csv_text = (await api.get("/api/v1/reports/shrinkage.csv")).text
 
     # Stock by location is the ground truth: the pick went to the pick zone, the stolen
     # cases left the shelf's books, the ones put back or found again are on it.

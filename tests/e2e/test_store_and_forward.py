@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,10 @@ from firmware_sim.reader import ReaderSimulator
 from firmware_sim.scenario import Scenario, parse_scenario
 from firmware_sim.scenario_run import run_scenario
 from plumbing.settings import load
-from server.app import Server
 from server.config.settings import ServerSettings
 from stockgate.demo_api import fetch_stock
+from tests.e2e.settle import eventually
+from tests.e2e.stack import api_client, serving
 from wire.identifiers import sgtin96_hex
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
@@ -50,6 +50,7 @@ SITE = "wh1"
 READ_POINT = "wh1.dock.1"
 INBOUND = "wh1.receiving"
 STOCKGATE = Path(sys.executable).parent / "stockgate"
+API_TIMEOUT_S = 10.0
 
 PALLETS = """
 name = "{name}"
@@ -102,25 +103,6 @@ def server_settings(broker_url: str, workdir: Path, key: str) -> ServerSettings:
     )
 
 
-@contextlib.asynccontextmanager
-async def serving(settings: ServerSettings, key: str) -> AsyncIterator[httpx.AsyncClient]:
-    server = Server(settings)
-    ready = asyncio.Event()
-    task = asyncio.create_task(server.run(ready), name="server")
-    try:
-        async with asyncio.timeout(30):
-            await ready.wait()
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{server.api_port}", headers=headers, timeout=10
-        ) as api:
-            yield api
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def movements(api: httpx.AsyncClient) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -134,15 +116,6 @@ async def movements(api: httpx.AsyncClient) -> list[dict[str, Any]]:
         if cursor is None:
             return rows
     raise AssertionError("movement pages never ended")
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not reached within {timeout:g} s")
 
 
 # --- SIGKILL of the edge process ----------------------------------------------------------------
@@ -211,7 +184,8 @@ async def test_sigkill_loses_nothing_committed(mosquitto: Any, tmp_path: Path) -
     config, log = tmp_path / "edge.toml", tmp_path / "edge.log"
     async with (
         ReaderSimulator(antennas=2, name="dock1", seed=before.seed) as sim,
-        serving(server_settings(mosquitto.url, tmp_path, key), key) as api,
+        serving(server_settings(mosquitto.url, tmp_path, key)) as server,
+        api_client(server, key, API_TIMEOUT_S) as api,
     ):
         edge_toml(config, mosquitto.url, outbox, sim.port)
         edge = start_edge(config, log)
@@ -230,7 +204,9 @@ async def test_sigkill_loses_nothing_committed(mosquitto: Any, tmp_path: Path) -
             assert done == units_before, log.read_text()[-3000:]
 
             # The reader notices the dead client; a new edge process takes over.
-            await until(lambda: asyncio.sleep(0, not sim.connected), 10, "reader session ended")
+            await eventually(
+                lambda: asyncio.sleep(0, not sim.connected), "reader session ended", 10
+            )
             edge = start_edge(config, log)
             await sim.wait_inventory(30)
             await run_scenario(after, sim)
@@ -238,7 +214,7 @@ async def test_sigkill_loses_nothing_committed(mosquitto: Any, tmp_path: Path) -
             async def settled() -> bool:
                 return await fetch_stock(api) == {k: n for k, n in expected.items() if n}
 
-            await until(settled, 30, "server stock equal to the ground truth")
+            await eventually(settled, "server stock equal to the ground truth", 30)
             rows = await movements(api)
         finally:
             edge.terminate()
@@ -302,7 +278,8 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
     )
     async with (
         FakeLlrpReader(max_antennas=2) as fake,
-        serving(server_settings(mosquitto.url, tmp_path, key), key) as api,
+        serving(server_settings(mosquitto.url, tmp_path, key)) as server,
+        api_client(server, key, API_TIMEOUT_S) as api,
         asyncio.TaskGroup() as tasks,
     ):
         llrp = settings.llrp[0].model_copy(update={"port": fake.port})
@@ -318,17 +295,19 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
             return outbox is not None and outbox.depth() == 0 and await on_hand() == count
 
         await fake.wait_connections(1, timeout=10)
-        await until(lambda: asyncio.sleep(0, agent.publisher is not None), 10, "publisher")
+        await eventually(lambda: asyncio.sleep(0, agent.publisher is not None), "publisher", 10)
         await fake.send_report(crossings(tags(1, 100)))
-        await until(lambda: drained(100), 30, "first wave applied")
+        await eventually(lambda: drained(100), "first wave applied", 30)
 
         await asyncio.to_thread(mosquitto.stop)
         await fake.send_report(crossings(tags(101, 1000)))
-        await until(lambda: asyncio.sleep(0, agent.counters.passes == 1100), 20, "passes stored")
-        await until(
+        await eventually(
+            lambda: asyncio.sleep(0, agent.counters.passes == 1100), "passes stored", 20
+        )
+        await eventually(
             lambda: asyncio.sleep(0, agent.outbox is not None and agent.outbox.pending == 0),
-            10,
             "backlog committed",
+            10,
         )
         assert agent.outbox is not None
         assert agent.outbox.depth() == 1000
@@ -337,7 +316,7 @@ async def test_broker_outage_backlog_drains_in_order_exactly_once(
         assert (await agent.check_health() or 0) >= 2.0, "the backlog has aged"
 
         await asyncio.to_thread(mosquitto.start)
-        await until(lambda: drained(1100), 60, "backlog drained and applied")
+        await eventually(lambda: drained(1100), "backlog drained and applied", 60)
         rows = await movements(api)
         stop.set()
         await edge
