@@ -17,9 +17,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from server.api.auth import Context, Operator, Viewer, check_site
-from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
+from server.api.cursor import MAX_CURSOR_LENGTH, encode_cursor
+from server.api.event_pages import position
 from server.api.params import EPC_PATTERN, MAX_PAGE, as_utc
 from server.api.read_points import Catalog
+from server.api.uploads import read_body
 from server.commands.asn import AsnReport, asn_report
 from server.commands.pallets import release_held
 from server.config.epcis import EpcisSettings
@@ -113,10 +115,7 @@ async def get_epcis_events(
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, f"EQ_bizLocation: {place!r} is not a URI"
             )
-    try:
-        after = decode_cursor(nextPageToken) if nextPageToken is not None else None
-    except CursorError as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad nextPageToken: {err}") from err
+    after = position(nextPageToken, "nextPageToken")
     query = EpcisQuery(
         since=since,
         until=until,
@@ -137,28 +136,6 @@ async def get_epcis_events(
         headers["Link"] = f'<{request.url.include_query_params(nextPageToken=token)}>; rel="next"'
     document = query_document(page.events, now_utc())
     return JSONResponse(document, headers=headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type not in MEDIA_TYPES:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            "send the EPCIS document with Content-Type: application/json or application/ld+json",
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"the document is larger than {limit} bytes"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise HTTPException(
-                status.HTTP_413_CONTENT_TOO_LARGE, f"the document is larger than {limit} bytes"
-            )
-    return bytes(body)
 
 
 CAPTURE_BODY: dict[str, Any] = {
@@ -194,7 +171,14 @@ async def capture_epcis(
     same document again changes nothing and returns the first answer with status 200.
     """
     settings = _settings(request)
-    body = await _read_body(request, settings.max_capture_bytes)
+    body = await read_body(
+        request,
+        media_types=MEDIA_TYPES,
+        limit=settings.max_capture_bytes,
+        wrong_type="send the EPCIS document with Content-Type: application/json or "
+        "application/ld+json",
+        what="document",
+    )
     store = context.store
     table = await catalog.table()
     created: set[str] = set()

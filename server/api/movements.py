@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from server.api.auth import Context, Viewer, check_locations
-from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
+from server.api.cursor import encode_cursor
+from server.api.event_pages import EventPageParams
 from server.api.params import (
-    DEFAULT_PAGE,
     TEXT_PATTERN,
     Epc,
     Gtin,
-    Limit,
     Location,
     Sku,
-    as_utc,
     gtin14,
 )
 from server.queries.movements import MovementQuery, movements
@@ -26,8 +23,6 @@ from server.queries.views import MovementView
 from server.rules.model import LedgerKind
 
 router = APIRouter(prefix="/api/v1", tags=["movements"])
-MAX_RANGE = timedelta(days=366)
-"""Widest ``since``..``until`` window one query may ask for."""
 
 
 class MovementPage(BaseModel):
@@ -66,10 +61,8 @@ async def get_movements(
             description="The gateway or API key name that recorded the row.",
         ),
     ] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive; no offset means UTC.")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive; no offset means UTC.")] = None,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)] = None,
-    limit: Limit = DEFAULT_PAGE,
+    *,
+    page: EventPageParams,
 ) -> MovementPage:
     """Ledger rows newest first (event time, then id).
 
@@ -78,19 +71,8 @@ async def get_movements(
     location is in its subtree.
     """
     check_locations(principal, location)
-    start, end = as_utc(since, "since"), as_utc(until, "until")
-    if start is not None and end is not None:
-        if start >= end:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "since must be before until")
-        if end - start > MAX_RANGE:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"since..until spans more than {MAX_RANGE.days} days; narrow it",
-            )
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except CursorError as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {err}") from err
+    start, end = page.window()
+    after = page.after()
     query = MovementQuery(
         epc=epc,
         gtin=gtin14(gtin),
@@ -102,7 +84,7 @@ async def get_movements(
         since=start,
         until=end,
         after=after,
-        limit=limit,
+        limit=page.limit,
         sites=principal.sites,
     )
     async with context.store.read("listing movements") as conn:

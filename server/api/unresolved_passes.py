@@ -7,16 +7,15 @@ Viewers list them (narrowed to their sites); operators and admins resolve them, 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from server.api.auth import Context, Operator, Viewer, check_site
-from server.api.cursor import MAX_CURSOR_LENGTH, CursorError, decode_cursor, encode_cursor
-from server.api.movements import MAX_RANGE
-from server.api.params import DEFAULT_PAGE, TEXT_PATTERN, Epc, Limit, as_utc
+from server.api.cursor import encode_cursor
+from server.api.event_pages import EventPageParams
+from server.api.params import TEXT_PATTERN, Epc
 from server.api.read_points import Catalog
 from server.commands.unresolved import (
     MAX_ROW_ID,
@@ -67,10 +66,8 @@ async def get_unresolved_passes(
     ] = None,
     epc: Epc = None,
     site: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive; no offset means UTC.")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive; no offset means UTC.")] = None,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)] = None,
-    limit: Limit = DEFAULT_PAGE,
+    *,
+    page: EventPageParams,
 ) -> UnresolvedPassPage:
     """Passes that reached the server without a direction, newest first (event time, id).
 
@@ -79,19 +76,8 @@ async def get_unresolved_passes(
     """
     if site is not None:
         check_site(principal, site)
-    start, end = as_utc(since, "since"), as_utc(until, "until")
-    if start is not None and end is not None:
-        if start >= end:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "since must be before until")
-        if end - start > MAX_RANGE:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"since..until spans more than {MAX_RANGE.days} days; narrow it",
-            )
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except CursorError as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad cursor: {err}") from err
+    start, end = page.window()
+    after = page.after()
     query = PassQuery(
         state=state,
         read_point=read_point,
@@ -101,7 +87,7 @@ async def get_unresolved_passes(
         since=start,
         until=end,
         after=after,
-        limit=limit,
+        limit=page.limit,
         sites=principal.sites,
     )
     async with context.store.read("listing unresolved passes") as conn:

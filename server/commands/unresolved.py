@@ -188,14 +188,16 @@ async def list_passes(
     conditions: list[sa.ColumnElement[bool]] = []
     if query.state != "all":
         conditions.append(table.state == query.state)
-    if query.read_point is not None:
-        conditions.append(table.read_point == query.read_point)
-    if query.group is not None:
-        conditions.append(table.pass_group == query.group)
-    if query.epc is not None:
-        conditions.append(table.epc == query.epc)
-    if query.site is not None:
-        conditions.append(table.site == query.site)
+    conditions += [
+        column == value
+        for column, value in (
+            (table.read_point, query.read_point),
+            (table.pass_group, query.group),
+            (table.epc, query.epc),
+            (table.site, query.site),
+        )
+        if value is not None
+    ]
     if query.sites:
         conditions.append(table.site.in_(sorted(query.sites)))
     if query.since is not None:

@@ -302,18 +302,23 @@ async def history_report(store: Store) -> HistoryReport:
 async def reset_rollups(store: Store) -> None:
     """Empty the rollups and set their follower back to the start, in one transaction."""
     async with store.begin("resetting the history rollups") as conn:
-        await conn.execute(
-            upsert(conn, history_cursors)
-            .values(name=ROLLUPS, position=0, owner=None, lease_until=None, updated_at=utc_now())
-            .on_conflict_do_nothing()
-        )
-        # Locks the cursor row first: a follower step in flight finishes before this.
-        await conn.execute(
-            sa.update(history_cursors)
-            .where(history_cursors.c.name == ROLLUPS)
-            .values(position=0, updated_at=utc_now())
-        )
+        await _rewind(conn)
         await clear_rollups(conn)
+
+
+async def _rewind(conn: AsyncConnection) -> None:
+    """Set the rollups' cursor back to the start, made when missing. The update locks the
+    cursor row, so a follower step in flight finishes before the caller goes on."""
+    await conn.execute(
+        upsert(conn, history_cursors)
+        .values(name=ROLLUPS, position=0, owner=None, lease_until=None, updated_at=utc_now())
+        .on_conflict_do_nothing()
+    )
+    await conn.execute(
+        sa.update(history_cursors)
+        .where(history_cursors.c.name == ROLLUPS)
+        .values(position=0, updated_at=utc_now())
+    )
 
 
 def _bucket_value(conn: AsyncConnection, column: Any, period: str) -> sa.ColumnElement[Any]:
@@ -418,16 +423,7 @@ async def rebuild_history(store: Store) -> int:
     async with store.begin("rebuilding the history rollups") as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("LOCK TABLE ledger IN SHARE MODE"))
-        await conn.execute(
-            upsert(conn, history_cursors)
-            .values(name=ROLLUPS, position=0, owner=None, lease_until=None, updated_at=utc_now())
-            .on_conflict_do_nothing()
-        )
-        await conn.execute(
-            sa.update(history_cursors)
-            .where(history_cursors.c.name == ROLLUPS)
-            .values(position=0, updated_at=utc_now())
-        )
+        await _rewind(conn)
         newest = int(
             await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ledger.c.id), 0))) or 0
         )

@@ -19,7 +19,7 @@ follower's transaction (``server.history.follow``), so every row counts exactly 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -118,48 +118,24 @@ def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
     return sums
 
 
-def _add_movements(conn: AsyncConnection) -> sa.Insert:
-    insert = upsert(conn, history_movements)
-    return insert.on_conflict_do_update(
-        index_elements=[column.name for column in history_movements.primary_key],
-        set_={
-            "count": history_movements.c.count + insert.excluded.count,
-            "quantity": history_movements.c.quantity + insert.excluded.quantity,
-        },
-    )
+def _adding(table: sa.Table, figures: tuple[str, str]) -> Callable[[AsyncConnection], sa.Insert]:
+    """The upsert that adds ``figures`` to ``table``'s row of the same primary key."""
+    keys = [column.name for column in table.primary_key]
+
+    def statement(conn: AsyncConnection) -> sa.Insert:
+        insert = upsert(conn, table)
+        return insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + insert.excluded[name] for name in figures},
+        )
+
+    return statement
 
 
-def _add_places(conn: AsyncConnection) -> sa.Insert:
-    insert = upsert(conn, history_place_movements)
-    return insert.on_conflict_do_update(
-        index_elements=[column.name for column in history_place_movements.primary_key],
-        set_={
-            "count": history_place_movements.c.count + insert.excluded.count,
-            "quantity": history_place_movements.c.quantity + insert.excluded.quantity,
-        },
-    )
-
-
-def _add_sites(conn: AsyncConnection) -> sa.Insert:
-    insert = upsert(conn, history_site_movements)
-    return insert.on_conflict_do_update(
-        index_elements=[column.name for column in history_site_movements.primary_key],
-        set_={
-            "count": history_site_movements.c.count + insert.excluded.count,
-            "quantity": history_site_movements.c.quantity + insert.excluded.quantity,
-        },
-    )
-
-
-def _add_stock(conn: AsyncConnection) -> sa.Insert:
-    insert = upsert(conn, history_stock_daily)
-    return insert.on_conflict_do_update(
-        index_elements=["site", "item_id", "day"],
-        set_={
-            "quantity_in": history_stock_daily.c.quantity_in + insert.excluded.quantity_in,
-            "quantity_out": history_stock_daily.c.quantity_out + insert.excluded.quantity_out,
-        },
-    )
+_add_movements: Final = _adding(history_movements, ("count", "quantity"))
+_add_places: Final = _adding(history_place_movements, ("count", "quantity"))
+_add_sites: Final = _adding(history_site_movements, ("count", "quantity"))
+_add_stock: Final = _adding(history_stock_daily, ("quantity_in", "quantity_out"))
 
 
 class RollupSink:

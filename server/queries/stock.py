@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,6 +18,9 @@ from server.queries.views import StockRow
 from server.store.schema.core import balances, items
 from server.store.schema.orders import order_positions
 from server.store.sites import in_sites
+
+STOCK_ITEM_COLUMNS: Final = (items.c.sku, items.c.gtin, items.c.name, items.c.reviewed)
+"""What a stock row (``StockRow``) shows of its item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +74,7 @@ async def stock(conn: AsyncConnection, query: StockQuery) -> tuple[list[StockRow
     )
     rows = await conn.execute(
         sa.select(
-            items.c.sku,
-            items.c.gtin,
-            items.c.name,
-            items.c.reviewed,
+            *STOCK_ITEM_COLUMNS,
             balances.c.location_id.label("location"),
             balances.c.on_hand,
             *(value.label(figure) for figure, value in figures.items()),

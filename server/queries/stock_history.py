@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.queries.stock import StockQuery
+from server.queries.stock import STOCK_ITEM_COLUMNS, StockQuery
 from server.queries.subtree import in_subtree
 from server.queries.views import StockRow
 from server.store.schema.core import items, ledger
@@ -64,14 +64,7 @@ async def stock_as_of(
         grouped = grouped.having(on_hand != 0)
     sums = grouped.subquery("sums")
     rows = await conn.execute(
-        sa.select(
-            items.c.sku,
-            items.c.gtin,
-            items.c.name,
-            items.c.reviewed,
-            sums.c.location,
-            sums.c.on_hand,
-        )
+        sa.select(*STOCK_ITEM_COLUMNS, sums.c.location, sums.c.on_hand)
         .join(items, items.c.id == sums.c.item_id)
         .order_by(items.c.sku, sums.c.location)
         .limit(query.limit)
