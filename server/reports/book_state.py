@@ -27,7 +27,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.valuation import Book, Flow, Layer
+from server.reports.valuation import Book, Flow
 from server.store.schema.core import ledger
 from server.store.schema.costs import item_costs, receipt_costs
 
@@ -35,6 +35,7 @@ CHECKPOINT_DAYS: Final = 7
 """Days between checkpoints: a report replays at most this many days of the ledger per
 moment it asks about."""
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_FORMAT_FIELDS: Final = 11
 STEP: Final = timedelta(days=CHECKPOINT_DAYS)
 
 
@@ -60,16 +61,26 @@ def _money(value: Decimal) -> str:
 
 
 def dump_book(book: Book) -> str:
-    """The JSON of ``book`` (amounts as exact decimal strings; the demand left out)."""
+    """The JSON of ``book`` (amounts as exact decimal strings; the demand left out; the
+    layers as a JSON text of their own, read only when the book is used)."""
     flow = book.flow
+    layers = (
+        book.packed
+        if book.packed is not None
+        else json.dumps(
+            [
+                [layer.quantity, _money(layer.unit_cost), layer.received_at.isoformat()]
+                for layer in book.unpacked
+            ],
+            separators=(",", ":"),
+        )
+    )
     return json.dumps(
         [
             book.quantity,
             _money(book.average_value),
-            [
-                [layer.quantity, _money(layer.unit_cost), layer.received_at.isoformat()]
-                for layer in book.layers
-            ],
+            layers,
+            _money(book.layers_value),
             book.shortfall,
             None if book.last_cost is None else _money(book.last_cost),
             book.unvalued,
@@ -89,10 +100,14 @@ def dump_book(book: Book) -> str:
 def load_book(text: str) -> Book:
     """The book ``dump_book`` wrote."""
     values: list[Any] = json.loads(text)
+    if len(values) == FIRST_FORMAT_FIELDS:  # kept before the layers' value was kept with them
+        values[2] = json.dumps(values[2])
+        values.insert(3, None)
     (
         quantity,
         average,
         layers,
+        layers_value,
         shortfall,
         last_cost,
         unvalued,
@@ -105,23 +120,25 @@ def load_book(text: str) -> Book:
     book = Book(
         quantity=quantity,
         average_value=Decimal(average),
+        packed=layers,
         shortfall=shortfall,
         last_cost=None if last_cost is None else Decimal(last_cost),
         unvalued=unvalued,
+        flow=Flow(
+            received_quantity=received_quantity,
+            received_value=Decimal(received_value),
+            shipped_quantity=shipped_quantity,
+            shipped_value=[Decimal(value) for value in shipped_value],
+            losses={
+                reason: [entry[0], Decimal(entry[1]), Decimal(entry[2])]
+                for reason, entry in losses.items()
+            },
+        ),
     )
-    book.layers.extend(
-        Layer(layer[0], Decimal(layer[1]), datetime.fromisoformat(layer[2])) for layer in layers
-    )
-    book.flow = Flow(
-        received_quantity=received_quantity,
-        received_value=Decimal(received_value),
-        shipped_quantity=shipped_quantity,
-        shipped_value=[Decimal(value) for value in shipped_value],
-        losses={
-            reason: [entry[0], Decimal(entry[1]), Decimal(entry[2])]
-            for reason, entry in losses.items()
-        },
-    )
+    if layers_value is None:
+        book.layers  # noqa: B018 (unpacks them: their value is computed from them)
+    else:
+        book.packed_value = Decimal(layers_value)
     return book
 
 

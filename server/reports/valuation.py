@@ -39,6 +39,7 @@ current average (or the oldest layers), not at the reversed receipt's cost.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,13 @@ class Book:
     quantity: int = 0
     average_value: Decimal = ZERO
     """Moving average: the value of ``quantity``."""
-    layers: deque[Layer] = field(default_factory=deque)
+    unpacked: deque[Layer] = field(default_factory=deque)
+    """FIFO: the layers (read them as ``layers``)."""
+    packed: str | None = None
+    """FIFO layers as a checkpoint keeps them (JSON: ``[quantity, unit cost, received at]``
+    each), unpacked when first used: most books a report reads are not touched again."""
+    packed_value: Decimal = ZERO
+    """The value of the ``packed`` layers, as kept with them."""
     shortfall: int = 0
     """FIFO: taken out beyond the layers (the stock is negative by this much)."""
     last_cost: Decimal | None = None
@@ -113,9 +120,26 @@ class Book:
         return self.last_cost
 
     @property
+    def layers(self) -> deque[Layer]:
+        """FIFO: the layers, oldest first."""
+        if self.packed is not None:
+            self.unpacked.extend(
+                Layer(quantity, Decimal(cost), datetime.fromisoformat(received))
+                for quantity, cost, received in json.loads(self.packed)
+            )
+            self.packed = None
+        return self.unpacked
+
+    @property
+    def layers_value(self) -> Decimal:
+        """FIFO: the value of the layers (the shortfall aside)."""
+        if self.packed is not None:
+            return self.packed_value
+        return sum((layer.unit_cost * layer.quantity for layer in self.unpacked), ZERO)
+
+    @property
     def fifo_value(self) -> Decimal:
-        value = sum((layer.unit_cost * layer.quantity for layer in self.layers), ZERO)
-        return value - (self.last_cost or ZERO) * self.shortfall
+        return self.layers_value - (self.last_cost or ZERO) * self.shortfall
 
     def value(self, method: Method) -> Decimal:
         return self.average_value if method == "moving_average" else self.fifo_value
