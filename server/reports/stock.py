@@ -71,15 +71,19 @@ async def dead_stock(
         .subquery("held")
     )
     stock = history_stock_daily.c
-    last_out = (
-        sa.select(
-            stock.site.label("site"),
-            stock.item_id.label("item_id"),
-            sa.func.max(stock.day).label("last_outbound"),
+
+    def outbound(*since: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        # One (site, item)'s days by the rollup's key: only the held pairs are looked at.
+        return sa.select(stock.day).where(
+            stock.site == held.c.site,
+            stock.item_id == held.c.item_id,
+            stock.quantity_out > 0,
+            stock.day <= as_of,
+            *since,
         )
-        .where(stock.quantity_out > 0, stock.day <= as_of)
-        .group_by(stock.site, stock.item_id)
-        .subquery("last_out")
+
+    last_outbound = (
+        outbound().with_only_columns(sa.func.max(stock.day)).scalar_subquery().label("last")
     )
     rows = await conn.execute(
         sa.select(
@@ -88,18 +92,10 @@ async def dead_stock(
             items.c.gtin,
             items.c.name,
             held.c.on_hand,
-            last_out.c.last_outbound,
+            last_outbound,
         )
-        .select_from(
-            held.join(items, items.c.id == held.c.item_id).outerjoin(
-                last_out,
-                sa.and_(last_out.c.site == held.c.site, last_out.c.item_id == held.c.item_id),
-            )
-        )
-        .where(
-            held.c.on_hand > 0,
-            sa.or_(last_out.c.last_outbound.is_(None), last_out.c.last_outbound < cutoff),
-        )
+        .select_from(held.join(items, items.c.id == held.c.item_id))
+        .where(held.c.on_hand > 0, ~outbound(stock.day >= cutoff).exists())
         .order_by(held.c.site, items.c.sku)
     )
     return [
