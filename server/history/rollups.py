@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.follow import LedgerRow
 from server.reports import book_checkpoints
+from server.reports.book_checkpoints import REPAIR_ITEMS
 from server.store.dialect import execute_many, upsert
 from server.store.schema.history import (
     NO_READ_POINT,
@@ -143,6 +144,10 @@ class RollupSink:
 
     name = ROLLUPS
 
+    def __init__(self) -> None:
+        self._costs_settled: tuple[int, int] | None = None
+        """The cost tables' newest ids when no item's books were left to compute again."""
+
     async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
         movements = movement_sums(rows)
         if movements:
@@ -215,6 +220,12 @@ class RollupSink:
                 ],
             )
         await book_checkpoints.follow(conn, rows, datetime.now(UTC))
+        seen = await book_checkpoints.costs_seen(conn)
+        if rows and seen != self._costs_settled:
+            repaired = await book_checkpoints.repair_costs(conn, rows[-1].id, REPAIR_ITEMS)
+            # Settled once a step found nothing left (if this step's transaction fails, the
+            # books stay as they were and reports replay those items: still right).
+            self._costs_settled = seen if repaired == 0 else None
         stock = stock_sums(rows)
         if stock:
             await execute_many(

@@ -12,7 +12,9 @@ A follower step with rows up to id ``upto``:
    it), the books at the newest checkpoint go on through the rows up to that boundary,
    and every boundary passed becomes a checkpoint of every book;
 3. up to ``REPAIR_ITEMS`` items whose cost rows changed since their books were computed
-   are computed again from the start (reports replay those items until then).
+   are computed again from the start (reports replay those items until then); the sink
+   looks for them only while the cost tables have rows it has not seen settled
+   (``costs_seen``), so a step without new costs does not count them.
 
 Everything is written in the step's transaction, with the follower's new position: a step
 that fails leaves the checkpoints as they were, and the next one does the same rows again.
@@ -46,6 +48,7 @@ from server.reports.valuation import (
 )
 from server.store.dialect import upsert
 from server.store.schema.core import ledger
+from server.store.schema.costs import item_costs, receipt_costs
 from server.store.schema.history import book_checkpoint_marks, book_checkpoints, book_cost_marks
 from server.store.sites import site_of
 
@@ -272,7 +275,13 @@ async def follow(conn: AsyncConnection, rows: Sequence[BookRow], now: datetime) 
         for item_id, since in sorted(late.items()):
             await _recompute_item(conn, item_id, since, kept, upto)
     await extend(conn, upto, now, max(row.event_time for row in rows))
-    await repair_costs(conn, upto, REPAIR_ITEMS)
+
+
+async def costs_seen(conn: AsyncConnection) -> tuple[int, int]:
+    """The newest ids of both cost tables (append-only: a new cost changes them)."""
+    standard = await conn.scalar(sa.select(sa.func.max(item_costs.c.id)))
+    recorded = await conn.scalar(sa.select(sa.func.max(receipt_costs.c.id)))
+    return int(standard or 0), int(recorded or 0)
 
 
 async def repair_costs(conn: AsyncConnection, upto: int, limit: int | None) -> int:

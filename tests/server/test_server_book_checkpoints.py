@@ -31,7 +31,13 @@ from server.history.follow import LedgerFollower, LedgerRow
 from server.history.rollups import RollupSink
 from server.reports import book_checkpoints
 from server.reports import valuation_reports as reports
-from server.reports.book_state import CHECKPOINT_DAYS, boundary_at_or_before, dump_book, load_book
+from server.reports.book_state import (
+    CHECKPOINT_DAYS,
+    boundary_at_or_before,
+    cost_counts,
+    dump_book,
+    load_book,
+)
 from server.reports.valuation import Books, CostRow, StandardCosts
 from server.store.database import Store
 from server.store.schema.core import items, ledger, locations
@@ -341,3 +347,35 @@ def test_a_book_comes_back_as_it_was_kept_in_either_format() -> None:
     first[2] = json.loads(first[2])
     del first[3]
     assert dump_book(load_book(json.dumps(first))) == text
+
+
+async def test_the_follower_computes_again_the_books_of_items_whose_costs_changed(
+    store: Store,
+) -> None:
+    await _fill(store, 6, costs_after=0)
+    follower = LedgerFollower(store, RollupSink(), STEPS)
+    await _follow_all(follower)
+    _, recorded = _generated(6)
+    async with store.begin("recording costs and one more row") as conn:
+        await _record(conn, recorded)
+        await conn.execute(
+            sa.insert(ledger).values(
+                event_time=T0 + timedelta(days=80),
+                item_id=2,
+                from_location=None,
+                to_location="wh1.bin0",
+                quantity=1,
+                kind="receipt",
+                reason=None,
+                recorded_at=datetime.now(UTC),
+                actor="test",
+                epc=None,
+            )
+        )
+    await _follow_all(follower)
+    followed = await _kept(store)
+    async with store.read("looking for stale items") as conn:
+        known = await book_checkpoints.cost_marks(conn)
+        assert known == await cost_counts(conn, sorted(known))
+    await rebuild_history(store)
+    assert await _kept(store) == followed
