@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
 from server.api.auth import Admin, Context, Operator, Viewer, check_site
+from server.api.cursor import MAX_ROW_ID
 from server.api.history import bounded
 from server.api.params import DEFAULT_PAGE, Limit
 from server.commands.audit import ChangeFilter, list_changes
@@ -132,10 +133,11 @@ async def get_masterdata_changes(
         since=bounded(since, "since"),
         until=bounded(until, "until"),
     )
+    before = int(cursor) if cursor is not None else None
+    if before is not None and before > MAX_ROW_ID:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "bad cursor: not one this server issued")
     async with context.store.read("reading the master-data audit trail") as conn:
-        rows = await list_changes(
-            conn, where, int(cursor) if cursor is not None else None, limit + 1
-        )
+        rows = await list_changes(conn, where, before, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return ChangePage(

@@ -404,6 +404,12 @@ async def test_costs_keep_their_history_and_audit_entries(
     assert [(c["action"], c["actor"]) for c in changes] == [("update", "olga"), ("create", "olga")]
     assert changes[0]["before"]["unit_cost"] == "2.000000"
     assert changes[0]["after"]["unit_cost"] == "2.500000"
+    # A cursor past the largest row id is refused with a reason (was a 500 on SQLite).
+    beyond = await client.get(
+        "/api/v1/audit/masterdata", headers=VIEWER, params={"cursor": "9" * 19}
+    )
+    assert beyond.status_code == 400, beyond.text
+    assert "cursor" in beyond.json()["detail"]
     # Only receipts from outside take a cost; a transfer does not.
     movements = await client.get(
         "/api/v1/movements", headers=VIEWER, params={"sku": b, "location": "wh2"}
