@@ -62,10 +62,6 @@ API_TIMEOUT_S = 30.0
 5 s default timed out loading the items on a loaded machine."""
 
 
-class DemoError(Exception):
-    """The demo cannot run as asked."""
-
-
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:

@@ -14,7 +14,7 @@ A batch without counts costs nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,11 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.rules.counts import sgtin_candidates
 from server.rules.model import CountBasis, ItemKey, UnitState
 from server.rules.steps import location_problem, step_rule_for
+from server.store.dialect import in_chunks
 from server.store.schema.core import items, ledger, units
 from wire.models import Event
-
-IN_CHUNK = 500
-"""Values per ``IN (...)`` list, well below every driver's parameter limit."""
 
 
 @dataclass(slots=True)
@@ -88,11 +86,6 @@ async def units_where(
     return result
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield values[start : start + IN_CHUNK]
-
-
 async def _loose(
     conn: AsyncConnection, location: str, at: datetime
 ) -> list[tuple[str | None, str, str, int]]:
@@ -146,7 +139,7 @@ async def load_counts(conn: AsyncConnection, events: Iterable[Event]) -> CountLo
             for epc in sgtin_candidates(line.gtin, line.serial)
         }
     )
-    for chunk in _chunks(candidates):
+    for chunk in in_chunks(candidates):
         load.units.update(await units_where(conn, units.c.epc.in_(chunk), found=load.items))
     for event in counts:
         assert event.biz_location is not None

@@ -26,11 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.rules.model import AlertSpec, LineDelta, OpenLine
 from server.rules.orders import Figure, overfill_alerts, position_delta, positions
 from server.rules.policy import DEFAULT_POLICY, Policy
-from server.store.dialect import upsert
+from server.store.dialect import in_chunks, upsert
 from server.store.schema.core import balances
 from server.store.schema.orders import order_lines, order_positions, orders
 
-IN_CHUNK = 500
 FIGURES: tuple[Figure, ...] = ("on_order", "allocated", "in_transit")
 
 PositionChanges = Mapping[tuple[int, str], Mapping[Figure, int]]
@@ -47,7 +46,7 @@ async def load_order_book(
     refs = {item_id: ref for ref, item_id in item_ids.items()}
     ids = sorted(refs)
     found: list[OpenLine] = []
-    for start in range(0, len(ids), IN_CHUNK):
+    for chunk in in_chunks(ids):
         rows = await conn.execute(
             sa.select(
                 order_lines.c.id,
@@ -65,7 +64,7 @@ async def load_order_book(
             .join(orders, orders.c.id == order_lines.c.order_id)
             .where(
                 orders.c.status == "open",
-                order_lines.c.item_id.in_(ids[start : start + IN_CHUNK]),
+                order_lines.c.item_id.in_(chunk),
             )
             .order_by(order_lines.c.order_id, order_lines.c.line_no)
             .with_for_update(read=True, of=orders)
