@@ -10,11 +10,17 @@ A follower step with rows up to id ``upto``:
    first row) through the newest checkpoint, from its ledger rows up to ``upto``;
 2. once the rows reach a boundary after the newest checkpoint (and the clock has passed
    it), the books at the newest checkpoint go on through the rows up to that boundary,
-   and every boundary passed becomes a checkpoint of every book;
+   and every boundary passed becomes a checkpoint;
 3. up to ``REPAIR_ITEMS`` items whose cost rows changed since their books were computed
    are computed again from the start (reports replay those items until then); the sink
    looks for them only while the cost tables have rows it has not seen settled
    (``costs_seen``), so a step without new costs does not count them.
+
+A checkpoint holds a row only for the books that a ledger row (of those that move value)
+changed since the boundary before; the books at a boundary are each book's newest row at
+or before it (``stored_books``: one look by the key ``(item, site, boundary)`` per book of
+``book_keys``). So a checkpoint costs what the day's rows changed, not every book, and a
+book computed again (a late row, changed costs) has its rows after the start replaced.
 
 Everything is written in the step's transaction, with the follower's new position: a step
 that fails leaves the checkpoints as they were, and the next one does the same rows again.
@@ -46,11 +52,19 @@ from server.reports.valuation import (
     recorded_costs,
     standard_costs,
 )
-from server.store.dialect import upsert
+from server.store.dialect import execute_many, upsert
 from server.store.schema.core import ledger
 from server.store.schema.costs import item_costs, receipt_costs
-from server.store.schema.history import book_checkpoint_marks, book_checkpoints, book_cost_marks
+from server.store.schema.history import (
+    book_checkpoint_marks,
+    book_checkpoints,
+    book_cost_marks,
+    book_keys,
+)
 from server.store.sites import site_of
+
+BookKey = tuple[int, str]
+"""(item id, site)."""
 
 ROW_PAGE: Final = 5000
 """Ledger rows read at a time while books are computed (pages, so the writes of a
@@ -95,15 +109,24 @@ async def marks(conn: AsyncConnection) -> list[datetime]:
 
 async def stored_books(
     conn: AsyncConnection, boundary: datetime, item_ids: Sequence[int] | None
-) -> dict[tuple[int, str], Book]:
-    """The books kept at ``boundary`` (of every item, or of ``item_ids``)."""
-    cp = book_checkpoints.c
-    query = sa.select(cp.item_id, cp.site, cp.book).where(cp.boundary == boundary)
+) -> dict[BookKey, Book]:
+    """The books as kept at ``boundary`` (of every item, or of ``item_ids``): each book's
+    newest row at or before it."""
+    cp, key = book_checkpoints.c, book_keys.c
+    newest = (
+        sa.select(cp.book)
+        .where(cp.item_id == key.item_id, cp.site == key.site, cp.boundary <= boundary)
+        .order_by(cp.boundary.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = sa.select(key.item_id, key.site, newest)
     if item_ids is not None:
-        query = query.where(cp.item_id.in_(sorted(item_ids)))
+        query = query.where(key.item_id.in_(sorted(item_ids)))
     return {
         (int(item_id), str(site)): load_book(text)
         for item_id, site, text in await conn.execute(query)
+        if text is not None
     }
 
 
@@ -125,11 +148,11 @@ async def _pages(
     while True:
         query = base
         if after is not None:
+            # A row value, which both databases read as one range of the (time, id) index;
+            # the same as an OR of both columns, which SQLite took 15 times longer over.
             query = query.where(
-                sa.or_(
-                    ledger.c.event_time > after[0],
-                    sa.and_(ledger.c.event_time == after[0], ledger.c.id > after[1]),
-                )
+                sa.tuple_(ledger.c.event_time, ledger.c.id)
+                > sa.tuple_(sa.literal(after[0], ledger.c.event_time.type), sa.literal(after[1]))
             )
         page = [CostRow(*values) for values in await conn.execute(query.limit(ROW_PAGE))]
         if page:
@@ -139,21 +162,49 @@ async def _pages(
         after = (page[-1].event_time, page[-1].id)
 
 
+def _insert_books(conn: AsyncConnection) -> sa.Insert:
+    return sa.insert(book_checkpoints)
+
+
+def _insert_keys(conn: AsyncConnection) -> sa.Insert:
+    return upsert(conn, book_keys).on_conflict_do_nothing()
+
+
+def touched(row: CostRow) -> Iterable[BookKey]:
+    """The books a ledger row that moves value changes."""
+    if row.from_location is not None:
+        yield row.item_id, site_of(row.from_location)
+    if row.to_location is not None:
+        yield row.item_id, site_of(row.to_location)
+
+
 async def _write(
-    conn: AsyncConnection, boundary: datetime, books: Books, item_ids: Sequence[int] | None
+    conn: AsyncConnection,
+    boundary: datetime,
+    books: Books,
+    changed: set[BookKey],
+    known: set[BookKey],
+    *,
+    mark: bool,
 ) -> None:
-    cp = book_checkpoints.c
-    delete = sa.delete(book_checkpoints).where(cp.boundary == boundary)
-    if item_ids is not None:
-        delete = delete.where(cp.item_id.in_(sorted(item_ids)))
-    await conn.execute(delete)
+    """The ``changed`` books at ``boundary`` (and the keys of those not in ``known``)."""
     rows = [
-        {"boundary": boundary, "item_id": item_id, "site": site, "book": dump_book(book)}
-        for (item_id, site), book in books.books.items()
+        {
+            "item_id": key[0],
+            "site": key[1],
+            "boundary": boundary,
+            "book": dump_book(books.books[key]),
+        }
+        for key in sorted(changed)
     ]
-    if rows:
-        await conn.execute(sa.insert(book_checkpoints), rows)
-    if item_ids is None:
+    await execute_many(conn, "book_checkpoints", _insert_books, rows)
+    new = sorted(changed - known)
+    await execute_many(
+        conn, "book_keys", _insert_keys, [{"item_id": key[0], "site": key[1]} for key in new]
+    )
+    known.update(new)
+    changed.clear()
+    if mark:
         await conn.execute(
             upsert(conn, book_checkpoint_marks).values(boundary=boundary).on_conflict_do_nothing()
         )
@@ -167,7 +218,8 @@ async def _compute(
     item_ids: Sequence[int] | None,
 ) -> Books:
     """The books from the checkpoint at ``start`` (None: from nothing) through the ledger
-    rows up to ``upto``, written at each of ``boundaries`` (after ``start``, ascending)."""
+    rows up to ``upto``, written at each of ``boundaries`` (after ``start``, ascending;
+    of ``item_ids``, their rows after ``start`` replaced) where a row changed them."""
     end = boundaries[-1]
     books = Books(
         await standard_costs(conn, item_ids),
@@ -177,14 +229,24 @@ async def _compute(
     )
     if start is not None:
         books.books.update(await stored_books(conn, start, item_ids))
+    if item_ids is not None:
+        cp = book_checkpoints.c
+        delete = sa.delete(book_checkpoints).where(cp.item_id.in_(sorted(item_ids)))
+        if start is not None:
+            delete = delete.where(cp.boundary > start)
+        await conn.execute(delete)
+    known = set(books.books)
+    changed: set[BookKey] = set()
     pending = list(boundaries)
+    mark = item_ids is None
     async for page in _pages(conn, start, end, upto, item_ids):
         for row in page:
             while pending and row.event_time >= pending[0]:
-                await _write(conn, pending.pop(0), books, item_ids)
+                await _write(conn, pending.pop(0), books, changed, known, mark=mark)
             books.apply(row)
+            changed.update(touched(row))
     while pending:
-        await _write(conn, pending.pop(0), books, item_ids)
+        await _write(conn, pending.pop(0), books, changed, known, mark=mark)
     return books
 
 
@@ -302,10 +364,7 @@ async def repair_costs(conn: AsyncConnection, upto: int, limit: int | None) -> i
         for row in await conn.execute(
             sa.select(book_checkpoints.c.item_id)
             .distinct()
-            .where(
-                book_checkpoints.c.boundary == kept[-1],
-                book_checkpoints.c.item_id.in_(stale),
-            )
+            .where(book_checkpoints.c.item_id.in_(stale))
         )
     }
     chosen = [item for item in stale if item in with_books][:limit]
@@ -326,13 +385,16 @@ async def rebuild(conn: AsyncConnection, upto: int, now: datetime) -> None:
 
 async def clear(conn: AsyncConnection) -> None:
     await conn.execute(sa.delete(book_checkpoints))
+    await conn.execute(sa.delete(book_keys))
     await conn.execute(sa.delete(book_checkpoint_marks))
     await conn.execute(sa.delete(book_cost_marks))
 
 
 async def differences(conn: AsyncConnection, upto: int) -> list[str]:
     """Where the kept checkpoints differ from books computed again from the ledger rows up
-    to ``upto`` (items whose costs changed since are left out: reports replay them)."""
+    to ``upto``: at each boundary, the rows kept there against the books the rows since the
+    boundary before changed (items whose costs changed since are left out: reports replay
+    them)."""
     kept = await marks(conn)
     if not kept:
         return []
@@ -344,27 +406,41 @@ async def differences(conn: AsyncConnection, upto: int) -> list[str]:
         FOREVER,
         demand=False,
     )
+    cp = book_checkpoints.c
+    stored: dict[datetime, dict[BookKey, str]] = {}
+    for item_id, site, boundary, text in await conn.execute(
+        sa.select(cp.item_id, cp.site, cp.boundary, cp.book)
+    ):
+        stored.setdefault(boundary, {})[(int(item_id), str(site))] = text
     problems: list[str] = []
+    changed: set[BookKey] = set()
     pending = list(kept)
 
-    async def compare(boundary: datetime) -> None:
-        stored = {
-            key: dump_book(book) for key, book in (await stored_books(conn, boundary, None)).items()
-        }
-        computed = {key: dump_book(book) for key, book in expected.books.items()}
-        for key in sorted(set(stored) | set(computed)):
-            if key[0] in stale or stored.get(key) == computed.get(key):
+    def compare(boundary: datetime) -> None:
+        rows = stored.pop(boundary, {})
+        computed = {key: dump_book(expected.books[key]) for key in changed}
+        changed.clear()
+        for key in sorted(set(rows) | set(computed)):
+            if key[0] in stale or rows.get(key) == computed.get(key):
                 continue
             problems.append(
                 f"book_checkpoints {boundary.isoformat()} item {key[0]} site {key[1]}: "
-                f"kept {stored.get(key)}, ledger gives {computed.get(key)}"
+                f"kept {rows.get(key)}, ledger gives {computed.get(key)}"
             )
 
     async for page in _pages(conn, None, kept[-1], upto, None):
         for row in page:
             while pending and row.event_time >= pending[0]:
-                await compare(pending.pop(0))
+                compare(pending.pop(0))
             expected.apply(row)
+            changed.update(touched(row))
     while pending:
-        await compare(pending.pop(0))
+        compare(pending.pop(0))
+    for boundary, rows in sorted(stored.items()):
+        for key in sorted(rows):
+            if key[0] not in stale:
+                problems.append(
+                    f"book_checkpoints {boundary.isoformat()} item {key[0]} site {key[1]}: "
+                    "kept at a boundary with no checkpoint"
+                )
     return problems

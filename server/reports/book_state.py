@@ -31,7 +31,7 @@ from server.reports.valuation import Book, Flow
 from server.store.schema.core import ledger
 from server.store.schema.costs import item_costs, receipt_costs
 
-CHECKPOINT_DAYS: Final = 7
+CHECKPOINT_DAYS: Final = 1
 """Days between checkpoints: a report replays at most this many days of the ledger per
 moment it asks about."""
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

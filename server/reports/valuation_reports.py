@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.book_reads import books_at, period_books
+from server.reports.book_reads import books_at, period_books, shipped_per_period
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.schema.core import ledger
 from server.store.sites import site_of
@@ -88,12 +88,10 @@ async def _books(
     scope: Scope,
     since: datetime,
     until: datetime,
-    *,
-    demand: bool = False,
 ) -> tuple[Books, dict[int, ItemInfo]]:
     """The books at ``until`` with their openings at ``since`` and their flows between."""
     infos, item_ids = await _scope_items(conn, scope)
-    return await period_books(conn, since, until, item_ids, demand=demand), infos
+    return await period_books(conn, since, until, item_ids), infos
 
 
 def _listed(
@@ -371,9 +369,16 @@ async def abc_xyz(
       quantity shipped per ``per`` (whole periods from ``since``; a last partial period
       counts as one): X up to ``x_cv``, Y up to ``y_cv``, else Z; Z for no demand.
     """
-    books, infos = await _books(conn, scope, since, until, demand=True)
+    books, infos = await _books(conn, scope, since, until)
     step = timedelta(days=1 if per == "day" else 7)
     periods = max(1, math.ceil((until - since) / step))
+    sites = [frozenset([scope.site])] if scope.site is not None else []
+    if scope.sites:
+        sites.append(scope.sites)
+    narrowed = scope.sku is not None or scope.category is not None
+    shipped = await shipped_per_period(
+        conn, since, until, step, sorted(infos) if narrowed else None, sites
+    )
     totals: dict[int, list[Any]] = {}
     for item_id, site in books.books:
         if item_id not in infos or not scope.allows(site):
@@ -382,8 +387,9 @@ async def abc_xyz(
         entry = totals.setdefault(item_id, [0, ZERO, [0] * periods])
         entry[0] += book.flow.shipped_quantity
         entry[1] += book.flow.shipped(method)
-        for day, quantity in book.flow.demand.items():
-            entry[2][min(periods - 1, int((day - since) / step))] += quantity
+    for item_id, entry in totals.items():
+        for index, quantity in shipped.get(item_id, {}).items():
+            entry[2][min(periods - 1, index)] += quantity
     grand = sum((entry[1] for entry in totals.values()), ZERO)
     ranked = sorted(totals.items(), key=lambda entry: (-entry[1][1], infos[entry[0]].sku))
     rows: list[AbcXyzRow] = []

@@ -20,14 +20,17 @@ Everything here is derived from the ledger and can be rebuilt from it
 - ``history_stock_daily``: stock crossing a site's boundary per UTC day and item
   (``quantity_in``, ``quantity_out``); closing stock on a day is the running sum up to it.
   Moves inside a site change no site's stock and add nothing here.
-- ``book_checkpoints`` (revision 0016): the valuation books (``server.reports.valuation``)
-  of every item and site as they stood at a checkpoint ``boundary`` (every
+- ``book_checkpoints`` (revision 0016; 0017: only the books that changed): the valuation
+  books (``server.reports.valuation``) as they stood at a checkpoint ``boundary`` (every
   ``CHECKPOINT_DAYS`` days, UTC), after the ledger rows before it up to the rollups
-  follower's position, as JSON (``server.reports.book_state``); ``book_checkpoint_marks``
-  lists the boundaries whose books are complete, and ``book_cost_marks`` how many cost rows
-  each item had when its books were last computed from the start (a report replays an item
-  whose costs changed since). A report reads the books at the checkpoint before the moment
-  it asks about and replays only the ledger rows after it.
+  follower's position, as JSON (``server.reports.book_state``); a book has a row at a
+  boundary only when a ledger row moved its value since the boundary before, so the books
+  at a boundary are each book's newest row at or before it. ``book_keys`` lists every
+  (item, site) with a book (revision 0017), ``book_checkpoint_marks`` the boundaries whose
+  books are complete, and ``book_cost_marks`` how many cost rows each item had when its
+  books were last computed from the start (a report replays an item whose costs changed
+  since). A report reads the books at the checkpoint before the moment it asks about and
+  replays only the ledger rows after it.
 """
 
 from __future__ import annotations
@@ -130,10 +133,19 @@ book_checkpoint_marks = sa.Table(
 book_checkpoints = sa.Table(
     "book_checkpoints",
     metadata,
-    sa.Column("boundary", UtcDateTime(), primary_key=True),
+    # Revision 0017: keyed by book first, so a book's newest row at or before a boundary is
+    # one index look.
     sa.Column("item_id", big_id(), primary_key=True),
     sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("boundary", UtcDateTime(), primary_key=True),
     sa.Column("book", sa.Text(), nullable=False),
+)
+
+book_keys = sa.Table(
+    "book_keys",
+    metadata,
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
 )
 
 book_cost_marks = sa.Table(

@@ -1,0 +1,112 @@
+"""Checkpoints hold only the books that changed, and the demand per period is summed in SQL
+(``server.reports.book_checkpoints``, ``server.reports.book_reads``), on SQLite and
+PostgreSQL.
+
+The ledger of ``test_server_book_checkpoints`` (late rows, transfers between sites, moves
+inside a site). A book has a row at a boundary exactly when a row that moves value touched
+it since the boundary before; the books read at every boundary equal a replay of the
+ledger up to it; the quantity shipped per item and period equals the sum of the rows by
+Python's own arithmetic, for periods that start at midnight and in the middle of a day.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from server.history.check import rebuild_history
+from server.history.follow import LedgerFollower
+from server.history.rollups import RollupSink
+from server.reports.book_checkpoints import FOREVER, marks, stored_books
+from server.reports.book_reads import shipped_per_period
+from server.reports.book_state import STEP, boundary_at_or_before, dump_book
+from server.reports.valuation import load_books
+from server.store.database import Store
+from server.store.schema.core import ledger
+from server.store.schema.history import book_checkpoints
+from server.store.sites import site_of
+from tests.server.test_server_book_checkpoints import STEPS, T0, _fill, _follow_all
+
+
+async def _ledger(store: Store) -> list[tuple[datetime, int, str | None, str | None]]:
+    async with store.read("reading the ledger") as conn:
+        row = ledger.c
+        return [
+            (at, int(item), source, target)
+            for at, item, source, target in await conn.execute(
+                sa.select(row.event_time, row.item_id, row.from_location, row.to_location)
+            )
+        ]
+
+
+@pytest.mark.parametrize("follow", [False, True])
+async def test_a_checkpoint_holds_the_books_changed_since_the_one_before(
+    store: Store, follow: bool
+) -> None:
+    await _fill(store, 7)
+    if follow:
+        await _follow_all(LedgerFollower(store, RollupSink(), STEPS))
+    else:
+        await rebuild_history(store)
+    async with store.read("reading checkpoints") as conn:
+        kept = await marks(conn)
+        cp = book_checkpoints.c
+        rows = {
+            (int(item), str(site), boundary)
+            for item, site, boundary in await conn.execute(
+                sa.select(cp.item_id, cp.site, cp.boundary)
+            )
+        }
+    expected: set[tuple[int, str, datetime]] = set()
+    for at, item, source, target in await _ledger(store):
+        sites = {site_of(place) for place in (source, target) if place is not None}
+        if len(sites) == 1 and source is not None and target is not None:
+            continue  # a move inside a site moves no value
+        boundary = boundary_at_or_before(at) + STEP
+        if boundary <= kept[-1]:
+            expected.update((item, site, boundary) for site in sites)
+    assert rows == expected
+    assert len(rows) < len(kept) * len({(item, site) for item, site, _ in rows})
+    async with store.read("comparing with replays") as conn:
+        for boundary in kept:
+            read = await stored_books(conn, boundary, None)
+            replayed = await load_books(conn, FOREVER, boundary)
+            assert {key: dump_book(book) for key, book in read.items()} == {
+                key: dump_book(book) for key, book in replayed.books.items()
+            }
+
+
+@pytest.mark.parametrize("start", [T0.replace(hour=0), T0 + timedelta(hours=7, minutes=13)])
+@pytest.mark.parametrize("days", [1, 7])
+async def test_shipped_per_period_sums_the_rows_by_day_as_python_does(
+    store: Store, start: datetime, days: int
+) -> None:
+    await _fill(store, 8)
+    step = timedelta(days=days)
+    until = start + timedelta(days=9, hours=5)
+    expected: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    of_two: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    async with store.read("summing") as conn:
+        row = ledger.c
+        for at, item, source, quantity in await conn.execute(
+            sa.select(row.event_time, row.item_id, row.from_location, row.quantity).where(
+                row.kind == "shipment", row.to_location.is_(None)
+            )
+        ):
+            if not start <= at < until:
+                continue
+            day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+            if site_of(source) != "wh3":
+                expected[item][int((day - start) / step)] += quantity
+            if item in (1, 2):
+                of_two[item][int((day - start) / step)] += quantity
+        shipped = await shipped_per_period(
+            conn, start, until, step, None, [frozenset({"wh1", "wh2"})]
+        )
+        everywhere = await shipped_per_period(conn, start, until, step, [1, 2], [])
+    assert expected
+    assert shipped == expected
+    assert everywhere == of_two
