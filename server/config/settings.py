@@ -253,6 +253,11 @@ class IngestSettings(Section):
     rejects_per_minute: int = Field(default=60, ge=1, le=100_000)
     """Whole messages one gateway (by topic) may have dead-lettered per minute; past that
     they are counted and dropped, so no publisher can fill the disk with dead letters."""
+    writers: int = Field(default=3, ge=1, le=16)
+    """Write transactions ingest runs at once on PostgreSQL, each on a connection of its
+    own (a transaction waits for earlier ones that touch the same units, items or new
+    locations: ``server.ingest.write_turns``). SQLite has one writer whatever this says.
+    Keep ``[database] pool_size`` above it."""
 
 
 class RetentionSettings(Section):

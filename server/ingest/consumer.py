@@ -50,7 +50,7 @@ from server.ingest.intake import BatchChecks, Prepared
 from server.ingest.ledger_writes import Applied
 from server.ingest.payloads import PayloadError
 from server.ingest.rejects import RejectedMessages
-from server.ingest.transactions import Ahead, GroupWriter
+from server.ingest.transactions import Ahead, GroupWriter, Part
 from server.metrics import Metrics
 from server.queries.views import AlertView
 from server.store.database import Store
@@ -131,8 +131,14 @@ class Ingestor:
             trust=self._trust,
             on_alerts=self._relay.poke,
         )
+        self._writers = settings.ingest.writers
         self._working = 0
         self._worked_at = -BUSY_TAIL_S
+
+    @property
+    def writers(self) -> int:
+        """Write transactions that may run at once (``[ingest] writers``; 1 on SQLite)."""
+        return 1 if self._store.dialect == "sqlite" else self._writers
 
     def busy(self) -> bool:
         """True while a group is planned or applied, and ``BUSY_TAIL_S`` after the last.
@@ -219,10 +225,20 @@ class Ingestor:
         Returns:
             One result per batch, in order.
         """
+        return await self.apply_parts([(group, ahead)])
+
+    async def apply_parts(self, parts: Sequence[Part]) -> list[IngestResult]:
+        """``apply`` for several groups planned one after the other (``plan``): one
+        transaction for them all, written in that order, then their Acks.
+
+        Returns:
+            One result per batch, the groups' batches in order.
+        """
+        group = [prepared for members, _ in parts for prepared in members]
         started = time.perf_counter()
         now = self._clock()
         with self._at_work():
-            done = await self._writer.commit(group, self._read_points, now, ahead)
+            done = await self._writer.commit(parts, self._read_points, now)
             acked = await send_acks(self._publish, self._metrics, group, done)
         await self._relay_alerts(done)
         elapsed = time.perf_counter() - started

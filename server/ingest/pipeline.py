@@ -3,10 +3,21 @@
 Three stages on one event loop, so the loop's work and the database's overlap: each message
 is checked as it arrives (``Ingestor.prepare``; statuses go to the status recorder); the
 planner takes the batches that queued up meanwhile as one group (at most
-``GROUP_MAX_BATCHES`` batches and ``GROUP_MAX_EVENTS`` events, one transaction) and plans
-it (``Ingestor.plan``) while the writer commits the group before (``Ingestor.apply``). At
-most ``PIPELINE_DEPTH`` checked batches wait; then reading from MQTT waits too (and the
-broker holds the rest).
+``GROUP_MAX_BATCHES`` batches and ``GROUP_MAX_EVENTS`` events) and plans it
+(``Ingestor.plan``) while the writers commit what was planned before; a writer takes every
+group planned and not yet taken (up to ``GROUP_MAX_EVENTS`` events) into one transaction
+(``Ingestor.apply_parts``), written in the order they were planned. At most
+``PIPELINE_DEPTH`` checked batches and ``PLANS_AHEAD`` planned groups wait; then reading
+from MQTT waits too (and the broker holds the rest).
+
+Why several writers (``Ingestor.writers``: ``[ingest] writers`` on PostgreSQL, one on
+SQLite): gateways keep only a few batches unacknowledged (``[buffer] max_in_flight``, 8 by
+default) and their Acks come after the commit, so while one transaction is written the
+server soon holds every batch the gateways may send, and nothing else arrives to plan: with
+one writer the loop and the database took turns (their CPU added up to one core), whatever
+the size of the groups. A second and third transaction of the next groups, written while
+the first is, keep PostgreSQL's work and the loop's overlapping (server/README.md, "Ingest
+throughput"); ``server.ingest.write_turns`` keeps them from meeting on what they read.
 """
 
 from __future__ import annotations
@@ -27,9 +38,20 @@ PIPELINE_DEPTH = 32
 """Checked batches waiting for the database at most (then reading from MQTT waits)."""
 GROUP_MAX_BATCHES = 32
 GROUP_MAX_EVENTS = 16_000
-"""Most batches and events applied in one transaction."""
+"""Most batches and events planned together, and written in one transaction (one writer;
+see ``events_per_write``)."""
+PLANS_AHEAD = 8
+"""Groups planned and waiting for a writer at most (then the planner waits)."""
 
 Planned = tuple[list[Prepared], Ahead | None]
+
+
+def events_per_write(writers: int) -> int:
+    """Most events a group and a transaction take: ``GROUP_MAX_EVENTS`` with one writer (the
+    fewer commits the better); with several, a share of it, so that while one transaction
+    commits the next ones are being written (with 3 writers on PostgreSQL 4,000 events a
+    transaction gave 15.5-16.2k events/s, 16,000 gave 12.7-13.7k, same runs)."""
+    return GROUP_MAX_EVENTS if writers == 1 else GROUP_MAX_EVENTS // (writers + 1)
 
 
 async def run_ingest(
@@ -37,21 +59,28 @@ async def run_ingest(
 ) -> None:
     """Take ``messages`` (events and statuses) until cancelled."""
     prepared: asyncio.Queue[Prepared] = asyncio.Queue(PIPELINE_DEPTH)
-    planned: asyncio.Queue[Planned] = asyncio.Queue(1)
+    planned: asyncio.Queue[Planned] = asyncio.Queue(PLANS_AHEAD)
+    limit = events_per_write(ingestor.writers)
     async with asyncio.TaskGroup() as group:
-        group.create_task(_plan(ingestor, prepared, planned), name="server-ingest-plan")
-        group.create_task(_write(ingestor, planned), name="server-ingest-write")
+        group.create_task(_plan(ingestor, prepared, planned, limit), name="server-ingest-plan")
+        for number in range(ingestor.writers):
+            group.create_task(
+                _write(ingestor, planned, limit), name=f"server-ingest-write-{number}"
+            )
         async for message in messages:
             await _dispatch(message, ingestor, recorder, prepared)
 
 
 async def _plan(
-    ingestor: Ingestor, prepared: asyncio.Queue[Prepared], planned: asyncio.Queue[Planned]
+    ingestor: Ingestor,
+    prepared: asyncio.Queue[Prepared],
+    planned: asyncio.Queue[Planned],
+    limit: int,
 ) -> None:
     while True:
         group = [await prepared.get()]
         events = group[0].count
-        while not prepared.empty() and len(group) < GROUP_MAX_BATCHES and events < GROUP_MAX_EVENTS:
+        while not prepared.empty() and len(group) < GROUP_MAX_BATCHES and events < limit:
             group.append(prepared.get_nowait())
             events += group[-1].count
         ahead: Ahead | None = None
@@ -60,19 +89,19 @@ async def _plan(
         except Exception:
             log.exception("unexpected error planning %d batch(es)", len(group))
         await planned.put((group, ahead))
-        # One group planned ahead at most: the next is taken once the writer has this one,
-        # so it holds what arrived meanwhile and its plan is as fresh as can be.
-        await planned.join()
 
 
-async def _write(ingestor: Ingestor, planned: asyncio.Queue[Planned]) -> None:
+async def _write(ingestor: Ingestor, planned: asyncio.Queue[Planned], limit: int) -> None:
     while True:
-        group, ahead = await planned.get()
-        planned.task_done()
+        parts = [await planned.get()]
+        events = sum(prepared.count for prepared in parts[0][0])
+        while not planned.empty() and events < limit:
+            parts.append(planned.get_nowait())
+            events += sum(prepared.count for prepared in parts[-1][0])
         try:
-            await ingestor.apply(group, ahead)
+            await ingestor.apply_parts(parts)
         except Exception:
-            log.exception("unexpected error applying %d batch(es)", len(group))
+            log.exception("unexpected error applying %d group(s)", len(parts))
 
 
 async def _dispatch(

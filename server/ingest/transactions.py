@@ -1,7 +1,10 @@
-"""The transaction of a group of prepared batches: claims, rows, dead letters, batch records.
+"""The transaction of groups of prepared batches: claims, rows, dead letters, batch records.
 
-One transaction for the batches that queued up while the group before was written (one
-commit, one fsync); their Acks go out after that commit (``server.ingest.acks``). A
+One transaction for the groups planned while the transaction before was written (one
+commit, one fsync); their Acks go out after that commit (``server.ingest.acks``). On
+PostgreSQL several writers run such transactions at once, each after taking its turn
+(``server.ingest.write_turns``: a transaction waits for earlier ones that touch what it
+reads). A
 database failure rolls the group back and its batches are not acked: transient ones
 (locks, deadlocks) are retried ``[ingest] max_attempts`` times, then the edge's own
 re-send brings the batches back later. A full disk (``StoreFull``) is not retried: the
@@ -12,9 +15,10 @@ site share a transaction of their own (``GroupWriter.commit``), so one site's ba
 never make another site's batches wait.
 
 ``GroupWriter.plan`` plans a group from a read of the store before its transaction, while
-the group before is written: ``commit`` keeps that plan only if its claim and every commit
-since the read say nothing it read has changed (``_still_valid``), else it plans again
-inside the transaction. The claim is made in the writing transaction either way.
+the groups before are written: ``commit`` keeps that plan only if its claim, every commit
+since the read and the groups written before it in the same transaction say nothing it
+read has changed (``_still_valid``), else it plans again inside the transaction. The claim
+is made in the writing transaction either way.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from server.ingest.gateway_trust import raise_trust_alerts
 from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied
 from server.ingest.planning import PlannedEvents, plan_ahead
+from server.ingest.write_turns import WriteTurns, conflict_keys
 from server.metrics import Metrics
 from server.rules.policy import Policy
 from server.store.database import Store
@@ -56,6 +61,10 @@ class Ahead:
     """``Store.stock_writes`` before the plans' read: later commits are checked."""
     sites: dict[str, PlannedEvents | None] = field(default_factory=dict)
     """Per site, its plan; None: planned inside the transaction (counts, open orders)."""
+
+
+Part = tuple[Sequence[Prepared], Ahead | None]
+"""Batches planned together, with their plans made ahead (None: planned in the transaction)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,7 @@ class GroupWriter:
         self._metrics = metrics
         self._commits: OrderedDict[int, _Touched] = OrderedDict()
         """Ingest's recent commits by their ``Store.stock_writes`` number."""
+        self._turns = WriteTurns()
 
     async def plan(
         self, group: Sequence[Prepared], read_points: Mapping[str, ReadPointSettings]
@@ -112,42 +122,54 @@ class GroupWriter:
 
     async def commit(
         self,
-        group: Sequence[Prepared],
+        parts: Sequence[Part],
         read_points: Mapping[str, ReadPointSettings],
         now: datetime,
-        ahead: Ahead | None,
     ) -> list[Applied | None]:
-        """Write ``group``; on PostgreSQL one transaction per site.
+        """Write ``parts`` (groups in the order they were planned, each with its plans made
+        ahead) in one transaction; on PostgreSQL one transaction per site.
 
         Instances on a shared subscription get batches of every site. A transaction holding
         the balance rows of two sites would make an instance applying the other site's
         batches wait for it too; one transaction per site keeps the waits within a site
         (its balance rows). SQLite has one writer whatever the split, so it keeps one
-        transaction (one commit) for the group.
+        transaction (one commit) for all the parts.
 
         Returns:
-            Per batch, what it did; None for a batch that could not be applied.
+            Per batch (the parts' batches in order), what it did; None for a batch that
+            could not be applied.
         """
-        sites = by_site(group)
-        if self._store.dialect != "postgresql" or len(sites) == 1:
-            return await self._commit(group, read_points, now, ahead)
-        done: dict[int, Applied | None] = {}
-        for site, members in sites:
-            mine = None if ahead is None else Ahead(ahead.since, {site: ahead.sites.get(site)})
-            for prepared, applied in zip(
-                members, await self._commit(members, read_points, now, mine), strict=True
-            ):
-                done[id(prepared)] = applied
-        return [done[id(prepared)] for prepared in group]
+        group = [prepared for members, _ in parts for prepared in members]
+        sites = sorted({prepared.header.site for prepared in group})
+        plans = [
+            None if ahead is None else ahead.sites.get(site)
+            for site in sites
+            for members, ahead in _of_site(parts, site)
+        ]
+        # The turn is taken before anything is awaited: in the order the writers took
+        # their parts from the planner (``server.ingest.write_turns``).
+        keys = conflict_keys(plans, self._policy, self._store.known_locations)
+        async with self._turns.take(keys):
+            if self._store.dialect != "postgresql" or len(sites) == 1:
+                return await self._commit(parts, read_points, now)
+            done: dict[int, Applied | None] = {}
+            for site in sites:
+                mine = _of_site(parts, site)
+                flat = [prepared for members, _ in mine for prepared in members]
+                for prepared, applied in zip(
+                    flat, await self._commit(mine, read_points, now), strict=True
+                ):
+                    done[id(prepared)] = applied
+            return [done[id(prepared)] for prepared in group]
 
     async def _commit(
         self,
-        group: Sequence[Prepared],
+        parts: Sequence[Part],
         read_points: Mapping[str, ReadPointSettings],
         now: datetime,
-        ahead: Ahead | None = None,
     ) -> list[Applied | None]:
-        """Apply ``group`` in one transaction; None for a batch that could not be applied."""
+        """Apply ``parts`` in one transaction; None for a batch that could not be applied."""
+        group = [prepared for members, _ in parts for prepared in members]
         attempts = self._ingest.max_attempts
         names = ", ".join(prepared.header.batch_id for prepared in group[:3])
         doing = f"applying batch {names}" + (
@@ -157,8 +179,8 @@ class GroupWriter:
             try:
                 async with self._store.begin(doing, events=True) as conn:
                     # A retry plans again: the first try may have settled the plan already.
-                    mine = ahead if attempt == 1 else None
-                    done = await self._write(conn, group, read_points, now, mine)
+                    mine = parts if attempt == 1 else [(group, None)]
+                    done = await self._write(conn, mine, read_points, now)
             except StoreFull as err:
                 # Every try would fail alike until space returns (the store logged it once
                 # and reports it); the gateways keep these batches and re-send them.
@@ -177,7 +199,7 @@ class GroupWriter:
                     return [None]
                 # One of them may be what the database refuses: each on its own.
                 log.warning("%s failed (%s); applying each batch alone", doing, err)
-                return [(await self._commit([one], read_points, now))[0] for one in group]
+                return [(await self._commit([([one], None)], read_points, now))[0] for one in group]
             # Only after the commit (nothing awaited since): what it changed, for the plans
             # made ahead of it; a rolled-back location insert must not be cached.
             self._committed(done)
@@ -194,21 +216,24 @@ class GroupWriter:
         while len(self._commits) > COMMITS_KEPT:
             self._commits.popitem(last=False)
 
-    def _still_valid(self, since: int) -> Callable[[PlannedEvents], bool]:
+    def _still_valid(self, since: int, written: _Touched) -> Callable[[PlannedEvents], bool]:
         """Whether a plan made from a read after commit number ``since`` still holds.
 
         Called inside the writing transaction (on SQLite it holds the write lock, so no
         commit of this process can come between). Every stock commit after ``since`` must
-        be one of ingest's own, and none may have written a unit the plan read or created
-        an item the plan creates. Anything else committed (an API operation, a sweep) or
-        too old to remember: plan again. Other processes' commits (PostgreSQL instances)
-        are not seen here; they race with a plan as they race with any transaction's
-        reads, and the SQL guards (claims, newer unit states, balance increments) hold.
+        be one of ingest's own, and none of them, nor the parts ``written`` before in this
+        transaction, may have written a unit the plan read or created an item the plan
+        creates. Anything else committed (an API operation, a sweep) or too old to
+        remember: plan again. Other processes' commits (PostgreSQL instances) are not seen
+        here; they race with a plan as they race with any transaction's reads, and the SQL
+        guards (claims, newer unit states, balance increments) hold.
         """
 
         def check(planned: PlannedEvents) -> bool:
             epcs = planned.epcs
             created = planned.new_items
+            if not written.units.isdisjoint(epcs) or not written.items.isdisjoint(created):
+                return False
             for number in range(since + 1, self._store.stock_writes + 1):
                 touched = self._commits.get(number)
                 if touched is None or not touched.units.isdisjoint(epcs):
@@ -222,52 +247,45 @@ class GroupWriter:
     async def _write(
         self,
         conn: AsyncConnection,
-        group: Sequence[Prepared],
+        parts: Sequence[Part],
         read_points: Mapping[str, ReadPointSettings],
         now: datetime,
-        ahead: Ahead | None = None,
     ) -> list[Applied]:
-        """The rows of ``group``'s batches, inside the caller's transaction.
+        """The rows of ``parts``' batches, inside the caller's transaction.
 
-        The batches of one site are applied in one ``apply_events`` call: their events are
-        planned together in event-time order (ties by event id), and every statement runs
-        once for the group instead of once per batch (each costs a round trip, and
+        The batches of one site in one part are applied in one ``apply_events`` call: their
+        events are planned together in event-time order (ties by event id), and every
+        statement runs once for them instead of once per batch (each costs a round trip, and
         SQLAlchemy's fixed cost, whatever it holds). Each event keeps its gateway as the
         ledger row's actor; each batch's record says what became of its own events. A plan
-        made ahead (``plan``) is written if it still holds, else the site is planned again.
+        made ahead (``plan``) is written if it still holds, else the site's part is planned
+        again; parts of one site are written in the order they were planned.
         """
         applied: dict[int, Applied] = {}
+        units: set[str] = set()
+        items: set[str] = set()
+        group = [prepared for members, _ in parts for prepared in members]
         # Sites in one order in every transaction, so instances lock their balance rows in
         # one order too (arrival order could deadlock two groups holding two sites each).
-        for site, members in by_site(group):
-            gateways = {prepared.header.gateway for prepared in members}
-            context = ApplyContext(
-                read_points,
-                self._store.known_locations,
-                actor=members[0].header.gateway,
-                site=site,
-                now=now,
-                policy=self._policy,
-                actors=None
-                if len(gateways) == 1
-                else {
-                    event.event_id: prepared.header.gateway
-                    for prepared in members
-                    for event in prepared.events
-                },
-            )
-            planned = ahead.sites.get(site) if ahead is not None else None
-            if planned is not None and ahead is not None:
-                merged, kept = await apply_planned(
-                    conn, planned, context, still_valid=self._still_valid(ahead.since)
-                )
-                self._metrics.ingest_plans.labels(outcome="ahead" if kept else "replanned").inc()
-            else:
-                events = [event for prepared in members for event in prepared.events]
-                merged = await apply_events(conn, events, context)
-                self._metrics.ingest_plans.labels(outcome="in_transaction").inc()
-            for prepared, mine in zip(members, _split(merged, members), strict=True):
-                applied[id(prepared)] = mine
+        for site in sorted({prepared.header.site for prepared in group}):
+            for members, ahead in _of_site(parts, site):
+                context = self._context(members, read_points, site, now)
+                planned = ahead.sites.get(site) if ahead is not None else None
+                if planned is not None and ahead is not None:
+                    written = _Touched(frozenset(units), frozenset(items))
+                    merged, kept = await apply_planned(
+                        conn, planned, context, still_valid=self._still_valid(ahead.since, written)
+                    )
+                    outcome = "ahead" if kept else "replanned"
+                else:
+                    events = [event for prepared in members for event in prepared.events]
+                    merged = await apply_events(conn, events, context)
+                    outcome = "in_transaction"
+                self._metrics.ingest_plans.labels(outcome=outcome).inc()
+                units |= merged.units_written
+                items |= merged.items_created
+                for prepared, mine in zip(members, _split(merged, members), strict=True):
+                    applied[id(prepared)] = mine
         done = [applied[id(prepared)] for prepared in group]
         for prepared, result in zip(group, done, strict=True):
             letters = [*prepared.letters, *self._refusal_letters(prepared, result)]
@@ -294,6 +312,31 @@ class GroupWriter:
         )
         return done
 
+    def _context(
+        self,
+        members: Sequence[Prepared],
+        read_points: Mapping[str, ReadPointSettings],
+        site: str,
+        now: datetime,
+    ) -> ApplyContext:
+        """Where, when and as whom ``members`` (batches of ``site``) are applied."""
+        gateways = {prepared.header.gateway for prepared in members}
+        return ApplyContext(
+            read_points,
+            self._store.known_locations,
+            actor=members[0].header.gateway,
+            site=site,
+            now=now,
+            policy=self._policy,
+            actors=None
+            if len(gateways) == 1
+            else {
+                event.event_id: prepared.header.gateway
+                for prepared in members
+                for event in prepared.events
+            },
+        )
+
     def _refusal_letters(self, prepared: Prepared, applied: Applied) -> list[DeadLetter]:
         letters = []
         for event, reason in applied.refused:
@@ -318,6 +361,18 @@ def by_site(group: Sequence[Prepared]) -> list[tuple[str, list[Prepared]]]:
     for prepared in group:
         sites.setdefault(prepared.header.site, []).append(prepared)
     return sorted(sites.items())
+
+
+def _of_site(parts: Sequence[Part], site: str) -> list[Part]:
+    """``parts`` cut to ``site``'s batches and plans (parts with none of them left out)."""
+    mine: list[Part] = []
+    for members, ahead in parts:
+        here = [prepared for prepared in members if prepared.header.site == site]
+        if here:
+            mine.append(
+                (here, None if ahead is None else Ahead(ahead.since, {site: ahead.sites.get(site)}))
+            )
+    return mine
 
 
 def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
