@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from server.api.auth import check_site
@@ -130,11 +130,16 @@ def answer(
     header: Sequence[str],
     flatten: Callable[[Any], Sequence[Any]],
 ) -> Any:
-    """The report as JSON, or its ``items`` as CSV (one line each, ``flatten``ed)."""
+    """The report as JSON, or its ``items`` as CSV (one line each, ``flatten``ed).
+
+    The JSON is the model's own (pydantic's serializer, by alias as FastAPI writes it): a
+    model returned as it is would be validated again and turned into Python objects before
+    ``json.dumps``, about ten times the time for a report of 20,000 items.
+    """
     if wants_csv(request) or request.url.path.endswith(".csv"):
         lines = [flatten(item) for item in getattr(report, "items")]  # noqa: B009
         return csv_download(csv_lines(header, lines), f"{name}.csv")
-    return report
+    return Response(report.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def report_route(
