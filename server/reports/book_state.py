@@ -150,9 +150,16 @@ async def cost_counts(conn: AsyncConnection, item_ids: Iterable[int] | None = No
     """How many cost rows each item has (items without any are left out)."""
     wanted = None if item_ids is None else sorted(set(item_ids))
     standard = sa.select(item_costs.c.item_id, sa.func.count()).group_by(item_costs.c.item_id)
+    # Counted per ledger row first: SQLite otherwise plans the join from the ledger (every
+    # row's item, by its index) instead of from the few rows with a recorded cost.
+    per_row = (
+        sa.select(receipt_costs.c.ledger_id, sa.func.count().label("costs"))
+        .group_by(receipt_costs.c.ledger_id)
+        .subquery("per_row")
+    )
     recorded = (
-        sa.select(ledger.c.item_id, sa.func.count())
-        .select_from(receipt_costs.join(ledger, ledger.c.id == receipt_costs.c.ledger_id))
+        sa.select(ledger.c.item_id, sa.func.sum(per_row.c.costs))
+        .select_from(per_row.join(ledger, ledger.c.id == per_row.c.ledger_id))
         .group_by(ledger.c.item_id)
     )
     if wanted is not None:
