@@ -25,7 +25,7 @@ from server.alerts.store import clear_alert, open_alerts
 from server.commands.asn import Receipt, reconcile_receipts
 from server.config.settings import ReadPointSettings
 from server.ingest.claims import claim_events
-from server.ingest.ledger_writes import Applied, write_rows
+from server.ingest.ledger_writes import Applied, BalanceDeltas, write_rows
 from server.ingest.negative_stock import settle_plan
 from server.ingest.order_book import apply_line_deltas
 from server.ingest.pallet_contents import expand_pallets, hold_unknown
@@ -49,6 +49,8 @@ class ApplyContext:
         policy: what the rules take from the config (travel times, orders, picks).
         actors: the actor of each event by id, where it is not ``actor`` (the events of
             several gateways applied together).
+        pending: where the balance deltas go, written by the caller at the end of its
+            transaction (``ledger_writes.write_rows``); None: written as they come.
     """
 
     read_points: Mapping[str, ReadPointSettings]
@@ -58,6 +60,7 @@ class ApplyContext:
     now: datetime
     policy: Policy = DEFAULT_POLICY
     actors: Mapping[str, str] | None = None
+    pending: BalanceDeltas | None = None
 
 
 async def apply_events(
@@ -176,7 +179,9 @@ async def _apply_plan(
     item_ids, state, expansion = inputs.item_ids, inputs.state, inputs.expansion
     read_points, policy, now = context.read_points, context.policy, context.now
     replan = partial(rules.plan, state=state, read_points=read_points, policy=policy)
-    plan, refused = await settle_plan(conn, expansion.events, plan, replan, item_ids, policy)
+    plan, refused = await settle_plan(
+        conn, expansion.events, plan, replan, item_ids, policy, context.pending
+    )
     # A pallet is refused whole: report its own event, not the line that fell short.
     result.refused = [(expansion.pallets.get(e.event_id, e), why) for e, why in refused]
     result.applied -= len(result.refused)
@@ -191,7 +196,15 @@ async def _apply_plan(
         )
     )
     await write_rows(
-        conn, plan, item_ids, context.known_locations, context.actor, now, result, context.actors
+        conn,
+        plan,
+        item_ids,
+        context.known_locations,
+        context.actor,
+        now,
+        result,
+        context.actors,
+        context.pending,
     )
     result.units_written = set(plan.units)
     result.items_created = set(plan.new_items)

@@ -161,6 +161,24 @@ async def _ensure_locations(
     return unknown
 
 
+BalanceDeltas = dict[tuple[int, str], int]
+"""What movements add to balances, by (item id, location)."""
+
+
+async def write_balance_deltas(conn: AsyncConnection, deltas: BalanceDeltas) -> None:
+    """Add ``deltas`` to the balances, in key order (so concurrent PostgreSQL transactions
+    lock balance rows in one order)."""
+    await execute_many(
+        conn,
+        "balance deltas",
+        _balance_upsert,
+        [
+            {"item_id": item_id, "location_id": location, "on_hand": delta}
+            for (item_id, location), delta in sorted(deltas.items())
+        ],
+    )
+
+
 def _balance_upsert(conn: AsyncConnection) -> sa.Insert:
     """A balance moved by a delta (increments commute between concurrent batches)."""
     insert = upsert(conn, balances)
@@ -198,6 +216,7 @@ async def write_rows(
     now: datetime,
     result: Applied,
     actors: Mapping[str, str] | None = None,
+    pending: BalanceDeltas | None = None,
 ) -> None:
     """Write ``plan``'s rows; ``result`` gets the locations created and unresolved passes.
 
@@ -211,6 +230,10 @@ async def write_rows(
         now: the recording time.
         result: what the caller reports.
         actors: the actor of each event by id, where it is not ``actor``.
+        pending: where the balance deltas go instead of the balances; the caller writes
+            them later (``write_balance_deltas``) and reads balances with them added
+            (ingest writes them last in its transaction, so it holds the balance rows'
+            locks for the commit only).
     """
     await _ensure_items(conn, plan.new_items, item_ids, now)
     wanted = {
@@ -268,23 +291,15 @@ async def write_rows(
                 for movement in plan.movements
             ],
         )
-        deltas: dict[tuple[int, str], int] = defaultdict(int)
+        moved: BalanceDeltas = {} if pending is None else pending
         for movement in plan.movements:
             item_id = item_ids[movement.item.ref]
-            if movement.from_location is not None:
-                deltas[(item_id, movement.from_location)] -= movement.quantity
-            if movement.to_location is not None:
-                deltas[(item_id, movement.to_location)] += movement.quantity
-        # Sorted, so concurrent PostgreSQL transactions lock balance rows in one order.
-        await execute_many(
-            conn,
-            "balance deltas",
-            _balance_upsert,
-            [
-                {"item_id": item_id, "location_id": location, "on_hand": delta}
-                for (item_id, location), delta in sorted(deltas.items())
-            ],
-        )
+            for location, sign in ((movement.from_location, -1), (movement.to_location, 1)):
+                if location is not None:
+                    key = (item_id, location)
+                    moved[key] = moved.get(key, 0) + sign * movement.quantity
+        if pending is None:
+            await write_balance_deltas(conn, moved)
 
     if plan.unresolved:
         by_gateway: dict[str, list[UnresolvedPass]] = defaultdict(list)

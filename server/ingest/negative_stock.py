@@ -63,15 +63,23 @@ async def check_stock(
     *,
     refusable: bool = True,
     lock: bool | None = None,
+    pending: Mapping[tuple[int, str], int] | None = None,
 ) -> StockCheck:
     """``check_movements`` of one plan, from the balances the store holds now.
 
     Args:
         lock: read the balances ``FOR UPDATE``; None: where some site refuses.
+        pending: deltas of this transaction not written to the balances yet, by (item id,
+            location): added to what the store holds.
     """
     if lock is None:
         lock = policy.refuses_anywhere
-    on_hand = await load_on_hand(conn, touched(movements_of.movements), item_ids, lock=lock)
+    pairs = touched(movements_of.movements)
+    on_hand = await load_on_hand(conn, pairs, item_ids, lock=lock)
+    if pending:
+        for ref, location in pairs:
+            if ref in item_ids and (delta := pending.get((item_ids[ref], location), 0)):
+                on_hand[(ref, location)] = on_hand.get((ref, location), 0) + delta
     return check_movements(movements_of.movements, on_hand, policy, refusable=refusable)
 
 
@@ -82,6 +90,7 @@ async def settle_plan(
     replan: Callable[[list[Event]], Plan],
     item_ids: Mapping[str, int],
     policy: Policy,
+    pending: Mapping[tuple[int, str], int] | None = None,
 ) -> tuple[Plan, list[tuple[Event, str]]]:
     """``plan`` with the negative-stock check applied: alerts and clears added, and, where
     a site refuses, the plan made again without the refused events.
@@ -96,7 +105,7 @@ async def settle_plan(
     refused: dict[str, tuple[Event, str]] = {}
     by_id = {event.event_id: event for event in events}
     for _ in range(len(events) + 1):
-        check = await check_stock(conn, plan, item_ids, policy)
+        check = await check_stock(conn, plan, item_ids, policy, pending=pending)
         fresh = {
             event_id: shortfall
             for event_id, shortfall in check.refused.items()

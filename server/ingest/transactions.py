@@ -38,7 +38,7 @@ from server.ingest.apply import ApplyContext, apply_events, apply_planned
 from server.ingest.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.ingest.gateway_trust import raise_trust_alerts
 from server.ingest.intake import Prepared
-from server.ingest.ledger_writes import Applied
+from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
 from server.ingest.planning import PlannedEvents, plan_ahead
 from server.ingest.write_turns import WriteTurns, conflict_keys
 from server.metrics import Metrics
@@ -264,12 +264,14 @@ class GroupWriter:
         applied: dict[int, Applied] = {}
         units: set[str] = set()
         items: set[str] = set()
+        # Balances last: their row locks are then held for the commit only.
+        pending: BalanceDeltas = {}
         group = [prepared for members, _ in parts for prepared in members]
         # Sites in one order in every transaction, so instances lock their balance rows in
         # one order too (arrival order could deadlock two groups holding two sites each).
         for site in sorted({prepared.header.site for prepared in group}):
             for members, ahead in _of_site(parts, site):
-                context = self._context(members, read_points, site, now)
+                context = self._context(members, read_points, site, now, pending)
                 planned = ahead.sites.get(site) if ahead is not None else None
                 if planned is not None and ahead is not None:
                     written = _Touched(frozenset(units), frozenset(items))
@@ -310,6 +312,7 @@ class GroupWriter:
                 for prepared, result in zip(group, done, strict=True)
             ],
         )
+        await write_balance_deltas(conn, pending)
         return done
 
     def _context(
@@ -318,6 +321,7 @@ class GroupWriter:
         read_points: Mapping[str, ReadPointSettings],
         site: str,
         now: datetime,
+        pending: BalanceDeltas,
     ) -> ApplyContext:
         """Where, when and as whom ``members`` (batches of ``site``) are applied."""
         gateways = {prepared.header.gateway for prepared in members}
@@ -335,6 +339,7 @@ class GroupWriter:
                 for prepared in members
                 for event in prepared.events
             },
+            pending=pending,
         )
 
     def _refusal_letters(self, prepared: Prepared, applied: Applied) -> list[DeadLetter]:

@@ -26,6 +26,7 @@ from server.alerts.store import open_alerts
 from server.alerts.sweeps import check_negative_stock
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
 from server.rules.alerts import NEGATIVE_STOCK
 from server.rules.model import ItemKey, Movement
 from server.rules.negative import check_movements
@@ -194,3 +195,28 @@ async def test_the_sweep_reconciles_negative_stock_with_the_balances(
     after = negative(await probe.alerts())
     assert after[below] is None
     assert after[fine.subject] is not None
+
+
+async def test_a_pick_written_with_the_receipt_before_it_sees_that_receipt(
+    ingestor: Ingestor, probe: Probe
+) -> None:
+    # Two groups in one transaction (a writer takes every group planned meanwhile): the
+    # balances are written last, so the second group's check must count the first's
+    # deltas, which are not in the table yet.
+    wh2 = Batches(site="wh2", gateway="gw2")
+    first = await ingestor.prepare(
+        wh2.topic, wh2.payload([receipt(wh2, GTIN_B, 2, "wh2.a.1", 0, "wh2.scanner")])
+    )
+    second = await ingestor.prepare(
+        wh2.topic, wh2.payload([pick(wh2, GTIN_B, 2, "wh2.a.1", 1, "wh2.scanner")])
+    )
+    assert isinstance(first, Prepared)
+    assert isinstance(second, Prepared)
+    received, picked = await ingestor.apply_parts(
+        [([first], await ingestor.plan([first])), ([second], await ingestor.plan([second]))]
+    )
+
+    assert (received.applied, picked.applied, picked.dead_letters) == (1, 1, 0)
+    balances = await probe.balances()
+    assert (balances[(GTIN_B, "wh2.a.1")], balances[(GTIN_B, "wh2.staging")]) == (0, 2)
+    assert await probe.dead_letters() == []
