@@ -266,7 +266,7 @@ async def history_report(store: Store) -> HistoryReport:
         stock = (await conn.execute(_stock_differences(conn, position))).all()
         places = (await conn.execute(_place_differences())).all()
         sites = (await conn.execute(_site_differences())).all()
-        books = await book_checkpoints.differences(conn, position)
+        books = await book_checkpoints.differences(conn, await book_checkpoints.position(conn))
         ids = {row.item_id for row in (*moves, *stock)}
         skus = {
             row.id: row.sku

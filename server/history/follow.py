@@ -360,13 +360,18 @@ class LedgerFollower:
                 if position is None:
                     return 0
                 rows = await self._settled(conn, position)
-                if not rows:
-                    return 0
-                await sink.apply(conn, rows)
-                await self._advance(conn, position, rows[-1].id)
+                if rows:
+                    await sink.apply(conn, rows)
+                    await self._advance(conn, position, rows[-1].id)
         except LeaseLost:
             return 0
-        self._handed_over(rows)
+        if rows:
+            self._handed_over(rows)
+        # Work of the sink's own after the rows (the rollups' valuation books), in its own
+        # transactions, by the lease holder only.
+        after = getattr(sink, "after", None)
+        if after is not None:
+            await after(self._store)
         return len(rows)
 
     def _handed_over(self, rows: Sequence[LedgerRow]) -> None:

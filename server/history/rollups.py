@@ -9,7 +9,8 @@ What a ledger row adds (see ``server.store.schema.history`` for the tables):
   ``history_site_movements`` without the location and read point either (``site_sums``);
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
   of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day;
-- to the valuation books kept at checkpoints (``server.reports.book_checkpoints``).
+- and, after each step, in transactions of their own, to the valuation books kept at
+  checkpoints (``server.reports.book_checkpoints``): ``RollupSink.after``.
 
 Buckets follow the row's event time, not when it was recorded, so a late event lands in the
 hour it happened. The sums are added with ``INSERT ... ON CONFLICT DO UPDATE`` in the
@@ -26,14 +27,16 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.history.follow import LedgerRow
+from server.history.follow import LedgerRow, read_rows
 from server.reports import book_checkpoints
 from server.reports.book_checkpoints import REPAIR_ITEMS
+from server.store.database import Store
 from server.store.dialect import execute_many, upsert
 from server.store.schema.history import (
     NO_READ_POINT,
     Period,
     Side,
+    history_cursors,
     history_movements,
     history_place_movements,
     history_site_movements,
@@ -43,6 +46,8 @@ from server.store.sites import site_of
 
 ROLLUPS: Final = "rollups"
 """The rollups follower's cursor name."""
+BOOK_ROWS: Final = 5000
+"""Ledger rows a transaction of the valuation books takes at most."""
 
 MovementKey = tuple[Period, datetime, str, Side, str, int, str]
 """(period, bucket, location, side, read point, item id, kind)."""
@@ -219,13 +224,6 @@ class RollupSink:
                     ) in site_sums(places).items()
                 ],
             )
-        await book_checkpoints.follow(conn, rows, datetime.now(UTC))
-        seen = await book_checkpoints.costs_seen(conn)
-        if rows and seen != self._costs_settled:
-            repaired = await book_checkpoints.repair_costs(conn, rows[-1].id, REPAIR_ITEMS)
-            # Settled once a step found nothing left (if this step's transaction fails, the
-            # books stay as they were and reports replay those items: still right).
-            self._costs_settled = seen if repaired == 0 else None
         stock = stock_sums(rows)
         if stock:
             await execute_many(
@@ -243,6 +241,45 @@ class RollupSink:
                     for (site, item_id, day), (quantity_in, quantity_out) in stock.items()
                 ],
             )
+
+    async def after(self, store: Store) -> None:
+        """Bring the valuation books kept at checkpoints up to the rollups' position, in
+        transactions of their own (a day's rows or ``BOOK_ROWS`` each): the rollups' step
+        does not wait for them, nor ingest for both at once. Reports read the rows after
+        the books' position from the ledger, so a lag only costs them time."""
+        while True:
+            async with store.read("comparing the books' position") as conn:
+                if await book_checkpoints.position(conn) >= await _rollups_position(conn):
+                    return
+            async with store.begin("keeping the valuation books", stock=False) as conn:
+                await self._follow_books(conn)
+
+    async def _follow_books(self, conn: AsyncConnection) -> None:
+        target = await _rollups_position(conn)
+        done = await book_checkpoints.position(conn, lock=True)
+        if done >= target:
+            return
+        fetched = await read_rows(conn, done, BOOK_ROWS)
+        rows = [row for row in fetched if row.id <= target]
+        # Every id up to the rollups' position is settled: past the last row read, when
+        # fewer than a page came or some lie beyond it, there is nothing below it.
+        complete = len(fetched) < BOOK_ROWS or fetched[-1].id > target
+        reached = target if complete else rows[-1].id
+        await book_checkpoints.follow(conn, rows, datetime.now(UTC))
+        seen = await book_checkpoints.costs_seen(conn)
+        if rows and seen != self._costs_settled:
+            repaired = await book_checkpoints.repair_costs(conn, reached, REPAIR_ITEMS)
+            # Settled once a step found nothing left (if this step's transaction fails, the
+            # books stay as they were and reports replay those items: still right).
+            self._costs_settled = seen if repaired == 0 else None
+        await book_checkpoints.advance(conn, reached)
+
+
+async def _rollups_position(conn: AsyncConnection) -> int:
+    value = await conn.scalar(
+        sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
+    )
+    return int(value or 0)
 
 
 async def clear_rollups(conn: AsyncConnection) -> None:

@@ -22,8 +22,11 @@ or before it (``stored_books``: one look by the key ``(item, site, boundary)`` p
 ``book_keys``). So a checkpoint costs what the day's rows changed, not every book, and a
 book computed again (a late row, changed costs) has its rows after the start replaced.
 
-Everything is written in the step's transaction, with the follower's new position: a step
-that fails leaves the checkpoints as they were, and the next one does the same rows again.
+The steps run in transactions of their own after the rollups follower's
+(``server.history.rollups.RollupSink.after``), over the rows up to its position, and each
+moves the books' own position (``book_cursor``) with what it wrote: a step that fails
+leaves the checkpoints as they were, and the next one does the same rows again. A step
+holds SQLite's write lock for what one day's rows changed, apart from the rollups'.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from server.store.schema.history import (
     book_checkpoint_marks,
     book_checkpoints,
     book_cost_marks,
+    book_cursor,
     book_keys,
 )
 from server.store.sites import site_of
@@ -128,6 +132,28 @@ async def stored_books(
         for item_id, site, text in await conn.execute(query)
         if text is not None
     }
+
+
+async def position(conn: AsyncConnection, *, lock: bool = False) -> int:
+    """The ledger id up to which the rows are in the checkpoints (0: none); with ``lock``,
+    the row is made when missing and locked until the transaction ends."""
+    cursor = book_cursor.c
+    query = sa.select(cursor.position).where(cursor.id == 1)
+    if lock:
+        await conn.execute(
+            upsert(conn, book_cursor).values(id=1, position=0).on_conflict_do_nothing()
+        )
+        query = query.with_for_update()
+    value = await conn.scalar(query)
+    return int(value or 0)
+
+
+async def advance(conn: AsyncConnection, reached: int) -> None:
+    """Set the checkpoints' position (the caller holds the row's lock)."""
+    insert = upsert(conn, book_cursor).values(id=1, position=reached)
+    await conn.execute(
+        insert.on_conflict_do_update(index_elements=["id"], set_={"position": reached})
+    )
 
 
 async def cost_marks(conn: AsyncConnection) -> dict[int, tuple[int, int]]:
@@ -381,11 +407,13 @@ async def rebuild(conn: AsyncConnection, upto: int, now: datetime) -> None:
     )
     if isinstance(newest, datetime):
         await extend(conn, upto, now, newest)
+    await advance(conn, upto)
 
 
 async def clear(conn: AsyncConnection) -> None:
     await conn.execute(sa.delete(book_checkpoints))
     await conn.execute(sa.delete(book_keys))
+    await conn.execute(sa.delete(book_cursor))
     await conn.execute(sa.delete(book_checkpoint_marks))
     await conn.execute(sa.delete(book_cost_marks))
 

@@ -5,9 +5,10 @@
 
 - the books kept at the newest checkpoint at or before ``moment``
   (``server.reports.book_checkpoints``), except for the items the checkpoint may not hold
-  right: an item with a ledger row the rollups follower has not reached yet (an id after
-  its position) from before the checkpoint, and an item whose cost rows changed since its
-  books were computed; those items are replayed from their first row;
+  right: an item with a ledger row the books have not taken in yet (an id after their
+  position, ``book_checkpoints.position``) from before the checkpoint, and an item whose
+  cost rows changed since its books were computed; those items are replayed from their
+  first row;
 - then the ledger rows from the checkpoint up to ``moment``, whatever their id.
 
 Without a checkpoint (the follower has not made one, or ``moment`` lies before the first),
@@ -31,8 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.history.rollups import ROLLUPS
-from server.reports.book_checkpoints import FOREVER, cost_marks, marks, stored_books
+from server.reports.book_checkpoints import FOREVER, cost_marks, marks, position, stored_books
 from server.reports.book_state import CostCounts, changed_costs, cost_counts
 from server.reports.valuation import (
     ZERO,
@@ -44,15 +44,7 @@ from server.reports.valuation import (
     standard_costs,
 )
 from server.store.schema.core import ledger
-from server.store.schema.history import history_cursors
 from server.store.sites import in_sites
-
-
-async def _position(conn: AsyncConnection) -> int:
-    value = await conn.scalar(
-        sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
-    )
-    return int(value or 0)
 
 
 async def _late_items(
@@ -81,7 +73,7 @@ class _Kept:
 async def _kept(conn: AsyncConnection, item_ids: Sequence[int] | None) -> _Kept:
     return _Kept(
         await marks(conn),
-        await _position(conn),
+        await position(conn),
         await standard_costs(conn, item_ids),
         await cost_marks(conn),
         await cost_counts(conn, item_ids),

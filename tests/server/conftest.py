@@ -42,7 +42,7 @@ TABLES = (
     "masterdata_changes, count_results, gateway_configs, unresolved_passes, epcis_captures, "
     "epcis_seen_events, asn_units, replenishment_settings, reorder_plans, job_leases, "
     "aggregations, pallet_holds, book_checkpoints, book_checkpoint_marks, book_cost_marks, "
-    "book_keys"
+    "book_keys, book_cursor"
 )
 
 

@@ -1,12 +1,15 @@
-"""Checkpoints hold only the books that changed, and the demand per period is summed in SQL
-(``server.reports.book_checkpoints``, ``server.reports.book_reads``), on SQLite and
-PostgreSQL.
+"""Checkpoints hold only the books that changed, are kept in transactions of their own
+after the rollups', and the demand per period is summed in SQL
+(``server.reports.book_checkpoints``, ``server.reports.book_reads``,
+``server.history.rollups``), on SQLite and PostgreSQL.
 
 The ledger of ``test_server_book_checkpoints`` (late rows, transfers between sites, moves
 inside a site). A book has a row at a boundary exactly when a row that moves value touched
 it since the boundary before; the books read at every boundary equal a replay of the
-ledger up to it; the quantity shipped per item and period equals the sum of the rows by
-Python's own arithmetic, for periods that start at midnight and in the middle of a day.
+ledger up to it; a step of the books that fails leaves them and their position as they
+were while the rollups go on, and the next step catches up; the quantity shipped per item
+and period equals the sum of the rows by Python's own arithmetic, for periods that start
+at midnight and in the middle of a day.
 """
 
 from __future__ import annotations
@@ -16,19 +19,28 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.history.check import rebuild_history
+from server.errors import StoreError
+from server.history.check import history_report, rebuild_history, reset_rollups
 from server.history.follow import LedgerFollower
-from server.history.rollups import RollupSink
-from server.reports.book_checkpoints import FOREVER, marks, stored_books
+from server.history.rollups import ROLLUPS, RollupSink
+from server.reports.book_checkpoints import FOREVER, marks, position, stored_books
 from server.reports.book_reads import shipped_per_period
 from server.reports.book_state import STEP, boundary_at_or_before, dump_book
 from server.reports.valuation import load_books
 from server.store.database import Store
 from server.store.schema.core import ledger
-from server.store.schema.history import book_checkpoints
+from server.store.schema.history import book_checkpoints, history_cursors
 from server.store.sites import site_of
-from tests.server.test_server_book_checkpoints import STEPS, T0, _fill, _follow_all
+from tests.server.test_server_book_checkpoints import (
+    STEPS,
+    T0,
+    _all_reports,
+    _fill,
+    _follow_all,
+    _kept,
+)
 
 
 async def _ledger(store: Store) -> list[tuple[datetime, int, str | None, str | None]]:
@@ -110,3 +122,48 @@ async def test_shipped_per_period_sums_the_rows_by_day_as_python_does(
     assert expected
     assert shipped == expected
     assert everywhere == of_two
+
+
+class _FailingBooks(RollupSink):
+    """Writes the books' step and then fails, as a crash half way through it would."""
+
+    async def _follow_books(self, conn: AsyncConnection) -> None:
+        await super()._follow_books(conn)
+        raise StoreError("disk full (test)")
+
+
+async def _positions(store: Store) -> tuple[int, int]:
+    async with store.read("positions") as conn:
+        rollups = await conn.scalar(
+            sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
+        )
+        return int(rollups or 0), await position(conn)
+
+
+async def test_the_books_follow_in_their_own_transactions(store: Store) -> None:
+    await _fill(store, 9)
+    replayed = await _all_reports(store)
+    follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
+    for _ in range(6):
+        await follower.step()
+    rollups, books = await _positions(store)
+    assert rollups == books > 0
+    before = await _kept(store)
+    failing = LedgerFollower(store, _FailingBooks(), STEPS, owner="a")
+    for _ in range(3):
+        with pytest.raises(StoreError):
+            await failing.step()
+        assert await _kept(store) == before
+    later, books_after = await _positions(store)
+    assert later > rollups  # the rollups went on without them
+    assert books_after == books
+    assert await _all_reports(store) == replayed
+    await _follow_all(follower)
+    rollups, books = await _positions(store)
+    assert rollups == books
+    assert (await history_report(store)).lines == []
+    followed = await _kept(store)
+    await rebuild_history(store)
+    assert await _kept(store) == followed
+    await reset_rollups(store)
+    assert await _positions(store) == (0, 0)

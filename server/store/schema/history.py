@@ -22,15 +22,17 @@ Everything here is derived from the ledger and can be rebuilt from it
   Moves inside a site change no site's stock and add nothing here.
 - ``book_checkpoints`` (revision 0016; 0017: only the books that changed): the valuation
   books (``server.reports.valuation``) as they stood at a checkpoint ``boundary`` (every
-  ``CHECKPOINT_DAYS`` days, UTC), after the ledger rows before it up to the rollups
-  follower's position, as JSON (``server.reports.book_state``); a book has a row at a
-  boundary only when a ledger row moved its value since the boundary before, so the books
-  at a boundary are each book's newest row at or before it. ``book_keys`` lists every
-  (item, site) with a book (revision 0017), ``book_checkpoint_marks`` the boundaries whose
-  books are complete, and ``book_cost_marks`` how many cost rows each item had when its
-  books were last computed from the start (a report replays an item whose costs changed
-  since). A report reads the books at the checkpoint before the moment it asks about and
-  replays only the ledger rows after it.
+  ``CHECKPOINT_DAYS`` days, UTC), after the ledger rows before it up to the books'
+  position, as JSON (``server.reports.book_state``); a book has a row at a boundary only
+  when a ledger row moved its value since the boundary before, so the books at a boundary
+  are each book's newest row at or before it. ``book_keys`` lists every (item, site) with
+  a book (revision 0017); ``book_cursor`` holds the ledger id up to which the rows are in
+  the checkpoints (revision 0018: they are kept in transactions of their own, after the
+  rollups'; one row); ``book_checkpoint_marks`` lists the boundaries whose books are
+  complete, and ``book_cost_marks`` how many cost rows each item had when its books were
+  last computed from the start (a report replays an item whose costs changed since). A
+  report reads the books at the checkpoint before the moment it asks about and replays
+  only the ledger rows after it.
 """
 
 from __future__ import annotations
@@ -146,6 +148,13 @@ book_keys = sa.Table(
     metadata,
     sa.Column("item_id", big_id(), primary_key=True),
     sa.Column("site", sa.String(64), primary_key=True),
+)
+
+book_cursor = sa.Table(
+    "book_cursor",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),
 )
 
 book_cost_marks = sa.Table(
