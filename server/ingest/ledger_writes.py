@@ -290,6 +290,7 @@ async def write_rows(
                 }
                 for movement in plan.movements
             ],
+            copy=True,
         )
         moved: BalanceDeltas = {} if pending is None else pending
         for movement in plan.movements:

@@ -80,6 +80,7 @@ class _Prepared:
     """SQLAlchemy's own bind processor of each column that has one, by position."""
     arrays: bool
     """One array parameter per column (PostgreSQL) instead of one execution per row."""
+    table: str
 
 
 _prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
@@ -117,11 +118,14 @@ def _prepare(
     else:
         types = [compiled.binds[bind].type for bind in names]
     processors = (kind.dialect_impl(dialect).bind_processor(dialect) for kind in types)
+    table = insert.table
+    assert isinstance(table, sa.Table)
     return _Prepared(
         compiled.string,
         operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],),
         tuple((i, p) for i, p in enumerate(processors) if p is not None),
         arrays,
+        table.name,
     )
 
 
@@ -130,6 +134,8 @@ async def execute_many(
     name: str,
     statement: Callable[[AsyncConnection], sa.Insert],
     rows: Sequence[Mapping[str, Any]],
+    *,
+    copy: bool = False,
 ) -> None:
     """Run one INSERT (or upsert) with no RETURNING for every row, as one driver call.
 
@@ -149,6 +155,12 @@ async def execute_many(
         name: identifies what ``statement`` builds (the cache key, with the database).
         statement: builds the statement for a connection's database.
         rows: the values by column key; every row has the keys of the first.
+        copy: ``statement`` is a plain INSERT (no ``ON CONFLICT``): on PostgreSQL its rows
+            go by binary ``COPY``. PostgreSQL's own work per row is the same (a ledger row:
+            21 µs by the arrays, 22 µs by ``COPY``), but asyncpg encodes arrays element by
+            element with checks against abstract base classes in Python, which ``COPY``'s
+            records skip: the event loop is ingest's busiest part on PostgreSQL, and
+            alternating runs gave 15.3-16.8k events/s against 13.6-14.8k.
     """
     if not rows:
         return
@@ -165,7 +177,13 @@ async def execute_many(
     columns = list(zip(*map(prepared.values, rows), strict=True))
     for position, processor in prepared.processed:
         columns[position] = tuple(map(processor, columns[position]))
-    if prepared.arrays:
+    if prepared.arrays and copy:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            prepared.table, records=list(zip(*columns, strict=True)), columns=list(keys)
+        )
+    elif prepared.arrays:
         await conn.exec_driver_sql(prepared.sql, tuple(list(column) for column in columns))
     else:
         await conn.exec_driver_sql(prepared.sql, list(zip(*columns, strict=True)))
