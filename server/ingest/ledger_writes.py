@@ -236,13 +236,7 @@ async def write_rows(
             locks for the commit only).
     """
     await _ensure_items(conn, plan.new_items, item_ids, now)
-    wanted = {
-        location
-        for movement in plan.movements
-        for location in (movement.from_location, movement.to_location)
-        if location is not None
-    } | {unit.location for unit in plan.units.values() if unit.location is not None}
-    result.new_locations = await _ensure_locations(conn, wanted, known_locations, now)
+    result.new_locations = await _ensure_locations(conn, plan.locations(), known_locations, now)
 
     if plan.counts:
         await conn.execute(

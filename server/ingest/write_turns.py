@@ -91,13 +91,8 @@ def conflict_keys(
         keys.update(("unit", epc) for epc in planned.epcs)
         keys.update(("item", ref) for ref in planned.new_items)
         plan = planned.plan
-        locations = {
-            location
-            for movement in plan.movements
-            for location in (movement.from_location, movement.to_location)
-            if location is not None
-        } | {unit.location for unit in plan.units.values() if unit.location is not None}
-        keys.update(("location", location) for location in locations.difference(known_locations))
+        new = plan.locations().difference(known_locations)
+        keys.update(("location", location) for location in new)
         if policy.refuses_anywhere:
             keys.update(
                 ("balance", movement.item.ref, location)

@@ -210,6 +210,16 @@ class Plan:
     counts: list[CountResult] = field(default_factory=list)
     """The batch's cycle counts, expected against counted per item."""
 
+    def locations(self) -> set[str]:
+        """Every location the plan's movements and unit states name."""
+        moved = {
+            location
+            for movement in self.movements
+            for location in (movement.from_location, movement.to_location)
+            if location is not None
+        }
+        return moved | {unit.location for unit in self.units.values() if unit.location is not None}
+
 
 @dataclass(frozen=True, slots=True)
 class CountLine:

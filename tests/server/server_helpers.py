@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,8 @@ import sqlalchemy as sa
 from plumbing.settings import load
 from server.config.settings import ServerSettings
 from server.errors import PublishFailed
+from server.ingest.consumer import Ingestor
+from server.ingest.intake import Prepared
 from server.store.database import Store
 from server.store.schema import core as schema
 
@@ -205,3 +209,27 @@ def make_scoped_settings(database_url: str, **overrides: Any) -> ServerSettings:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+async def checked(ingestor: Ingestor, batches: Batches, events: list[dict[str, Any]]) -> Prepared:
+    """``events`` as one batch checked by ``ingestor`` (it must pass)."""
+    prepared = await ingestor.prepare(batches.topic, batches.payload(events))
+    assert isinstance(prepared, Prepared)
+    return prepared
+
+
+@contextlib.asynccontextmanager
+async def balance_rows_held(store: Store, location: str) -> AsyncIterator[None]:
+    """Another PostgreSQL transaction holds ``location``'s balance rows (``FOR UPDATE``), as
+    an instance applying that site's batches would, until the block ends (rolled back)."""
+    async with store.engine.connect() as other:
+        await other.begin()
+        await other.execute(
+            sa.select(schema.balances)
+            .where(schema.balances.c.location_id == location)
+            .with_for_update()
+        )
+        try:
+            yield
+        finally:
+            await other.rollback()

@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import asyncio
 
-import sqlalchemy as sa
-from server_helpers import GTIN_A, Batches, Probe, sgtin
+from server_helpers import GTIN_A, Batches, Probe, balance_rows_held, checked, sgtin
 
 from server.ingest.consumer import Ingestor
 from server.ingest.intake import Prepared
 from server.store.database import Store
-from server.store.schema import core as schema
 
 LOOKS = 600
 
 
 async def _prepared(ingestor: Ingestor, batches: Batches, epc: str) -> Prepared:
-    prepared = await ingestor.prepare(
-        batches.topic,
-        batches.payload([batches.event(epc=epc, read_point=f"{batches.site}.dock.1")]),
+    return await checked(
+        ingestor, batches, [batches.event(epc=epc, read_point=f"{batches.site}.dock.1")]
     )
-    assert isinstance(prepared, Prepared)
-    return prepared
 
 
 async def _receipts_at(probe: Probe, location: str) -> int:
@@ -44,14 +39,8 @@ async def test_one_sites_locked_balances_do_not_hold_up_another_sites_batches(
         assert [result.applied for result in results] == [1, 1]
         return
 
-    async with store.engine.connect() as other:
-        await other.begin()
-        # Another transaction holds wh2's balance row, as an instance applying wh2 would.
-        await other.execute(
-            sa.select(schema.balances)
-            .where(schema.balances.c.location_id == "wh2.receiving")
-            .with_for_update()
-        )
+    # Another transaction holds wh2's balance row, as an instance applying wh2 would.
+    async with balance_rows_held(store, "wh2.receiving"):
         applying = asyncio.create_task(ingestor.apply(group))
         for _ in range(LOOKS):
             if await _receipts_at(probe, "wh1.receiving") == 1:
@@ -60,7 +49,6 @@ async def test_one_sites_locked_balances_do_not_hold_up_another_sites_batches(
         else:
             raise AssertionError("wh1's batch waited for wh2's balance row")
         assert not applying.done()  # wh2's batch waits for the row, as it must
-        await other.rollback()
     results = await applying
     assert [(result.outcome, result.applied, result.acked) for result in results] == [
         ("applied", 1, True),

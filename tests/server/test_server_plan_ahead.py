@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server_helpers import GTIN_A, Batches, Probe, sgtin
+from server_helpers import GTIN_A, Batches, Probe, checked, sgtin
 
 from server.commands.operation_models import Caller, TransferRequest
 from server.commands.operations import transfer
@@ -17,14 +17,6 @@ from server.ingest.transactions import Ahead
 from server.metrics import Metrics
 from server.store.database import Store
 from wire.models import now_utc
-
-
-async def _prepared(
-    ingestor: Ingestor, batches: Batches, events: list[dict[str, object]]
-) -> Prepared:
-    prepared = await ingestor.prepare(batches.topic, batches.payload(events))
-    assert isinstance(prepared, Prepared)
-    return prepared
 
 
 def _plans(metrics: Metrics) -> dict[str, float]:
@@ -45,7 +37,7 @@ async def _planned(ingestor: Ingestor, group: list[Prepared]) -> Ahead:
 async def test_a_plan_made_ahead_is_written_when_nothing_committed_meanwhile(
     ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
 ) -> None:
-    group = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    group = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
     ahead = await _planned(ingestor, group)
 
     [result] = await ingestor.apply(group, ahead)
@@ -64,8 +56,8 @@ async def test_a_group_planned_while_the_one_before_commits_sees_its_units(
 ) -> None:
     # The receipt is planned and still being written when the shipment of the same unit is
     # planned: that plan read no unit, and would ship one "not in stock".
-    receipt = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
-    shipment = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    receipt = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    shipment = [await checked(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
     first = await _planned(ingestor, receipt)
     writing = asyncio.create_task(ingestor.apply(receipt, first))
     second = await _planned(ingestor, shipment)
@@ -90,8 +82,8 @@ async def test_other_units_committed_meanwhile_leave_the_plan_standing(
     ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
 ) -> None:
     await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(9))]))
-    first = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
-    second = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (3, 4)])]
+    first = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    second = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (3, 4)])]
     ahead_first = await _planned(ingestor, first)
     ahead_second = await _planned(ingestor, second)
 
@@ -106,8 +98,8 @@ async def test_an_item_created_meanwhile_is_not_created_twice(
     ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
 ) -> None:
     # Both plans create the item of a GTIN never seen (with its unknown_item alert).
-    first = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1))])]
-    second = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(2))])]
+    first = [await checked(ingestor, batches, [batches.event(epc=sgtin(1))])]
+    second = [await checked(ingestor, batches, [batches.event(epc=sgtin(2))])]
     ahead_first = await _planned(ingestor, first)
     ahead_second = await _planned(ingestor, second)
 
@@ -149,7 +141,7 @@ async def test_an_api_operation_committed_meanwhile_makes_ingest_plan_again(
     ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics, store: Store
 ) -> None:
     await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(1))]))
-    shipment = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    shipment = [await checked(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
     ahead = await _planned(ingestor, shipment)
     # Planned with the unit at wh1.receiving; an operator moves it before the write.
     async with store.begin("an operator's transfer") as conn:

@@ -9,18 +9,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import sqlalchemy as sa
-from server_helpers import GTIN_A, Batches, Probe, sgtin
+from server_helpers import GTIN_A, Batches, Probe, balance_rows_held, checked, sgtin
 
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
-from server.ingest.intake import Prepared
 from server.ingest.planning import plan_ahead
 from server.ingest.transactions import Ahead
 from server.ingest.write_turns import EVERYTHING, Keys, WriteTurns, conflict_keys
 from server.rules.policy import Policy
 from server.store.database import Store
-from server.store.schema import core as schema
 
 LOOKS = 600
 
@@ -97,18 +94,10 @@ async def test_a_turn_cancelled_while_waiting_holds_up_nobody() -> None:
     assert log.steps == ["a in", "a out", "c in", "c out"]
 
 
-async def _prepared(
-    ingestor: Ingestor, batches: Batches, events: list[dict[str, object]]
-) -> Prepared:
-    prepared = await ingestor.prepare(batches.topic, batches.payload(events))
-    assert isinstance(prepared, Prepared)
-    return prepared
-
-
 async def test_the_keys_of_a_plan_are_its_units_new_items_and_new_locations(
     store: Store, settings: ServerSettings, ingestor: Ingestor, batches: Batches
 ) -> None:
-    group = await _prepared(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])
+    group = await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])
     async with store.read("planning") as conn:
         planned = await plan_ahead(conn, group.events, settings.read_point_table())
     assert planned is not None
@@ -135,29 +124,22 @@ async def test_a_shipment_planned_with_its_receipt_waits_for_it_and_ships_from_s
 ) -> None:
     # The item exists, so the receipt creates nothing the shipment's plan would create too.
     await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(9))]))
-    receipt = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1))])]
-    shipment = [await _prepared(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    receipt = [await checked(ingestor, batches, [batches.event(epc=sgtin(1))])]
+    shipment = [await checked(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
     # Both planned before either is written: the shipment's plan read no unit.
     first, second = await ingestor.plan(receipt), await ingestor.plan(shipment)
     assert isinstance(first, Ahead)
     assert isinstance(second, Ahead)
 
     if store.dialect == "postgresql":
-        async with store.engine.connect() as other:
-            await other.begin()
-            # Holds the receipt's transaction at its balance row, mid-write.
-            await other.execute(
-                sa.select(schema.balances)
-                .where(schema.balances.c.location_id == "wh1.receiving")
-                .with_for_update()
-            )
+        # Holds the receipt's transaction at its balance row, before its commit.
+        async with balance_rows_held(store, "wh1.receiving"):
             writing = asyncio.create_task(ingestor.apply(receipt, first))
             shipping = asyncio.create_task(ingestor.apply(shipment, second))
             await asyncio.sleep(0.5)
             assert not writing.done()
             assert not shipping.done()
             assert len(await probe.ledger()) == 1  # the shipment waits for its receipt
-            await other.rollback()
     else:
         writing = asyncio.create_task(ingestor.apply(receipt, first))
         shipping = asyncio.create_task(ingestor.apply(shipment, second))
@@ -184,17 +166,11 @@ async def test_groups_that_share_nothing_commit_while_another_is_held_up(
     await ingestor.handle(
         wh2.topic, wh2.payload([wh2.event(epc=sgtin(52), read_point="wh2.dock.1")])
     )
-    held = [await _prepared(ingestor, wh1, [wh1.event(epc=sgtin(1))])]
-    free = [await _prepared(ingestor, wh2, [wh2.event(epc=sgtin(2), read_point="wh2.dock.1")])]
+    held = [await checked(ingestor, wh1, [wh1.event(epc=sgtin(1))])]
+    free = [await checked(ingestor, wh2, [wh2.event(epc=sgtin(2), read_point="wh2.dock.1")])]
     held_plan, free_plan = await ingestor.plan(held), await ingestor.plan(free)
 
-    async with store.engine.connect() as other:
-        await other.begin()
-        await other.execute(
-            sa.select(schema.balances)
-            .where(schema.balances.c.location_id == "wh1.receiving")
-            .with_for_update()
-        )
+    async with balance_rows_held(store, "wh1.receiving"):
         writing = asyncio.create_task(ingestor.apply(held, held_plan))
         committed = asyncio.create_task(ingestor.apply(free, free_plan))
         for _ in range(LOOKS):
@@ -204,7 +180,6 @@ async def test_groups_that_share_nothing_commit_while_another_is_held_up(
         else:
             raise AssertionError("a group sharing nothing waited for the one held up")
         assert not writing.done()
-        await other.rollback()
     [result] = await writing
     assert result.applied == 1
     assert (await committed)[0].applied == 1
