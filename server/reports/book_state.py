@@ -27,7 +27,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.valuation import Book, Flow
+from server.reports.valuation import Book, Flow, Layer
 from server.store.schema.core import ledger
 from server.store.schema.costs import item_costs, receipt_costs
 
@@ -60,6 +60,15 @@ def _money(value: Decimal) -> str:
     return str(value)
 
 
+def _layer_text(layer: Layer) -> str:
+    """``[quantity,"unit cost","received at"]``, as ``json.dumps`` writes it (neither text
+    has a character JSON escapes); the costly part made once per layer."""
+    kept = layer.kept
+    if kept is None:
+        kept = layer.kept = f'"{_money(layer.unit_cost)}","{layer.received_at.isoformat()}"'
+    return f"[{layer.quantity},{kept}]"
+
+
 def dump_book(book: Book) -> str:
     """The JSON of ``book`` (amounts as exact decimal strings; the demand left out; the
     layers as a JSON text of their own, read only when the book is used)."""
@@ -67,13 +76,7 @@ def dump_book(book: Book) -> str:
     layers = (
         book.packed
         if book.packed is not None
-        else json.dumps(
-            [
-                [layer.quantity, _money(layer.unit_cost), layer.received_at.isoformat()]
-                for layer in book.unpacked
-            ],
-            separators=(",", ":"),
-        )
+        else "[" + ",".join([_layer_text(layer) for layer in book.unpacked]) + "]"
     )
     return json.dumps(
         [

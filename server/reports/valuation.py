@@ -68,6 +68,9 @@ class Layer:
     quantity: int
     unit_cost: Decimal
     received_at: datetime
+    kept: str | None = field(default=None, compare=False, repr=False)
+    """``"unit cost","received at"`` as a checkpoint keeps them (``book_state.dump_book``),
+    made once: a layer is written again at every checkpoint while it stays."""
 
 
 @dataclass(slots=True)
@@ -124,7 +127,12 @@ class Book:
         """FIFO: the layers, oldest first."""
         if self.packed is not None:
             self.unpacked.extend(
-                Layer(quantity, Decimal(cost), datetime.fromisoformat(received))
+                Layer(
+                    quantity,
+                    Decimal(cost),
+                    datetime.fromisoformat(received),
+                    f'"{cost}","{received}"',
+                )
                 for quantity, cost, received in json.loads(self.packed)
             )
             self.packed = None
@@ -162,7 +170,7 @@ class Book:
             self.shortfall -= covered
             if layer.quantity > covered:
                 self.layers.append(
-                    Layer(layer.quantity - covered, layer.unit_cost, layer.received_at)
+                    Layer(layer.quantity - covered, layer.unit_cost, layer.received_at, layer.kept)
                 )
         if self.quantity == 0:
             self.average_value = ZERO
@@ -178,7 +186,7 @@ class Book:
         while left and self.layers:
             layer = self.layers[0]
             used = min(left, layer.quantity)
-            taken.append(Layer(used, layer.unit_cost, layer.received_at))
+            taken.append(Layer(used, layer.unit_cost, layer.received_at, layer.kept))
             layer.quantity -= used
             left -= used
             if layer.quantity == 0:
