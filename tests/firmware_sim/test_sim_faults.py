@@ -118,7 +118,9 @@ async def test_reports_without_keepalives_keep_the_link_alive() -> None:
         mark = time.monotonic()
         await asyncio.sleep(1.8)  # more than the watchdog's 3 x 0.5 s
         assert sim.stats().keepalives_sent <= sent + 1
-        assert reads_after(seen, mark + 1.5) > 0
+        # Reads still come past the watchdog's window (on a loaded machine they may reach
+        # the edge a little later than they were sent: wait for them, bounded).
+        await until(lambda: reads_after(seen, mark + 1.5) > 0, "reads past the watchdog window")
     assert seen.count("connected") == 1
     assert seen.count("error") == 0
 
