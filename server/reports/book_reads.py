@@ -22,6 +22,7 @@ SQL: it is not kept).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,19 +154,23 @@ def _less(later: Flow, earlier: Flow | None) -> Flow:
     )
 
 
-def _period_index(conn: AsyncConnection, since: datetime, step: timedelta) -> sa.ColumnElement[int]:
-    """The period (of ``step``, from ``since``) a ledger row's UTC day falls in, truncated
-    toward zero as Python's ``int((day - since) / step)``."""
-    row = ledger.c
-    if conn.dialect.name == "postgresql":
-        day = sa.func.date_trunc("day", sa.func.timezone("UTC", row.event_time))
-        start = sa.func.timezone("UTC", sa.literal(since, row.event_time.type))
-        seconds = sa.extract("epoch", day - start)
-        return sa.cast(sa.func.trunc(seconds / step.total_seconds()), sa.Integer)
-    text = sa.type_coerce(row.event_time, sa.String)
-    start_text = sa.type_coerce(sa.literal(since, row.event_time.type), sa.String)
-    days = sa.func.julianday(sa.func.substr(text, 1, 10)) - sa.func.julianday(start_text)
-    return sa.cast(days / (step.total_seconds() / 86400), sa.Integer)
+def _next_midnight(moment: datetime) -> datetime:
+    """``moment`` if it is a UTC midnight, else the one after it."""
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == moment else day + timedelta(days=1)
+
+
+def _period_index(since: datetime, periods: int, step: timedelta) -> sa.ColumnElement[int]:
+    """The period (of ``step``, from ``since``; the last of ``periods`` takes the rest) a
+    ledger row's UTC day falls in, as ``min(periods - 1, int((day - since) / step))``:
+    the day is in period ``k`` or later exactly when the row is at or after the midnight
+    that starts the first day on or after ``since + k * step``. Comparisons of the event
+    time alone, so the same on both databases and no date arithmetic per row."""
+    starts = [_next_midnight(since + step * k) for k in range(1, periods)]
+    whens = [(ledger.c.event_time >= start, k) for k, start in reversed(list(enumerate(starts, 1)))]
+    if not whens:
+        return sa.literal(0)
+    return sa.case(*whens, else_=0)
 
 
 async def shipped_per_period(
@@ -178,11 +183,13 @@ async def shipped_per_period(
 ) -> dict[int, dict[int, int]]:
     """Quantity shipped (to no site) per item and period over ``since``..``until``: item
     -> {period: quantity}, the period of each row's UTC day as ``_period_index`` gives it
-    (a day that starts before ``since`` is in period 0). Rows leaving a site in each of
-    ``sites`` only. Summed in SQL: a quarter's shipments are hundreds of thousands of
-    rows at ten million ledger rows, their sums per week a few per item."""
+    (a day that starts before ``since`` is in period 0; the periods are
+    ``ceil((until - since) / step)``, the last one takes what is left). Rows leaving a
+    site in each of ``sites`` only. Summed in SQL: a quarter's shipments are hundreds of
+    thousands of rows at ten million ledger rows, their sums per week a few per item."""
     row = ledger.c
-    period = _period_index(conn, since, step).label("period")
+    periods = max(1, math.ceil((until - since) / step))
+    period = _period_index(since, periods, step).label("period")
     query = (
         sa.select(row.item_id, period, sa.func.sum(row.quantity))
         .where(
@@ -199,7 +206,7 @@ async def shipped_per_period(
         query = query.where(row.item_id.in_(sorted(item_ids)))
     shipped: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for item_id, index, quantity in await conn.execute(query):
-        shipped[int(item_id)][max(0, int(index))] += int(quantity)
+        shipped[int(item_id)][int(index)] += int(quantity)
     return shipped
 
 
