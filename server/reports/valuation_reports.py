@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.reports.book_reads import books_at, period_books, shipped_per_period
+from server.reports.gc_pause import without_collector
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.schema.core import ledger
 from server.store.sites import site_of
@@ -139,6 +140,7 @@ async def _location_quantities(
     return quantities
 
 
+@without_collector
 async def stock_value(
     conn: AsyncConnection, as_of: datetime, method: Method, group_by: StockValueGroup, scope: Scope
 ) -> list[StockValueRow]:
@@ -229,6 +231,7 @@ class TurnoverRow:
     """Closing quantity / quantity shipped per day over the period (None: nothing shipped)."""
 
 
+@without_collector
 async def turnover(
     conn: AsyncConnection, since: datetime, until: datetime, method: Method, scope: Scope
 ) -> list[TurnoverRow]:
@@ -292,6 +295,7 @@ def bucket_labels(limits: Sequence[int]) -> list[str]:
     return labels
 
 
+@without_collector
 async def aging(
     conn: AsyncConnection, as_of: datetime, limits: Sequence[int], scope: Scope
 ) -> list[AgingRow]:
@@ -346,6 +350,7 @@ class AbcXyzRow:
     xyz: str
 
 
+@without_collector
 async def abc_xyz(
     conn: AsyncConnection,
     since: datetime,
@@ -436,6 +441,7 @@ class LossRow:
     value: Decimal
 
 
+@without_collector
 async def losses(
     conn: AsyncConnection,
     since: datetime,
