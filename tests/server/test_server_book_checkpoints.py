@@ -1,13 +1,13 @@
 """The valuation books kept at checkpoints (``server.reports.book_checkpoints``), on SQLite
 and PostgreSQL.
 
-A generated ledger over ten weeks (receipts with and without recorded costs, shipments,
-losses, transfers between sites, moves inside a site, and rows that arrive late: their ids
-come after rows with a later event time). Every report read from checkpoints equals the
-same report replayed from the whole ledger (no checkpoints); checkpoints kept by the
-follower step by step equal those of a rebuild; a step that fails half way leaves them as
-they were; a cost recorded later makes the reports replay that item until the follower
-computes it again.
+A generated ledger over ten checkpoint intervals (``CHECKPOINT_DAYS`` each: receipts with
+and without recorded costs, shipments, losses, transfers between sites, moves inside a site,
+and rows that arrive late: their ids come after rows with a later event time). Every report
+read from checkpoints equals the same report replayed from the whole ledger (no
+checkpoints); checkpoints kept by the follower step by step equal those of a rebuild; a step
+that fails half way leaves them as they were; a cost recorded later makes the reports replay
+that item until the follower computes it again.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _generated(seed: int) -> tuple[list[dict[str, Any]], dict[int, Decimal]]:
     span = timedelta(days=10 * CHECKPOINT_DAYS).total_seconds()
     for number in range(ROWS):
         at = T0 + timedelta(seconds=span * number / ROWS)
-        if rng.random() < 0.1:  # a late event: happened up to three weeks before
+        if rng.random() < 0.1:  # a late event: happened up to three intervals before
             at -= timedelta(days=rng.uniform(0, 3 * CHECKPOINT_DAYS))
         item = rng.randrange(1, ITEMS + 1)
         site = rng.choice(SITES)
