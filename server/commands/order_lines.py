@@ -12,6 +12,7 @@ Decisions written down here:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -93,11 +94,8 @@ async def add_line(
             shipped=0,
         )
     )
-    changes: dict[tuple[int, str], dict[Figure, int]] = {}
-    add_change(changes, item_id, _line_positions(spec, order, line.quantity, 0, 0))
-    await shift_positions(conn, changes)
-    await touch_order(conn, order.id, actor, now)
-    return await get_order(conn, spec, order.id)
+    added = _line_positions(spec, order, line.quantity, 0, 0)
+    return await _line_changed(conn, spec, order, item_id, added, actor, now)
 
 
 async def change_line(
@@ -124,11 +122,8 @@ async def change_line(
     await conn.execute(
         order_lines.update().where(order_lines.c.id == row.id).values(quantity=quantity)
     )
-    changes: dict[tuple[int, str], dict[Figure, int]] = {}
-    add_change(changes, row.item_id, position_delta(before, after))
-    await shift_positions(conn, changes)
-    await touch_order(conn, order.id, actor, now)
-    return await get_order(conn, spec, order.id)
+    delta = position_delta(before, after)
+    return await _line_changed(conn, spec, order, row.item_id, delta, actor, now)
 
 
 async def remove_line(
@@ -154,10 +149,25 @@ async def remove_line(
             f"line {line_no} of {spec.title} {order.number} has goods received or shipped on "
             "it; change its quantity instead"
         )
-    changes: dict[tuple[int, str], dict[Figure, int]] = {}
     removed = _line_positions(spec, order, int(row.quantity), 0, 0)
-    add_change(changes, row.item_id, position_delta(removed, {}))
     await conn.execute(order_lines.delete().where(order_lines.c.id == row.id))
+    delta = position_delta(removed, {})
+    return await _line_changed(conn, spec, order, row.item_id, delta, actor, now)
+
+
+async def _line_changed(
+    conn: AsyncConnection,
+    spec: OrderKindSpec,
+    order: LockedOrder,
+    item_id: int,
+    delta: Mapping[tuple[str, Figure], int],
+    actor: str,
+    now: datetime,
+) -> OrderView:
+    """After a line of ``order`` changed by ``delta``: its item's open positions shifted, the
+    order touched, and the order as it is now."""
+    changes: dict[tuple[int, str], dict[Figure, int]] = {}
+    add_change(changes, item_id, delta)
     await shift_positions(conn, changes)
     await touch_order(conn, order.id, actor, now)
     return await get_order(conn, spec, order.id)

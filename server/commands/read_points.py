@@ -36,10 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.locations import missing_locations
 from server.config.settings import MAX_READ_POINTS, ReadPointSettings
 from server.errors import Conflict, Invalid, NotFound, StoreError
-from server.ingest.ledger_writes import ancestors, location_kind
+from server.ingest.ledger_writes import ensure_locations
 from server.store.database import Store
 from server.store.dialect import from_excluded, in_chunks, upsert
-from server.store.schema.core import locations
 from server.store.schema.master import ReadPointSource, read_points
 from server.store.sites import site_of
 from wire.models import now_utc
@@ -203,21 +202,7 @@ async def seed_read_points(
     Only rows that differ are written, so an unchanged config leaves ``updated_at`` alone
     and other instances do not reload for nothing.
     """
-    wanted = {location for point in configured for location in ancestors(point.inbound_location)}
-    if wanted:
-        # Parents first, so the self-referencing foreign key holds row by row.
-        await conn.execute(
-            upsert(conn, locations).on_conflict_do_nothing(),
-            [
-                {
-                    "id": location,
-                    "parent": location.rpartition(".")[0] or None,
-                    "kind": location_kind(location),
-                    "created_at": now,
-                }
-                for location in sorted(wanted, key=lambda loc: (loc.count("."), loc))
-            ],
-        )
+    await ensure_locations(conn, {point.inbound_location for point in configured}, (), now)
     existing = {
         row.id: row
         for row in await conn.execute(

@@ -106,6 +106,10 @@ class TransactionalSink(Protocol):
 
     async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None: ...
 
+    async def after(self, store: Store) -> None:
+        """Work of the sink's own after each step, in transactions of its own (the rollups'
+        valuation books); run by the lease holder only."""
+
 
 class ExternalSink(Protocol):
     """A sink elsewhere: ``send`` returns once the rows are stored there.
@@ -367,11 +371,7 @@ class LedgerFollower:
             return 0
         if rows:
             self._handed_over(rows)
-        # Work of the sink's own after the rows (the rollups' valuation books), in its own
-        # transactions, by the lease holder only.
-        after = getattr(sink, "after", None)
-        if after is not None:
-            await after(self._store)
+        await sink.after(self._store)
         return len(rows)
 
     def _handed_over(self, rows: Sequence[LedgerRow]) -> None:

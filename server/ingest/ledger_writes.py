@@ -15,7 +15,7 @@ when two instances race on one unit (docs/architecture.md §4).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,9 +136,11 @@ async def _insert_items(
     item_ids.update(await load_items(conn, keys))
 
 
-async def _ensure_locations(
-    conn: AsyncConnection, wanted: set[str], known: set[str], now: datetime
+async def ensure_locations(
+    conn: AsyncConnection, wanted: Iterable[str], known: Container[str], now: datetime
 ) -> set[str]:
+    """Create ``wanted`` and their ancestors unless ``known`` or there already; returns those
+    not in ``known`` (inserted now, or by a concurrent transaction)."""
     unknown = {
         location for target in wanted for location in ancestors(target) if location not in known
     }
@@ -236,7 +238,7 @@ async def write_rows(
             locks for the commit only).
     """
     await _ensure_items(conn, plan.new_items, item_ids, now)
-    result.new_locations = await _ensure_locations(conn, plan.locations(), known_locations, now)
+    result.new_locations = await ensure_locations(conn, plan.locations(), known_locations, now)
 
     if plan.counts:
         await conn.execute(

@@ -30,7 +30,7 @@ from plumbing.mqtt import Message
 from server.ingest.consumer import Ingestor
 from server.ingest.gateway_status import StatusRecorder
 from server.ingest.intake import Prepared
-from server.ingest.transactions import Ahead
+from server.ingest.transactions import Ahead, Part
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ GROUP_MAX_EVENTS = 16_000
 see ``events_per_write``)."""
 PLANS_AHEAD = 8
 """Groups planned and waiting for a writer at most (then the planner waits)."""
-
-Planned = tuple[list[Prepared], Ahead | None]
 
 
 def events_per_write(writers: int) -> int:
@@ -59,7 +57,7 @@ async def run_ingest(
 ) -> None:
     """Take ``messages`` (events and statuses) until cancelled."""
     prepared: asyncio.Queue[Prepared] = asyncio.Queue(PIPELINE_DEPTH)
-    planned: asyncio.Queue[Planned] = asyncio.Queue(PLANS_AHEAD)
+    planned: asyncio.Queue[Part] = asyncio.Queue(PLANS_AHEAD)
     limit = events_per_write(ingestor.writers)
     async with asyncio.TaskGroup() as group:
         group.create_task(_plan(ingestor, prepared, planned, limit), name="server-ingest-plan")
@@ -74,7 +72,7 @@ async def run_ingest(
 async def _plan(
     ingestor: Ingestor,
     prepared: asyncio.Queue[Prepared],
-    planned: asyncio.Queue[Planned],
+    planned: asyncio.Queue[Part],
     limit: int,
 ) -> None:
     while True:
@@ -91,7 +89,7 @@ async def _plan(
         await planned.put((group, ahead))
 
 
-async def _write(ingestor: Ingestor, planned: asyncio.Queue[Planned], limit: int) -> None:
+async def _write(ingestor: Ingestor, planned: asyncio.Queue[Part], limit: int) -> None:
     while True:
         parts = [await planned.get()]
         events = sum(prepared.count for prepared in parts[0][0])

@@ -102,6 +102,8 @@ def _prepare(
 ) -> _Prepared:
     dialect = conn.dialect
     insert = statement(conn)
+    table = insert.table
+    assert isinstance(table, sa.Table)
     arrays = dialect.name == "postgresql"
     if arrays:
         compiled = _from_arrays(insert, keys).compile(dialect=dialect)
@@ -112,14 +114,10 @@ def _prepare(
         raise ValueError("execute_many needs a positional paramstyle")
     if arrays:
         # The arrays' own processors work element by element; the column's are the same.
-        table = insert.table
-        assert isinstance(table, sa.Table)
         types = [table.c[name].type for name in names]
     else:
         types = [compiled.binds[bind].type for bind in names]
     processors = (kind.dialect_impl(dialect).bind_processor(dialect) for kind in types)
-    table = insert.table
-    assert isinstance(table, sa.Table)
     return _Prepared(
         compiled.string,
         operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],),

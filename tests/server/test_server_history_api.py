@@ -107,6 +107,26 @@ async def _brute_force(
     return sums
 
 
+async def _all_pages(
+    client: httpx.AsyncClient, params: dict[str, Any], *, limit: int
+) -> list[dict[str, Any]]:
+    """Every row of the movement history for ``params``, page by page (at most 200 pages)."""
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(200):
+        page = await client.get(
+            "/api/v1/history/movements",
+            params={**params, "limit": limit, **({"cursor": cursor} if cursor else {})},
+            headers=VIEWER,
+        )
+        assert page.status_code == 200, page.text
+        rows += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return rows
+    raise AssertionError("more than 200 pages")
+
+
 def _as_counter(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> Counter[tuple[Any, ...]]:
     sums: Counter[tuple[Any, ...]] = Counter()
     for row in rows:
@@ -151,19 +171,7 @@ async def test_filters_and_pages(client: httpx.AsyncClient, history: None, probe
             if key[1] == "in" and key[2] == "wh1.dock.1" and key[3] == "receipt"
         }
     )
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for _ in range(100):
-        page = await client.get(
-            "/api/v1/history/movements",
-            params={**params, "limit": 3, **({"cursor": cursor} if cursor else {})},
-            headers=VIEWER,
-        )
-        assert page.status_code == 200, page.text
-        rows += page.json()["items"]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            break
+    rows = await _all_pages(client, params, limit=3)
     assert len(rows) > 3
     assert _as_counter(rows, keys) == expected
     assert [row["bucket"] for row in rows] == sorted(row["bucket"] for row in rows)
@@ -178,19 +186,7 @@ async def test_keyset_pages_over_every_grouping_equal_one_page(
         params = {"bucket": "hour", "group_by": group_by, **WINDOW}
         whole = await client.get("/api/v1/history/movements", params=params, headers=VIEWER)
         assert whole.status_code == 200, whole.text
-        rows: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(200):
-            page = await client.get(
-                "/api/v1/history/movements",
-                params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})},
-                headers=VIEWER,
-            )
-            assert page.status_code == 200, page.text
-            rows += page.json()["items"]
-            cursor = page.json()["next_cursor"]
-            if cursor is None:
-                break
+        rows = await _all_pages(client, params, limit=2)
         assert rows == whole.json()["items"]
         assert len(rows) > 2
     offset = base64.urlsafe_b64encode(b"o:2").decode("ascii")
