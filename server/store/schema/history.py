@@ -95,8 +95,15 @@ history_place_movements = sa.Table(
     sa.Column("quantity", sa.BigInteger(), nullable=False),
     sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
     sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
-    sa.Index("ix_history_place_movements_site", "period", "site", "bucket"),
-    sa.Index("ix_history_place_movements_read_point", "period", "read_point", "bucket"),
+    # Revision 0019: the page's keys after the bucket, so a page over a site grouped by
+    # location and kind is read in the order it is served (no sort, no rows past the page),
+    # and a read point's kind and side are matched in the index.
+    sa.Index(
+        "ix_history_place_movements_site", "period", "site", "bucket", "side", "location", "kind"
+    ),
+    sa.Index(
+        "ix_history_place_movements_read_point", "period", "read_point", "bucket", "kind", "side"
+    ),
 )
 
 history_site_movements = sa.Table(

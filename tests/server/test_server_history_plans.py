@@ -1,0 +1,88 @@
+"""SQLite's plans for the history pages the benchmark times (``history.pages_p99_ms``).
+
+A page over a site's hours grouped by location and kind must come out of
+``ix_history_place_movements_site`` in the order it is served: no temporary B-tree for the
+grouping or the order, so SQLite stops after the rows of one page instead of reading and
+sorting every row of the window (revision 0019). A dock's page must be found through
+``ix_history_place_movements_read_point``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from server.config.settings import DatabaseSettings
+from server.history.queries import MovementHistoryQuery, movement_select
+from server.store.database import Store
+
+WEEK_START = datetime(2025, 3, 3, tzinfo=UTC)
+WEEK_END = WEEK_START + timedelta(days=7)
+PAGE = 1000
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}"))
+    try:
+        await opened.migrate()
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _plan(store: Store, query: MovementHistoryQuery) -> list[str]:
+    select = movement_select(query).limit(PAGE + 1)
+    sql = str(select.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    async with store.read("explaining a history page") as conn:
+        rows = await conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"))
+        return [str(row[-1]) for row in rows]
+
+
+async def test_a_site_page_by_location_and_kind_is_read_in_page_order(store: Store) -> None:
+    query = MovementHistoryQuery(
+        period="hour",
+        since=WEEK_START,
+        until=WEEK_END,
+        group_by=("location", "kind"),
+        location="wh2",
+    )
+    plan = await _plan(store, query)
+    assert any("ix_history_place_movements_site" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_the_next_site_page_is_read_in_page_order_too(store: Store) -> None:
+    query = MovementHistoryQuery(
+        period="hour",
+        since=WEEK_START,
+        until=WEEK_END,
+        group_by=("location", "kind"),
+        location="wh2",
+    )
+    after = [WEEK_START + timedelta(hours=5), "in", "wh2.a01.b01", "receipt"]
+    select = movement_select(query, after=after).limit(PAGE + 1)
+    sql = str(select.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    async with store.read("explaining a history page") as conn:
+        plan = [str(row[-1]) for row in await conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"))]
+    assert any("ix_history_place_movements_site" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_a_dock_page_is_found_through_the_read_point_index(store: Store) -> None:
+    query = MovementHistoryQuery(
+        period="hour",
+        since=WEEK_START,
+        until=WEEK_END,
+        read_point="wh2.dock.1",
+        kind="receipt",
+        side="in",
+    )
+    plan = await _plan(store, query)
+    assert any("ix_history_place_movements_read_point" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
