@@ -181,8 +181,8 @@ async def get_turnover(
     and days of supply."""
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    async with context.store.read("reporting turnover") as conn:
-        rows = await turnover(conn, start, end, method, scope)
+    async with context.store.read_pair("reporting turnover") as (conn, side):
+        rows = await turnover(conn, start, end, method, scope, side)
     items = [
         copied(
             TurnoverItem,
@@ -363,7 +363,7 @@ async def get_abc_xyz(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "x_cv must be below y_cv")
     scope = ItemFilter(site=site, category=category).scope(principal)
     start, end = window.bounds(DEFAULT_DEMAND_PERIOD, MAX_PERIOD)
-    async with context.store.read("reporting ABC/XYZ") as conn:
+    async with context.store.read_pair("reporting ABC/XYZ") as (conn, side):
         rows = await abc_xyz(
             conn,
             start,
@@ -375,6 +375,7 @@ async def get_abc_xyz(
             per=per,
             x_cv=x_cv,
             y_cv=y_cv,
+            side=side,
         )
     items = [
         copied(AbcXyzItem, row, shipped_value=money(row.shipped_value), abc_xyz=row.abc + row.xyz)
@@ -453,8 +454,8 @@ async def get_losses(
     groups = _loss_groups(group_by)
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    async with context.store.read("reporting losses") as conn:
-        rows = await losses(conn, start, end, method, groups, scope)
+    async with context.store.read_pair("reporting losses") as (conn, side):
+        rows = await losses(conn, start, end, method, groups, scope, side)
     items = [copied(LossItem, row, value=money(row.value)) for row in rows]
     report = LossReport(
         since=start,

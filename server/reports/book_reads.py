@@ -15,13 +15,16 @@ Without a checkpoint (the follower has not made one, or ``moment`` lies before t
 every row before ``moment`` is replayed.
 
 ``period_books(since, until)`` is the books at ``until`` with each one's opening (its
-state at ``since``) and its flows over the period (the difference of the two);
+state at ``since``) and its flows over the period (the difference of the two; given a second
+read connection, the books at both ends are read at once, one on each: the database's part
+of one overlaps the Python of the other);
 ``shipped_per_period`` the quantity shipped per item and period (summed from the ledger in
 SQL: it is not kept).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -215,12 +218,21 @@ async def period_books(
     since: datetime,
     until: datetime,
     item_ids: Sequence[int] | None,
+    side: AsyncConnection | None = None,
 ) -> Books:
     """The books at ``until``, each with its opening at ``since`` and its flows over
-    ``since``..``until`` (without the demand per day: ``shipped_per_period``)."""
+    ``since``..``until`` (without the demand per day: ``shipped_per_period``); with a
+    ``side`` connection, the books at ``until`` are read on it while those at ``since`` are
+    read on ``conn``."""
     kept = await _kept(conn, item_ids)
-    start = await books_at(conn, since, item_ids, kept)
-    end = await books_at(conn, until, item_ids, kept)
+    if side is None:
+        start = await books_at(conn, since, item_ids, kept)
+        end = await books_at(conn, until, item_ids, kept)
+    else:
+        async with asyncio.TaskGroup() as group:
+            starting = group.create_task(books_at(conn, since, item_ids, kept))
+            ending = group.create_task(books_at(side, until, item_ids, kept))
+        start, end = starting.result(), ending.result()
     result = Books(StandardCosts(()), {}, since)
     for key, book in end.books.items():
         before = start.books.get(key)

@@ -13,9 +13,11 @@ Amounts are ``Decimal``; the API rounds them for JSON and CSV (``money``).
 
 from __future__ import annotations
 
+import asyncio
 import math
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -89,10 +91,12 @@ async def _books(
     scope: Scope,
     since: datetime,
     until: datetime,
+    side: AsyncConnection | None = None,
 ) -> tuple[Books, dict[int, ItemInfo]]:
-    """The books at ``until`` with their openings at ``since`` and their flows between."""
+    """The books at ``until`` with their openings at ``since`` and their flows between
+    (``side``: a second read connection, see ``period_books``)."""
     infos, item_ids = await _scope_items(conn, scope)
-    return await period_books(conn, since, until, item_ids), infos
+    return await period_books(conn, since, until, item_ids, side), infos
 
 
 def _listed(
@@ -233,11 +237,17 @@ class TurnoverRow:
 
 @without_collector
 async def turnover(
-    conn: AsyncConnection, since: datetime, until: datetime, method: Method, scope: Scope
+    conn: AsyncConnection,
+    since: datetime,
+    until: datetime,
+    method: Method,
+    scope: Scope,
+    side: AsyncConnection | None = None,
 ) -> list[TurnoverRow]:
     """Per site and item over ``since``..``until``: stock at both ends, what came in and
-    was shipped, and the cost of goods shipped; turnover and days of supply from them."""
-    books, infos = await _books(conn, scope, since, until)
+    was shipped, and the cost of goods shipped; turnover and days of supply from them
+    (``side``: a second read connection, see ``period_books``)."""
+    books, infos = await _books(conn, scope, since, until, side)
     days = (until - since).total_seconds() / 86400
     rows: list[TurnoverRow] = []
     for site, info, book in _listed(books, infos, scope):
@@ -306,24 +316,27 @@ async def aging(
     labels = bucket_labels(limits)
     rows: list[AgingRow] = []
     for site, info, book in _listed(books, infos, scope):
-        if not book.layers:
+        layers = book.layers
+        if not layers:
             continue
         quantities = [0 for _ in labels]
         values = [ZERO for _ in labels]
-        for layer in book.layers:
-            age = (as_of - layer.received_at).days
-            index = next((i for i, limit in enumerate(limits) if age <= limit), len(limits))
+        oldest = layers[0].received_at
+        for layer in layers:
+            # The first bucket whose limit the age does not pass (limits increase).
+            index = bisect_left(limits, (as_of - layer.received_at).days)
             quantities[index] += layer.quantity
             values[index] += layer.unit_cost * layer.quantity
+            oldest = min(oldest, layer.received_at)
         rows.append(
             AgingRow(
                 site=site,
                 sku=info.sku,
                 name=info.name,
-                on_hand=sum(layer.quantity for layer in book.layers),
-                value=sum((layer.unit_cost * layer.quantity for layer in book.layers), ZERO),
+                on_hand=sum(quantities),
+                value=sum(values, ZERO),
                 buckets=list(zip(labels, quantities, values, strict=True)),
-                oldest_received=min(layer.received_at for layer in book.layers),
+                oldest_received=oldest,
             )
         )
     return rows
@@ -363,6 +376,7 @@ async def abc_xyz(
     per: DemandPeriod = "week",
     x_cv: float = 0.5,
     y_cv: float = 1.0,
+    side: AsyncConnection | None = None,
 ) -> list[AbcXyzRow]:
     """Items by value shipped over ``since``..``until`` (over the sites in scope):
 
@@ -373,17 +387,28 @@ async def abc_xyz(
     - XYZ: the coefficient of variation (population standard deviation / mean) of the
       quantity shipped per ``per`` (whole periods from ``since``; a last partial period
       counts as one): X up to ``x_cv``, Y up to ``y_cv``, else Z; Z for no demand.
+
+    With a ``side`` connection the demand is summed on it while the books are read on
+    ``conn``: the database sums a quarter's shipments while Python reads the books.
     """
-    books, infos = await _books(conn, scope, since, until)
     step = timedelta(days=1 if per == "day" else 7)
     periods = max(1, math.ceil((until - since) / step))
     sites = [frozenset([scope.site])] if scope.site is not None else []
     if scope.sites:
         sites.append(scope.sites)
-    narrowed = scope.sku is not None or scope.category is not None
-    shipped = await shipped_per_period(
-        conn, since, until, step, sorted(infos) if narrowed else None, sites
-    )
+    infos, item_ids = await _scope_items(conn, scope)
+
+    def shipments(on: AsyncConnection) -> Coroutine[Any, Any, dict[int, dict[int, int]]]:
+        return shipped_per_period(on, since, until, step, item_ids, sites)
+
+    if side is None:
+        books = await period_books(conn, since, until, item_ids)
+        shipped = await shipments(conn)
+    else:
+        async with asyncio.TaskGroup() as group:
+            reading = group.create_task(period_books(conn, since, until, item_ids))
+            summing = group.create_task(shipments(side))
+        books, shipped = reading.result(), summing.result()
     totals: dict[int, list[Any]] = {}
     for item_id, site in books.books:
         if item_id not in infos or not scope.allows(site):
@@ -449,11 +474,13 @@ async def losses(
     method: Method,
     group_by: Sequence[LossGroup],
     scope: Scope,
+    side: AsyncConnection | None = None,
 ) -> list[LossRow]:
     """Stock that left a site to no site other than by shipment over ``since``..``until``
     (losses: lost, stolen, damaged, expired; counts that found less: ``cycle_counting``,
-    shelf ``shrinkage``; negative ``correction``), quantity and value, per ``group_by``."""
-    books, infos = await _books(conn, scope, since, until)
+    shelf ``shrinkage``; negative ``correction``), quantity and value, per ``group_by``
+    (``side``: a second read connection, see ``period_books``)."""
+    books, infos = await _books(conn, scope, since, until, side)
     index = 1 if method == "moving_average" else 2
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for site, info, book in _listed(books, infos, scope):

@@ -423,3 +423,10 @@ class Store:
             raise translate(err, doing) from err
         except OSError as err:
             raise TransientStoreError(f"database unreachable while {doing}: {err}") from err
+
+    @contextlib.asynccontextmanager
+    async def read_pair(self, doing: str) -> AsyncIterator[tuple[AsyncConnection, AsyncConnection]]:
+        """Two connections for reads (``read``), for a report that reads on both at once:
+        while the database works for one, Python works on what the other returned."""
+        async with self.read(doing) as first, self.read(doing) as second:
+            yield first, second

@@ -186,12 +186,14 @@ def _exact_enough(value: Any) -> Any:
 
 
 async def _all_reports(store: Store) -> list[Any]:
-    """Every report on the books, over a range of moments and periods, both methods."""
+    """Every report on the books, over a range of moments and periods, both methods; the
+    period reports with and without a second connection to read on (as the API runs
+    them, and alone)."""
     scope = reports.Scope()
     wh2 = reports.Scope(site="wh2", sku="SKU1")
     out: list[Any] = []
     moments = _moments()
-    async with store.read("reports") as conn:
+    async with store.read_pair("reports") as (conn, side):
         for moment in moments:
             for method in ("moving_average", "fifo"):
                 for group in ("item", "location", "category"):
@@ -200,12 +202,19 @@ async def _all_reports(store: Store) -> list[Any]:
             out.append(await reports.aging(conn, moment, (7, 21), scope))
         for since, until in zip(moments, moments[3:], strict=False):
             for method in ("moving_average", "fifo"):
-                out.append(await reports.turnover(conn, since, until, method, scope))
-                out.append(await reports.turnover(conn, since, until, method, wh2))
-                out.append(await reports.abc_xyz(conn, since, until, method, scope, per="day"))
+                turnover = await reports.turnover(conn, since, until, method, scope)
+                assert await reports.turnover(conn, since, until, method, scope, side) == turnover
+                out.append(turnover)
+                out.append(await reports.turnover(conn, since, until, method, wh2, side))
+                abc_xyz = await reports.abc_xyz(conn, since, until, method, scope, per="day")
+                paired = await reports.abc_xyz(
+                    conn, since, until, method, scope, per="day", side=side
+                )
+                assert paired == abc_xyz
+                out.append(abc_xyz)
                 out.append(
                     await reports.losses(
-                        conn, since, until, method, ("reason", "site", "sku"), scope
+                        conn, since, until, method, ("reason", "site", "sku"), scope, side
                     )
                 )
     return _exact_enough(out)  # type: ignore[no-any-return]
