@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import math
 from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.reports.book_reads import books_at, period_books, shipped_per_period
 from server.reports.gc_pause import without_collector
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
-from server.store.schema.core import ledger
+from server.store.schema.core import balances, ledger
 from server.store.sites import site_of
 
 CENT: Final = Decimal("0.01")
@@ -126,21 +125,53 @@ class StockValueRow:
     """Of the quantity received there, how much came in with no cost known (valued at 0)."""
 
 
-async def _location_quantities(
-    conn: AsyncConnection, as_of: datetime, item_ids: Sequence[int] | None
+async def location_quantities(
+    conn: AsyncConnection,
+    as_of: datetime,
+    item_ids: Sequence[int] | None,
+    *,
+    backwards: bool | None = None,
 ) -> dict[tuple[int, str], int]:
+    """What each location held of each item as of ``as_of`` (item id, location -> quantity).
+
+    Summed forwards (the ledger rows before ``as_of``) or backwards (the balances now, less
+    the rows from ``as_of`` on; balances are the ledger's sums, ``stockgate server
+    check-ledger``), in one statement either way (one snapshot); None: backwards when
+    ``as_of`` lies in the later half of the ledger's time span, so the rows read are about
+    the fewer of the two (a value as of today reads the balances and almost no rows).
+    """
     row = ledger.c
-    quantities: dict[tuple[int, str], int] = defaultdict(int)
-    for column, sign in ((row.to_location, 1), (row.from_location, -1)):
-        conditions = [row.event_time < as_of, column.is_not(None)]
-        if item_ids is not None:
-            conditions.append(row.item_id.in_(sorted(item_ids)))
-        for item_id, location, quantity in await conn.execute(
-            sa.select(row.item_id, column, sa.func.sum(row.quantity))
-            .where(*conditions)
-            .group_by(row.item_id, column)
-        ):
-            quantities[(int(item_id), location)] += sign * int(quantity)
+    if backwards is None:
+        first, last = (
+            await conn.execute(
+                sa.select(
+                    sa.select(sa.func.min(row.event_time)).scalar_subquery(),
+                    sa.select(sa.func.max(row.event_time)).scalar_subquery(),
+                )
+            )
+        ).one()
+        backwards = first is not None and as_of >= first + (last - first) / 2
+    moved = (row.event_time >= as_of) if backwards else (row.event_time < as_of)
+    sign = -1 if backwards else 1
+    parts: list[sa.Select[Any]] = [
+        sa.select(
+            row.item_id, column.label("location"), (factor * sign * row.quantity).label("q")
+        ).where(moved, column.is_not(None))
+        for column, factor in ((row.to_location, 1), (row.from_location, -1))
+    ]
+    if backwards:
+        parts.append(sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand))
+    if item_ids is not None:
+        wanted = sorted(item_ids)
+        parts = [part.where(part.selected_columns[0].in_(wanted)) for part in parts]
+    union = sa.union_all(*parts).subquery("moved")
+    quantities: dict[tuple[int, str], int] = {}
+    for item_id, location, quantity in await conn.execute(
+        sa.select(union.c.item_id, union.c.location, sa.func.sum(union.c.q)).group_by(
+            union.c.item_id, union.c.location
+        )
+    ):
+        quantities[(int(item_id), str(location))] = int(quantity)
     return quantities
 
 
@@ -186,7 +217,7 @@ async def stock_value(
             )
         ]
     narrowed = scope.sku is not None or scope.category is not None
-    held = await _location_quantities(conn, as_of, sorted(infos) if narrowed else None)
+    held = await location_quantities(conn, as_of, sorted(infos) if narrowed else None)
     rows: list[StockValueRow] = []
     for (item_id, location), quantity in sorted(held.items(), key=lambda entry: entry[0][1]):
         site = site_of(location)

@@ -40,7 +40,7 @@ from server.reports.book_state import (
 )
 from server.reports.valuation import Books, CostRow, StandardCosts
 from server.store.database import Store
-from server.store.schema.core import items, ledger, locations
+from server.store.schema.core import balances, items, ledger, locations
 from server.store.schema.costs import item_costs, receipt_costs
 from server.store.schema.history import book_checkpoint_marks
 from server.store.schema.history import book_checkpoints as kept
@@ -128,6 +128,14 @@ async def _fill(store: Store, seed: int, *, costs_after: int | None = None) -> N
             await conn.execute(
                 sa.insert(ledger).values(**row, recorded_at=now, actor="test", epc=None)
             )
+        # The balances ingest would have kept: the ledger's sums per item and location.
+        await conn.execute(
+            sa.insert(balances),
+            [
+                {"item_id": item_id, "location_id": location, "on_hand": quantity}
+                for (item_id, location), quantity in _held(rows, None).items()
+            ],
+        )
         for item_id, site, cost, since in (
             (1, None, "3.5", T0),
             (3, None, "0.25", T0),
@@ -155,6 +163,19 @@ async def _record(conn: AsyncConnection, recorded: dict[int, Decimal]) -> None:
                 ledger_id=ids[number], unit_cost=cost, actor="test", recorded_at=datetime.now(UTC)
             )
         )
+
+
+def _held(rows: Sequence[dict[str, Any]], before: datetime | None) -> dict[tuple[int, str], int]:
+    """What each location holds after ``rows`` (those before ``before``), by brute force."""
+    held: dict[tuple[int, str], int] = {}
+    for row in rows:
+        if before is not None and row["event_time"] >= before:
+            continue
+        for column, sign in (("to_location", 1), ("from_location", -1)):
+            if row.get(column) is not None:
+                key = (row["item_id"], row[column])
+                held[key] = held.get(key, 0) + sign * row["quantity"]
+    return held
 
 
 def _moments() -> list[datetime]:
@@ -252,6 +273,25 @@ async def test_reports_from_checkpoints_equal_a_replay_of_the_whole_ledger(
     assert books
     assert await _all_reports(store) == replayed
     assert (await history_report(store)).lines == []
+
+
+async def test_location_quantities_summed_forwards_or_backwards_equal_a_brute_force(
+    store: Store,
+) -> None:
+    """Stock value by location sums the ledger rows before the moment, or takes the balances
+    and the rows after it away, whichever are fewer: both give what the rows before it hold."""
+    await _fill(store, 4)
+    rows, _ = _generated(4)
+    async with store.read("summing locations") as conn:
+        for moment in _moments():
+            expected = {key: n for key, n in _held(rows, moment).items() if n}
+            for backwards in (False, True, None):
+                summed = await reports.location_quantities(conn, moment, None, backwards=backwards)
+                assert {key: n for key, n in summed.items() if n} == expected, (moment, backwards)
+            narrowed = await reports.location_quantities(conn, moment, [1], backwards=True)
+            assert {key: n for key, n in narrowed.items() if n} == {
+                key: n for key, n in expected.items() if key[0] == 1
+            }
 
 
 async def test_following_step_by_step_equals_a_rebuild(store: Store) -> None:
