@@ -38,6 +38,7 @@ from server.reports.book_state import (
     dump_book,
     load_book,
 )
+from server.reports.locations import location_quantities
 from server.reports.valuation import Books, CostRow, StandardCosts
 from server.store.database import Store
 from server.store.schema.core import balances, items, ledger, locations
@@ -286,9 +287,9 @@ async def test_location_quantities_summed_forwards_or_backwards_equal_a_brute_fo
         for moment in _moments():
             expected = {key: n for key, n in _held(rows, moment).items() if n}
             for backwards in (False, True, None):
-                summed = await reports.location_quantities(conn, moment, None, backwards=backwards)
+                summed = await location_quantities(conn, moment, None, backwards=backwards)
                 assert {key: n for key, n in summed.items() if n} == expected, (moment, backwards)
-            narrowed = await reports.location_quantities(conn, moment, [1], backwards=True)
+            narrowed = await location_quantities(conn, moment, [1], backwards=True)
             assert {key: n for key, n in narrowed.items() if n} == {
                 key: n for key, n in expected.items() if key[0] == 1
             }
