@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.history.follow import utc_now
+from server.history.follow import position_on, utc_now
 from server.history.rollups import ROLLUPS, clear_rollups
 from server.reports import book_checkpoints
 from server.store.database import Store, translate
@@ -255,10 +255,7 @@ async def history_report(store: Store) -> HistoryReport:
         StoreError: the database failed.
     """
     async with _snapshot(store) as conn:
-        position = await conn.scalar(
-            sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
-        )
-        position = int(position) if position is not None else 0
+        position = await position_on(conn, ROLLUPS)
         newest = int(
             await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(ledger.c.id), 0))) or 0
         )

@@ -477,13 +477,18 @@ class LedgerFollower:
             )
 
 
+async def position_on(conn: AsyncConnection, name: str) -> int:
+    """Where the follower ``name`` stands, read on ``conn`` (0 when it never ran)."""
+    position = await conn.scalar(
+        sa.select(history_cursors.c.position).where(history_cursors.c.name == name)
+    )
+    return int(position) if position is not None else 0
+
+
 async def cursor_position(store: Store, name: str) -> int:
     """Where a follower stands (0 when it never ran)."""
     async with store.read(f"reading the {name} position") as conn:
-        position = await conn.scalar(
-            sa.select(history_cursors.c.position).where(history_cursors.c.name == name)
-        )
-    return int(position) if position is not None else 0
+        return await position_on(conn, name)
 
 
 async def last_ledger_id(store: Store) -> int:

@@ -27,7 +27,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.history.follow import LedgerRow, read_rows
+from server.history.follow import LedgerRow, position_on, read_rows
 from server.reports import book_checkpoints
 from server.reports.book_checkpoints import REPAIR_ITEMS
 from server.store.database import Store
@@ -36,7 +36,6 @@ from server.store.schema.history import (
     NO_READ_POINT,
     Period,
     Side,
-    history_cursors,
     history_movements,
     history_place_movements,
     history_site_movements,
@@ -249,13 +248,13 @@ class RollupSink:
         the books' position from the ledger, so a lag only costs them time."""
         while True:
             async with store.read("comparing the books' position") as conn:
-                if await book_checkpoints.position(conn) >= await _rollups_position(conn):
+                if await book_checkpoints.position(conn) >= await position_on(conn, ROLLUPS):
                     return
             async with store.begin("keeping the valuation books", stock=False) as conn:
                 await self._follow_books(conn)
 
     async def _follow_books(self, conn: AsyncConnection) -> None:
-        target = await _rollups_position(conn)
+        target = await position_on(conn, ROLLUPS)
         done = await book_checkpoints.position(conn, lock=True)
         if done >= target:
             return
@@ -273,13 +272,6 @@ class RollupSink:
             # books stay as they were and reports replay those items: still right).
             self._costs_settled = seen if repaired == 0 else None
         await book_checkpoints.advance(conn, reached)
-
-
-async def _rollups_position(conn: AsyncConnection) -> int:
-    value = await conn.scalar(
-        sa.select(history_cursors.c.position).where(history_cursors.c.name == ROLLUPS)
-    )
-    return int(value or 0)
 
 
 async def clear_rollups(conn: AsyncConnection) -> None:

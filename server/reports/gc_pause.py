@@ -9,7 +9,8 @@ turnover report took 1.15 s with the collector on and 0.73 s with it paused. Non
 these objects form reference cycles (reference counting frees them), so pausing the
 collector for the length of a report loses nothing; it runs again when the last report in
 progress ends. Reports run on the event loop's thread only, so a count is enough to pause
-it once for reports that overlap.
+it once for reports that overlap. The pause is applied around each report's route
+(``server.api.report_routes.report_route``), so it covers the report's response models too.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from typing import Any, Final, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.reports.book_reads import books_at, period_books, shipped_per_period
-from server.reports.gc_pause import without_collector
 from server.reports.locations import location_quantities
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.sites import site_of
@@ -124,7 +123,6 @@ class StockValueRow:
     """Of the quantity received there, how much came in with no cost known (valued at 0)."""
 
 
-@without_collector
 async def stock_value(
     conn: AsyncConnection, as_of: datetime, method: Method, group_by: StockValueGroup, scope: Scope
 ) -> list[StockValueRow]:
@@ -215,7 +213,6 @@ class TurnoverRow:
     """Closing quantity / quantity shipped per day over the period (None: nothing shipped)."""
 
 
-@without_collector
 async def turnover(
     conn: AsyncConnection,
     since: datetime,
@@ -285,7 +282,6 @@ def bucket_labels(limits: Sequence[int]) -> list[str]:
     return labels
 
 
-@without_collector
 async def aging(
     conn: AsyncConnection, as_of: datetime, limits: Sequence[int], scope: Scope
 ) -> list[AgingRow]:
@@ -343,7 +339,6 @@ class AbcXyzRow:
     xyz: str
 
 
-@without_collector
 async def abc_xyz(
     conn: AsyncConnection,
     since: datetime,
@@ -446,7 +441,6 @@ class LossRow:
     value: Decimal
 
 
-@without_collector
 async def losses(
     conn: AsyncConnection,
     since: datetime,
