@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.follow import position_on, utc_now
 from server.history.rollups import ROLLUPS, clear_rollups
-from server.reports import book_checkpoints
+from server.reports import book_checkpoints, location_snapshots
 from server.store.database import Store, translate
 from server.store.dialect import upsert
 from server.store.schema.core import items, ledger
@@ -263,7 +263,9 @@ async def history_report(store: Store) -> HistoryReport:
         stock = (await conn.execute(_stock_differences(conn, position))).all()
         places = (await conn.execute(_place_differences())).all()
         sites = (await conn.execute(_site_differences())).all()
-        books = await book_checkpoints.differences(conn, await book_checkpoints.position(conn))
+        books_position = await book_checkpoints.position(conn)
+        books = await book_checkpoints.differences(conn, books_position)
+        books += await location_snapshots.differences(conn, books_position)
         ids = {row.item_id for row in (*moves, *stock)}
         skus = {
             row.id: row.sku
@@ -438,6 +440,7 @@ async def rebuild_history(store: Store) -> int:
         await conn.execute(_site_rollups())
         await conn.execute(_stock_rollups(conn, newest))
         await book_checkpoints.rebuild(conn, newest, utc_now())
+        await location_snapshots.rebuild(conn, newest, utc_now())
         await conn.execute(
             sa.update(history_cursors)
             .where(history_cursors.c.name == ROLLUPS)

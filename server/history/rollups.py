@@ -10,7 +10,8 @@ What a ledger row adds (see ``server.store.schema.history`` for the tables):
 - to ``history_stock_daily``, when it crosses a site boundary: ``quantity_in`` at the site
   of ``to_location`` and ``quantity_out`` at the site of ``from_location`` on its UTC day;
 - and, after each step, in transactions of their own, to the valuation books kept at
-  checkpoints (``server.reports.book_checkpoints``): ``RollupSink.after``.
+  checkpoints (``server.reports.book_checkpoints``) and the stock by location kept at
+  snapshots (``server.reports.location_snapshots``): ``RollupSink.after``.
 
 Buckets follow the row's event time, not when it was recorded, so a late event lands in the
 hour it happened. The sums are added with ``INSERT ... ON CONFLICT DO UPDATE`` in the
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.history.follow import LedgerRow, position_on, read_rows
-from server.reports import book_checkpoints
+from server.reports import book_checkpoints, location_snapshots
 from server.reports.book_checkpoints import REPAIR_ITEMS
 from server.store.database import Store
 from server.store.dialect import execute_many, upsert
@@ -264,7 +265,9 @@ class RollupSink:
         # fewer than a page came or some lie beyond it, there is nothing below it.
         complete = len(fetched) < BOOK_ROWS or fetched[-1].id > target
         reached = target if complete else rows[-1].id
-        await book_checkpoints.follow(conn, rows, datetime.now(UTC))
+        now = datetime.now(UTC)
+        await book_checkpoints.follow(conn, rows, now)
+        await location_snapshots.follow(conn, rows, reached, now)
         seen = await book_checkpoints.costs_seen(conn)
         if rows and seen != self._costs_settled:
             repaired = await book_checkpoints.repair_costs(conn, reached, REPAIR_ITEMS)
@@ -281,3 +284,4 @@ async def clear_rollups(conn: AsyncConnection) -> None:
     await conn.execute(sa.delete(history_site_movements))
     await conn.execute(sa.delete(history_stock_daily))
     await book_checkpoints.clear(conn)
+    await location_snapshots.clear(conn)

@@ -39,20 +39,22 @@ FIRST_FORMAT_FIELDS: Final = 11
 STEP: Final = timedelta(days=CHECKPOINT_DAYS)
 
 
-def boundary_at_or_before(moment: datetime) -> datetime:
-    """The latest boundary at or before ``moment``."""
-    return EPOCH + STEP * ((moment - EPOCH) // STEP)
+def boundary_at_or_before(moment: datetime, step: timedelta = STEP) -> datetime:
+    """The latest boundary (every ``step`` from the epoch) at or before ``moment``."""
+    return EPOCH + step * ((moment - EPOCH) // step)
 
 
-def boundaries_between(after: datetime | None, through: datetime) -> list[datetime]:
-    """Boundaries after ``after`` (exclusive; None: from the one after the epoch) up to and
-    including ``through``."""
-    first = EPOCH + STEP if after is None else after + STEP
+def boundaries_between(
+    after: datetime | None, through: datetime, step: timedelta = STEP
+) -> list[datetime]:
+    """Boundaries (every ``step`` from the epoch) after ``after`` (exclusive; None: from the
+    one after the epoch) up to and including ``through``."""
+    first = EPOCH + step if after is None else after + step
     out: list[datetime] = []
     boundary = first
     while boundary <= through:
         out.append(boundary)
-        boundary += STEP
+        boundary += step
     return out
 
 

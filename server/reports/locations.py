@@ -1,4 +1,5 @@
-"""What each location held of each item as of a moment, from the ledger and the balances.
+"""What each location held of each item as of a moment, from the snapshots, the ledger and
+the balances.
 
 The valuation books are kept per item and site (``server.reports.valuation``), so the stock
 value per location (``valuation_reports.stock_value`` grouped by location) takes each
@@ -14,7 +15,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.reports.location_snapshots import Held, held_at, marks, moved, summed
 from server.store.schema.core import balances, ledger
+from server.store.schema.history import book_cursor
+
+
+def _plans(
+    as_of: datetime, kept: list[datetime], first: datetime, last: datetime
+) -> list[tuple[float, str, datetime | None]]:
+    """The ways to sum the quantities as of ``as_of``, each with the span of ledger time it
+    reads: forwards from the snapshot at or before it (or from the first row), backwards
+    from the snapshot after it, backwards from the balances (the last row)."""
+    before = [boundary for boundary in kept if boundary <= as_of]
+    after = [boundary for boundary in kept if boundary > as_of]
+    start = before[-1] if before else None
+    plans = [((as_of - (start or first)).total_seconds(), "forwards", start)]
+    if after:
+        plans.append(((after[0] - as_of).total_seconds(), "backwards", after[0]))
+    plans.append(((last - as_of).total_seconds(), "balances", None))
+    return plans
 
 
 async def location_quantities(
@@ -22,46 +41,69 @@ async def location_quantities(
     as_of: datetime,
     item_ids: Sequence[int] | None,
     *,
-    backwards: bool | None = None,
-) -> dict[tuple[int, str], int]:
-    """What each location held of each item as of ``as_of`` (item id, location -> quantity).
+    plan: str | None = None,
+) -> Held:
+    """What each location held of each item as of ``as_of`` (item id, location -> quantity,
+    zeros left out).
 
-    Summed forwards (the ledger rows before ``as_of``) or backwards (the balances now, less
-    the rows from ``as_of`` on; balances are the ledger's sums, ``stockgate server
-    check-ledger``), in one statement either way (one snapshot); None: backwards when
-    ``as_of`` lies in the later half of the ledger's time span, so the rows read are about
-    the fewer of the two (a value as of today reads the balances and almost no rows).
+    Summed in one statement (one snapshot of the database) from whichever start reads the
+    shortest span of the ledger (``plan``: that one; ``forwards``, ``backwards``,
+    ``balances`` forces one, for tests):
+
+    - ``forwards``: the snapshot at or before ``as_of`` (``location_snapshots``), plus the
+      rows from it up to ``as_of``; without one, every row before ``as_of``;
+    - ``backwards``: the snapshot after ``as_of`` less the rows it holds from ``as_of`` on;
+    - ``balances``: the balances now less every row from ``as_of`` on (balances are the
+      ledger's sums: ``stockgate server check-ledger``).
+
+    A snapshot holds the rows up to the books' position; the rows after it from before
+    ``as_of`` (few: those the follower has not reached yet) are added to either snapshot.
     """
     row = ledger.c
-    if backwards is None:
-        first, last = (
-            await conn.execute(
-                sa.select(
-                    sa.select(sa.func.min(row.event_time)).scalar_subquery(),
-                    sa.select(sa.func.max(row.event_time)).scalar_subquery(),
-                )
+    first, last = (
+        await conn.execute(
+            sa.select(
+                sa.select(sa.func.min(row.event_time)).scalar_subquery(),
+                sa.select(sa.func.max(row.event_time)).scalar_subquery(),
             )
-        ).one()
-        backwards = first is not None and as_of >= first + (last - first) / 2
-    moved = (row.event_time >= as_of) if backwards else (row.event_time < as_of)
-    sign = -1 if backwards else 1
-    parts: list[sa.Select[Any]] = [
-        sa.select(
-            row.item_id, column.label("location"), (factor * sign * row.quantity).label("q")
-        ).where(moved, column.is_not(None))
-        for column, factor in ((row.to_location, 1), (row.from_location, -1))
-    ]
-    if backwards:
-        parts.append(sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand))
-    if item_ids is not None:
-        wanted = sorted(item_ids)
-        parts = [part.where(part.selected_columns[0].in_(wanted)) for part in parts]
-    union = sa.union_all(*parts).subquery("moved")
-    quantities: dict[tuple[int, str], int] = {}
-    for item_id, location, quantity in await conn.execute(
-        sa.select(union.c.item_id, union.c.location, sa.func.sum(union.c.q)).group_by(
-            union.c.item_id, union.c.location
         )
-    ):
-        quantities[(int(item_id), str(location))] = int(quantity)
-    return quantities
+    ).one()
+    if first is None:
+        return {}
+    plans = _plans(as_of, await marks(conn), first, last)
+    chosen = next((p for p in plans if p[1] == plan), None) if plan else min(plans)
+    if chosen is None:
+        raise ValueError(f"no {plan} plan for {as_of.isoformat()}")
+    _, way, boundary = chosen
+    # Read in the statement itself, so the position and the snapshot are of one moment.
+    position = sa.func.coalesce(
+        sa.select(book_cursor.c.position).where(book_cursor.c.id == 1).scalar_subquery(), 0
+    )
+    parts: list[sa.Select[Any]]
+    if way == "balances":
+        parts = moved(row.event_time >= as_of, sign=-1, item_ids=item_ids)
+        held = sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand)
+        if item_ids is not None:
+            held = held.where(balances.c.item_id.in_(sorted(item_ids)))
+        parts.append(held)
+    elif boundary is None:
+        parts = moved(row.event_time < as_of, item_ids=item_ids)
+    elif way == "forwards":
+        since = moved(row.event_time >= boundary, row.event_time < as_of, item_ids=item_ids)
+        late = moved(row.id > position, row.event_time < boundary, item_ids=item_ids)
+        parts = [held_at(boundary, item_ids), *since, *late]
+    else:
+        undone = moved(
+            row.id <= position,
+            row.event_time >= as_of,
+            row.event_time < boundary,
+            sign=-1,
+            item_ids=item_ids,
+        )
+        unfollowed = moved(row.id > position, row.event_time < as_of, item_ids=item_ids)
+        parts = [held_at(boundary, item_ids), *undone, *unfollowed]
+    return {
+        (int(item_id), str(location)): int(quantity)
+        for item_id, location, quantity in await conn.execute(summed(parts))
+        if quantity
+    }

@@ -26,6 +26,7 @@ from server.config.settings import DatabaseSettings, ServerSettings
 from server.ingest.consumer import Ingestor
 from server.metrics import Metrics
 from server.store.database import Store
+from server.store.schema.core import metadata
 
 PG_HOST = os.environ.get("STOCKGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("STOCKGATE_TEST_PG_PORT", "5432"))
@@ -33,17 +34,9 @@ PG_CONNECT_TIMEOUT_S = 3.0
 T = TypeVar("T")
 
 
-TABLES = (
-    "items, locations, ledger, balances, units, seen_events, batches, dead_letters, alerts, "
-    "gateways, item_categories, read_points, alert_events, webhook_deliveries, "
-    "orders, order_lines, order_positions, history_cursors, history_movements, "
-    "history_stock_daily, history_place_movements, history_site_movements, item_costs, "
-    "receipt_costs, "
-    "masterdata_changes, count_results, gateway_configs, unresolved_passes, epcis_captures, "
-    "epcis_seen_events, asn_units, replenishment_settings, reorder_plans, job_leases, "
-    "aggregations, pallet_holds, book_checkpoints, book_checkpoint_marks, book_cost_marks, "
-    "book_keys, book_cursor"
-)
+TABLES = ", ".join(sorted(metadata.tables))
+"""Every table of the schema, emptied between tests on the session's PostgreSQL database (a
+table left out keeps one test's rows for the next)."""
 
 
 async def _pg_admin(database: str = "test") -> Any:

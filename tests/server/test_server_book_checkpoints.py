@@ -29,15 +29,16 @@ from server.errors import StoreError
 from server.history.check import history_report, rebuild_history, reset_rollups
 from server.history.follow import LedgerFollower, LedgerRow
 from server.history.rollups import RollupSink
-from server.reports import book_checkpoints
+from server.reports import book_checkpoints, location_snapshots
 from server.reports import valuation_reports as reports
 from server.reports.book_state import (
-    CHECKPOINT_DAYS,
+    STEP,
     boundary_at_or_before,
     cost_counts,
     dump_book,
     load_book,
 )
+from server.reports.location_snapshots import SNAPSHOT_STEP
 from server.reports.locations import location_quantities
 from server.reports.valuation import Books, CostRow, StandardCosts
 from server.store.database import Store
@@ -45,6 +46,7 @@ from server.store.schema.core import balances, items, ledger, locations
 from server.store.schema.costs import item_costs, receipt_costs
 from server.store.schema.history import book_checkpoint_marks
 from server.store.schema.history import book_checkpoints as kept
+from server.store.schema.history import location_snapshots as location_snapshots_table
 
 T0 = datetime(2024, 3, 4, 5, tzinfo=UTC)
 SITES = ("wh1", "wh2", "wh3")
@@ -53,17 +55,20 @@ ROWS = 400
 STEPS = HistorySettings(batch_rows=23, gap_settle_s=0.0)
 
 
-def _generated(seed: int) -> tuple[list[dict[str, Any]], dict[int, Decimal]]:
-    """Ledger rows (in id order) and costs recorded against some receipts (by row number)."""
+def _generated(
+    seed: int, step: timedelta = STEP
+) -> tuple[list[dict[str, Any]], dict[int, Decimal]]:
+    """Ledger rows (in id order) over ten intervals of ``step`` and costs recorded against
+    some receipts (by row number)."""
     rng = random.Random(seed)
     held: dict[tuple[int, str], int] = {}
     rows: list[dict[str, Any]] = []
     recorded: dict[int, Decimal] = {}
-    span = timedelta(days=10 * CHECKPOINT_DAYS).total_seconds()
+    span = (10 * step).total_seconds()
     for number in range(ROWS):
         at = T0 + timedelta(seconds=span * number / ROWS)
         if rng.random() < 0.1:  # a late event: happened up to three intervals before
-            at -= timedelta(days=rng.uniform(0, 3 * CHECKPOINT_DAYS))
+            at -= rng.uniform(0, 3) * step
         item = rng.randrange(1, ITEMS + 1)
         site = rng.choice(SITES)
         place = f"{site}.bin{rng.randrange(3)}"
@@ -96,11 +101,13 @@ def _generated(seed: int) -> tuple[list[dict[str, Any]], dict[int, Decimal]]:
     return rows, recorded
 
 
-async def _fill(store: Store, seed: int, *, costs_after: int | None = None) -> None:
+async def _fill(
+    store: Store, seed: int, *, costs_after: int | None = None, step: timedelta = STEP
+) -> None:
     """Items, locations, the generated ledger and its costs (standard costs for the odd
     items from T0, and a later one for item 1 at wh2); with ``costs_after``, the recorded
     costs go in after that many rows' worth of following (see the tests)."""
-    rows, recorded = _generated(seed)
+    rows, recorded = _generated(seed, step)
     now = datetime.now(UTC)
     async with store.begin("filling a generated ledger") as conn:
         await conn.execute(
@@ -179,13 +186,13 @@ def _held(rows: Sequence[dict[str, Any]], before: datetime | None) -> dict[tuple
     return held
 
 
-def _moments() -> list[datetime]:
+def _moments(step: timedelta = STEP) -> list[datetime]:
     """Moments before the first checkpoint, on boundaries, between them, after the last."""
-    first = boundary_at_or_before(T0)
-    out = [T0 - timedelta(days=30), T0 + timedelta(hours=1)]
-    for week in range(1, 12):
-        out.append(first + timedelta(days=CHECKPOINT_DAYS * week))
-        out.append(first + timedelta(days=CHECKPOINT_DAYS * week + 2, hours=7, minutes=13))
+    first = boundary_at_or_before(T0, step)
+    out = [T0 - 30 * step, T0 + timedelta(hours=1)]
+    for interval in range(1, 12):
+        out.append(first + step * interval)
+        out.append(first + step * interval + 2 * STEP + timedelta(hours=7, minutes=13))
     return out
 
 
@@ -276,23 +283,119 @@ async def test_reports_from_checkpoints_equal_a_replay_of_the_whole_ledger(
     assert (await history_report(store)).lines == []
 
 
-async def test_location_quantities_summed_forwards_or_backwards_equal_a_brute_force(
+async def _held_everywhere(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    """Every way of summing the quantities by location, at every moment, gives what the
+    rows before the moment hold (by brute force), whole and narrowed to one item."""
+    async with store.read("summing locations") as conn:
+        kept = await location_snapshots.marks(conn)
+        for moment in _moments(SNAPSHOT_STEP):
+            expected = {key: n for key, n in _held(rows, moment).items() if n}
+            plans: list[str | None] = [None, "forwards", "balances"]
+            if kept and moment < kept[-1]:
+                plans.append("backwards")
+            for plan in plans:
+                summed = await location_quantities(conn, moment, None, plan=plan)
+                assert summed == expected, (moment, plan)
+                narrowed = await location_quantities(conn, moment, [1], plan=plan)
+                assert narrowed == {key: n for key, n in expected.items() if key[0] == 1}
+
+
+async def _snapshots(store: Store) -> list[list[Any]]:
+    """The snapshots' rows and their marks."""
+    async with store.read("reading snapshots") as conn:
+        snap = location_snapshots_table.c
+        rows = await conn.execute(
+            sa.select(snap.boundary, snap.item_id, snap.location, snap.quantity).order_by(
+                snap.boundary, snap.item_id, snap.location
+            )
+        )
+        return [[tuple(row) for row in rows], await location_snapshots.marks(conn)]
+
+
+async def test_stock_by_location_from_snapshots_equals_a_brute_force(store: Store) -> None:
+    """Stock by location as of a moment, from the snapshot before it, the one after it or
+    the balances, equals the ledger rows before it summed: without snapshots, with them
+    rebuilt, with rows the follower has not reached yet (late ones among them) and once it
+    has; the follower's snapshots, made step by step, equal a rebuild's."""
+    await _fill(store, 4, step=SNAPSHOT_STEP)
+    rows, _ = _generated(4, SNAPSHOT_STEP)
+    await _held_everywhere(store, rows)  # no snapshots: from the first row or the balances
+    await rebuild_history(store)
+    rebuilt = await _snapshots(store)
+    assert len(rebuilt[1]) >= 9
+    await _held_everywhere(store, rows)
+    first = rebuilt[1][0]
+    late = [
+        (first - timedelta(days=40), None, "wh1.bin0", 5, "receipt"),  # before every snapshot
+        (first + SNAPSHOT_STEP * 3 + timedelta(hours=2), "wh2.bin1", "wh3.bin0", 2, "transfer"),
+        (first + SNAPSHOT_STEP * 12, None, "wh2.bin2", 7, "receipt"),  # after the last
+    ]
+    async with store.begin("recording rows the follower has not reached") as conn:
+        for at, source, target, quantity, kind in late:
+            row = {
+                "event_time": at,
+                "item_id": 1,
+                "from_location": source,
+                "to_location": target,
+                "quantity": quantity,
+                "kind": kind,
+                "reason": None,
+            }
+            await conn.execute(
+                sa.insert(ledger).values(
+                    **row, recorded_at=datetime.now(UTC), actor="test", epc=None
+                )
+            )
+            rows.append(row)
+        await conn.execute(sa.delete(balances))
+        await conn.execute(
+            sa.insert(balances),
+            [
+                {"item_id": item_id, "location_id": location, "on_hand": quantity}
+                for (item_id, location), quantity in _held(rows, None).items()
+            ],
+        )
+    await _held_everywhere(store, rows)
+    follower = LedgerFollower(store, RollupSink(), STEPS)
+    await _follow_all(follower)
+    assert (await history_report(store)).lines == []
+    followed = await _snapshots(store)
+    assert followed != rebuilt
+    await _held_everywhere(store, rows)
+    await rebuild_history(store)
+    assert await _snapshots(store) == followed
+    await reset_rollups(store)
+    assert await _snapshots(store) == [[], []]
+    await _follow_all(follower)
+    assert await _snapshots(store) == followed
+
+
+async def test_check_history_names_a_snapshot_that_disagrees_with_the_ledger(
     store: Store,
 ) -> None:
-    """Stock value by location sums the ledger rows before the moment, or takes the balances
-    and the rows after it away, whichever are fewer: both give what the rows before it hold."""
-    await _fill(store, 4)
-    rows, _ = _generated(4)
-    async with store.read("summing locations") as conn:
-        for moment in _moments():
-            expected = {key: n for key, n in _held(rows, moment).items() if n}
-            for backwards in (False, True, None):
-                summed = await location_quantities(conn, moment, None, backwards=backwards)
-                assert {key: n for key, n in summed.items() if n} == expected, (moment, backwards)
-            narrowed = await location_quantities(conn, moment, [1], backwards=True)
-            assert {key: n for key, n in narrowed.items() if n} == {
-                key: n for key, n in expected.items() if key[0] == 1
-            }
+    await _fill(store, 5, step=SNAPSHOT_STEP)
+    await rebuild_history(store)
+    snap = location_snapshots_table.c
+    async with store.begin("spoiling one snapshot row") as conn:
+        boundary = (await location_snapshots.marks(conn))[4]
+        spoiled = (
+            await conn.execute(
+                sa.select(snap.item_id, snap.location).where(snap.boundary == boundary).limit(1)
+            )
+        ).one()
+        await conn.execute(
+            sa.update(location_snapshots_table)
+            .where(
+                snap.boundary == boundary,
+                snap.item_id == spoiled.item_id,
+                snap.location == spoiled.location,
+            )
+            .values(quantity=snap.quantity + 1)
+        )
+    lines = (await history_report(store)).lines
+    assert len(lines) == 1
+    assert f"item {spoiled.item_id} location {spoiled.location}" in lines[0]
+    assert boundary.isoformat() in lines[0]
 
 
 async def test_following_step_by_step_equals_a_rebuild(store: Store) -> None:

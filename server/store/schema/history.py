@@ -33,6 +33,11 @@ Everything here is derived from the ledger and can be rebuilt from it
   last computed from the start (a report replays an item whose costs changed since). A
   report reads the books at the checkpoint before the moment it asks about and replays
   only the ledger rows after it.
+- ``location_snapshots`` (revision 0020): what each location held of each item (non-zero
+  quantities only) at a snapshot ``boundary`` (every ``SNAPSHOT_DAYS`` days, UTC), after
+  the ledger rows before it up to the books' position (kept in the books' transactions,
+  ``server.reports.location_snapshots``); ``location_snapshot_marks`` lists the boundaries
+  with a snapshot. Stock by location as of a moment starts from the nearest snapshot.
 """
 
 from __future__ import annotations
@@ -170,4 +175,20 @@ book_cost_marks = sa.Table(
     sa.Column("item_id", big_id(), primary_key=True),
     sa.Column("item_costs", sa.BigInteger(), nullable=False),
     sa.Column("receipt_costs", sa.BigInteger(), nullable=False),
+)
+
+location_snapshot_marks = sa.Table(
+    "location_snapshot_marks",
+    metadata,
+    sa.Column("boundary", UtcDateTime(), primary_key=True),
+)
+
+location_snapshots = sa.Table(
+    "location_snapshots",
+    metadata,
+    # Revision 0020: keyed by boundary first, so one snapshot is one range of the key.
+    sa.Column("boundary", UtcDateTime(), primary_key=True),
+    sa.Column("item_id", big_id(), primary_key=True),
+    sa.Column("location", location_id(), primary_key=True),
+    sa.Column("quantity", sa.BigInteger(), nullable=False),
 )
