@@ -241,6 +241,10 @@ def _stock_value_fifo_category(rng: random.Random, generated: ledger_gen.Generat
     return {**_as_of(rng, generated), "method": "fifo", "group_by": "category"}
 
 
+def _stock_value_location(rng: random.Random, generated: ledger_gen.Generated) -> Params:
+    return {**_as_of(rng, generated), "group_by": "location"}
+
+
 def _turnover(rng: random.Random, generated: ledger_gen.Generated) -> Params:
     return _window(rng, generated, QUARTER)
 
@@ -278,6 +282,12 @@ REPORT_KINDS: Final = (
         "/api/v1/reports/stock-value",
         "the same, FIFO, per site and category",
         _stock_value_fifo_category,
+    ),
+    Kind(
+        "stock_value_location",
+        "/api/v1/reports/stock-value",
+        "the same per location and item (what each location held, at its site's unit cost)",
+        _stock_value_location,
     ),
     Kind("turnover", "/api/v1/reports/turnover", "turnover over 90 days", _turnover),
     Kind("aging", "/api/v1/reports/aging", "aging as of a moment", _aging),
