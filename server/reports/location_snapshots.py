@@ -35,6 +35,7 @@ from typing import Any, Final, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.reports.book_checkpoints import BookRow
 from server.reports.book_state import boundaries_between, boundary_at_or_before
 from server.store.dialect import execute_many, upsert
 from server.store.schema.core import UtcDateTime, ledger
@@ -50,17 +51,9 @@ Held = dict[tuple[int, str], int]
 """(item id, location) -> quantity."""
 
 
-class SnapshotRow(Protocol):
+class SnapshotRow(BookRow, Protocol):
     """What a follower step needs of a ledger row (``server.history.follow.LedgerRow``)."""
 
-    @property
-    def event_time(self) -> datetime: ...
-    @property
-    def item_id(self) -> int: ...
-    @property
-    def from_location(self) -> str | None: ...
-    @property
-    def to_location(self) -> str | None: ...
     @property
     def quantity(self) -> int: ...
 

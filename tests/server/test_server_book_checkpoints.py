@@ -7,7 +7,9 @@ and rows that arrive late: their ids come after rows with a later event time). E
 read from checkpoints equals the same report replayed from the whole ledger (no
 checkpoints); checkpoints kept by the follower step by step equal those of a rebuild; a step
 that fails half way leaves them as they were; a cost recorded later makes the reports replay
-that item until the follower computes it again.
+that item until the follower computes it again. The location snapshots
+(``server.reports.location_snapshots``) are tried on the same generator over ten snapshot
+steps: stock by location from any start equals a brute force.
 """
 
 from __future__ import annotations
