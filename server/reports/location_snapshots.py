@@ -108,14 +108,31 @@ async def marks(conn: AsyncConnection) -> list[datetime]:
     return [row[0] for row in await conn.execute(sa.select(mark.boundary).order_by(mark.boundary))]
 
 
-async def _take(
-    conn: AsyncConnection, boundary: datetime, previous: datetime | None, upto: int
-) -> None:
-    """The snapshot at ``boundary`` from the one at ``previous`` (None: from nothing) and
-    the ledger rows up to ``upto`` between them."""
+def _between(previous: datetime | None, boundary: datetime, upto: int) -> list[sa.Select[Any]]:
+    """``moved`` for the ledger rows up to ``upto`` from ``previous`` (None: from the first
+    row) to ``boundary``."""
     row = ledger.c
     window = [row.id <= upto, row.event_time < boundary]
-    parts = moved(*window, row.event_time >= previous) if previous is not None else moved(*window)
+    if previous is not None:
+        window.append(row.event_time >= previous)
+    return moved(*window)
+
+
+async def _take(
+    conn: AsyncConnection, boundaries: Sequence[datetime], previous: datetime | None, upto: int
+) -> None:
+    """The snapshots at ``boundaries`` (ascending), each from the one before (the first
+    from the one at ``previous``; None: from nothing) and the ledger rows up to ``upto``
+    between them."""
+    for boundary in boundaries:
+        await _take_one(conn, boundary, previous, upto)
+        previous = boundary
+
+
+async def _take_one(
+    conn: AsyncConnection, boundary: datetime, previous: datetime | None, upto: int
+) -> None:
+    parts = _between(previous, boundary, upto)
     if previous is not None:
         parts.append(held_at(previous))
     total = summed(parts).subquery("total")
@@ -131,10 +148,11 @@ async def _take(
     await conn.execute(sa.insert(location_snapshot_marks).values(boundary=boundary))
 
 
-async def _extend(conn: AsyncConnection, upto: int, horizon: datetime, limit: int | None) -> None:
-    """Snapshots at the boundaries up to ``horizon`` that have none yet (at most ``limit``
-    of them, oldest first)."""
-    kept = await marks(conn)
+async def _extend(
+    conn: AsyncConnection, kept: list[datetime], upto: int, horizon: datetime, limit: int | None
+) -> None:
+    """Snapshots at the boundaries after ``kept`` (those with one) up to ``horizon`` (at
+    most ``limit`` of them, oldest first)."""
     if kept:
         new = boundaries_between(kept[-1], horizon, SNAPSHOT_STEP)
     else:
@@ -146,10 +164,7 @@ async def _extend(conn: AsyncConnection, upto: int, horizon: datetime, limit: in
         new = boundaries_between(
             boundary_at_or_before(first, SNAPSHOT_STEP), horizon, SNAPSHOT_STEP
         )
-    previous = kept[-1] if kept else None
-    for boundary in new[:limit]:
-        await _take(conn, boundary, previous, upto)
-        previous = boundary
+    await _take(conn, new[:limit], kept[-1] if kept else None, upto)
 
 
 def _add(conn: AsyncConnection) -> sa.Insert:
@@ -212,14 +227,11 @@ async def follow(
         # them adds the boundaries before (as a rebuild would have them), each from the one
         # before it, the first from nothing.
         first = boundary_at_or_before(min(row.event_time for row in rows), SNAPSHOT_STEP)
-        previous = None
-        for boundary in boundaries_between(first, kept[0] - SNAPSHOT_STEP, SNAPSHOT_STEP):
-            await _take(conn, boundary, previous, upto)
-            previous = boundary
+        earlier = boundaries_between(first, kept[0] - SNAPSHOT_STEP, SNAPSHOT_STEP)
+        await _take(conn, earlier, None, upto)
     reached = max(row.event_time for row in rows)
-    await _extend(
-        conn, upto, boundary_at_or_before(min(reached, now), SNAPSHOT_STEP), SNAPSHOTS_PER_STEP
-    )
+    horizon = boundary_at_or_before(min(reached, now), SNAPSHOT_STEP)
+    await _extend(conn, kept, upto, horizon, SNAPSHOTS_PER_STEP)
 
 
 async def rebuild(conn: AsyncConnection, upto: int, now: datetime) -> None:
@@ -230,7 +242,8 @@ async def rebuild(conn: AsyncConnection, upto: int, now: datetime) -> None:
         sa.select(sa.func.max(ledger.c.event_time)).where(ledger.c.id <= upto)
     )
     if isinstance(newest, datetime):
-        await _extend(conn, upto, boundary_at_or_before(min(newest, now), SNAPSHOT_STEP), None)
+        horizon = boundary_at_or_before(min(newest, now), SNAPSHOT_STEP)
+        await _extend(conn, [], upto, horizon, None)
 
 
 async def clear(conn: AsyncConnection) -> None:
@@ -242,15 +255,12 @@ async def differences(conn: AsyncConnection, upto: int) -> list[str]:
     """Where the snapshots differ from the ledger rows up to ``upto`` summed again: each
     snapshot against the one the ledger gives (the sums carried forward from the ledger
     alone, not from the snapshot before)."""
-    row = ledger.c
     expected: Held = {}
     previous: datetime | None = None
     problems: list[str] = []
     for boundary in await marks(conn):
-        window = [row.id <= upto, row.event_time < boundary]
-        if previous is not None:
-            window.append(row.event_time >= previous)
-        for item_id, location, quantity in await conn.execute(summed(moved(*window))):
+        between = summed(_between(previous, boundary, upto))
+        for item_id, location, quantity in await conn.execute(between):
             key = (int(item_id), str(location))
             expected[key] = expected.get(key, 0) + int(quantity)
         expected = {key: quantity for key, quantity in expected.items() if quantity != 0}
