@@ -57,6 +57,11 @@ class Relay:
         except OSError:
             writer.transport.abort()
             return
+        if not self.open:
+            # Cut while the upstream connection was being made: refuse this one too.
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         self._links.update((writer, up_writer))
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(src, dst))

@@ -67,6 +67,8 @@ class Rig:
 
     async def cut_link(self) -> None:
         """Cut the edge's link to the broker and refuse it until ``relay.open`` again."""
+        # A link still being made when the relay closes would come up after the cut.
+        await self.edge.wait_connected(10)
         self.relay.open = False
         self.relay.cut()
         await eventually(lambda: not self.edge.connected)
