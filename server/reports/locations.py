@@ -58,6 +58,8 @@ async def location_quantities(
 
     A snapshot holds the rows up to the books' position; the rows after it from before
     ``as_of`` (few: those the follower has not reached yet) are added to either snapshot.
+    The list of snapshots is read before that statement and again after it: a snapshot
+    that went in between (``reset-history``) means a second sum from the ledger alone.
     """
     row = ledger.c
     first, last = (
@@ -75,6 +77,23 @@ async def location_quantities(
     if chosen is None:
         raise ValueError(f"no {plan} plan for {as_of.isoformat()}")
     _, way, boundary = chosen
+    held = await _summed(conn, as_of, item_ids, way, boundary)
+    if boundary is not None and boundary not in await marks(conn):
+        # The snapshot went (reset-history) between the two reads: the sum lacks what it
+        # held. Summed again from the ledger alone.
+        _, way, boundary = min(_plans(as_of, [], first, last))
+        held = await _summed(conn, as_of, item_ids, way, boundary)
+    return held
+
+
+async def _summed(
+    conn: AsyncConnection,
+    as_of: datetime,
+    item_ids: Sequence[int] | None,
+    way: str,
+    boundary: datetime | None,
+) -> Held:
+    row = ledger.c
     # Read in the statement itself, so the position and the snapshot are of one moment.
     position = sa.func.coalesce(
         sa.select(book_cursor.c.position).where(book_cursor.c.id == 1).scalar_subquery(), 0
@@ -82,10 +101,10 @@ async def location_quantities(
     parts: list[sa.Select[Any]]
     if way == "balances":
         parts = moved(row.event_time >= as_of, sign=-1, item_ids=item_ids)
-        held = sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand)
+        now = sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand)
         if item_ids is not None:
-            held = held.where(balances.c.item_id.in_(sorted(item_ids)))
-        parts.append(held)
+            now = now.where(balances.c.item_id.in_(sorted(item_ids)))
+        parts.append(now)
     elif boundary is None:
         parts = moved(row.event_time < as_of, item_ids=item_ids)
     elif way == "forwards":

@@ -32,6 +32,7 @@ from server.history.check import history_report, rebuild_history, reset_rollups
 from server.history.follow import LedgerFollower, LedgerRow
 from server.history.rollups import RollupSink
 from server.reports import book_checkpoints, location_snapshots
+from server.reports import locations as location_sums
 from server.reports import valuation_reports as reports
 from server.reports.book_state import (
     STEP,
@@ -370,6 +371,31 @@ async def test_stock_by_location_from_snapshots_equals_a_brute_force(store: Stor
     assert await _snapshots(store) == [[], []]
     await _follow_all(follower)
     assert await _snapshots(store) == followed
+
+
+async def test_stock_by_location_is_right_when_its_snapshot_goes_while_it_sums(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshots listed when the sum is planned are gone (reset-history) when it runs:
+    the answer is still the ledger's."""
+    await _fill(store, 6, step=SNAPSHOT_STEP)
+    rows, _ = _generated(6, SNAPSHOT_STEP)
+    await rebuild_history(store)
+    async with store.read("listing snapshots") as conn:
+        listed = await location_snapshots.marks(conn)
+    await reset_rollups(store)
+    reads: list[list[datetime]] = []
+
+    async def listed_then_now(conn: AsyncConnection) -> list[datetime]:
+        reads.append(listed if not reads else await location_snapshots.marks(conn))
+        return reads[-1]
+
+    monkeypatch.setattr(location_sums, "marks", listed_then_now)
+    moment = listed[len(listed) // 2] + timedelta(days=3)
+    async with store.read("summing locations") as conn:
+        summed = await location_quantities(conn, moment, None, plan="forwards")
+    assert reads == [listed, []]
+    assert summed == {key: n for key, n in _held(rows, moment).items() if n}
 
 
 async def test_check_history_names_a_snapshot_that_disagrees_with_the_ledger(
