@@ -54,6 +54,7 @@ from server.ingest.gateway_trust import GatewayTrust
 from server.ingest.pipeline import run_ingest
 from server.metrics import Metrics
 from server.replenishment.planner import ReplenishmentScheduler
+from server.reports.shards import ReportPool
 from server.store.check import ledger_report
 from server.store.database import Store
 from server.store.retention import Pruner
@@ -210,6 +211,12 @@ class Server:
             for topic_filter in subscriptions:
                 await client.subscribe(topic_filter, qos=1)
 
+            report_pool = None
+            workers = self.settings.history.report_workers
+            if workers:
+                report_pool = ReportPool(self.settings.database, workers)
+                stack.callback(report_pool.close)
+                report_pool.start()
             app = create_app(
                 store,
                 self.settings,
@@ -218,6 +225,7 @@ class Server:
                 read_points=read_points,
                 stream_feed=feed,
                 config_relay=configs,
+                report_pool=report_pool,
             )
             sock = _listen(self.settings.api.host, self.settings.api.port)
             stack.callback(sock.close)

@@ -12,6 +12,7 @@ from fastapi import Request
 
 from server.config.settings import ApiSettings, Role
 from server.metrics import Metrics
+from server.reports.shards import ReportShards
 from server.rules.policy import DEFAULT_POLICY, Policy
 from server.store.database import Store
 
@@ -103,6 +104,8 @@ class ApiContext:
     keys: KeyRing
     mqtt_connected: Callable[[], bool] | None
     """None when the app runs without MQTT (tests); health then leaves MQTT out."""
+    reports: ReportShards
+    """Runs the whole-ledger reports (split among worker processes when it has a pool)."""
     policy: Policy = DEFAULT_POLICY
     """What the stock rules and stock operations take from the config (resolving a pass
     applies the rules; negative stock per site)."""

@@ -47,6 +47,7 @@ from server.commands.read_points import ReadPointCatalog
 from server.config.settings import ServerSettings
 from server.console import pages as console
 from server.metrics import Metrics
+from server.reports.shards import ReportPool, ReportShards
 from server.store.database import Store
 
 API_VERSION = "1"
@@ -61,6 +62,7 @@ def create_app(
     read_points: ReadPointCatalog | None = None,
     stream_feed: StreamFeed | None = None,
     config_relay: ConfigRelay | None = None,
+    report_pool: ReportPool | None = None,
 ) -> FastAPI:
     """The API over ``store``.
 
@@ -75,6 +77,8 @@ def create_app(
             ``store`` (the caller closes a feed it passes when it shuts down).
         config_relay: publishes gateway configurations on their config topics; None:
             ``PUT /api/v1/gateways/{id}/config`` records them and reports them unpublished.
+        report_pool: worker processes that compute shares of the whole-ledger reports
+            (``server.reports.shards``); None: this process computes them alone.
     """
     app = FastAPI(
         title="stockgate",
@@ -92,6 +96,7 @@ def create_app(
         metrics=metrics,
         keys=keys,
         mqtt_connected=mqtt_connected,
+        reports=ReportShards(store, report_pool),
         policy=settings.policy(),
     )
     app.state.config_relay = config_relay

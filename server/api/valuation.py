@@ -14,6 +14,7 @@ the README ("Reports"). Door throughput and count accuracy are in
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -37,14 +38,17 @@ from server.api.report_routes import (
     copied,
     report_route,
 )
+from server.reports.abc_xyz import ItemShipped, abc_totals, ranked
+from server.reports.shards import Combine, added, concatenated
 from server.reports.valuation import Method
 from server.reports.valuation_reports import (
     DEFAULT_AGE_BUCKETS,
     LOSS_GROUPS,
     DemandPeriod,
     LossGroup,
+    LossRow,
     StockValueGroup,
-    abc_xyz,
+    StockValueRow,
     aging,
     bucket_labels,
     losses,
@@ -55,6 +59,25 @@ from server.reports.valuation_reports import (
 )
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+
+# How the rows of each shard of a report are put together (``server.reports.shards``), in
+# the order the report lists them.
+BY_SITE_AND_SKU: Final[Combine[Any]] = concatenated(lambda row: (row.site, row.sku))
+STOCK_VALUE_SHARDS: Final[dict[StockValueGroup, Combine[StockValueRow]]] = {
+    "item": BY_SITE_AND_SKU,
+    "location": concatenated(lambda row: (row.site, row.location or "", row.sku or "")),
+    "category": added(
+        lambda row: (row.site, row.category),
+        ("on_hand", "value", "unvalued"),
+        lambda row: (row.site, row.category or ""),
+    ),
+}
+SHIPPED_SHARDS: Final[Combine[ItemShipped]] = concatenated(lambda row: row.item_id)
+LOSS_SHARDS: Final[Combine[LossRow]] = added(
+    lambda row: (row.reason, row.site, row.sku),
+    ("quantity", "value"),
+    lambda row: (-row.value, row.reason or "", row.site or "", row.sku or ""),
+)
 
 MAX_AGE_BUCKETS: Final = 12
 MAX_AGE_DAYS: Final = 36600
@@ -117,8 +140,13 @@ async def get_stock_value(
     and item, or per site and category."""
     scope = item_filter.scope(principal)
     moment = bounded(as_of, "as_of") or datetime.now(UTC)
-    async with context.store.read("reporting stock value") as conn:
-        rows = await stock_value(conn, moment, method, group_by, scope)
+    rows = await context.reports.rows(
+        "reporting stock value",
+        stock_value,
+        (moment, method, group_by),
+        scope,
+        STOCK_VALUE_SHARDS[group_by],
+    )
     items = [
         copied(StockValueItem, row, unit_cost=unit_money(row.unit_cost), value=money(row.value))
         for row in rows
@@ -181,8 +209,9 @@ async def get_turnover(
     and days of supply."""
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    async with context.store.read_pair("reporting turnover") as (conn, side):
-        rows = await turnover(conn, start, end, method, scope, side)
+    rows = await context.reports.rows(
+        "reporting turnover", turnover, (start, end, method), scope, BY_SITE_AND_SKU, side=True
+    )
     items = [
         copied(
             TurnoverItem,
@@ -272,8 +301,9 @@ async def get_aging(
     scope = item_filter.scope(principal)
     limits = _age_limits(buckets)
     moment = bounded(as_of, "as_of") or datetime.now(UTC)
-    async with context.store.read("reporting stock aging") as conn:
-        rows = await aging(conn, moment, limits, scope)
+    rows = await context.reports.rows(
+        "reporting stock aging", aging, (moment, limits), scope, BY_SITE_AND_SKU
+    )
     labels = bucket_labels(limits)
     items = [
         copied(
@@ -363,20 +393,15 @@ async def get_abc_xyz(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "x_cv must be below y_cv")
     scope = ItemFilter(site=site, category=category).scope(principal)
     start, end = window.bounds(DEFAULT_DEMAND_PERIOD, MAX_PERIOD)
-    async with context.store.read_pair("reporting ABC/XYZ") as (conn, side):
-        rows = await abc_xyz(
-            conn,
-            start,
-            end,
-            method,
-            scope,
-            a_share=a_share,
-            b_share=b_share,
-            per=per,
-            x_cv=x_cv,
-            y_cv=y_cv,
-            side=side,
-        )
+    totals = await context.reports.rows(
+        "reporting ABC/XYZ",
+        functools.partial(abc_totals, per=per),
+        (start, end, method),
+        scope,
+        SHIPPED_SHARDS,
+        side=True,
+    )
+    rows = ranked(totals, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
     items = [
         copied(AbcXyzItem, row, shipped_value=money(row.shipped_value), abc_xyz=row.abc + row.xyz)
         for row in rows
@@ -454,8 +479,9 @@ async def get_losses(
     groups = _loss_groups(group_by)
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    async with context.store.read_pair("reporting losses") as (conn, side):
-        rows = await losses(conn, start, end, method, groups, scope, side)
+    rows = await context.reports.rows(
+        "reporting losses", losses, (start, end, method, groups), scope, LOSS_SHARDS, side=True
+    )
     items = [copied(LossItem, row, value=money(row.value)) for row in rows]
     report = LossReport(
         since=start,

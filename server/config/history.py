@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from plumbing.settings import Section
 
 MAX_FOLLOW_ROWS = 50_000
+MAX_REPORT_WORKERS = 16
 
 
 class HistorySettings(Section):
@@ -33,6 +34,10 @@ class HistorySettings(Section):
     follower asks which transactions could still commit it (see ``server.history.follow``)."""
     retry_s: float = Field(default=5.0, gt=0, le=600)
     """Wait before trying again after the database or a sink failed."""
+    report_workers: int = Field(default=1, ge=0, le=MAX_REPORT_WORKERS)
+    """Processes besides the API's own that each compute a share of the items of a
+    whole-ledger report (stock value, turnover, aging, ABC/XYZ, losses), so a report uses
+    more than one core (``server.reports.shards``). 0: the API's process alone."""
     defer_to_ingest_s: float = Field(default=5.0, ge=0, le=300)
     """While this instance's ingest is busy, a follower waits up to this long before it
     follows (then it catches up with the ledger before it waits again): history lags a

@@ -13,18 +13,16 @@ Amounts are ``Decimal``; the API rounds them for JSON and CSV (``money``).
 
 from __future__ import annotations
 
-import asyncio
-import math
 from bisect import bisect_left
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.book_reads import books_at, period_books, shipped_per_period
+from server.reports.book_reads import books_at, period_books
 from server.reports.locations import location_quantities
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.sites import site_of
@@ -59,6 +57,9 @@ class Scope:
     category: str | None = None
     sites: frozenset[str] = frozenset()
     """The key's sites (empty: every site)."""
+    shard: tuple[int, int] | None = None
+    """``(index, count)``: only the items whose id is ``index`` modulo ``count``
+    (``server.reports.shards``)."""
 
     def allows(self, site: str) -> bool:
         if self.site is not None and site != self.site:
@@ -66,21 +67,26 @@ class Scope:
         return not self.sites or site in self.sites
 
 
-async def _scope_items(
+async def scope_items(
     conn: AsyncConnection, scope: Scope
 ) -> tuple[dict[int, ItemInfo], list[int] | None]:
     infos = await item_infos(conn, scope.sku, scope.category)
     narrowed = scope.sku is not None or scope.category is not None
+    if scope.shard is not None:
+        index, count = scope.shard
+        infos = {item_id: info for item_id, info in infos.items() if item_id % count == index}
+        narrowed = True
     return infos, sorted(infos) if narrowed else None
 
 
 async def _books_at(
     conn: AsyncConnection, scope: Scope, moment: datetime
-) -> tuple[Books, dict[int, ItemInfo]]:
+) -> tuple[Books, dict[int, ItemInfo], list[int] | None]:
     """The books as of ``moment`` (``server.reports.book_reads``: the books kept at the
-    checkpoint before it, and the ledger rows after that)."""
-    infos, item_ids = await _scope_items(conn, scope)
-    return await books_at(conn, moment, item_ids), infos
+    checkpoint before it, and the ledger rows after that), the items' infos and ids (None:
+    every item)."""
+    infos, item_ids = await scope_items(conn, scope)
+    return await books_at(conn, moment, item_ids), infos, item_ids
 
 
 async def _books(
@@ -92,7 +98,7 @@ async def _books(
 ) -> tuple[Books, dict[int, ItemInfo]]:
     """The books at ``until`` with their openings at ``since`` and their flows between
     (``side``: a second read connection, see ``period_books``)."""
-    infos, item_ids = await _scope_items(conn, scope)
+    infos, item_ids = await scope_items(conn, scope)
     return await period_books(conn, since, until, item_ids, side), infos
 
 
@@ -129,7 +135,7 @@ async def stock_value(
     """On hand and its value as of ``as_of``, per site and item (``item``), per location and
     item (``location``: the site's unit cost times what the location holds), or per site
     and category (``category``). Books with nothing on hand and no value are left out."""
-    books, infos = await _books_at(conn, scope, as_of)
+    books, infos, item_ids = await _books_at(conn, scope, as_of)
     listed = [
         (site, info, book)
         for site, info, book in _listed(books, infos, scope)
@@ -163,8 +169,7 @@ async def stock_value(
                 totals.items(), key=lambda entry: (entry[0][0], entry[0][1] or "")
             )
         ]
-    narrowed = scope.sku is not None or scope.category is not None
-    held = await location_quantities(conn, as_of, sorted(infos) if narrowed else None)
+    held = await location_quantities(conn, as_of, item_ids)
     rows: list[StockValueRow] = []
     for (item_id, location), quantity in sorted(held.items(), key=lambda entry: entry[0][1]):
         site = site_of(location)
@@ -288,7 +293,7 @@ async def aging(
     """How long the stock on hand at ``as_of`` has been on hand, from its FIFO layers: per
     site and item, quantity and value in age buckets (whole days since the layer was
     received; goods moved between sites keep their first receipt's date)."""
-    books, infos = await _books_at(conn, scope, as_of)
+    books, infos, _ = await _books_at(conn, scope, as_of)
     labels = bucket_labels(limits)
     rows: list[AgingRow] = []
     for site, info, book in _listed(books, infos, scope):
@@ -313,117 +318,6 @@ async def aging(
                 value=sum(values, ZERO),
                 buckets=list(zip(labels, quantities, values, strict=True)),
                 oldest_received=oldest,
-            )
-        )
-    return rows
-
-
-# --- ABC / XYZ ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AbcXyzRow:
-    sku: str
-    name: str
-    shipped_quantity: int
-    shipped_value: Decimal
-    share: float
-    """Of the value shipped by every item listed."""
-    cumulative_share: float
-    abc: str
-    periods: int
-    mean_demand: float
-    """Quantity shipped per period (day or week)."""
-    cv: float | None
-    """Coefficient of variation of the demand per period (None: no demand)."""
-    xyz: str
-
-
-async def abc_xyz(
-    conn: AsyncConnection,
-    since: datetime,
-    until: datetime,
-    method: Method,
-    scope: Scope,
-    *,
-    a_share: float = 0.8,
-    b_share: float = 0.95,
-    per: DemandPeriod = "week",
-    x_cv: float = 0.5,
-    y_cv: float = 1.0,
-    side: AsyncConnection | None = None,
-) -> list[AbcXyzRow]:
-    """Items by value shipped over ``since``..``until`` (over the sites in scope):
-
-    - ABC: items sorted by value shipped, most first; an item is A while the cumulative
-      share before it is below ``a_share``, B below ``b_share``, else C (so the item that
-      crosses a limit still belongs to the class it started in). Items that shipped
-      nothing are C.
-    - XYZ: the coefficient of variation (population standard deviation / mean) of the
-      quantity shipped per ``per`` (whole periods from ``since``; a last partial period
-      counts as one): X up to ``x_cv``, Y up to ``y_cv``, else Z; Z for no demand.
-
-    With a ``side`` connection the demand is summed on it while the books are read on
-    ``conn``: the database sums a quarter's shipments while Python reads the books.
-    """
-    step = timedelta(days=1 if per == "day" else 7)
-    periods = max(1, math.ceil((until - since) / step))
-    sites = [frozenset([scope.site])] if scope.site is not None else []
-    if scope.sites:
-        sites.append(scope.sites)
-    infos, item_ids = await _scope_items(conn, scope)
-
-    def shipments(on: AsyncConnection) -> Coroutine[Any, Any, dict[int, dict[int, int]]]:
-        return shipped_per_period(on, since, until, step, item_ids, sites)
-
-    if side is None:
-        books = await period_books(conn, since, until, item_ids)
-        shipped = await shipments(conn)
-    else:
-        async with asyncio.TaskGroup() as group:
-            reading = group.create_task(period_books(conn, since, until, item_ids))
-            summing = group.create_task(shipments(side))
-        books, shipped = reading.result(), summing.result()
-    totals: dict[int, list[Any]] = {}
-    for item_id, site in books.books:
-        if item_id not in infos or not scope.allows(site):
-            continue
-        book = books.books[(item_id, site)]
-        entry = totals.setdefault(item_id, [0, ZERO, [0] * periods])
-        entry[0] += book.flow.shipped_quantity
-        entry[1] += book.flow.shipped(method)
-    for item_id, entry in totals.items():
-        for index, quantity in shipped.get(item_id, {}).items():
-            entry[2][min(periods - 1, index)] += quantity
-    grand = sum((entry[1] for entry in totals.values()), ZERO)
-    ranked = sorted(totals.items(), key=lambda entry: (-entry[1][1], infos[entry[0]].sku))
-    rows: list[AbcXyzRow] = []
-    running = ZERO
-    for item_id, (quantity, value, demand) in ranked:
-        before = float(running / grand) if grand > 0 else 1.0
-        running += value
-        share = float(value / grand) if grand > 0 else 0.0
-        abc = "C" if value <= 0 else "A" if before < a_share else "B" if before < b_share else "C"
-        mean = sum(demand) / periods
-        cv: float | None = None
-        xyz = "Z"
-        if mean > 0:
-            variance = sum((period - mean) ** 2 for period in demand) / periods
-            cv = round(math.sqrt(variance) / mean, 4)
-            xyz = "X" if cv <= x_cv else "Y" if cv <= y_cv else "Z"
-        rows.append(
-            AbcXyzRow(
-                sku=infos[item_id].sku,
-                name=infos[item_id].name,
-                shipped_quantity=quantity,
-                shipped_value=value,
-                share=round(share, 6),
-                cumulative_share=round(float(running / grand) if grand > 0 else 0.0, 6),
-                abc=abc,
-                periods=periods,
-                mean_demand=round(mean, 4),
-                cv=cv,
-                xyz=xyz,
             )
         )
     return rows

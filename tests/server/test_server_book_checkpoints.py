@@ -34,6 +34,7 @@ from server.history.rollups import RollupSink
 from server.reports import book_checkpoints, location_snapshots
 from server.reports import locations as location_sums
 from server.reports import valuation_reports as reports
+from server.reports.abc_xyz import abc_xyz as abc_xyz_report
 from server.reports.book_state import (
     STEP,
     boundary_at_or_before,
@@ -238,8 +239,8 @@ async def _all_reports(store: Store) -> list[Any]:
                 assert await reports.turnover(conn, since, until, method, scope, side) == turnover
                 out.append(turnover)
                 out.append(await reports.turnover(conn, since, until, method, wh2, side))
-                abc_xyz = await reports.abc_xyz(conn, since, until, method, scope, per="day")
-                paired = await reports.abc_xyz(
+                abc_xyz = await abc_xyz_report(conn, since, until, method, scope, per="day")
+                paired = await abc_xyz_report(
                     conn, since, until, method, scope, per="day", side=side
                 )
                 assert paired == abc_xyz
