@@ -52,6 +52,8 @@ FOLLOW_TIMEOUT_S: Final = 1800.0
 PAGES_P99_MS: Final = 50.0
 REPORTS_P99_MS: Final = 2000.0
 REPORT_TIMEOUT_S: Final = 1800.0
+REPORT_WORKERS: Final = HistorySettings().report_workers
+"""The server runs with the default ``[history] report_workers``."""
 REPORT_SAMPLE_SHARE: Final = 10
 """Reports are sent ``samples // REPORT_SAMPLE_SHARE`` times each (at least 3): each one
 reads every book at one or two checkpoints."""
@@ -266,7 +268,9 @@ def latency(
         f"{generated.items:,} items; SQLite file {size_mb:,.0f} MB), rollups built by "
         f"rebuild-history in {rebuild_seconds:,.0f} s ({fine_rows:,} rows by item, "
         f"{coarse_rows:,} without), a standard cost per item. `stockgate server` in its own "
-        "process; httpx, one keep-alive connection, one request at a time; latency = request "
+        f"process ([history] report_workers = {REPORT_WORKERS}, the default: each report split "
+        "by item between the API's process and the workers); httpx, one keep-alive "
+        "connection, one request at a time; latency = request "
         f"sent to response body read; GET /healthz p50 {percentile(floor_ms, 50):.1f} ms"
     )
     common = {
@@ -276,6 +280,7 @@ def latency(
         "rollup_rows_by_item": fine_rows,
         "rollup_rows_without_item": coarse_rows,
         "http_floor_healthz_p50_ms": round(percentile(floor_ms, 50), 2),
+        "report_workers": REPORT_WORKERS,
     }
     return [
         p99_figure(

@@ -168,12 +168,27 @@ def _period_index(since: datetime, periods: int, step: timedelta) -> sa.ColumnEl
     ledger row's UTC day falls in, as ``min(periods - 1, int((day - since) / step))``:
     the day is in period ``k`` or later exactly when the row is at or after the midnight
     that starts the first day on or after ``since + k * step``. Comparisons of the event
-    time alone, so the same on both databases and no date arithmetic per row."""
+    time alone, so the same on both databases and no date arithmetic per row; nested as a
+    binary search, so a row takes about log2(periods) of them (a quarter's 13 weeks in a
+    flat CASE took 7 on average, and the CASE was half the time of ABC/XYZ's demand sum)."""
     starts = [_next_midnight(since + step * k) for k in range(1, periods)]
-    whens = [(ledger.c.event_time >= start, k) for k, start in reversed(list(enumerate(starts, 1)))]
-    if not whens:
-        return sa.literal(0)
-    return sa.case(*whens, else_=0)
+    return _first_at_or_after(starts, 0, len(starts))
+
+
+def _first_at_or_after(starts: list[datetime], low: int, high: int) -> sa.ColumnElement[int]:
+    """The number of ``starts[low:high]`` the event time is at or after, plus ``low``
+    (``starts`` ascending, the time known to be at or after ``starts[low - 1]`` and before
+    ``starts[high]``)."""
+    if low == high:
+        return sa.literal(low)
+    middle = (low + high) // 2
+    return sa.case(
+        (
+            ledger.c.event_time >= starts[middle],
+            _first_at_or_after(starts, middle + 1, high),
+        ),
+        else_=_first_at_or_after(starts, low, middle),
+    )
 
 
 async def shipped_per_period(

@@ -4,11 +4,12 @@ report_workers`` worker processes.
 Why. A report over every item reads some 20,000 valuation books (``server.reports.
 book_reads``) and makes a row of each: Python work, which one process does on one core (the
 GIL), while the server's machine has more. Nearly all of it is per item, so the items are
-split by id (``item_id % shards``, ``Scope.shard``): this process computes one shard on a
-read connection of its own while each worker process computes another on its own, and the
-rows are put together as one process would have made them (each report's ``combine``:
-rows of distinct items sorted into the report's order, or sums per key added up). Half the
-items cost 0.55-0.6 of the time of all of them (the rest is per report, not per item).
+split by a hash of their id (``Scope.shard``, ``valuation_reports.shard_of``): this process
+computes one shard on a read connection of its own while each worker process computes
+another on its own, and the rows are put together as one process would have made them
+(each report's ``combine``: rows of distinct items sorted into the report's order, or sums
+per key added up). Half the items cost 0.5-0.6 of the time of all of them (the rest is
+per report, not per item).
 
 What it costs. Each shard reads the database in a snapshot of its own, so a report made
 while ingest commits may hold a later row for some items and not for others, as the two
