@@ -14,7 +14,7 @@ the README ("Reports"). Door throughput and count accuracy are in
 
 from __future__ import annotations
 
-import functools
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -38,7 +38,7 @@ from server.api.report_routes import (
     copied,
     report_route,
 )
-from server.reports.abc_xyz import ItemShipped, abc_totals, ranked
+from server.reports.abc_xyz import ItemShipped, demand, periods_of, ranked, shipped_values
 from server.reports.shards import Combine, added, concatenated
 from server.reports.valuation import Method
 from server.reports.valuation_reports import (
@@ -393,15 +393,18 @@ async def get_abc_xyz(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "x_cv must be below y_cv")
     scope = ItemFilter(site=site, category=category).scope(principal)
     start, end = window.bounds(DEFAULT_DEMAND_PERIOD, MAX_PERIOD)
-    totals = await context.reports.rows(
-        "reporting ABC/XYZ",
-        functools.partial(abc_totals, per=per),
-        (start, end, method),
-        scope,
-        SHIPPED_SHARDS,
-        side=True,
-    )
-    rows = ranked(totals, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
+    # The value shipped from the books, split by item among processes, while the demand per
+    # period is summed on a connection of its own (one range of the ledger's time).
+    async with context.store.read("summing demand for ABC/XYZ") as conn:
+        summing = asyncio.create_task(demand(conn, start, end, per, scope))
+        try:
+            totals = await context.reports.rows(
+                "reporting ABC/XYZ", shipped_values, (start, end, method), scope, SHIPPED_SHARDS
+            )
+        finally:
+            shipped = await summing
+    _, periods = periods_of(start, end, per)
+    rows = ranked(totals, shipped, periods, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
     items = [
         copied(AbcXyzItem, row, shipped_value=money(row.shipped_value), abc_xyz=row.abc + row.xyz)
         for row in rows
@@ -411,7 +414,7 @@ async def get_abc_xyz(
         until=end,
         method=method,
         per=per,
-        periods=rows[0].periods if rows else 0,
+        periods=periods,
         a_share=a_share,
         b_share=b_share,
         x_cv=x_cv,

@@ -2,16 +2,17 @@
 from period to period (XYZ), from the valuation books (``server.reports.book_reads``) and
 the shipments per period summed from the ledger.
 
-The totals per item (``abc_totals``) are computed per shard of the items when the report
-is split among processes (``server.reports.shards``); the ranking (``ranked``) needs all
-of them at once.
+The value shipped per item (``shipped_values``, from the books) is computed per shard of
+the items when the report is split among processes (``server.reports.shards``); the
+demand per period (``demand``) is summed once for every item, beside the shards; the
+ranking (``ranked``) needs all of both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,71 +45,69 @@ class AbcXyzRow:
 
 @dataclass(frozen=True, slots=True)
 class ItemShipped:
-    """What an item shipped over an ABC/XYZ period (``abc_totals``), before the ranking."""
+    """What an item shipped over an ABC/XYZ period (``shipped_values``), before the
+    ranking."""
 
     item_id: int
     sku: str
     name: str
     quantity: int
     value: Decimal
-    demand: list[int]
-    """Quantity shipped per period (day or week)."""
 
 
-async def abc_totals(
-    conn: AsyncConnection,
-    since: datetime,
-    until: datetime,
-    method: Method,
-    scope: Scope,
-    *,
-    per: DemandPeriod = "week",
-    side: AsyncConnection | None = None,
-) -> list[ItemShipped]:
-    """Per item (over the sites in scope), the quantity and value shipped over
-    ``since``..``until`` and the quantity per ``per`` (whole periods from ``since``; a last
-    partial period counts as one); items whose books are not in scope are left out.
+Demand = dict[int, dict[int, int]]
+"""Item id -> {period: quantity shipped} (``demand``)."""
 
-    With a ``side`` connection the demand is summed on it while the books are read on
-    ``conn``: the database sums a quarter's shipments while Python reads the books.
-    """
+
+def periods_of(since: datetime, until: datetime, per: DemandPeriod) -> tuple[timedelta, int]:
     step = timedelta(days=1 if per == "day" else 7)
-    periods = max(1, math.ceil((until - since) / step))
+    return step, max(1, math.ceil((until - since) / step))
+
+
+def _sites(scope: Scope) -> list[frozenset[str]]:
     sites = [frozenset([scope.site])] if scope.site is not None else []
     if scope.sites:
         sites.append(scope.sites)
+    return sites
+
+
+async def shipped_values(
+    conn: AsyncConnection, since: datetime, until: datetime, method: Method, scope: Scope
+) -> list[ItemShipped]:
+    """Per item (over the sites in scope), the quantity and value shipped over
+    ``since``..``until``, from the books (``period_books``); items whose books are not in
+    scope are left out. Per shard of the items when the report is split."""
     infos, item_ids = await scope_items(conn, scope)
-
-    def shipments(on: AsyncConnection) -> Coroutine[Any, Any, dict[int, dict[int, int]]]:
-        return shipped_per_period(on, since, until, step, item_ids, sites)
-
-    if side is None:
-        books = await period_books(conn, since, until, item_ids)
-        shipped = await shipments(conn)
-    else:
-        async with asyncio.TaskGroup() as group:
-            reading = group.create_task(period_books(conn, since, until, item_ids))
-            summing = group.create_task(shipments(side))
-        books, shipped = reading.result(), summing.result()
+    books = await period_books(conn, since, until, item_ids)
     totals: dict[int, list[Any]] = {}
-    for item_id, site in books.books:
+    for (item_id, site), book in books.books.items():
         if item_id not in infos or not scope.allows(site):
             continue
-        book = books.books[(item_id, site)]
-        entry = totals.setdefault(item_id, [0, ZERO, [0] * periods])
+        entry = totals.setdefault(item_id, [0, ZERO])
         entry[0] += book.flow.shipped_quantity
         entry[1] += book.flow.shipped(method)
-    for item_id, entry in totals.items():
-        for index, quantity in shipped.get(item_id, {}).items():
-            entry[2][min(periods - 1, index)] += quantity
     return [
         ItemShipped(item_id, infos[item_id].sku, infos[item_id].name, *entry)
         for item_id, entry in totals.items()
     ]
 
 
+async def demand(
+    conn: AsyncConnection, since: datetime, until: datetime, per: DemandPeriod, scope: Scope
+) -> Demand:
+    """The quantity each item shipped per ``per`` (whole periods from ``since``; a last
+    partial period counts as one), summed in SQL (``shipped_per_period``) for every item
+    in scope at once: one range of the ledger's time, where a list of half the items is
+    an index range per item."""
+    step, _ = periods_of(since, until, per)
+    _, item_ids = await scope_items(conn, scope)
+    return await shipped_per_period(conn, since, until, step, item_ids, _sites(scope))
+
+
 def ranked(
     totals: Iterable[ItemShipped],
+    shipped: Demand,
+    periods: int,
     *,
     a_share: float = 0.8,
     b_share: float = 0.95,
@@ -142,12 +141,14 @@ def ranked(
             if before < b_share
             else "C"
         )
-        periods = len(item.demand)
-        mean = sum(item.demand) / periods
+        per_period = [0] * periods
+        for index, quantity in shipped.get(item.item_id, {}).items():
+            per_period[min(periods - 1, index)] += quantity
+        mean = sum(per_period) / periods
         cv: float | None = None
         xyz = "Z"
         if mean > 0:
-            variance = sum((period - mean) ** 2 for period in item.demand) / periods
+            variance = sum((period - mean) ** 2 for period in per_period) / periods
             cv = round(math.sqrt(variance) / mean, 4)
             xyz = "X" if cv <= x_cv else "Y" if cv <= y_cv else "Z"
         rows.append(
@@ -183,6 +184,16 @@ async def abc_xyz(
     side: AsyncConnection | None = None,
 ) -> list[AbcXyzRow]:
     """Items by value shipped over ``since``..``until`` (over the sites in scope) in ABC
-    and XYZ classes (``abc_totals``, then ``ranked``)."""
-    totals = await abc_totals(conn, since, until, method, scope, per=per, side=side)
-    return ranked(totals, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
+    and XYZ classes (``shipped_values`` and ``demand``, then ``ranked``). With a ``side``
+    connection the demand is summed on it while the books are read on ``conn``: the
+    database sums a quarter's shipments while Python reads the books."""
+    if side is None:
+        totals = await shipped_values(conn, since, until, method, scope)
+        shipped = await demand(conn, since, until, per, scope)
+    else:
+        async with asyncio.TaskGroup() as group:
+            reading = group.create_task(shipped_values(conn, since, until, method, scope))
+            summing = group.create_task(demand(side, since, until, per, scope))
+        totals, shipped = reading.result(), summing.result()
+    _, periods = periods_of(since, until, per)
+    return ranked(totals, shipped, periods, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
