@@ -49,12 +49,16 @@ from server.reports.valuation_reports import (
     LossRow,
     StockValueGroup,
     StockValueRow,
+    UnitCost,
     aging,
     bucket_labels,
+    located,
+    location_holdings,
     losses,
     money,
     stock_value,
     turnover,
+    unit_costs,
     unit_money,
 )
 
@@ -63,9 +67,9 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 # How the rows of each shard of a report are put together (``server.reports.shards``), in
 # the order the report lists them.
 BY_SITE_AND_SKU: Final[Combine[Any]] = concatenated(lambda row: (row.site, row.sku))
+UNIT_COST_SHARDS: Final[Combine[UnitCost]] = concatenated(lambda row: (row.item_id, row.site))
 STOCK_VALUE_SHARDS: Final[dict[StockValueGroup, Combine[StockValueRow]]] = {
     "item": BY_SITE_AND_SKU,
-    "location": concatenated(lambda row: (row.site, row.location or "", row.sku or "")),
     "category": added(
         lambda row: (row.site, row.category),
         ("on_hand", "value", "unvalued"),
@@ -140,13 +144,26 @@ async def get_stock_value(
     and item, or per site and category."""
     scope = item_filter.scope(principal)
     moment = bounded(as_of, "as_of") or datetime.now(UTC)
-    rows = await context.reports.rows(
-        "reporting stock value",
-        stock_value,
-        (moment, method, group_by),
-        scope,
-        STOCK_VALUE_SHARDS[group_by],
-    )
+    if group_by == "location":
+        # The unit costs from the books, split by item among processes, while what each
+        # location held is summed for every item on a connection of its own.
+        async with context.store.read("summing stock by location") as conn:
+            summing = asyncio.create_task(location_holdings(conn, moment, scope))
+            try:
+                costs = await context.reports.rows(
+                    "reporting stock value", unit_costs, (moment, method), scope, UNIT_COST_SHARDS
+                )
+            finally:
+                held, infos = await summing
+        rows = located(held, infos, costs, scope)
+    else:
+        rows = await context.reports.rows(
+            "reporting stock value",
+            stock_value,
+            (moment, method, group_by),
+            scope,
+            STOCK_VALUE_SHARDS[group_by],
+        )
     items = [
         copied(StockValueItem, row, unit_cost=unit_money(row.unit_cost), value=money(row.value))
         for row in rows

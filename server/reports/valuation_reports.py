@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.reports.book_reads import books_at, period_books
+from server.reports.location_snapshots import Held
 from server.reports.locations import location_quantities
 from server.reports.valuation import ZERO, Book, Books, ItemInfo, Method, item_infos
 from server.store.sites import site_of
@@ -91,12 +92,11 @@ async def scope_items(
 
 async def _books_at(
     conn: AsyncConnection, scope: Scope, moment: datetime
-) -> tuple[Books, dict[int, ItemInfo], list[int] | None]:
+) -> tuple[Books, dict[int, ItemInfo]]:
     """The books as of ``moment`` (``server.reports.book_reads``: the books kept at the
-    checkpoint before it, and the ledger rows after that), the items' infos and ids (None:
-    every item)."""
+    checkpoint before it, and the ledger rows after that)."""
     infos, item_ids = await scope_items(conn, scope)
-    return await books_at(conn, moment, item_ids), infos, item_ids
+    return await books_at(conn, moment, item_ids), infos
 
 
 async def _books(
@@ -145,7 +145,10 @@ async def stock_value(
     """On hand and its value as of ``as_of``, per site and item (``item``), per location and
     item (``location``: the site's unit cost times what the location holds), or per site
     and category (``category``). Books with nothing on hand and no value are left out."""
-    books, infos, item_ids = await _books_at(conn, scope, as_of)
+    if group_by == "location":
+        held, infos = await location_holdings(conn, as_of, scope)
+        return located(held, infos, await unit_costs(conn, as_of, method, scope), scope)
+    books, infos = await _books_at(conn, scope, as_of)
     listed = [
         (site, info, book)
         for site, info, book in _listed(books, infos, scope)
@@ -166,33 +169,66 @@ async def stock_value(
             )
             for site, info, book in listed
         ]
-    if group_by == "category":
-        totals: dict[tuple[str, str | None], list[Any]] = {}
-        for site, info, book in listed:
-            entry = totals.setdefault((site, info.category), [0, ZERO, 0])
-            entry[0] += book.quantity
-            entry[1] += book.value(method)
-            entry[2] += book.unvalued
-        return [
-            StockValueRow(site, None, None, None, category, quantity, None, value, unvalued)
-            for (site, category), (quantity, value, unvalued) in sorted(
-                totals.items(), key=lambda entry: (entry[0][0], entry[0][1] or "")
-            )
-        ]
-    # A shard alone does not narrow the sum: the ledger rows of a list of half the items,
-    # each looked up by item, cost two to four times the time range of every item's rows.
-    narrowed = scope.sku is not None or scope.category is not None
-    held = await location_quantities(conn, as_of, item_ids if narrowed else None)
+    totals: dict[tuple[str, str | None], list[Any]] = {}
+    for site, info, book in listed:
+        entry = totals.setdefault((site, info.category), [0, ZERO, 0])
+        entry[0] += book.quantity
+        entry[1] += book.value(method)
+        entry[2] += book.unvalued
+    return [
+        StockValueRow(site, None, None, None, category, quantity, None, value, unvalued)
+        for (site, category), (quantity, value, unvalued) in sorted(
+            totals.items(), key=lambda entry: (entry[0][0], entry[0][1] or "")
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCost:
+    """A site's unit cost of an item as of a moment: value / on hand (``unit_costs``)."""
+
+    item_id: int
+    site: str
+    unit_cost: Decimal
+
+
+async def unit_costs(
+    conn: AsyncConnection, as_of: datetime, method: Method, scope: Scope
+) -> list[UnitCost]:
+    """The unit cost of every book of the items in scope with stock on hand as of
+    ``as_of``. Per shard of the items when the report is split."""
+    books, _ = await _books_at(conn, scope, as_of)
+    return [
+        UnitCost(item_id, site, book.value(method) / book.quantity)
+        for (item_id, site), book in books.books.items()
+        if book.quantity > 0
+    ]
+
+
+async def location_holdings(
+    conn: AsyncConnection, as_of: datetime, scope: Scope
+) -> tuple[Held, dict[int, ItemInfo]]:
+    """What each location held of the items in scope as of ``as_of``
+    (``locations.location_quantities``, one sum for every item in scope: a list of half the
+    items costs the ledger an index range per item, two to four times the time range of
+    every item's rows), and the items' infos."""
+    infos, item_ids = await scope_items(conn, scope)
+    return await location_quantities(conn, as_of, item_ids), infos
+
+
+def located(
+    held: Held, infos: dict[int, ItemInfo], costs: Iterable[UnitCost], scope: Scope
+) -> list[StockValueRow]:
+    """Stock value per location and item: what each location held (``location_holdings``)
+    at its site's unit cost (``unit_costs``; none when the site holds none in its books)."""
+    unit_of = {(cost.item_id, cost.site): cost.unit_cost for cost in costs}
     rows: list[StockValueRow] = []
-    for (item_id, location), quantity in sorted(held.items(), key=lambda entry: entry[0][1]):
+    for (item_id, location), quantity in held.items():
         site = site_of(location)
         known = infos.get(item_id)
         if quantity == 0 or known is None or not scope.allows(site):
             continue
-        kept = books.books.get((item_id, site))
-        unit = None
-        if kept is not None and kept.quantity > 0:
-            unit = kept.value(method) / kept.quantity
+        unit = unit_of.get((item_id, site))
         rows.append(
             StockValueRow(
                 site=site,
@@ -306,7 +342,7 @@ async def aging(
     """How long the stock on hand at ``as_of`` has been on hand, from its FIFO layers: per
     site and item, quantity and value in age buckets (whole days since the layer was
     received; goods moved between sites keep their first receipt's date)."""
-    books, infos, _ = await _books_at(conn, scope, as_of)
+    books, infos = await _books_at(conn, scope, as_of)
     labels = bucket_labels(limits)
     rows: list[AgingRow] = []
     for site, info, book in _listed(books, infos, scope):
