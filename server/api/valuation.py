@@ -14,7 +14,6 @@ the README ("Reports"). Door throughput and count accuracy are in
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final
@@ -38,50 +37,26 @@ from server.api.report_routes import (
     copied,
     report_route,
 )
-from server.reports.abc_xyz import ItemShipped, demand, periods_of, ranked, shipped_values
-from server.reports.shards import Combine, added, concatenated
+from server.reports.split_reports import (
+    abc_xyz_report,
+    aging_report,
+    losses_report,
+    stock_value_report,
+    turnover_report,
+)
 from server.reports.valuation import Method
 from server.reports.valuation_reports import (
     DEFAULT_AGE_BUCKETS,
     LOSS_GROUPS,
     DemandPeriod,
     LossGroup,
-    LossRow,
     StockValueGroup,
-    StockValueRow,
-    UnitCost,
-    aging,
     bucket_labels,
-    located,
-    location_holdings,
-    losses,
     money,
-    stock_value,
-    turnover,
-    unit_costs,
     unit_money,
 )
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
-
-# How the rows of each shard of a report are put together (``server.reports.shards``), in
-# the order the report lists them.
-BY_SITE_AND_SKU: Final[Combine[Any]] = concatenated(lambda row: (row.site, row.sku))
-UNIT_COST_SHARDS: Final[Combine[UnitCost]] = concatenated(lambda row: (row.item_id, row.site))
-STOCK_VALUE_SHARDS: Final[dict[StockValueGroup, Combine[StockValueRow]]] = {
-    "item": BY_SITE_AND_SKU,
-    "category": added(
-        lambda row: (row.site, row.category),
-        ("on_hand", "value", "unvalued"),
-        lambda row: (row.site, row.category or ""),
-    ),
-}
-SHIPPED_SHARDS: Final[Combine[ItemShipped]] = concatenated(lambda row: row.item_id)
-LOSS_SHARDS: Final[Combine[LossRow]] = added(
-    lambda row: (row.reason, row.site, row.sku),
-    ("quantity", "value"),
-    lambda row: (-row.value, row.reason or "", row.site or "", row.sku or ""),
-)
 
 MAX_AGE_BUCKETS: Final = 12
 MAX_AGE_DAYS: Final = 36600
@@ -144,26 +119,7 @@ async def get_stock_value(
     and item, or per site and category."""
     scope = item_filter.scope(principal)
     moment = bounded(as_of, "as_of") or datetime.now(UTC)
-    if group_by == "location":
-        # The unit costs from the books, split by item among processes, while what each
-        # location held is summed for every item on a connection of its own.
-        async with context.store.read("summing stock by location") as conn:
-            summing = asyncio.create_task(location_holdings(conn, moment, scope))
-            try:
-                costs = await context.reports.rows(
-                    "reporting stock value", unit_costs, (moment, method), scope, UNIT_COST_SHARDS
-                )
-            finally:
-                held, infos = await summing
-        rows = located(held, infos, costs, scope)
-    else:
-        rows = await context.reports.rows(
-            "reporting stock value",
-            stock_value,
-            (moment, method, group_by),
-            scope,
-            STOCK_VALUE_SHARDS[group_by],
-        )
+    rows = await stock_value_report(context.store, context.reports, moment, method, group_by, scope)
     items = [
         copied(StockValueItem, row, unit_cost=unit_money(row.unit_cost), value=money(row.value))
         for row in rows
@@ -226,9 +182,7 @@ async def get_turnover(
     and days of supply."""
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    rows = await context.reports.rows(
-        "reporting turnover", turnover, (start, end, method), scope, BY_SITE_AND_SKU, side=True
-    )
+    rows = await turnover_report(context.reports, start, end, method, scope)
     items = [
         copied(
             TurnoverItem,
@@ -318,9 +272,7 @@ async def get_aging(
     scope = item_filter.scope(principal)
     limits = _age_limits(buckets)
     moment = bounded(as_of, "as_of") or datetime.now(UTC)
-    rows = await context.reports.rows(
-        "reporting stock aging", aging, (moment, limits), scope, BY_SITE_AND_SKU
-    )
+    rows = await aging_report(context.reports, moment, limits, scope)
     labels = bucket_labels(limits)
     items = [
         copied(
@@ -410,18 +362,19 @@ async def get_abc_xyz(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "x_cv must be below y_cv")
     scope = ItemFilter(site=site, category=category).scope(principal)
     start, end = window.bounds(DEFAULT_DEMAND_PERIOD, MAX_PERIOD)
-    # The value shipped from the books, split by item among processes, while the demand per
-    # period is summed on a connection of its own (one range of the ledger's time).
-    async with context.store.read("summing demand for ABC/XYZ") as conn:
-        summing = asyncio.create_task(demand(conn, start, end, per, scope))
-        try:
-            totals = await context.reports.rows(
-                "reporting ABC/XYZ", shipped_values, (start, end, method), scope, SHIPPED_SHARDS
-            )
-        finally:
-            shipped = await summing
-    _, periods = periods_of(start, end, per)
-    rows = ranked(totals, shipped, periods, a_share=a_share, b_share=b_share, x_cv=x_cv, y_cv=y_cv)
+    rows, periods = await abc_xyz_report(
+        context.store,
+        context.reports,
+        start,
+        end,
+        method,
+        scope,
+        per,
+        a_share=a_share,
+        b_share=b_share,
+        x_cv=x_cv,
+        y_cv=y_cv,
+    )
     items = [
         copied(AbcXyzItem, row, shipped_value=money(row.shipped_value), abc_xyz=row.abc + row.xyz)
         for row in rows
@@ -499,9 +452,7 @@ async def get_losses(
     groups = _loss_groups(group_by)
     scope = item_filter.scope(principal)
     start, end = window.bounds(DEFAULT_PERIOD, MAX_PERIOD)
-    rows = await context.reports.rows(
-        "reporting losses", losses, (start, end, method, groups), scope, LOSS_SHARDS, side=True
-    )
+    rows = await losses_report(context.reports, start, end, method, groups, scope)
     items = [copied(LossItem, row, value=money(row.value)) for row in rows]
     report = LossReport(
         since=start,
