@@ -150,7 +150,7 @@ class ReportPool:
 
 class ReportShards:
     """Runs a report over every item it covers, split among this process and ``pool``'s
-    workers (without a pool, or with a scope that names items: here alone)."""
+    workers (without a pool, or for a scope that names one SKU: here alone)."""
 
     def __init__(self, store: Store, pool: ReportPool | None = None) -> None:
         self._store = store

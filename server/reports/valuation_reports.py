@@ -1,5 +1,6 @@
-"""Reports on the books (``server.reports.valuation``): stock value, turnover, aging, ABC/XYZ,
-losses.
+"""Reports on the books (``server.reports.valuation``): stock value, turnover, aging, losses
+(ABC/XYZ is ``server.reports.abc_xyz``), each computed for the items of a ``Scope``, which
+may be one shard of them (``server.reports.shards``).
 
 Every report reads the books of the items it covers as of its start and end
 (``server.reports.book_reads``: the books kept at the checkpoint before each, and the ledger
