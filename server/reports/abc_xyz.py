@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.reports.book_reads import period_books, shipped_per_period
+from server.reports.book_reads import period_books, period_count, shipped_per_period
 from server.reports.valuation import ZERO, Method
 from server.reports.valuation_reports import DemandPeriod, Scope, scope_items
 
@@ -61,7 +61,7 @@ Demand = dict[int, dict[int, int]]
 
 def periods_of(since: datetime, until: datetime, per: DemandPeriod) -> tuple[timedelta, int]:
     step = timedelta(days=1 if per == "day" else 7)
-    return step, max(1, math.ceil((until - since) / step))
+    return step, period_count(since, until, step)
 
 
 def _sites(scope: Scope) -> list[frozenset[str]]:

@@ -163,6 +163,11 @@ def _next_midnight(moment: datetime) -> datetime:
     return day if day == moment else day + timedelta(days=1)
 
 
+def period_count(since: datetime, until: datetime, step: timedelta) -> int:
+    """Periods of ``step`` from ``since`` to ``until``, a last partial one counted whole."""
+    return max(1, math.ceil((until - since) / step))
+
+
 def _period_index(since: datetime, periods: int, step: timedelta) -> sa.ColumnElement[int]:
     """The period (of ``step``, from ``since``; the last of ``periods`` takes the rest) a
     ledger row's UTC day falls in, as ``min(periods - 1, int((day - since) / step))``:
@@ -206,7 +211,7 @@ async def shipped_per_period(
     site in each of ``sites`` only. Summed in SQL: a quarter's shipments are hundreds of
     thousands of rows at ten million ledger rows, their sums per week a few per item."""
     row = ledger.c
-    periods = max(1, math.ceil((until - since) / step))
+    periods = period_count(since, until, step)
     period = _period_index(since, periods, step).label("period")
     query = (
         sa.select(row.item_id, period, sa.func.sum(row.quantity))

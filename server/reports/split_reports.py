@@ -7,12 +7,20 @@ held, the demand per period) runs beside the shards on a connection of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from server.reports.abc_xyz import AbcXyzRow, ItemShipped, demand, periods_of, ranked
-from server.reports.abc_xyz import shipped_values as shipped_values_of
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.reports.abc_xyz import (
+    AbcXyzRow,
+    ItemShipped,
+    demand,
+    periods_of,
+    ranked,
+    shipped_values,
+)
 from server.reports.shards import Combine, ReportShards, added, concatenated
 from server.reports.valuation import Method
 from server.reports.valuation_reports import (
@@ -34,6 +42,27 @@ from server.reports.valuation_reports import (
     unit_costs,
 )
 from server.store.database import Store
+
+Split = TypeVar("Split")
+Whole = TypeVar("Whole")
+
+
+async def _beside(
+    store: Store,
+    split: Coroutine[Any, Any, Split],
+    whole: Callable[[AsyncConnection], Coroutine[Any, Any, Whole]],
+) -> tuple[Split, Whole]:
+    """``split`` (a report's shards) and, at the same time on a read connection of its
+    own, ``whole`` (a sum in SQL for every item at once). Their errors come as they are
+    (not in an ``ExceptionGroup``), so the API's handlers answer them."""
+    async with store.read("summing beside the shards") as conn:
+        summing = asyncio.create_task(whole(conn))
+        try:
+            rows = await split
+        finally:
+            summed = await summing
+    return rows, summed
+
 
 BY_SITE_AND_SKU: Final[Combine[Any]] = concatenated(lambda row: (row.site, row.sku))
 UNIT_COSTS: Final[Combine[UnitCost]] = concatenated(lambda row: (row.item_id, row.site))
@@ -66,12 +95,11 @@ async def stock_value_report(
     if group_by != "location":
         args = (as_of, method, group_by)
         return await shards.rows(doing, stock_value, args, scope, STOCK_VALUES[group_by])
-    async with store.read("summing stock by location") as conn:
-        summing = asyncio.create_task(location_holdings(conn, as_of, scope))
-        try:
-            costs = await shards.rows(doing, unit_costs, (as_of, method), scope, UNIT_COSTS)
-        finally:
-            held, infos = await summing
+    costs, (held, infos) = await _beside(
+        store,
+        shards.rows(doing, unit_costs, (as_of, method), scope, UNIT_COSTS),
+        lambda conn: location_holdings(conn, as_of, scope),
+    )
     return located(held, infos, costs, scope)
 
 
@@ -103,14 +131,11 @@ async def abc_xyz_report(
 ) -> tuple[list[AbcXyzRow], int]:
     """``abc_xyz.abc_xyz`` (``limits``: its shares and CV limits), split; and its number of
     periods."""
-    async with store.read("summing demand for ABC/XYZ") as conn:
-        summing = asyncio.create_task(demand(conn, since, until, per, scope))
-        try:
-            totals = await shards.rows(
-                "reporting ABC/XYZ", shipped_values_of, (since, until, method), scope, SHIPPED
-            )
-        finally:
-            shipped = await summing
+    totals, shipped = await _beside(
+        store,
+        shards.rows("reporting ABC/XYZ", shipped_values, (since, until, method), scope, SHIPPED),
+        lambda conn: demand(conn, since, until, per, scope),
+    )
     _, periods = periods_of(since, until, per)
     return ranked(totals, shipped, periods, **limits), periods
 
