@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator
@@ -335,26 +334,6 @@ class Server:
             await feed.close()
             await serving
             raise
-
-
-GC_YOUNG_THRESHOLD = 50_000
-"""Allocations between young-generation collections in a server process (Python's is 700)."""
-
-
-def tune_gc() -> None:
-    """Set up the garbage collector of a process that runs the server and nothing else.
-
-    Ingest allocates many short-lived objects per event (validated models, rows, rule
-    outcomes) while the process holds a large, stable heap (modules, SQLAlchemy's
-    metadata, caches). With Python's defaults the collector keeps rescanning that heap:
-    it took about a quarter of the ingest loop's CPU in the ``server.events_per_s``
-    workload. Freezing what start-up built and collecting the young generation less
-    often cut the loop's CPU per event by 20-30 % (bench/, in-process). Cycles are still
-    collected; memory stays bounded by the thresholds.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
 
 
 async def run_server(

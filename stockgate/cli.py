@@ -166,7 +166,8 @@ def server(
     if config is None:
         typer.echo("error: --config FILE is required", err=True)
         raise typer.Exit(2)
-    from server.app import run_server, tune_gc
+    from server.app import run_server
+    from server.collector import tune_gc
 
     settings = _server_settings(config, log_level)
     tune_gc()

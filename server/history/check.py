@@ -15,7 +15,7 @@ to the newest row; a running server's follower goes on from there.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -354,10 +354,18 @@ def _movement_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
             )
     names = ["period", "bucket", "location", "side", "read_point", "item_id", "kind", "site"]
     rows = sa.union_all(*parts).subquery("rollups")
-    key = [rows.c[index] for index in range(7)]
     return sa.insert(history_movements).from_select(
-        [*names, "count", "quantity"], sa.select(rows).order_by(*key)
+        [*names, "count", "quantity"],
+        sa.select(rows).order_by(*_key_of(history_movements, rows, names)),
     )
+
+
+def _key_of(
+    table: sa.Table, rows: sa.Subquery, names: Sequence[str]
+) -> list[sa.ColumnElement[Any]]:
+    """The columns of ``rows`` (named by position in ``names``) that make ``table``'s key, in
+    its order: rows inserted in that order go to the end of the table's B-tree."""
+    return [rows.c[names.index(column.name)] for column in table.primary_key]
 
 
 def _stock_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
@@ -389,11 +397,16 @@ def _stock_rollups(conn: AsyncConnection, upto: int) -> sa.Insert:
 def _place_rollups() -> sa.Insert:
     fine = history_movements.c
     keys = [fine[name] for name in PLACE_KEYS]
-    return sa.insert(history_place_movements).from_select(
-        [*PLACE_KEYS, "site", "count", "quantity"],
+    names = [*PLACE_KEYS, "site", "count", "quantity"]
+    sums = (
         sa.select(
             *keys, sa.func.min(fine.site), sa.func.sum(fine.count), sa.func.sum(fine.quantity)
-        ).group_by(*keys),
+        )
+        .group_by(*keys)
+        .subquery("places")
+    )
+    return sa.insert(history_place_movements).from_select(
+        names, sa.select(sums).order_by(*_key_of(history_place_movements, sums, names))
     )
 
 

@@ -38,6 +38,7 @@ from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 
+from server.collector import tune_gc
 from server.config.settings import DatabaseSettings
 from server.reports.gc_pause import collector_paused
 from server.reports.valuation_reports import Scope
@@ -64,9 +65,13 @@ _worker: tuple[asyncio.AbstractEventLoop, Store] | None = None
 
 def _open(database: DatabaseSettings) -> None:
     global _worker
+    # What the shards run, imported now, so that the heap frozen below holds it.
+    import server.reports.split_reports  # noqa: F401
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     _worker = (loop, Store.open(database))
+    tune_gc()
 
 
 def _ready() -> bool:

@@ -3,8 +3,9 @@
 A page over a site's hours grouped by location and kind must come out of
 ``ix_history_place_movements_site`` in the order it is served: no temporary B-tree for the
 grouping or the order, so SQLite stops after the rows of one page instead of reading and
-sorting every row of the window (revision 0019). A dock's page must be found through
-``ix_history_place_movements_read_point``.
+sorting every row of the window (revision 0019). A dock's page and an item's page must be
+read from their tables' keys, which start with the read point and the item (revision 0021:
+their rows are next to each other in the file).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ async def test_the_next_site_page_is_read_in_page_order_too(store: Store) -> Non
     _read_in_order(await _plan(store, SITE_WEEK, after), "ix_history_place_movements_site")
 
 
-async def test_a_dock_page_is_found_through_the_read_point_index(store: Store) -> None:
+async def test_a_dock_page_is_read_from_the_place_rollup_by_its_key(store: Store) -> None:
     query = MovementHistoryQuery(
         period="hour",
         since=WEEK_START,
@@ -76,4 +77,19 @@ async def test_a_dock_page_is_found_through_the_read_point_index(store: Store) -
         kind="receipt",
         side="in",
     )
-    _read_in_order(await _plan(store, query), "ix_history_place_movements_read_point")
+    plan = await _plan(store, query)
+    _read_in_order(plan, "history_place_movements USING PRIMARY KEY (period=? AND read_point=?")
+
+
+async def test_an_item_page_is_read_from_the_item_rollup_by_its_key(store: Store) -> None:
+    query = MovementHistoryQuery(
+        period="day",
+        since=WEEK_START - timedelta(days=83),
+        until=WEEK_END,
+        group_by=("site",),
+        sku="SKU-1",
+    )
+    plan = await _plan(store, query)
+    assert any(
+        "history_movements USING PRIMARY KEY (period=? AND item_id=?" in step for step in plan
+    ), plan

@@ -1,0 +1,28 @@
+"""The garbage collector of a server's processes (the API's and the report workers').
+
+A server process allocates many short-lived objects per event and per report (validated
+models, rows, rule outcomes, books) while it holds a large, stable heap (modules,
+SQLAlchemy's metadata, caches). With Python's defaults the collector keeps rescanning that
+heap: it took about a quarter of the ingest loop's CPU in the ``server.events_per_s``
+workload, and a full collection in a report worker took 50-60 ms at 10 million ledger rows.
+"""
+
+from __future__ import annotations
+
+import gc
+
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between young-generation collections in a server process (Python's is 700)."""
+
+
+def tune_gc() -> None:
+    """Set up the garbage collector of a process that runs the server (or its report
+    worker) and nothing else, once start-up has imported what it needs.
+
+    Freezing what start-up built and collecting the young generation less often cut the
+    ingest loop's CPU per event by 20-30 % (bench/, in-process). Cycles are still
+    collected; memory stays bounded by the thresholds.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)

@@ -1,0 +1,146 @@
+"""The movement rollups stored in the order their pages are read.
+
+Revision ID: 0021
+Revises: 0020
+Create Date: 2026-12-07
+
+``history_movements`` is keyed by (period, item_id, bucket, location, side, read_point,
+kind) and ``history_place_movements`` by (period, read_point, bucket, kind, side,
+location): the item's, and the read point's, buckets first. On SQLite both become WITHOUT
+ROWID tables, whose rows are stored in the order of that key: an item's 90 days (some 270
+rows at 10,000,000 ledger rows) or a dock's week of hours are then a few neighbouring pages
+of the file instead of as many pages as rows, scattered in the order the follower first
+wrote them (each a disk read when the page is not in the OS's cache: 30-100 ms per page of
+history at the benchmark's size). The index by item and the place rollup's index by read
+point are dropped (the key does their work), and each table gets an index by bucket
+(period, bucket) for queries over every item or place, which the old key served; so the
+follower's upserts keep one B-tree fewer up to date per table on SQLite (no separate key
+index), as many on PostgreSQL.
+
+SQLite cannot change a table's key or rowid in place: each table is copied, in the new
+key's order, into a new one that takes its name. At the benchmark's size (27 million and
+12 million rollup rows) that takes minutes, once, as the server starts after the upgrade.
+PostgreSQL changes the key's constraint in place. Written out in full: a revision is
+frozen in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0021"
+down_revision: str | Sequence[str] | None = "0020"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+FINE = "history_movements"
+PLACE = "history_place_movements"
+FINE_COLUMNS = (
+    "period",
+    "bucket",
+    "location",
+    "side",
+    "read_point",
+    "item_id",
+    "kind",
+    "site",
+    "count",
+    "quantity",
+)
+PLACE_COLUMNS = tuple(name for name in FINE_COLUMNS if name != "item_id")
+FINE_KEY = ("period", "item_id", "bucket", "location", "side", "read_point", "kind")
+PLACE_KEY = ("period", "read_point", "bucket", "kind", "side", "location")
+OLD_FINE_KEY = ("period", "bucket", "location", "side", "read_point", "item_id", "kind")
+OLD_PLACE_KEY = ("period", "bucket", "location", "side", "read_point", "kind")
+
+
+def _columns(item: bool) -> list[sa.Column[object]]:
+    location = sa.String(128).with_variant(sa.String(128, collation="C"), "postgresql")
+    columns: list[sa.Column[object]] = [
+        sa.Column("period", sa.String(4), nullable=False),
+        sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("location", location, nullable=False),
+        sa.Column("side", sa.String(3), nullable=False),
+        sa.Column("read_point", sa.String(256), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("site", sa.String(64), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("quantity", sa.BigInteger(), nullable=False),
+    ]
+    if item:
+        item_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+        columns.insert(5, sa.Column("item_id", item_id, nullable=False))
+    return columns
+
+
+def _copy(table: str, columns: Sequence[str], key: Sequence[str], rowid: bool) -> None:
+    """SQLite: ``table`` made again with ``key`` (and a rowid or not), its rows copied in
+    the key's order; its indexes go with the old table."""
+    new = f"{table}_0021"
+    op.create_table(
+        new,
+        *_columns("item_id" in columns),
+        sa.PrimaryKeyConstraint(*key, name=f"pk_{table}"),
+        sa.CheckConstraint("period IN ('hour', 'day')", name=f"ck_{table}_period_known"),
+        sa.CheckConstraint("side IN ('in', 'out')", name=f"ck_{table}_side_known"),
+        sqlite_with_rowid=rowid,
+    )
+    source = sa.table(table, *(sa.column(name) for name in columns))
+    ordered = sa.select(*source.c).order_by(*(source.c[name] for name in key))
+    target = sa.table(new, *(sa.column(name) for name in columns))
+    op.execute(sa.insert(target).from_select(list(columns), ordered))
+    op.drop_table(table)
+    op.rename_table(new, table)
+
+
+def _rekey(table: str, key: Sequence[str]) -> None:
+    """PostgreSQL: ``table``'s key constraint made again over ``key``."""
+    op.drop_constraint(f"pk_{table}", table, type_="primary")
+    op.create_primary_key(f"pk_{table}", table, list(key))
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _copy(FINE, FINE_COLUMNS, FINE_KEY, rowid=False)
+        _copy(PLACE, PLACE_COLUMNS, PLACE_KEY, rowid=False)
+        op.create_index("ix_history_movements_site", FINE, ["period", "site", "bucket"])
+        op.create_index("ix_history_movements_read_point", FINE, ["period", "read_point", "bucket"])
+        op.create_index(
+            "ix_history_place_movements_site",
+            PLACE,
+            ["period", "site", "bucket", "side", "location", "kind"],
+        )
+    else:
+        op.drop_index("ix_history_movements_item", table_name=FINE)
+        op.drop_index("ix_history_place_movements_read_point", table_name=PLACE)
+        _rekey(FINE, FINE_KEY)
+        _rekey(PLACE, PLACE_KEY)
+    op.create_index("ix_history_movements_bucket", FINE, ["period", "bucket"])
+    op.create_index("ix_history_place_movements_bucket", PLACE, ["period", "bucket"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_history_movements_bucket", table_name=FINE)
+    op.drop_index("ix_history_place_movements_bucket", table_name=PLACE)
+    if op.get_bind().dialect.name == "sqlite":
+        _copy(FINE, FINE_COLUMNS, OLD_FINE_KEY, rowid=True)
+        _copy(PLACE, PLACE_COLUMNS, OLD_PLACE_KEY, rowid=True)
+        op.create_index("ix_history_movements_site", FINE, ["period", "site", "bucket"])
+        op.create_index("ix_history_movements_read_point", FINE, ["period", "read_point", "bucket"])
+        op.create_index(
+            "ix_history_place_movements_site",
+            PLACE,
+            ["period", "site", "bucket", "side", "location", "kind"],
+        )
+    else:
+        _rekey(FINE, OLD_FINE_KEY)
+        _rekey(PLACE, OLD_PLACE_KEY)
+    op.create_index("ix_history_movements_item", FINE, ["period", "item_id", "bucket"])
+    op.create_index(
+        "ix_history_place_movements_read_point",
+        PLACE,
+        ["period", "read_point", "bucket", "kind", "side"],
+    )
