@@ -234,3 +234,64 @@ def test_a_naive_timestamp_is_refused_on_the_fast_path_too() -> None:
     assert fast is not None
     with pytest.raises(ValueError, match="naive"):
         fast(datetime(2024, 11, 25, 8, 0))
+
+
+async def test_rollups_keep_their_rows_when_rekeyed(fresh_store: Store) -> None:
+    # Revision 0021 makes the movement rollups again with a new key (SQLite: copies them
+    # into WITHOUT ROWID tables); what they held before must come through whole.
+    await fresh_store.migrate("0020")
+    bucket = datetime(2024, 3, 4, 5, tzinfo=UTC)
+    fine = [
+        {
+            "period": period,
+            "bucket": bucket + timedelta(hours=hour),
+            "location": location,
+            "side": side,
+            "read_point": read_point,
+            "item_id": item,
+            "kind": "receipt",
+            "site": "wh1",
+            "count": hour + item,
+            "quantity": 10 * hour + item,
+        }
+        for period in ("hour", "day")
+        for hour in range(3)
+        for location, read_point in (("wh1.dock", "wh1.dock.1"), ("wh1.a01", ""))
+        for side in ("in", "out")
+        for item in (1, 2)
+    ]
+    place_columns = [key for key in fine[0] if key != "item_id"]
+    places: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in fine:
+        entry = places.setdefault(
+            tuple(row[name] for name in place_columns[:6]),
+            {**{name: row[name] for name in place_columns}, "count": 0, "quantity": 0},
+        )
+        entry["count"] += row["count"]
+        entry["quantity"] += row["quantity"]
+    fine_table = sa.table("history_movements", *(sa.column(key) for key in fine[0]))
+    place_table = sa.table("history_place_movements", *(sa.column(key) for key in place_columns))
+    async with fresh_store.engine.begin() as conn:
+        await conn.execute(sa.insert(fine_table), fine)
+        await conn.execute(sa.insert(place_table), list(places.values()))
+
+    async def rows(table: sa.TableClause) -> list[tuple[Any, ...]]:
+        async with fresh_store.engine.connect() as conn:
+            found = await conn.execute(sa.select(table))
+            return sorted(tuple(str(value) for value in row) for row in found)
+
+    before = (await rows(fine_table), await rows(place_table))
+    await fresh_store.migrate()
+    assert (await rows(fine_table), await rows(place_table)) == before
+    assert len(before[0]) == len(fine)
+    assert len(before[1]) == len(places)
+    async with fresh_store.engine.connect() as conn:
+        assert await conn.run_sync(_schema_diff) == []
+        if fresh_store.dialect == "sqlite":
+            sql = await conn.scalar(
+                sa.text(
+                    "SELECT group_concat(sql, ';') FROM sqlite_master WHERE name IN "
+                    "('history_movements', 'history_place_movements')"
+                )
+            )
+            assert str(sql).count("WITHOUT ROWID") == 2
