@@ -4,8 +4,8 @@ A page over a site's hours grouped by location and kind must come out of
 ``ix_history_place_movements_site`` in the order it is served: no temporary B-tree for the
 grouping or the order, so SQLite stops after the rows of one page instead of reading and
 sorting every row of the window (revision 0019). A dock's page and an item's page must be
-read from their tables' keys, which start with the read point and the item (revision 0021:
-their rows are next to each other in the file).
+read from their tables' keys, which start with the read point (then kind and side) and the
+item (revision 0021: their rows are next to each other in the file).
 """
 
 from __future__ import annotations
@@ -78,7 +78,11 @@ async def test_a_dock_page_is_read_from_the_place_rollup_by_its_key(store: Store
         side="in",
     )
     plan = await _plan(store, query)
-    _read_in_order(plan, "history_place_movements USING PRIMARY KEY (period=? AND read_point=?")
+    _read_in_order(
+        plan,
+        "history_place_movements USING PRIMARY KEY "
+        "(period=? AND read_point=? AND kind=? AND side=? AND bucket>? AND bucket<?)",
+    )
 
 
 async def test_an_item_page_is_read_from_the_item_rollup_by_its_key(store: Store) -> None:

@@ -106,9 +106,10 @@ history_place_movements = sa.Table(
     sa.Column("site", sa.String(64), nullable=False),
     sa.Column("count", sa.BigInteger(), nullable=False),
     sa.Column("quantity", sa.BigInteger(), nullable=False),
-    # Revision 0021: keyed by read point first (SQLite: WITHOUT ROWID), so a dock's hours
-    # are next to each other on disk; the buckets of every place through their own index.
-    sa.PrimaryKeyConstraint("period", "read_point", "bucket", "kind", "side", "location"),
+    # Revision 0021: keyed by read point, kind and side first (SQLite: WITHOUT ROWID), so a
+    # dock's receipts per hour are next to each other on disk, in the order of the page; the
+    # buckets of every place through their own index.
+    sa.PrimaryKeyConstraint("period", "read_point", "kind", "side", "bucket", "location"),
     sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
     sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
     # Revision 0019: the page's keys after the bucket, so a page over a site grouped by

@@ -5,13 +5,14 @@ Revises: 0020
 Create Date: 2026-12-07
 
 ``history_movements`` is keyed by (period, item_id, bucket, location, side, read_point,
-kind) and ``history_place_movements`` by (period, read_point, bucket, kind, side,
-location): the item's, and the read point's, buckets first. On SQLite both become WITHOUT
-ROWID tables, whose rows are stored in the order of that key: an item's 90 days (some 270
-rows at 10,000,000 ledger rows) or a dock's week of hours are then a few neighbouring pages
-of the file instead of as many pages as rows, scattered in the order the follower first
-wrote them (each a disk read when the page is not in the OS's cache: 30-100 ms per page of
-history at the benchmark's size). The index by item and the place rollup's index by read
+kind) and ``history_place_movements`` by (period, read_point, kind, side, bucket,
+location): an item's buckets, and a read point's buckets of one kind and side, first. On
+SQLite both become WITHOUT ROWID tables, whose rows are stored in the order of that key:
+an item's 90 days (some 270 rows at 10,000,000 ledger rows) or a dock's receipts per hour
+over a week are then a few neighbouring pages of the file instead of as many pages as
+rows, scattered in the order the follower first wrote them (each a disk read when the page
+is not in the OS's cache: pages of history took 30-100 ms at the benchmark's size when
+they were not). The index by item and the place rollup's index by read
 point are dropped (the key does their work), and each table gets an index by bucket
 (period, bucket) for queries over every item or place, which the old key served; so the
 follower's upserts keep one B-tree fewer up to date per table on SQLite (no separate key
@@ -52,7 +53,7 @@ FINE_COLUMNS = (
 )
 PLACE_COLUMNS = tuple(name for name in FINE_COLUMNS if name != "item_id")
 FINE_KEY = ("period", "item_id", "bucket", "location", "side", "read_point", "kind")
-PLACE_KEY = ("period", "read_point", "bucket", "kind", "side", "location")
+PLACE_KEY = ("period", "read_point", "kind", "side", "bucket", "location")
 OLD_FINE_KEY = ("period", "bucket", "location", "side", "read_point", "item_id", "kind")
 OLD_PLACE_KEY = ("period", "bucket", "location", "side", "read_point", "kind")
 
