@@ -88,9 +88,11 @@ history_movements = sa.Table(
     ),
     sa.CheckConstraint("period IN ('hour', 'day')", name="period_known"),
     sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
-    sa.Index("ix_history_movements_site", "period", "site", "bucket"),
-    sa.Index("ix_history_movements_read_point", "period", "read_point", "bucket"),
-    sa.Index("ix_history_movements_bucket", "period", "bucket"),
+    sa.Index("ix_history_movements_site", "period", "site", "bucket", "count", "quantity"),
+    sa.Index(
+        "ix_history_movements_read_point", "period", "read_point", "bucket", "count", "quantity"
+    ),
+    sa.Index("ix_history_movements_bucket", "period", "bucket", "site", "count", "quantity"),
     sqlite_with_rowid=False,
 )
 
@@ -115,9 +117,17 @@ history_place_movements = sa.Table(
     # Revision 0019: the page's keys after the bucket, so a page over a site grouped by
     # location and kind is read in the order it is served (no sort, no rows past the page).
     sa.Index(
-        "ix_history_place_movements_site", "period", "site", "bucket", "side", "location", "kind"
+        "ix_history_place_movements_site",
+        "period",
+        "site",
+        "bucket",
+        "side",
+        "location",
+        "kind",
+        "count",
+        "quantity",
     ),
-    sa.Index("ix_history_place_movements_bucket", "period", "bucket"),
+    sa.Index("ix_history_place_movements_bucket", "period", "bucket", "site", "count", "quantity"),
     sqlite_with_rowid=False,
 )
 
