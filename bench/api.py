@@ -9,9 +9,9 @@ shuffled order, after a short untimed warm-up; latency is from sending the reque
 having read the whole response, on the client (whose garbage collector runs between
 requests, not while one is timed). The database file was just written, so the OS's page
 cache holds what fits of it, as on a server that has been running (at 10 million ledger
-rows the history group's file, 22 GB, is nearly the machine's memory: not all of it fits). The history
-endpoints and the reports are measured the same way by the ``history`` group
-(``bench.history.latency``).
+rows the history group's file, 22 GB, is nearly the machine's memory: not all of it
+fits). The history endpoints and the reports are measured the same way by the
+``history`` group (``bench.history.latency``).
 """
 
 from __future__ import annotations
