@@ -82,7 +82,9 @@ history_movements = sa.Table(
     # Revision 0021: keyed by item first, and on SQLite the key is the table (WITHOUT
     # ROWID), so an item's days are next to each other on disk (a page of an item's 90 days
     # read some 270 rows from as many places of the file, each a disk read when not in the
-    # OS's cache); the buckets of every item through their own index.
+    # OS's cache); the buckets of every item through their own index. Every index ends with
+    # the figures (and the one by bucket with the site), so it answers without the rows,
+    # which are not in time order: a lookup by key cost more than one by rowid did.
     sa.PrimaryKeyConstraint(
         "period", "item_id", "bucket", "location", "side", "read_point", "kind"
     ),
@@ -116,6 +118,7 @@ history_place_movements = sa.Table(
     sa.CheckConstraint("side IN ('in', 'out')", name="side_known"),
     # Revision 0019: the page's keys after the bucket, so a page over a site grouped by
     # location and kind is read in the order it is served (no sort, no rows past the page).
+    # Revision 0021: both indexes end with the figures, as in ``history_movements``.
     sa.Index(
         "ix_history_place_movements_site",
         "period",
