@@ -135,6 +135,9 @@ class _Measured:
     plans: list[dict[str, int]]
     """Per server process: its groups by where their plan was made
     (``stockgate_ingest_plans_total``: ahead and kept, replanned, in the transaction)."""
+    stages: list[dict[str, float]]
+    """Per server process: the share of the timed part each ingest stage was working
+    (``stockgate_ingest_stage_seconds_total``: check, plan, write)."""
     running: dict[str, float]
     """What ``while_running`` measured after the timed part, the servers still up."""
 
@@ -181,6 +184,7 @@ def _timed_ingest(
         ]
         asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
         pids = [process.pid for process in processes if process.pid is not None]
+        stages_before = [_stage_seconds(process.base_url) for process in processes]
         before = [thread_cpu_seconds(pid) for pid in pids]
         wall_before = time.perf_counter()
         with sample_waits() as waits:
@@ -189,7 +193,17 @@ def _timed_ingest(
         cpu = [
             _cpu_use(pid, cpu_before, wall) for pid, cpu_before in zip(pids, before, strict=True)
         ]
-        plans = [_plans(process.base_url) for process in processes]
+        plans = [
+            {key: int(value) for key, value in _counter(process.base_url, PLANS, "outcome").items()}
+            for process in processes
+        ]
+        stages = [
+            {
+                stage: round((seconds - earlier.get(stage, 0.0)) / wall, 3)
+                for stage, seconds in _stage_seconds(process.base_url).items()
+            }
+            for process, earlier in zip(processes, stages_before, strict=True)
+        ]
         running = while_running() if while_running is not None else {}
     flat = [batch for mine in timed for batch in mine]
     if run.acked != len(flat):
@@ -201,20 +215,29 @@ def _timed_ingest(
         cpu=cpu,
         waits=waits,
         plans=plans,
+        stages=stages,
         running=running,
     )
 
 
-def _plans(base_url: str) -> dict[str, int]:
-    """A server's ``stockgate_ingest_plans_total`` by outcome (warm-up included)."""
+PLANS: Final = "stockgate_ingest_plans"
+STAGES: Final = "stockgate_ingest_stage_seconds"
+
+
+def _counter(base_url: str, family_name: str, label: str) -> dict[str, float]:
+    """A server's counter ``family_name`` (total since start) by the value of ``label``."""
     text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
     return {
-        sample.labels["outcome"]: int(sample.value)
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(text)
-        if family.name == "stockgate_ingest_plans"
+        if family.name == family_name
         for sample in family.samples
         if sample.name.endswith("_total")
     }
+
+
+def _stage_seconds(base_url: str) -> dict[str, float]:
+    return _counter(base_url, STAGES, "stage")
 
 
 def _workload_detail(measured: _Measured) -> dict[str, object]:
@@ -263,7 +286,8 @@ def server_events(
             "with synchronous=FULL); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. The server process's CPU use over the timed part, per thread from "
-            "/proc, is in the details (cores)."
+            "/proc, is in the details (cores), with the share of the timed part each ingest "
+            "stage worked (stage_busy_share, from stockgate_ingest_stage_seconds_total)."
         ),
         target=Target(">=", EVENTS_TARGET),
         detail={
@@ -271,6 +295,7 @@ def server_events(
             "profile": str(profile_to) if profile_to is not None else None,
             **measured.cpu[0],
             "plans": measured.plans[0],
+            "stage_busy_share": measured.stages[0],
             **measured.running,
         },
     )
@@ -330,9 +355,10 @@ def pg_server_events(
             f"{workload_how(len(measured.timed))}: {shared} on the machine's PostgreSQL "
             "(synchronous_commit on); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
-            "were verified. Each server process's CPU use (cores, from /proc) and what the "
-            "database sessions waited on (pg_stat_activity sampled while timed) are in the "
-            "details."
+            "were verified. Each server process's CPU use (cores, from /proc), the share of "
+            "the timed part each of its ingest stages worked (stage_busy_share; write is summed "
+            "over its writers) and what the database sessions waited on (pg_stat_activity "
+            "sampled while timed) are in the details."
         ),
         detail={
             **detail,
@@ -341,6 +367,7 @@ def pg_server_events(
             "server_cpu_cores": [cpu["server_cpu_cores"] for cpu in measured.cpu],
             "event_loop_thread_cores": [cpu["event_loop_thread_cores"] for cpu in measured.cpu],
             "plans": measured.plans,
+            "stage_busy_share": measured.stages,
             "waits": measured.waits,
         },
     )

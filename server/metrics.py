@@ -18,6 +18,8 @@ DEAD_LETTER_KINDS = (
 )
 """Bounded label values of ``stockgate_dead_letters_total`` (never the free-text reason)."""
 BATCH_OUTCOMES = ("applied", "duplicate", "rejected", "failed")
+INGEST_STAGES = ("check", "plan", "write")
+"""Label values of ``stockgate_ingest_stage_seconds_total`` (``server.ingest.pipeline``)."""
 
 
 class Metrics:
@@ -52,6 +54,16 @@ class Metrics:
             "Groups of batches applied per site, by where their plan was made: ahead of the "
             "transaction and kept, ahead but made again in it, or in it from the start.",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.ingest_stage_seconds = Counter(
+            "stockgate_ingest_stage_seconds",
+            "Seconds ingest's stages were in progress, by stage: checking event messages "
+            "(rejected ones included), planning groups ahead, writing them (transaction, "
+            "commit and Acks; summed over the writers). Waits count (for the database, for "
+            "the event loop). A stage's increase over an interval, divided by the interval, "
+            "is how busy it was: near 1 (per writer), that stage bounds the events per second.",
+            ["stage"],
             registry=self.registry,
         )
         self.acks_failed = Counter(
@@ -134,6 +146,8 @@ class Metrics:
         )
         for kind in DEAD_LETTER_KINDS:
             self.dead_letters.labels(kind=kind)
+        for stage in INGEST_STAGES:
+            self.ingest_stage_seconds.labels(stage=stage)
         for outcome in BATCH_OUTCOMES:
             self.batches.labels(outcome=outcome)
 

@@ -193,8 +193,12 @@ class Ingestor:
                 return IngestResult("rejected", reason=err.reason)
             result = await self._reject(topic, payload, gateway, err)
         else:
-            return Prepared(topic, header, events, letters, time.perf_counter() - started)
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._metrics.ingest_stage_seconds.labels(stage="check").inc(seconds)
+            return Prepared(topic, header, events, letters, seconds)
+        seconds = time.perf_counter() - started
+        self._metrics.ingest_stage_seconds.labels(stage="check").inc(seconds)
+        self._metrics.batch_seconds.observe(seconds)
         self._metrics.batches.labels(outcome=result.outcome).inc()
         return result
 
@@ -210,8 +214,11 @@ class Ingestor:
         Returns:
             The plans, or None when the read failed (``apply`` then plans as usual).
         """
+        started = time.perf_counter()
         with self._at_work():
-            return await self._writer.plan(group, self._read_points)
+            ahead = await self._writer.plan(group, self._read_points)
+        self._metrics.ingest_stage_seconds.labels(stage="plan").inc(time.perf_counter() - started)
+        return ahead
 
     async def apply(
         self, group: Sequence[Prepared], ahead: Ahead | None = None
@@ -240,6 +247,7 @@ class Ingestor:
         with self._at_work():
             done = await self._writer.commit(parts, self._read_points, now)
             acked = await send_acks(self._publish, self._metrics, group, done)
+        self._metrics.ingest_stage_seconds.labels(stage="write").inc(time.perf_counter() - started)
         await self._relay_alerts(done)
         elapsed = time.perf_counter() - started
         results: list[IngestResult] = []

@@ -67,6 +67,10 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert figure.detail["server_cpu_cores"] == pytest.approx(
         figure.detail["event_loop_thread_cores"] + figure.detail["other_threads_cores"], abs=0.002
     )
+    # Each ingest stage worked on the timed batches (server.metrics, ingest_stage_seconds).
+    shares = figure.detail["stage_busy_share"]
+    assert set(shares) == {"check", "plan", "write"}
+    assert all(share > 0 for share in shares.values())
     assert len(payloads) == GATEWAYS
     raw = broker_raw(mosquitto.host, mosquitto.port, payloads, tmp_path)
     assert raw.key == "broker.raw_msgs_per_s"
