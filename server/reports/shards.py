@@ -17,7 +17,8 @@ connections of ``Store.read_pair`` could before. A worker's rows cross to this p
 tuples of their fields (rows of frozen dataclasses pickled whole cost several times more:
 ``Decimal``'s and the dataclasses' own reductions). A worker that dies (killed, out of
 memory) is replaced and its shard computed here; a request that ends early leaves its
-workers' shards to finish and be dropped.
+workers' shards to finish and be dropped. A server that is killed leaves no worker behind:
+each ends itself within ``PARENT_CHECK_S`` of its server's end.
 
 Bounds. A shard lists its items to the database (``IN``), so a catalogue of more than
 ``MAX_SHARD_ITEMS`` items per shard is reported by this process alone (PostgreSQL takes at
@@ -31,6 +32,9 @@ import dataclasses
 import logging
 import multiprocessing
 import operator
+import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 MAX_SHARD_ITEMS: Final = 20_000
 """Items a shard may list to the database; more items than this per shard: no split."""
+PARENT_CHECK_S: Final = 0.5
+"""How often a worker looks whether the server that started it is still there."""
 
 Row = TypeVar("Row")
 Report = Callable[..., Awaitable[list[Any]]]
@@ -65,6 +71,11 @@ _worker: tuple[asyncio.AbstractEventLoop, Store] | None = None
 
 def _open(database: DatabaseSettings) -> None:
     global _worker
+    # A server killed (kill -9, the OOM killer) cannot tell its workers to stop, and they
+    # would wait for shards forever, holding their memory and database connections.
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="report-worker-parent", daemon=True
+    ).start()
     # What the shards run, imported now, so that the heap frozen below holds it.
     import server.reports.abc_xyz  # noqa: F401 (and the valuation reports it builds on)
 
@@ -72,6 +83,14 @@ def _open(database: DatabaseSettings) -> None:
     asyncio.set_event_loop(loop)
     _worker = (loop, Store.open(database))
     tune_gc()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once ``parent`` (the server) is gone: the worker is then another
+    process's child."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _ready() -> bool:

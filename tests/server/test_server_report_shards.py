@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +19,7 @@ import pytest
 from server.api.factory import create_app
 from server.config.settings import ServerSettings
 from server.history.check import rebuild_history
-from server.reports.shards import ReportPool
+from server.reports.shards import PARENT_CHECK_S, ReportPool
 from server.store.database import Store
 from tests.server.server_helpers import VIEWER_KEY
 from tests.server.test_server_book_checkpoints import _fill
@@ -99,3 +103,46 @@ async def test_a_worker_that_died_is_replaced_and_its_share_computed_here(
     assert await _answers(filled, settings, pool) == alone
     # The first request found the pool broken; the rest went to the new worker.
     assert pool.computed == len(REQUESTS) - 2
+
+
+SERVER_WITH_A_POOL = """
+import sys, time
+from server.config.settings import DatabaseSettings
+from server.reports.shards import ReportPool, _ready
+
+pool = ReportPool(DatabaseSettings(url=sys.argv[1]), 1)
+assert pool._executor.submit(_ready).result(timeout=60)
+print(" ".join(str(pid) for pid in pool._executor._processes), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_report_workers_end_when_their_server_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'reports.db'}"
+    with subprocess.Popen(
+        [sys.executable, "-c", SERVER_WITH_A_POOL, url], stdout=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            workers = [int(pid) for pid in server.stdout.readline().split()]
+            assert len(workers) == 1
+            # While the server runs, its worker waits for shards.
+            time.sleep(4 * PARENT_CHECK_S)
+            assert all(_alive(pid) for pid in workers)
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=10)
+            deadline = time.monotonic() + 10 * PARENT_CHECK_S + 5
+            while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(_alive(pid) for pid in workers)
+        finally:
+            if server.poll() is None:
+                server.kill()
