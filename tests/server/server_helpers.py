@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import Counter
 
 from plumbing.settings import load
 from server.config.settings import ServerSettings
@@ -233,3 +234,13 @@ async def balance_rows_held(store: Store, location: str) -> AsyncIterator[None]:
             yield
         finally:
             await other.rollback()
+
+
+def counter_totals(counter: Counter, label: str) -> dict[str, float]:
+    """A labelled counter's totals (``server.metrics``) by the value of ``label``."""
+    return {
+        sample.labels[label]: sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }

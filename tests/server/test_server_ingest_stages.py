@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import time
 
-from server_helpers import Batches, checked, sgtin
+from server_helpers import Batches, checked, counter_totals, sgtin
 
 from server.ingest.consumer import Ingestor
 from server.metrics import INGEST_STAGES, Metrics
 
 
 def _stages(metrics: Metrics) -> dict[str, float]:
-    return {
-        sample.labels["stage"]: sample.value
-        for family in metrics.ingest_stage_seconds.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
+    return counter_totals(metrics.ingest_stage_seconds, "stage")
 
 
 async def test_each_stage_counts_the_time_it_was_in_progress(

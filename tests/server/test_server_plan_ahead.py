@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server_helpers import GTIN_A, Batches, Probe, checked, sgtin
+from server_helpers import GTIN_A, Batches, Probe, checked, counter_totals, sgtin
 
 from server.commands.operation_models import Caller, TransferRequest
 from server.commands.operations import transfer
@@ -20,12 +20,7 @@ from wire.models import now_utc
 
 
 def _plans(metrics: Metrics) -> dict[str, float]:
-    return {
-        sample.labels["outcome"]: sample.value
-        for family in metrics.ingest_plans.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
+    return counter_totals(metrics.ingest_plans, "outcome")
 
 
 async def _planned(ingestor: Ingestor, group: list[Prepared]) -> Ahead:
