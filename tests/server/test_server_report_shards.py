@@ -111,7 +111,9 @@ from server.config.settings import DatabaseSettings
 from server.reports.shards import ReportPool, _ready
 
 pool = ReportPool(DatabaseSettings(url=sys.argv[1]), 1)
-assert pool._executor.submit(_ready).result(timeout=60)
+ready = pool._executor.submit(_ready)
+if sys.argv[2] == "ready":
+    assert ready.result(timeout=60)
 print(" ".join(str(pid) for pid in pool._executor._processes), flush=True)
 time.sleep(600)
 """
@@ -125,21 +127,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_report_workers_end_when_their_server_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("when", ["ready", "starting"])
+def test_report_workers_end_when_their_server_is_killed(tmp_path: Path, when: str) -> None:
+    """Killed once its worker is ready, or while the worker still imports the server."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'reports.db'}"
     with subprocess.Popen(
-        [sys.executable, "-c", SERVER_WITH_A_POOL, url], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER_WITH_A_POOL, url, when], stdout=subprocess.PIPE, text=True
     ) as server:
         try:
             assert server.stdout is not None
             workers = [int(pid) for pid in server.stdout.readline().split()]
             assert len(workers) == 1
-            # While the server runs, its worker waits for shards.
-            time.sleep(4 * PARENT_CHECK_S)
-            assert all(_alive(pid) for pid in workers)
+            if when == "ready":
+                # While the server runs, its worker waits for shards.
+                time.sleep(4 * PARENT_CHECK_S)
+                assert all(_alive(pid) for pid in workers)
             server.send_signal(signal.SIGKILL)
             server.wait(timeout=10)
-            deadline = time.monotonic() + 10 * PARENT_CHECK_S + 5
+            deadline = time.monotonic() + 10 * PARENT_CHECK_S + 30
             while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not any(_alive(pid) for pid in workers)
