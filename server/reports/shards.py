@@ -69,13 +69,13 @@ _worker: tuple[asyncio.AbstractEventLoop, Store] | None = None
 """The worker's own event loop and store (``_open``), used by every shard it computes."""
 
 
-def _open(database: DatabaseSettings, server: int) -> None:
+def _open(database: DatabaseSettings, server_pid: int) -> None:
     global _worker
     # A server killed (kill -9, the OOM killer) cannot tell its workers to stop, and they
     # would wait for shards forever, holding their memory and database connections. (The
     # server's pid comes from the server: one killed while this worker started is gone.)
     threading.Thread(
-        target=_exit_with_parent, args=(server,), name="report-worker-parent", daemon=True
+        target=_exit_with_parent, args=(server_pid,), name="report-worker-parent", daemon=True
     ).start()
     # What the shards run, imported now, so that the heap frozen below holds it.
     import server.reports.abc_xyz  # noqa: F401 (and the valuation reports it builds on)

@@ -33,9 +33,10 @@ def test_a_report_worker_tunes_its_collector_once_started(tmp_path: Path, tuned:
     # it shows the interpreter's own settings, which the assertion tells apart.
     url = f"sqlite+aiosqlite:///{tmp_path / 'reports.db'}"
     setup = (
+        "import os; "
         "from server.config.settings import DatabaseSettings; "
         "from server.reports.shards import _open; "
-        + (f"_open(DatabaseSettings(url={url!r}))" if tuned else "pass")
+        + (f"_open(DatabaseSettings(url={url!r}), os.getppid())" if tuned else "pass")
     )
     expected = [str(GC_YOUNG_THRESHOLD), "True"] if tuned else ["700", "False"]
     assert _probe(setup) == expected
