@@ -136,7 +136,7 @@ class _Measured:
     """Per server process: its groups by where their plan was made
     (``stockgate_ingest_plans_total``: ahead and kept, replanned, in the transaction)."""
     stages: list[dict[str, float]]
-    """Per server process: the share of the timed part each ingest stage was working
+    """Per server process: the share of the timed part each ingest stage was in progress
     (``stockgate_ingest_stage_seconds_total``: check, plan, write)."""
     running: dict[str, float]
     """What ``while_running`` measured after the timed part, the servers still up."""
@@ -287,7 +287,8 @@ def server_events(
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. The server process's CPU use over the timed part, per thread from "
             "/proc, is in the details (cores), with the share of the timed part each ingest "
-            "stage worked (stage_busy_share, from stockgate_ingest_stage_seconds_total)."
+            "stage was in progress (stage_busy_share, from "
+            "stockgate_ingest_stage_seconds_total)."
         ),
         target=Target(">=", EVENTS_TARGET),
         detail={
@@ -356,9 +357,9 @@ def pg_server_events(
             "(synchronous_commit on); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. Each server process's CPU use (cores, from /proc), the share of "
-            "the timed part each of its ingest stages worked (stage_busy_share; write is summed "
-            "over its writers) and what the database sessions waited on (pg_stat_activity "
-            "sampled while timed) are in the details."
+            "the timed part each of its ingest stages was in progress (stage_busy_share; write "
+            "is summed over its writers) and what the database sessions waited on "
+            "(pg_stat_activity sampled while timed) are in the details."
         ),
         detail={
             **detail,
