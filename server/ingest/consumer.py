@@ -147,6 +147,13 @@ class Ingestor:
         """
         return self._working > 0 or time.monotonic() - self._worked_at < BUSY_TAIL_S
 
+    def _spent(self, stage: str, started: float) -> float:
+        """Seconds since ``started`` (``time.perf_counter``), added to ``stage``'s time in
+        progress (``stockgate_ingest_stage_seconds_total``)."""
+        seconds = time.perf_counter() - started
+        self._metrics.ingest_stage_seconds.labels(stage=stage).inc(seconds)
+        return seconds
+
     @contextlib.contextmanager
     def _at_work(self) -> Iterator[None]:
         self._working += 1
@@ -193,12 +200,8 @@ class Ingestor:
                 return IngestResult("rejected", reason=err.reason)
             result = await self._reject(topic, payload, gateway, err)
         else:
-            seconds = time.perf_counter() - started
-            self._metrics.ingest_stage_seconds.labels(stage="check").inc(seconds)
-            return Prepared(topic, header, events, letters, seconds)
-        seconds = time.perf_counter() - started
-        self._metrics.ingest_stage_seconds.labels(stage="check").inc(seconds)
-        self._metrics.batch_seconds.observe(seconds)
+            return Prepared(topic, header, events, letters, self._spent("check", started))
+        self._metrics.batch_seconds.observe(self._spent("check", started))
         self._metrics.batches.labels(outcome=result.outcome).inc()
         return result
 
@@ -217,7 +220,7 @@ class Ingestor:
         started = time.perf_counter()
         with self._at_work():
             ahead = await self._writer.plan(group, self._read_points)
-        self._metrics.ingest_stage_seconds.labels(stage="plan").inc(time.perf_counter() - started)
+        self._spent("plan", started)
         return ahead
 
     async def apply(
@@ -247,7 +250,7 @@ class Ingestor:
         with self._at_work():
             done = await self._writer.commit(parts, self._read_points, now)
             acked = await send_acks(self._publish, self._metrics, group, done)
-        self._metrics.ingest_stage_seconds.labels(stage="write").inc(time.perf_counter() - started)
+        self._spent("write", started)
         await self._relay_alerts(done)
         elapsed = time.perf_counter() - started
         results: list[IngestResult] = []
