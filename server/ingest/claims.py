@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.store.dialect import execute_many, one_of
+from server.store.dialect import execute_rows, one_of
 from server.store.schema.core import seen_events
 
 _CLAIM_IDS = (
@@ -54,11 +54,12 @@ async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: dat
         # One writer: the transaction holds SQLite's write lock, so the ids seen before
         # (usually none) cannot change between this read and the insert of the others.
         fresh = set(event_ids).difference(await seen_before(conn, event_ids))
-        await execute_many(
+        await execute_rows(
             conn,
             "seen events",
             lambda _: seen_events.insert(),
-            [{"event_id": event_id, "seen_at": now} for event_id in fresh],
+            ("event_id", "seen_at"),
+            [(event_id, now) for event_id in fresh],
         )
         return fresh
     # Several instances: the insert itself decides, and returns the ids this one won. One

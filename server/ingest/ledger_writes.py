@@ -27,12 +27,31 @@ from server.errors import StoreError
 from server.ingest.unresolved_rows import insert_unresolved
 from server.queries.views import AlertView
 from server.rules.model import ItemKey, Plan, UnresolvedPass
-from server.store.dialect import bytewise, execute_many, from_excluded, one_of, upsert
+from server.store.dialect import bytewise, execute_rows, from_excluded, one_of, upsert
 from server.store.schema.core import balances, items, ledger, locations, units
 from server.store.schema.counts import count_results
 from server.store.sites import site_of
 from wire.models import Event
 
+LEDGER_KEYS = (
+    "event_id",
+    "event_time",
+    "recorded_at",
+    "item_id",
+    "epc",
+    "from_location",
+    "to_location",
+    "quantity",
+    "kind",
+    "reason",
+    "actor",
+    "read_point",
+    "note",
+    "reverses",
+    "confidence",
+)
+"""The columns of a ledger row as ``write_rows`` gives them."""
+UNIT_KEYS = ("epc", "item_id", "location_id", "status", "last_event_time", "last_event_id", "site")
 LOCATION_KINDS = ("site", "zone")
 """Kind of a location by depth: ``wh1`` is a site, ``wh1.dock`` a zone, deeper ids bins."""
 
@@ -170,14 +189,12 @@ BalanceDeltas = dict[tuple[int, str], int]
 async def write_balance_deltas(conn: AsyncConnection, deltas: BalanceDeltas) -> None:
     """Add ``deltas`` to the balances, in key order (so concurrent PostgreSQL transactions
     lock balance rows in one order)."""
-    await execute_many(
+    await execute_rows(
         conn,
         "balance deltas",
         _balance_upsert,
-        [
-            {"item_id": item_id, "location_id": location, "on_hand": delta}
-            for (item_id, location), delta in sorted(deltas.items())
-        ],
+        ("item_id", "location_id", "on_hand"),
+        [(item_id, location, delta) for (item_id, location), delta in sorted(deltas.items())],
     )
 
 
@@ -260,30 +277,31 @@ async def write_rows(
             ],
         )
     if plan.movements:
-        await execute_many(
+        await execute_rows(
             conn,
             "ledger rows",
             lambda _: ledger.insert(),
+            LEDGER_KEYS,
             [
-                {
-                    "event_id": movement.event_id,
-                    "event_time": movement.event_time,
-                    "recorded_at": now,
-                    "item_id": item_ids[movement.item.ref],
-                    "epc": movement.epc,
-                    "from_location": movement.from_location,
-                    "to_location": movement.to_location,
-                    "quantity": movement.quantity,
-                    "kind": movement.kind,
-                    "reason": movement.reason,
-                    "actor": actor
+                (
+                    movement.event_id,
+                    movement.event_time,
+                    now,
+                    item_ids[movement.item.ref],
+                    movement.epc,
+                    movement.from_location,
+                    movement.to_location,
+                    movement.quantity,
+                    movement.kind,
+                    movement.reason,
+                    actor
                     if actors is None or movement.event_id is None
                     else actors.get(movement.event_id, actor),
-                    "read_point": movement.read_point,
-                    "note": movement.note,
-                    "reverses": movement.reverses,
-                    "confidence": movement.confidence,
-                }
+                    movement.read_point,
+                    movement.note,
+                    movement.reverses,
+                    movement.confidence,
+                )
                 for movement in plan.movements
             ],
             copy=True,
@@ -310,21 +328,22 @@ async def write_rows(
             result.unresolved[point] = result.unresolved.get(point, 0) + 1
 
     if plan.units:
-        await execute_many(
+        await execute_rows(
             conn,
             "unit states",
             _unit_upsert,
+            UNIT_KEYS,
             [
-                {
-                    "epc": unit.epc,
-                    "item_id": item_ids[unit.item],
-                    "location_id": unit.location,
-                    "status": unit.status,
-                    "last_event_time": unit.last_event_time,
-                    "last_event_id": unit.last_event_id,
+                (
+                    unit.epc,
+                    item_ids[unit.item],
+                    unit.location,
+                    unit.status,
+                    unit.last_event_time,
+                    unit.last_event_id,
                     # A state made without a site (API operations) takes its location's.
-                    "site": unit.site or (site_of(unit.location) if unit.location else None),
-                }
+                    unit.site or (site_of(unit.location) if unit.location else None),
+                )
                 for unit in sorted(plan.units.values(), key=lambda u: u.epc)
             ],
         )
