@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from plumbing.records import record
 from server.alerts.store import clear_alert, raise_alerts
 from server.rules.alerts import ASN_MISSING_UNITS, ASN_UNEXPECTED_UNITS
 from server.rules.model import AlertSpec
@@ -47,7 +47,7 @@ MAX_REPORT_EPCS = 10_000
 """EPCs listed per group in ``asn_report``."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Receipt:
     """A unit a batch received: what ``reconcile_receipts`` needs of a movement."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from plumbing.records import record
 from server.rules.points import ReadPoint
 from server.rules.policy import DEFAULT_POLICY, Policy
 from wire.models import Event
@@ -33,7 +34,7 @@ class ItemKey:
         return self.gtin if self.gtin is not None else self.sku
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnitState:
     """Where a tagged unit is, as of its latest event (by event time, ties by event id)."""
 
@@ -53,7 +54,7 @@ class UnitState:
         return (self.last_event_time, self.last_event_id) < (event_time, event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Movement:
     """One ledger row to append."""
 
@@ -256,7 +257,7 @@ class BatchView:
     counts: Mapping[str, CountBasis]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuleInput:
     """Everything a rule may look at for one event."""
 
@@ -293,7 +294,7 @@ class RuleInput:
         return evidence
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outcome:
     """What one rule does for one event."""
 
