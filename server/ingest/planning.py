@@ -8,12 +8,12 @@ ids are claimed, else it plans again inside the transaction. No writes here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import rules
 from server.config.settings import ReadPointSettings
 from server.ingest.claims import seen_before
 from server.ingest.count_basis import counts_of, load_counts, units_where
@@ -23,6 +23,7 @@ from server.ingest.pallet_contents import Expansion, expand_pallets
 from server.rules.items import event_items
 from server.rules.model import Plan, StockState, UnitState
 from server.rules.policy import DEFAULT_POLICY, Policy
+from server.rules.stock import plan_in_steps
 from server.store.dialect import one_of
 from server.store.schema.core import units
 from wire.models import Event
@@ -133,7 +134,10 @@ async def plan_ahead(
     item_ids, state = await rule_inputs(conn, fresh, policy)
     if state.orders:
         return None
-    plan = rules.plan(fresh, state, read_points, policy)
+    plan = Plan()
+    for _ in plan_in_steps(plan, fresh, state, read_points, policy):
+        # The writer's next statement runs between steps (``plan_in_steps``).
+        await asyncio.sleep(0)
     return PlannedEvents(
         list(events),
         unique,

@@ -30,7 +30,7 @@ Decisions written down here (docs/architecture.md §4, "order does not matter"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,6 +63,9 @@ from server.rules.shelves import departure
 from server.rules.steps import StepRule, step_rule_for
 from server.rules.units import lifecycle_alerts
 from wire.models import Direction, Event
+
+PLAN_STEP_EVENTS = 128
+"""Events ``plan_in_steps`` plans between two pauses (about 2 ms of work)."""
 
 Identity = Literal["epc", "quantity"]
 
@@ -294,11 +297,35 @@ def plan(
             dead-letters those before planning).
     """
     result = Plan()
+    for _ in plan_in_steps(result, events, state, read_points, policy):
+        pass
+    return result
+
+
+def plan_in_steps(
+    result: Plan,
+    events: Iterable[Event],
+    state: StockState,
+    read_points: Mapping[str, ReadPoint],
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    step: int = PLAN_STEP_EVENTS,
+) -> Iterator[int]:
+    """``plan`` into ``result``, pausing after every ``step`` events (yields how many are
+    planned so far); ``result`` is complete once the iterator is exhausted.
+
+    Ingest plans a group of thousands of events on the event loop that also runs the
+    write transaction before it (``server.ingest.planning``); between steps it lets the
+    loop run, so the writer's next statement waits for a step (about 2 ms), not for the
+    whole group.
+    """
     units = dict(state.units)
     known = set(state.known_items)
     book = OrderBook(state.orders, policy, state.ordering_sites)
     batch = BatchView(units=units, movements=result.movements, counts=state.counts)
-    for event in sorted(events, key=lambda e: (e.event_time, e.event_id)):
+    for planned, event in enumerate(sorted(events, key=lambda e: (e.event_time, e.event_id))):
+        if planned and planned % step == 0:
+            yield planned
         read_point = read_points[event.read_point]
         site = event_site(read_point)
         unit = units.get(event.epc) if event.epc else None
@@ -344,7 +371,6 @@ def plan(
     for epc, gone in list(result.departures.items()):
         if result.sightings[epc] > (gone.departed_at, gone.event_id):
             del result.departures[epc]
-    return result
 
 
 def _unresolved_alert(event: Event, site: str) -> AlertSpec:

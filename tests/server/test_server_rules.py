@@ -8,8 +8,9 @@ import pytest
 from server_helpers import BASE_TIME, GTIN_A, sgtin
 
 from server.config.settings import ReadPointSettings
-from server.rules import STOCK_RULES, StockState, UnitState, plan, rule_for
+from server.rules import STOCK_RULES, Plan, StockState, UnitState, plan, rule_for
 from server.rules.items import epc_scheme, identify
+from server.rules.stock import plan_in_steps
 from wire.models import Event
 
 READ_POINTS = {
@@ -185,3 +186,17 @@ def test_epcs_without_gtin_get_a_scheme_item(urn: str, scheme: str, sku: str) ->
 def test_sgtin_names_its_gtin() -> None:
     key = identify(event(1, epc=sgtin(1)))
     assert (key.gtin, key.ref) == (GTIN_A, GTIN_A)
+
+
+def test_planning_in_steps_pauses_every_step_and_plans_the_same() -> None:
+    # Ingest runs the steps on the event loop, letting the writer in between (planning.py).
+    events = [event(n, epc=sgtin(n), minutes=n % 7) for n in range(10)]
+    stepped = Plan()
+
+    pauses = list(plan_in_steps(stepped, events, EMPTY, READ_POINTS, step=4))
+
+    assert pauses == [4, 8]
+    assert stepped == plan(events, EMPTY, READ_POINTS)
+    assert [m.epc for m in stepped.movements] == [
+        e.epc for e in sorted(events, key=lambda e: (e.event_time, e.event_id))
+    ]
