@@ -10,6 +10,7 @@ on the scanner that sent them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -42,37 +43,59 @@ async def send_acks(
         if applied is not None:
             header = prepared.header
             by_gateway.setdefault((header.site, header.gateway), []).append(index)
+    sends = [
+        _send(
+            publish, metrics, site, gateway, group, done, indexes[start : start + MAX_ACK_BATCHES]
+        )
+        for (site, gateway), indexes in by_gateway.items()
+        for start in range(0, len(indexes), MAX_ACK_BATCHES)
+    ]
     acked = [False] * len(group)
-    for (site, gateway), indexes in by_gateway.items():
-        for start in range(0, len(indexes), MAX_ACK_BATCHES):
-            chunk = indexes[start : start + MAX_ACK_BATCHES]
-            refused = [event for i in chunk for event in _refused(done[i])]
-            ack = Ack(
-                refused=refused[:MAX_ACK_REFUSED],
-                refused_more=max(0, len(refused) - MAX_ACK_REFUSED),
-                gateway=gateway,
-                batches=[
-                    AckedBatch(
-                        batch_id=group[i].header.batch_id,
-                        epoch=group[i].header.epoch,
-                        seq_first=group[i].header.seq_first,
-                        seq_last=group[i].header.seq_last,
-                    )
-                    for i in chunk
-                ],
-            )
-            try:
-                # Without refusals the Ack is what an edge of before them accepts.
-                body = ack.model_dump_json(exclude=None if refused else {"refused", "refused_more"})
-                await publish(topics.ack(site, gateway), body.encode())
-            except PublishFailed as err:
-                # Committed already; the edge re-sends and gets a duplicate's Ack then.
-                metrics.acks_failed.inc(len(chunk))
-                log.warning("ack of %d batch(es) of %s not sent: %s", len(chunk), gateway, err)
-                continue
-            for i in chunk:
-                acked[i] = True
+    # All at once: waiting for each PUBACK in turn put the later gateways' Acks behind the
+    # first gateway's next batches, which arrive on the same connection (a group of 31
+    # batches of four gateways took 161 ms to ack, one at a time).
+    for chunk in await asyncio.gather(*sends):
+        for i in chunk:
+            acked[i] = True
     return acked
+
+
+async def _send(
+    publish: Publisher,
+    metrics: Metrics,
+    site: str,
+    gateway: str,
+    group: Sequence[Prepared],
+    done: Sequence[Applied | None],
+    chunk: list[int],
+) -> list[int]:
+    """One Ack for the batches ``chunk`` (indexes in ``group``) of ``gateway``; returns the
+    indexes acked (none when it could not be sent)."""
+    refused = [event for i in chunk for event in _refused(done[i])]
+    ack = Ack(
+        refused=refused[:MAX_ACK_REFUSED],
+        refused_more=max(0, len(refused) - MAX_ACK_REFUSED),
+        gateway=gateway,
+        batches=[
+            AckedBatch(
+                batch_id=group[i].header.batch_id,
+                epoch=group[i].header.epoch,
+                seq_first=group[i].header.seq_first,
+                seq_last=group[i].header.seq_last,
+            )
+            for i in chunk
+        ],
+    )
+    try:
+        # Without refusals the Ack is what an edge of before them accepts.
+        body = ack.model_dump_json(exclude=None if refused else {"refused", "refused_more"})
+        await publish(topics.ack(site, gateway), body.encode())
+    except PublishFailed as err:
+        # Committed already; the edge re-sends and gets a duplicate's Ack then.
+        metrics.acks_failed.inc(len(chunk))
+        log.warning("ack of %d batch(es) of %s not sent: %s", len(chunk), gateway, err)
+        return []
+    return chunk
 
 
 def _refused(applied: Applied | None) -> list[RefusedEvent]:

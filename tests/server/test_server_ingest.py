@@ -548,3 +548,34 @@ async def test_a_batch_whose_header_time_overflows_is_rejected(
     assert result.reason is not None
     assert result.reason.startswith("not a valid event batch: sent_at: ")
     assert "outside the range" in result.reason
+
+
+async def test_the_acks_of_a_group_go_out_together_not_one_puback_after_another(
+    store: Store, settings: ServerSettings
+) -> None:
+    # Waiting for each gateway's PUBACK before the next Ack kept the later gateways waiting
+    # behind the first one's next batches. This broker answers no publish until it holds
+    # one from every gateway of the group: Acks sent one after another would time out.
+    gateways = [Batches(gateway=f"gw{n}") for n in (1, 2, 3)]
+    acks: list[str] = []
+    everyone = asyncio.Event()
+
+    async def publish(topic: str, payload: bytes) -> None:
+        if not topic.endswith("/ack"):
+            return  # alerts go out after the Acks
+        acks.append(topic)
+        if len(acks) == len(gateways):
+            everyone.set()
+        await everyone.wait()
+
+    ingestor = Ingestor(store, settings, publish, Metrics())
+    group = [
+        await ingestor.prepare(gw.topic, gw.payload([gw.event(epc=sgtin(n))]))
+        for n, gw in enumerate(gateways)
+    ]
+
+    async with asyncio.timeout(5):
+        results = await ingestor.apply([p for p in group if isinstance(p, Prepared)])
+
+    assert [r.acked for r in results] == [True, True, True]
+    assert sorted(acks) == sorted(gw.ack_topic for gw in gateways)
