@@ -52,6 +52,7 @@ LEDGER_KEYS = (
 )
 """The columns of a ledger row as ``write_rows`` gives them."""
 UNIT_KEYS = ("epc", "item_id", "location_id", "status", "last_event_time", "last_event_id", "site")
+"""The columns of a unit state as ``write_rows`` gives them."""
 LOCATION_KINDS = ("site", "zone")
 """Kind of a location by depth: ``wh1`` is a site, ``wh1.dock`` a zone, deeper ids bins."""
 
