@@ -36,6 +36,7 @@ from bench import (
     replenishment,
     report,
     server,
+    server_stages,
     server_workload,
     sqlite_floor,
 )
@@ -109,6 +110,14 @@ def run_portal(ctx: Context) -> list[Figure]:
     return portal.accuracy(ctx.sizes.portal_seeds)
 
 
+STAGES_ALONE_HOW: Final = (
+    "The same batches through one Ingestor in the benchmark's process, on a fresh SQLite "
+    "file, 8 at a time, each stage timed on its own with nothing overlapping "
+    "(bench.server_stages): microseconds an event per stage in the details "
+    "(stage_us_per_event_alone), and the rate the stages give one after the other."
+)
+
+
 def run_server(ctx: Context) -> list[Figure]:
     figure, payloads = server.server_events(
         ctx.broker.url, ctx.workdir, ctx.sizes.batches_per_gateway
@@ -124,13 +133,19 @@ def run_server(ctx: Context) -> list[Figure]:
         ctx.sizes.batches_per_gateway,
         warmup_batches=server_workload.WARMUP_BATCHES,
     )
+    alone = server_stages.stage_costs(
+        ctx.workdir, ctx.sizes.batches_per_gateway, server_workload.WARMUP_BATCHES
+    )
     figure = dataclasses.replace(
         figure,
         target=Target(">=", round(FLOOR_SHARE * floor.value, 1)),
+        how=f"{figure.how} {STAGES_ALONE_HOW}",
         detail={
             **figure.detail,
             "share_of_broker_ceiling": round(figure.value / ceiling, 4),
             "share_of_sqlite_floor": round(figure.value / floor.value, 4),
+            "stage_us_per_event_alone": alone,
+            "stages_one_after_another_events_per_s": round(1e6 / sum(alone.values()), 1),
         },
     )
     if ctx.profiles is not None and figure.met is False:

@@ -15,6 +15,7 @@ import pytest
 from bench import history, pg_floor, pg_waits, server, sqlite_floor
 from bench.broker import Mosquitto, wait_listening
 from bench.broker_ceiling import broker_raw
+from bench.server_stages import stage_costs
 from bench.server_workload import (
     BATCH_EVENTS,
     GATEWAYS,
@@ -85,6 +86,16 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert following.detail["ledger_rows"] == rows
     assert following.detail["points_read_back"] == rows  # one side per pass event
     assert following.detail["server_events_per_s"] == figure.value
+
+
+def test_stage_costs_time_each_stage_and_apply_every_batch(tmp_path: Path) -> None:
+    costs = stage_costs(tmp_path, 2, warmup_batches=1)
+
+    assert set(costs) == {"check", "plan", "write"}
+    assert all(cost > 0 for cost in costs.values())
+    # Every batch went through: the warm-up's and the timed ones are in the ledger.
+    [(rows,)] = _rows(tmp_path / "stage-costs.db", "SELECT COUNT(*) FROM ledger")
+    assert rows == GATEWAYS * BATCH_EVENTS * 3
 
 
 def _rows(database: Path, sql: str) -> list[tuple[Any, ...]]:
