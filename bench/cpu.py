@@ -83,26 +83,6 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return used
 
 
-def child_pids(pid: int) -> list[int]:
-    """The processes ``pid`` started that still run (``/proc/PID/task/*/children``)."""
-    children: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return children
-    for task in tasks:
-        try:
-            children.extend(int(child) for child in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return children
-
-
-def children_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds each child process of ``pid`` has used (all its threads), by pid."""
-    return {child: sum(thread_cpu_seconds(child).values()) for child in child_pids(pid)}
-
-
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

@@ -27,7 +27,7 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.cpu import children_cpu_seconds, thread_cpu_seconds
+from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
 from bench.profiling import write_text
 from bench.server_proc import ServerProcess
@@ -185,7 +185,7 @@ def _timed_ingest(
         asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
         pids = [process.pid for process in processes if process.pid is not None]
         stages_before = [_stage_seconds(process.base_url) for process in processes]
-        before = [_cpu_before(pid) for pid in pids]
+        before = [thread_cpu_seconds(pid) for pid in pids]
         wall_before = time.perf_counter()
         with sample_waits() as waits:
             run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
@@ -397,36 +397,21 @@ def _history_lag(database: Path) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _CpuBefore:
-    threads: dict[int, float]
-    children: dict[int, float]
-
-
-def _cpu_before(pid: int) -> _CpuBefore:
-    return _CpuBefore(thread_cpu_seconds(pid), children_cpu_seconds(pid))
-
-
-def _cpu_use(pid: int, before: _CpuBefore, wall_s: float) -> dict[str, float]:
+def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, float]:
     """The server process's CPU use over the timed part, in cores (1.0: one core busy).
 
     ``event_loop_thread_cores`` is its main thread (MQTT, validation, rules, SQLAlchemy);
-    ``other_threads_cores`` the rest of the process; ``child_processes_cores`` the
-    processes it started (on a SQLite file, the one running its write transactions,
-    ``server.store.sqlite_process``; on PostgreSQL none: its backends are PostgreSQL's).
+    ``other_threads_cores`` the rest, mostly aiosqlite's thread inside SQLite. Their sum
+    near 1.0 with both below it says the two take turns (the GIL and ``await``), so the
+    second core barely helps.
     """
     after = thread_cpu_seconds(pid)
-    used = {tid: seconds - before.threads.get(tid, 0.0) for tid, seconds in after.items()}
+    used = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
     total, main = sum(used.values()), used.get(pid, 0.0)
-    children = sum(
-        seconds - before.children.get(child, 0.0)
-        for child, seconds in children_cpu_seconds(pid).items()
-    )
     return {
         "server_cpu_cores": round(total / wall_s, 3),
         "event_loop_thread_cores": round(main / wall_s, 3),
         "other_threads_cores": round((total - main) / wall_s, 3),
-        "child_processes_cores": round(children / wall_s, 3),
     }
 
 
