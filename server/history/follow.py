@@ -57,6 +57,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from plumbing.records import record
 from server.config.history import HistorySettings
 from server.errors import LeaseLost, SinkUnavailable, StoreError
 from server.store.database import Store
@@ -81,7 +82,7 @@ def instance_name() -> str:
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LedgerRow:
     """One ledger row as the sinks need it (the item's SKU joined in)."""
 
