@@ -39,6 +39,7 @@ from bench.api_requests import (
 )
 from bench.cpu import percentile
 from bench.figures import Figure, Target
+from bench.files import remove_database
 from bench.server_proc import API_KEY, ServerProcess
 from server.config.settings import DatabaseSettings
 from server.store.check import check_ledger
@@ -192,11 +193,6 @@ async def _check(path: Path) -> tuple[list[str], float]:
         await store.close()
 
 
-def _remove(path: Path) -> None:
-    for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
-
-
 def latency(
     mqtt_url: str,
     workdir: Path,
@@ -213,7 +209,7 @@ def latency(
     ``bench.api_explain.explain`` on the same database, written there.
     """
     path = workdir / "api-ledger.db"
-    _remove(path)
+    remove_database(path)
     explained: Path | None = None
     try:
         generated = ledger_gen.generate(path, ledger_rows)
@@ -235,7 +231,7 @@ def latency(
         if explain_to is not None and missed:
             explained = explain(path, generated, explain_to)
     finally:
-        _remove(path)
+        remove_database(path)
     data_text = (
         f"{generated.ledger_rows:,} ledger rows ({generated.units:,} units over two years, "
         f"{ledger_gen.SITES} sites, {generated.locations} locations, {generated.items:,} items; "

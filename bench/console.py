@@ -34,6 +34,7 @@ import httpx
 from bench import ledger_gen
 from bench.cpu import percentile
 from bench.figures import Figure, Target
+from bench.files import remove_database
 from bench.server_proc import API_KEY, ServerProcess
 
 FIRST_PAGE_TARGET_MS: Final = 1000.0
@@ -134,17 +135,12 @@ async def measure(
     return pages, apis
 
 
-def _remove(path: Path) -> None:
-    for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
-
-
 def first_page(
     mqtt_url: str, workdir: Path, ledger_rows: int, samples: int, *, seed: int = 11
 ) -> list[Figure]:
     """``console.first_page_ms`` (p95 over Doors and Stock loads) and ``console.page_kb``."""
     path = workdir / "console-ledger.db"
-    _remove(path)
+    remove_database(path)
     try:
         generated = ledger_gen.generate(path, ledger_rows)
         size_mb = path.stat().st_size / (1024 * 1024)
@@ -158,7 +154,7 @@ def first_page(
         ) as server:
             pages, apis = asyncio.run(measure(server.base_url, generated.items, samples, seed))
     finally:
-        _remove(path)
+        remove_database(path)
     loads = [load.ms for name in pages for load in pages[name]]
     twins = [ms for name in apis for ms in apis[name]]
     heaviest = max(load.bytes for name in pages for load in pages[name]) / 1024

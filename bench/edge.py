@@ -38,6 +38,7 @@ from bench import llrp_stream
 from bench.cpu import median, one_core
 from bench.edge_config import GATEWAY, READER, edge_settings
 from bench.figures import Figure, Target
+from bench.files import remove_database
 from bench.profiling import write_text
 from edge.buffer.outbox import Outbox, OutboxFull
 from edge.config import EdgeSettings
@@ -196,8 +197,7 @@ class _Replay:
 
 def remove_outbox(path: Path) -> None:
     """Delete an outbox file and its WAL, shared-memory and lock files."""
-    for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".lock"))):
-        leftover.unlink(missing_ok=True)
+    remove_database(path, ".lock")
 
 
 async def run_pipeline(stream: llrp_stream.Stream, workdir: Path) -> PipelineRun:

@@ -30,10 +30,11 @@ from typing import Final
 import sqlalchemy as sa
 
 from bench import ledger_gen
-from bench.api import _check, _remove, measure, p99_figure
+from bench.api import _check, measure, p99_figure
 from bench.api_requests import FLOOR_KIND, HISTORY_KINDS, REPORT_KINDS
 from bench.cpu import percentile
 from bench.figures import Figure, Target
+from bench.files import remove_database
 from bench.server_proc import ServerProcess
 from bench.victoria import VictoriaMetrics
 from server.config.history import HistorySettings, InfluxSettings
@@ -235,7 +236,7 @@ def latency(
 ) -> list[Figure]:
     """``history.pages_p99_ms`` and ``history.reports_p99_ms`` over ``ledger_rows`` rows."""
     path = workdir / "history-ledger.db"
-    _remove(path)
+    remove_database(path)
     report_samples = max(3, samples // REPORT_SAMPLE_SHARE)
     try:
         generated = ledger_gen.generate(path, ledger_rows)
@@ -260,7 +261,7 @@ def latency(
                 )
             )
     finally:
-        _remove(path)
+        remove_database(path)
     floor_ms = results[FLOOR_KIND.key].latencies_ms
     data_text = (
         f"{generated.ledger_rows:,} generated ledger rows ({generated.units:,} units over two "

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.cpu import thread_cpu_seconds
 from bench.figures import Figure, Target
+from bench.files import remove_database
 from bench.profiling import write_text
 from bench.server_proc import ServerProcess
 from bench.server_workload import (
@@ -264,8 +265,7 @@ def server_events(
     """``server.events_per_s``; also returns the timed payloads for the broker ceiling."""
     all_batches = build_batches(warmup_batches + batches_per_gateway)
     database = workdir / DATABASE_NAME
-    for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
+    remove_database(database)
     measured = _timed_ingest(
         mqtt_url,
         workdir,

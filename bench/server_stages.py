@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from bench.files import remove_database
 from bench.server_workload import build_batches, read_points
 from plumbing.settings import load
 from server.config.settings import ServerSettings
@@ -86,6 +87,5 @@ async def _stage_costs(
 def stage_costs(workdir: Path, batches_per_gateway: int, warmup_batches: int) -> dict[str, float]:
     """Microseconds an event spends in each stage (``STAGES``), one stage after the other."""
     database = workdir / "stage-costs.db"
-    for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
+    remove_database(database)
     return asyncio.run(_stage_costs(database, batches_per_gateway, warmup_batches))

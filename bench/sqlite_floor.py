@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.figures import Figure
+from bench.files import remove_database
 from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from server.config.settings import DatabaseSettings
 from server.store.database import Store, sqlite_pragmas
@@ -202,8 +203,7 @@ def _timed_writes(
         The timed transactions, their seconds, and the ledger rows written in all.
     """
     database = workdir / name
-    for leftover in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
+    remove_database(database)
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{database}")
     asyncio.run(_migrate(settings))
     conn = sqlite3.connect(database, isolation_level=None)
