@@ -83,6 +83,24 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return used
 
 
+def child_processes(pid: int) -> list[int]:
+    """The processes ``pid`` started and that still run (children of any of its threads).
+
+    Read from ``/proc/PID/task/*/children``; empty where that is not readable.
+    """
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return sorted(set(found))
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

@@ -27,7 +27,7 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.cpu import thread_cpu_seconds
+from bench.cpu import child_processes, thread_cpu_seconds
 from bench.figures import Figure, Target
 from bench.files import remove_database
 from bench.profiling import write_text
@@ -186,7 +186,7 @@ def _timed_ingest(
         asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
         pids = [process.pid for process in processes if process.pid is not None]
         stages_before = [_stage_seconds(process.base_url) for process in processes]
-        before = [thread_cpu_seconds(pid) for pid in pids]
+        before = [_tree_cpu_seconds(pid) for pid in pids]
         wall_before = time.perf_counter()
         with sample_waits() as waits:
             run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
@@ -285,9 +285,10 @@ def server_events(
             f"{workload_how(len(measured.timed))} (its own process, SQLite file in WAL mode "
             "with synchronous=FULL); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
-            "were verified. The server process's CPU use over the timed part, per thread from "
-            "/proc, is in the details (cores), with the share of the timed part each ingest "
-            "stage was in progress (stage_busy_share, from "
+            "were verified. The server's CPU use over the timed part, from /proc, is in the "
+            "details (cores: its event loop thread, its other threads, and the processes it "
+            "started, where its SQLite write connection runs), with the share of the timed "
+            "part each ingest stage was in progress (stage_busy_share, from "
             "stockgate_ingest_stage_seconds_total)."
         ),
         target=Target(">=", EVENTS_TARGET),
@@ -397,21 +398,35 @@ def _history_lag(database: Path) -> dict[str, float]:
     }
 
 
-def _cpu_use(pid: int, before: dict[int, float], wall_s: float) -> dict[str, float]:
-    """The server process's CPU use over the timed part, in cores (1.0: one core busy).
+def _tree_cpu_seconds(pid: int) -> dict[tuple[int, int], float]:
+    """CPU seconds of each thread of ``pid`` and of the processes it started, by (process,
+    thread)."""
+    return {
+        (process, tid): seconds
+        for process in (pid, *child_processes(pid))
+        for tid, seconds in thread_cpu_seconds(process).items()
+    }
+
+
+def _cpu_use(pid: int, before: dict[tuple[int, int], float], wall_s: float) -> dict[str, float]:
+    """The server's CPU use over the timed part, in cores (1.0: one core busy).
 
     ``event_loop_thread_cores`` is its main thread (MQTT, validation, rules, SQLAlchemy);
-    ``other_threads_cores`` the rest, mostly aiosqlite's thread inside SQLite. Their sum
-    near 1.0 with both below it says the two take turns (the GIL and ``await``), so the
-    second core barely helps.
+    ``other_threads_cores`` the rest of its process, mostly aiosqlite's threads inside
+    SQLite (reads); ``child_processes_cores`` the processes it started (on a SQLite file
+    the write connection's SQLite, ``server.store.sqlite_process``). ``server_cpu_cores``
+    is their sum.
     """
-    after = thread_cpu_seconds(pid)
-    used = {tid: seconds - before.get(tid, 0.0) for tid, seconds in after.items()}
-    total, main = sum(used.values()), used.get(pid, 0.0)
+    after = _tree_cpu_seconds(pid)
+    used = {key: seconds - before.get(key, 0.0) for key, seconds in after.items()}
+    total = sum(used.values())
+    main = used.get((pid, pid), 0.0)
+    children = sum(seconds for (process, _), seconds in used.items() if process != pid)
     return {
         "server_cpu_cores": round(total / wall_s, 3),
         "event_loop_thread_cores": round(main / wall_s, 3),
-        "other_threads_cores": round((total - main) / wall_s, 3),
+        "other_threads_cores": round((total - main - children) / wall_s, 3),
+        "child_processes_cores": round(children / wall_s, 3),
     }
 
 

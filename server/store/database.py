@@ -29,6 +29,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from server.config.settings import DatabaseSettings
 from server.errors import Conflict, Refused, StoreError, StoreFull, TransientStoreError
+from server.store.sqlite_process import ProcessConnection
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +216,17 @@ class Store:
         engine: an async engine on SQLite (aiosqlite) or PostgreSQL (asyncpg).
     """
 
-    def __init__(self, engine: AsyncEngine, *, write_wait_s: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        write_wait_s: float | None = None,
+        write_engine: AsyncEngine | None = None,
+    ) -> None:
         self.engine = engine
+        self.write_engine = write_engine or engine
+        """Where write transactions run (``begin``): on a SQLite file, connections whose
+        SQLite lives in a child process (``server.store.sqlite_process``)."""
         self._full: FullSince | None = None
         self._known_locations: set[str] = set()
         self._write_wait_s = write_wait_s
@@ -242,9 +253,19 @@ class Store:
             kwargs["connect_args"] = postgresql_connect_args(settings)
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))
-            event.listen(engine.sync_engine, "begin", _sqlite_begin)
-            return cls(engine, write_wait_s=settings.busy_timeout_s)
+            write_engine = None
+            if url.database and url.database != ":memory:" and not url.query:
+                write_engine = create_async_engine(
+                    url,
+                    echo=settings.echo,
+                    async_creator=partial(
+                        ProcessConnection.open, url.database, settings.busy_timeout_s
+                    ),
+                )
+            for each in (engine, write_engine) if write_engine is not None else (engine,):
+                event.listen(each.sync_engine, "connect", _sqlite_on_connect(settings))
+                event.listen(each.sync_engine, "begin", _sqlite_begin)
+            return cls(engine, write_wait_s=settings.busy_timeout_s, write_engine=write_engine)
         return cls(engine)
 
     @property
@@ -287,6 +308,8 @@ class Store:
         return self._known_locations
 
     async def close(self) -> None:
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
         await self.engine.dispose()
 
     async def migrate(self, revision: str = "head") -> None:
@@ -338,7 +361,7 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _writer(self) -> AsyncIterator[AsyncConnection]:
-        async with self._turn(), self.engine.connect() as conn:
+        async with self._turn(), self.write_engine.connect() as conn:
             await conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn

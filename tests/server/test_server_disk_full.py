@@ -40,7 +40,9 @@ class PageCap:
 
     def __init__(self, store: Store) -> None:
         self.pages: int | None = None
-        event.listen(store.engine.sync_engine, "connect", self._on_connect)
+        # The writes' connections (on SQLite, in a child process) and the reads'.
+        for engine in {store.engine, store.write_engine}:
+            event.listen(engine.sync_engine, "connect", self._on_connect)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         if self.pages is not None:
@@ -84,6 +86,7 @@ async def test_a_full_database_acks_nothing_reports_it_and_recovers(
     try:
         # The disk fills: the file may grow by HEADROOM_PAGES more pages from now on.
         cap.pages = await _page_count(store) + HEADROOM_PAGES
+        await store.write_engine.dispose()
         await store.engine.dispose()
 
         payloads: list[tuple[str, bytes]] = []
@@ -131,6 +134,7 @@ async def test_a_full_database_acks_nothing_reports_it_and_recovers(
 
         # Space returns; the gateway re-sends every batch not acked, and one that was.
         cap.pages = None
+        await store.write_engine.dispose()
         await store.engine.dispose()
         for batch_id, payload in [payloads[0], *payloads[refused_at:]]:
             again = await ingestor.handle(batches.topic, payload)

@@ -1,0 +1,202 @@
+"""``server.store.sqlite_process``: SQLite write connections served by a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from server.config.settings import DatabaseSettings
+from server.errors import StoreError, StoreFull
+from server.store.database import Store
+from server.store.sqlite_process import ProcessConnection
+
+CHILD_GONE_S = 10.0
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+async def _write(store: Store, *statements: str) -> None:
+    async with store.begin("writing") as conn:
+        for statement in statements:
+            await conn.execute(sa.text(statement))
+
+
+async def _insert_many(store: Store, *many: list[tuple[int]]) -> None:
+    """One transaction: an ``executemany`` into ``t`` of each list of rows."""
+    async with store.begin("writing") as conn:
+        for rows in many:
+            await conn.exec_driver_sql("INSERT INTO t VALUES (?)", rows)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has ended; only its parent has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_a_store_writes_through_a_child_process_and_reads_it_back(tmp_path: Path) -> None:
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    try:
+        await store.migrate()
+        async with store.begin("writing") as conn:
+            await conn.execute(sa.text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+            await conn.execute(sa.text("INSERT INTO t VALUES (:n)"), [{"n": n} for n in (1, 2)])
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(raw, ProcessConnection)
+            child = raw.pid
+            assert child != os.getpid()
+            assert _alive(child)
+            # Inside the transaction: what it wrote, with SQLAlchemy's own SQL functions.
+            assert (await conn.execute(sa.text("SELECT floor(2.5)"))).scalar_one() == 2
+        async with store.read("reading") as conn:
+            assert list((await conn.execute(sa.text("SELECT n FROM t"))).scalars()) == [1, 2]
+    finally:
+        await store.close()
+    assert _gone_within(child, CHILD_GONE_S), "the child ends with its connection"
+
+
+async def test_errors_in_the_child_keep_their_class_and_code(tmp_path: Path) -> None:
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    try:
+        await _write(store, "CREATE TABLE t (n INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+        with pytest.raises(StoreError, match="UNIQUE constraint failed") as caught:
+            await _write(store, "INSERT INTO t VALUES (1)")
+        orig = getattr(caught.value.__cause__, "orig", None)
+        assert isinstance(orig, sqlite3.IntegrityError)
+        assert orig.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+        with pytest.raises(StoreError, match="no such table"):
+            await _write(store, "SELECT * FROM missing_table")
+        # A file at its page limit is full, as a full disk is.
+        with pytest.raises(StoreFull):
+            await _write(
+                store,
+                "PRAGMA max_page_count = 8",
+                "CREATE TABLE big (b BLOB)",
+                "INSERT INTO big VALUES (zeroblob(1000000))",
+            )
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_request_leaves_the_connection_closed(tmp_path: Path) -> None:
+    connection = await ProcessConnection.open(str(tmp_path / "x.db"), 5.0)
+    long = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await connection.cursor().execute(long)
+    # Its answer would have been the next request's: the connection takes no more.
+    with pytest.raises(sqlite3.OperationalError, match="no active connection"):
+        await connection.cursor().execute("SELECT 1")
+    await connection.close()
+
+
+async def test_only_the_child_s_own_functions_can_be_registered(tmp_path: Path) -> None:
+    connection = await ProcessConnection.open(str(tmp_path / "x.db"), 5.0)
+    try:
+        await connection.create_function("regexp", 2, None)
+        with pytest.raises(sqlite3.NotSupportedError):
+            await connection.create_function("mine", 1, abs)
+        cursor = await connection.cursor().execute("SELECT 'abc' REGEXP 'b'")
+        assert await cursor.fetchall() == [(1,)]
+    finally:
+        await connection.close()
+
+
+def test_the_child_ends_when_its_server_is_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from server.store.sqlite_process import ProcessConnection
+
+        async def main():
+            connection = await ProcessConnection.open({str(tmp_path / "x.db")!r}, 5.0)
+            print(connection.pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        child = int(server.stdout.readline())
+        assert _alive(child)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+        assert _gone_within(child, CHILD_GONE_S), "the SQLite process outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+async def test_a_failed_insert_sent_without_waiting_commits_nothing_of_its_transaction(
+    tmp_path: Path,
+) -> None:
+    # Plain INSERTs by executemany go to the child without waiting for the answer; one
+    # that fails must still fail the transaction, and nothing of it may be committed.
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    try:
+        await _write(store, "CREATE TABLE t (n INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+        with pytest.raises(StoreError, match="UNIQUE constraint failed"):
+            await _insert_many(store, [(5,), (1,)], [(7,), (8,)])
+        async with store.read("reading") as conn:
+            assert list((await conn.execute(sa.text("SELECT n FROM t"))).scalars()) == [1]
+        # The connection goes on: the next transaction commits.
+        await _insert_many(store, [(2,), (3,)])
+        async with store.read("reading") as conn:
+            assert list((await conn.execute(sa.text("SELECT n FROM t"))).scalars()) == [1, 2, 3]
+    finally:
+        await store.close()
+
+
+async def test_after_a_failed_insert_sent_unwaited_nothing_runs_until_the_rollback(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    reader.execute("INSERT INTO t VALUES (1)")
+    connection = await ProcessConnection.open(str(path), 5.0)
+    try:
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        # Sent without waiting: the first fails on row 1, the second would succeed.
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(5,), (1,)])
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(7,)])
+        # The next request that waits gets that failure, not its own answer.
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            await connection.cursor().execute("SELECT n FROM t")
+        # A commit asked for anyway rolls back.
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            await connection.commit()
+        await connection.rollback()
+        assert reader.execute("SELECT n FROM t").fetchall() == [(1,)]
+        # Once rolled back the connection works again.
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(2,)])
+        await connection.commit()
+        assert reader.execute("SELECT n FROM t").fetchall() == [(1,), (2,)]
+    finally:
+        await connection.close()
+        reader.close()
