@@ -59,46 +59,38 @@ def one_core() -> Iterator[int | None]:
         os.sched_setaffinity(0, allowed)
 
 
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds (user and system) each thread of process ``pid`` has used, by thread id.
-
-    Read from ``/proc/PID/task/*/stat``; empty where that is not readable. A thread that
-    ends while it is read is left out.
-    """
-    ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[int, float] = {}
+def _task_files(pid: int, name: str) -> dict[int, str]:
+    """The text of ``/proc/PID/task/*/NAME`` by thread id; a thread whose file cannot be
+    read (it ended meanwhile) is left out, and none where ``/proc`` is not readable."""
+    texts: dict[int, str] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return used
+        return texts
     for task in tasks:
-        try:
-            stat = (task / "stat").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            continue
+        with contextlib.suppress(OSError):
+            texts[int(task.name)] = (task / name).read_text(encoding="ascii", errors="replace")
+    return texts
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user and system) each thread of process ``pid`` has used, by thread id
+    (from ``/proc/PID/task/*/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    for tid, stat in _task_files(pid, "stat").items():
         # Fields after the command name, which is in parentheses and may hold spaces:
         # state is field 3, utime field 14 and stime field 15 (proc(5)).
         fields = stat.rpartition(")")[2].split()
-        used[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        used[tid] = (int(fields[11]) + int(fields[12])) / ticks
     return used
 
 
 def child_processes(pid: int) -> list[int]:
-    """The processes ``pid`` started and that still run (children of any of its threads).
-
-    Read from ``/proc/PID/task/*/children``; empty where that is not readable.
-    """
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            found.extend(int(child) for child in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return sorted(set(found))
+    """The processes ``pid`` started and that still run (children of any of its threads,
+    from ``/proc/PID/task/*/children``)."""
+    children = _task_files(pid, "children").values()
+    return sorted({int(child) for text in children for child in text.split()})
 
 
 def median(values: Sequence[float]) -> float:

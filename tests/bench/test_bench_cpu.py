@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
-from bench.cpu import thread_cpu_seconds
+from bench.cpu import child_processes, thread_cpu_seconds
 
 SPIN_S = 0.3
 
@@ -42,3 +44,14 @@ def test_thread_cpu_seconds_charges_the_thread_that_worked() -> None:
 
 def test_thread_cpu_seconds_of_no_process_is_empty() -> None:
     assert thread_cpu_seconds(2**22 + 12345) == {}
+
+
+def test_child_processes_lists_the_processes_started_while_they_run() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in child_processes(os.getpid())
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert child.pid not in child_processes(os.getpid())
+    assert child_processes(2**22 + 12345) == []
