@@ -185,10 +185,11 @@ class ProcessConnection:
         """Send a request whose answer nobody reads, and go on without waiting for it.
 
         For the statements that give nothing back (an ``executemany`` of INSERTs without
-        RETURNING: a write transaction's rows): the server builds the
-        next statement's rows while the child writes these. The child runs requests in
-        the order sent; a failure is raised by the next request that waits (at the latest
-        the commit), inside the same transaction, which then rolls back as it would have.
+        RETURNING: a write transaction's rows): the server builds the next statement's
+        rows while the child writes these. The child runs requests in the order sent; a
+        failure is raised by the next request that waits (at the latest the commit),
+        inside the same transaction, which then rolls back as it would have (the child
+        runs nothing more of it meanwhile, ``sqlite_child``).
         """
         async with self._turn:
             self._write(operation, arguments, waited=False)
