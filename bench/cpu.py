@@ -93,6 +93,16 @@ def child_processes(pid: int) -> list[int]:
     return sorted({int(child) for text in children for child in text.split()})
 
 
+def process_tree_cpu_seconds(pid: int) -> dict[tuple[int, int], float]:
+    """CPU seconds of each thread of ``pid`` and of the processes it started, by (process,
+    thread)."""
+    return {
+        (process, tid): seconds
+        for process in (pid, *child_processes(pid))
+        for tid, seconds in thread_cpu_seconds(process).items()
+    }
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

@@ -27,7 +27,7 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.cpu import child_processes, thread_cpu_seconds
+from bench.cpu import process_tree_cpu_seconds
 from bench.figures import Figure, Target
 from bench.files import remove_database
 from bench.profiling import write_text
@@ -186,7 +186,7 @@ def _timed_ingest(
         asyncio.run(_publish_all(mqtt_url, warmup, timed=False))
         pids = [process.pid for process in processes if process.pid is not None]
         stages_before = [_stage_seconds(process.base_url) for process in processes]
-        before = [_tree_cpu_seconds(pid) for pid in pids]
+        before = [process_tree_cpu_seconds(pid) for pid in pids]
         wall_before = time.perf_counter()
         with sample_waits() as waits:
             run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
@@ -398,16 +398,6 @@ def _history_lag(database: Path) -> dict[str, float]:
     }
 
 
-def _tree_cpu_seconds(pid: int) -> dict[tuple[int, int], float]:
-    """CPU seconds of each thread of ``pid`` and of the processes it started, by (process,
-    thread)."""
-    return {
-        (process, tid): seconds
-        for process in (pid, *child_processes(pid))
-        for tid, seconds in thread_cpu_seconds(process).items()
-    }
-
-
 def _cpu_use(pid: int, before: dict[tuple[int, int], float], wall_s: float) -> dict[str, float]:
     """The server's CPU use over the timed part, in cores (1.0: one core busy).
 
@@ -417,7 +407,7 @@ def _cpu_use(pid: int, before: dict[tuple[int, int], float], wall_s: float) -> d
     the write connection's SQLite, ``server.store.sqlite_process``). ``server_cpu_cores``
     is their sum.
     """
-    after = _tree_cpu_seconds(pid)
+    after = process_tree_cpu_seconds(pid)
     used = {key: seconds - before.get(key, 0.0) for key, seconds in after.items()}
     total = sum(used.values())
     main = used.get((pid, pid), 0.0)

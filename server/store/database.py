@@ -262,7 +262,7 @@ class Store:
                         ProcessConnection.open, url.database, settings.busy_timeout_s
                     ),
                 )
-            for each in (engine, write_engine) if write_engine is not None else (engine,):
+            for each in [engine] if write_engine is None else [engine, write_engine]:
                 event.listen(each.sync_engine, "connect", _sqlite_on_connect(settings))
                 event.listen(each.sync_engine, "begin", _sqlite_begin)
             return cls(engine, write_wait_s=settings.busy_timeout_s, write_engine=write_engine)

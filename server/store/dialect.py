@@ -82,6 +82,8 @@ class _Prepared:
     arrays: bool
     """One array parameter per column (PostgreSQL) instead of one execution per row."""
     table: str
+    columns: tuple[str, ...]
+    """The statement's parameters (its columns) in its order."""
 
 
 _prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
@@ -128,6 +130,7 @@ def _prepare(
         tuple((i, p) for i, p in enumerate(processors) if p is not None),
         arrays,
         table.name,
+        names,
     )
 
 
@@ -215,7 +218,7 @@ async def execute_rows(
         await driver.copy_records_to_table(
             prepared.table,
             records=list(zip(*columns, strict=True)),
-            columns=[keys[i] for i in prepared.order or range(len(keys))],
+            columns=list(prepared.columns),
         )
     elif prepared.arrays:
         await conn.exec_driver_sql(prepared.sql, tuple(list(column) for column in columns))

@@ -41,7 +41,9 @@ from server.store.sqlite_child import HEADER
 CHILD_FUNCTIONS = frozenset({"regexp", "floor"})
 """SQL functions the child registers itself."""
 _PLAIN_INSERT = re.compile(r"\s*INSERT\b", re.IGNORECASE)
-NOT_ANSWERED: Final = (None, -1, None, None)
+Answer = tuple[Any, int, int | None, list[Any] | None]
+"""What a statement gives a cursor: description, row count, last row id, rows."""
+NOT_ANSWERED: Final[Answer] = (None, -1, None, None)
 """What a cursor holds after a statement sent without waiting for its answer (``send``)."""
 CLOSE_WAIT_S = 5.0
 """How long ``close`` waits for the child to end before it kills it."""
@@ -100,7 +102,7 @@ class ProcessCursor:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    def _took(self, answer: tuple[Any, int, int | None, list[Any] | None]) -> ProcessCursor:
+    def _took(self, answer: Answer) -> ProcessCursor:
         self.description, self.rowcount, self.lastrowid, rows = answer
         self._rows = deque(rows or ())
         return self
@@ -181,7 +183,7 @@ class ProcessConnection:
         if name not in CHILD_FUNCTIONS:
             raise sqlite3.NotSupportedError(f"no function {name!r} in the SQLite process")
 
-    async def send(self, operation: str, arguments: Sequence[Any]) -> Any:
+    async def send(self, operation: str, arguments: Sequence[Any]) -> Answer:
         """Send a request whose answer nobody reads, and go on without waiting for it.
 
         For the statements that give nothing back (an ``executemany`` of INSERTs without
