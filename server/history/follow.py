@@ -8,7 +8,9 @@ is down only makes its follower fall behind (it catches up when the sink is back
 Exactly once, per kind of sink:
 
 - A *transactional* sink (the SQL rollups) writes in the same transaction that moves the
-  position, so a crash or a failed commit leaves both as they were.
+  position, so a crash or a failed commit leaves both as they were. The rows are read and
+  summed before that transaction (on SQLite it holds the one writer, which ingest waits
+  for), and written only if the position is still the one they were read from.
 - An *external* sink (InfluxDB) is written first and the position moved after; a crash in
   between sends those rows again, and the sink makes each point unique by series and
   timestamp, so the second write replaces the first (``server.history.influx``).
@@ -67,6 +69,8 @@ from server.store.schema.history import history_cursors
 
 log = logging.getLogger(__name__)
 
+READS_PER_STEP = 3
+"""Reads a transactional step makes at most when the position moves under each one."""
 DEFER_POLL_S = 0.1
 """How often a follower deferring to ingest looks again."""
 
@@ -105,7 +109,11 @@ class TransactionalSink(Protocol):
 
     name: str
 
-    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None: ...
+    def prepare(self, rows: Sequence[LedgerRow]) -> Any:
+        """What ``rows`` add to the sink, made before the write transaction (no I/O)."""
+
+    async def apply(self, conn: AsyncConnection, prepared: Any) -> None:
+        """Write what ``prepare`` made, in the follower's transaction."""
 
     async def after(self, store: Store) -> None:
         """Work of the sink's own after each step, in transactions of its own (the rollups'
@@ -357,23 +365,34 @@ class LedgerFollower:
 
     async def _step_transactional(self) -> int:
         sink: TransactionalSink = self._sink  # type: ignore[assignment]
-        try:
-            async with self._store.begin(
-                f"following the ledger into {self.name}", stock=False
-            ) as conn:
-                position = await self._claim(conn)
-                if position is None:
+        for _ in range(READS_PER_STEP):
+            # The rows are read and summed before the write transaction: on SQLite that
+            # transaction holds the one writer, which ingest waits for, so it only writes.
+            async with self._store.read(f"reading the ledger for {self.name}") as conn:
+                looked = await self._look(conn)
+                if looked is None:
                     return 0
-                rows = await self._settled(conn, position)
-                if rows:
-                    await sink.apply(conn, rows)
-                    await self._advance(conn, position, rows[-1].id)
-        except LeaseLost:
-            return 0
-        if rows:
-            self._handed_over(rows)
-        await sink.after(self._store)
-        return len(rows)
+                rows = await self._settled(conn, looked)
+            prepared = sink.prepare(rows)
+            try:
+                async with self._store.begin(
+                    f"following the ledger into {self.name}", stock=False
+                ) as conn:
+                    position = await self._claim(conn)
+                    if position is None:
+                        return 0
+                    if position != looked:
+                        continue  # moved since the read (a step of the lease's last holder)
+                    if rows:
+                        await sink.apply(conn, prepared)
+                        await self._advance(conn, position, rows[-1].id)
+            except LeaseLost:
+                return 0
+            if rows:
+                self._handed_over(rows)
+            await sink.after(self._store)
+            return len(rows)
+        return 0
 
     def _handed_over(self, rows: Sequence[LedgerRow]) -> None:
         self.rows_followed += len(rows)
@@ -408,6 +427,26 @@ class LedgerFollower:
                 self._gaps.note_horizon(xmax)
         rows = await read_rows(conn, position, self._settings.batch_rows)
         return self._gaps.settled(position, rows, xmin)
+
+    async def _look(self, conn: AsyncConnection) -> int | None:
+        """The position, read without writing; None while another instance's lease runs."""
+        cursor = history_cursors.c
+        row = (
+            await conn.execute(
+                sa.select(cursor.position, cursor.owner, cursor.lease_until).where(
+                    cursor.name == self.name
+                )
+            )
+        ).first()
+        if row is None:
+            return 0
+        if (
+            row.owner not in (None, self.owner)
+            and row.lease_until is not None
+            and row.lease_until >= self._clock()
+        ):
+            return None
+        return int(row.position)
 
     async def _claim(self, conn: AsyncConnection) -> int | None:
         """Take or renew the lease; the position when this instance holds it, else None.

@@ -28,6 +28,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from plumbing.records import record
 from server.history.follow import LedgerRow, position_on, read_rows
 from server.reports import book_checkpoints, location_snapshots
 from server.reports.book_checkpoints import REPAIR_ITEMS
@@ -144,6 +145,16 @@ _add_sites: Final = _adding(history_site_movements, ("count", "quantity"))
 _add_stock: Final = _adding(history_stock_daily, ("quantity_in", "quantity_out"))
 
 
+@record
+class RollupRows:
+    """What a follower step adds to each rollup table (``RollupSink.prepare``)."""
+
+    movements: list[dict[str, object]]
+    places: list[dict[str, object]]
+    sites: list[dict[str, object]]
+    stock: list[dict[str, object]]
+
+
 class RollupSink:
     """Adds ledger rows to the rollup tables in the follower's transaction."""
 
@@ -153,113 +164,112 @@ class RollupSink:
         self._costs_settled: tuple[int, int] | None = None
         """The cost tables' newest ids when no item's books were left to compute again."""
 
-    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
+    def prepare(self, rows: Sequence[LedgerRow]) -> RollupRows:
+        """The sums ``rows`` add, as rows of the rollup tables (no database work: the
+        follower runs this before its write transaction)."""
         movements = movement_sums(rows)
-        if movements:
-            # One prepared executemany (``dialect.execute_many``): a step writes thousands
-            # of buckets, and SQLAlchemy's per-row parameter handling cost more than SQLite.
-            await execute_many(
-                conn,
-                "history_movements",
-                _add_movements,
-                [
-                    {
-                        "period": period,
-                        "bucket": bucket,
-                        "location": location,
-                        "side": side,
-                        "read_point": read_point,
-                        "item_id": item_id,
-                        "kind": kind,
-                        "site": site_of(location),
-                        "count": count,
-                        "quantity": quantity,
-                    }
-                    for (period, bucket, location, side, read_point, item_id, kind), (
-                        count,
-                        quantity,
-                    ) in movements.items()
-                ],
-            )
-            places = place_sums(movements)
-            await execute_many(
-                conn,
-                "history_place_movements",
-                _add_places,
-                [
-                    {
-                        "period": period,
-                        "bucket": bucket,
-                        "location": location,
-                        "side": side,
-                        "read_point": read_point,
-                        "kind": kind,
-                        "site": site_of(location),
-                        "count": count,
-                        "quantity": quantity,
-                    }
-                    for (period, bucket, location, side, read_point, kind), (
-                        count,
-                        quantity,
-                    ) in places.items()
-                ],
-            )
-            await execute_many(
-                conn,
-                "history_site_movements",
-                _add_sites,
-                [
-                    {
-                        "period": period,
-                        "bucket": bucket,
-                        "site": site,
-                        "side": side,
-                        "kind": kind,
-                        "count": count,
-                        "quantity": quantity,
-                    }
-                    for (period, bucket, site, side, kind), (
-                        count,
-                        quantity,
-                    ) in site_sums(places).items()
-                ],
-            )
-        stock = stock_sums(rows)
-        if stock:
-            await execute_many(
-                conn,
-                "history_stock_daily",
-                _add_stock,
-                [
-                    {
-                        "site": site,
-                        "item_id": item_id,
-                        "day": day,
-                        "quantity_in": quantity_in,
-                        "quantity_out": quantity_out,
-                    }
-                    for (site, item_id, day), (quantity_in, quantity_out) in stock.items()
-                ],
-            )
+        places = place_sums(movements)
+        return RollupRows(
+            movements=[
+                {
+                    "period": period,
+                    "bucket": bucket,
+                    "location": location,
+                    "side": side,
+                    "read_point": read_point,
+                    "item_id": item_id,
+                    "kind": kind,
+                    "site": site_of(location),
+                    "count": count,
+                    "quantity": quantity,
+                }
+                for (period, bucket, location, side, read_point, item_id, kind), (
+                    count,
+                    quantity,
+                ) in movements.items()
+            ],
+            places=[
+                {
+                    "period": period,
+                    "bucket": bucket,
+                    "location": location,
+                    "side": side,
+                    "read_point": read_point,
+                    "kind": kind,
+                    "site": site_of(location),
+                    "count": count,
+                    "quantity": quantity,
+                }
+                for (period, bucket, location, side, read_point, kind), (
+                    count,
+                    quantity,
+                ) in places.items()
+            ],
+            sites=[
+                {
+                    "period": period,
+                    "bucket": bucket,
+                    "site": site,
+                    "side": side,
+                    "kind": kind,
+                    "count": count,
+                    "quantity": quantity,
+                }
+                for (period, bucket, site, side, kind), (count, quantity) in site_sums(
+                    places
+                ).items()
+            ],
+            stock=[
+                {
+                    "site": site,
+                    "item_id": item_id,
+                    "day": day,
+                    "quantity_in": quantity_in,
+                    "quantity_out": quantity_out,
+                }
+                for (site, item_id, day), (quantity_in, quantity_out) in stock_sums(rows).items()
+            ],
+        )
+
+    async def apply(self, conn: AsyncConnection, prepared: RollupRows) -> None:
+        """Add ``prepared`` to the rollup tables, in the follower's transaction."""
+        # One prepared executemany each (``dialect.execute_many``): a step writes thousands
+        # of buckets, and SQLAlchemy's per-row parameter handling cost more than SQLite.
+        for table, statement, table_rows in (
+            ("history_movements", _add_movements, prepared.movements),
+            ("history_place_movements", _add_places, prepared.places),
+            ("history_site_movements", _add_sites, prepared.sites),
+            ("history_stock_daily", _add_stock, prepared.stock),
+        ):
+            if table_rows:
+                await execute_many(conn, table, statement, table_rows)
 
     async def after(self, store: Store) -> None:
         """Bring the valuation books kept at checkpoints up to the rollups' position, in
         transactions of their own (a day's rows or ``BOOK_ROWS`` each): the rollups' step
         does not wait for them, nor ingest for both at once. Reports read the rows after
-        the books' position from the ledger, so a lag only costs them time."""
-        while True:
-            async with store.read("comparing the books' position") as conn:
-                if await book_checkpoints.position(conn) >= await position_on(conn, ROLLUPS):
-                    return
-            async with store.begin("keeping the valuation books", stock=False) as conn:
-                await self._follow_books(conn)
+        the books' position from the ledger, so a lag only costs them time.
 
-    async def _follow_books(self, conn: AsyncConnection) -> None:
-        target = await position_on(conn, ROLLUPS)
-        done = await book_checkpoints.position(conn, lock=True)
-        if done >= target:
+        The rows are read before each transaction, as the rollups' are
+        (``server.history.follow``), and used only if the books' position has not moved
+        since; else they are read again."""
+        while True:
+            async with store.read("reading the ledger for the valuation books") as conn:
+                done = await book_checkpoints.position(conn)
+                target = await position_on(conn, ROLLUPS)
+                if done >= target:
+                    return
+                fetched = await read_rows(conn, done, BOOK_ROWS)
+            async with store.begin("keeping the valuation books", stock=False) as conn:
+                await self._follow_books(conn, done, target, fetched)
+
+    async def _follow_books(
+        self, conn: AsyncConnection, done: int, target: int, fetched: Sequence[LedgerRow]
+    ) -> None:
+        """Add ``fetched`` (read after ``done``, the books' position then, with the rollups
+        at ``target``) to the books, unless their position has moved since."""
+        if await book_checkpoints.position(conn, lock=True) != done:
             return
-        fetched = await read_rows(conn, done, BOOK_ROWS)
         rows = [row for row in fetched if row.id <= target]
         # Every id up to the rollups' position is settled: past the last row read, when
         # fewer than a page came or some lie beyond it, there is nothing below it.

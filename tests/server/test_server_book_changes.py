@@ -15,6 +15,7 @@ at midnight and in the middle of a day.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,8 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import StoreError
+from server.history import rollups
 from server.history.check import history_report, rebuild_history, reset_rollups
-from server.history.follow import LedgerFollower
+from server.history.follow import LedgerFollower, LedgerRow, read_rows
 from server.history.rollups import ROLLUPS, RollupSink
 from server.reports.book_checkpoints import FOREVER, marks, position, stored_books
 from server.reports.book_reads import shipped_per_period
@@ -127,8 +129,10 @@ async def test_shipped_per_period_sums_the_rows_by_day_as_python_does(
 class _FailingBooks(RollupSink):
     """Writes the books' step and then fails, as a crash half way through it would."""
 
-    async def _follow_books(self, conn: AsyncConnection) -> None:
-        await super()._follow_books(conn)
+    async def _follow_books(
+        self, conn: AsyncConnection, done: int, target: int, fetched: Sequence[LedgerRow]
+    ) -> None:
+        await super()._follow_books(conn, done, target, fetched)
         raise StoreError("disk full (test)")
 
 
@@ -167,3 +171,29 @@ async def test_the_books_follow_in_their_own_transactions(store: Store) -> None:
     assert await _kept(store) == followed
     await reset_rollups(store)
     assert await _positions(store) == (0, 0)
+
+
+async def test_books_whose_rows_were_overtaken_after_the_read_read_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rebuild-history`` between the books' read of the ledger and their transaction:
+    the rows read are not added on top of the rebuilt books."""
+    await _fill(store, 9)
+    overtaken: list[int] = []
+
+    async def read_then_rebuild(conn: AsyncConnection, after: int, limit: int) -> list[LedgerRow]:
+        rows = await read_rows(conn, after, limit)
+        if not overtaken and rows:
+            overtaken.append(await rebuild_history(store))
+        return rows
+
+    monkeypatch.setattr(rollups, "read_rows", read_then_rebuild)
+    follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
+    await _follow_all(follower)
+    assert overtaken
+    rollups_at, books_at = await _positions(store)
+    assert rollups_at == books_at == overtaken[0]
+    assert (await history_report(store)).lines == []
+    followed = await _kept(store)
+    await rebuild_history(store)
+    assert await _kept(store) == followed

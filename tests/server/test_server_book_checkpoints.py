@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.config.history import HistorySettings
 from server.errors import StoreError
 from server.history.check import history_report, rebuild_history, reset_rollups
-from server.history.follow import LedgerFollower, LedgerRow
-from server.history.rollups import RollupSink
+from server.history.follow import LedgerFollower
+from server.history.rollups import RollupRows, RollupSink
 from server.reports import book_checkpoints, location_snapshots
 from server.reports import locations as location_sums
 from server.reports import valuation_reports as reports
@@ -441,8 +441,8 @@ async def test_following_step_by_step_equals_a_rebuild(store: Store) -> None:
 class _FailingSink(RollupSink):
     """Writes its rollups and checkpoints and then fails, as a crash half way would."""
 
-    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
-        await super().apply(conn, rows)
+    async def apply(self, conn: AsyncConnection, prepared: RollupRows) -> None:
+        await super().apply(conn, prepared)
         raise StoreError("disk full (test)")
 
 

@@ -7,9 +7,11 @@ code), and with ``check-history`` (SQL written apart from both).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from server.config.settings import ServerSettings
 from server.errors import StoreError
 from server.history.check import history_report, rebuild_history
 from server.history.follow import LedgerFollower, LedgerRow, cursor_position, last_ledger_id
-from server.history.rollups import ROLLUPS, RollupSink
+from server.history.rollups import ROLLUPS, RollupRows, RollupSink
 from server.ingest.consumer import Ingestor
 from server.store.database import Store
 from server.store.schema import core as schema
@@ -175,8 +177,8 @@ async def test_a_follower_resumes_where_the_last_one_stopped(
 class _FailingSink(RollupSink):
     """Writes its rollups and then fails, as a crash in the middle of a step would."""
 
-    async def apply(self, conn: AsyncConnection, rows: Sequence[LedgerRow]) -> None:
-        await super().apply(conn, rows)
+    async def apply(self, conn: AsyncConnection, prepared: RollupRows) -> None:
+        await super().apply(conn, prepared)
         raise StoreError("disk full (test)")
 
 
@@ -253,6 +255,72 @@ async def test_rebuild_beside_a_running_follower_leaves_it_nothing_to_redo(
     await _follow_all(holder)  # goes on from where the rebuild left the position
     assert await _stored(probe) == await _expected(probe)
     assert (await history_report(store)).lines == []
+
+
+class _RebuiltWhileReading(LedgerFollower):
+    """A follower whose first read is overtaken: ``rebuild-history`` runs right after it,
+    before the step's write transaction (the rows read are then summed already)."""
+
+    overtaken = False
+
+    async def _settled(self, conn: AsyncConnection, position: int) -> list[LedgerRow]:
+        rows = await super()._settled(conn, position)
+        if not self.overtaken and rows:
+            self.overtaken = True
+            await rebuild_history(self._store)
+        return rows
+
+
+async def test_a_step_overtaken_after_its_read_reads_again_and_counts_nothing_twice(
+    store: Store, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    await _fill(ingestor, batches, rounds=1)
+    holder = _RebuiltWhileReading(store, RollupSink(), SMALL_STEPS, owner="server")
+    # It read 7 rows after position 0, but the rebuild moved the position to the newest
+    # row: the step reads again from there and finds nothing to add.
+    assert await holder.step() == 0
+    assert holder.overtaken
+    assert await cursor_position(store, ROLLUPS) == await last_ledger_id(store)
+    assert await _stored(probe) == await _expected(probe)
+    await _fill(ingestor, batches, rounds=1)
+    await _follow_all(holder)
+    assert await _stored(probe) == await _expected(probe)
+    assert (await history_report(store)).lines == []
+
+
+class _WriterWatch(RollupSink):
+    """Notes, whenever the follower prepares its rows, whether another connection could
+    take SQLite's write lock at that moment (it cannot while a write transaction is open)."""
+
+    def __init__(self, database: Path) -> None:
+        super().__init__()
+        self._database = database
+        self.writer_free: list[bool] = []
+
+    def prepare(self, rows: Sequence[LedgerRow]) -> RollupRows:
+        other = sqlite3.connect(self._database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            self.writer_free.append(True)
+        except sqlite3.OperationalError:
+            self.writer_free.append(False)
+        finally:
+            other.close()
+        return super().prepare(rows)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_step_reads_and_sums_its_rows_before_it_takes_sqlites_writer(
+    store: Store, settings: ServerSettings, ingestor: Ingestor, batches: Batches, probe: Probe
+) -> None:
+    """Ingest waits for the one writer: a step holds it only to write the sums."""
+    await _fill(ingestor, batches, rounds=1)
+    sink = _WriterWatch(Path(settings.database.url.removeprefix("sqlite+aiosqlite:///")))
+    assert await _follow_all(LedgerFollower(store, sink, SMALL_STEPS)) > 0
+    assert len(sink.writer_free) >= 3
+    assert all(sink.writer_free)
+    assert await _stored(probe) == await _expected(probe)
 
 
 @pytest.mark.parametrize("statement", ["update", "delete"])
