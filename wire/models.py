@@ -44,12 +44,17 @@ AlertState = Literal["open", "acknowledged", "closed"]
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("timestamp must carry a UTC offset")
-    try:
-        value = value.astimezone(UTC)
-    except OverflowError as err:
-        raise ValueError("timestamp is outside the range a UTC time can hold") from err
+    # A time given in UTC ("Z", as the edge writes it) is kept as parsed (its tzinfo is
+    # pydantic's UTC, equal in every use): converting it anyway took a fifth of validating
+    # a benchmark batch (7.7 against 6.3 µs an event), three times in every event.
+    if offset:
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError as err:
+            raise ValueError("timestamp is outside the range a UTC time can hold") from err
     # The contract carries milliseconds; drop anything finer so both sides agree.
     # (replace() is the dear part of this validator; most values need none.)
     finer = value.microsecond % 1000

@@ -12,6 +12,7 @@ from wire.models import MAX_COUNT_LINES, Event, EventBatch, Quantity
 
 GTIN = "09506000016924"
 WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+WHEN_JSON = "2026-11-25T12:00:00Z"
 
 
 def event(**fields: Any) -> Event:
@@ -126,3 +127,36 @@ def test_a_batch_carries_counts_beside_other_events() -> None:
     )
     again = EventBatch.model_validate_json(batch.model_dump_json())
     assert again.events[0].biz_step == "cycle_counting"
+
+
+def _at(event_time: str) -> str:
+    """An event's JSON with ``event_time`` as given."""
+    text = event(quantity={"gtin": GTIN, "qty": 1}).model_dump_json()
+    assert text.count(f'"{WHEN_JSON}"') == 1
+    return text.replace(f'"{WHEN_JSON}"', f'"{event_time}"')
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2026-11-25T12:00:00.123Z", datetime(2026, 11, 25, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2026-11-25T12:00:00.123456Z", datetime(2026, 11, 25, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2026-11-25T14:00:00.123999+02:00", datetime(2026, 11, 25, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2026-11-25T07:30:00-04:30", datetime(2026, 11, 25, 12, 0, tzinfo=UTC)),
+        ("2026-11-25T12:00:00+00:00", datetime(2026, 11, 25, 12, 0, tzinfo=UTC)),
+    ],
+)
+def test_event_times_come_out_in_utc_at_milliseconds(given: str, expected: datetime) -> None:
+    parsed = Event.model_validate_json(_at(given))
+    assert parsed.event_time == expected
+    assert parsed.event_time.utcoffset() == expected.utcoffset()
+    assert parsed.event_time.microsecond == expected.microsecond
+    # Serialized as the same instant given in UTC is, whatever offset it came with.
+    given_in_utc = event(event_time=expected, quantity={"gtin": GTIN, "qty": 1})
+    assert parsed.model_dump_json() == given_in_utc.model_dump_json()
+
+
+@pytest.mark.parametrize("given", ["2026-11-25T12:00:00", "2026-11-25T12:00:00.5"])
+def test_an_event_time_without_an_offset_is_refused(given: str) -> None:
+    with pytest.raises(ValidationError, match="timestamp must carry a UTC offset"):
+        Event.model_validate_json(_at(given))
