@@ -382,7 +382,7 @@ class LedgerFollower:
                     if position is None:
                         return 0
                     if position != looked:
-                        continue  # moved since the read (a step of the lease's last holder)
+                        continue  # moved since the read (a rebuild, the lease's last holder)
                     if rows:
                         await sink.apply(conn, prepared)
                         await self._advance(conn, position, rows[-1].id)
@@ -440,13 +440,14 @@ class LedgerFollower:
         ).first()
         if row is None:
             return 0
-        if (
-            row.owner not in (None, self.owner)
-            and row.lease_until is not None
-            and row.lease_until >= self._clock()
-        ):
-            return None
-        return int(row.position)
+        held = self._held_by_another(row.owner, row.lease_until, self._clock())
+        return None if held else int(row.position)
+
+    def _held_by_another(
+        self, owner: str | None, lease_until: datetime | None, now: datetime
+    ) -> bool:
+        """Whether a cursor row with ``owner`` and ``lease_until`` is another's lease."""
+        return owner not in (None, self.owner) and lease_until is not None and lease_until >= now
 
     async def _claim(self, conn: AsyncConnection) -> int | None:
         """Take or renew the lease; the position when this instance holds it, else None.
@@ -473,11 +474,7 @@ class LedgerFollower:
                 .values(name=self.name, position=0, owner=None, lease_until=None, updated_at=now)
                 .on_conflict_do_nothing()
             )
-        elif (
-            row.owner not in (None, self.owner)
-            and row.lease_until is not None
-            and row.lease_until >= now
-        ):
+        elif self._held_by_another(row.owner, row.lease_until, now):
             return None
         claimed = await conn.execute(
             sa.update(history_cursors)
