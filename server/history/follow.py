@@ -52,7 +52,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -62,6 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from plumbing.records import record
 from server.config.history import HistorySettings
 from server.errors import LeaseLost, SinkUnavailable, StoreError
+from server.history.gaps import GapWatch, transaction_horizon
 from server.store.database import Store
 from server.store.dialect import upsert
 from server.store.schema.core import items, ledger
@@ -159,99 +159,6 @@ def _row_select(after: int, limit: int) -> sa.Select[Any]:
 async def read_rows(conn: AsyncConnection, after: int, limit: int) -> list[LedgerRow]:
     """Up to ``limit`` ledger rows with ids above ``after``, in id order."""
     return [LedgerRow(*row) for row in await conn.execute(_row_select(after, limit))]
-
-
-async def _transaction_horizon(conn: AsyncConnection) -> tuple[int, int]:
-    """PostgreSQL: (oldest transaction still running, first transaction id not yet given)."""
-    row = (
-        await conn.execute(
-            sa.text(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
-                "pg_snapshot_xmax(pg_current_snapshot())::text"
-            )
-        )
-    ).one()
-    return int(row[0]), int(row[1])
-
-
-@dataclass(slots=True)
-class _Gap:
-    first: int
-    """The lowest missing id."""
-    seen_at: float
-    horizon: int | None = None
-    """``xmax`` noted after ``gap_settle_s``: transactions below it may still hold the id."""
-
-
-class GapWatch:
-    """Decides how much of a read is settled (see the module docstring).
-
-    Args:
-        dialect: ``sqlite`` or ``postgresql``.
-        settle_s: how long a missing id is waited for before the transaction check.
-        monotonic: the clock (tests pass their own).
-    """
-
-    def __init__(
-        self, dialect: str, settle_s: float, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._one_writer = dialect == "sqlite"
-        self._settle_s = settle_s
-        self._monotonic = monotonic
-        self._gap: _Gap | None = None
-
-    @property
-    def waiting_on(self) -> int | None:
-        """The missing id the follower is waiting for, if any."""
-        return self._gap.first if self._gap is not None else None
-
-    def settled(
-        self, position: int, rows: Sequence[LedgerRow], xmin: int | None
-    ) -> list[LedgerRow]:
-        """The rows that may be handed over now: the unbroken run after ``position``, and
-        past a missing id once it is known never to commit.
-
-        Args:
-            position: the follower's position.
-            rows: rows read after ``position``, in id order.
-            xmin: PostgreSQL: the oldest running transaction, read before ``rows`` were.
-        """
-        taken: list[LedgerRow] = []
-        expected = position + 1
-        for row in rows:
-            if row.id != expected and not self._gone(expected, xmin):
-                break
-            taken.append(row)
-            expected = row.id + 1
-        return taken
-
-    def note_horizon(self, xmax: int) -> None:
-        """Record ``xmax`` for a gap that has waited ``settle_s`` without a horizon."""
-        gap = self._gap
-        if gap is not None and gap.horizon is None and self.wants_horizon():
-            gap.horizon = xmax
-
-    def wants_horizon(self) -> bool:
-        """True when a gap has waited long enough to note the transaction horizon."""
-        gap = self._gap
-        return (
-            gap is not None
-            and gap.horizon is None
-            and self._monotonic() - gap.seen_at >= self._settle_s
-        )
-
-    def _gone(self, missing: int, xmin: int | None) -> bool:
-        if self._one_writer:
-            return True
-        gap = self._gap
-        if gap is None or gap.first != missing:
-            self._gap = _Gap(missing, self._monotonic())
-            return False
-        if gap.horizon is not None and xmin is not None and xmin >= gap.horizon:
-            log.info("ledger id %d never committed; the history steps over it", missing)
-            self._gap = None
-            return True
-        return False
 
 
 class LedgerFollower:
@@ -422,7 +329,7 @@ class LedgerFollower:
     async def _settled(self, conn: AsyncConnection, position: int) -> list[LedgerRow]:
         xmin: int | None = None
         if self._store.dialect == "postgresql":
-            xmin, xmax = await _transaction_horizon(conn)
+            xmin, xmax = await transaction_horizon(conn)
             if self._gaps.wants_horizon():
                 self._gaps.note_horizon(xmax)
         rows = await read_rows(conn, position, self._settings.batch_rows)
