@@ -23,7 +23,7 @@ book (``server.rules.orders``): a notice adds unit identity on top of it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,27 +58,41 @@ class Receipt:
     event_id: str | None
 
 
-async def reconcile_receipts(conn: AsyncConnection, receipts: Sequence[Receipt]) -> list[AlertSpec]:
+async def covering_notices(conn: AsyncConnection, item_ids: Iterable[int]) -> list[Any]:
+    """(order id, item id, number, site) of the open purchase orders whose shipping notices
+    list units of ``item_ids``."""
+    wanted = sorted(set(item_ids))
+    if not wanted:
+        return []
+    return list(
+        (
+            await conn.execute(
+                sa.select(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
+                .join(orders, orders.c.id == asn_units.c.order_id)
+                .where(
+                    asn_units.c.item_id.in_(wanted),
+                    orders.c.status == "open",
+                    orders.c.kind == "purchase",
+                )
+                .group_by(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
+            )
+        ).all()
+    )
+
+
+async def reconcile_receipts(
+    conn: AsyncConnection, receipts: Sequence[Receipt], *, noticed: bool = True
+) -> list[AlertSpec]:
     """Mark the units a batch received on their notices; alerts for units not listed.
 
     One statement when no open order's notice covers the items received (the common case);
-    two more when one does.
+    two more when one does. ``noticed`` False: ``covering_notices`` of these items, read
+    earlier in this transaction, found none (receipts mark notices, they add none), so
+    there is nothing to read.
     """
-    if not receipts:
+    if not receipts or not noticed:
         return []
-    item_ids = sorted({receipt.item_id for receipt in receipts})
-    covering = (
-        await conn.execute(
-            sa.select(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
-            .join(orders, orders.c.id == asn_units.c.order_id)
-            .where(
-                asn_units.c.item_id.in_(item_ids),
-                orders.c.status == "open",
-                orders.c.kind == "purchase",
-            )
-            .group_by(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
-        )
-    ).all()
+    covering = await covering_notices(conn, (receipt.item_id for receipt in receipts))
     if not covering:
         return []
     order_ids = sorted({row.order_id for row in covering})

@@ -13,7 +13,7 @@ with its side effects: shelf watches, open order lines, shipping notices and ale
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -30,6 +30,7 @@ from server.ingest.negative_stock import settle_plan
 from server.ingest.order_book import apply_line_deltas
 from server.ingest.pallet_contents import expand_pallets, hold_unknown
 from server.ingest.planning import PlannedEvents, RuleInputs, distinct, rule_inputs
+from server.ingest.prefetch import Prefetched
 from server.ingest.shelf_watches import record_watches, watching
 from server.rules.model import Plan
 from server.rules.policy import DEFAULT_POLICY, Policy
@@ -77,12 +78,24 @@ async def apply_events(
     return result
 
 
+FollowUp = Callable[[], Awaitable[None]]
+"""What a group does besides its rows (``_follow_up``), left for later (``deferred``)."""
+
+
+async def run_deferred(deferred: list[FollowUp]) -> None:
+    """Do what the groups left for later, in their order (and forget it)."""
+    while deferred:
+        await deferred.pop(0)()
+
+
 async def apply_planned(
     conn: AsyncConnection,
     planned: PlannedEvents,
     context: ApplyContext,
     *,
     still_valid: Callable[[PlannedEvents], bool],
+    prefetched: Prefetched | None = None,
+    deferred: list[FollowUp] | None = None,
 ) -> tuple[Applied, bool]:
     """``apply_events`` for events planned ahead: the claim first, as always, then the
     plan made ahead if it still holds, else a plan made now.
@@ -90,13 +103,26 @@ async def apply_planned(
     Args:
         still_valid: called inside the transaction once the ids are claimed: False when
             something committed since the plan's read may have changed what it read.
+        prefetched: the reads the plan needs, made earlier in the transaction
+            (``server.ingest.prefetch``); used with the plan made ahead only.
+        deferred: where the plan made ahead leaves what it does besides its rows (alerts,
+            watches, notices marked), for the caller to do (``run_deferred``) before it
+            commits; a plan made now does what was left there first, then its own at once.
         (the rest as ``apply_events``)
 
     Returns:
-        What was applied, and whether the plan made ahead was the one written.
+        What was applied, and whether the plan made ahead was the one written. With
+        ``deferred``, ``Applied.alerts`` is filled in when what was left is done.
     """
     return await _claim_then_apply(
-        conn, planned.unique, len(planned.events), context, planned, still_valid
+        conn,
+        planned.unique,
+        len(planned.events),
+        context,
+        planned,
+        still_valid,
+        prefetched,
+        deferred,
     )
 
 
@@ -107,10 +133,13 @@ async def _claim_then_apply(
     context: ApplyContext,
     planned: PlannedEvents | None = None,
     still_valid: Callable[[PlannedEvents], bool] | None = None,
+    prefetched: Prefetched | None = None,
+    deferred: list[FollowUp] | None = None,
 ) -> tuple[Applied, bool]:
     """Claim ``unique``'s ids, then apply the fresh ones (with ``planned``'s plan if it
     holds); ``given`` events came in, repeats included."""
-    fresh_ids = await claim_events(conn, list(unique), context.now)
+    seen = prefetched.seen if prefetched is not None else None
+    fresh_ids = await claim_events(conn, list(unique), context.now, seen=seen)
     fresh = [event for event_id, event in unique.items() if event_id in fresh_ids]
     kept = (
         planned is not None
@@ -119,8 +148,13 @@ async def _claim_then_apply(
         and still_valid(planned)
     )
     if planned is not None and kept and fresh:
-        result = await _apply_plan(conn, fresh, planned.plan, planned.inputs, context)
+        result = await _apply_plan(
+            conn, fresh, planned.plan, planned.inputs, context, prefetched, deferred
+        )
     else:
+        if deferred:
+            # Planning now reads the store: what the groups before left to do is done first.
+            await run_deferred(deferred)
         result = await apply_claimed(conn, fresh, context)
     result.fresh_ids = fresh_ids
     result.duplicates = given - len(fresh)
@@ -167,9 +201,12 @@ async def _apply_plan(
     plan: Plan,
     inputs: RuleInputs,
     context: ApplyContext,
+    prefetched: Prefetched | None = None,
+    deferred: list[FollowUp] | None = None,
 ) -> Applied:
     """Write ``plan`` (made by the rules for ``fresh``, as ``inputs.expansion``, from
-    ``inputs``) in the transaction, with its side effects."""
+    ``inputs``) in the transaction, with its side effects (left in ``deferred`` if given).
+    """
     result = Applied()
     result.applied = len(fresh)
     for event in fresh:
@@ -180,7 +217,14 @@ async def _apply_plan(
     read_points, policy, now = context.read_points, context.policy, context.now
     replan = partial(rules.plan, state=state, read_points=read_points, policy=policy)
     plan, refused = await settle_plan(
-        conn, expansion.events, plan, replan, item_ids, policy, context.pending
+        conn,
+        expansion.events,
+        plan,
+        replan,
+        item_ids,
+        policy,
+        context.pending,
+        stored=prefetched.on_hand if prefetched is not None else None,
     )
     # A pallet is refused whole: report its own event, not the line that fell short.
     result.refused = [(expansion.pallets.get(e.event_id, e), why) for e, why in refused]
@@ -208,27 +252,51 @@ async def _apply_plan(
     )
     result.units_written = set(plan.units)
     result.items_created = set(plan.new_items)
-    if plan.departures or (plan.sightings and watching(read_points)):
-        await record_watches(conn, plan, item_ids)
-    overfilled = await apply_line_deltas(conn, plan.order_updates, state.orders, policy)
-    # Units a supplier's shipping notice listed (server.commands.asn): marked, or alerted if
-    # unlisted.
-    noticed = await reconcile_receipts(
-        conn,
-        [
-            Receipt(m.epc, item_ids[m.item.ref], m.to_location, m.event_time, m.event_id)
-            for m in plan.movements
-            if m.kind == "receipt" and m.epc is not None and m.to_location is not None
-        ],
-    )
-    overfilled.extend(noticed)
     result.movements = len(plan.movements)
     by_event: dict[str, int] = defaultdict(int)
     for movement in plan.movements:
         if movement.event_id is not None:
             by_event[movement.event_id] += 1
     result.movements_by_event = dict(by_event)
+    noticed = prefetched.noticed if prefetched is not None else True
+    follow_up = partial(_follow_up, conn, plan, inputs, context, result, noticed=noticed)
+    if deferred is None:
+        await follow_up()
+    else:
+        deferred.append(follow_up)
+    return result
+
+
+async def _follow_up(
+    conn: AsyncConnection,
+    plan: Plan,
+    inputs: RuleInputs,
+    context: ApplyContext,
+    result: Applied,
+    *,
+    noticed: bool,
+) -> None:
+    """What a written plan does besides its rows: shelf watches, open order lines, units
+    marked on shipping notices, and its alerts (into ``result.alerts``)."""
+    item_ids, now = inputs.item_ids, context.now
+    if plan.departures or (plan.sightings and watching(context.read_points)):
+        await record_watches(conn, plan, item_ids)
+    overfilled = await apply_line_deltas(
+        conn, plan.order_updates, inputs.state.orders, context.policy
+    )
+    # Units a supplier's shipping notice listed (server.commands.asn): marked, or alerted if
+    # unlisted.
+    overfilled.extend(
+        await reconcile_receipts(
+            conn,
+            [
+                Receipt(m.epc, item_ids[m.item.ref], m.to_location, m.event_time, m.event_id)
+                for m in plan.movements
+                if m.kind == "receipt" and m.epc is not None and m.to_location is not None
+            ],
+            noticed=noticed,
+        )
+    )
     for kind, subject in plan.cleared:
         await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)
     result.alerts = await open_alerts(conn, [*plan.alerts, *overfilled], context.site, now)
-    return result

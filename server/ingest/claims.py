@@ -10,7 +10,7 @@ them. SQLite has one writer: the ids seen before are read, and the others insert
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -46,14 +46,27 @@ async def seen_before(conn: AsyncConnection, event_ids: Sequence[str]) -> set[st
     return set(seen.scalars())
 
 
-async def claim_events(conn: AsyncConnection, event_ids: Sequence[str], now: datetime) -> set[str]:
-    """Record ``event_ids`` (distinct) as seen; returns those that were not seen before."""
+async def claim_events(
+    conn: AsyncConnection,
+    event_ids: Sequence[str],
+    now: datetime,
+    *,
+    seen: Collection[str] | None = None,
+) -> set[str]:
+    """Record ``event_ids`` (distinct) as seen; returns those that were not seen before.
+
+    Args:
+        seen: SQLite: the ids seen before, read earlier in this transaction (with the ids
+            it claimed since added: ``server.ingest.prefetch``); None: read them now.
+    """
     if not event_ids:
         return set()
     if conn.dialect.name == "sqlite":
         # One writer: the transaction holds SQLite's write lock, so the ids seen before
         # (usually none) cannot change between this read and the insert of the others.
-        fresh = set(event_ids).difference(await seen_before(conn, event_ids))
+        if seen is None:
+            seen = await seen_before(conn, event_ids)
+        fresh = set(event_ids).difference(seen)
         await execute_rows(
             conn,
             "seen events",

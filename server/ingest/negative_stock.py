@@ -64,6 +64,7 @@ async def check_stock(
     refusable: bool = True,
     lock: bool | None = None,
     pending: Mapping[tuple[int, str], int] | None = None,
+    stored: Mapping[Pair, int] | None = None,
 ) -> StockCheck:
     """``check_movements`` of one plan, from the balances the store holds now.
 
@@ -71,11 +72,16 @@ async def check_stock(
         lock: read the balances ``FOR UPDATE``; None: where some site refuses.
         pending: deltas of this transaction not written to the balances yet, by (item id,
             location): added to what the store holds.
+        stored: the balances of the plan's pairs, read earlier in this transaction
+            without a lock (``server.ingest.prefetch``); None: read them now.
     """
     if lock is None:
         lock = policy.refuses_anywhere
     pairs = touched(movements_of.movements)
-    on_hand = await load_on_hand(conn, pairs, item_ids, lock=lock)
+    if stored is None:
+        on_hand = await load_on_hand(conn, pairs, item_ids, lock=lock)
+    else:
+        on_hand = {pair: stored[pair] for pair in pairs if pair in stored}
     if pending:
         for ref, location in pairs:
             if ref in item_ids and (delta := pending.get((item_ids[ref], location), 0)):
@@ -91,9 +97,11 @@ async def settle_plan(
     item_ids: Mapping[str, int],
     policy: Policy,
     pending: Mapping[tuple[int, str], int] | None = None,
+    stored: Mapping[Pair, int] | None = None,
 ) -> tuple[Plan, list[tuple[Event, str]]]:
     """``plan`` with the negative-stock check applied: alerts and clears added, and, where
-    a site refuses, the plan made again without the refused events.
+    a site refuses, the plan made again without the refused events (``stored``: balances
+    read earlier, for ``plan``'s first check; a plan made again reads them now).
 
     Refusing an event can change what later events in the batch do (a unit not picked is
     shipped from its bin, not from the pick zone), so the batch is planned again and
@@ -104,8 +112,10 @@ async def settle_plan(
     """
     refused: dict[str, tuple[Event, str]] = {}
     by_id = {event.event_id: event for event in events}
-    for _ in range(len(events) + 1):
-        check = await check_stock(conn, plan, item_ids, policy, pending=pending)
+    for attempt in range(len(events) + 1):
+        check = await check_stock(
+            conn, plan, item_ids, policy, pending=pending, stored=None if attempt else stored
+        )
         fresh = {
             event_id: shortfall
             for event_id, shortfall in check.refused.items()

@@ -18,7 +18,9 @@ never make another site's batches wait.
 the groups before are written: ``commit`` keeps that plan only if its claim, every commit
 since the read and the groups written before it in the same transaction say nothing it
 read has changed (``_still_valid``), else it plans again inside the transaction. The claim
-is made in the writing transaction either way.
+is made in the writing transaction either way. The reads of the groups planned ahead are
+made together when the transaction begins, and what those groups do besides their rows
+follows once all their rows are sent (``server.ingest.prefetch``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.config.settings import IngestSettings, ReadPointSettings
 from server.errors import StoreError, StoreFull, TransientStoreError
-from server.ingest.apply import ApplyContext, apply_events, apply_planned
+from server.ingest.apply import (
+    ApplyContext,
+    FollowUp,
+    apply_events,
+    apply_planned,
+    run_deferred,
+)
 from server.ingest.dead_letters import DeadLetter, insert_dead_letters, printable
 from server.ingest.gateway_trust import raise_trust_alerts
 from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
 from server.ingest.planning import PlannedEvents, plan_ahead
+from server.ingest.prefetch import prefetch
 from server.ingest.write_turns import WriteTurns, conflict_keys
 from server.metrics import Metrics
 from server.rules.policy import Policy
@@ -264,30 +273,58 @@ class GroupWriter:
         applied: dict[int, Applied] = {}
         units: set[str] = set()
         items: set[str] = set()
+        claimed: set[str] = set()
         # Balances last: their row locks are then held for the commit only.
         pending: BalanceDeltas = {}
         group = [prepared for members, _ in parts for prepared in members]
+        sites = sorted({prepared.header.site for prepared in group})
+        # The reads of every group planned ahead at once, and what the groups do besides
+        # their rows after all of them (``server.ingest.prefetch``).
+        fetched = await prefetch(
+            conn,
+            [
+                planned
+                for site in sites
+                for _, ahead in _of_site(parts, site)
+                if ahead is not None and (planned := ahead.sites.get(site)) is not None
+            ],
+            self._policy,
+        )
+        deferred: list[FollowUp] | None = [] if fetched is not None else None
+        merged_parts: list[tuple[Sequence[Prepared], Applied]] = []
         # Sites in one order in every transaction, so instances lock their balance rows in
         # one order too (arrival order could deadlock two groups holding two sites each).
-        for site in sorted({prepared.header.site for prepared in group}):
+        for site in sites:
             for members, ahead in _of_site(parts, site):
                 context = self._context(members, read_points, site, now, pending)
                 planned = ahead.sites.get(site) if ahead is not None else None
                 if planned is not None and ahead is not None:
                     written = _Touched(frozenset(units), frozenset(items))
                     merged, kept = await apply_planned(
-                        conn, planned, context, still_valid=self._still_valid(ahead.since, written)
+                        conn,
+                        planned,
+                        context,
+                        still_valid=self._still_valid(ahead.since, written),
+                        prefetched=None if fetched is None else fetched.seen_with(claimed),
+                        deferred=deferred,
                     )
                     outcome = "ahead" if kept else "replanned"
                 else:
+                    if deferred:
+                        await run_deferred(deferred)
                     events = [event for prepared in members for event in prepared.events]
                     merged = await apply_events(conn, events, context)
                     outcome = "in_transaction"
                 self._metrics.ingest_plans.labels(outcome=outcome).inc()
                 units |= merged.units_written
                 items |= merged.items_created
-                for prepared, mine in zip(members, _split(merged, members), strict=True):
-                    applied[id(prepared)] = mine
+                claimed |= merged.fresh_ids
+                merged_parts.append((members, merged))
+        if deferred:
+            await run_deferred(deferred)
+        for members, merged in merged_parts:
+            for prepared, mine in zip(members, _split(merged, members), strict=True):
+                applied[id(prepared)] = mine
         done = [applied[id(prepared)] for prepared in group]
         for prepared, result in zip(group, done, strict=True):
             letters = [*prepared.letters, *self._refusal_letters(prepared, result)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy as sa
 from server_helpers import GTIN_A, Batches, Probe, checked, counter_totals, sgtin
 
 from server.commands.operation_models import Caller, TransferRequest
@@ -155,3 +156,102 @@ async def test_an_api_operation_committed_meanwhile_makes_ingest_plan_again(
     shipped = [row for row in await probe.ledger() if row["kind"] == "shipment"]
     assert [row["from_location"] for row in shipped] == ["wh1"]
     assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 0, (GTIN_A, "wh1"): 0}
+
+
+async def test_groups_planned_ahead_share_a_transaction_as_if_written_one_after_the_other(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    """Two groups in one transaction (``Ingestor.apply_parts``): their reads made together
+    at its start, their rows sent one after the other, what they do besides after both
+    (``server.ingest.prefetch``). The second receives a unit already in stock."""
+    await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(9))]))
+    first = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (1, 2)])]
+    second = [await checked(ingestor, batches, [batches.event(epc=sgtin(n)) for n in (3, 9)])]
+    parts = [(first, await _planned(ingestor, first)), (second, await _planned(ingestor, second))]
+
+    results = await ingestor.apply_parts(parts)
+
+    assert [(r.outcome, r.applied, r.acked) for r in results] == [
+        ("applied", 2, True),
+        ("applied", 2, True),
+    ]
+    assert _plans(metrics) == {"in_transaction": 1, "ahead": 2}
+    assert [row["epc"] for row in await probe.ledger()] == [sgtin(n) for n in (9, 1, 2, 3, 9)]
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 5}
+    in_stock = [row for row in await probe.alerts() if row["kind"] == "unit_already_in_stock"]
+    assert [row["subject"] for row in in_stock] == [sgtin(9)]
+    assert [[alert.kind for alert in r.alerts] for r in results] == [
+        [],
+        ["unit_already_in_stock"],
+    ]
+
+
+async def test_a_repeat_in_the_next_group_of_a_transaction_is_a_duplicate(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    repeated = batches.event(epc=sgtin(1))
+    first = [await checked(ingestor, batches, [repeated, batches.event(epc=sgtin(2))])]
+    second = [await checked(ingestor, batches, [repeated, batches.event(epc=sgtin(3))])]
+    parts = [(first, await _planned(ingestor, first)), (second, await _planned(ingestor, second))]
+
+    results = await ingestor.apply_parts(parts)
+
+    assert [(r.outcome, r.applied, r.duplicates) for r in results] == [
+        ("applied", 2, 0),
+        ("applied", 1, 1),
+    ]
+    assert _plans(metrics) == {"ahead": 1, "replanned": 1}
+    assert [row["epc"] for row in await probe.ledger()] == [sgtin(n) for n in (1, 2, 3)]
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 3}
+
+
+async def test_a_group_planned_again_comes_after_what_the_group_before_it_left_to_do(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics
+) -> None:
+    # The second group's plan read no unit 1 (the first receives it in the same
+    # transaction): planned again there, after the first group's alerts are raised.
+    first = [await checked(ingestor, batches, [batches.event(epc=sgtin(1))])]
+    second = [await checked(ingestor, batches, [batches.event(epc=sgtin(1), direction="out")])]
+    parts = [(first, await _planned(ingestor, first)), (second, await _planned(ingestor, second))]
+
+    results = await ingestor.apply_parts(parts)
+
+    assert [(r.outcome, r.applied) for r in results] == [("applied", 1), ("applied", 1)]
+    assert _plans(metrics) == {"ahead": 1, "replanned": 1}
+    kinds = [row["kind"] for row in await probe.alerts()]
+    assert "unit_not_in_stock" not in kinds
+    assert kinds.count("unknown_item") == 1
+    assert (await probe.balances()).get((GTIN_A, "wh1.receiving"), 0) == 0
+    assert [row["kind"] for row in await probe.ledger()] == ["receipt", "shipment"]
+
+
+async def test_the_rows_of_every_group_go_out_before_a_group_reads_again(
+    store: Store, ingestor: Ingestor, batches: Batches
+) -> None:
+    """Between the first group's unit states and the last group's, the database is only
+    written to: nothing the loop would have to wait for."""
+    await ingestor.handle(batches.topic, batches.payload([batches.event(epc=sgtin(9))]))
+    groups = [
+        [await checked(ingestor, batches, [batches.event(epc=sgtin(base + n)) for n in (1, 2)])]
+        for base in (10, 20, 30)
+    ]
+    parts = [(group, await _planned(ingestor, group)) for group in groups]
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split())[:40])
+
+    engine = store.write_engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        await ingestor.apply_parts(parts)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+
+    units = [
+        n for n, statement in enumerate(statements) if statement.startswith("INSERT INTO units")
+    ]
+    assert len(units) == len(groups)
+    between = statements[units[0] : units[-1]]
+    assert between
+    assert not [statement for statement in between if not statement.startswith("INSERT")]
