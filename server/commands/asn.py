@@ -58,25 +58,18 @@ class Receipt:
     event_id: str | None
 
 
-async def covering_notices(conn: AsyncConnection, item_ids: Iterable[int]) -> list[Any]:
+def covering_query(item_ids: Iterable[int]) -> sa.Select[Any]:
     """(order id, item id, number, site) of the open purchase orders whose shipping notices
     list units of ``item_ids``."""
-    wanted = sorted(set(item_ids))
-    if not wanted:
-        return []
-    return list(
-        (
-            await conn.execute(
-                sa.select(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
-                .join(orders, orders.c.id == asn_units.c.order_id)
-                .where(
-                    asn_units.c.item_id.in_(wanted),
-                    orders.c.status == "open",
-                    orders.c.kind == "purchase",
-                )
-                .group_by(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
-            )
-        ).all()
+    return (
+        sa.select(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
+        .join(orders, orders.c.id == asn_units.c.order_id)
+        .where(
+            asn_units.c.item_id.in_(sorted(set(item_ids))),
+            orders.c.status == "open",
+            orders.c.kind == "purchase",
+        )
+        .group_by(asn_units.c.order_id, asn_units.c.item_id, orders.c.number, orders.c.site)
     )
 
 
@@ -86,13 +79,13 @@ async def reconcile_receipts(
     """Mark the units a batch received on their notices; alerts for units not listed.
 
     One statement when no open order's notice covers the items received (the common case);
-    two more when one does. ``noticed`` False: ``covering_notices`` of these items, read
+    two more when one does. ``noticed`` False: ``covering_query`` of these items, read
     earlier in this transaction, found none (receipts mark notices, they add none), so
     there is nothing to read.
     """
     if not receipts or not noticed:
         return []
-    covering = await covering_notices(conn, (receipt.item_id for receipt in receipts))
+    covering = (await conn.execute(covering_query(r.item_id for r in receipts))).all()
     if not covering:
         return []
     order_ids = sorted({row.order_id for row in covering})

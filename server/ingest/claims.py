@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -37,12 +38,19 @@ _CLAIM = (
 """PostgreSQL's claim: insert the ids, get back the ones no other transaction had."""
 
 
+def seen_query(
+    conn: AsyncConnection, event_ids: Sequence[str]
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """The read of which of ``event_ids`` were seen already, and its parameters."""
+    condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
+    return sa.select(seen_events.c.event_id).where(condition), params
+
+
 async def seen_before(conn: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
     """Which of ``event_ids`` were seen already (a read: it claims nothing)."""
     if not event_ids:
         return set()
-    condition, params = one_of(conn, seen_events.c.event_id, "event_ids", event_ids)
-    seen = await conn.execute(sa.select(seen_events.c.event_id).where(condition), params)
+    seen = await conn.execute(*seen_query(conn, event_ids))
     return set(seen.scalars())
 
 

@@ -11,7 +11,8 @@ reconciled by the sweep anyway (``server.alerts.sweeps``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,24 +36,37 @@ async def load_on_hand(
     lock: bool,
 ) -> dict[Pair, int]:
     """On hand of ``pairs`` (item ref, location); an item without an id holds nothing yet."""
-    by_id = {item_ids[ref]: ref for ref, _ in pairs if ref in item_ids}
-    wanted = sorted((item_ids[ref], location) for ref, location in pairs if ref in item_ids)
-    if not wanted:
-        return {}
     found: dict[Pair, int] = {}
-    # In chunks, so a huge batch never builds one enormous statement.
+    for statement in on_hand_queries(pairs, item_ids, lock=lock):
+        found.update(on_hand_of(await conn.execute(statement), item_ids))
+    return found
+
+
+def on_hand_queries(
+    pairs: Collection[Pair], item_ids: Mapping[str, int], *, lock: bool
+) -> list[sa.Select[Any]]:
+    """The reads of ``load_on_hand``: in chunks, so a huge batch never builds one enormous
+    statement."""
+    wanted = sorted((item_ids[ref], location) for ref, location in pairs if ref in item_ids)
+    statements = []
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
         statement = (
             sa.select(balances.c.item_id, balances.c.location_id, balances.c.on_hand)
-            .where(sa.tuple_(balances.c.item_id, balances.c.location_id).in_(chunk))
+            .where(
+                sa.tuple_(balances.c.item_id, balances.c.location_id).in_(
+                    wanted[start : start + 500]
+                )
+            )
             .order_by(balances.c.item_id, balances.c.location_id)
         )
-        if lock:
-            statement = statement.with_for_update()
-        for item_id, location, on_hand in await conn.execute(statement):
-            found[(by_id[item_id], location)] = int(on_hand)
-    return found
+        statements.append(statement.with_for_update() if lock else statement)
+    return statements
+
+
+def on_hand_of(rows: Iterable[Sequence[Any]], item_ids: Mapping[str, int]) -> dict[Pair, int]:
+    """Rows of ``on_hand_queries`` by (item ref, location)."""
+    by_id = {item_id: ref for ref, item_id in item_ids.items()}
+    return {(by_id[item_id], location): int(on_hand) for item_id, location, on_hand in rows}
 
 
 async def check_stock(

@@ -26,17 +26,20 @@ itself, after what the groups before it left to do is done.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plumbing.records import record
-from server.commands.asn import covering_notices
-from server.ingest.claims import seen_before
-from server.ingest.negative_stock import load_on_hand
+from server.commands.asn import covering_query
+from server.ingest.claims import seen_query
+from server.ingest.negative_stock import on_hand_of, on_hand_queries
 from server.ingest.planning import PlannedEvents
 from server.rules.negative import Pair, touched
 from server.rules.policy import Policy
+from server.store.dialect import read_together
 
 
 @record
@@ -66,10 +69,6 @@ async def prefetch(
     site refuses negative stock (each group then reads for itself)."""
     if not planned or policy.refuses_anywhere:
         return None
-    seen: frozenset[str] | None = None
-    if conn.dialect.name == "sqlite":
-        ids = list(dict.fromkeys(event_id for group in planned for event_id in group.unique))
-        seen = frozenset(await seen_before(conn, ids))
     item_ids: dict[str, int] = {}
     pairs: set[Pair] = set()
     received: set[int] = set()
@@ -82,6 +81,20 @@ async def prefetch(
             for movement in group.plan.movements
             if movement.kind == "receipt" and movement.item.ref in known
         )
-    on_hand = await load_on_hand(conn, pairs, item_ids, lock=False)
-    noticed = bool(await covering_notices(conn, received))
-    return Prefetched(seen=seen, on_hand=on_hand, noticed=noticed)
+    balances = on_hand_queries(pairs, item_ids, lock=False)
+    queries: list[tuple[sa.Select[Any], Mapping[str, Any]]] = [(query, {}) for query in balances]
+    queries.append((covering_query(received), {}))
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        ids = list(dict.fromkeys(event_id for group in planned for event_id in group.unique))
+        queries.append(seen_query(conn, ids))
+    # One wait for all of them on SQLite's process (``dialect.read_together``).
+    rows = await read_together(conn, queries)
+    on_hand: dict[Pair, int] = {}
+    for found in rows[: len(balances)]:
+        on_hand.update(on_hand_of(found, item_ids))
+    return Prefetched(
+        seen=frozenset(event_id for (event_id,) in rows[-1]) if sqlite else None,
+        on_hand=on_hand,
+        noticed=bool(rows[len(balances)]),
+    )

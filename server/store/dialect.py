@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -12,6 +13,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.store.sqlite_process import ProcessConnection
 
 Upsert = sqlite.Insert | postgresql.Insert
 IN_CHUNK = 500
@@ -224,3 +227,43 @@ async def execute_rows(
         await conn.exec_driver_sql(prepared.sql, tuple(list(column) for column in columns))
     else:
         await conn.exec_driver_sql(prepared.sql, list(zip(*columns, strict=True)))
+
+
+async def read_together(
+    conn: AsyncConnection, queries: Sequence[tuple[sa.Select[Any], Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each of ``queries`` (a statement and its parameters), in order.
+
+    Where the connection's SQLite runs in a child process (the write transactions,
+    ``server.store.sqlite_process``) they go in one request and one wait: each wait also
+    waits for the event loop's current work. Otherwise one after the other. The rows are
+    the driver's own (no result types applied): for reads of ids, numbers and text.
+    """
+    driver = (await conn.get_raw_connection()).driver_connection
+    requests: list[tuple[str, Sequence[Any]]] = []
+    if isinstance(driver, ProcessConnection):
+        for query, params in queries:
+            compiled = query.compile(
+                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            values = compiled.construct_params(dict(params))
+            bound = tuple(values[name] for name in compiled.positiontup or ())
+            if not all(isinstance(value, _PLAIN) for value in bound):
+                break  # a value SQLAlchemy would convert first: the plain way
+            requests.append(("execute", (compiled.string, bound)))
+        else:
+            try:
+                answers = await driver.request_all(requests)
+            except sqlite3.Error as err:
+                # As SQLAlchemy raises a driver's error (``Store`` translates those).
+                raise sa.exc.DBAPIError.instance(
+                    "; ".join(sql for _, (sql, _) in requests), None, err, sqlite3.Error
+                ) from err
+            return [list(rows or ()) for _, _, _, rows in answers]
+    return [
+        [tuple(row) for row in await conn.execute(query, dict(params))] for query, params in queries
+    ]
+
+
+_PLAIN = (int, float, str, bytes, type(None))
+"""Values a driver binds as they are (no SQLAlchemy type converts them)."""

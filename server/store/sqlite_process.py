@@ -218,6 +218,31 @@ class ProcessConnection:
             raise failed
         return answer[1]
 
+    async def request_all(self, requests: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Send ``requests`` at once and wait for all their answers: one wait for the loop
+        instead of one per request (the child answers them in order). Raises the first
+        error among them (or among earlier requests sent without waiting)."""
+        if not requests:
+            return []
+        async with self._turn:
+            for operation, arguments in requests:
+                self._write(operation, arguments, waited=True)
+            earlier, self._unanswered = self._unanswered, self._unanswered + len(requests)
+            answers: list[Any] = []
+            failed: BaseException | None = None
+            while self._unanswered:
+                answer = await self._answer()
+                self._unanswered -= 1
+                if answer[0] != "ok" and failed is None:
+                    failed = _error(answer)
+                if earlier:
+                    earlier -= 1
+                elif answer[0] == "ok":
+                    answers.append(answer[1])
+        if failed is not None:
+            raise failed
+        return answers
+
     def _write(self, operation: str, arguments: Sequence[Any], *, waited: bool) -> None:
         if not self._connection:
             raise sqlite3.OperationalError("no active connection")

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from server.config.settings import DatabaseSettings
 from server.errors import StoreError, StoreFull
 from server.store.database import Store
+from server.store.dialect import read_together
 from server.store.sqlite_process import ProcessConnection
 
 CHILD_GONE_S = 10.0
@@ -200,3 +202,46 @@ async def test_after_a_failed_insert_sent_unwaited_nothing_runs_until_the_rollba
     finally:
         await connection.close()
         reader.close()
+
+
+async def test_reads_made_together_give_what_each_gives_alone(tmp_path: Path) -> None:
+    # The write connection sends them in one request (one wait); the read connection runs
+    # them one by one; both must give each query's own rows, in order.
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    t = sa.table("t", sa.column("n"), sa.column("name"))
+    queries = [
+        (sa.select(t.c.n).where(t.c.n.in_([2, 3, 9])).order_by(t.c.n), {}),
+        (sa.select(t.c.name, t.c.n).where(sa.tuple_(t.c.n, t.c.name).in_([(1, "a")])), {}),
+        (sa.select(t.c.n).where(t.c.name == sa.bindparam("name")), {"name": "c"}),
+        (sa.select(t.c.n).where(t.c.n.in_([])), {}),
+    ]
+    expected = [[(2,), (3,)], [("a", 1)], [(3,)], []]
+    try:
+        await _write(
+            store,
+            "CREATE TABLE t (n INTEGER PRIMARY KEY, name TEXT)",
+            "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        )
+        async with store.begin("reading in the writer") as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(driver, ProcessConnection)
+            # An INSERT sent without waiting goes first, and its row is read with the rest.
+            await conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", [(9, "z"), (10, "y")])
+            assert await read_together(conn, queries) == [[(2,), (3,), (9,)], *expected[1:]]
+        async with store.read("reading alone") as conn:
+            assert await read_together(conn, queries) == [[(2,), (3,), (9,)], *expected[1:]]
+        # A failure is SQLAlchemy's error of the driver's, as a statement's would be, and
+        # the store says what it was.
+        nowhere = sa.select(sa.literal_column("n")).select_from(sa.table("nowhere"))
+        async with store.begin("failing") as conn:
+            with pytest.raises(sa.exc.OperationalError, match="no such table: nowhere"):
+                await read_together(conn, [*queries, (nowhere, {})])
+        with pytest.raises(StoreError, match="no such table: nowhere"):
+            await _read_nowhere(store, nowhere)
+    finally:
+        await store.close()
+
+
+async def _read_nowhere(store: Store, nowhere: sa.Select[Any]) -> None:
+    async with store.begin("failing") as conn:
+        await read_together(conn, [(nowhere, {})])
