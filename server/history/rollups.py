@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ from server.store.schema.history import (
 )
 from server.store.sites import site_of
 
+HOUR: Final = timedelta(hours=1)
 ROLLUPS: Final = "rollups"
 """The rollups follower's cursor name."""
 BOOK_ROWS: Final = 5000
@@ -67,9 +68,32 @@ def bucket_start(moment: datetime, period: Period) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+class _Buckets:
+    """The hour and day buckets of moments that come in about time order (a step's rows):
+    the last hour is kept, so a moment in it costs two comparisons instead of the two
+    ``replace`` calls of ``bucket_start``, which were the dearest part of a step's sums."""
+
+    __slots__ = ("_day", "_end", "_hour")
+
+    def __init__(self) -> None:
+        self._hour: datetime | None = None
+        self._end: datetime | None = None
+        self._day: datetime | None = None
+
+    def of(self, moment: datetime) -> tuple[datetime, datetime]:
+        """(hour bucket, day bucket) of ``moment``: ``bucket_start`` of each."""
+        hour, end, day = self._hour, self._end, self._day
+        if hour is None or end is None or day is None or not hour <= moment < end:
+            hour = bucket_start(moment, "hour")
+            end, day = hour + HOUR, hour.replace(hour=0)
+            self._hour, self._end, self._day = hour, end, day
+        return hour, day
+
+
 def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:
     """``[count, quantity]`` per movement key over ``rows``."""
     sums: dict[MovementKey, list[int]] = defaultdict(lambda: [0, 0])
+    buckets = _Buckets()
     for row in rows:
         read_point = row.read_point or NO_READ_POINT
         sides: list[tuple[str, Side]] = []
@@ -77,8 +101,9 @@ def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:
             sides.append((row.from_location, "out"))
         if row.to_location is not None:
             sides.append((row.to_location, "in"))
-        for period in ("hour", "day"):
-            bucket = bucket_start(row.event_time, period)
+        hour, day = buckets.of(row.event_time)
+        periods: tuple[tuple[Period, datetime], ...] = (("hour", hour), ("day", day))
+        for period, bucket in periods:
             for location, side in sides:
                 figures = sums[(period, bucket, location, side, read_point, row.item_id, row.kind)]
                 figures[0] += 1
@@ -112,12 +137,13 @@ def site_sums(places: dict[PlaceKey, list[int]]) -> dict[SiteKey, list[int]]:
 def stock_sums(rows: Sequence[LedgerRow]) -> dict[StockKey, list[int]]:
     """``[in, out]`` per (site, item, day) over ``rows`` that cross a site boundary."""
     sums: dict[StockKey, list[int]] = defaultdict(lambda: [0, 0])
+    buckets = _Buckets()
     for row in rows:
         source = site_of(row.from_location) if row.from_location is not None else None
         target = site_of(row.to_location) if row.to_location is not None else None
         if source == target:
             continue
-        day = bucket_start(row.event_time, "day")
+        day = buckets.of(row.event_time)[1]
         if target is not None:
             sums[(target, row.item_id, day)][0] += row.quantity
         if source is not None:
