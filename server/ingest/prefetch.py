@@ -6,10 +6,11 @@ SQLite), the balances its movements take from and add to (the negative-stock che
 whether an open purchase order's shipping notice lists an item it receives. Made group by
 group, the reads of the second group queued behind the first group's rows (one process
 runs SQLite's statements, in order) while the event loop waited with nothing to build.
-Made for all groups at the start, in one statement each, the rows of every group are sent
-one after the other: the database writes one group's while the loop builds the next one's,
-and what the groups do besides their rows (alerts, watches, notices marked) follows in
-their order once every row is sent (``server.ingest.apply``, ``deferred``).
+Made for all groups at the start (on SQLite in one request to its process,
+``dialect.read_together``), the rows of every group are sent one after the other: the
+database writes one group's while the loop builds the next one's, and what the groups do
+besides their rows (alerts, watches, notices marked) follows in their order once every row
+is sent (``server.ingest.apply``, ``deferred``).
 
 What the reads give holds until it is used, in the same transaction:
 
@@ -52,7 +53,8 @@ class Prefetched:
     on_hand: dict[Pair, int]
     """The balances the groups' plans touch, as the store holds them."""
     noticed: bool
-    """Whether an open purchase order's notice lists an item the groups receive."""
+    """Whether an open purchase order's notice lists an item the groups receive (an item
+    the transaction creates is on no notice yet)."""
 
     def seen_with(self, claimed: Collection[str]) -> Prefetched:
         """These reads for a later group: ``claimed``, the ids the transaction's earlier
