@@ -73,21 +73,19 @@ class _Buckets:
     the last hour is kept, so a moment in it costs two comparisons instead of the two
     ``replace`` calls of ``bucket_start``, which were the dearest part of a step's sums."""
 
-    __slots__ = ("_day", "_end", "_hour")
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._hour: datetime | None = None
-        self._end: datetime | None = None
-        self._day: datetime | None = None
+        self._last: tuple[datetime, datetime, datetime] | None = None
+        """The last hour's (start, end, day)."""
 
     def of(self, moment: datetime) -> tuple[datetime, datetime]:
         """(hour bucket, day bucket) of ``moment``: ``bucket_start`` of each."""
-        hour, end, day = self._hour, self._end, self._day
-        if hour is None or end is None or day is None or not hour <= moment < end:
+        last = self._last
+        if last is None or not last[0] <= moment < last[1]:
             hour = bucket_start(moment, "hour")
-            end, day = hour + HOUR, hour.replace(hour=0)
-            self._hour, self._end, self._day = hour, end, day
-        return hour, day
+            last = self._last = (hour, hour + HOUR, hour.replace(hour=0))
+        return last[0], last[2]
 
 
 def movement_sums(rows: Sequence[LedgerRow]) -> dict[MovementKey, list[int]]:

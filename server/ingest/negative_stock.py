@@ -36,10 +36,12 @@ async def load_on_hand(
     lock: bool,
 ) -> dict[Pair, int]:
     """On hand of ``pairs`` (item ref, location); an item without an id holds nothing yet."""
-    found: dict[Pair, int] = {}
-    for statement in on_hand_queries(pairs, item_ids, lock=lock):
-        found.update(on_hand_of(await conn.execute(statement), item_ids))
-    return found
+    rows = [
+        row
+        for query in on_hand_queries(pairs, item_ids, lock=lock)
+        for row in await conn.execute(query)
+    ]
+    return on_hand_of(rows, item_ids)
 
 
 def on_hand_queries(

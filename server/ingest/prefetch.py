@@ -92,11 +92,8 @@ async def prefetch(
         queries.append(seen_query(conn, ids))
     # One wait for all of them on SQLite's process (``dialect.read_together``).
     rows = await read_together(conn, queries)
-    on_hand: dict[Pair, int] = {}
-    for found in rows[: len(balances)]:
-        on_hand.update(on_hand_of(found, item_ids))
     return Prefetched(
         seen=frozenset(event_id for (event_id,) in rows[-1]) if sqlite else None,
-        on_hand=on_hand,
+        on_hand=on_hand_of((row for found in rows[: len(balances)] for row in found), item_ids),
         noticed=bool(rows[len(balances)]),
     )

@@ -277,15 +277,15 @@ class GroupWriter:
         # Balances last: their row locks are then held for the commit only.
         pending: BalanceDeltas = {}
         group = [prepared for members, _ in parts for prepared in members]
-        sites = sorted({prepared.header.site for prepared in group})
+        by_site = {site: _of_site(parts, site) for site in sorted({p.header.site for p in group})}
         # The reads of every group planned ahead at once, and what the groups do besides
         # their rows after all of them (``server.ingest.prefetch``).
         fetched = await prefetch(
             conn,
             [
                 planned
-                for site in sites
-                for _, ahead in _of_site(parts, site)
+                for site, site_parts in by_site.items()
+                for _, ahead in site_parts
                 if ahead is not None and (planned := ahead.sites.get(site)) is not None
             ],
             self._policy,
@@ -294,8 +294,8 @@ class GroupWriter:
         merged_parts: list[tuple[Sequence[Prepared], Applied]] = []
         # Sites in one order in every transaction, so instances lock their balance rows in
         # one order too (arrival order could deadlock two groups holding two sites each).
-        for site in sites:
-            for members, ahead in _of_site(parts, site):
+        for site, site_parts in by_site.items():
+            for members, ahead in site_parts:
                 context = self._context(members, read_points, site, now, pending)
                 planned = ahead.sites.get(site) if ahead is not None else None
                 if planned is not None and ahead is not None:

@@ -204,24 +204,16 @@ class ProcessConnection:
         """Send one request to the child and wait for its answer; raises its error, or
         that of an earlier request sent without waiting (``send``) unless
         ``earlier_errors`` is False (a rollback: the transaction ends either way)."""
-        async with self._turn:
-            self._write(operation, arguments, waited=True)
-            self._unanswered += 1
-            failed: BaseException | None = None
-            while self._unanswered:
-                answer = await self._answer()
-                self._unanswered -= 1
-                last = not self._unanswered
-                if answer[0] != "ok" and failed is None and (earlier_errors or last):
-                    failed = _error(answer)
-        if failed is not None:
-            raise failed
-        return answer[1]
+        (answer,) = await self.request_all([(operation, arguments)], earlier_errors=earlier_errors)
+        return answer
 
-    async def request_all(self, requests: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    async def request_all(
+        self, requests: Sequence[tuple[str, Sequence[Any]]], *, earlier_errors: bool = True
+    ) -> list[Any]:
         """Send ``requests`` at once and wait for all their answers: one wait for the loop
         instead of one per request (the child answers them in order). Raises the first
-        error among them (or among earlier requests sent without waiting)."""
+        error among them, or among earlier requests sent without waiting unless
+        ``earlier_errors`` is False."""
         if not requests:
             return []
         async with self._turn:
@@ -233,12 +225,13 @@ class ProcessConnection:
             while self._unanswered:
                 answer = await self._answer()
                 self._unanswered -= 1
-                if answer[0] != "ok" and failed is None:
-                    failed = _error(answer)
+                mine = not earlier
                 if earlier:
                     earlier -= 1
                 elif answer[0] == "ok":
                     answers.append(answer[1])
+                if answer[0] != "ok" and failed is None and (earlier_errors or mine):
+                    failed = _error(answer)
         if failed is not None:
             raise failed
         return answers
