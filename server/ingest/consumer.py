@@ -85,6 +85,17 @@ class IngestResult:
     alerts: tuple[AlertView, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What ``Ingestor.commit_parts`` did, for ``Ingestor.acknowledge``."""
+
+    group: list[Prepared]
+    done: list[Applied | None]
+    """Per batch of ``group``, what it did; None: not applied."""
+    started: float
+    """When its transaction began (``time.perf_counter``)."""
+
+
 class Ingestor:
     """Applies event batches exactly once and acknowledges them after the commit.
 
@@ -244,13 +255,28 @@ class Ingestor:
         Returns:
             One result per batch, the groups' batches in order.
         """
-        group = [prepared for members, _ in parts for prepared in members]
+        return await self.acknowledge(await self.commit_parts(parts))
+
+    async def commit_parts(self, parts: Sequence[Part]) -> Committed:
+        """Step 3 of ``apply_parts``: the transaction. ``acknowledge`` does step 4; the
+        composition root begins the next transaction meanwhile."""
         started = time.perf_counter()
         now = self._clock()
         with self._at_work():
             done = await self._writer.commit(parts, self._read_points, now)
-            acked = await send_acks(self._publish, self._metrics, group, done)
         self._spent("write", started)
+        return Committed([prepared for members, _ in parts for prepared in members], done, started)
+
+    async def acknowledge(self, committed: Committed) -> list[IngestResult]:
+        """Step 4 of ``apply_parts``: the Acks of what ``commit_parts`` committed, then the
+        alerts it opened.
+
+        Returns:
+            One result per batch, in order.
+        """
+        group, done, started = committed.group, committed.done, committed.started
+        with self._at_work():
+            acked = await send_acks(self._publish, self._metrics, group, done)
         await self._relay_alerts(done)
         elapsed = time.perf_counter() - started
         results: list[IngestResult] = []

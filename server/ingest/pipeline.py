@@ -8,7 +8,11 @@ planner takes the batches that queued up meanwhile as one group (at most
 group planned and not yet taken (up to ``events_per_write`` events) into one transaction
 (``Ingestor.apply_parts``), written in the order they were planned. At most
 ``PIPELINE_DEPTH`` checked batches and ``PLANS_AHEAD`` planned groups wait; then reading
-from MQTT waits too (and the broker holds the rest).
+from MQTT waits too (and the broker holds the rest). A writer begins its next transaction
+as soon as one commits: that one's Acks (each waits for the broker's PUBACK) go out
+meanwhile, each writer's in the order of its commits. When the writer waited for them,
+the database sat idle while the loop checked the messages that arrived in between, and
+the next transaction began tens of milliseconds late.
 
 Why several writers (``Ingestor.writers``: ``[ingest] writers`` on PostgreSQL, one on
 SQLite): gateways keep only a few batches unacknowledged (``[buffer] max_in_flight``, 8 by
@@ -26,11 +30,12 @@ and planned while one is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from plumbing.mqtt import Message
-from server.ingest.consumer import Ingestor
+from server.ingest.consumer import Committed, Ingestor
 from server.ingest.gateway_status import StatusRecorder
 from server.ingest.intake import Prepared
 from server.ingest.transactions import Ahead, Part
@@ -107,16 +112,37 @@ async def _plan(
 
 
 async def _write(ingestor: Ingestor, planned: asyncio.Queue[Part], limit: int) -> None:
-    while True:
-        parts = [await planned.get()]
-        events = sum(prepared.count for prepared in parts[0][0])
-        while not planned.empty() and events < limit:
-            parts.append(planned.get_nowait())
-            events += sum(prepared.count for prepared in parts[-1][0])
-        try:
-            await ingestor.apply_parts(parts)
-        except Exception:
-            log.exception("unexpected error applying %d group(s)", len(parts))
+    """Take planned groups into transactions; each transaction's Acks go out while the next
+    one is written (``_acknowledge``), one transaction's after the other's."""
+    acking: asyncio.Task[None] | None = None
+    try:
+        while True:
+            parts = [await planned.get()]
+            events = sum(prepared.count for prepared in parts[0][0])
+            while not planned.empty() and events < limit:
+                parts.append(planned.get_nowait())
+                events += sum(prepared.count for prepared in parts[-1][0])
+            try:
+                committed = await ingestor.commit_parts(parts)
+            except Exception:
+                log.exception("unexpected error applying %d group(s)", len(parts))
+                continue
+            if acking is not None:
+                await acking
+            acking = asyncio.create_task(_acknowledge(ingestor, committed))
+    finally:
+        if acking is not None and not acking.done():
+            # Stopping: an Ack not sent yet is sent again for the batch the edge re-sends.
+            acking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acking
+
+
+async def _acknowledge(ingestor: Ingestor, committed: Committed) -> None:
+    try:
+        await ingestor.acknowledge(committed)
+    except Exception:
+        log.exception("unexpected error acknowledging %d batch(es)", len(committed.group))
 
 
 async def _dispatch(

@@ -74,9 +74,16 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 
 
-def sqlite_pragmas(settings: DatabaseSettings, page_size: int) -> list[str]:
-    """The PRAGMAs every SQLite connection of the store runs (a file of ``page_size``)."""
-    checkpoint_bytes = settings.sqlite_checkpoint_mb * 1024 * 1024
+def sqlite_pragmas(
+    settings: DatabaseSettings, page_size: int, *, checkpoint_in_commit: bool = True
+) -> list[str]:
+    """The PRAGMAs every SQLite connection of the store runs (a file of ``page_size``).
+
+    ``checkpoint_in_commit`` False: the connection's commits leave the checkpoint to its
+    process (the write connections' child process checkpoints after answering a commit,
+    ``server.store.sqlite_child``)."""
+    checkpoint_bytes = checkpoint_size(settings)
+    autocheckpoint = max(1, checkpoint_bytes // page_size) if checkpoint_in_commit else 0
     return [
         # journal_mode=WAL is stored in the file and set once by Store.migrate.
         "PRAGMA synchronous=FULL",
@@ -84,12 +91,17 @@ def sqlite_pragmas(settings: DatabaseSettings, page_size: int) -> list[str]:
         f"PRAGMA busy_timeout={int(settings.busy_timeout_s * 1000)}",
         # A negative cache_size is in KiB; wal_autocheckpoint counts pages.
         f"PRAGMA cache_size=-{settings.sqlite_cache_mb * 1024}",
-        f"PRAGMA wal_autocheckpoint={max(1, checkpoint_bytes // page_size)}",
+        f"PRAGMA wal_autocheckpoint={autocheckpoint}",
         f"PRAGMA journal_size_limit={checkpoint_bytes}",
     ]
 
 
-def _sqlite_on_connect(settings: DatabaseSettings) -> Any:
+def checkpoint_size(settings: DatabaseSettings) -> int:
+    """The WAL size in bytes at which it is copied back into the database file."""
+    return settings.sqlite_checkpoint_mb * 1024 * 1024
+
+
+def _sqlite_on_connect(settings: DatabaseSettings, *, checkpoint_in_commit: bool = True) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Python's sqlite3 begins transactions only before DML, so DDL and the reads before a
         # write would run outside any transaction. Turn that off and emit BEGIN ourselves
@@ -99,7 +111,9 @@ def _sqlite_on_connect(settings: DatabaseSettings) -> Any:
         try:
             cursor.execute("PRAGMA page_size")
             page_size = int(cursor.fetchone()[0])
-            for pragma in sqlite_pragmas(settings, page_size):
+            for pragma in sqlite_pragmas(
+                settings, page_size, checkpoint_in_commit=checkpoint_in_commit
+            ):
                 cursor.execute(pragma)
         finally:
             cursor.close()
@@ -259,11 +273,20 @@ class Store:
                     url,
                     echo=settings.echo,
                     async_creator=partial(
-                        ProcessConnection.open, url.database, settings.busy_timeout_s
+                        ProcessConnection.open,
+                        url.database,
+                        settings.busy_timeout_s,
+                        checkpoint_bytes=checkpoint_size(settings),
                     ),
                 )
+                # Its child checkpoints after answering a commit, not inside it.
+                event.listen(
+                    write_engine.sync_engine,
+                    "connect",
+                    _sqlite_on_connect(settings, checkpoint_in_commit=False),
+                )
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))
             for each in [engine] if write_engine is None else [engine, write_engine]:
-                event.listen(each.sync_engine, "connect", _sqlite_on_connect(settings))
                 event.listen(each.sync_engine, "begin", _sqlite_begin)
             return cls(engine, write_wait_s=settings.busy_timeout_s, write_engine=write_engine)
         return cls(engine)

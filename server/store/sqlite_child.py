@@ -2,8 +2,9 @@
 requests on stdin, answered on stdout.
 
 Each message either way is a 4-byte big-endian length and a pickle. A request is
-``(operation, arguments, waited)``; the answer is ``("ok", value)`` or ``("error", kind,
-args, code, name)`` for a ``sqlite3`` exception of class ``kind`` with its
+``(operation, arguments, waited)``; the answer is ``(in_transaction, result)``: whether the
+connection holds an open transaction afterwards, and ``("ok", value)`` or ``("error",
+kind, args, code, name)`` for a ``sqlite3`` exception of class ``kind`` with its
 ``sqlite_errorcode`` and ``sqlite_errorname``. ``waited`` False: the server goes on before
 it reads the answer (``ProcessConnection.send``); if such a statement fails, the
 transaction is spoilt: nothing more runs in it, every later request is answered with
@@ -118,7 +119,53 @@ def _widen_pipes() -> None:
             fcntl.fcntl(stream.fileno(), set_size, PIPE_BYTES)
 
 
-def serve(database: str, timeout: float, uri: bool) -> None:
+WAL_INDEX_FRAMES = 16
+"""Where the WAL-index (the ``-shm`` file) keeps ``mxFrame``, the frames in the WAL, as a
+32-bit integer in the machine's byte order (https://www.sqlite.org/walformat.html, "The
+WAL-Index Header")."""
+
+
+class Checkpoints:
+    """Checkpoints after a commit has been answered, once the WAL holds ``size`` bytes.
+
+    SQLite's own automatic checkpoint runs inside the commit that finds the WAL that large:
+    the server waited for it (tens to hundreds of milliseconds) before it could send its
+    Acks, and the gateways, their windows full, sent nothing meanwhile. Here the answer
+    goes out first and the checkpoint runs while the server takes in the next batches; the
+    next request waits for it, so it still runs with no write transaction open and, as
+    SQLite's own does, lets the next writer start the WAL again from its beginning. The
+    frames in the WAL are read from the WAL-index, a file SQLite maps into memory
+    anyway; if it cannot be read, the checkpoint runs.
+    """
+
+    def __init__(self, database: str, size: int) -> None:
+        self._index = f"{database}-shm"
+        self._size = size
+
+    def after_commit(self, conn: sqlite3.Connection) -> None:
+        if self._size <= 0 or conn.in_transaction:
+            return
+        try:
+            with open(self._index, "rb") as index:
+                index.seek(WAL_INDEX_FRAMES)
+                frames = int.from_bytes(index.read(4), sys.byteorder)
+            due = frames * _page_size(conn) >= self._size
+        except OSError:
+            due = True
+        if due:
+            # PASSIVE, as SQLite's automatic checkpoint: it waits for no reader; what a
+            # reader still needs is copied by a later one. A failure leaves the WAL as it
+            # was, for the next commit's checkpoint.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _page_size(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA page_size").fetchone()
+    return int(row[0]) if row else 4096
+
+
+def serve(database: str, timeout: float, uri: bool, checkpoint_bytes: int = 0) -> None:
     _widen_pipes()
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     conn = sqlite3.connect(
@@ -127,6 +174,7 @@ def serve(database: str, timeout: float, uri: bool) -> None:
     # What SQLAlchemy registers on every SQLite connection it makes, the same way.
     conn.create_function("regexp", 2, regexp, deterministic=True)
     conn.create_function("floor", 1, math.floor, deterministic=True)
+    checkpoints = Checkpoints(database, 0 if uri else checkpoint_bytes)
     spoilt: tuple[Any, ...] | None = None
     """The answer of a statement nobody waited for that failed, in the open transaction."""
     try:
@@ -144,10 +192,12 @@ def serve(database: str, timeout: float, uri: bool) -> None:
                     spoilt = answer
             if operation in ("commit", "rollback"):
                 spoilt = None
-            write_message(answers, answer)
+            write_message(answers, (conn.in_transaction, answer))
+            if operation == "commit":
+                checkpoints.after_commit(conn)
     finally:
         conn.close()
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], float(sys.argv[2]), sys.argv[3] == "uri")
+    serve(sys.argv[1], float(sys.argv[2]), sys.argv[3] == "uri", int(sys.argv[4]))

@@ -147,9 +147,16 @@ class ProcessConnection:
         self._unanswered = 0
         """Requests sent whose answers have not been read."""
         self._reaper: asyncio.Task[int] | None = None
+        self._in_transaction = False
+        """Whether the child held an open transaction after the last request answered."""
 
     @classmethod
-    async def open(cls, database: str, timeout: float, *, uri: bool = False) -> ProcessConnection:
+    async def open(
+        cls, database: str, timeout: float, *, uri: bool = False, checkpoint_bytes: int = 0
+    ) -> ProcessConnection:
+        """Start the child on ``database``; ``checkpoint_bytes`` (a WAL size) above 0: the
+        child checkpoints after answering a commit that left the WAL at least this large
+        (the connection is then given ``wal_autocheckpoint=0``)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -157,6 +164,7 @@ class ProcessConnection:
             database,
             repr(timeout),
             "uri" if uri else "path",
+            str(checkpoint_bytes),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -258,7 +266,9 @@ class ProcessConnection:
         try:
             await stdin.drain()
             (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
-            return pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our child
+            in_transaction, answer = pickle.loads(await stdout.readexactly(size))  # noqa: S301
+            self._in_transaction = in_transaction
+            return answer
         except (ConnectionError, asyncio.IncompleteReadError) as err:
             self._end()
             raise sqlite3.OperationalError(
@@ -274,7 +284,11 @@ class ProcessConnection:
         await self.request("commit", ())
 
     async def rollback(self) -> None:
-        await self.request("rollback", (), earlier_errors=False)
+        """Roll back; nothing to do, and no round trip, when the child holds no transaction
+        and every request has been answered (SQLAlchemy's pool rolls back each connection
+        it gets back, after the commit too)."""
+        if self._in_transaction or self._unanswered:
+            await self.request("rollback", (), earlier_errors=False)
 
     async def close(self) -> None:
         """End the child: its input closes and it exits (killed if it does not within

@@ -245,3 +245,64 @@ async def test_reads_made_together_give_what_each_gives_alone(tmp_path: Path) ->
 async def _read_nowhere(store: Store, nowhere: sa.Select[Any]) -> None:
     async with store.begin("failing") as conn:
         await read_together(conn, [(nowhere, {})])
+
+
+async def test_a_rollback_with_no_transaction_open_asks_the_child_nothing(tmp_path: Path) -> None:
+    # SQLAlchemy's pool rolls back every connection it gets back, after a commit too: that
+    # rollback must not cost a round trip. Shown by ending the child first: a rollback that
+    # asked it would find no connection.
+    connection = await ProcessConnection.open(str(tmp_path / "x.db"), 5.0)
+    await connection.cursor().execute("CREATE TABLE t (n INTEGER)")
+    await connection.cursor().execute("BEGIN IMMEDIATE")
+    await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(1,)])
+    await connection.commit()
+    os.kill(connection.pid, signal.SIGKILL)
+    assert _gone_within(connection.pid, CHILD_GONE_S)
+    await connection.rollback()
+    await connection.close()
+
+
+async def test_a_rollback_of_an_open_transaction_goes_to_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    connection = await ProcessConnection.open(str(path), 5.0)
+    try:
+        await connection.cursor().execute("CREATE TABLE t (n INTEGER)")
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().execute("INSERT INTO t VALUES (1)")
+        await connection.rollback()
+        # Rows sent without waiting: their answers are still due, so the rollback waits.
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(2,)])
+        await connection.rollback()
+        cursor = await connection.cursor().execute("SELECT count(*) FROM t")
+        assert await cursor.fetchall() == [(0,)]
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+    finally:
+        await connection.close()
+    # The child ended with the transaction still open: asking it now finds no connection.
+    with pytest.raises(sqlite3.OperationalError, match="no active connection"):
+        await connection.rollback()
+
+
+async def test_the_child_checkpoints_after_a_commit_that_filled_the_wal(tmp_path: Path) -> None:
+    # The write connection's commits leave the checkpoint to the child, which runs it after
+    # answering, once the WAL holds [database] sqlite_checkpoint_mb; the pages then reach the
+    # database file. A smaller WAL stays as it is (the database file keeps its size).
+    path = tmp_path / "x.db"
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_mb=1))
+    try:
+        await store.migrate()
+        await _write(store, "CREATE TABLE t (n INTEGER PRIMARY KEY, b BLOB)")
+        emptyish = path.stat().st_size
+        await _write(store, "INSERT INTO t VALUES (1, zeroblob(100000))")
+        await _write(store, "SELECT 1")  # answered after any checkpoint of the one before
+        assert path.stat().st_size == emptyish
+        await _write(
+            store,
+            "WITH RECURSIVE c(n) AS (SELECT 2 UNION ALL SELECT n + 1 FROM c WHERE n < 40) "
+            "INSERT INTO t SELECT n, randomblob(50000) FROM c",
+        )
+        await _write(store, "SELECT 1")
+        assert path.stat().st_size > 2_000_000
+    finally:
+        await store.close()
