@@ -216,6 +216,11 @@ class Ingestor:
         self._metrics.batches.labels(outcome=result.outcome).inc()
         return result
 
+    async def yield_to_writes(self) -> None:
+        """Wait while a write transaction is about to go on (``Store.yield_to_writes``):
+        the composition root calls it before checking a message."""
+        await self._store.yield_to_writes()
+
     async def plan(self, group: Sequence[Prepared]) -> Ahead | None:
         """Plan ``group``'s events before its transaction, from a read of the store.
 

@@ -12,7 +12,9 @@ from MQTT waits too (and the broker holds the rest). A writer begins its next tr
 as soon as one commits: that one's Acks (each waits for the broker's PUBACK) go out
 meanwhile, each writer's in the order of its commits. When the writer waited for them,
 the database sat idle while the loop checked the messages that arrived in between, and
-the next transaction began tens of milliseconds late.
+the next transaction began tens of milliseconds late. For the same reason a batch is
+checked, and a step of planning taken, only once the writer's transaction waits on no
+answer its SQLite process gives at once (``Store.yield_to_writes``).
 
 Why several writers (``Ingestor.writers``: ``[ingest] writers`` on PostgreSQL, one on
 SQLite): gateways keep only a few batches unacknowledged (``[buffer] max_in_flight``, 8 by
@@ -153,6 +155,7 @@ async def _dispatch(
 ) -> None:
     try:
         if message.topic.endswith("/events"):
+            await ingestor.yield_to_writes()
             checked = await ingestor.prepare(message.topic, message.payload)
             if isinstance(checked, Prepared):
                 await prepared.put(checked)

@@ -9,7 +9,7 @@ ids are claimed, else it plans again inside the transaction. No writes here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -109,13 +109,20 @@ class PlannedEvents:
         return frozenset(self.plan.new_items)
 
 
+async def _no_wait() -> None:
+    return None
+
+
 async def plan_ahead(
     conn: AsyncConnection,
     events: Sequence[Event],
     read_points: Mapping[str, ReadPointSettings],
     policy: Policy = DEFAULT_POLICY,
+    *,
+    between_steps: Callable[[], Awaitable[None]] = _no_wait,
 ) -> PlannedEvents | None:
-    """Plan ``events`` from a read outside their transaction (``conn`` only reads).
+    """Plan ``events`` from a read outside their transaction (``conn`` only reads);
+    ``between_steps`` is awaited between steps of the rules (``plan_in_steps``).
 
     Returns None when the plan has to be made inside the transaction: the events hold
     cycle counts (they compare with the ledger at the count's time) or pallets (their
@@ -138,6 +145,7 @@ async def plan_ahead(
     for _ in plan_in_steps(plan, fresh, state, read_points, policy):
         # The writer's next statement runs between steps (``plan_in_steps``).
         await asyncio.sleep(0)
+        await between_steps()
     return PlannedEvents(
         list(events),
         unique,

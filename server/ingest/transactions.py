@@ -49,7 +49,7 @@ from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
 from server.ingest.planning import PlannedEvents, plan_ahead
 from server.ingest.prefetch import prefetch
-from server.ingest.write_turns import WriteTurns, conflict_keys
+from server.ingest.write_turns import EVERYTHING, WriteTurns, conflict_keys
 from server.metrics import Metrics
 from server.rules.policy import Policy
 from server.store.database import Store
@@ -123,6 +123,7 @@ class GroupWriter:
                         [event for prepared in members for event in prepared.events],
                         read_points,
                         self._policy,
+                        between_steps=self._store.yield_to_writes,
                     )
         except StoreError as err:
             log.warning("planning ahead failed (%s); planning in the transaction", err)
@@ -157,7 +158,12 @@ class GroupWriter:
         ]
         # The turn is taken before anything is awaited: in the order the writers took
         # their parts from the planner (``server.ingest.write_turns``).
-        keys = conflict_keys(plans, self._policy, self._store.known_locations)
+        # SQLite writes one transaction at a time whatever the keys: its turns go in order.
+        keys = (
+            EVERYTHING
+            if self._store.dialect == "sqlite"
+            else conflict_keys(plans, self._policy, self._store.known_locations)
+        )
         async with self._turns.take(keys):
             if self._store.dialect != "postgresql" or len(sites) == 1:
                 return await self._commit(parts, read_points, now)

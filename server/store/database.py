@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from server.config.settings import DatabaseSettings
 from server.errors import Conflict, Refused, StoreError, StoreFull, TransientStoreError
-from server.store.sqlite_process import ProcessConnection
+from server.store.sqlite_process import AnswerWaits, ProcessConnection
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,7 @@ class Store:
         *,
         write_wait_s: float | None = None,
         write_engine: AsyncEngine | None = None,
+        answer_waits: AnswerWaits | None = None,
     ) -> None:
         self.engine = engine
         self.write_engine = write_engine or engine
@@ -246,6 +247,9 @@ class Store:
         self._write_wait_s = write_wait_s
         self._write_turn: asyncio.Lock | None = None
         self._write_turn_loop: asyncio.AbstractEventLoop | None = None
+        self.answer_waits = answer_waits or AnswerWaits()
+        """The write connections' requests waited on that their SQLite process answers at
+        once (``yield_to_writes``)."""
         self.stock_writes = 0
         """Write transactions of this process committed so far that may have changed what the
         stock rules read (``begin(..., stock=False)`` promises they did not). Ingest plans a
@@ -268,6 +272,7 @@ class Store:
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             write_engine = None
+            waits = AnswerWaits()
             if url.database and url.database != ":memory:" and not url.query:
                 write_engine = create_async_engine(
                     url,
@@ -277,6 +282,7 @@ class Store:
                         url.database,
                         settings.busy_timeout_s,
                         checkpoint_bytes=checkpoint_size(settings),
+                        waits=waits,
                     ),
                 )
                 # Its child checkpoints after answering a commit, not inside it.
@@ -288,8 +294,20 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect(settings))
             for each in [engine] if write_engine is None else [engine, write_engine]:
                 event.listen(each.sync_engine, "begin", _sqlite_begin)
-            return cls(engine, write_wait_s=settings.busy_timeout_s, write_engine=write_engine)
+            return cls(
+                engine,
+                write_wait_s=settings.busy_timeout_s,
+                write_engine=write_engine,
+                answer_waits=waits,
+            )
         return cls(engine)
+
+    async def yield_to_writes(self) -> None:
+        """Before a long step of the event loop's own work (checking a batch, a step of
+        planning): wait while a write transaction waits on an answer its SQLite process
+        gives at once (``AnswerWaits``), so that transaction goes on first. Returns at once
+        on PostgreSQL, and when no such answer is due."""
+        await self.answer_waits.none()
 
     @property
     def dialect(self) -> str:

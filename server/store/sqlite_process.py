@@ -49,6 +49,38 @@ CLOSE_WAIT_S = 5.0
 """How long ``close`` waits for the child to end before it kills it."""
 
 
+class AnswerWaits:
+    """The requests the write connections wait on that their child can answer at once:
+    with nothing sent before them still unanswered, and not a commit (which waits for the
+    disk). Ingest's long steps (checking a batch, a step of planning) wait for ``none``
+    first: a transaction's next statement is built as soon as its answer is back, instead
+    of after whatever the loop started meanwhile, while the child waits with nothing to
+    write."""
+
+    def __init__(self) -> None:
+        self._waiting = 0
+        self._callers: list[asyncio.Future[None]] = []
+        """Waiting in ``none`` (futures of the running loop: a store may see several)."""
+
+    async def none(self) -> None:
+        """Return once no such request is waited on."""
+        while self._waiting:
+            caller = asyncio.get_running_loop().create_future()
+            self._callers.append(caller)
+            await caller
+
+    def began(self) -> None:
+        self._waiting += 1
+
+    def ended(self) -> None:
+        self._waiting -= 1
+        if not self._waiting:
+            callers, self._callers = self._callers, []
+            for caller in callers:
+                if not caller.done():
+                    caller.set_result(None)
+
+
 class _IsolationLevel:
     """Stands for the child's ``sqlite3.Connection`` where SQLAlchemy sets its isolation
     level (``AsyncAdapt_aiosqlite_connection.isolation_level``): the child's connection
@@ -137,8 +169,11 @@ class ProcessConnection:
     Build it with ``open``.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, waits: AnswerWaits | None = None
+    ) -> None:
         self._process = process
+        self._waits = waits
         self._conn = _IsolationLevel()
         self._tx = _RunNow()
         self._connection = True
@@ -152,11 +187,18 @@ class ProcessConnection:
 
     @classmethod
     async def open(
-        cls, database: str, timeout: float, *, uri: bool = False, checkpoint_bytes: int = 0
+        cls,
+        database: str,
+        timeout: float,
+        *,
+        uri: bool = False,
+        checkpoint_bytes: int = 0,
+        waits: AnswerWaits | None = None,
     ) -> ProcessConnection:
         """Start the child on ``database``; ``checkpoint_bytes`` (a WAL size) above 0: the
         child checkpoints after answering a commit that left the WAL at least this large
-        (the connection is then given ``wal_autocheckpoint=0``)."""
+        (the connection is then given ``wal_autocheckpoint=0``). ``waits`` counts the
+        requests it waits on that the child can answer at once."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -168,7 +210,7 @@ class ProcessConnection:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        connection = cls(process)
+        connection = cls(process, waits)
         # A first request: the child has opened the database (or says why it could not).
         await connection.request("execute", ("SELECT 1", ()))
         return connection
@@ -224,6 +266,18 @@ class ProcessConnection:
         ``earlier_errors`` is False."""
         if not requests:
             return []
+        waits = self._waits if self._unanswered == 0 and requests[0][0] != "commit" else None
+        if waits is None:
+            return await self._request_all(requests, earlier_errors)
+        waits.began()
+        try:
+            return await self._request_all(requests, earlier_errors)
+        finally:
+            waits.ended()
+
+    async def _request_all(
+        self, requests: Sequence[tuple[str, Sequence[Any]]], earlier_errors: bool
+    ) -> list[Any]:
         async with self._turn:
             for operation, arguments in requests:
                 self._write(operation, arguments, waited=True)

@@ -20,7 +20,7 @@ from server.config.settings import DatabaseSettings
 from server.errors import StoreError, StoreFull
 from server.store.database import Store
 from server.store.dialect import read_together
-from server.store.sqlite_process import ProcessConnection
+from server.store.sqlite_process import AnswerWaits, ProcessConnection
 
 CHILD_GONE_S = 10.0
 
@@ -306,3 +306,53 @@ async def test_the_child_checkpoints_after_a_commit_that_filled_the_wal(tmp_path
         assert path.stat().st_size > 2_000_000
     finally:
         await store.close()
+
+
+LONG_READ = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def _finish_order(
+    connection: ProcessConnection, waits: AnswerWaits, request: str
+) -> list[str]:
+    """Which comes back first: ``request`` on ``connection``, or ``waits.none()`` called
+    once the request is on its way."""
+    order: list[str] = []
+
+    async def ask() -> None:
+        if request == "commit":
+            await connection.commit()
+        else:
+            await connection.cursor().execute(request)
+        order.append("answer")
+
+    asking = asyncio.create_task(ask())
+    await asyncio.sleep(0)  # the request is sent
+    await waits.none()
+    order.append("none")
+    await asking
+    return order
+
+
+async def test_work_that_yields_to_writes_waits_for_an_answer_due_at_once(tmp_path: Path) -> None:
+    # A request the child can answer at once (nothing queued before it, not a commit): the
+    # loop's own long steps wait for it, so the transaction's next statement goes first.
+    waits = AnswerWaits()
+    connection = await ProcessConnection.open(str(tmp_path / "x.db"), 5.0, waits=waits)
+    try:
+        assert await _finish_order(connection, waits, LONG_READ) == ["answer", "none"]
+        # A commit waits for the disk: nothing waits for it.
+        await connection.cursor().execute("CREATE TABLE t (n INTEGER)")
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(1,)])
+        await connection.cursor().execute("SELECT 1")
+        assert await _finish_order(connection, waits, "commit") == ["none", "answer"]
+        # Nor for a request queued behind rows sent without waiting (the child is busy).
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany("INSERT INTO t VALUES (?)", [(2,)])
+        assert await _finish_order(connection, waits, LONG_READ) == ["none", "answer"]
+        await connection.commit()
+    finally:
+        await connection.close()
