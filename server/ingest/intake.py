@@ -29,6 +29,7 @@ from server.ingest.payloads import (
     PayloadError,
     control_characters,
     describe,
+    may_hold_control_characters,
     validated,
 )
 from server.metrics import Metrics
@@ -95,11 +96,15 @@ class BatchChecks:
         """
         batch = _whole_batch(payload)
         latest = self._trust.latest_time(self._clock())
+        controls = may_hold_control_characters(payload)
         if (
             batch is not None
             and batch.site == site
             and batch.gateway == gateway
-            and not any(self._problem(event, batch, latest, read_points) for event in batch.events)
+            and not any(
+                self._problem(event, batch, latest, read_points, controls=controls)
+                for event in batch.events
+            )
         ):
             return batch, list(batch.events), []
         # Something in it is wrong: the per-event path says what, and keeps the rest.
@@ -119,10 +124,14 @@ class BatchChecks:
         header: BatchHeader,
         latest: datetime,
         read_points: Mapping[str, ReadPointSettings],
+        *,
+        controls: bool = True,
     ) -> tuple[str, str] | None:
-        """Why a valid event cannot be applied: (reason, dead-letter kind), or None."""
+        """Why a valid event cannot be applied: (reason, dead-letter kind), or None.
+        ``controls`` False: its message holds no control character in any string
+        (``may_hold_control_characters``)."""
         site = header.site
-        if control_characters(event.event_id) or control_characters(event.epc or ""):
+        if controls and (control_characters(event.event_id) or control_characters(event.epc or "")):
             # Identities are stored and compared verbatim; NUL cannot be stored.
             return "invalid event: event_id or epc holds control characters", "event"
         if (refusal := self._trust.event_problem(event, header, latest)) is not None:

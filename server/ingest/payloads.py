@@ -55,6 +55,16 @@ def control_characters(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def may_hold_control_characters(payload: bytes) -> bool:
+    """False if no string of the JSON text ``payload`` can hold a control character.
+
+    A JSON string holds one (U+0000 to U+001F) only as an escape, which begins with a
+    backslash; DEL (U+007F) it may hold as it is, and in UTF-8 that byte is DEL and nothing
+    else. A message with neither byte needs no check of each event's strings.
+    """
+    return b"\\" in payload or b"\x7f" in payload
+
+
 def decode_json(payload: bytes, limit: int = MAX_PAYLOAD_BYTES) -> Any:
     """Parse a bounded JSON payload.
 

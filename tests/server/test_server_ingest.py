@@ -9,6 +9,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from server_helpers import (
     BASE_TIME,
     GTIN_A,
@@ -510,6 +511,22 @@ async def test_database_failure_sends_no_ack_and_the_resend_applies(
     assert (failed.outcome, failed.acked) == ("failed", False)
     assert (resent.outcome, resent.applied, resent.acked) == ("applied", 1, True)
     assert len(publisher.sent) == 2  # the resend's Ack and its unknown-item alert
+
+
+@pytest.mark.parametrize("control", ["\x01", "\x7f"])
+async def test_a_control_character_in_an_otherwise_valid_batch_is_dead_lettered(
+    ingestor: Ingestor, batches: Batches, probe: Probe, control: str
+) -> None:
+    # Nothing else is wrong with the batch (it takes the whole-batch path): the one EPC
+    # with a control character (sent escaped, or DEL as it is) is still a dead letter.
+    bad = batches.event(epc=sgtin(1) + control)
+    payload = batches.payload([batches.event(epc=sgtin(2)), bad])
+    assert (b"\\u0001" in payload) == (control == "\x01")
+    result = await ingestor.handle(batches.topic, payload)
+
+    assert (result.outcome, result.applied, result.dead_letters) == ("applied", 1, 1)
+    [letter] = await probe.dead_letters()
+    assert letter["reason"] == "invalid event: event_id or epc holds control characters"
 
 
 async def test_events_that_could_not_be_stored_are_dead_lettered_not_fatal(
