@@ -113,6 +113,12 @@ def check_movements(
     """
     result = StockCheck()
     running: dict[Pair, int] = {}
+    if not refusable or not policy.refuses_anywhere:
+        # Nothing can be refused: each balance ends at what it held plus all its deltas,
+        # and no event needs judging on its own.
+        for key, delta in _deltas(movements).items():
+            running[key] = on_hand.get(key, 0) + delta
+        return _judged(result, running, on_hand)
     for event_id, group in groupby(movements, key=lambda m: m.event_id):
         moves = list(group)
         deltas = _deltas(moves)
@@ -131,6 +137,14 @@ def check_movements(
             continue
         for key, delta in deltas.items():
             running[key] = running.get(key, on_hand.get(key, 0)) + delta
+    return _judged(result, running, on_hand)
+
+
+def _judged(
+    result: StockCheck, running: Mapping[Pair, int], on_hand: Mapping[Pair, int]
+) -> StockCheck:
+    """``result`` with the alerts of the balances ``running`` left below zero and the clears
+    of those that were below zero (``on_hand``) and are not any more."""
     for key, after in sorted(running.items()):
         before = on_hand.get(key, 0)
         if after < 0:
