@@ -99,8 +99,9 @@ class DatabaseSettings(Section):
     page of each ledger and unit index per item and location every batch; once those stop
     fitting, every insert reads its page back from the OS."""
     sqlite_checkpoint_mb: int = Field(default=64, ge=1, le=4096)
-    """WAL size at which a commit copies the WAL back into the database file (SQLite's
-    default is 4 MB). A page written by many commits is copied (and fsynced) once per
+    """WAL size at which the WAL is copied back into the database file (SQLite's default
+    is 4 MB): by the write connection's process, right after it answers the commit that
+    reached it. A page written by many commits is copied (and fsynced) once per
     checkpoint, so a larger WAL costs the writer less; the WAL file is trimmed back to this
     size after each checkpoint."""
     echo: bool = False

@@ -115,9 +115,11 @@ class TransactionalSink(Protocol):
     async def apply(self, conn: AsyncConnection, prepared: Any) -> None:
         """Write what ``prepare`` made, in the follower's transaction."""
 
-    async def after(self, store: Store) -> None:
+    async def after(self, store: Store, start: int, rows: Sequence[LedgerRow]) -> None:
         """Work of the sink's own after each step, in transactions of its own (the rollups'
-        valuation books); run by the lease holder only."""
+        valuation books); run by the lease holder only. ``rows``: the step's rows, every
+        ledger row after ``start`` up to the last of them, in id order (the sink may take
+        them instead of reading them again)."""
 
 
 class ExternalSink(Protocol):
@@ -297,7 +299,7 @@ class LedgerFollower:
                 return 0
             if rows:
                 self._handed_over(rows)
-            await sink.after(self._store)
+            await sink.after(self._store, looked, rows)
             return len(rows)
         return 0
 

@@ -268,7 +268,7 @@ class RollupSink:
             if table_rows:
                 await execute_many(conn, table, statement, table_rows)
 
-    async def after(self, store: Store) -> None:
+    async def after(self, store: Store, start: int, rows: Sequence[LedgerRow]) -> None:
         """Bring the valuation books kept at checkpoints up to the rollups' position, in
         transactions of their own (a day's rows or ``BOOK_ROWS`` each): the rollups' step
         does not wait for them, nor ingest for both at once. Reports read the rows after
@@ -276,14 +276,19 @@ class RollupSink:
 
         The rows are read before each transaction, as the rollups' are
         (``server.history.follow``), and used only if the books' position has not moved
-        since; else they are read again."""
+        since; else they are read again. When the books stood at the step's ``start`` and
+        the rollups at its last row, the step's ``rows`` are those rows and are not read
+        again (the books kept pace: a third of the follower's reads of the ledger)."""
         while True:
             async with store.read("reading the ledger for the valuation books") as conn:
                 done = await book_checkpoints.position(conn)
                 target = await position_on(conn, ROLLUPS)
                 if done >= target:
                     return
-                fetched = await read_rows(conn, done, BOOK_ROWS)
+                if rows and done == start and target == rows[-1].id:
+                    fetched: Sequence[LedgerRow] = rows[:BOOK_ROWS]
+                else:
+                    fetched = await read_rows(conn, done, BOOK_ROWS)
             async with store.begin("keeping the valuation books", stock=False) as conn:
                 await self._follow_books(conn, done, target, fetched)
 

@@ -2,10 +2,10 @@
 requests on stdin, answered on stdout.
 
 Each message either way is a 4-byte big-endian length and a pickle. A request is
-``(operation, arguments, waited)``; the answer is ``(in_transaction, result)``: whether the
-connection holds an open transaction afterwards, and ``("ok", value)`` or ``("error",
-kind, args, code, name)`` for a ``sqlite3`` exception of class ``kind`` with its
-``sqlite_errorcode`` and ``sqlite_errorname``. ``waited`` False: the server goes on before
+``(operation, arguments, waited)``; the answer is ``(open, result)``: whether a transaction
+is still open afterwards (in SQLite, or spoilt here and waiting for its rollback), and
+``("ok", value)`` or ``("error", kind, args, code, name)`` for a ``sqlite3`` exception of
+class ``kind`` with its ``sqlite_errorcode`` and ``sqlite_errorname``. ``waited`` False: the server goes on before
 it reads the answer (``ProcessConnection.send``); if such a statement fails, the
 transaction is spoilt: nothing more runs in it, every later request is answered with
 that error, and its commit rolls it back, so a transaction whose rows were not all
@@ -192,7 +192,9 @@ def serve(database: str, timeout: float, uri: bool, checkpoint_bytes: int = 0) -
                     spoilt = answer
             if operation in ("commit", "rollback"):
                 spoilt = None
-            write_message(answers, (conn.in_transaction, answer))
+            # Open: SQLite holds a transaction, or a failed statement spoilt it (SQLite may
+            # have rolled back already) and only a rollback or commit here ends it.
+            write_message(answers, (conn.in_transaction or spoilt is not None, answer))
             if operation == "commit":
                 checkpoints.after_commit(conn)
     finally:

@@ -183,7 +183,8 @@ class ProcessConnection:
         """Requests sent whose answers have not been read."""
         self._reaper: asyncio.Task[int] | None = None
         self._in_transaction = False
-        """Whether the child held an open transaction after the last request answered."""
+        """Whether a transaction was open in the child after the last request answered
+        (SQLite's, or one a failed statement spoilt, which a rollback must end)."""
 
     @classmethod
     async def open(

@@ -356,3 +356,31 @@ async def test_work_that_yields_to_writes_waits_for_an_answer_due_at_once(tmp_pa
         await connection.commit()
     finally:
         await connection.close()
+
+
+async def test_a_transaction_sqlite_rolled_back_itself_still_takes_the_rollback(
+    tmp_path: Path,
+) -> None:
+    # A full file makes SQLite roll the whole transaction back at the failed statement; the
+    # child still holds it spoilt until the server's rollback, which must therefore go to
+    # the child (skipping it left every later request answered with the old failure).
+    connection = await ProcessConnection.open(str(tmp_path / "x.db"), 5.0)
+    try:
+        await connection.cursor().execute("CREATE TABLE t (n INTEGER, b BLOB)")
+        pages = await (await connection.cursor().execute("PRAGMA page_count")).fetchall()
+        await connection.cursor().execute(f"PRAGMA max_page_count={pages[0][0] + 2}")
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany(
+            "INSERT INTO t VALUES (?, randomblob(4000))", [(n,) for n in range(50)]
+        )
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            await connection.cursor().execute("SELECT count(*) FROM t")
+        await connection.rollback()
+        await connection.cursor().execute("PRAGMA max_page_count=1000000")
+        await connection.cursor().execute("BEGIN IMMEDIATE")
+        await connection.cursor().executemany("INSERT INTO t VALUES (?, NULL)", [(1,)])
+        await connection.commit()
+        cursor = await connection.cursor().execute("SELECT count(*) FROM t")
+        assert await cursor.fetchall() == [(1,)]
+    finally:
+        await connection.close()
