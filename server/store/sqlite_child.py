@@ -5,12 +5,12 @@ Each message either way is a 4-byte big-endian length and a pickle. A request is
 ``(operation, arguments, waited)``; the answer is ``(open, result)``: whether a transaction
 is still open afterwards (in SQLite, or spoilt here and waiting for its rollback), and
 ``("ok", value)`` or ``("error", kind, args, code, name)`` for a ``sqlite3`` exception of
-class ``kind`` with its ``sqlite_errorcode`` and ``sqlite_errorname``. ``waited`` False: the server goes on before
-it reads the answer (``ProcessConnection.send``); if such a statement fails, the
-transaction is spoilt: nothing more runs in it, every later request is answered with
-that error, and its commit rolls it back, so a transaction whose rows were not all
-written is never committed. End of input (the server closed the connection, or died) ends
-the process; SQLite rolls back whatever it had not committed.
+class ``kind`` with its ``sqlite_errorcode`` and ``sqlite_errorname``. ``waited`` False:
+the server goes on before it reads the answer (``ProcessConnection.send``); if such a
+statement fails, the transaction is spoilt: nothing more runs in it, every later request
+is answered with that error, and its commit rolls it back, so a transaction whose rows
+were not all written is never committed. End of input (the server closed the connection,
+or died) ends the process; SQLite rolls back whatever it had not committed.
 
 Only the standard library is imported here: the process starts with each write
 connection of a server and should start fast.

@@ -139,7 +139,9 @@ def test_where_nothing_can_be_refused_the_check_ends_as_walking_each_event_would
         assert summed.cleared == walked.cleared
         alerts += len(summed.alerts)
         cleared += len(summed.cleared)
-    assert alerts > 50 and cleared > 50  # the cases compared held both
+    # The cases compared held both.
+    assert alerts > 50
+    assert cleared > 50
 
 
 async def test_a_pick_from_an_empty_bin_under_both_policies(
