@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.errors import StoreError
 from server.history import rollups
 from server.history.check import history_report, rebuild_history, reset_rollups
-from server.history.follow import LedgerFollower, LedgerRow, read_rows
+from server.history.follow import LedgerFollower, LedgerRow, position_on, read_rows
 from server.history.rollups import ROLLUPS, RollupSink
 from server.reports.book_checkpoints import FOREVER, marks, position, stored_books
 from server.reports.book_reads import shipped_per_period
@@ -173,6 +173,36 @@ async def test_the_books_follow_in_their_own_transactions(store: Store) -> None:
     assert await _positions(store) == (0, 0)
 
 
+async def test_books_that_kept_pace_take_the_step_s_rows_without_reading_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _fill(store, 9)
+    reads: list[int] = []
+
+    async def counted(conn: AsyncConnection, after: int, limit: int) -> list[LedgerRow]:
+        reads.append(after)
+        return await read_rows(conn, after, limit)
+
+    monkeypatch.setattr(rollups, "read_rows", counted)
+    follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
+    for _ in range(3):
+        assert await follower.step() > 0
+    rollups_at, books_at = await _positions(store)
+    assert rollups_at == books_at > 0
+    assert reads == []
+    # Books left behind (their transaction failed) read the ledger to catch up.
+    with pytest.raises(StoreError):
+        await LedgerFollower(store, _FailingBooks(), STEPS, owner="a").step()
+    await _follow_all(follower)
+    assert reads
+    rollups_at, books_at = await _positions(store)
+    assert rollups_at == books_at
+    assert (await history_report(store)).lines == []
+    followed = await _kept(store)
+    await rebuild_history(store)
+    assert await _kept(store) == followed
+
+
 async def test_books_whose_rows_were_overtaken_after_the_read_read_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,13 +211,15 @@ async def test_books_whose_rows_were_overtaken_after_the_read_read_again(
     await _fill(store, 9)
     overtaken: list[int] = []
 
-    async def read_then_rebuild(conn: AsyncConnection, after: int, limit: int) -> list[LedgerRow]:
-        rows = await read_rows(conn, after, limit)
-        if not overtaken and rows:
+    async def read_then_rebuild(conn: AsyncConnection, name: str) -> int:
+        # The books' read of the rollups' position, before their transaction: whether they
+        # then read the rows or take the step's, a rebuild comes between.
+        target = await position_on(conn, name)
+        if not overtaken:
             overtaken.append(await rebuild_history(store))
-        return rows
+        return target
 
-    monkeypatch.setattr(rollups, "read_rows", read_then_rebuild)
+    monkeypatch.setattr(rollups, "position_on", read_then_rebuild)
     follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
     await _follow_all(follower)
     assert overtaken
