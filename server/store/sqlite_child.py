@@ -174,7 +174,7 @@ def serve(database: str, timeout: float, uri: bool, checkpoint_bytes: int = 0) -
     # What SQLAlchemy registers on every SQLite connection it makes, the same way.
     conn.create_function("regexp", 2, regexp, deterministic=True)
     conn.create_function("floor", 1, math.floor, deterministic=True)
-    checkpoints = Checkpoints(database, 0 if uri else checkpoint_bytes)
+    checkpoints = Checkpoints(database, checkpoint_bytes)
     spoilt: tuple[Any, ...] | None = None
     """The answer of a statement nobody waited for that failed, in the open transaction."""
     try:

@@ -198,8 +198,11 @@ class ProcessConnection:
     ) -> ProcessConnection:
         """Start the child on ``database``; ``checkpoint_bytes`` (a WAL size) above 0: the
         child checkpoints after answering a commit that left the WAL at least this large
-        (the connection is then given ``wal_autocheckpoint=0``). ``waits`` counts the
-        requests it waits on that the child can answer at once."""
+        (the connection is then given ``wal_autocheckpoint=0``; ``database`` must be a
+        path, beside which the WAL-index lies). ``waits`` counts the requests it waits on
+        that the child can answer at once."""
+        if uri and checkpoint_bytes > 0:
+            raise ValueError("checkpoint_bytes needs the database's path, not a URI")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
