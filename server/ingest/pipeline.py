@@ -6,7 +6,7 @@ planner takes the batches that queued up meanwhile as one group (at most
 ``GROUP_MAX_BATCHES`` batches and ``events_per_plan`` events) and plans it
 (``Ingestor.plan``) while the writers commit what was planned before; a writer takes every
 group planned and not yet taken (up to ``events_per_write`` events) into one transaction
-(``Ingestor.apply_parts``), written in the order they were planned. At most
+(``Ingestor.commit_parts``), written in the order they were planned. At most
 ``PIPELINE_DEPTH`` checked batches and ``PLANS_AHEAD`` planned groups wait; then reading
 from MQTT waits too (and the broker holds the rest). A writer begins its next transaction
 as soon as one commits: that one's Acks (each waits for the broker's PUBACK) go out
