@@ -49,7 +49,7 @@ from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
 from server.ingest.planning import PlannedEvents, plan_ahead
 from server.ingest.prefetch import prefetch
-from server.ingest.write_turns import EVERYTHING, WriteTurns, conflict_keys
+from server.ingest.write_turns import EVERYTHING, Keys, WriteTurns, conflict_keys
 from server.metrics import Metrics
 from server.rules.policy import Policy
 from server.store.database import Store
@@ -151,20 +151,9 @@ class GroupWriter:
         """
         group = [prepared for members, _ in parts for prepared in members]
         sites = sorted({prepared.header.site for prepared in group})
-        plans = [
-            None if ahead is None else ahead.sites.get(site)
-            for site in sites
-            for members, ahead in _of_site(parts, site)
-        ]
         # The turn is taken before anything is awaited: in the order the writers took
         # their parts from the planner (``server.ingest.write_turns``).
-        # SQLite writes one transaction at a time whatever the keys: its turns go in order.
-        keys = (
-            EVERYTHING
-            if self._store.dialect == "sqlite"
-            else conflict_keys(plans, self._policy, self._store.known_locations)
-        )
-        async with self._turns.take(keys):
+        async with self._turns.take(self._keys(parts, sites)):
             if self._store.dialect != "postgresql" or len(sites) == 1:
                 return await self._commit(parts, read_points, now)
             done: dict[int, Applied | None] = {}
@@ -176,6 +165,18 @@ class GroupWriter:
                 ):
                     done[id(prepared)] = applied
             return [done[id(prepared)] for prepared in group]
+
+    def _keys(self, parts: Sequence[Part], sites: Sequence[str]) -> Keys:
+        """The write-turn keys of ``parts``: SQLite writes one transaction at a time
+        whatever they are, so its turns simply go in order."""
+        if self._store.dialect == "sqlite":
+            return EVERYTHING
+        plans = [
+            None if ahead is None else ahead.sites.get(site)
+            for site in sites
+            for _, ahead in _of_site(parts, site)
+        ]
+        return conflict_keys(plans, self._policy, self._store.known_locations)
 
     async def _commit(
         self,

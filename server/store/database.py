@@ -247,7 +247,7 @@ class Store:
         self._write_wait_s = write_wait_s
         self._write_turn: asyncio.Lock | None = None
         self._write_turn_loop: asyncio.AbstractEventLoop | None = None
-        self.answer_waits = answer_waits or AnswerWaits()
+        self._answer_waits = answer_waits or AnswerWaits()
         """The write connections' requests waited on that their SQLite process answers at
         once (``yield_to_writes``)."""
         self.stock_writes = 0
@@ -307,7 +307,7 @@ class Store:
         planning): wait while a write transaction waits on an answer its SQLite process
         gives at once (``AnswerWaits``), so that transaction goes on first. Returns at once
         on PostgreSQL, and when no such answer is due."""
-        await self.answer_waits.none()
+        await self._answer_waits.none()
 
     @property
     def dialect(self) -> str:

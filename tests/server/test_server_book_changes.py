@@ -144,6 +144,18 @@ async def _positions(store: Store) -> tuple[int, int]:
         return int(rollups or 0), await position(conn)
 
 
+async def _caught_up(store: Store) -> int:
+    """Asserts that the books stand where the rollups do, agree with the ledger and are what
+    a rebuild makes of it; returns their position."""
+    rollups_at, books_at = await _positions(store)
+    assert rollups_at == books_at
+    assert (await history_report(store)).lines == []
+    followed = await _kept(store)
+    await rebuild_history(store)
+    assert await _kept(store) == followed
+    return books_at
+
+
 async def test_the_books_follow_in_their_own_transactions(store: Store) -> None:
     await _fill(store, 9)
     replayed = await _all_reports(store)
@@ -163,12 +175,7 @@ async def test_the_books_follow_in_their_own_transactions(store: Store) -> None:
     assert books_after == books
     assert await _all_reports(store) == replayed
     await _follow_all(follower)
-    rollups, books = await _positions(store)
-    assert rollups == books
-    assert (await history_report(store)).lines == []
-    followed = await _kept(store)
-    await rebuild_history(store)
-    assert await _kept(store) == followed
+    await _caught_up(store)
     await reset_rollups(store)
     assert await _positions(store) == (0, 0)
 
@@ -195,12 +202,7 @@ async def test_books_that_kept_pace_take_the_step_s_rows_without_reading_them(
         await LedgerFollower(store, _FailingBooks(), STEPS, owner="a").step()
     await _follow_all(follower)
     assert reads
-    rollups_at, books_at = await _positions(store)
-    assert rollups_at == books_at
-    assert (await history_report(store)).lines == []
-    followed = await _kept(store)
-    await rebuild_history(store)
-    assert await _kept(store) == followed
+    await _caught_up(store)
 
 
 async def test_books_whose_rows_were_overtaken_after_the_read_read_again(
@@ -223,9 +225,4 @@ async def test_books_whose_rows_were_overtaken_after_the_read_read_again(
     follower = LedgerFollower(store, RollupSink(), STEPS, owner="a")
     await _follow_all(follower)
     assert overtaken
-    rollups_at, books_at = await _positions(store)
-    assert rollups_at == books_at == overtaken[0]
-    assert (await history_report(store)).lines == []
-    followed = await _kept(store)
-    await rebuild_history(store)
-    assert await _kept(store) == followed
+    assert await _caught_up(store) == overtaken[0]
