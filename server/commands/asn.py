@@ -73,17 +73,14 @@ def covering_query(item_ids: Iterable[int]) -> sa.Select[Any]:
     )
 
 
-async def reconcile_receipts(
-    conn: AsyncConnection, receipts: Sequence[Receipt], *, noticed: bool = True
-) -> list[AlertSpec]:
+async def reconcile_receipts(conn: AsyncConnection, receipts: Sequence[Receipt]) -> list[AlertSpec]:
     """Mark the units a batch received on their notices; alerts for units not listed.
 
     One statement when no open order's notice covers the items received (the common case);
-    two more when one does. ``noticed`` False: ``covering_query`` of these items, read
-    earlier in this transaction, found none (receipts mark notices, they add none), so
-    there is nothing to read.
+    two more when one does. Ingest does not call it when ``covering_query`` of these items,
+    read earlier in its transaction, found none (receipts mark notices, they add none).
     """
-    if not receipts or not noticed:
+    if not receipts:
         return []
     covering = (await conn.execute(covering_query(r.item_id for r in receipts))).all()
     if not covering:

@@ -285,18 +285,18 @@ async def _follow_up(
         conn, plan.order_updates, inputs.state.orders, context.policy
     )
     # Units a supplier's shipping notice listed (server.commands.asn): marked, or alerted if
-    # unlisted.
-    overfilled.extend(
-        await reconcile_receipts(
-            conn,
-            [
-                Receipt(m.epc, item_ids[m.item.ref], m.to_location, m.event_time, m.event_id)
-                for m in plan.movements
-                if m.kind == "receipt" and m.epc is not None and m.to_location is not None
-            ],
-            noticed=noticed,
+    # unlisted; ``noticed`` False: no notice covers the items (``prefetch``).
+    if noticed:
+        overfilled.extend(
+            await reconcile_receipts(
+                conn,
+                [
+                    Receipt(m.epc, item_ids[m.item.ref], m.to_location, m.event_time, m.event_id)
+                    for m in plan.movements
+                    if m.kind == "receipt" and m.epc is not None and m.to_location is not None
+                ],
+            )
         )
-    )
     for kind, subject in plan.cleared:
         await clear_alert(conn, kind, subject, reason="a later event ended it", now=now)
     result.alerts = await open_alerts(conn, [*plan.alerts, *overfilled], context.site, now)

@@ -125,45 +125,23 @@ class GatewayTrust:
         """The latest event time taken now (later ones are quarantined)."""
         return now + self._skew
 
-    def event_problem(self, event: Event, header: BatchHeader, latest: datetime) -> Refusal | None:
-        """Why ``event`` of the batch ``header`` may not be applied, or None.
+    def for_batch(self, header: BatchHeader, latest: datetime) -> BatchTrust:
+        """The event checks of one batch, worked out once for all its events.
 
         Args:
-            event: a validated event of the batch.
             header: the batch (its gateway, epoch and sequence range).
             latest: ``latest_time(now)``, computed once per batch.
         """
-        prefix, _, seq = event.event_id.rpartition(":")
-        if (
-            prefix != f"{header.gateway}:{header.epoch}"
-            or not seq.isdigit()
-            or not header.seq_first <= int(seq) <= header.seq_last
-        ):
-            return Refusal(
-                GATEWAY_REFUSED.kind,
-                f"event id {event.event_id[:100]!r} is not of this batch: ids are "
-                f"'{header.gateway}:{header.epoch}:<seq>' with seq in "
-                f"{header.seq_first}..{header.seq_last}",
-            )
-        owned = self._owned.get(header.gateway)
-        if owned is not None and event.read_point not in owned:
-            return Refusal(
-                GATEWAY_REFUSED.kind,
-                f"read point {event.read_point!r} is not one of gateway {header.gateway!r}'s",
-            )
-        if self._max_age is not None and event.event_time < latest - self._max_age:
-            return Refusal(
-                STALE_EVENT,
-                f"event time {event.event_time.isoformat()} is older than the seen-id horizon "
-                "([retention] seen_event_days): it could be a repeat whose id was pruned",
-            )
-        if event.event_time > latest:
-            return Refusal(
-                CLOCK_SKEW.kind,
-                f"event time {event.event_time.isoformat()} is more than "
-                f"{self._skew.total_seconds():g}s ahead of the server's clock",
-            )
-        return None
+        return BatchTrust(
+            gateway=header.gateway,
+            prefix=f"{header.gateway}:{header.epoch}:",
+            seq_first=header.seq_first,
+            seq_last=header.seq_last,
+            owned=self._owned.get(header.gateway),
+            oldest=latest - self._max_age if self._max_age is not None else None,
+            latest=latest,
+            skew=self._skew,
+        )
 
     def may_store_reject(self, gateway: str | None) -> bool:
         """Whether one more whole-message dead letter of ``gateway`` may be stored now."""
@@ -186,6 +164,58 @@ class GatewayTrust:
                 self._rejects_per_minute,
             )
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTrust:
+    """What the events of one batch may be (``GatewayTrust.for_batch``)."""
+
+    gateway: str
+    prefix: str
+    """``{gateway}:{epoch}:``, the start of every event id of the batch."""
+    seq_first: int
+    seq_last: int
+    owned: frozenset[str] | None
+    """The gateway's read points; None if it may name any (an open registry)."""
+    oldest: datetime | None
+    """The seen-id horizon: an older event could be a repeat whose id was pruned."""
+    latest: datetime
+    skew: timedelta
+
+    def problem(self, event: Event) -> Refusal | None:
+        """Why ``event`` of the batch may not be applied, or None."""
+        event_id = event.event_id
+        seq = event_id[len(self.prefix) :]
+        if (
+            not event_id.startswith(self.prefix)
+            # ASCII digits only: int() takes other scripts' digits, and str.isdigit()
+            # says yes to superscripts, which int() refuses.
+            or not (seq.isascii() and seq.isdigit())
+            or not self.seq_first <= int(seq) <= self.seq_last
+        ):
+            return Refusal(
+                GATEWAY_REFUSED.kind,
+                f"event id {event_id[:100]!r} is not of this batch: ids are "
+                f"'{self.prefix}<seq>' with seq in {self.seq_first}..{self.seq_last}",
+            )
+        if self.owned is not None and event.read_point not in self.owned:
+            return Refusal(
+                GATEWAY_REFUSED.kind,
+                f"read point {event.read_point!r} is not one of gateway {self.gateway!r}'s",
+            )
+        if self.oldest is not None and event.event_time < self.oldest:
+            return Refusal(
+                STALE_EVENT,
+                f"event time {event.event_time.isoformat()} is older than the seen-id horizon "
+                "([retention] seen_event_days): it could be a repeat whose id was pruned",
+            )
+        if event.event_time > self.latest:
+            return Refusal(
+                CLOCK_SKEW.kind,
+                f"event time {event.event_time.isoformat()} is more than "
+                f"{self.skew.total_seconds():g}s ahead of the server's clock",
+            )
+        return None
 
 
 async def raise_trust_alerts(

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from server.config.settings import ReadPointSettings
 from server.ingest.dead_letters import DeadLetter
-from server.ingest.gateway_trust import GatewayTrust
+from server.ingest.gateway_trust import BatchTrust, GatewayTrust
 from server.ingest.payloads import (
     VALIDATION_ERRORS,
     PayloadError,
@@ -34,7 +34,7 @@ from server.ingest.payloads import (
 )
 from server.metrics import Metrics
 from server.rules import location_problem
-from wire.models import MAX_PAYLOAD_BYTES, BatchEnvelope, BatchHeader, Event, EventBatch
+from wire.models import MAX_PAYLOAD_BYTES, BatchEnvelope, Event, EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +97,14 @@ class BatchChecks:
         batch = _whole_batch(payload)
         latest = self._trust.latest_time(self._clock())
         controls = may_hold_control_characters(payload)
-        if (
-            batch is not None
-            and batch.site == site
-            and batch.gateway == gateway
-            and not any(
-                self._problem(event, batch, latest, read_points, controls=controls)
+        if batch is not None and batch.site == site and batch.gateway == gateway:
+            trust = self._trust.for_batch(batch, latest)
+            problem = self._problem
+            if not any(
+                problem(event, site, trust, read_points, controls=controls)
                 for event in batch.events
-            )
-        ):
-            return batch, list(batch.events), []
+            ):
+                return batch, list(batch.events), []
         # Something in it is wrong: the per-event path says what, and keeps the rest.
         envelope = validated(BatchEnvelope, payload, "envelope", "not a valid event batch")
         if envelope.site != site or envelope.gateway != gateway:
@@ -118,23 +116,22 @@ class BatchChecks:
         events, letters = self._split(topic, envelope, latest, read_points)
         return envelope, events, letters
 
+    @staticmethod
     def _problem(
-        self,
         event: Event,
-        header: BatchHeader,
-        latest: datetime,
+        site: str,
+        trust: BatchTrust,
         read_points: Mapping[str, ReadPointSettings],
         *,
         controls: bool = True,
     ) -> tuple[str, str] | None:
-        """Why a valid event cannot be applied: (reason, dead-letter kind), or None.
-        ``controls`` False: its message holds no control character in any string
-        (``may_hold_control_characters``)."""
-        site = header.site
+        """Why a valid event of a batch of ``site`` cannot be applied: (reason, dead-letter
+        kind), or None. ``controls`` False: its message holds no control character in any
+        string (``may_hold_control_characters``)."""
         if controls and (control_characters(event.event_id) or control_characters(event.epc or "")):
             # Identities are stored and compared verbatim; NUL cannot be stored.
             return "invalid event: event_id or epc holds control characters", "event"
-        if (refusal := self._trust.event_problem(event, header, latest)) is not None:
+        if (refusal := trust.problem(event)) is not None:
             return refusal.reason, refusal.kind
         point = read_points.get(event.read_point)
         if point is None:
@@ -158,6 +155,7 @@ class BatchChecks:
         """Validate each event alone; the bad ones become dead letters."""
         events: list[Event] = []
         letters: list[DeadLetter] = []
+        trust = self._trust.for_batch(envelope, latest)
         for raw in envelope.events:
             raw_id = raw.get("event_id")
             event_id = raw_id if isinstance(raw_id, str) else None
@@ -166,7 +164,7 @@ class BatchChecks:
             except VALIDATION_ERRORS as err:
                 reason, kind = f"invalid event: {describe(err)}", "event"
             else:
-                problem = self._problem(event, envelope, latest, read_points)
+                problem = self._problem(event, envelope.site, trust, read_points)
                 if problem is None:
                     events.append(event)
                     continue

@@ -127,7 +127,7 @@ async def settle_plan(
         The plan to write, and each refused event with the reason.
     """
     refused: dict[str, tuple[Event, str]] = {}
-    by_id = {event.event_id: event for event in events}
+    by_id: dict[str, Event] = {}  # ``events`` by id, made at the first refusal (most have none)
     for attempt in range(len(events) + 1):
         check = await check_stock(
             conn, plan, item_ids, policy, pending=pending, stored=None if attempt else stored
@@ -139,6 +139,7 @@ async def settle_plan(
         }
         if not fresh:
             break
+        by_id = by_id or {event.event_id: event for event in events}
         for event_id, shortfall in fresh.items():
             refused[event_id] = (by_id[event_id], _reason(shortfall))
         plan = replan([event for event in events if event.event_id not in refused])

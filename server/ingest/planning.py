@@ -9,7 +9,8 @@ ids are claimed, else it plans again inside the transaction. No writes here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,12 +29,17 @@ from server.store.dialect import one_of
 from server.store.schema.core import units
 from wire.models import Event
 
+EVENT_ID = operator.attrgetter("event_id")
 
-def distinct(events: Iterable[Event]) -> dict[str, Event]:
+
+def distinct(events: Sequence[Event]) -> dict[str, Event]:
     """The first event of each id, in order (a repeat of an id is a duplicate)."""
-    unique: dict[str, Event] = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)
+    # The common case, no repeat, in C; with repeats the dict kept the last of each.
+    unique = dict(zip(map(EVENT_ID, events), events, strict=True))
+    if len(unique) < len(events):
+        unique.clear()
+        for event in events:
+            unique.setdefault(event.event_id, event)
     return unique
 
 
@@ -149,7 +155,7 @@ async def plan_ahead(
     return PlannedEvents(
         list(events),
         unique,
-        frozenset(event.event_id for event in fresh),
+        frozenset(unique.keys() - seen),
         RuleInputs(item_ids, state, expansion),
         plan,
     )

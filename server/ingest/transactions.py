@@ -47,7 +47,7 @@ from server.ingest.dead_letters import DeadLetter, insert_dead_letters, printabl
 from server.ingest.gateway_trust import raise_trust_alerts
 from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
-from server.ingest.planning import PlannedEvents, plan_ahead
+from server.ingest.planning import EVENT_ID, PlannedEvents, plan_ahead
 from server.ingest.prefetch import prefetch
 from server.ingest.write_turns import EVERYTHING, Keys, WriteTurns, conflict_keys
 from server.metrics import Metrics
@@ -376,13 +376,7 @@ class GroupWriter:
             site=site,
             now=now,
             policy=self._policy,
-            actors=None
-            if len(gateways) == 1
-            else {
-                event.event_id: prepared.header.gateway
-                for prepared in members
-                for event in prepared.events
-            },
+            actors=None if len(gateways) == 1 else _actors(members),
             pending=pending,
         )
 
@@ -461,3 +455,11 @@ def _split(merged: Applied, members: Sequence[Prepared]) -> list[Applied]:
     first.items_created = merged.items_created
     first.movements += merged.movements - sum(part.movements for part in parts)
     return parts
+
+
+def _actors(members: Sequence[Prepared]) -> dict[str, str]:
+    """The gateway of each event of ``members``, by event id."""
+    actors: dict[str, str] = {}
+    for prepared in members:
+        actors.update(dict.fromkeys(map(EVENT_ID, prepared.events), prepared.header.gateway))
+    return actors

@@ -203,12 +203,13 @@ def location_problem(event: Event) -> str | None:
     ``biz_location`` and ``source_location`` are checked on every event that names them
     (receipts and shipments use them too, ``server.rules.stock``).
     """
-    for field, location in (
-        ("biz_location", event.biz_location),
-        ("source_location", event.source_location),
-    ):
-        if location is not None and (problem := _bad_location(field, location)) is not None:
-            return problem
+    if event.biz_location is not None or event.source_location is not None:
+        for field, location in (
+            ("biz_location", event.biz_location),
+            ("source_location", event.source_location),
+        ):
+            if location is not None and (problem := _bad_location(field, location)) is not None:
+                return problem
     if event.biz_location is None:
         rule = step_rule_for(event)
         if rule is not None and rule.location == "required":

@@ -30,6 +30,7 @@ Decisions written down here (docs/architecture.md §4, "order does not matter"):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -63,6 +64,9 @@ from server.rules.shelves import departure
 from server.rules.steps import StepRule, step_rule_for
 from server.rules.units import lifecycle_alerts
 from wire.models import Direction, Event
+
+EVENT_ORDER = operator.attrgetter("event_time", "event_id")
+"""The order a plan takes events in: by time, then id (one C call per event)."""
 
 PLAN_STEP_EVENTS = 128
 """Events ``plan_in_steps`` plans between two pauses (about 2 ms of work)."""
@@ -323,7 +327,7 @@ def plan_in_steps(
     known = set(state.known_items)
     book = OrderBook(state.orders, policy, state.ordering_sites)
     batch = BatchView(units=units, movements=result.movements, counts=state.counts)
-    for planned, event in enumerate(sorted(events, key=lambda e: (e.event_time, e.event_id))):
+    for planned, event in enumerate(sorted(events, key=EVENT_ORDER)):
         if planned and planned % step == 0:
             yield planned
         read_point = read_points[event.read_point]

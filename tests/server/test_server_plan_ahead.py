@@ -14,10 +14,11 @@ from server.commands.operation_models import Caller, TransferRequest
 from server.commands.operations import transfer
 from server.ingest.consumer import Ingestor
 from server.ingest.intake import Prepared
+from server.ingest.planning import distinct
 from server.ingest.transactions import Ahead
 from server.metrics import Metrics
 from server.store.database import Store
-from wire.models import now_utc
+from wire.models import Event, now_utc
 
 
 def _plans(metrics: Metrics) -> dict[str, float]:
@@ -255,3 +256,13 @@ async def test_the_rows_of_every_group_go_out_before_a_group_reads_again(
     between = statements[units[0] : units[-1]]
     assert between
     assert not [statement for statement in between if not statement.startswith("INSERT")]
+
+
+def test_distinct_keeps_the_first_event_of_each_id_in_order() -> None:
+    batches = Batches()
+    first, second = (Event.model_validate(batches.event(epc=sgtin(n))) for n in (1, 2))
+    repeat = first.model_copy(update={"epc": sgtin(3)})
+    assert list(distinct([first, second]).values()) == [first, second]
+    unique = distinct([first, second, repeat, second])
+    assert list(unique) == [first.event_id, second.event_id]
+    assert unique[first.event_id].epc == sgtin(1)

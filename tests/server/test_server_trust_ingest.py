@@ -119,6 +119,25 @@ async def test_a_gateway_id_in_range_passes_and_out_of_range_does_not(
     assert (result.applied, result.dead_letters) == (1, 2)
 
 
+async def test_a_sequence_number_in_other_digits_is_refused_alone(
+    ingestor: Ingestor, probe: Probe
+) -> None:
+    # int() reads Arabic-Indic and full-width digits, str.isdigit() passes superscripts
+    # (which int() refuses): only ASCII digits name a sequence number.
+    a = Batches(gateway="gw-a", epoch="aaaa0001")
+    real = a.event(epc=sgtin(1), event_id="gw-a:aaaa0001:5")
+    odd = [
+        a.event(epc=sgtin(2 + n), event_id=f"gw-a:aaaa0001:{seq}")
+        for n, seq in enumerate(("\u00b2", "\u0665", "\uff15"))
+    ]
+    result = await ingestor.handle(a.topic, a.payload([real, *odd], seq_first=1, seq_last=6))
+    assert (result.outcome, result.applied, result.dead_letters) == ("applied", 1, 3)
+    letters = await probe.dead_letters()
+    assert [letter["kind"] for letter in letters] == ["gateway_refused"] * 3
+    assert all("is not of this batch" in letter["reason"] for letter in letters)
+    assert set(await probe.units()) == {sgtin(1)}
+
+
 @pytest.fixture
 def settings(database_url: str) -> ServerSettings:
     return registry_settings(database_url)

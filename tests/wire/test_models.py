@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from wire.models import MAX_COUNT_LINES, Event, EventBatch, Quantity
 GTIN = "09506000016924"
 WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WHEN_JSON = "2026-11-25T12:00:00Z"
+QTY = {"gtin": GTIN, "qty": 1}
 
 
 def event(**fields: Any) -> Event:
@@ -154,6 +156,20 @@ def test_event_times_come_out_in_utc_at_milliseconds(given: str, expected: datet
     # Serialized as the same instant given in UTC is, whatever offset it came with.
     given_in_utc = event(event_time=expected, quantity={"gtin": GTIN, "qty": 1})
     assert parsed.model_dump_json() == given_in_utc.model_dump_json()
+
+
+def test_a_zone_at_utc_in_winter_still_converts_in_summer() -> None:
+    # _utc remembers a fixed-offset tzinfo found to be UTC; London's is UTC only in winter,
+    # so a winter time in it must not make a summer time skip its conversion.
+    london = ZoneInfo("Europe/London")
+    winter = event(event_time=datetime(2026, 1, 5, 12, 0, tzinfo=london), quantity=QTY)
+    summer = event(event_time=datetime(2026, 7, 5, 13, 0, tzinfo=london), quantity=QTY)
+    parsed = Event.model_validate_json(_at("2026-07-05T13:00:00+01:00"))
+    after = event(event_time=datetime(2026, 7, 5, 13, 0, tzinfo=london), quantity=QTY)
+    assert winter.event_time == datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    for summer_time in (summer.event_time, parsed.event_time, after.event_time):
+        assert summer_time == datetime(2026, 7, 5, 12, 0, tzinfo=UTC)
+        assert summer_time.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize("given", ["2026-11-25T12:00:00", "2026-11-25T12:00:00.5"])
