@@ -340,8 +340,7 @@ def plan_in_steps(
             if is_undirected_pass(event):
                 # Never silent: kept for an operator to resolve (server.commands.unresolved); its
                 # item is created now, as a receipt would, so the pass can name it.
-                inp = _rule_input(event, read_point, unit, site, policy, batch)
-                _note_items(result, known, inp)
+                inp = _rule_input(result, known, event, read_point, unit, site, policy, batch)
                 result.unresolved.append(UnresolvedPass(event, inp.item.ref, site))
                 result.alerts.append(_unresolved_alert(event, site))
             if unit is not None:
@@ -350,8 +349,7 @@ def plan_in_steps(
                 if gone is not None:
                     result.departures[gone.epc] = gone
             continue
-        inp = _rule_input(event, read_point, unit, site, policy, batch)
-        _note_items(result, known, inp)
+        inp = _rule_input(result, known, event, read_point, unit, site, policy, batch)
         if unit is not None:
             result.alerts.extend(
                 lifecycle_alerts(event, unit, site, policy, sighting=rule.sighting)
@@ -390,6 +388,8 @@ def _unresolved_alert(event: Event, site: str) -> AlertSpec:
 
 
 def _rule_input(
+    result: Plan,
+    known: set[str],
     event: Event,
     read_point: ReadPoint,
     unit: UnitState | None,
@@ -397,18 +397,18 @@ def _rule_input(
     policy: Policy,
     batch: BatchView,
 ) -> RuleInput:
+    """The rules' input for ``event``; the creation of its items the store does not hold yet
+    (with an alert) goes into ``result``."""
     keys = event_items(event)
-    item = keys[0] if keys else NO_ITEM
-    return RuleInput(event, read_point, item, unit, site=site, policy=policy, batch=batch)
-
-
-def _note_items(result: Plan, known: set[str], inp: RuleInput) -> None:
-    """Plan the creation of the event's items the store does not hold yet (with an alert)."""
-    for key in event_items(inp.event):
+    inp = RuleInput(
+        event, read_point, keys[0] if keys else NO_ITEM, unit, site=site, policy=policy, batch=batch
+    )
+    for key in keys:
         if key.ref not in known:
             known.add(key.ref)
             result.new_items[key.ref] = key
             result.alerts.append(_new_item_alert(key, inp))
+    return inp
 
 
 def _sighted(result: Plan, event: Event) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from server_helpers import Batches, Probe, sgtin
 
@@ -17,7 +18,7 @@ from plumbing.mqtt import Message
 from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.ingest.gateway_status import StatusRecorder
-from server.ingest.pipeline import run_ingest
+from server.ingest.pipeline import events_per_write, run_ingest
 from server.metrics import Metrics
 from server.store.database import Store
 from server.store.schema import core as schema
@@ -98,3 +99,14 @@ async def test_the_next_transaction_commits_while_the_acks_before_it_wait_for_th
         ingest.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ingest
+
+
+def test_a_transactions_event_times_are_made_into_text_once() -> None:
+    # A SQLite transaction binds each event's time on its ledger row, then (after every
+    # ledger row) on its unit's state: the second must find the first's text.
+    start = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    times = [start + timedelta(milliseconds=n) for n in range(events_per_write(1))]
+    schema.sqlite_utc_text.cache_clear()
+    texts = [schema.sqlite_utc_text(at) for at in times]
+    assert [schema.sqlite_utc_text(at) for at in times] == texts
+    assert schema.sqlite_utc_text.cache_info().hits == len(times)
