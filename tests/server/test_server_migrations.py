@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.dialects import sqlite
 
 from server.config.settings import DatabaseSettings
@@ -184,6 +185,9 @@ async def test_concurrent_migrations_do_not_collide(fresh_database_url: str) -> 
         datetime(2024, 1, 1, 1, 0, 0, 123_000, tzinfo=timezone(timedelta(hours=2))),
         datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2024, 7, 1, 13, 0, tzinfo=ZoneInfo("Europe/London")),
+        datetime(2024, 1, 1, 13, 0, tzinfo=ZoneInfo("Europe/London")),
+        TypeAdapter(datetime).validate_json('"2024-11-25T08:00:00.041Z"'),  # as ingest has it
     ],
 )
 def test_sqlite_timestamps_are_stored_as_sqlalchemy_would_store_them(value: datetime) -> None:

@@ -115,9 +115,14 @@ def sqlite_utc_text(value: datetime | None) -> str | None:
     """
     if value is None:
         return None
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("refusing a naive datetime; the store keeps UTC only")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
+    # A time in UTC (every time ingest binds) is formatted as it is: astimezone() took
+    # about 1 µs of the 2.5 µs this took for a time pydantic parsed.
+    if offset:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]
 
 
 def big_id() -> sa.types.TypeEngine[int]:
