@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
 import pickle
 import re
 import sqlite3
@@ -136,20 +137,28 @@ class Checkpoints:
     SQLite's own does, lets the next writer start the WAL again from its beginning. The
     frames in the WAL are read from the WAL-index, a file SQLite maps into memory
     anyway; if it cannot be read, the checkpoint runs.
+
+    The WAL-index is opened once and closed only after the connection (``close``): POSIX
+    locks belong to a process and a file, so closing any descriptor of it here dropped
+    SQLite's own lock, the one that tells other connections the index is in use. The
+    next connection to open the database then reset the index under this process's
+    mapping (which died of SIGBUS when it touched it meanwhile) and its locks.
     """
 
     def __init__(self, database: str, size: int) -> None:
-        self._index = f"{database}-shm"
+        self._path = f"{database}-shm"
         self._size = size
+        self._index: int | None = None
+        """The WAL-index's descriptor, once opened."""
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         if self._size <= 0 or conn.in_transaction:
             return
         try:
-            with open(self._index, "rb") as index:
-                index.seek(WAL_INDEX_FRAMES)
-                frames = int.from_bytes(index.read(4), sys.byteorder)
-            due = frames * _page_size(conn) >= self._size
+            if self._index is None:
+                self._index = os.open(self._path, os.O_RDONLY)
+            header = os.pread(self._index, 4, WAL_INDEX_FRAMES)
+            due = int.from_bytes(header, sys.byteorder) * _page_size(conn) >= self._size
         except OSError:
             due = True
         if due:
@@ -158,6 +167,12 @@ class Checkpoints:
             # was, for the next commit's checkpoint.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def close(self) -> None:
+        """Close the WAL-index; after the connection, whose locks on it this drops."""
+        if self._index is not None:
+            os.close(self._index)
+            self._index = None
 
 
 def _page_size(conn: sqlite3.Connection) -> int:
@@ -199,6 +214,7 @@ def serve(database: str, timeout: float, uri: bool, checkpoint_bytes: int = 0) -
                 checkpoints.after_commit(conn)
     finally:
         conn.close()
+        checkpoints.close()
 
 
 if __name__ == "__main__":

@@ -308,6 +308,41 @@ async def test_the_child_checkpoints_after_a_commit_that_filled_the_wal(tmp_path
         await store.close()
 
 
+def _locks_held(pid: int, path: Path) -> list[str]:
+    """The POSIX locks ``pid`` holds on ``path`` (Linux's /proc/locks)."""
+    inode = path.stat().st_ino
+    return [
+        line
+        for line in Path("/proc/locks").read_text().splitlines()
+        if "POSIX" in line and f" {pid} " in line and f":{inode} " in line
+    ]
+
+
+async def test_the_childs_look_at_the_wal_index_leaves_sqlites_locks_in_place(
+    tmp_path: Path,
+) -> None:
+    # POSIX locks belong to a process and a file: closing any descriptor of the WAL-index
+    # in the child dropped SQLite's own lock on it, which tells other connections the
+    # index is in use. The next connection to open the database then reset the index under
+    # the child's mapping (the child died of SIGBUS when it touched it meanwhile).
+    path = tmp_path / "x.db"
+    store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{path}", sqlite_checkpoint_mb=1))
+    try:
+        await store.migrate()  # WAL mode
+        async with store.begin("writing") as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(raw, ProcessConnection)
+            await conn.execute(sa.text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+            index = Path(f"{path}-shm")
+            held = _locks_held(raw.pid, index)
+            assert held, "SQLite holds a lock on the WAL-index while its connection is open"
+        for n in range(3):
+            await _write(store, f"INSERT INTO t VALUES ({n})")  # then the child reads the index
+            assert _locks_held(raw.pid, index), f"after commit {n + 2}"
+    finally:
+        await store.close()
+
+
 LONG_READ = (
     "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000) "
     "SELECT count(*) FROM c"
