@@ -83,13 +83,23 @@ FLUSH_INTERVAL_MS: Final = 50
 """How long the batching writer waits for more points before it sends a partial batch."""
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _nanoseconds(moment: datetime) -> int:
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 _STRING_FIELD: Final = str.maketrans({'"': '\\"', "\\": "\\\\"})
 """Line protocol's escapes inside a string field value: double quote and backslash."""
+
+
+def _string_field(text: str) -> str:
+    """``text`` escaped as a string field value (most need no escape: no new string)."""
+    return text.translate(_STRING_FIELD) if '"' in text or "\\" in text else text
+
+
 SERIES_CACHED: Final = 65_536
 """Distinct movement series whose measurement and tags are kept written out."""
 
@@ -122,9 +132,9 @@ def movement_lines(rows: Iterable[LedgerRow]) -> list[str]:
         # Fields in name order, as ``Point`` writes them.
         fields = f"ledger_id={row.id}i,quantity={row.quantity}i {stamp}"
         if row.event_id is not None:
-            fields = f'event_id="{row.event_id.translate(_STRING_FIELD)}",{fields}'
+            fields = f'event_id="{_string_field(row.event_id)}",{fields}'
         if row.epc is not None:
-            fields = f'epc="{row.epc.translate(_STRING_FIELD)}",{fields}'
+            fields = f'epc="{_string_field(row.epc)}",{fields}'
         for location, side in ((row.from_location, "out"), (row.to_location, "in")):
             if location is not None:
                 lines.append(_series(location, side, row.kind, row.sku, row.read_point) + fields)

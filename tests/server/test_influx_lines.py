@@ -9,7 +9,7 @@ real time-series database is ``test_server_history_influx``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from influxdb_client import Point, WritePrecision
@@ -82,6 +82,7 @@ ROWS = [
     _row(6, to_location="wh1.dock door,1=in\\", kind="receipt"),
     _row(7, event_id='quoted "id" and back\\slash', epc='urn:epc:"x"\\'),
     _row(8, sku="ends in backslash\\"),
+    _row(9, event_time=MOMENT.astimezone(timezone(timedelta(hours=-5)))),  # the same instant
 ]
 
 
