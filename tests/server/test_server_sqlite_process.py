@@ -51,8 +51,11 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie has ended; only its parent has not reaped it yet.
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] != "Z"
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # reaped since os.kill found it
+    return state != "Z"
 
 
 async def test_a_store_writes_through_a_child_process_and_reads_it_back(tmp_path: Path) -> None:
