@@ -21,7 +21,7 @@ from server.config.settings import ServerSettings
 from server.history.check import rebuild_history
 from server.reports.shards import PARENT_CHECK_S, ReportPool
 from server.store.database import Store
-from tests.server.server_helpers import VIEWER_KEY
+from tests.server.server_helpers import VIEWER_KEY, process_alive
 from tests.server.test_server_book_checkpoints import _fill
 
 STEP_DAYS = 1
@@ -119,14 +119,6 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.parametrize("when", ["ready", "starting"])
 def test_report_workers_end_when_their_server_is_killed(tmp_path: Path, when: str) -> None:
     """Killed once its worker is ready, or while the worker still imports the server."""
@@ -141,13 +133,13 @@ def test_report_workers_end_when_their_server_is_killed(tmp_path: Path, when: st
             if when == "ready":
                 # While the server runs, its worker waits for shards.
                 time.sleep(4 * PARENT_CHECK_S)
-                assert all(_alive(pid) for pid in workers)
+                assert all(process_alive(pid) for pid in workers)
             server.send_signal(signal.SIGKILL)
             server.wait(timeout=10)
             deadline = time.monotonic() + 10 * PARENT_CHECK_S + 30
-            while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            while any(process_alive(pid) for pid in workers) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not any(_alive(pid) for pid in workers)
+            assert not any(process_alive(pid) for pid in workers)
         finally:
             if server.poll() is None:
                 server.kill()

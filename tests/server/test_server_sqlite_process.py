@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from server_helpers import process_alive
 
 from server.config.settings import DatabaseSettings
 from server.errors import StoreError, StoreFull
@@ -27,9 +28,9 @@ CHILD_GONE_S = 10.0
 
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 async def _write(store: Store, *statements: str) -> None:
@@ -45,19 +46,6 @@ async def _insert_many(store: Store, *many: list[tuple[int]]) -> None:
             await conn.exec_driver_sql("INSERT INTO t VALUES (?)", rows)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has ended; only its parent has not reaped it yet.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False  # reaped since os.kill found it
-    return state != "Z"
-
-
 async def test_a_store_writes_through_a_child_process_and_reads_it_back(tmp_path: Path) -> None:
     store = Store.open(DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     try:
@@ -69,7 +57,7 @@ async def test_a_store_writes_through_a_child_process_and_reads_it_back(tmp_path
             assert isinstance(raw, ProcessConnection)
             child = raw.pid
             assert child != os.getpid()
-            assert _alive(child)
+            assert process_alive(child)
             # Inside the transaction: what it wrote, with SQLAlchemy's own SQL functions.
             assert (await conn.execute(sa.text("SELECT floor(2.5)"))).scalar_one() == 2
         async with store.read("reading") as conn:
@@ -144,7 +132,7 @@ def test_the_child_ends_when_its_server_is_killed(tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         child = int(server.stdout.readline())
-        assert _alive(child)
+        assert process_alive(child)
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
         assert _gone_within(child, CHILD_GONE_S), "the SQLite process outlived its server"
