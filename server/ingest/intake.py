@@ -96,8 +96,8 @@ class BatchChecks:
         """
         batch = _whole_batch(payload)
         latest = self._trust.latest_time(self._clock())
-        controls = may_hold_control_characters(payload)
         if batch is not None and batch.site == site and batch.gateway == gateway:
+            controls = may_hold_control_characters(payload)
             trust = self._trust.for_batch(batch, latest)
             problem = self._problem
             if not any(

@@ -186,7 +186,9 @@ def step_rule_for(event: Event) -> StepRule | None:
     return _STEP_RULES_BY_KEY.get((event.biz_step, _identity(event)))
 
 
-def _bad_location(field: str, location: str) -> str | None:
+def _bad_location(field: str, location: str | None) -> str | None:
+    if location is None:
+        return None
     if len(location) > MAX_LOCATION_LENGTH or not _LOCATION.match(location):
         return (
             f"{field} {location[:MAX_LOCATION_LENGTH]!r} is not a location id "
@@ -203,13 +205,11 @@ def location_problem(event: Event) -> str | None:
     ``biz_location`` and ``source_location`` are checked on every event that names them
     (receipts and shipments use them too, ``server.rules.stock``).
     """
-    if event.biz_location is not None or event.source_location is not None:  # a pass: neither
-        for field, location in (
-            ("biz_location", event.biz_location),
-            ("source_location", event.source_location),
-        ):
-            if location is not None and (problem := _bad_location(field, location)) is not None:
-                return problem
+    problem = _bad_location("biz_location", event.biz_location) or _bad_location(
+        "source_location", event.source_location
+    )
+    if problem is not None:
+        return problem
     if event.biz_location is None:
         rule = step_rule_for(event)
         if rule is not None and rule.location == "required":

@@ -150,6 +150,8 @@ class Checkpoints:
         self._size = size
         self._index: int | None = None
         """The WAL-index's descriptor, once opened."""
+        self._frames = 0
+        """The WAL's frames (pages) at ``size``, known once the index is open."""
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
         if self._size <= 0 or conn.in_transaction:
@@ -157,8 +159,9 @@ class Checkpoints:
         try:
             if self._index is None:
                 self._index = os.open(self._path, os.O_RDONLY)
+                self._frames = max(1, self._size // _page_size(conn))
             header = os.pread(self._index, 4, WAL_INDEX_FRAMES)
-            due = int.from_bytes(header, sys.byteorder) * _page_size(conn) >= self._size
+            due = int.from_bytes(header, sys.byteorder) >= self._frames
         except OSError:
             due = True
         if due:
