@@ -4,13 +4,15 @@ The PostgreSQL floor under the server's PostgreSQL figure, measured in the same 
 the same PostgreSQL: the same timed batches (after the same warm-up) become the rows the
 server writes for them (``bench.sqlite_floor`` builds them, with timestamps as datetimes),
 and one asyncpg connection writes them into a fresh database migrated to the server's
-schema (every index, constraint and foreign key), one transaction per group of one batch
-from each gateway (what the server groups when every gateway has one waiting): read the
-event ids seen before and the units named, then write with PostgreSQL's bulk paths, which
-are what a floor is for: ``COPY`` of the seen ids and the ledger rows straight into their
-tables, ``COPY`` of the unit states into a temporary table and one ``INSERT ... SELECT ...
-ON CONFLICT`` from it (the server's "newer event wins" upsert), the balance deltas and the
-batch records by ``executemany``; commit (``synchronous_commit`` as the server runs, on).
+schema (every index, constraint and foreign key it holds), one transaction per group of
+one batch from each gateway (what the server groups when every gateway has one waiting):
+read the event ids seen before and the units named, lock the items and locations the rows
+name as the server's writers do (``server.ingest.references``), then write with
+PostgreSQL's bulk paths, which are what a floor is for: ``COPY`` of the seen ids and the
+ledger rows straight into their tables, ``COPY`` of the unit states into a temporary table
+and one ``INSERT ... SELECT ... ON CONFLICT`` from it (the server's "newer event wins"
+upsert), the balance deltas and the batch records by ``executemany``; commit
+(``synchronous_commit`` as the server runs, on).
 
 A second pass writes the same rows into another fresh database with ``executemany`` for
 every table (detail ``executemany_events_per_s``): the path a plain driver loop takes.
@@ -37,6 +39,7 @@ from bench.figures import Figure
 from bench.server_workload import BATCH_EVENTS, GATEWAYS, SITE, Batch, build_batches
 from bench.sqlite_floor import RECEIVING, RECORDED_AT, _groups, _rows, _Transaction
 from server.config.settings import DatabaseSettings
+from server.ingest.references import HOLD
 from server.store.database import Store
 from wire.identifiers import gtin_of
 
@@ -117,6 +120,9 @@ class _PgTransaction:
     epcs: list[str]
     ledger: list[tuple[Any, ...]]
     """The ledger rows with their quantity (1) last, for COPY."""
+    held_items: list[int]
+    held_locations: list[str]
+    """What the rows name, locked as the server's writers lock it (``HOLD``)."""
 
 
 async def create_database(admin_dsn: str, prefix: str) -> str:
@@ -196,6 +202,8 @@ async def _write_copy(conn: Any, tx: _PgTransaction) -> None:
         if await conn.fetch(SEEN_BEFORE, tx.event_ids):
             raise RuntimeError("an event id was seen before; the workload repeats itself")
         await conn.fetch(UNITS_NAMED, tx.epcs)
+        if await conn.fetch(HOLD, tx.held_items, tx.held_locations):
+            raise RuntimeError("a row names an item or location that does not exist")
         await conn.copy_records_to_table("seen_events", records=rows.seen)
         await conn.copy_records_to_table("ledger", records=tx.ledger, columns=LEDGER_COLUMNS)
         await conn.copy_records_to_table("stage_units", records=rows.units, columns=UNIT_COLUMNS)
@@ -210,6 +218,8 @@ async def _write_executemany(conn: Any, tx: _PgTransaction) -> None:
         if await conn.fetch(SEEN_BEFORE, tx.event_ids):
             raise RuntimeError("an event id was seen before; the workload repeats itself")
         await conn.fetch(UNITS_NAMED, tx.epcs)
+        if await conn.fetch(HOLD, tx.held_items, tx.held_locations):
+            raise RuntimeError("a row names an item or location that does not exist")
         await conn.executemany(INSERT_SEEN, rows.seen)
         await conn.executemany(INSERT_LEDGER, rows.ledger)
         await conn.executemany(UPSERT_UNIT, rows.units)
@@ -247,6 +257,8 @@ async def timed_writes(
                     [row[0] for row in rows.seen],
                     [row[0] for row in rows.units],
                     [(*row, 1) for row in rows.ledger],
+                    sorted({item_id for item_id, _, _ in rows.balances}),
+                    sorted({location for _, location, _ in rows.balances}),
                 )
             )
         write = _write_copy if copy else _write_executemany
@@ -358,7 +370,9 @@ def raw_events(
             f"batches ({events:,} events), written by bare asyncpg into a fresh PostgreSQL "
             "database migrated to the server's schema, one connection, "
             f"{GATEWAYS} batches ({GATEWAYS * BATCH_EVENTS:,} events) per transaction: read the "
-            "seen ids and units named, COPY the seen ids and ledger rows into their tables, "
+            "seen ids and units named, lock the items and locations the rows name (the "
+            "server's writers' lock, which replaces foreign keys on PostgreSQL), COPY the seen "
+            "ids and ledger rows into their tables, "
             "COPY the unit states into a temporary table and upsert them from it in one "
             "statement, executemany the batch records and balance deltas, commit (durable); "
             "after the same warm-up, rows built before the clock started. The database floor: "

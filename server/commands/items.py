@@ -142,6 +142,9 @@ async def delete_item(conn: AsyncConnection, sku: str) -> None:
         Conflict: ledger rows, balances or units refer to it.
     """
     item = await require_item(conn, sku)
+    # Locked first: a writer holding the item (``server.ingest.references``) commits before
+    # the references are looked for, so its rows are seen.
+    await conn.execute(sa.select(items.c.id).where(items.c.id == item.id).with_for_update())
     await refuse_while_referenced(
         conn,
         [

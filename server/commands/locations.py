@@ -129,6 +129,11 @@ async def delete_location(conn: AsyncConnection, location: str) -> None:
         Conflict: it has children, ledger rows, balances, units or read points.
     """
     await require_location(conn, location)
+    # Locked first: a writer holding the location (``server.ingest.references``) commits
+    # before the references are looked for, so its rows are seen.
+    await conn.execute(
+        sa.select(locations.c.id).where(locations.c.id == location).with_for_update()
+    )
     await refuse_while_referenced(
         conn,
         [

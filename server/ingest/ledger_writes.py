@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import StoreError
+from server.ingest.references import hold
 from server.ingest.unresolved_rows import insert_unresolved
 from server.queries.views import AlertView
 from server.rules.model import ItemKey, Plan, UnresolvedPass
@@ -256,7 +257,15 @@ async def write_rows(
             locks for the commit only).
     """
     await _ensure_items(conn, plan.new_items, item_ids, now)
-    result.new_locations = await ensure_locations(conn, plan.locations(), known_locations, now)
+    named = plan.locations()
+    result.new_locations = await ensure_locations(conn, named, known_locations, now)
+    # On PostgreSQL what the rows name is locked here instead of by foreign keys.
+    await hold(
+        conn,
+        {item_ids[movement.item.ref] for movement in plan.movements}
+        | {item_ids[unit.item] for unit in plan.units.values()},
+        named,
+    )
 
     if plan.counts:
         await conn.execute(

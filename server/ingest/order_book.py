@@ -23,6 +23,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.ingest.references import hold
 from server.rules.model import AlertSpec, LineDelta, OpenLine
 from server.rules.orders import Figure, overfill_alerts, position_delta, positions
 from server.rules.policy import DEFAULT_POLICY, Policy
@@ -122,6 +123,7 @@ async def shift_positions(conn: AsyncConnection, changes: PositionChanges) -> No
     ]
     if not rows:
         return
+    await hold(conn, {row["item_id"] for row in rows}, {row["location_id"] for row in rows})
     # A zero balance row, so the stock listing (which starts from balances) shows the key.
     await conn.execute(
         upsert(conn, balances).on_conflict_do_nothing(),

@@ -16,19 +16,22 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 
 from server.config.settings import DatabaseSettings
 from server.errors import TransientStoreError
 from server.store.database import Store, alembic_config
-from server.store.schema.core import UtcDateTime, metadata
+from server.store.schema.core import UtcDateTime, compared, metadata
 
 TABLES = {*metadata.tables, "alembic_version"}
 """Every table the definitions hold, plus Alembic's own."""
 
 
 def _schema_diff(connection: sa.Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "include_object": compared(connection.dialect.name)},
+    )
     return list(compare_metadata(context, metadata))
 
 
@@ -233,11 +236,26 @@ def test_sqlite_timestamps_are_read_as_sqlalchemy_would_read_them(text: str | No
     assert read is None or read.tzinfo is UTC
 
 
-def test_a_naive_timestamp_is_refused_on_the_fast_path_too() -> None:
-    fast = UtcDateTime().bind_processor(sqlite.dialect())
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.asyncpg.dialect()])
+def test_a_naive_timestamp_is_refused_on_the_fast_path_too(dialect: sa.Dialect) -> None:
+    fast = UtcDateTime().bind_processor(dialect)
     assert fast is not None
     with pytest.raises(ValueError, match="naive"):
         fast(datetime(2024, 11, 25, 8, 0))
+
+
+async def test_a_timestamp_comes_back_as_the_same_instant_in_utc(fresh_store: Store) -> None:
+    # PostgreSQL is handed an aware time as it is (``aware_instant``), SQLite its UTC text.
+    await fresh_store.migrate()
+    table = sa.Table("stamps", sa.MetaData(), sa.Column("at", UtcDateTime()))
+    summer = datetime(2024, 7, 1, 9, 30, 15, 250_000, tzinfo=ZoneInfo("Europe/London"))
+    times = [summer, summer.astimezone(timezone(timedelta(hours=-5))), summer.astimezone(UTC)]
+    async with fresh_store.engine.begin() as conn:
+        await conn.run_sync(table.create)
+        await conn.execute(table.insert(), [{"at": at} for at in times])
+        read = (await conn.execute(sa.select(table.c.at))).scalars().all()
+    assert read == [datetime(2024, 7, 1, 8, 30, 15, 250_000, tzinfo=UTC)] * 3
+    assert all(at.tzinfo is UTC for at in read)
 
 
 async def test_rollups_keep_their_rows_when_rekeyed(fresh_store: Store) -> None:

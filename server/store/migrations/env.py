@@ -18,7 +18,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.store.schema.core import metadata
+from server.store.schema.core import compared, metadata
 
 DEFAULT_URL = "sqlite+aiosqlite:///stockgate.db"
 
@@ -30,6 +30,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things; batch mode rebuilds tables for later revisions.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared(connection.dialect.name),
     )
 
 
