@@ -356,6 +356,7 @@ async def write_rows(
                 )
                 for unit in sorted(plan.units.values(), key=lambda u: u.epc)
             ],
+            copy=True,
         )
 
 

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from server.config.settings import DatabaseSettings
 from server.errors import Conflict, Refused, StoreError, StoreFull, TransientStoreError
+from server.store.dialect import staging_on_connect
 from server.store.sqlite_process import AnswerWaits, ProcessConnection
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,7 @@ class Store:
                 write_engine=write_engine,
                 answer_waits=waits,
             )
+        event.listen(engine.sync_engine, "connect", staging_on_connect(engine.dialect))
         return cls(engine)
 
     async def yield_to_writes(self) -> None:

@@ -154,3 +154,40 @@ async def test_a_writer_naming_a_location_deleted_meanwhile_is_refused(
         await writing
     await writer.rollback()
     assert [await _count(store, table) for table in (ledger, units, balances)] == [0, 0, 0]
+
+
+def _later(plan: Plan, epc: str, location: str, at: datetime, event_id: str) -> Plan:
+    """``plan`` with ``epc`` moved to ``location`` by ``event_id`` at ``at``."""
+    plan.units[epc] = UnitState(epc, SKU, location, "in_stock", at, event_id, "wh1")
+    return plan
+
+
+async def _units(store: Store) -> dict[str, tuple[str | None, str]]:
+    async with store.read("reading units") as conn:
+        rows = await conn.execute(sa.select(units.c.epc, units.c.location_id, units.c.last_event_id))
+        return {epc: (location, event_id) for epc, location, event_id in rows}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_unit_states_upserted_by_copy_twice_in_a_transaction_keep_the_newest(
+    store: Store,
+) -> None:
+    # On PostgreSQL unit states go through a staging table (``dialect.STAGED``); each upsert
+    # must take its own rows only, and leave the table empty for the next.
+    item_id = await _master(store)
+    first, second = "urn:epc:id:sgtin:0614141.812345.1", "urn:epc:id:sgtin:0614141.812345.2"
+    later = NOW.replace(hour=10)
+    with pytest.raises(StoreError):
+        async with store.begin("a transaction that fails") as conn:
+            await _write(conn, receipt(), item_id)
+            await conn.execute(sa.text("SELECT 1/0"))
+    async with store.begin("two groups") as conn:
+        await _write(conn, receipt(), item_id)
+        staged = sa.text("SELECT count(*) FROM stage_units")
+        assert (await conn.execute(staged)).scalar_one() == 0
+        plan = _later(Plan(), first, "wh1.yard", later, "gw:1:3")
+        await _write(conn, _later(plan, second, DOCK, NOW, "gw:1:2"), item_id)
+        # An older state of the first unit does not overwrite the newer one.
+        await _write(conn, _later(Plan(), first, DOCK, NOW, "gw:1:0"), item_id)
+        assert (await conn.execute(staged)).scalar_one() == 0
+    assert await _units(store) == {first: ("wh1.yard", "gw:1:3"), second: (DOCK, "gw:1:2")}
