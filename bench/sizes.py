@@ -31,6 +31,9 @@ class Sizes:
     fuzz_inputs: int
     portal_seeds: int
     fault_events: int
+    ingest_passes: int
+    """Passes of each ingest figure and its database floor, taken in turns; the median of
+    each is recorded (``bench.groups``)."""
 
 
 FULL: Final = Sizes(
@@ -47,6 +50,7 @@ FULL: Final = Sizes(
     fuzz_inputs=1_000_000,
     portal_seeds=portal.SEEDS,
     fault_events=2_000,
+    ingest_passes=3,
 )
 QUICK: Final = Sizes(
     edge_reads=3_000,
@@ -62,4 +66,5 @@ QUICK: Final = Sizes(
     fuzz_inputs=2_000,
     portal_seeds=1,
     fault_events=200,
+    ingest_passes=1,
 )

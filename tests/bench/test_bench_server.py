@@ -15,6 +15,8 @@ import pytest
 from bench import history, pg_floor, pg_waits, server, sqlite_floor
 from bench.broker import Mosquitto, wait_listening
 from bench.broker_ceiling import broker_raw
+from bench.figures import Figure
+from bench.groups import _in_turns
 from bench.server_stages import stage_costs
 from bench.server_workload import (
     BATCH_EVENTS,
@@ -173,3 +175,24 @@ def test_pg_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitto: A
     assert any(row[7] == "shipment" for row in served["ledger"])
     for table in pg_floor.SAME_ROWS:
         assert floor_rows[table] == served[table], table
+
+
+def test_figures_taken_in_turns_keep_each_ones_median_pass() -> None:
+    calls: list[str] = []
+
+    def measure(key: str, values: list[float]) -> Any:
+        def one() -> Figure:
+            calls.append(key)
+            return Figure(key, values[len([c for c in calls if c == key]) - 1], "x/s", "How.")
+
+        return one
+
+    ingest, floor = _in_turns(
+        3, measure("ingest", [12.0, 9.0, 15.0]), measure("floor", [20.0, 30.0, 25.0])
+    )
+    assert calls == ["ingest", "floor"] * 3
+    assert (ingest.value, floor.value) == (12.0, 25.0)
+    assert ingest.detail["passes"] == [12.0, 9.0, 15.0]
+    assert "median of 3 passes" in ingest.how
+    (alone,) = _in_turns(1, measure("once", [7.0]))
+    assert (alone.value, alone.detail, alone.how) == (7.0, {}, "How.")

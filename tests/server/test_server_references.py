@@ -164,7 +164,9 @@ def _later(plan: Plan, epc: str, location: str, at: datetime, event_id: str) -> 
 
 async def _units(store: Store) -> dict[str, tuple[str | None, str]]:
     async with store.read("reading units") as conn:
-        rows = await conn.execute(sa.select(units.c.epc, units.c.location_id, units.c.last_event_id))
+        rows = await conn.execute(
+            sa.select(units.c.epc, units.c.location_id, units.c.last_event_id)
+        )
         return {epc: (location, event_id) for epc, location, event_id in rows}
 
 
@@ -177,10 +179,14 @@ async def test_unit_states_upserted_by_copy_twice_in_a_transaction_keep_the_newe
     item_id = await _master(store)
     first, second = "urn:epc:id:sgtin:0614141.812345.1", "urn:epc:id:sgtin:0614141.812345.2"
     later = NOW.replace(hour=10)
-    with pytest.raises(StoreError):
+
+    async def fail_after_staging() -> None:
         async with store.begin("a transaction that fails") as conn:
             await _write(conn, receipt(), item_id)
             await conn.execute(sa.text("SELECT 1/0"))
+
+    with pytest.raises(StoreError):
+        await fail_after_staging()
     async with store.begin("two groups") as conn:
         await _write(conn, receipt(), item_id)
         staged = sa.text("SELECT count(*) FROM stage_units")
