@@ -384,6 +384,8 @@ async def check_ledger_command(settings: ServerSettings) -> int:
         print(f"{len(report.balances)} balance(s) disagree with the ledger")
     if report.reversals:
         print(f"{len(report.reversals)} reversal(s) do not mirror the row they reverse")
+    if report.references:
+        print("rows name items or locations that do not exist (see above)")
     if report.lines:
         return 1
     print("balances agree with the ledger")

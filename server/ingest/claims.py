@@ -3,9 +3,10 @@
 The claim is made in the transaction that writes the event's rows (docs/architecture.md
 §4), so an id is seen exactly when its rows are committed. With several server instances
 on one PostgreSQL the insert itself decides: it runs ``ON CONFLICT DO NOTHING RETURNING``,
-the ids that come back are the ones this transaction owns, and a concurrent transaction
-inserting the same id waits on the unique index and then gets nothing back, so it skips
-them. SQLite has one writer: the ids seen before are read, and the others inserted.
+the ids it returns are the ones this transaction owns (the statement hands back the
+others), and a concurrent transaction inserting the same id waits on the unique index and
+then does not get it, so it skips them. SQLite has one writer: the ids seen before are
+read, and the others inserted.
 """
 
 from __future__ import annotations
@@ -21,21 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.store.dialect import execute_rows, one_of
 from server.store.schema.core import seen_events
 
-_CLAIM_IDS = (
-    sa.func.unnest(sa.bindparam("event_ids", type_=postgresql.ARRAY(seen_events.c.event_id.type)))
-    .table_valued("event_id")
-    .render_derived()
+_CLAIM = sa.text(
+    "WITH wanted AS (SELECT unnest(:event_ids) AS event_id), "
+    "claimed AS (INSERT INTO seen_events (event_id, seen_at) "
+    "SELECT event_id, :seen_at FROM wanted ON CONFLICT DO NOTHING RETURNING event_id) "
+    "SELECT event_id FROM wanted WHERE event_id NOT IN (SELECT event_id FROM claimed)"
+).bindparams(
+    sa.bindparam("event_ids", type_=postgresql.ARRAY(seen_events.c.event_id.type)),
+    sa.bindparam("seen_at", type_=seen_events.c.seen_at.type),
 )
-_CLAIM = (
-    postgresql.insert(seen_events)
-    .from_select(
-        ["event_id", "seen_at"],
-        sa.select(_CLAIM_IDS.c.event_id, sa.bindparam("seen_at", type_=seen_events.c.seen_at.type)),
-    )
-    .on_conflict_do_nothing()
-    .returning(seen_events.c.event_id)
-)
-"""PostgreSQL's claim: insert the ids, get back the ones no other transaction had."""
+"""PostgreSQL's claim: insert the ids, get back the ones another transaction had (usually
+none: returning the thousands this one won cost the event loop a row object each)."""
 
 
 def seen_query(
@@ -83,7 +80,7 @@ async def claim_events(
             [(event_id, now) for event_id in fresh],
         )
         return fresh
-    # Several instances: the insert itself decides, and returns the ids this one won. One
-    # statement over an array of the ids (not a row of parameters per id).
+    # Several instances: the insert itself decides, and returns the ids this one did not
+    # win. One statement over an array of the ids (not a row of parameters per id).
     result = await conn.execute(_CLAIM, {"event_ids": list(event_ids), "seen_at": now})
-    return set(result.scalars())
+    return set(event_ids).difference(result.scalars())

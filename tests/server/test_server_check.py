@@ -57,3 +57,38 @@ async def test_a_planted_difference_is_reported(
     ]
     assert await check_ledger_command(settings) == 1
     assert "2 balance(s) disagree with the ledger" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_rows_naming_what_does_not_exist_are_reported_on_postgresql(
+    store: Store, filled: None, settings: ServerSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PostgreSQL has no foreign keys on these columns (revision 0022): what a writer that
+    # skipped ``server.ingest.references.hold`` could leave behind.
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    async with store.engine.begin() as conn:
+        item_id = await conn.scalar(sa.select(schema.items.c.id))
+        await conn.execute(
+            schema.ledger.insert().values(
+                event_time=at,
+                recorded_at=at,
+                item_id=item_id,
+                to_location="wh9.gone",
+                quantity=2,
+                kind="receipt",
+                actor="test",
+            )
+        )
+        await conn.execute(
+            schema.balances.insert().values(item_id=item_id, location_id="wh9.gone", on_hand=2)
+        )
+        await conn.execute(
+            schema.units.update().where(schema.units.c.epc == sgtin(3)).values(item_id=999_999)
+        )
+    assert await check_ledger(store) == [
+        f"ledger rows or the balance of item id {item_id} at wh9.gone name a location that "
+        "does not exist",
+        f"unit {sgtin(3)} names item id 999999 at wh1.receiving, one of which does not exist",
+    ]
+    assert await check_ledger_command(settings) == 1
+    assert "rows name items or locations that do not exist" in capsys.readouterr().out
