@@ -192,7 +192,12 @@ def run_server(ctx: Context) -> list[Figure]:
             print(f"bench: profiling pass failed: {err}", file=sys.stderr)
         else:
             figure = _with_profile(figure, out)
-    following = history.follow_rate(ctx.workdir / server.DATABASE_NAME, ctx.workdir, figure.value)
+    following = history.follow_rate(
+        ctx.workdir / server.DATABASE_NAME,
+        ctx.workdir,
+        figure.value,
+        passes=ctx.sizes.ingest_passes,
+    )
     return [figure, raw, floor, following, *run_server_pg(ctx, figure)]
 
 

@@ -85,9 +85,14 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     assert json.loads(payloads[0])["gateway"] == gateway_name(1)
     # The server's own rollups follower caught up with the run's ledger.
     assert figure.detail["history_rows_behind_at_last_ack"] >= 0
-    following = history.follow_rate(tmp_path / server.DATABASE_NAME, tmp_path, figure.value)
+    following = history.follow_rate(
+        tmp_path / server.DATABASE_NAME, tmp_path, figure.value, passes=2
+    )
     assert following.key == "history.follow_rows_per_s"
     assert following.value > 0
+    # Each pass follows from the first row again, into a VictoriaMetrics of its own.
+    assert len(following.detail["passes"]) == 2
+    assert following.value in following.detail["passes"]
     rows = GATEWAYS * BATCH_EVENTS * 2  # the warm-up's batches and the timed
     assert following.detail["ledger_rows"] == rows
     assert following.detail["points_read_back"] == rows  # one side per pass event

@@ -4,8 +4,9 @@ locks on PostgreSQL (``server.ingest.references``, revision 0022)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -84,17 +85,19 @@ async def test_a_row_naming_an_item_or_location_that_is_not_there_is_refused(sto
     assert [await _count(store, table) for table in (ledger, units, balances)] == [1, 1, 1]
 
 
-async def _pid(conn: AsyncConnection) -> int:
-    return int((await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
-
-
-async def _waiting_on_a_lock(store: Store, pid: int) -> None:
-    """Return once the session ``pid`` waits for a lock (at most 10 s)."""
+async def _waiting_on_a_lock(
+    store: Store, conn: AsyncConnection, work: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    """``work`` on ``conn``, in a transaction begun here, as a task that waits for a lock
+    (PostgreSQL's view of the session, asked for at most 10 s)."""
+    await conn.begin()
+    pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    task = asyncio.create_task(work)
     query = sa.text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
     for _ in range(200):
-        async with store.engine.connect() as conn:
-            if (await conn.execute(query, {"pid": pid})).scalar() == "Lock":
-                return
+        async with store.engine.connect() as other:
+            if (await other.execute(query, {"pid": pid})).scalar() == "Lock":
+                return task
         await asyncio.sleep(0.05)
     raise AssertionError(f"session {pid} never waited for a lock")
 
@@ -125,10 +128,7 @@ async def test_deleting_an_item_waits_for_a_writer_holding_it_then_sees_its_rows
     writer, deleter = two
     await writer.begin()
     await _write(writer, receipt(), item_id)
-    await deleter.begin()
-    pid = await _pid(deleter)
-    deleting = asyncio.create_task(delete_item(deleter, SKU))
-    await _waiting_on_a_lock(store, pid)
+    deleting = await _waiting_on_a_lock(store, deleter, delete_item(deleter, SKU))
     await writer.commit()
     with pytest.raises(Conflict, match="ledger rows"):
         await deleting
@@ -145,10 +145,7 @@ async def test_a_writer_naming_a_location_deleted_meanwhile_is_refused(
     writer, deleter = two
     await deleter.begin()
     await delete_location(deleter, "wh1.yard")
-    await writer.begin()
-    pid = await _pid(writer)
-    writing = asyncio.create_task(_write(writer, receipt("wh1.yard"), item_id))
-    await _waiting_on_a_lock(store, pid)
+    writing = await _waiting_on_a_lock(store, writer, _write(writer, receipt("wh1.yard"), item_id))
     await deleter.commit()
     with pytest.raises(sa.exc.IntegrityError, match=r"no such location 'wh1\.yard'"):
         await writing
