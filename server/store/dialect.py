@@ -97,7 +97,9 @@ _prepared: dict[tuple[str, str, tuple[str, ...], bool], _Prepared] = {}
 
 STAGED = (units,)
 """Tables upserted by ``COPY`` on PostgreSQL (``execute_many``'s ``copy``): each has a
-temporary table of the same columns, ``stage_<name>``, on every connection."""
+temporary table of the same columns, ``stage_<name>``, on every connection. A temporary
+table belongs to a session, so the server's connections must be sessions of their own, not
+a pooler's in transaction mode (asyncpg's cached prepared statements need that too)."""
 STAGE_ORDER = "stage_row"
 """The staging tables' extra column: the rows' order, in which they are upserted (and
 their rows locked)."""
