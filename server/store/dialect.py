@@ -290,18 +290,16 @@ async def execute_rows(
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         if prepared.staged is None:
-            await driver.copy_records_to_table(
-                prepared.table,
-                records=list(zip(*columns, strict=True)),
-                columns=list(prepared.columns),
-            )
-            return
+            target, names = prepared.table, list(prepared.columns)
+        else:
+            # Into the staging table, each row with its place (``STAGE_ORDER``).
+            target, names = f"stage_{prepared.table}", [STAGE_ORDER, *prepared.columns]
+            columns.insert(0, tuple(range(len(rows))))
         await driver.copy_records_to_table(
-            f"stage_{prepared.table}",
-            records=list(zip(range(len(rows)), *columns, strict=True)),
-            columns=[STAGE_ORDER, *prepared.columns],
+            target, records=list(zip(*columns, strict=True)), columns=names
         )
-        await conn.exec_driver_sql(prepared.staged)
+        if prepared.staged is not None:
+            await conn.exec_driver_sql(prepared.staged)
     elif prepared.arrays:
         await conn.exec_driver_sql(prepared.sql, tuple(list(column) for column in columns))
     else:
