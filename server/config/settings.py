@@ -73,6 +73,10 @@ class DatabaseSettings(Section):
         default="sqlite+aiosqlite:///stockgate.db",
         pattern=r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://",
     )
+    """``sqlite+aiosqlite:///<file>`` or ``postgresql+asyncpg://<user>@<host>/<db>``. On
+    PostgreSQL each connection must be a session of its own (directly, or a pooler in
+    session mode, not transaction mode): the server keeps prepared statements and a
+    temporary staging table per connection (``server.store.dialect.STAGED``)."""
     pool_size: int = Field(default=5, ge=1, le=100)
     """Connections kept open to PostgreSQL (SQLite uses one file and ignores it)."""
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
