@@ -196,14 +196,20 @@ def _same(at: datetime) -> datetime:
     return at
 
 
+async def _read_and_lock(conn: Any, tx: _PgTransaction) -> None:
+    """What the server does in a transaction before it writes: read the ids seen before
+    and the units named, and lock what the rows name (``HOLD``)."""
+    if await conn.fetch(SEEN_BEFORE, tx.event_ids):
+        raise RuntimeError("an event id was seen before; the workload repeats itself")
+    await conn.fetch(UNITS_NAMED, tx.epcs)
+    if await conn.fetch(HOLD, tx.held_items, tx.held_locations):
+        raise RuntimeError("a row names an item or location that does not exist")
+
+
 async def _write_copy(conn: Any, tx: _PgTransaction) -> None:
     rows = tx.rows
     async with conn.transaction():
-        if await conn.fetch(SEEN_BEFORE, tx.event_ids):
-            raise RuntimeError("an event id was seen before; the workload repeats itself")
-        await conn.fetch(UNITS_NAMED, tx.epcs)
-        if await conn.fetch(HOLD, tx.held_items, tx.held_locations):
-            raise RuntimeError("a row names an item or location that does not exist")
+        await _read_and_lock(conn, tx)
         await conn.copy_records_to_table("seen_events", records=rows.seen)
         await conn.copy_records_to_table("ledger", records=tx.ledger, columns=LEDGER_COLUMNS)
         await conn.copy_records_to_table("stage_units", records=rows.units, columns=UNIT_COLUMNS)
@@ -215,11 +221,7 @@ async def _write_copy(conn: Any, tx: _PgTransaction) -> None:
 async def _write_executemany(conn: Any, tx: _PgTransaction) -> None:
     rows = tx.rows
     async with conn.transaction():
-        if await conn.fetch(SEEN_BEFORE, tx.event_ids):
-            raise RuntimeError("an event id was seen before; the workload repeats itself")
-        await conn.fetch(UNITS_NAMED, tx.epcs)
-        if await conn.fetch(HOLD, tx.held_items, tx.held_locations):
-            raise RuntimeError("a row names an item or location that does not exist")
+        await _read_and_lock(conn, tx)
         await conn.executemany(INSERT_SEEN, rows.seen)
         await conn.executemany(INSERT_LEDGER, rows.ledger)
         await conn.executemany(UPSERT_UNIT, rows.units)

@@ -14,6 +14,7 @@ when two instances race on one unit (docs/architecture.md §4).
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,8 +263,10 @@ async def write_rows(
     # On PostgreSQL what the rows name is locked here instead of by foreign keys.
     await hold(
         conn,
-        {item_ids[movement.item.ref] for movement in plan.movements}
-        | {item_ids[unit.item] for unit in plan.units.values()},
+        itertools.chain(
+            (item_ids[movement.item.ref] for movement in plan.movements),
+            (item_ids[unit.item] for unit in plan.units.values()),
+        ),
         named,
     )
 

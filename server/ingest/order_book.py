@@ -123,7 +123,7 @@ async def shift_positions(conn: AsyncConnection, changes: PositionChanges) -> No
     ]
     if not rows:
         return
-    await hold(conn, {row["item_id"] for row in rows}, {row["location_id"] for row in rows})
+    await hold(conn, (row["item_id"] for row in rows), (row["location_id"] for row in rows))
     # A zero balance row, so the stock listing (which starts from balances) shows the key.
     await conn.execute(
         upsert(conn, balances).on_conflict_do_nothing(),

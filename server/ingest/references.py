@@ -16,7 +16,7 @@ in the writer's own process): ``hold`` does nothing there.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,18 +45,22 @@ class MissingReference(Exception):
     sqlstate = "23503"
 
 
-async def hold(
-    conn: AsyncConnection, item_ids: Collection[int], locations: Collection[str]
-) -> None:
+async def hold(conn: AsyncConnection, item_ids: Iterable[int], locations: Iterable[str]) -> None:
     """Lock ``item_ids`` and ``locations`` until ``conn``'s transaction ends (PostgreSQL).
+
+    Both are read only on PostgreSQL, so a caller may pass generators: on SQLite (its
+    foreign keys hold) ingest's hot path builds nothing for this.
 
     Raises:
         sqlalchemy.exc.IntegrityError: one of them does not exist (deleted by a transaction
             that committed first, say); the caller's transaction must not commit.
     """
-    if conn.dialect.name != "postgresql" or not (item_ids or locations):
+    if conn.dialect.name != "postgresql":
         return
-    result = await conn.exec_driver_sql(HOLD, (sorted(item_ids), sorted(locations)))
+    items, places = sorted(set(item_ids)), sorted(set(locations))
+    if not (items or places):
+        return
+    result = await conn.exec_driver_sql(HOLD, (items, places))
     missing: list[tuple[Any, ...]] = [tuple(row) for row in result]
     if missing:
         named = ", ".join(f"{kind} {key!r}" for kind, key in missing[:5])

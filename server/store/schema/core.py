@@ -46,6 +46,7 @@ MAX_REASON = 2000
 MAX_KIND = 32
 MAX_MESSAGE = 2000
 SQLITE_UTC_TEXT_LENGTH = len("2024-11-25 08:00:00.000000")
+NAIVE_REFUSED = "refusing a naive datetime; the store keeps UTC only"
 UTC_TEXT_CACHE = 16_384
 """Timestamp texts kept (``sqlite_utc_text``, about 4 MB): twice the events of an ingest
 transaction on SQLite (``server.ingest.pipeline.events_per_write``, 8,000), whose ledger
@@ -69,7 +70,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("refusing a naive datetime; the store keeps UTC only")
+            raise ValueError(NAIVE_REFUSED)
         value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
@@ -130,7 +131,7 @@ def sqlite_utc_text(value: datetime | None) -> str | None:
         return None
     offset = value.utcoffset()
     if offset is None:
-        raise ValueError("refusing a naive datetime; the store keeps UTC only")
+        raise ValueError(NAIVE_REFUSED)
     # A time in UTC (every time ingest binds) is formatted as it is: astimezone() took
     # about 1 µs of the 2.5 µs this took for a time pydantic parsed.
     if offset:
@@ -141,7 +142,7 @@ def sqlite_utc_text(value: datetime | None) -> str | None:
 def aware_instant(value: datetime | None) -> datetime | None:
     """``value`` as it is, once it is known to be aware (the store keeps instants)."""
     if value is not None and value.utcoffset() is None:
-        raise ValueError("refusing a naive datetime; the store keeps UTC only")
+        raise ValueError(NAIVE_REFUSED)
     return value
 
 
