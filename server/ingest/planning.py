@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -126,9 +126,12 @@ async def plan_ahead(
     policy: Policy = DEFAULT_POLICY,
     *,
     between_steps: Callable[[], Awaitable[None]] = _no_wait,
+    not_seen: Collection[str] = frozenset(),
 ) -> PlannedEvents | None:
     """Plan ``events`` from a read outside their transaction (``conn`` only reads);
-    ``between_steps`` is awaited between steps of the rules (``plan_in_steps``).
+    ``between_steps`` is awaited between steps of the rules (``plan_in_steps``). The ids
+    in ``not_seen`` are taken as not seen before without reading them (the caller knows
+    they are new; the claim in the transaction decides all the same).
 
     Returns None when the plan has to be made inside the transaction: the events hold
     cycle counts (they compare with the ledger at the count's time) or pallets (their
@@ -139,7 +142,7 @@ async def plan_ahead(
     unique = distinct(events)
     if counts_of(unique.values()):
         return None
-    seen = await seen_before(conn, list(unique))
+    seen = await seen_before(conn, [event_id for event_id in unique if event_id not in not_seen])
     fresh = [event for event_id, event in unique.items() if event_id not in seen]
     expansion = await expand_pallets(conn, fresh, read_points)
     if expansion.pallets or expansion.unknown:

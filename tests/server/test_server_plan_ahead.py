@@ -6,12 +6,23 @@ outcome is the one of applying the groups one after the other."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import sqlalchemy as sa
-from server_helpers import GTIN_A, Batches, Probe, checked, counter_totals, sgtin
+from server_helpers import (
+    GTIN_A,
+    Batches,
+    Probe,
+    RecordingPublisher,
+    checked,
+    counter_totals,
+    sgtin,
+)
 
 from server.commands.operation_models import Caller, TransferRequest
 from server.commands.operations import transfer
+from server.config.settings import ServerSettings
 from server.ingest.consumer import Ingestor
 from server.ingest.intake import Prepared
 from server.ingest.planning import distinct
@@ -29,6 +40,97 @@ async def _planned(ingestor: Ingestor, group: list[Prepared]) -> Ahead:
     ahead = await ingestor.plan(group)
     assert ahead is not None
     return ahead
+
+
+@contextlib.contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    """The statements run on ``store``'s connections (reads and writes) in the block."""
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engines = {store.engine.sync_engine, store.write_engine.sync_engine}
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", note)
+
+
+async def _next_batch(ingestor: Ingestor, batches: Batches, epcs: list[int]) -> Prepared:
+    """A batch of receipts of ``epcs`` that starts where the outbox's last one ended."""
+    seq_first = batches.seq + 1
+    events = [batches.event(epc=sgtin(n)) for n in epcs]
+    prepared = await ingestor.prepare(batches.topic, batches.payload(events, seq_first=seq_first))
+    assert isinstance(prepared, Prepared)
+    return prepared
+
+
+def _reads_seen_ids(statements: list[str]) -> bool:
+    return any(s.startswith("SELECT") and "FROM seen_events" in s for s in statements)
+
+
+async def test_a_batch_past_its_outbox_s_last_commit_is_planned_without_reading_its_ids(
+    ingestor: Ingestor, batches: Batches, probe: Probe, metrics: Metrics, store: Store
+) -> None:
+    """The ids of a batch that starts past the last sequence number committed of its
+    gateway's outbox cannot have been seen: planning does not look them up. A re-sent
+    batch (the edge's retry after a lost Ack) starts below it: its ids are read."""
+    first = await _next_batch(ingestor, batches, [1])
+    with _statements(store) as before:
+        await ingestor.apply([first], await _planned(ingestor, [first]))
+    second = await _next_batch(ingestor, batches, [2, 3])
+    with _statements(store) as after:
+        ahead = await _planned(ingestor, [second])
+    [result] = await ingestor.apply([second], ahead)
+    resent = await ingestor.prepare(first.topic, first.header.model_dump_json().encode())
+    assert isinstance(resent, Prepared)
+    with _statements(store) as again:
+        ahead = await _planned(ingestor, [resent])
+    [repeat] = await ingestor.apply([resent], ahead)
+
+    # Nothing is known of the outbox at first (a server just started): the ids are read.
+    assert _reads_seen_ids(before)
+    assert not _reads_seen_ids(after)
+    assert _reads_seen_ids(again)
+    assert (result.outcome, result.applied, repeat.outcome, repeat.duplicates) == (
+        "applied",
+        2,
+        "duplicate",
+        1,
+    )
+    assert _plans(metrics) == {"ahead": 3}
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 3}
+
+
+async def test_ids_another_instance_claimed_past_the_last_commit_are_still_duplicates(
+    ingestor: Ingestor,
+    batches: Batches,
+    probe: Probe,
+    metrics: Metrics,
+    store: Store,
+    settings: ServerSettings,
+) -> None:
+    """Instances on a shared subscription each know their own commits only: a batch the
+    other instance applied, re-sent to this one, is planned as new, and the claim in the
+    transaction finds its ids taken; it is planned again there and applies nothing."""
+    other = Ingestor(store, settings, RecordingPublisher(), Metrics())
+    await ingestor.apply([first := await _next_batch(ingestor, batches, [1])])
+    taken = await _next_batch(other, batches, [2, 3])
+    await other.apply([taken])
+    resent = await ingestor.prepare(taken.topic, taken.header.model_dump_json().encode())
+    assert isinstance(resent, Prepared)
+    assert first.header.seq_last < resent.header.seq_first
+
+    [result] = await ingestor.apply([resent], await _planned(ingestor, [resent]))
+
+    assert (result.outcome, result.applied, result.duplicates) == ("duplicate", 0, 2)
+    assert _plans(metrics) == {"in_transaction": 1, "replanned": 1}
+    assert len(await probe.ledger()) == 3
+    assert await probe.balances() == {(GTIN_A, "wh1.receiving"): 3}
 
 
 async def test_a_plan_made_ahead_is_written_when_nothing_committed_meanwhile(
