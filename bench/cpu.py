@@ -103,6 +103,41 @@ def process_tree_cpu_seconds(pid: int) -> dict[tuple[int, int], float]:
     }
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the main thread of ``pid`` was ready to run but waited for a CPU (the second
+    field of ``/proc/PID/task/PID/schedstat``; 0.0 where it cannot be read)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    return int(text.split()[1]) / 1e9
+
+
+def machine_cpu_seconds(names: Sequence[str]) -> dict[str, float]:
+    """CPU seconds used so far: ``busy`` by the whole machine (every CPU, idle and iowait
+    left out, from ``/proc/stat``), and by every process whose command is one of ``names``
+    (from ``/proc/*/stat``; a process that ends between two readings takes its seconds
+    with it). Empty where ``/proc`` is not readable."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]
+    except OSError:
+        return {}
+    values = [int(field) for field in fields]
+    used = {"busy": (sum(values) - values[3] - values[4]) / ticks}
+    used.update(dict.fromkeys(names, 0.0))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+            command = stat.partition("(")[2].rpartition(")")[0]
+            if command in used and command != "busy":
+                rest = stat.rpartition(")")[2].split()
+                used[command] += (int(rest[11]) + int(rest[12])) / ticks
+    return used
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

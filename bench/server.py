@@ -15,6 +15,7 @@ on PostgreSQL. The broker alone is ``bench.broker_ceiling``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.cpu import process_tree_cpu_seconds
+from bench.cpu import machine_cpu_seconds, process_tree_cpu_seconds, run_queue_seconds
 from bench.figures import Figure, Target
 from bench.files import remove_database
 from bench.profiling import write_text
@@ -141,6 +142,8 @@ class _Measured:
     (``stockgate_ingest_stage_seconds_total``: check, plan, write)."""
     running: dict[str, float]
     """What ``while_running`` measured after the timed part, the servers still up."""
+    machine: dict[str, float]
+    """The whole machine over the timed part (``_machine_use``)."""
 
 
 WaitSampler = Callable[[], AbstractContextManager[dict[str, object]]]
@@ -187,12 +190,21 @@ def _timed_ingest(
         pids = [process.pid for process in processes if process.pid is not None]
         stages_before = [_stage_seconds(process.base_url) for process in processes]
         before = [process_tree_cpu_seconds(pid) for pid in pids]
+        queued = [run_queue_seconds(pid) for pid in pids]
+        machine_before = machine_cpu_seconds(MACHINE_PROCESSES)
         wall_before = time.perf_counter()
         with sample_waits() as waits:
             run = asyncio.run(_publish_all(mqtt_url, timed, timed=True))
         wall = time.perf_counter() - wall_before
+        machine = _machine_use(machine_before, machine_cpu_seconds(MACHINE_PROCESSES), wall)
         cpu = [
-            _cpu_use(pid, cpu_before, wall) for pid, cpu_before in zip(pids, before, strict=True)
+            {
+                **_cpu_use(pid, cpu_before, wall),
+                "event_loop_waiting_for_cpu_cores": round(
+                    (run_queue_seconds(pid) - queued_before) / wall, 3
+                ),
+            }
+            for pid, cpu_before, queued_before in zip(pids, before, queued, strict=True)
         ]
         plans = [
             {key: int(value) for key, value in _counter(process.base_url, PLANS, "outcome").items()}
@@ -218,7 +230,27 @@ def _timed_ingest(
         plans=plans,
         stages=stages,
         running=running,
+        machine=machine,
     )
+
+
+MACHINE_PROCESSES: Final = ("postgres", "mosquitto")
+"""Processes whose CPU use over the timed part is recorded by name (``_machine_use``)."""
+
+
+def _machine_use(
+    before: dict[str, float], after: dict[str, float], wall_s: float
+) -> dict[str, float]:
+    """What the whole machine did over the timed part, in cores: ``cores`` it has,
+    ``busy_cores`` used by anything, and by ``MACHINE_PROCESSES`` (PostgreSQL's backends
+    and Mosquitto). With the servers' own (``_cpu_use``) and their event loop's wait for a
+    CPU (``event_loop_waiting_for_cpu_cores``), it shows whether ingest waited for the
+    database or for the machine."""
+    use: dict[str, float] = {"cores": float(os.cpu_count() or 0)}
+    for name in ("busy", *MACHINE_PROCESSES):
+        if name in before and name in after:
+            use[f"{name}_cores"] = round((after[name] - before[name]) / wall_s, 3)
+    return use
 
 
 PLANS: Final = "stockgate_ingest_plans"
@@ -251,6 +283,7 @@ def _workload_detail(measured: _Measured) -> dict[str, object]:
         "shipments": sum(b.shipments for b in flat),
         "ledger_rows_after": measured.sent_events,
         "payload_bytes_mean": round(sum(len(b.payload) for b in flat) / len(flat)),
+        "machine": measured.machine,
     }
 
 
@@ -287,7 +320,8 @@ def server_events(
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
             "were verified. The server's CPU use over the timed part, from /proc, is in the "
             "details (cores: its event loop thread, its other threads, and the processes it "
-            "started, where its SQLite write connection runs), with the share of the timed "
+            "started, where its SQLite write connection runs; its event loop's wait for a CPU, "
+            "from schedstat; the whole machine's under machine), with the share of the timed "
             "part each ingest stage was in progress (stage_busy_share, from "
             "stockgate_ingest_stage_seconds_total)."
         ),
@@ -357,7 +391,9 @@ def pg_server_events(
             f"{workload_how(len(measured.timed))}: {shared} on the machine's PostgreSQL "
             "(synchronous_commit on); timed from the first publish to the last Ack, after an "
             "untimed warm-up; then the ledger rows, seen event ids and balances (check-ledger) "
-            "were verified. Each server process's CPU use (cores, from /proc), the share of "
+            "were verified. Each server process's CPU use (cores, from /proc) and its event "
+            "loop's wait for a CPU (schedstat), the machine's (busy_cores, postgres_cores, "
+            "mosquitto_cores under machine), the share of "
             "the timed part each of its ingest stages was in progress (stage_busy_share; write "
             "is summed over its writers) and what the database sessions waited on "
             "(pg_stat_activity sampled while timed) are in the details."
@@ -368,6 +404,9 @@ def pg_server_events(
             "sites": sites,
             "server_cpu_cores": [cpu["server_cpu_cores"] for cpu in measured.cpu],
             "event_loop_thread_cores": [cpu["event_loop_thread_cores"] for cpu in measured.cpu],
+            "event_loop_waiting_for_cpu_cores": [
+                cpu["event_loop_waiting_for_cpu_cores"] for cpu in measured.cpu
+            ],
             "plans": measured.plans,
             "stage_busy_share": measured.stages,
             "waits": measured.waits,

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from bench.cpu import child_processes, thread_cpu_seconds
+from bench.cpu import child_processes, machine_cpu_seconds, run_queue_seconds, thread_cpu_seconds
 
 SPIN_S = 0.3
 
@@ -55,3 +56,33 @@ def test_child_processes_lists_the_processes_started_while_they_run() -> None:
         child.wait(timeout=10)
     assert child.pid not in child_processes(os.getpid())
     assert child_processes(2**22 + 12345) == []
+
+
+def test_machine_cpu_seconds_counts_the_machine_and_the_processes_named() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time\nuntil = time.process_time() + {SPIN_S}\n"
+            "while time.process_time() < until: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        name = Path(f"/proc/{child.pid}/stat").read_text().partition("(")[2].rpartition(")")[0]
+        before = machine_cpu_seconds([name, "no-such-command"])
+        time.sleep(SPIN_S * 2)
+        after = machine_cpu_seconds([name, "no-such-command"])
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    # The spinning child (and anything else named alike) worked; so did the machine.
+    assert after[name] - before[name] >= SPIN_S / 2
+    assert after["busy"] - before["busy"] >= after[name] - before[name] - 0.05
+    assert after["no-such-command"] == before["no-such-command"] == 0.0
+
+
+def test_run_queue_seconds_grows_only_while_a_thread_waits_for_a_cpu() -> None:
+    assert run_queue_seconds(2**22 + 12345) == 0.0
+    waited = run_queue_seconds(os.getpid())
+    time.sleep(0.05)
+    assert run_queue_seconds(os.getpid()) >= waited

@@ -74,6 +74,11 @@ def test_server_and_broker_figures_are_positive(tmp_path: Path, mosquitto: Any) 
     # The SQLite file's write connection runs in a child process (server.store.sqlite_process),
     # which wrote the ledger.
     assert figure.detail["child_processes_cores"] > 0
+    # The machine was at least as busy as the server; its wait for a CPU is recorded.
+    machine = figure.detail["machine"]
+    assert machine["busy_cores"] >= figure.detail["server_cpu_cores"] - 0.05
+    assert machine["cores"] >= 1
+    assert figure.detail["event_loop_waiting_for_cpu_cores"] >= 0
     # Each ingest stage worked on the timed batches (server.metrics, ingest_stage_seconds).
     shares = figure.detail["stage_busy_share"]
     assert set(shares) == {"check", "plan", "write"}
@@ -170,6 +175,8 @@ def test_pg_floor_writes_the_rows_the_server_writes(tmp_path: Path, mosquitto: A
     assert figure.key == "server.pg_events_per_s"
     assert figure.value > 0
     assert figure.detail["server_cpu_cores"][0] > 0
+    # PostgreSQL's backends worked while it was timed.
+    assert figure.detail["machine"]["postgres_cores"] > 0
     assert floor.key == "pg.raw_events_per_s"
     assert floor.value > 0
     assert floor.detail["events"] == figure.detail["events"]
