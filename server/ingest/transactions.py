@@ -258,7 +258,8 @@ class GroupWriter:
         return fresh
 
     def _note_outboxes(self, group: Sequence[Prepared]) -> None:
-        """After a commit: the sequence numbers of ``group``'s batches are claimed."""
+        """After ``group``'s commit: each batch's outbox was committed up to the batch's
+        last sequence number (its events claimed or dead-lettered)."""
         marks = self._committed_up_to
         for prepared in group:
             header = prepared.header
