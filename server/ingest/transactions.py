@@ -47,6 +47,7 @@ from server.ingest.dead_letters import DeadLetter, insert_dead_letters, printabl
 from server.ingest.gateway_trust import raise_trust_alerts
 from server.ingest.intake import Prepared
 from server.ingest.ledger_writes import Applied, BalanceDeltas, write_balance_deltas
+from server.ingest.outboxes import OutboxMarks
 from server.ingest.planning import EVENT_ID, PlannedEvents, plan_ahead
 from server.ingest.prefetch import prefetch
 from server.ingest.write_turns import EVERYTHING, Keys, WriteTurns, conflict_keys
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 RETRY_BASE_S = 0.05
 COMMITS_KEPT = 64
 """Ingest's own recent commits remembered for checking plans made ahead (older: replan)."""
-OUTBOXES_KEPT = 4096
-"""Gateway outboxes (gateway, epoch) whose last committed sequence number is remembered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +104,7 @@ class GroupWriter:
         self._metrics = metrics
         self._commits: OrderedDict[int, _Touched] = OrderedDict()
         """Ingest's recent commits by their ``Store.stock_writes`` number."""
-        self._committed_up_to: OrderedDict[tuple[str, str], int] = OrderedDict()
-        """Per gateway outbox (gateway, epoch), the highest sequence number of the batches
-        this instance committed (``_not_seen``)."""
+        self._outboxes = OutboxMarks()
         self._turns = WriteTurns()
 
     async def plan(
@@ -129,7 +126,7 @@ class GroupWriter:
                         read_points,
                         self._policy,
                         between_steps=self._store.yield_to_writes,
-                        not_seen=self._not_seen(members),
+                        not_seen=self._outboxes.not_seen(members),
                     )
         except StoreError as err:
             log.warning("planning ahead failed (%s); planning in the transaction", err)
@@ -225,7 +222,7 @@ class GroupWriter:
             # Only after the commit (nothing awaited since): what it changed, for the plans
             # made ahead of it; a rolled-back location insert must not be cached.
             self._committed(done)
-            self._note_outboxes(group)
+            self._outboxes.committed(group)
             for applied in done:
                 self._store.known_locations.update(applied.new_locations)
             return list(done)
@@ -238,36 +235,6 @@ class GroupWriter:
         )
         while len(self._commits) > COMMITS_KEPT:
             self._commits.popitem(last=False)
-
-    def _not_seen(self, members: Sequence[Prepared]) -> set[str]:
-        """The event ids of ``members`` that cannot have been seen by a commit of this
-        instance: those of batches past the last sequence number it committed of their
-        gateway's outbox. An id is ``{gateway}:{epoch}:{seq}`` with the sequence number
-        inside its batch's range (``server.ingest.gateway_trust``), so a batch that starts
-        past that number holds none this instance claimed; a re-sent batch (the edge's
-        retry after a lost Ack) starts at or below it and its ids are read. Planning reads
-        the others only: usually none. An id another instance claimed meanwhile is still
-        found by the claim, and the plan is then made again in the transaction.
-        """
-        fresh: set[str] = set()
-        for prepared in members:
-            header = prepared.header
-            last = self._committed_up_to.get((header.gateway, header.epoch))
-            if last is not None and header.seq_first > last:
-                fresh.update(map(EVENT_ID, prepared.events))
-        return fresh
-
-    def _note_outboxes(self, group: Sequence[Prepared]) -> None:
-        """After ``group``'s commit: each batch's outbox was committed up to the batch's
-        last sequence number (its events claimed or dead-lettered)."""
-        marks = self._committed_up_to
-        for prepared in group:
-            header = prepared.header
-            key = (header.gateway, header.epoch)
-            marks[key] = max(marks.get(key, 0), header.seq_last)
-            marks.move_to_end(key)
-        while len(marks) > OUTBOXES_KEPT:
-            marks.popitem(last=False)
 
     def _still_valid(self, since: int, written: _Touched) -> Callable[[PlannedEvents], bool]:
         """Whether a plan made from a read after commit number ``since`` still holds.
