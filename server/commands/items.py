@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.commands.masterdata import ItemDetail, ItemFields
 from server.errors import Conflict, Invalid, NotFound
+from server.ingest.references import lock_for_delete
 from server.store.database import refused_on_conflict
 from server.store.rows import first_view, keyset_page, refuse_while_referenced, rows_with_keys
 from server.store.schema.core import balances, items, ledger, units
@@ -142,9 +143,7 @@ async def delete_item(conn: AsyncConnection, sku: str) -> None:
         Conflict: ledger rows, balances or units refer to it.
     """
     item = await require_item(conn, sku)
-    # Locked first: a writer holding the item (``server.ingest.references``) commits before
-    # the references are looked for, so its rows are seen.
-    await conn.execute(sa.select(items.c.id).where(items.c.id == item.id).with_for_update())
+    await lock_for_delete(conn, items.c.id, item.id)
     await refuse_while_referenced(
         conn,
         [

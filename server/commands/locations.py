@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.commands.masterdata import LocationChanges, LocationFields, LocationView, parent_of
 from server.errors import Conflict, Invalid, NotFound
 from server.ingest.ledger_writes import location_kind
+from server.ingest.references import lock_for_delete
 from server.store.database import refused_on_conflict
 from server.store.rows import first_view, keyset_page, refuse_while_referenced, rows_with_keys
 from server.store.schema.core import balances, ledger, locations, units
@@ -129,11 +130,7 @@ async def delete_location(conn: AsyncConnection, location: str) -> None:
         Conflict: it has children, ledger rows, balances, units or read points.
     """
     await require_location(conn, location)
-    # Locked first: a writer holding the location (``server.ingest.references``) commits
-    # before the references are looked for, so its rows are seen.
-    await conn.execute(
-        sa.select(locations.c.id).where(locations.c.id == location).with_for_update()
-    )
+    await lock_for_delete(conn, locations.c.id, location)
     await refuse_while_referenced(
         conn,
         [

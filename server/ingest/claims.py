@@ -3,9 +3,9 @@
 The claim is made in the transaction that writes the event's rows (docs/architecture.md
 §4), so an id is seen exactly when its rows are committed. With several server instances
 on one PostgreSQL the insert itself decides: it runs ``ON CONFLICT DO NOTHING RETURNING``,
-the ids it returns are the ones this transaction owns (the statement hands back the
-others), and a concurrent transaction inserting the same id waits on the unique index and
-then does not get it, so it skips them. SQLite has one writer: the ids seen before are
+the ids the insert returns are the ones this transaction owns (the statement hands back
+the others), and a concurrent transaction inserting the same id waits on the unique index
+and then does not get it, so it skips them. SQLite has one writer: the ids seen before are
 read, and the others inserted.
 """
 

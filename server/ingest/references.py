@@ -10,8 +10,8 @@ every item and location the rows name. It takes the lock the foreign key's check
 statement, on each row once, and raises ``IntegrityError`` naming what does not exist, as
 the foreign key did. Deleting an item or a location locks its row before it looks for
 references (``server.commands.items``, ``server.commands.locations``): it waits for every
-writer holding it, and then sees their rows. SQLite keeps its foreign keys (an index lookup
-in the writer's own process): ``hold`` does nothing there.
+writer holding it, and then sees their rows (``lock_for_delete``). SQLite keeps its foreign keys
+(an index lookup in the writer's own process): ``hold`` does nothing there.
 """
 
 from __future__ import annotations
@@ -70,3 +70,10 @@ async def hold(conn: AsyncConnection, item_ids: Iterable[int], locations: Iterab
             None,
             MissingReference(f"no such {named}{more}: a row written may not name it"),
         )
+
+
+async def lock_for_delete(conn: AsyncConnection, key: sa.Column[Any], value: object) -> None:
+    """Before deleting the item or location whose id (``key``) is ``value``, and before
+    looking for what refers to it: lock its row, so every writer holding it (``hold``)
+    commits first and its rows are then seen."""
+    await conn.execute(sa.select(key).where(key == value).with_for_update())
